@@ -1,0 +1,60 @@
+# Offline Map Sync — developer commands. `make test` and `make demo` work as the first command
+# on a fresh Debian 12 (QGIS 3.22) or Debian 13 (QGIS 3.40) machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-gdal gdal-bin xvfb
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PLUGIN_NAME := offline_map_sync
+VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
+# Files that make up the installed plugin (everything else is development material).
+PLUGIN_FILES := metadata.txt __init__.py LICENSE README.md plugin ui resources
+PROFILE ?= default
+QGIS_PROFILE_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)
+
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: setup test lint format package deploy clean demo stress bench
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: requirements-dev.txt Makefile
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@$(PY) -c "import qgis.core, osgeo.gdal; print('QGIS', qgis.core.Qgis.QGIS_VERSION, '/ GDAL', osgeo.gdal.__version__)"
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+package:
+	@rm -rf dist/$(PLUGIN_NAME) && mkdir -p dist/$(PLUGIN_NAME)
+	@cp -r $(PLUGIN_FILES) dist/$(PLUGIN_NAME)/
+	@find dist/$(PLUGIN_NAME) -name __pycache__ -prune -exec rm -rf {} +
+	@cd dist && rm -f $(PLUGIN_NAME)-$(VERSION).zip && zip -qr $(PLUGIN_NAME)-$(VERSION).zip $(PLUGIN_NAME)
+	@rm -rf dist/$(PLUGIN_NAME)
+	@echo dist/$(PLUGIN_NAME)-$(VERSION).zip
+
+deploy:
+	@mkdir -p $(QGIS_PROFILE_DIR)/python/plugins
+	@ln -sfn $(CURDIR) $(QGIS_PROFILE_DIR)/python/plugins/$(PLUGIN_NAME)
+	@echo "Linked $(CURDIR) -> $(QGIS_PROFILE_DIR)/python/plugins/$(PLUGIN_NAME)"
+
+clean:
+	rm -rf dist .pytest_cache .ruff_cache

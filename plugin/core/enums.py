@@ -1,0 +1,72 @@
+"""Enumerations with the values of the ArcGIS Maps SDKs (see the protocol spec, section 6)."""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+
+
+class SyncDirection(IntEnum):
+    """Which way a sync moves changes (SDK ``SyncDirection``)."""
+
+    NONE = 0
+    DOWNLOAD = 1
+    UPLOAD = 2
+    BIDIRECTIONAL = 3
+
+    @property
+    def wire(self) -> str:
+        """The value of the REST ``syncDirection`` parameter."""
+        return {
+            SyncDirection.NONE: "none",
+            SyncDirection.DOWNLOAD: "download",
+            SyncDirection.UPLOAD: "upload",
+            SyncDirection.BIDIRECTIONAL: "bidirectional",
+        }[self]
+
+    @property
+    def uploads(self) -> bool:
+        return self in (SyncDirection.UPLOAD, SyncDirection.BIDIRECTIONAL)
+
+    @property
+    def downloads(self) -> bool:
+        return self in (SyncDirection.DOWNLOAD, SyncDirection.BIDIRECTIONAL)
+
+
+class SyncModel(str, Enum):
+    """How a replica tracks server generations."""
+
+    PER_REPLICA = "perReplica"
+    PER_LAYER = "perLayer"
+    NONE = "none"
+
+
+class OfflineUpdateAvailability(IntEnum):
+    """SDK ``OfflineUpdateAvailability``."""
+
+    INDETERMINATE = -1
+    AVAILABLE = 0
+    NONE = 1
+
+
+class PreplannedUpdateMode(IntEnum):
+    """SDK ``PreplannedUpdateMode``: how an ahead-of-time map is kept current."""
+
+    NO_UPDATES = 0
+    SYNC_WITH_FEATURE_SERVICES = 1
+    DOWNLOAD_SCHEDULED_UPDATES = 2
+    DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES = 3
+
+
+class PreplannedScheduledUpdatesOption(IntEnum):
+    """SDK ``PreplannedScheduledUpdatesOption``."""
+
+    NO_UPDATES = 0
+    DOWNLOAD_ALL_UPDATES = 1
+
+
+class AttachmentSyncDirection(str, Enum):
+    """Fixed when a replica is created (REST ``attachmentsSyncDirection``)."""
+
+    NONE = "none"
+    UPLOAD = "upload"
+    BIDIRECTIONAL = "bidirectional"

@@ -1,0 +1,59 @@
+"""Exceptions of the core, each carrying a message a GIS user can act on."""
+
+from __future__ import annotations
+
+
+class OfflineMapSyncError(Exception):
+    """Base class of every error the core raises on purpose.
+
+    ``str(error)`` is the message to show the user; it never contains credentials.
+    """
+
+
+class ServiceError(OfflineMapSyncError):
+    """The ArcGIS server answered with an error body (or an unusable answer)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        details: list[str] | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = list(details or [])
+        self.url = url
+
+
+class AuthenticationError(ServiceError):
+    """Missing, wrong or expired credentials (ArcGIS codes 498, 499, 403, 401)."""
+
+
+class NetworkError(OfflineMapSyncError):
+    """The server could not be reached or the connection dropped. Retrying later is safe."""
+
+
+class NotSyncEnabledError(OfflineMapSyncError):
+    """A feature service cannot be taken offline for sync (no ``Sync`` capability, no GlobalIDs)."""
+
+
+class GeodatabaseError(OfflineMapSyncError):
+    """A local geodatabase is missing, corrupt or not one of ours."""
+
+
+class ManifestError(OfflineMapSyncError):
+    """An offline map folder's manifest is missing, unreadable or from a newer format."""
+
+
+class SyncInProgressError(OfflineMapSyncError):
+    """Another sync-type operation already holds this geodatabase."""
+
+
+class CancelledError(OfflineMapSyncError):
+    """The user cancelled the operation; nothing was half-applied."""
+
+
+class UnsupportedGeometryError(OfflineMapSyncError):
+    """A geometry that cannot be stored or sent (curves, unknown types)."""

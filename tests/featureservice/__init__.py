@@ -1,0 +1,1 @@
+"""The reference sync-enabled ArcGIS feature service and portal used by tests and the demo."""

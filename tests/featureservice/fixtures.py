@@ -1,0 +1,1 @@
+"""pytest fixtures for the reference feature service (filled in by the reference-service work)."""
