@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# package needs no venv: the system Python is enough.
+PY_SYS := $(shell [ -x $(VENV)/bin/python ] && echo $(VENV)/bin/python || echo python3)
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-gdal gdal-bin xvfb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PLUGIN_NAME := offline_map_sync
@@ -43,13 +45,9 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+DIST ?= dist
 package:
-	@rm -rf dist/$(PLUGIN_NAME) && mkdir -p dist/$(PLUGIN_NAME)
-	@cp -r $(PLUGIN_FILES) dist/$(PLUGIN_NAME)/
-	@find dist/$(PLUGIN_NAME) -name __pycache__ -prune -exec rm -rf {} +
-	@cd dist && rm -f $(PLUGIN_NAME)-$(VERSION).zip && zip -qr $(PLUGIN_NAME)-$(VERSION).zip $(PLUGIN_NAME)
-	@rm -rf dist/$(PLUGIN_NAME)
-	@echo dist/$(PLUGIN_NAME)-$(VERSION).zip
+	@$(PY_SYS) tests/tools/package.py "$(DIST)" $(PLUGIN_FILES)
 
 deploy:
 	@mkdir -p $(QGIS_PROFILE_DIR)/python/plugins

@@ -1,0 +1,8 @@
+"""QGIS entry point of the Offline Map Sync plugin."""
+
+
+def classFactory(iface):  # noqa: N802 (the name QGIS looks for)
+    """Create the plugin object; imported lazily so QGIS starts fast."""
+    from .plugin.main import OfflineMapSyncPlugin
+
+    return OfflineMapSyncPlugin(iface)

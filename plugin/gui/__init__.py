@@ -1,0 +1,1 @@
+"""Widgets and dialogs of the plugin: thin classes over Designer files in ``ui/``."""

@@ -1,0 +1,8 @@
+"""The list of the provider's algorithms (one module per algorithm beside this one)."""
+
+from __future__ import annotations
+
+
+def all_algorithms() -> list:
+    """Fresh instances of every algorithm the provider offers."""
+    return []

@@ -1,0 +1,55 @@
+"""The headless path users' scripts and CI pipelines take: qgis_process and the plugin zip."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.tools.qgis_process import REPO_ROOT, QgisProcess
+
+
+@pytest.fixture(scope="module")
+def qgis_process(tmp_path_factory):
+    runner = QgisProcess(tmp_path_factory.mktemp("qgis_process"))
+    yield runner
+    runner.close()
+
+
+def test_qgis_process_lists_the_provider(qgis_process):
+    listing = qgis_process.run_json("list")
+    provider = listing["providers"].get("offlinemapsync")
+    assert provider is not None, sorted(listing["providers"])
+    assert provider["name"] == "Offline Map Sync"
+    assert provider["is_active"]
+
+
+def test_make_package_builds_an_installable_zip(tmp_path):
+    done = subprocess.run(
+        ["make", "-s", "package", f"DIST={tmp_path}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    zips = list(Path(tmp_path).glob("offline_map_sync-*.zip"))
+    assert len(zips) == 1
+    with zipfile.ZipFile(zips[0]) as archive:
+        names = archive.namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"offline_map_sync"}
+    for required in (
+        "metadata.txt",
+        "__init__.py",
+        "LICENSE",
+        "plugin/main.py",
+        "ui/dock_panel.ui",
+    ):
+        assert f"offline_map_sync/{required}" in names
+    assert "offline_map_sync/resources/icons/offline_map_sync.svg" in names
+    forbidden = [n for n in names if n.split("/")[1] in ("tests", ".ci", "Makefile", ".venv")]
+    assert forbidden == []
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
