@@ -1,0 +1,770 @@
+"""Take a map offline on demand: one createReplica per feature service, into GeoPackages.
+
+The flow mirrors the SDK's ``OfflineMapTask.generateOfflineMap``: read the web map (or take the
+given service URLs), check that every service can sync, create a replica of each service for
+the area of interest, stream each result file into its own geodatabase, and write the offline
+map's manifest last. A run that fails or is cancelled removes every file it made and
+unregisters the replicas it created, so there is never a half-made map.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+from .enums import AttachmentSyncDirection, PreplannedUpdateMode, SyncModel
+from .errors import (
+    NotSyncEnabledError,
+    OfflineMapSyncError,
+    ServiceError,
+    UnsupportedGeometryError,
+)
+from .jobs import Job
+from .offline_map import (
+    GeodatabaseEntry,
+    LayerEntry,
+    MapSource,
+    OfflineMap,
+    OfflineMapManifest,
+)
+
+_FEATURE_SERVER = re.compile(
+    r"^(?P<service>.+?/FeatureServer)(?:/(?P<layer>\d+))?/?$", re.IGNORECASE
+)
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
+}
+
+
+# -- parameters and results ------------------------------------------------------------------
+@dataclass
+class LayerQuery:
+    """Which rows of one layer or table go offline (one entry of REST ``layerQueries``).
+
+    ``query_option``: ``"useFilter"`` (``where`` and, when ``use_geometry``, the area of
+    interest), ``"all"`` (every row) or ``"none"`` (schema only, no rows).
+    """
+
+    where: str = "1=1"
+    use_geometry: bool = True
+    query_option: str = "useFilter"
+    include_related: bool = True
+
+
+@dataclass
+class GenerateOfflineMapParameters:
+    """What to take offline (SDK ``GenerateOfflineMapParameters``).
+
+    ``area_of_interest``: an Esri JSON envelope or polygon with its ``spatialReference``
+    (None = the whole services). ``layer_queries`` is keyed by layer URL
+    (``<service url>/<layer id>``, see :func:`layer_url`). ``sync_model`` None means per-layer
+    where the service supports it, else per-replica. With
+    ``definition_expression_filter_enabled`` a web map layer's definition expression also
+    limits the rows taken offline.
+    """
+
+    area_of_interest: dict[str, Any] | None
+    title: str = ""
+    include_attachments: bool = True
+    layer_queries: dict[str, LayerQuery] = field(default_factory=dict)
+    sync_model: SyncModel | None = None
+    return_schema_only_for_editable_layers: bool = False
+    definition_expression_filter_enabled: bool = True
+
+    def set_layer_query(self, service_url: str, layer_id: int, query: LayerQuery) -> None:
+        """Set the query of one layer or table."""
+        self.layer_queries[layer_url(service_url, layer_id)] = query
+
+
+@dataclass(frozen=True)
+class SkippedLayer:
+    """A layer of the web map that was not taken offline, and why."""
+
+    title: str
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GenerateOfflineMapResult:
+    """The offline map made, and the web map layers left out (basemaps, non-feature layers)."""
+
+    offline_map: OfflineMap
+    skipped_layers: tuple[SkippedLayer, ...] = ()
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.skipped_layers)
+
+
+def layer_url(service_url: str, layer_id: int) -> str:
+    """The key of a layer in ``GenerateOfflineMapParameters.layer_queries``."""
+    return f"{_clean_service_url(service_url)}/{int(layer_id)}"
+
+
+# -- the task ------------------------------------------------------------------------------------
+class OfflineMapTask:
+    """Takes a web map (portal item) or a list of feature services offline on demand.
+
+    Give either ``portal_url`` + ``webmap_item_id`` or ``service_urls``. ``client`` is an
+    :class:`~plugin.core.rest.ArcGISClient` carrying the credentials; a default client without
+    credentials is made when none is given.
+    """
+
+    def __init__(
+        self,
+        *,
+        portal_url: str | None = None,
+        webmap_item_id: str | None = None,
+        service_urls: Iterable[str] | None = None,
+        client: Any = None,
+    ) -> None:
+        urls = tuple(_clean_service_url(url) for url in service_urls or ())
+        if bool(portal_url and webmap_item_id) == bool(urls):
+            raise ValueError(
+                "Give either a portal URL and web map item id, or feature service URLs."
+            )
+        for url in urls:
+            if not _FEATURE_SERVER.match(url):
+                raise ServiceError(
+                    f"{url} is not a feature service URL (…/FeatureServer).", url=url
+                )
+        if client is None:
+            from .rest import ArcGISClient
+
+            client = ArcGISClient()
+        self.client = client
+        self.portal_url = portal_url.rstrip("/") if portal_url else None
+        self.webmap_item_id = webmap_item_id
+        self.service_urls = urls
+        self._webmap: tuple[dict, dict] | None = None
+
+    def webmap(self) -> tuple[dict, dict]:
+        """The web map's portal item and its data (``operationalLayers``, ``tables``); cached."""
+        if self._webmap is None:
+            item = self.client.portal_item(self.portal_url, self.webmap_item_id)
+            if item.get("type") and item.get("type") != "Web Map":
+                raise ServiceError(
+                    f"The portal item {self.webmap_item_id} is a '{item.get('type')}', not a web map.",
+                    url=self.portal_url,
+                )
+            data = self.client.portal_item_data(self.portal_url, self.webmap_item_id)
+            self._webmap = (item, data)
+        return self._webmap
+
+    def create_default_generate_offline_map_parameters(
+        self, area_of_interest: dict[str, Any] | None
+    ) -> GenerateOfflineMapParameters:
+        """Parameters taking every layer and table of the map offline for ``area_of_interest``,
+        with attachments, titled like the web map (or the services)."""
+        if area_of_interest is not None:
+            parse_area_of_interest(area_of_interest)
+        if self.webmap_item_id:
+            item, _ = self.webmap()
+            title = str(item.get("title") or self.webmap_item_id)
+        else:
+            title = ", ".join(_service_name(url) for url in self.service_urls)
+        return GenerateOfflineMapParameters(area_of_interest=area_of_interest, title=title)
+
+    def generate_offline_map(
+        self, parameters: GenerateOfflineMapParameters, folder: str | os.PathLike[str]
+    ) -> GenerateOfflineMapJob:
+        """A job that makes the offline map in ``folder`` (new or empty). Call ``run()`` or
+        ``start()`` on it."""
+        return GenerateOfflineMapJob(self, parameters, Path(folder))
+
+
+# -- the job ---------------------------------------------------------------------------------
+@dataclass
+class _ServicePlan:
+    service_url: str
+    title: str
+    layers: list[LayerEntry]
+    service_info: dict = field(default_factory=dict)
+    layer_infos: dict[int, dict] = field(default_factory=dict)
+    download_only: bool = False
+    file: str = ""
+
+
+@dataclass
+class _Replica:
+    service_url: str
+    name: str
+    id: str | None = None
+
+
+@dataclass
+class _Made:
+    """What a run has created so far, to undo it on failure."""
+
+    folder_created: bool = False
+    files: list[Path] = field(default_factory=list)
+    replicas: list[_Replica] = field(default_factory=list)
+
+
+class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
+    """Makes an on-demand offline map (SDK ``GenerateOfflineMapJob``).
+
+    ``run()`` returns a :class:`GenerateOfflineMapResult` or raises: NotSyncEnabledError,
+    ServiceError/AuthenticationError, NetworkError, UnsupportedGeometryError,
+    OfflineMapSyncError (target folder not empty), CancelledError.
+    """
+
+    def __init__(
+        self, task: OfflineMapTask, parameters: GenerateOfflineMapParameters, folder: Path
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.parameters = parameters
+        self.folder = folder.absolute()
+
+    def _execute(self) -> GenerateOfflineMapResult:
+        area = (
+            parse_area_of_interest(self.parameters.area_of_interest)
+            if self.parameters.area_of_interest
+            else None
+        )
+        made = _Made()
+        self._prepare_folder(made)
+        try:
+            self._report(0.0, "Reading the map")
+            plans, skipped, initial_extent = self._plan()
+            self._check_cancelled()
+            share = 0.9 / len(plans)
+            entries = []
+            for index, plan in enumerate(plans):
+                start = 0.05 + index * share
+                entries.append(self._take_service_offline(plan, area, made, start, start + share))
+            self._check_cancelled()
+            self._report(0.97, "Writing the offline map")
+            manifest = OfflineMapManifest(
+                title=self.parameters.title or self._default_title(),
+                source=self._source(),
+                update_mode=PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
+                geodatabases=tuple(entries),
+                area_of_interest=self.parameters.area_of_interest,
+                initial_extent=initial_extent or (_envelope_of(area) if area else None),
+            )
+            OfflineMap.write_manifest(self.folder, manifest)
+            offline_map = OfflineMap.open(self.folder)
+        except BaseException:
+            self._undo(made)
+            raise
+        self._report(1.0, f"The map '{offline_map.title}' is offline")
+        return GenerateOfflineMapResult(offline_map, tuple(skipped))
+
+    # -- steps -------------------------------------------------------------------------------
+    def _prepare_folder(self, made: _Made) -> None:
+        folder = self.folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise OfflineMapSyncError(
+                    f"{folder} is a file; choose a new or empty folder for the offline map."
+                )
+            if any(folder.iterdir()):
+                raise OfflineMapSyncError(
+                    f"The folder {folder} is not empty; choose a new or empty folder for the offline map."
+                )
+        else:
+            try:
+                folder.mkdir(parents=True)
+            except OSError as error:
+                raise OfflineMapSyncError(
+                    f"The folder {folder} cannot be created: {error.strerror}."
+                ) from None
+            made.folder_created = True
+
+    def _plan(self) -> tuple[list[_ServicePlan], list[SkippedLayer], dict | None]:
+        task = self.task
+        skipped: list[SkippedLayer] = []
+        initial_extent = None
+        if task.webmap_item_id:
+            _, data = task.webmap()
+            plans = _plans_from_webmap(data, skipped)
+            viewpoint = (data.get("initialState") or {}).get("viewpoint") or {}
+            if isinstance(viewpoint.get("targetGeometry"), dict):
+                initial_extent = viewpoint["targetGeometry"]
+        else:
+            plans = [_ServicePlan(url, _service_name(url), []) for url in task.service_urls]
+        if not plans:
+            raise ServiceError("The map has no feature service layers that can be taken offline.")
+        # Check every service before creating any replica: a refusal leaves nothing behind.
+        for index, plan in enumerate(plans):
+            self._report(0.05 * index / len(plans), f"Checking {plan.title}")
+            self._check_cancelled()
+            self._check_service(plan, skipped)
+        names: set[str] = set()
+        for plan in plans:
+            plan.file = _unique_file_name(plan.title, names)
+        return plans, skipped, initial_extent
+
+    def _check_service(self, plan: _ServicePlan, skipped: list[SkippedLayer]) -> None:
+        client = self.task.client
+        info = client.service_info(plan.service_url)
+        capabilities = str(info.get("capabilities") or "")
+        names = {c.strip().lower() for c in capabilities.split(",") if c.strip()}
+        if "sync" not in names:
+            raise NotSyncEnabledError(
+                f"The service {plan.service_url} does not allow sync: its capabilities are {capabilities or 'empty'}."
+            )
+        if info.get("syncEnabled") is False:
+            raise NotSyncEnabledError(
+                f"The service {plan.service_url} has sync turned off (syncEnabled is false)."
+            )
+        infos = client.all_layer_infos(plan.service_url)
+        if not plan.layers:
+            plan.layers = _layers_of_service(info, infos)
+        kept = []
+        for layer in plan.layers:
+            if layer.id not in infos:
+                skipped.append(
+                    SkippedLayer(
+                        layer.title,
+                        layer_url(plan.service_url, layer.id),
+                        "the service has no such layer",
+                    )
+                )
+                continue
+            kept.append(layer)
+        if not kept:
+            raise ServiceError(
+                f"The service {plan.service_url} has none of the map's layers.",
+                url=plan.service_url,
+            )
+        for layer in kept:
+            layer_info = infos[layer.id]
+            if not _global_id_field(layer_info):
+                raise NotSyncEnabledError(
+                    f"The layer '{layer_info.get('name', layer.id)}' of the service {plan.service_url} has no "
+                    "GlobalID field, which sync requires."
+                )
+        plan.layers = kept
+        plan.service_info = info
+        plan.layer_infos = {layer.id: infos[layer.id] for layer in kept}
+        plan.download_only = not names & {"create", "update", "delete"}
+
+    def _take_service_offline(
+        self,
+        plan: _ServicePlan,
+        area: tuple[str, dict] | None,
+        made: _Made,
+        start: float,
+        end: float,
+    ) -> GeodatabaseEntry:
+        from .geodatabase import Geodatabase
+
+        client = self.task.client
+        replica_name = _replica_name(self.parameters.title or plan.title)
+        params = self._replica_parameters(plan, area, replica_name)
+        sync_model = SyncModel(params["syncModel"])
+        middle = start + (end - start) * 0.4
+        self._report(start, f"Requesting the data of {plan.title}")
+        replica = _Replica(plan.service_url, replica_name)
+        made.replicas.append(replica)
+        result = client.create_replica(
+            plan.service_url,
+            params,
+            progress=self._sub_progress(start, middle),
+            cancel=self._cancel_requested,
+        )
+        try:
+            header = result.header()
+            replica.id = header.get("replicaID")
+            self._check_cancelled()
+            final = self.folder / plan.file
+            partial = self.folder / f".{Path(plan.file).stem}.partial.gpkg"
+            made.files.extend([partial, final])
+            self._report(middle, f"Storing the data of {plan.title}")
+            geodatabase = Geodatabase.create(
+                partial,
+                service_url=plan.service_url,
+                service_info=plan.service_info,
+                layer_infos=plan.layer_infos,
+                replica_name=replica_name,
+                sync_model=sync_model,
+            )
+            try:
+                geodatabase.load_replica(
+                    header,
+                    result.events(),
+                    fetch_attachment=self._attachment_fetcher(),
+                    progress=self._sub_progress(middle, end),
+                    cancel=self._cancel_requested,
+                )
+                replica.id = geodatabase.replica.replica_id or replica.id
+            finally:
+                geodatabase.close()
+        finally:
+            result.close()
+        self._check_cancelled()
+        _move_database(partial, final)
+        return GeodatabaseEntry(
+            file=plan.file,
+            service_url=plan.service_url,
+            title=plan.title,
+            layers=tuple(plan.layers),
+            download_only=plan.download_only,
+        )
+
+    def _replica_parameters(
+        self, plan: _ServicePlan, area: tuple[str, dict] | None, replica_name: str
+    ) -> dict:
+        parameters = self.parameters
+        sync = plan.service_info.get("syncCapabilities") or {}
+        per_layer = bool(sync.get("supportsPerLayerSync", False))
+        per_replica = bool(sync.get("supportsPerReplicaSync", True))
+        if parameters.sync_model is SyncModel.PER_REPLICA and per_replica:
+            sync_model = SyncModel.PER_REPLICA
+        elif parameters.sync_model is SyncModel.PER_LAYER and per_layer:
+            sync_model = SyncModel.PER_LAYER
+        else:
+            sync_model = SyncModel.PER_LAYER if per_layer else SyncModel.PER_REPLICA
+        params: dict[str, Any] = {
+            "replicaName": replica_name,
+            "layers": ",".join(str(layer_id) for layer_id in sorted(plan.layer_infos)),
+            "layerQueries": json.dumps(self._layer_queries(plan, area is not None)),
+            "transportType": "esriTransportTypeUrl",
+            "returnAttachments": "true" if parameters.include_attachments else "false",
+            "returnAttachmentsDataByUrl": "false",
+            "async": "true"
+            if sync.get("supportsAsync", sync.get("supportsASync", False))
+            else "false",
+            "syncModel": sync_model.value,
+            "syncDirection": "bidirectional",
+            "dataFormat": "json",
+        }
+        if sync.get("supportsAttachmentsSyncDirection"):
+            # Without downloaded attachments, new ones taken in the field can still go up.
+            direction = (
+                AttachmentSyncDirection.BIDIRECTIONAL
+                if parameters.include_attachments
+                else AttachmentSyncDirection.UPLOAD
+            )
+            params["attachmentsSyncDirection"] = direction.value
+        if area is not None:
+            geometry_type, geometry = area
+            params["geometry"] = json.dumps(geometry)
+            params["geometryType"] = geometry_type
+            params["inSR"] = json.dumps(geometry["spatialReference"])
+        service_sr = plan.service_info.get("spatialReference")
+        if service_sr:
+            # The geodatabase is created in the service's spatial reference: ask for exactly that.
+            params["replicaSR"] = json.dumps(service_sr)
+        return params
+
+    def _layer_queries(self, plan: _ServicePlan, has_area: bool) -> dict[str, dict]:
+        parameters = self.parameters
+        queries = {}
+        for layer in plan.layers:
+            query = (
+                parameters.layer_queries.get(layer_url(plan.service_url, layer.id)) or LayerQuery()
+            )
+            where = (query.where or "").strip()
+            definition = (layer.definition_expression or "").strip()
+            if parameters.definition_expression_filter_enabled and definition:
+                where = definition if where in ("", "1=1") else f"({where}) AND ({definition})"
+            option = query.query_option
+            if parameters.return_schema_only_for_editable_layers and _is_editable(plan, layer.id):
+                option = "none"
+            queries[str(layer.id)] = {
+                "queryOption": option,
+                "where": where or "1=1",
+                "useGeometry": bool(query.use_geometry and has_area and not layer.is_table),
+                "includeRelated": bool(query.include_related),
+            }
+        return queries
+
+    def _attachment_fetcher(self) -> Callable[[str], bytes]:
+        client = self.task.client
+
+        def fetch(url: str) -> bytes:
+            # Attachments normally come inline; this is for servers that answer with URLs anyway.
+            handle, name = tempfile.mkstemp(prefix="oms-attachment-")
+            os.close(handle)
+            try:
+                client.download(url, name, cancel=self._cancel_requested)
+                return Path(name).read_bytes()
+            finally:
+                os.unlink(name)
+
+        return fetch
+
+    def _undo(self, made: _Made) -> None:
+        # Best effort and quiet: the error that brought us here is the one the user must see.
+        client = self.task.client
+        for made_replica in made.replicas:
+            try:
+                if made_replica.id:
+                    client.unregister_replica(made_replica.service_url, made_replica.id)
+                    continue
+                for replica in client.replicas(made_replica.service_url):
+                    if replica.get("replicaName") == made_replica.name and replica.get("replicaID"):
+                        client.unregister_replica(made_replica.service_url, replica["replicaID"])
+            except Exception:
+                pass
+        for path in made.files:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                try:
+                    os.unlink(f"{path}{suffix}")
+                except OSError:
+                    pass
+        if made.folder_created:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _default_title(self) -> str:
+        if self.task.webmap_item_id:
+            item, _ = self.task.webmap()
+            return str(item.get("title") or self.task.webmap_item_id)
+        return ", ".join(_service_name(url) for url in self.task.service_urls)
+
+    def _source(self) -> MapSource:
+        task = self.task
+        if task.webmap_item_id:
+            item, _ = task.webmap()
+            return MapSource(
+                portal_url=task.portal_url,
+                webmap_item_id=task.webmap_item_id,
+                webmap_title=item.get("title"),
+            )
+        return MapSource(service_urls=task.service_urls)
+
+
+# -- area of interest ------------------------------------------------------------------------
+def parse_area_of_interest(geometry: Any) -> tuple[str, dict]:
+    """Validate an area of interest; return its REST ``geometryType`` and the geometry.
+
+    Accepts an Esri JSON envelope or polygon with a ``spatialReference``; anything else raises
+    UnsupportedGeometryError saying what was wrong.
+    """
+    if not isinstance(geometry, dict):
+        raise UnsupportedGeometryError(
+            "The area of interest must be an Esri JSON envelope or polygon."
+        )
+    sr = geometry.get("spatialReference")
+    if not isinstance(sr, dict) or not (sr.get("wkid") or sr.get("latestWkid") or sr.get("wkt")):
+        raise UnsupportedGeometryError(
+            "The area of interest has no spatialReference; add one (e.g. {'wkid': 4326})."
+        )
+    if all(key in geometry for key in ("xmin", "ymin", "xmax", "ymax")):
+        values = [geometry[key] for key in ("xmin", "ymin", "xmax", "ymax")]
+        if not all(_is_number(v) for v in values):
+            raise UnsupportedGeometryError(
+                "The area of interest envelope has coordinates that are not numbers."
+            )
+        xmin, ymin, xmax, ymax = values
+        if not (xmin < xmax and ymin < ymax):
+            raise UnsupportedGeometryError(
+                "The area of interest envelope is empty (xmin ≥ xmax or ymin ≥ ymax)."
+            )
+        return "esriGeometryEnvelope", geometry
+    if "curveRings" in geometry:
+        raise UnsupportedGeometryError(
+            "The area of interest has curved edges; use a polygon with straight edges."
+        )
+    if "rings" in geometry:
+        rings = geometry["rings"]
+        valid = (
+            isinstance(rings, list)
+            and rings
+            and all(
+                isinstance(ring, list)
+                and len(ring) >= 4
+                and all(
+                    isinstance(p, list) and len(p) >= 2 and _is_number(p[0]) and _is_number(p[1])
+                    for p in ring
+                )
+                for ring in rings
+            )
+        )
+        if not valid:
+            raise UnsupportedGeometryError(
+                "The area of interest polygon has no valid rings (each needs 4 or more points)."
+            )
+        return "esriGeometryPolygon", geometry
+    kind = (
+        "a point"
+        if "x" in geometry
+        else "a polyline"
+        if "paths" in geometry
+        else "a multipoint"
+        if "points" in geometry
+        else "not a geometry"
+    )
+    raise UnsupportedGeometryError(
+        f"The area of interest must be an envelope or a polygon; this is {kind}."
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _envelope_of(area: tuple[str, dict]) -> dict:
+    geometry_type, geometry = area
+    if geometry_type == "esriGeometryEnvelope":
+        keys = ("xmin", "ymin", "xmax", "ymax", "spatialReference")
+        return {key: geometry[key] for key in keys}
+    xs = [p[0] for ring in geometry["rings"] for p in ring]
+    ys = [p[1] for ring in geometry["rings"] for p in ring]
+    return {
+        "xmin": min(xs),
+        "ymin": min(ys),
+        "xmax": max(xs),
+        "ymax": max(ys),
+        "spatialReference": geometry["spatialReference"],
+    }
+
+
+# -- web map and services ----------------------------------------------------------------------
+def _plans_from_webmap(data: dict, skipped: list[SkippedLayer]) -> list[_ServicePlan]:
+    plans: dict[str, _ServicePlan] = {}
+    draw_order = 0
+
+    def add(layer: dict, is_table: bool, visible: bool) -> None:
+        nonlocal draw_order
+        title = str(layer.get("title") or layer.get("id") or "")
+        if layer.get("layerType") == "GroupLayer" or (
+            not layer.get("url") and isinstance(layer.get("layers"), list)
+        ):
+            for child in layer.get("layers") or ():
+                add(child, is_table, visible and layer.get("visibility", True) is not False)
+            return
+        url = str(layer.get("url") or "")
+        match = _FEATURE_SERVER.match(_clean_service_url(url)) if url else None
+        if not match or match.group("layer") is None:
+            reason = (
+                "it has no service URL (feature collection or sketch)"
+                if not url
+                else "only layers of feature services (…/FeatureServer/<id>) can be taken offline"
+            )
+            skipped.append(SkippedLayer(title, url, reason))
+            return
+        service_url, layer_id = match.group("service"), int(match.group("layer"))
+        plan = plans.get(service_url.lower())
+        if plan is None:
+            plan = plans[service_url.lower()] = _ServicePlan(
+                service_url, _service_name(service_url), []
+            )
+        if any(existing.id == layer_id for existing in plan.layers):
+            skipped.append(SkippedLayer(title, url, "the same layer is already in the map once"))
+            return
+        definition = (layer.get("layerDefinition") or {}).get("definitionExpression")
+        plan.layers.append(
+            LayerEntry(
+                id=layer_id,
+                title=title,
+                is_table=is_table,
+                visible=visible and layer.get("visibility", True) is not False,
+                opacity=float(layer.get("opacity", 1.0)),
+                draw_order=None if is_table else draw_order,
+                definition_expression=definition or None,
+                webmap_layer_id=str(layer["id"]) if layer.get("id") is not None else None,
+            )
+        )
+        if not is_table:
+            draw_order += 1
+
+    for layer in data.get("operationalLayers") or ():
+        add(layer, False, True)
+    for table in data.get("tables") or ():
+        add(table, True, True)
+    for layer in (data.get("baseMap") or {}).get("baseMapLayers") or ():
+        skipped.append(
+            SkippedLayer(
+                str(layer.get("title") or layer.get("id") or ""),
+                str(layer.get("url") or ""),
+                "basemap layers stay online",
+            )
+        )
+    return list(plans.values())
+
+
+def _layers_of_service(info: dict, infos: dict[int, dict]) -> list[LayerEntry]:
+    layers = [item for item in info.get("layers") or () if "id" in item]
+    tables = [item for item in info.get("tables") or () if "id" in item]
+    # The first layer of a service is the top one in ArcGIS's table of contents.
+    count = len(layers)
+    entries = [
+        LayerEntry(
+            id=int(item["id"]),
+            title=str(item.get("name", item["id"])),
+            draw_order=count - 1 - index,
+        )
+        for index, item in enumerate(layers)
+    ]
+    entries += [
+        LayerEntry(id=int(item["id"]), title=str(item.get("name", item["id"])), is_table=True)
+        for item in tables
+    ]
+    return entries
+
+
+def _global_id_field(layer_info: dict) -> str | None:
+    name = layer_info.get("globalIdField")
+    fields = layer_info.get("fields") or []
+    if name and any(f.get("name", "").lower() == str(name).lower() for f in fields):
+        return str(name)
+    for item in fields:
+        if item.get("type") == "esriFieldTypeGlobalID":
+            return str(item.get("name"))
+    return None
+
+
+def _is_editable(plan: _ServicePlan, layer_id: int) -> bool:
+    if plan.download_only:
+        return False
+    capabilities = str(plan.layer_infos.get(layer_id, {}).get("capabilities") or "Create")
+    return bool(
+        {c.strip().lower() for c in capabilities.split(",")}
+        & {"create", "update", "delete", "editing"}
+    )
+
+
+def _clean_service_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _service_name(service_url: str) -> str:
+    segments = [s for s in urlsplit(service_url).path.split("/") if s]
+    for index, segment in enumerate(segments):
+        if segment.lower() == "featureserver" and index > 0:
+            return segments[index - 1]
+    return segments[-1] if segments else "service"
+
+
+def _unique_file_name(title: str, taken: set[str]) -> str:
+    stem = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", title).strip(" .") or "service"
+    if stem.upper() in _WINDOWS_RESERVED:
+        stem += "_"
+    candidate, number = stem, 2
+    while candidate.lower() in taken:
+        candidate = f"{stem}_{number}"
+        number += 1
+    taken.add(candidate.lower())
+    return f"{candidate}.gpkg"
+
+
+def _replica_name(title: str) -> str:
+    # Unique, so a replica whose ID we never learned (cancelled mid-request) can be found by name.
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", title).strip("_")[:40] or "offline_map"
+    return f"{slug}_{uuid.uuid4().hex[:12]}"
+
+
+def _move_database(partial: Path, final: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        leftover = Path(f"{partial}{suffix}")
+        if leftover.exists() and leftover.stat().st_size > 0 and suffix == "-wal":
+            raise OfflineMapSyncError(f"The geodatabase {partial.name} was not closed cleanly.")
+        if leftover.exists():
+            leftover.unlink()
+    os.replace(partial, final)
