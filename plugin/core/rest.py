@@ -1,0 +1,911 @@
+"""REST client for ArcGIS feature services and portals (protocol spec §1-3, §5-6).
+
+One :class:`ArcGISClient` wraps a ``requests`` session with timeouts, retries for idempotent
+reads, credentials, and the protocol's quirks: errors inside HTTP-200 bodies, asynchronous jobs
+whose URLs must be followed verbatim, result files streamed to disk, and the spelling variants
+servers use (``URL``/``resultUrl``, ``statusUrl``/``statusURL``, ``supportsAsync``/
+``supportsASync``, generations as strings).
+
+Tokens never appear in exceptions or logs: URLs are logged without their query string and
+request parameters are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+from urllib.parse import urlsplit
+
+import requests
+
+from . import jsonstream
+from .errors import AuthenticationError, CancelledError, NetworkError, ServiceError
+
+log = logging.getLogger(__name__)
+
+_TOKEN_IN_TEXT = re.compile(r"((?:token|password)=)[^&\s\"']+", re.IGNORECASE)
+
+
+class _RedactTokens(logging.Filter):
+    """urllib3 logs every request line at DEBUG, query string included: hide tokens there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(
+                _TOKEN_IN_TEXT.sub(r"\1***", a) if isinstance(a, str) else a for a in args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_TEXT.sub(r"\1***", record.msg)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactTokens())
+
+ProgressCallback = Callable[[Optional[float], str], None]
+CancelCallback = Callable[[], bool]
+
+#: ArcGIS error codes that mean "credentials missing, wrong, expired or not allowed".
+AUTH_CODES = {401, 403, 498, 499}
+#: HTTP statuses worth retrying for an idempotent read.
+RETRY_STATUSES = {500, 502, 503, 504}
+#: Final job states (status of ``statusUrl``); anything else means "still working".
+JOB_DONE = {"completed", "completedwitherrors", "esrijobsucceeded", "succeeded"}
+JOB_FAILED = {"failed", "esrijobfailed", "cancelled", "canceled", "esrijobcancelled", "timedout"}
+
+_USER_AGENT = "QGIS-OfflineMapSync"
+_CHUNK = 1 << 16
+
+
+class BadAnswerError(ServiceError):
+    """The server (or a proxy in front of it) sent something that is not an ArcGIS answer:
+    an HTML page, a cut-off body, an HTTP 5xx without an error body.
+
+    For a request that changes data the outcome is unknown: the server may or may not have
+    applied it.
+    """
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query string, for messages and logs (queries may hold tokens)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials
+
+
+class CredentialProvider:
+    """Supplies credentials for requests. The base class sends none.
+
+    ``token_for(url)`` returns the token to send as the ``token`` parameter (or None),
+    ``refresh(url)`` is called once after the server answered 498 (invalid/expired token),
+    ``headers()`` returns extra HTTP headers (e.g. an OAuth2 ``Authorization``).
+    Implementations must be thread-safe: a job thread and the UI may ask at the same time.
+    """
+
+    def token_for(self, url: str) -> str | None:
+        return None
+
+    def refresh(self, url: str) -> None:
+        return None
+
+    def headers(self) -> dict:
+        return {}
+
+
+class StaticTokenCredentials(CredentialProvider):
+    """A token obtained elsewhere (e.g. from QGIS's authentication manager); cannot refresh."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def token_for(self, url: str) -> str | None:
+        return self._token
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredentials(token=***)"
+
+
+class HeaderCredentials(CredentialProvider):
+    """Fixed HTTP headers, e.g. ``{"Authorization": "Bearer ..."}`` for OAuth2."""
+
+    def __init__(self, headers: dict) -> None:
+        self._headers = dict(headers)
+
+    def headers(self) -> dict:
+        return dict(self._headers)
+
+    def __repr__(self) -> str:
+        return f"HeaderCredentials(headers={sorted(self._headers)})"
+
+
+class TokenCredentials(CredentialProvider):
+    """Username and password exchanged for a token at ``token_url`` (``generateToken``).
+
+    The token is cached until shortly before it expires and renewed on 498. It is only sent to
+    the token server's own site (same host, or a sibling host of the same domain such as
+    ``services.arcgis.com`` for ``www.arcgis.com``), never to foreign hosts.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        username: str,
+        password: str,
+        *,
+        expiration_minutes: int = 60,
+        referer: str = _USER_AGENT,
+        session: requests.Session | None = None,
+        timeout: float = 60,
+        verify: bool = True,
+    ) -> None:
+        self.token_url = token_url
+        self.username = username
+        self._password = password
+        self._expiration = expiration_minutes
+        self._referer = referer
+        self._session = session or requests.Session()
+        self._timeout = timeout
+        self._verify = verify
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"TokenCredentials({self.token_url!r}, {self.username!r}, password=***)"
+
+    def _same_site(self, url: str) -> bool:
+        mine = urlsplit(self.token_url).hostname or ""
+        theirs = urlsplit(url).hostname or ""
+        if mine == theirs:
+            return True
+        if mine.replace(".", "").isdigit() or mine.count(".") < 2:
+            return False
+        domain = ".".join(mine.split(".")[-2:])
+        return theirs.endswith("." + domain)
+
+    def token_for(self, url: str) -> str | None:
+        if not self._same_site(url):
+            return None
+        with self._lock:
+            # Renew a minute early so a long request does not start with a dying token.
+            if self._token is None or time.time() > self._expires_at - 60:
+                self._generate()
+            return self._token
+
+    def refresh(self, url: str) -> None:
+        with self._lock:
+            self._generate()
+
+    def _generate(self) -> None:
+        data = {
+            "username": self.username,
+            "password": self._password,
+            "client": "referer",
+            "referer": self._referer,
+            "expiration": str(self._expiration),
+            "f": "json",
+        }
+        try:
+            response = self._session.post(
+                self.token_url,
+                data=data,
+                timeout=self._timeout,
+                verify=self._verify,
+                headers={"Referer": self._referer, "User-Agent": _USER_AGENT},
+            )
+        except requests.RequestException as error:
+            raise NetworkError(
+                f"Could not reach the sign-in server at {_host(self.token_url)}: "
+                f"{type(error).__name__}."
+            ) from None
+        body = _decode_json(response, self.token_url)
+        if "error" in body or not body.get("token"):
+            error = body.get("error") or {}
+            raise AuthenticationError(
+                f"Signing in as '{self.username}' failed: "
+                f"{error.get('message') or 'the server gave no token'} "
+                "Check the username and password.",
+                code=error.get("code"),
+                details=error.get("details"),
+                url=_safe_url(self.token_url),
+            )
+        self._token = body["token"]
+        expires = body.get("expires")
+        try:
+            # generateToken reports expiry in epoch milliseconds.
+            self._expires_at = float(expires) / 1000.0 if expires else 0.0
+        except (TypeError, ValueError):
+            self._expires_at = 0.0
+        if self._expires_at <= time.time():
+            self._expires_at = time.time() + self._expiration * 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Result files
+
+
+class ReplicaResultFile:
+    """A downloaded replica result (createReplica / synchronizeReplica) on disk.
+
+    Read it with :meth:`read` (``(header, events)`` from :func:`jsonstream.read_result`), or
+    :meth:`header` / :meth:`events`. The file lives in a temporary folder; :meth:`close` (or
+    the ``with`` block) deletes it.
+    """
+
+    def __init__(self, path: Path, *, source_url: str | None = None) -> None:
+        self.path = Path(path)
+        self.source_url = source_url
+        self._header: dict | None = None
+
+    def read(self) -> tuple[dict, Iterator[jsonstream.Event]]:
+        return jsonstream.read_result(self.path)
+
+    def header(self) -> dict:
+        """All top-level values (reads through the file once if some follow the data)."""
+        if self._header is None:
+            header, events = self.read()
+            for _ in events:
+                pass
+            self._header = header
+        return self._header
+
+    def events(self) -> Iterator[jsonstream.Event]:
+        return self.read()[1]
+
+    def copy_to(self, dest: str | Path) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path, dest)
+        return dest
+
+    def close(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass
+
+    def __enter__(self) -> ReplicaResultFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ReplicaResultFile({str(self.path)!r})"
+
+
+def _temp_result_path() -> Path:
+    return Path(tempfile.mkdtemp(prefix="offline-map-sync-")) / "result.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+def _encode_params(params: dict | None) -> dict:
+    """Form values: JSON for dicts/lists, ``true``/``false`` for booleans, None dropped."""
+    encoded = {}
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            encoded[key] = "true" if value else "false"
+        elif isinstance(value, (dict, list, tuple)):
+            encoded[key] = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        else:
+            encoded[key] = value
+    encoded.setdefault("f", "json")
+    return encoded
+
+
+def _decode_json(response: requests.Response, url: str) -> Any:
+    """The JSON body, or a BadAnswerError saying what came instead."""
+    text = response.text
+    stripped = text.lstrip()
+    if not stripped:
+        raise BadAnswerError(
+            f"The server at {_host(url)} sent an empty answer (HTTP {response.status_code}).",
+            code=response.status_code if response.status_code >= 400 else None,
+            url=_safe_url(url),
+        )
+    if stripped[0] == "<":
+        raise BadAnswerError(
+            f"The server at {_host(url)} answered with a web page instead of data "
+            f"(HTTP {response.status_code}). It may be down, or a proxy or sign-in page is in "
+            "the way.",
+            code=response.status_code if response.status_code >= 400 else None,
+            url=_safe_url(url),
+        )
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise BadAnswerError(
+            f"The answer from {_host(url)} was cut off or is not valid JSON "
+            f"(HTTP {response.status_code}). Trying again usually helps.",
+            code=response.status_code if response.status_code >= 400 else None,
+            url=_safe_url(url),
+        ) from None
+
+
+def _error_from_body(body: Any, url: str) -> ServiceError | None:
+    if not isinstance(body, dict) or "error" not in body:
+        return None
+    error = body["error"] or {}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    code = error.get("code")
+    try:
+        code = int(code) if code is not None else None
+    except (TypeError, ValueError):
+        code = None
+    message = error.get("message") or error.get("description") or "Unknown error"
+    details = [str(d) for d in (error.get("details") or []) if d]
+    text = f"{message}"
+    if details:
+        text += " (" + "; ".join(details) + ")"
+    if code in AUTH_CODES:
+        hint = {
+            498: "The sign-in has expired or is invalid; sign in again.",
+            499: "This service needs you to sign in.",
+            403: "Your account is not allowed to do this.",
+            401: "This service needs you to sign in.",
+        }[code]
+        return AuthenticationError(
+            f"{hint} The server said: {text}", code=code, details=details, url=_safe_url(url)
+        )
+    return ServiceError(
+        f"The server at {_host(url)} refused the request: {text}",
+        code=code,
+        details=details,
+        url=_safe_url(url),
+    )
+
+
+def _pick(mapping: dict, *keys: str) -> Any:
+    """The first present value among spelling variants (``URL``/``resultUrl``...)."""
+    lowered = {k.lower(): v for k, v in mapping.items()}
+    for key in keys:
+        if mapping.get(key):
+            return mapping[key]
+        if lowered.get(key.lower()):
+            return lowered[key.lower()]
+    return None
+
+
+def supports_async(service_info: dict) -> bool:
+    """Whether the service runs sync operations as jobs (``supportsAsync``/``supportsASync``)."""
+    caps = service_info.get("syncCapabilities") or {}
+    return bool(_pick(caps, "supportsAsync", "supportsASync"))
+
+
+def status_url_of(answer: dict) -> str | None:
+    return _pick(answer, "statusUrl", "statusURL")
+
+
+def result_url_of(answer: dict) -> str | None:
+    return _pick(answer, "URL", "resultUrl", "resultURL")
+
+
+class ArcGISClient:
+    """HTTP access to ArcGIS feature services and portals.
+
+    ``get_json`` retries idempotent reads (connection errors, HTTP 5xx, proxy pages, cut-off
+    answers) with exponential backoff; ``post_json`` never retries on its own because the
+    server may already have applied the request. Both turn ArcGIS error bodies into
+    :class:`ServiceError` / :class:`AuthenticationError` (with ``.code``), connection problems
+    into :class:`NetworkError`, and renew the token once on 498.
+    """
+
+    def __init__(
+        self,
+        credentials: CredentialProvider | None = None,
+        *,
+        timeout: float = 60,
+        retries: int = 3,
+        session: requests.Session | None = None,
+        verify: bool = True,
+        backoff: float = 0.5,
+        poll_interval: float = 0.5,
+        max_poll_interval: float = 5.0,
+        job_timeout: float | None = 6 * 3600,
+    ) -> None:
+        self.credentials = credentials or CredentialProvider()
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self.session = session or requests.Session()
+        self.verify = verify
+        self.backoff = backoff
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.job_timeout = job_timeout
+        #: Requests sent, for benchmarks and tests.
+        self.request_count = 0
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _headers(self) -> dict:
+        headers = {"User-Agent": _USER_AGENT}
+        headers.update(self.credentials.headers())
+        return headers
+
+    def _with_token(self, url: str, params: dict) -> dict:
+        if "token" not in params:
+            token = self.credentials.token_for(url)
+            if token:
+                params = dict(params, token=token)
+        return params
+
+    def _send(self, method: str, url: str, params: dict, *, stream: bool = False):
+        self.request_count += 1
+        log.debug("%s %s", method, _safe_url(url))
+        try:
+            if method == "GET":
+                return self.session.get(
+                    url,
+                    params=params,
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                    verify=self.verify,
+                    stream=stream,
+                )
+            return self.session.post(
+                url, data=params, headers=self._headers(), timeout=self.timeout, verify=self.verify
+            )
+        except requests.exceptions.SSLError:
+            raise NetworkError(
+                f"The secure connection to {_host(url)} failed (certificate problem)."
+            ) from None
+        except requests.RequestException as error:
+            raise NetworkError(
+                f"The connection to {_host(url)} failed ({type(error).__name__}). "
+                "Check the network and try again."
+            ) from None
+
+    def _request_json(self, method: str, url: str, params: dict | None) -> dict:
+        base = _encode_params(params)
+        refreshed = False
+        while True:
+            response = self._send(method, url, self._with_token(url, base))
+            if response.status_code in RETRY_STATUSES:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                error = _error_from_body(body, url)
+                # A 5xx is transient whatever its body says; for a write the outcome is unknown.
+                raise BadAnswerError(
+                    f"The server at {_host(url)} had a problem (HTTP {response.status_code})"
+                    + (f": {error}" if error else "."),
+                    code=response.status_code,
+                    url=_safe_url(url),
+                )
+            elif response.status_code == 404:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                if _error_from_body(body, url) is None:
+                    raise ServiceError(
+                        f"Not found on the server: {_safe_url(url)} (HTTP 404).",
+                        code=404,
+                        url=_safe_url(url),
+                    )
+            else:
+                if response.status_code in (401, 403, 498, 499) and not response.text.lstrip():
+                    body = {"error": {"code": response.status_code, "message": response.reason}}
+                else:
+                    body = _decode_json(response, url)
+            error = _error_from_body(body, url)
+            if error is None:
+                return body
+            if error.code == 498 and not refreshed:
+                # Expired token: the server did nothing; renew once and repeat.
+                refreshed = True
+                self.credentials.refresh(url)
+                continue
+            raise error
+
+    # -- generic requests ------------------------------------------------------------------
+    def get_json(self, url: str, params: dict | None = None) -> dict:
+        """GET a JSON resource; retried with exponential backoff when the failure is transient."""
+        attempt = 0
+        while True:
+            try:
+                return self._request_json("GET", url, params)
+            except (NetworkError, BadAnswerError) as error:
+                if attempt >= self.retries:
+                    raise
+                delay = self.backoff * (2**attempt)
+                log.info("Retrying %s in %.1fs after: %s", _safe_url(url), delay, error)
+                attempt += 1
+                time.sleep(delay)
+
+    def post_json(self, url: str, data: dict | None = None) -> dict:
+        """POST a form; no automatic retry (the request may not be idempotent)."""
+        return self._request_json("POST", url, data)
+
+    # -- service description ---------------------------------------------------------------
+    def service_info(self, service_url: str) -> dict:
+        return self.get_json(service_url)
+
+    def layer_info(self, service_url: str, layer_id: int) -> dict:
+        return self.get_json(f"{service_url.rstrip('/')}/{int(layer_id)}")
+
+    def all_layer_infos(
+        self, service_url: str, service_info: dict | None = None
+    ) -> dict[int, dict]:
+        """Every layer and table of the service, by id."""
+        info = service_info if service_info is not None else self.service_info(service_url)
+        wanted = sorted(
+            int(e["id"]) for e in (info.get("layers") or []) + (info.get("tables") or [])
+        )
+        return {layer_id: self.layer_info(service_url, layer_id) for layer_id in wanted}
+
+    # -- jobs and result files ---------------------------------------------------------------
+    def poll_job(
+        self,
+        status_url: str,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> dict:
+        """Poll an asynchronous job until it ends; returns the final status JSON.
+
+        Raises :class:`ServiceError` if the job failed (with the server's message) and
+        :class:`CancelledError` if ``cancel()`` turns true between polls.
+        """
+        started = time.monotonic()
+        interval = self.poll_interval
+        while True:
+            _check_cancel(cancel)
+            status = self.get_json(status_url)
+            state = str(status.get("status") or "").replace(" ", "").lower()
+            if progress:
+                progress(None, f"Server job: {status.get('status') or 'waiting'}")
+            if state in JOB_DONE:
+                return status
+            if state in JOB_FAILED:
+                error = _error_from_body(status, status_url)
+                reason = str(error) if error else f"the job ended as '{status.get('status')}'"
+                raise ServiceError(
+                    f"The server could not complete the job: {reason}",
+                    code=error.code if error else None,
+                    details=error.details if error else None,
+                    url=_safe_url(status_url),
+                )
+            if self.job_timeout is not None and time.monotonic() - started > self.job_timeout:
+                raise NetworkError(
+                    "The server job did not finish in time. Syncing again will pick it up."
+                )
+            _sleep(interval, cancel)
+            interval = min(self.max_poll_interval, interval * 1.5)
+
+    def fetch_result(
+        self,
+        url: str,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> ReplicaResultFile:
+        """Download a result file (streamed to a temporary file) and check it is a result."""
+        path = _temp_result_path()
+        try:
+            self.download(url, path, progress=progress, cancel=cancel)
+            _check_result_file(path, url)
+        except BaseException:
+            ReplicaResultFile(path).close()
+            raise
+        return ReplicaResultFile(path, source_url=_safe_url(url))
+
+    def _finish(
+        self,
+        answer: dict,
+        url: str,
+        *,
+        on_status_url: Callable[[str], None] | None,
+        progress: ProgressCallback | None,
+        cancel: CancelCallback | None,
+    ) -> ReplicaResultFile:
+        """Turn a first answer (result, URL or job) into a result file."""
+        status_url = status_url_of(answer)
+        if status_url:
+            if on_status_url:
+                on_status_url(status_url)
+            answer = self.poll_job(status_url, progress=progress, cancel=cancel)
+        return self.result_from_answer(answer, url, progress=progress, cancel=cancel)
+
+    def result_from_answer(
+        self,
+        answer: dict,
+        url: str = "",
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> ReplicaResultFile:
+        """The result an answer or final job status points to (``URL``/``resultUrl``) or holds
+        itself (embedded transport, or a reply without changes)."""
+        result_url = result_url_of(answer)
+        if result_url:
+            return self.fetch_result(result_url, progress=progress, cancel=cancel)
+        # Embedded: the answer is the result. Drop job bookkeeping and write it out so the
+        # caller reads every result the same way.
+        embedded = {
+            k: v
+            for k, v in answer.items()
+            if k not in ("status", "submissionTime", "lastUpdatedTime", "transportType")
+        }
+        path = _temp_result_path()
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(embedded, out, ensure_ascii=False)
+        return ReplicaResultFile(path, source_url=_safe_url(url) if url else None)
+
+    # -- sync operations ---------------------------------------------------------------------
+    def create_replica(
+        self,
+        service_url: str,
+        params: dict,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+        on_status_url: Callable[[str], None] | None = None,
+    ) -> ReplicaResultFile:
+        """``createReplica`` (sync or async as ``params["async"]`` says) and its result file."""
+        url = f"{service_url.rstrip('/')}/createReplica"
+        params = dict(params)
+        params.setdefault("transportType", "esriTransportTypeUrl")
+        params.setdefault("dataFormat", "json")
+        if progress:
+            progress(None, "Asking the server to prepare the data")
+        answer = self.post_json(url, params)
+        return self._finish(
+            answer, url, on_status_url=on_status_url, progress=progress, cancel=cancel
+        )
+
+    def start_synchronize_replica(self, service_url: str, params: dict) -> dict:
+        """Send ``synchronizeReplica`` and return the server's first answer as it is."""
+        url = f"{service_url.rstrip('/')}/synchronizeReplica"
+        params = dict(params)
+        params.setdefault("transportType", "esriTransportTypeUrl")
+        params.setdefault("dataFormat", "json")
+        return self.post_json(url, params)
+
+    def synchronize_replica(
+        self,
+        service_url: str,
+        params: dict,
+        *,
+        on_status_url: Callable[[str], None] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> ReplicaResultFile:
+        """``synchronizeReplica`` through to the result file.
+
+        ``on_status_url(url)`` is called with the job URL before polling starts, so a caller
+        can journal it and resume after a crash.
+        """
+        url = f"{service_url.rstrip('/')}/synchronizeReplica"
+        answer = self.start_synchronize_replica(service_url, params)
+        return self._finish(
+            answer, url, on_status_url=on_status_url, progress=progress, cancel=cancel
+        )
+
+    def unregister_replica(self, service_url: str, replica_id: str) -> dict:
+        return self.post_json(
+            f"{service_url.rstrip('/')}/unRegisterReplica", {"replicaID": replica_id}
+        )
+
+    def replicas(self, service_url: str) -> list[dict]:
+        body = self.get_json(f"{service_url.rstrip('/')}/replicas")
+        if isinstance(body, list):
+            return body
+        return list(body.get("replicas") or [])
+
+    def replica_info(self, service_url: str, replica_id: str) -> dict:
+        return self.get_json(f"{service_url.rstrip('/')}/replicas/{replica_id}")
+
+    # -- portal ------------------------------------------------------------------------------
+    def portal_item(self, portal_url: str, item_id: str) -> dict:
+        return self.get_json(f"{portal_url.rstrip('/')}/content/items/{item_id}")
+
+    def portal_item_data(self, portal_url: str, item_id: str) -> dict:
+        return self.get_json(f"{portal_url.rstrip('/')}/content/items/{item_id}/data")
+
+    def portal_related_items(
+        self, portal_url: str, item_id: str, relationship_type: str, direction: str | None = None
+    ) -> list[dict]:
+        params = {"relationshipType": relationship_type, "direction": direction}
+        body = self.get_json(
+            f"{portal_url.rstrip('/')}/content/items/{item_id}/relatedItems", params
+        )
+        return list(body.get("relatedItems") or [])
+
+    def portal_item_resources(self, portal_url: str, item_id: str) -> list[dict]:
+        body = self.get_json(f"{portal_url.rstrip('/')}/content/items/{item_id}/resources")
+        return list(body.get("resources") or [])
+
+    # -- downloads ---------------------------------------------------------------------------
+    def download(
+        self,
+        url: str,
+        dest_path: str | Path,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> Path:
+        """Stream ``url`` to ``dest_path`` (via a ``.part`` file, renamed when complete).
+
+        Retries transient failures like ``get_json``; an HTTP error or an ArcGIS error body
+        raises :class:`ServiceError` (``code`` 404 when the file is gone).
+        """
+        dest = Path(dest_path)
+        attempt = 0
+        while True:
+            try:
+                return self._download_once(url, dest, progress, cancel)
+            except (NetworkError, BadAnswerError):
+                if attempt >= self.retries:
+                    raise
+                time.sleep(self.backoff * (2**attempt))
+                attempt += 1
+
+    def _download_once(
+        self,
+        url: str,
+        dest: Path,
+        progress: ProgressCallback | None,
+        cancel: CancelCallback | None,
+    ) -> Path:
+        part = dest.with_name(dest.name + ".part")
+        refreshed = False
+        while True:
+            _check_cancel(cancel)
+            response = self._send("GET", url, self._with_token(url, {}), stream=True)
+            try:
+                if response.status_code >= 400:
+                    body_text = response.text
+                    try:
+                        error = _error_from_body(json.loads(body_text), url)
+                    except ValueError:
+                        error = None
+                    if error is not None and error.code == 498 and not refreshed:
+                        refreshed = True
+                        self.credentials.refresh(url)
+                        continue
+                    if error is not None:
+                        raise error
+                    if response.status_code in RETRY_STATUSES:
+                        raise BadAnswerError(
+                            f"The server at {_host(url)} had a problem while sending a file "
+                            f"(HTTP {response.status_code}).",
+                            code=response.status_code,
+                            url=_safe_url(url),
+                        )
+                    if response.status_code in AUTH_CODES:
+                        raise AuthenticationError(
+                            f"The server at {_host(url)} refused the download "
+                            f"(HTTP {response.status_code}); sign in again.",
+                            code=response.status_code,
+                            url=_safe_url(url),
+                        )
+                    raise ServiceError(
+                        f"The file {_safe_url(url)} could not be downloaded "
+                        f"(HTTP {response.status_code}). It may have expired.",
+                        code=response.status_code,
+                        url=_safe_url(url),
+                    )
+                total = _content_length(response)
+                received = 0
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(part, "wb") as out:
+                    for chunk in response.iter_content(_CHUNK):
+                        if not chunk:
+                            continue
+                        out.write(chunk)
+                        received += len(chunk)
+                        _check_cancel(cancel)
+                        if progress:
+                            progress(received / total if total else None, "Downloading")
+                if total and received < total and not response.headers.get("Content-Encoding"):
+                    raise NetworkError(
+                        f"The download from {_host(url)} was cut off ({received} of {total} bytes)."
+                    )
+            except requests.RequestException as error:
+                raise NetworkError(
+                    f"The download from {_host(url)} was interrupted ({type(error).__name__})."
+                ) from None
+            except BaseException:
+                _unlink(part)
+                raise
+            finally:
+                response.close()
+            if _small_error_body(part, url, refreshed):
+                refreshed = True
+                self.credentials.refresh(url)
+                continue
+            os.replace(part, dest)
+            return dest
+
+
+def _small_error_body(path: Path, url: str, refreshed: bool) -> bool:
+    """Raise if a small downloaded file is an ArcGIS error body (HTTP 200 with ``error``).
+
+    Returns True when it is a 498 that deserves one token refresh and another try.
+    """
+    if path.stat().st_size > 16384:
+        return False
+    try:
+        body = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    error = _error_from_body(body, url)
+    if error is None:
+        return False
+    _unlink(path)
+    if error.code == 498 and not refreshed:
+        return True
+    raise error
+
+
+def _check_result_file(path: Path, url: str) -> None:
+    with open(path, "rb") as f:
+        start = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not start:
+        raise BadAnswerError(f"The result file from {_host(url)} is empty.", url=_safe_url(url))
+    if start[:1] == b"<":
+        raise BadAnswerError(
+            f"The server at {_host(url)} sent a web page instead of the result file.",
+            url=_safe_url(url),
+        )
+    if start[:1] != b"{":
+        raise BadAnswerError(
+            f"The result file from {_host(url)} is not JSON (was dataFormat=json requested?).",
+            url=_safe_url(url),
+        )
+
+
+def _content_length(response: requests.Response) -> int | None:
+    try:
+        return int(response.headers.get("Content-Length") or 0) or None
+    except ValueError:
+        return None
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _check_cancel(cancel: CancelCallback | None) -> None:
+    if cancel is not None and cancel():
+        raise CancelledError("The operation was cancelled.")
+
+
+def _sleep(seconds: float, cancel: CancelCallback | None) -> None:
+    """Sleep in short slices so cancelling between polls is prompt."""
+    end = time.monotonic() + seconds
+    while True:
+        _check_cancel(cancel)
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.1))

@@ -1,0 +1,393 @@
+"""The REST client: errors, retries, tokens, jobs and result files over real loopback HTTP.
+
+Protocol corner cases that the reference service does not produce on purpose (spelling variants,
+jobs that fail, proxies answering with web pages) are played by a small scripted werkzeug server;
+the main paths are also exercised against the reference service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import defaultdict
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from plugin.core.errors import AuthenticationError, CancelledError, NetworkError, ServiceError
+from plugin.core.rest import (
+    ArcGISClient,
+    BadAnswerError,
+    StaticTokenCredentials,
+    TokenCredentials,
+    supports_async,
+)
+
+
+class ScriptedServer:
+    """A loopback HTTP server whose answers are set per path by the test."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, object] = {}
+        self.hits: dict[str, list[dict]] = defaultdict(list)
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def _app(self, environ, start_response):
+        request = Request(environ)
+        params = dict(request.args)
+        params.update(request.form)
+        self.hits[request.path].append(params)
+        route = self.routes.get(request.path)
+        if route is None:
+            response = Response("not here", status=404)
+        elif isinstance(route, (Response, dict, list)):
+            response = route
+        else:
+            response = route(request, params)
+        if isinstance(response, (dict, list)):
+            response = Response(json.dumps(response), mimetype="application/json")
+        return response(environ, start_response)
+
+    def json_sequence(self, path: str, *answers) -> None:
+        """Answer successive requests to ``path`` with ``answers`` (the last one repeats)."""
+        remaining = list(answers)
+
+        def route(request, params):
+            answer = remaining.pop(0) if len(remaining) > 1 else remaining[0]
+            return answer
+
+        self.routes[path] = route
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def scripted():
+    server = ScriptedServer()
+    yield server
+    server.stop()
+
+
+def fast_client(**kwargs) -> ArcGISClient:
+    kwargs.setdefault("backoff", 0.01)
+    kwargs.setdefault("poll_interval", 0.01)
+    kwargs.setdefault("timeout", 10)
+    return ArcGISClient(**kwargs)
+
+
+def token_route(tokens: list[str], password: str = "secret"):
+    def route(request, params):
+        if params.get("password") != password:
+            return {"error": {"code": 400, "message": "Unable to generate token.", "details": []}}
+        token = f"tok-{len(tokens)}-abcdef"
+        tokens.append(token)
+        return {"token": token, "expires": 4102444800000, "ssl": False}
+
+    return route
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def test_error_body_in_http_200_becomes_service_error_with_code_and_details(scripted):
+    scripted.routes["/svc"] = {
+        "error": {"code": 400, "message": "Invalid parameter", "details": ["layers is bad"]}
+    }
+    with pytest.raises(ServiceError) as caught:
+        fast_client().get_json(scripted.url + "/svc")
+    assert caught.value.code == 400
+    assert caught.value.details == ["layers is bad"]
+    assert "Invalid parameter" in str(caught.value) and "layers is bad" in str(caught.value)
+    assert not isinstance(caught.value, AuthenticationError)
+
+
+def test_missing_token_error_is_an_authentication_error(scripted):
+    scripted.routes["/svc"] = {"error": {"code": 499, "message": "Token Required"}}
+    with pytest.raises(AuthenticationError) as caught:
+        fast_client().get_json(scripted.url + "/svc")
+    assert caught.value.code == 499
+    assert "sign in" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("response", "match"),
+    [
+        (Response("<html><body>Bad gateway</body></html>", status=200), "web page"),
+        (Response('{"layers": [{"id": 0, "na', status=200), "cut off"),
+        (Response("", status=200), "empty"),
+    ],
+)
+def test_unusable_answers_raise_a_clear_error_after_retrying(scripted, response, match):
+    scripted.routes["/svc"] = response
+    with pytest.raises(BadAnswerError, match=match):
+        fast_client(retries=2).get_json(scripted.url + "/svc")
+    assert len(scripted.hits["/svc"]) == 3
+
+
+def test_get_is_retried_after_transient_server_errors(scripted):
+    scripted.json_sequence(
+        "/svc",
+        Response("oops", status=503),
+        Response("<html>proxy</html>", status=502),
+        {"currentVersion": 11.1},
+    )
+    assert fast_client(retries=3).get_json(scripted.url + "/svc") == {"currentVersion": 11.1}
+    assert len(scripted.hits["/svc"]) == 3
+
+
+def test_post_is_never_retried_automatically(scripted):
+    scripted.json_sequence("/svc/synchronizeReplica", Response("oops", status=503), {"ok": True})
+    with pytest.raises(BadAnswerError) as caught:
+        fast_client(retries=3).post_json(scripted.url + "/svc/synchronizeReplica", {"a": 1})
+    assert caught.value.code == 503
+    assert len(scripted.hits["/svc/synchronizeReplica"]) == 1
+
+
+def test_unreachable_server_raises_network_error_after_retries():
+    client = fast_client(retries=1, timeout=2)
+    # port 9 (discard) on loopback: nothing listens there in the test environment
+    with pytest.raises(NetworkError, match="127.0.0.1:9"):
+        client.get_json("http://127.0.0.1:9/arcgis/rest/services")
+    assert client.request_count == 2
+
+
+def test_parameters_are_form_encoded_with_json_values(scripted):
+    scripted.routes["/svc/createReplica"] = {"ok": True}
+    fast_client().post_json(
+        scripted.url + "/svc/createReplica",
+        {"layers": [0, 1], "async": False, "layerQueries": {"0": {"where": "a = 'é'"}}, "x": None},
+    )
+    sent = scripted.hits["/svc/createReplica"][0]
+    assert sent["f"] == "json"
+    assert json.loads(sent["layers"]) == [0, 1]
+    assert sent["async"] == "false"
+    assert json.loads(sent["layerQueries"]) == {"0": {"where": "a = 'é'"}}
+    assert "x" not in sent
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def test_generated_token_is_sent_as_token_parameter_and_cached(scripted):
+    tokens: list[str] = []
+    scripted.routes["/tokens/generateToken"] = token_route(tokens)
+    scripted.routes["/svc"] = {"name": "svc"}
+    creds = TokenCredentials(scripted.url + "/tokens/generateToken", "alice", "secret")
+    client = fast_client(credentials=creds)
+    client.get_json(scripted.url + "/svc")
+    client.post_json(scripted.url + "/svc", {"a": 1})
+    assert len(tokens) == 1
+    assert [h["token"] for h in scripted.hits["/svc"]] == [tokens[0], tokens[0]]
+
+
+def test_expired_token_is_refreshed_once_and_the_request_repeated(scripted):
+    tokens: list[str] = []
+    scripted.routes["/tokens/generateToken"] = token_route(tokens)
+
+    def service(request, params):
+        if params.get("token") != tokens[-1] or len(tokens) < 2:
+            return {"error": {"code": 498, "message": "Invalid token."}}
+        return {"ok": True}
+
+    scripted.routes["/svc/synchronizeReplica"] = service
+    creds = TokenCredentials(scripted.url + "/tokens/generateToken", "alice", "secret")
+    assert fast_client(credentials=creds).post_json(scripted.url + "/svc/synchronizeReplica") == {
+        "ok": True
+    }
+    assert len(tokens) == 2
+    assert len(scripted.hits["/svc/synchronizeReplica"]) == 2
+
+
+def test_token_rejected_again_after_refresh_raises_authentication_error(scripted):
+    tokens: list[str] = []
+    scripted.routes["/tokens/generateToken"] = token_route(tokens)
+    scripted.routes["/svc"] = {"error": {"code": 498, "message": "Invalid token."}}
+    creds = TokenCredentials(scripted.url + "/tokens/generateToken", "alice", "secret")
+    with pytest.raises(AuthenticationError) as caught:
+        fast_client(credentials=creds).get_json(scripted.url + "/svc")
+    assert caught.value.code == 498
+    assert len(scripted.hits["/svc"]) == 2
+
+
+def test_wrong_password_gives_a_clear_message_without_the_password(scripted):
+    scripted.routes["/tokens/generateToken"] = token_route([], password="right")
+    scripted.routes["/svc"] = {"ok": True}
+    creds = TokenCredentials(scripted.url + "/tokens/generateToken", "alice", "wrong-pw-123")
+    with pytest.raises(AuthenticationError) as caught:
+        fast_client(credentials=creds).get_json(scripted.url + "/svc")
+    assert "Unable to generate token" in str(caught.value)
+    assert "alice" in str(caught.value)
+    assert "wrong-pw-123" not in str(caught.value) and "wrong-pw-123" not in repr(creds)
+
+
+def test_tokens_never_appear_in_errors_or_logs(scripted, caplog):
+    secret = "SECRET-TOKEN-0123456789"
+    scripted.routes["/svc"] = Response("<html>error</html>", status=500)
+    caplog.set_level(logging.DEBUG)
+    client = fast_client(credentials=StaticTokenCredentials(secret), retries=1)
+    with pytest.raises(BadAnswerError) as caught:
+        client.get_json(scripted.url + "/svc?x=1")
+    assert scripted.hits["/svc"][0]["token"] == secret
+    assert secret not in str(caught.value) and secret not in str(caught.value.url)
+    ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("werkzeug"))
+    assert secret not in ours
+    assert "/svc" in ours and "token=***" in ours
+
+
+def test_generated_token_is_not_sent_to_foreign_hosts():
+    creds = TokenCredentials("https://www.arcgis.com/sharing/rest/generateToken", "a", "b")
+    assert not creds._same_site("https://example.com/arcgis/rest/services/x/FeatureServer")
+    assert creds._same_site("https://services3.arcgis.com/abc/arcgis/rest/services/x")
+    local = TokenCredentials("http://127.0.0.1:8000/arcgis/tokens/generateToken", "a", "b")
+    assert local._same_site("http://127.0.0.1:8000/arcgis/rest/services/x")
+    assert not local._same_site("http://127.0.0.2:8000/arcgis/rest/services/x")
+
+
+# -- jobs and result files ---------------------------------------------------------------------
+
+RESULT = {
+    "replicaID": "{R1}",
+    "responseType": "esriReplicaResponseTypeEdits",
+    "replicaServerGen": "41",
+    "edits": [{"id": 0, "features": {"adds": [{"attributes": {"GlobalID": "{G}"}}]}}],
+}
+
+
+@pytest.mark.parametrize(
+    ("status_key", "url_key"), [("statusUrl", "resultUrl"), ("statusURL", "URL")]
+)
+def test_async_sync_follows_status_and_result_urls_verbatim(scripted, status_key, url_key):
+    base = scripted.url
+    scripted.routes["/svc/synchronizeReplica"] = {status_key: base + "/jobs/abc?extra=1"}
+    scripted.json_sequence(
+        "/jobs/abc",
+        {"status": "Pending"},
+        {"status": "InProgress"},
+        {"status": "Completed", url_key: base + "/output/r1.json?sig=xyz"},
+    )
+    scripted.routes["/output/r1.json"] = Response(json.dumps(RESULT), mimetype="application/json")
+    seen_status_urls = []
+
+    def on_status_url(url):
+        seen_status_urls.append(url)
+        assert not scripted.hits["/jobs/abc"], "the status URL must be handed over before polling"
+
+    messages = []
+    result = fast_client().synchronize_replica(
+        base + "/svc",
+        {"replicaID": "{R1}", "async": True},
+        on_status_url=on_status_url,
+        progress=lambda fraction, message: messages.append(message),
+    )
+    try:
+        header, events = result.read()
+        assert header["replicaServerGen"] == 41
+        assert list(events) == [(0, "features.adds", {"attributes": {"GlobalID": "{G}"}})]
+    finally:
+        result.close()
+    assert not result.path.exists()
+    assert seen_status_urls == [base + "/jobs/abc?extra=1"]
+    assert all(h["extra"] == "1" for h in scripted.hits["/jobs/abc"])
+    assert scripted.hits["/output/r1.json"][0]["sig"] == "xyz"
+    assert len(scripted.hits["/jobs/abc"]) == 3
+    assert messages
+
+
+def test_sync_answer_with_url_and_embedded_answer_both_give_a_result_file(scripted):
+    scripted.routes["/svc/createReplica"] = {
+        "transportType": "esriTransportTypeUrl",
+        "responseType": "esriReplicaResponseTypeData",
+        "URL": scripted.url + "/output/c.json",
+    }
+    scripted.routes["/output/c.json"] = {"replicaID": "{C}", "layers": [{"id": 2, "features": []}]}
+    with fast_client().create_replica(scripted.url + "/svc", {"replicaName": "x"}) as result:
+        assert result.header()["replicaID"] == "{C}"
+    sent = scripted.hits["/svc/createReplica"][0]
+    assert sent["transportType"] == "esriTransportTypeUrl" and sent["dataFormat"] == "json"
+
+    scripted.routes["/svc/synchronizeReplica"] = {
+        "replicaID": "{C}",
+        "responseType": "esriReplicaResponseTypeNoEdits",
+        "layerServerGens": '[{"id": 2, "serverGen": "9"}]',
+    }
+    with fast_client().synchronize_replica(scripted.url + "/svc", {"replicaID": "{C}"}) as result:
+        header, events = result.read()
+        assert list(events) == []
+        assert header["layerServerGens"] == {2: 9}
+
+
+def test_failed_job_raises_with_the_server_message(scripted):
+    scripted.routes["/svc/synchronizeReplica"] = {"statusUrl": scripted.url + "/jobs/f"}
+    scripted.routes["/jobs/f"] = {
+        "status": "Failed",
+        "error": {"code": 400, "message": "Edit rejected: field too long"},
+    }
+    with pytest.raises(ServiceError, match="field too long") as caught:
+        fast_client().synchronize_replica(scripted.url + "/svc", {})
+    assert caught.value.code == 400
+
+
+def test_cancel_between_polls_raises_cancelled(scripted):
+    scripted.routes["/jobs/slow"] = {"status": "InProgress"}
+    polls = []
+
+    def cancel():
+        return len(scripted.hits["/jobs/slow"]) >= 3
+
+    with pytest.raises(CancelledError):
+        fast_client().poll_job(scripted.url + "/jobs/slow", cancel=cancel)
+    polls = scripted.hits["/jobs/slow"]
+    assert len(polls) == 3
+
+
+def test_expired_result_file_raises_service_error_with_404(scripted):
+    with pytest.raises(ServiceError) as caught:
+        fast_client().fetch_result(scripted.url + "/output/gone.json")
+    assert caught.value.code == 404
+    assert "expired" in str(caught.value)
+
+
+def test_result_file_that_is_an_error_body_raises_it(scripted):
+    scripted.routes["/output/e.json"] = {"error": {"code": 500, "message": "Result expired"}}
+    with pytest.raises(ServiceError, match="Result expired"):
+        fast_client(retries=0).fetch_result(scripted.url + "/output/e.json")
+
+
+def test_download_streams_in_chunks_with_progress_and_cancels_cleanly(scripted, tmp_path):
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    scripted.routes["/pkg"] = Response(payload, mimetype="application/octet-stream")
+    fractions = []
+    dest = tmp_path / "pkg.bin"
+    fast_client().download(
+        scripted.url + "/pkg", dest, progress=lambda fraction, message: fractions.append(fraction)
+    )
+    assert dest.read_bytes() == payload
+    assert len(fractions) > 4 and fractions[-1] == pytest.approx(1.0)
+
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    dest2 = tmp_path / "pkg2.bin"
+    with pytest.raises(CancelledError):
+        fast_client().download(scripted.url + "/pkg", dest2, cancel=cancel)
+    assert not dest2.exists()
+    assert not (tmp_path / "pkg2.bin.part").exists()
+
+
+def test_supports_async_accepts_both_spellings():
+    assert supports_async({"syncCapabilities": {"supportsAsync": True}})
+    assert supports_async({"syncCapabilities": {"supportsASync": True}})
+    assert not supports_async({"syncCapabilities": {}})
+    assert not supports_async({})
