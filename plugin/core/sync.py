@@ -1,0 +1,1040 @@
+"""Synchronize offline data with its feature services (SDK ``OfflineMapSyncTask`` and
+``GeodatabaseSyncTask``).
+
+:class:`GeodatabaseSyncTask.synchronize` is the one place where a geodatabase is synchronized
+(ARCHITECTURE.md, "Synchronizing one geodatabase"): lock, finish an interrupted upload, snapshot
+the pending edits, journal them, submit, poll, fetch the result, commit in one transaction. The
+offline-map task runs it for each of its geodatabases, one after the other; a failure in one is
+reported in the result and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Union
+
+from .enums import (
+    OfflineUpdateAvailability,
+    PreplannedScheduledUpdatesOption,
+    PreplannedUpdateMode,
+    SyncDirection,
+    SyncModel,
+)
+from .errors import (
+    CancelledError,
+    GeodatabaseError,
+    NetworkError,
+    NotSyncEnabledError,
+    OfflineMapSyncError,
+    ServiceError,
+)
+from .jobs import Job
+from .jsonstream import read_result
+from .offline_map import GeodatabaseEntry, OfflineMap, OfflineMapUpdateCapabilities
+from .rest import ArcGISClient, BadAnswerError, CredentialProvider, supports_async
+
+ProgressCallback = Callable[[Optional[float], str], None]
+CancelCallback = Callable[[], bool]
+
+RESYNC_HINT = "Syncing again will resolve it; no local edit is lost."
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+
+
+@dataclass
+class SyncLayerOption:
+    """Direction of one layer or table in a per-layer sync (SDK ``SyncLayerOption``)."""
+
+    layer_id: int
+    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
+
+
+@dataclass
+class SyncGeodatabaseParameters:
+    """How to synchronize one geodatabase (SDK ``SyncGeodatabaseParameters``).
+
+    ``layer_options`` gives per-layer directions; they are honoured when the geodatabase is a
+    per-layer replica (for a per-replica one every layer moves in ``sync_direction``).
+    ``upload_only_new_features`` restricts the upload to added rows (maps in mode
+    DownloadScheduledUpdatesAndUploadNewFeatures). With ``keep_geodatabase_deltas`` the uploaded
+    edits and the downloaded result file are copied into ``deltas_folder`` (default: a folder
+    ``<geodatabase name>_deltas`` next to the geodatabase).
+    """
+
+    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
+    rollback_on_failure: bool = False
+    layer_options: list[SyncLayerOption] = field(default_factory=list)
+    upload_only_new_features: bool = False
+    keep_geodatabase_deltas: bool = False
+    deltas_folder: Path | None = None
+
+    def direction_of(self, layer_id: int) -> SyncDirection:
+        for option in self.layer_options:
+            if int(option.layer_id) == int(layer_id):
+                return SyncDirection(option.sync_direction)
+        return SyncDirection(self.sync_direction)
+
+
+@dataclass
+class OfflineMapSyncParameters:
+    """How to synchronize an offline map (SDK ``OfflineMapSyncParameters``)."""
+
+    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
+    rollback_on_failure: bool = False
+    preplanned_scheduled_updates_option: PreplannedScheduledUpdatesOption = (
+        PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
+    )
+    keep_geodatabase_deltas: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class SyncCounts:
+    """Rows and attachments moved in one direction for one layer or table."""
+
+    adds: int = 0
+    updates: int = 0
+    deletes: int = 0
+    attachment_adds: int = 0
+    attachment_updates: int = 0
+    attachment_deletes: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.adds
+            + self.updates
+            + self.deletes
+            + self.attachment_adds
+            + self.attachment_updates
+            + self.attachment_deletes
+        )
+
+    def add(self, other: SyncCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True)
+class EditError:
+    """One uploaded edit the server rejected (SDK ``FeatureEditResult`` with an error).
+
+    ``kind`` is ``add``, ``update``, ``delete`` or ``attachment add``/``update``/``delete``.
+    The local version of the row is kept in the geodatabase's conflict log.
+    """
+
+    global_id: str | None
+    kind: str
+    code: int | None
+    message: str
+
+
+@dataclass
+class SyncLayerResult:
+    """The outcome for one layer or table (SDK ``SyncLayerResult``).
+
+    ``error`` is set when the whole layer (or its whole geodatabase) failed to sync;
+    ``edit_errors`` lists rejected edits; ``conflicts`` counts local versions that lost and were
+    saved to the conflict log during this sync.
+    """
+
+    layer_id: int
+    name: str
+    is_table: bool = False
+    service_url: str = ""
+    geodatabase_path: Path | None = None
+    error: str | None = None
+    edit_errors: list[EditError] = field(default_factory=list)
+    uploaded: SyncCounts = field(default_factory=SyncCounts)
+    downloaded: SyncCounts = field(default_factory=SyncCounts)
+    conflicts: int = 0
+
+    @property
+    def has_errors(self) -> bool:
+        return self.error is not None or bool(self.edit_errors)
+
+
+@dataclass
+class OfflineMapSyncResult:
+    """The outcome of an offline map sync (SDK ``OfflineMapSyncResult``)."""
+
+    layer_results: list[SyncLayerResult] = field(default_factory=list)
+    table_results: list[SyncLayerResult] = field(default_factory=list)
+    is_mobile_map_package_reopen_required: bool = False
+    #: Whole-geodatabase failures: geodatabase file name -> message.
+    geodatabase_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.geodatabase_errors) or any(
+            r.has_errors for r in self.layer_results + self.table_results
+        )
+
+    def all_results(self) -> list[SyncLayerResult]:
+        return self.layer_results + self.table_results
+
+
+@dataclass(frozen=True)
+class OfflineMapUpdatesInfo:
+    """What a sync would bring (SDK ``OfflineMapUpdatesInfo``)."""
+
+    download_availability: OfflineUpdateAvailability
+    upload_availability: OfflineUpdateAvailability
+    scheduled_updates_download_size: int = 0
+    is_mobile_map_package_reopen_required: bool = False
+
+
+class LoadStatus(str, Enum):
+    """SDK ``LoadStatus``."""
+
+    NOT_LOADED = "notLoaded"
+    LOADING = "loading"
+    LOADED = "loaded"
+    FAILED_TO_LOAD = "failedToLoad"
+
+
+# ---------------------------------------------------------------------------------------------
+# One geodatabase
+
+
+def _capabilities(info: dict) -> set[str]:
+    return {c.strip().lower() for c in str(info.get("capabilities") or "").split(",") if c.strip()}
+
+
+def service_accepts_uploads(info: dict) -> bool:
+    """A service with Sync but without Create/Update/Delete is download-only (spec §1)."""
+    caps = _capabilities(info)
+    return bool(caps & {"create", "update", "delete", "editing"})
+
+
+class GeodatabaseSyncTask:
+    """Synchronizes geodatabases with one feature service (SDK ``GeodatabaseSyncTask``)."""
+
+    def __init__(
+        self,
+        feature_service_url: str,
+        credentials: CredentialProvider | None = None,
+        *,
+        client: ArcGISClient | None = None,
+    ) -> None:
+        self.feature_service_url = feature_service_url.rstrip("/")
+        self.client = client or ArcGISClient(credentials)
+        self._service_info: dict | None = None
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(self) -> dict:
+        """Fetch (once) and return the service description; refuses non-sync services."""
+        if self._service_info is None:
+            info = self.client.service_info(self.feature_service_url)
+            if "sync" not in _capabilities(info):
+                raise NotSyncEnabledError(
+                    f"The service {self.feature_service_url} does not allow sync: its "
+                    f"capabilities are {info.get('capabilities') or 'none'}."
+                )
+            self._service_info = info
+        return self._service_info
+
+    @property
+    def service_info(self) -> dict | None:
+        return self._service_info
+
+    # -- parameters --------------------------------------------------------------------------
+    def create_default_sync_geodatabase_parameters(
+        self,
+        geodatabase: Any,
+        sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL,
+    ) -> SyncGeodatabaseParameters:
+        """Defaults for ``geodatabase``: bidirectional (download only when the service takes
+        no edits), with one option per layer when the replica is per-layer."""
+        with _opened(geodatabase) as gdb:
+            info = self.load()
+            direction = sync_direction
+            if direction.uploads and not service_accepts_uploads(info):
+                direction = SyncDirection.DOWNLOAD
+            options = []
+            if SyncModel(gdb.replica.sync_model) == SyncModel.PER_LAYER:
+                options = [SyncLayerOption(layer.id, direction) for layer in gdb.layers]
+            return SyncGeodatabaseParameters(sync_direction=direction, layer_options=options)
+
+    # -- jobs --------------------------------------------------------------------------------
+    def sync_geodatabase(
+        self, params: SyncGeodatabaseParameters, geodatabase: Any
+    ) -> SyncGeodatabaseJob:
+        """A job that synchronizes ``geodatabase`` (a Geodatabase or a path); start or run it."""
+        return SyncGeodatabaseJob(self, params, geodatabase)
+
+    def unregister_geodatabase(self, geodatabase_or_replica_id: Any) -> None:
+        """Unregister the replica on the service so it stops tracking changes for it."""
+        if (
+            isinstance(geodatabase_or_replica_id, str)
+            and not Path(geodatabase_or_replica_id).suffix
+        ):
+            replica_id = geodatabase_or_replica_id
+        else:
+            with _opened(geodatabase_or_replica_id) as gdb:
+                replica_id = gdb.replica.replica_id
+        self.client.unregister_replica(self.feature_service_url, replica_id)
+
+    # -- the algorithm -----------------------------------------------------------------------
+    def synchronize(
+        self,
+        geodatabase: Any,
+        params: SyncGeodatabaseParameters,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> list[SyncLayerResult]:
+        """Synchronize one geodatabase, blocking; returns one result per layer and table.
+
+        Raises for failures of the whole geodatabase (service unreachable, replica unknown to
+        the server, another sync running...). After a network failure the upload journal lets
+        the next call finish the job: the message says so.
+        """
+        run = _GeodatabaseSync(self, params, progress or _no_progress, cancel or _never)
+        with _opened(geodatabase) as gdb:
+            return run.execute(gdb)
+
+
+def _no_progress(fraction: float | None, message: str) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
+class _opened:
+    """Use a Geodatabase as given, or open (and afterwards close) one from a path."""
+
+    def __init__(self, geodatabase: Any) -> None:
+        self._given = geodatabase
+        self._owned = None
+
+    def __enter__(self):
+        if isinstance(self._given, (str, Path)):
+            from .geodatabase import Geodatabase
+
+            self._owned = Geodatabase.open(self._given)
+            return self._owned
+        return self._given
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owned is not None:
+            self._owned.close()
+
+
+class SyncGeodatabaseJob(Job):
+    """Synchronizes one geodatabase (SDK ``SyncGeodatabaseJob``); result: list of
+    :class:`SyncLayerResult`."""
+
+    def __init__(
+        self, task: GeodatabaseSyncTask, params: SyncGeodatabaseParameters, geodatabase: Any
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.parameters = params
+        self.geodatabase = geodatabase
+
+    def _execute(self) -> list[SyncLayerResult]:
+        return self.task.synchronize(
+            self.geodatabase,
+            self.parameters,
+            progress=self._sub_progress(0.0, 1.0),
+            cancel=self._cancel_requested,
+        )
+
+
+def _counts_from(report: Any, prefix: str) -> SyncCounts:
+    """Read ``<prefix>_adds``... from a commit report's per-layer entry (object or dict)."""
+
+    def get(name: str) -> int:
+        key = f"{prefix}_{name}"
+        if isinstance(report, dict):
+            return int(report.get(key) or 0)
+        return int(getattr(report, key, 0) or 0)
+
+    return SyncCounts(
+        adds=get("adds"),
+        updates=get("updates"),
+        deletes=get("deletes"),
+        attachment_adds=get("attachment_adds"),
+        attachment_updates=get("attachment_updates"),
+        attachment_deletes=get("attachment_deletes"),
+    )
+
+
+class _GeodatabaseSync:
+    """One run of the one-geodatabase algorithm (kept apart so its state is per run)."""
+
+    def __init__(
+        self,
+        task: GeodatabaseSyncTask,
+        params: SyncGeodatabaseParameters,
+        progress: ProgressCallback,
+        cancel: CancelCallback,
+    ) -> None:
+        self.task = task
+        self.client = task.client
+        self.url = task.feature_service_url
+        self.params = params
+        self.progress = progress
+        self.cancel = cancel
+        self.results: dict[int, SyncLayerResult] = {}
+
+    def _check_cancel(self) -> None:
+        if self.cancel():
+            raise CancelledError("The sync was cancelled.")
+
+    def execute(self, gdb: Any) -> list[SyncLayerResult]:
+        self.gdb = gdb
+        for layer in gdb.layers:
+            self.results[layer.id] = SyncLayerResult(
+                layer_id=layer.id,
+                name=layer.name,
+                is_table=bool(layer.is_table),
+                service_url=self.url,
+                geodatabase_path=Path(gdb.path) if getattr(gdb, "path", None) else None,
+            )
+        try:
+            self.progress(0.0, f"Connecting to {self.url}")
+            self.info = self.task.load()
+            self._check_cancel()
+            with gdb.sync_lock():
+                self._run()
+        except (NetworkError, BadAnswerError) as error:
+            raise NetworkError(
+                f"The sync with {self.url} was interrupted: {error} {RESYNC_HINT}"
+            ) from error
+        return [self.results[k] for k in sorted(self.results)]
+
+    # -- steps -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        gdb = self.gdb
+        entry = gdb.journal_open_entry()
+        if entry is not None:
+            self.progress(0.05, "Finishing the upload interrupted during the last sync")
+            self._finish_journal(entry)
+        self._check_cancel()
+
+        replica = gdb.replica
+        per_layer = SyncModel(replica.sync_model) == SyncModel.PER_LAYER
+        layer_ids = [layer.id for layer in gdb.layers]
+        if per_layer:
+            directions = {i: self.params.direction_of(i) for i in layer_ids}
+        else:
+            directions = dict.fromkeys(layer_ids, SyncDirection(self.params.sync_direction))
+        upload_ids = [i for i, d in directions.items() if d.uploads]
+        download_ids = [i for i, d in directions.items() if d.downloads]
+
+        snapshot = None
+        if upload_ids and gdb.has_pending_edits():
+            if not service_accepts_uploads(self.info):
+                self.progress(
+                    None,
+                    "The service is download-only: local edits stay in the geodatabase and "
+                    "are not uploaded.",
+                )
+            else:
+                candidate = gdb.snapshot_upload(
+                    layer_ids=upload_ids if per_layer else None,
+                    only_adds=self.params.upload_only_new_features,
+                )
+                if not candidate.is_empty:
+                    snapshot = candidate
+        uploads = snapshot is not None
+        downloads = bool(download_ids)
+        if not uploads and not downloads:
+            self.progress(1.0, "Nothing to synchronize")
+            return
+
+        if uploads and downloads:
+            direction = SyncDirection.BIDIRECTIONAL
+        elif uploads:
+            direction = SyncDirection.UPLOAD
+        else:
+            direction = SyncDirection.DOWNLOAD
+        request = self._request(direction, snapshot.edits if uploads else None)
+        if per_layer:
+
+            def layer_wire(layer_direction: SyncDirection) -> str:
+                up = uploads and layer_direction.uploads
+                down = layer_direction.downloads
+                if up and down:
+                    return SyncDirection.BIDIRECTIONAL.wire
+                if up:
+                    return SyncDirection.UPLOAD.wire
+                return SyncDirection.DOWNLOAD.wire if down else SyncDirection.NONE.wire
+
+            request["syncLayers"] = [
+                {
+                    "id": i,
+                    "serverGen": int(replica.layer_gens.get(i, replica.server_gen or 0) or 0),
+                    "syncDirection": layer_wire(directions[i]),
+                }
+                for i in layer_ids
+            ]
+        else:
+            request["replicaServerGen"] = int(replica.server_gen or 0)
+
+        entry = gdb.journal_begin(snapshot) if uploads else None
+        self.progress(0.15, "Uploading local edits" if uploads else "Requesting server changes")
+        result = self._submit(request, entry)
+        self._commit(result, snapshot, direction, download_ids if per_layer else None, entry)
+
+    def _request(self, direction: SyncDirection, edits: list | None) -> dict:
+        caps = self.info.get("syncCapabilities") or {}
+        request: dict[str, Any] = {
+            "replicaID": self.gdb.replica.replica_id,
+            "syncDirection": direction.wire,
+            "async": supports_async(self.info),
+            "transportType": "esriTransportTypeUrl",
+            "dataFormat": "json",
+            "returnIdsForAdds": False,
+            "returnAttachmentsDatabyURL": False,
+        }
+        if caps.get("supportsRollbackOnFailure", True) is not False:
+            request["rollbackOnFailure"] = bool(self.params.rollback_on_failure)
+        if edits is not None:
+            request["edits"] = edits
+        return request
+
+    def _submit(self, request: dict, entry: Any):
+        """Send the request and return the result file; journal bookkeeping on failure."""
+
+        def on_status_url(url: str) -> None:
+            if entry is not None:
+                self.gdb.journal_set_status_url(entry, url)
+
+        try:
+            return self.client.synchronize_replica(
+                self.url,
+                request,
+                on_status_url=on_status_url,
+                progress=self._phase(0.2, 0.6),
+                cancel=self.cancel,
+            )
+        except (NetworkError, BadAnswerError, CancelledError):
+            # The server may have applied the upload: keep the journal entry so the next sync
+            # finishes it (poll the saved job, or resend the same edits).
+            raise
+        except ServiceError:
+            # The server refused the request: nothing was applied, the edits stay pending.
+            if entry is not None:
+                self.gdb.journal_close(entry)
+            raise
+
+    def _commit(
+        self,
+        result: Any,
+        snapshot: Any,
+        direction: SyncDirection,
+        layer_ids: list[int] | None,
+        entry: Any,
+    ) -> None:
+        with result:
+            self._keep_deltas(snapshot, result)
+            self.progress(0.7, "Applying changes to the geodatabase")
+            header, events = result.read()
+            report = self.gdb.commit_sync(
+                snapshot, header, events, direction=direction, layer_ids=layer_ids
+            )
+        if entry is not None:
+            self.gdb.journal_close(entry)
+        self._merge(report)
+        self.progress(1.0, "Synchronized")
+
+    def _finish_journal(self, entry: Any) -> None:
+        """Complete an upload whose answer never arrived: the server may or may not have it."""
+        result = None
+        status_url = getattr(entry, "status_url", None)
+        if status_url:
+            try:
+                final = self.client.poll_job(
+                    status_url, progress=self._phase(0.05, 0.1), cancel=self.cancel
+                )
+                result = self.client.result_from_answer(final, status_url, cancel=self.cancel)
+            except (NetworkError, BadAnswerError, CancelledError):
+                raise
+            except ServiceError:
+                result = None  # job or result gone: resend below (replays are idempotent)
+        snapshot = _journal_snapshot(entry)
+        if result is None:
+            # Upload only: acknowledging the edits must not move the download generation; the
+            # regular sync that follows downloads from where the geodatabase stands.
+            request = self._request(SyncDirection.UPLOAD, _journal_edits(entry))
+            replica = self.gdb.replica
+            if SyncModel(replica.sync_model) == SyncModel.PER_LAYER:
+                request["syncLayers"] = [
+                    {
+                        "id": i,
+                        "serverGen": int(replica.layer_gens.get(i, 0) or 0),
+                        "syncDirection": "upload",
+                    }
+                    for i in sorted({int(e["id"]) for e in _journal_edits(entry)})
+                ]
+            else:
+                request["replicaServerGen"] = int(replica.server_gen or 0)
+            result = self._submit(request, entry)
+        self._commit(result, snapshot, SyncDirection.UPLOAD, None, entry)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _phase(self, start: float, end: float) -> ProgressCallback:
+        def progress(fraction: float | None, message: str) -> None:
+            overall = None if fraction is None else start + (end - start) * fraction
+            self.progress(overall, message)
+
+        return progress
+
+    def _keep_deltas(self, snapshot: Any, result: Any) -> None:
+        if not self.params.keep_geodatabase_deltas:
+            return
+        gdb_path = Path(self.gdb.path)
+        folder = self.params.deltas_folder or gdb_path.with_name(gdb_path.stem + "_deltas")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        base = f"{gdb_path.stem}_{stamp}"
+        if snapshot is not None:
+            (folder / f"{base}_upload.json").write_text(
+                json.dumps(snapshot.edits, ensure_ascii=False), encoding="utf-8"
+            )
+        result.copy_to(folder / f"{base}_download.json")
+
+    def _merge(self, report: Any) -> None:
+        layers = getattr(report, "layers", None)
+        if layers is None and isinstance(report, dict):
+            layers = report
+        for layer_id, entry in (layers or {}).items():
+            result = self.results.get(int(layer_id))
+            if result is None:
+                continue
+            result.uploaded.add(_counts_from(entry, "uploaded"))
+            result.downloaded.add(_counts_from(entry, "downloaded"))
+            conflicts = (
+                entry.get("conflicts")
+                if isinstance(entry, dict)
+                else getattr(entry, "conflicts", 0)
+            )
+            result.conflicts += int(
+                conflicts if isinstance(conflicts, int) else len(conflicts or ())
+            )
+            errors = (
+                entry.get("edit_errors")
+                if isinstance(entry, dict)
+                else getattr(entry, "edit_errors", ())
+            )
+            for error in errors or ():
+                result.edit_errors.append(_edit_error(error))
+
+
+def _edit_error(error: Any) -> EditError:
+    if isinstance(error, EditError):
+        return error
+    get = error.get if isinstance(error, dict) else (lambda k, d=None: getattr(error, k, d))
+    code = get("code")
+    return EditError(
+        global_id=get("global_id") or get("globalId"),
+        kind=str(get("kind") or ""),
+        code=int(code) if isinstance(code, int) else None,
+        message=str(get("message") or get("description") or ""),
+    )
+
+
+def _journal_snapshot(entry: Any) -> Any:
+    return getattr(entry, "snapshot", entry)
+
+
+def _journal_edits(entry: Any) -> list:
+    snapshot = getattr(entry, "snapshot", None)
+    if snapshot is not None and getattr(snapshot, "edits", None) is not None:
+        return snapshot.edits
+    return entry.edits
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduled update packages (ahead-of-time maps, spec §6)
+
+_DELTA_NAME = re.compile(r"^d_(\d+)(?:\.json)?$")
+
+
+@dataclass(frozen=True)
+class _ScheduledUpdates:
+    """The update packages a geodatabase at ``generation`` still needs, oldest first."""
+
+    generation: int
+    deltas: list[tuple[int, str, int]]  # (generation, resource name, size)
+    reopen_required: bool
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, _, size in self.deltas)
+
+
+def _local_generation(gdb: Any) -> int:
+    replica = gdb.replica
+    if SyncModel(replica.sync_model) == SyncModel.PER_LAYER and replica.layer_gens:
+        return min(int(g) for g in replica.layer_gens.values())
+    return int(replica.server_gen or 0)
+
+
+def _scheduled_updates(
+    client: ArcGISClient, portal_url: str, entry: GeodatabaseEntry, generation: int
+) -> _ScheduledUpdates:
+    item = client.portal_item(portal_url, entry.package_item_id)
+    properties = item.get("properties") or {}
+    last_purged = properties.get("lastPurgedGen", item.get("lastPurgedGen"))
+    deltas = []
+    for resource in client.portal_item_resources(portal_url, entry.package_item_id):
+        name = str(resource.get("resource") or "")
+        match = _DELTA_NAME.match(name.rsplit("/", 1)[-1])
+        if match and int(match.group(1)) > generation:
+            deltas.append((int(match.group(1)), name, int(resource.get("size") or 0)))
+    deltas.sort()
+    reopen = last_purged is not None and generation <= int(last_purged)
+    return _ScheduledUpdates(generation, [] if reopen else deltas, reopen)
+
+
+def _apply_scheduled_updates(
+    client: ArcGISClient,
+    portal_url: str,
+    offline_map: OfflineMap,
+    entry: GeodatabaseEntry,
+    gdb: Any,
+    results: dict[int, SyncLayerResult],
+    *,
+    keep_deltas_in: Path | None,
+    progress: ProgressCallback,
+    cancel: CancelCallback,
+) -> bool:
+    """Download and apply, in generation order, the update packages the geodatabase lacks.
+
+    Returns True when the packages it needs were purged (the map must be taken offline anew).
+    """
+    with gdb.sync_lock():
+        pending = _scheduled_updates(client, portal_url, entry, _local_generation(gdb))
+        if pending.reopen_required:
+            return True
+        for number, (gen, name, _size) in enumerate(pending.deltas):
+            if cancel():
+                raise CancelledError("The sync was cancelled.")
+            progress(number / max(1, len(pending.deltas)), f"Applying scheduled update {gen}")
+            folder = Path(tempfile.mkdtemp(prefix="offline-map-sync-"))
+            path = folder / f"d_{gen}.json"
+            try:
+                client.download(
+                    f"{portal_url.rstrip('/')}/content/items/{entry.package_item_id}/resources/{name}",
+                    path,
+                    cancel=cancel,
+                )
+                if keep_deltas_in is not None:
+                    keep_deltas_in.mkdir(parents=True, exist_ok=True)
+                    (keep_deltas_in / f"{Path(entry.file).stem}_d_{gen}.json").write_bytes(
+                        path.read_bytes()
+                    )
+                header, events = read_result(path)
+                report = gdb.commit_sync(None, header, events, direction=SyncDirection.DOWNLOAD)
+            finally:
+                path.unlink(missing_ok=True)
+                folder.rmdir()
+            merger = _GeodatabaseSync.__new__(_GeodatabaseSync)
+            merger.results = results
+            merger._merge(report)
+            offline_map.replace_geodatabase_entry(replace(entry, generation=gen))
+            entry = replace(entry, generation=gen)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The offline map
+
+
+class OfflineMapSyncTask:
+    """Synchronizes an offline map with its services (SDK ``OfflineMapSyncTask``).
+
+    ``offline_map`` is an :class:`OfflineMap` or its folder. Call :meth:`load` (it opens the
+    manifest and checks every geodatabase), then :meth:`create_offline_map_sync_job`.
+    """
+
+    def __init__(
+        self,
+        offline_map: Union[OfflineMap, str, Path],
+        credentials: CredentialProvider | None = None,
+        *,
+        client: ArcGISClient | None = None,
+    ) -> None:
+        self._source = offline_map
+        self.offline_map: OfflineMap | None = (
+            offline_map if isinstance(offline_map, OfflineMap) else None
+        )
+        self.credentials = credentials
+        self.client = client or ArcGISClient(credentials)
+        self.load_status = LoadStatus.NOT_LOADED
+        self.load_error: BaseException | None = None
+        self._cancel_load = False
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Open the map and validate its geodatabases; raises (and keeps ``load_error``) on
+        failure. Loading a loaded task does nothing."""
+        if self.load_status == LoadStatus.LOADED:
+            return
+        self.load_status = LoadStatus.LOADING
+        self._cancel_load = False
+        try:
+            if self.offline_map is None:
+                self.offline_map = OfflineMap.open(self._source)
+            for entry in self.offline_map.geodatabases:
+                if self._cancel_load:
+                    raise CancelledError("Loading the offline map was cancelled.")
+                self.offline_map.open_geodatabase(entry).close()
+        except BaseException as error:
+            self.load_status = LoadStatus.FAILED_TO_LOAD
+            self.load_error = error
+            raise
+        self.load_error = None
+        self.load_status = LoadStatus.LOADED
+
+    def retry_load(self) -> None:
+        """Load again after a failure (e.g. once a missing file is back)."""
+        if self.load_status in (LoadStatus.FAILED_TO_LOAD, LoadStatus.NOT_LOADED):
+            self.load_status = LoadStatus.NOT_LOADED
+            if not isinstance(self._source, OfflineMap):
+                self.offline_map = None
+            self.load()
+
+    def cancel_load(self) -> None:
+        self._cancel_load = True
+
+    def _loaded_map(self) -> OfflineMap:
+        self.load()
+        assert self.offline_map is not None
+        return self.offline_map
+
+    # -- what can be done --------------------------------------------------------------------
+    @property
+    def update_capabilities(self) -> OfflineMapUpdateCapabilities:
+        return self._loaded_map().update_capabilities
+
+    def check_for_updates(self) -> OfflineMapUpdatesInfo:
+        """Whether there is something to upload and (for scheduled-update maps) to download.
+
+        Download availability is Indeterminate for maps that sync with feature services: only
+        a sync can tell (as in the SDK).
+        """
+        offline_map = self._loaded_map()
+        mode = offline_map.update_mode
+        uploads_allowed = mode in (
+            PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
+            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
+        )
+        only_adds = mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
+        upload = OfflineUpdateAvailability.NONE
+        download = OfflineUpdateAvailability.NONE
+        size = 0
+        reopen = False
+        for entry in offline_map.geodatabases:
+            with offline_map.open_geodatabase(entry) as gdb:
+                if uploads_allowed and not entry.download_only:
+                    counts = gdb.pending_counts()
+                    pending = any(
+                        (c.get("adds", 0) if only_adds else sum(c.values())) > 0
+                        for c in counts.values()
+                    )
+                    if pending:
+                        upload = OfflineUpdateAvailability.AVAILABLE
+                if offline_map.update_capabilities.supports_scheduled_updates_for_features:
+                    updates = _scheduled_updates(
+                        self.client, self._portal_url(), entry, _local_generation(gdb)
+                    )
+                    reopen = reopen or updates.reopen_required
+                    size += updates.size
+                    if updates.deltas:
+                        download = OfflineUpdateAvailability.AVAILABLE
+        if mode == PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES and offline_map.geodatabases:
+            download = OfflineUpdateAvailability.INDETERMINATE
+        return OfflineMapUpdatesInfo(
+            download_availability=download,
+            upload_availability=upload,
+            scheduled_updates_download_size=size,
+            is_mobile_map_package_reopen_required=reopen,
+        )
+
+    def _portal_url(self) -> str:
+        portal = self._loaded_map().source.portal_url
+        if not portal:
+            raise OfflineMapSyncError(
+                "This offline map does not say which portal its scheduled updates come from."
+            )
+        return portal
+
+    def create_default_offline_map_sync_parameters(self) -> OfflineMapSyncParameters:
+        """Defaults reflecting the map: bidirectional for maps that sync with their services
+        (download when every geodatabase is download-only), download for scheduled updates."""
+        offline_map = self._loaded_map()
+        mode = offline_map.update_mode
+        all_download_only = bool(offline_map.geodatabases) and all(
+            e.download_only for e in offline_map.geodatabases
+        )
+        if mode == PreplannedUpdateMode.NO_UPDATES:
+            direction = SyncDirection.NONE
+        elif mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES or all_download_only:
+            direction = SyncDirection.DOWNLOAD
+        else:
+            direction = SyncDirection.BIDIRECTIONAL
+        scheduled = (
+            PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
+            if offline_map.update_capabilities.supports_scheduled_updates_for_features
+            else PreplannedScheduledUpdatesOption.NO_UPDATES
+        )
+        return OfflineMapSyncParameters(
+            sync_direction=direction, preplanned_scheduled_updates_option=scheduled
+        )
+
+    def create_offline_map_sync_job(self, params: OfflineMapSyncParameters) -> OfflineMapSyncJob:
+        """A job that synchronizes every geodatabase of the map; ``start()`` or ``run()`` it."""
+        return OfflineMapSyncJob(self, params)
+
+
+class OfflineMapSyncJob(Job):
+    """Synchronizes an offline map (SDK ``OfflineMapSyncJob``); result:
+    :class:`OfflineMapSyncResult`. Safe to ``run()`` from a ``QgsTask``: it touches no Qt."""
+
+    def __init__(self, task: OfflineMapSyncTask, params: OfflineMapSyncParameters) -> None:
+        super().__init__()
+        self.task = task
+        self.parameters = params
+
+    def _execute(self) -> OfflineMapSyncResult:
+        offline_map = self.task._loaded_map()
+        params = self.parameters
+        mode = offline_map.update_mode
+        result = OfflineMapSyncResult()
+        entries = offline_map.geodatabases
+        scheduled = (
+            offline_map.update_capabilities.supports_scheduled_updates_for_features
+            and params.preplanned_scheduled_updates_option
+            == PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
+            and SyncDirection(params.sync_direction).downloads
+        )
+        deltas_folder = offline_map.folder.with_name(offline_map.folder.name + "_deltas")
+        for number, entry in enumerate(entries):
+            self._check_cancelled()
+            start, end = number / len(entries), (number + 1) / len(entries)
+            self._report(start, f"Synchronizing {entry.title or entry.file}")
+            layer_results = self._blank_results(entry)
+            try:
+                with offline_map.open_geodatabase(entry) as gdb:
+                    direction = self._feature_service_direction(entry, mode)
+                    if direction != SyncDirection.NONE:
+                        task = GeodatabaseSyncTask(entry.service_url, client=self.task.client)
+                        gdb_params = SyncGeodatabaseParameters(
+                            sync_direction=direction,
+                            rollback_on_failure=params.rollback_on_failure,
+                            upload_only_new_features=(
+                                mode
+                                == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
+                            ),
+                            keep_geodatabase_deltas=params.keep_geodatabase_deltas,
+                            deltas_folder=deltas_folder,
+                        )
+                        middle = end if not scheduled else start + (end - start) / 2
+                        for layer_result in task.synchronize(
+                            gdb,
+                            gdb_params,
+                            progress=self._sub_progress(start, middle),
+                            cancel=self._cancel_requested,
+                        ):
+                            layer_results[layer_result.layer_id] = _with_entry_names(
+                                layer_result, layer_results.get(layer_result.layer_id)
+                            )
+                    if scheduled:
+                        reopen = _apply_scheduled_updates(
+                            self.task.client,
+                            self.task._portal_url(),
+                            offline_map,
+                            entry,
+                            gdb,
+                            layer_results,
+                            keep_deltas_in=deltas_folder
+                            if params.keep_geodatabase_deltas
+                            else None,
+                            progress=self._sub_progress(start + (end - start) / 2, end),
+                            cancel=self._cancel_requested,
+                        )
+                        result.is_mobile_map_package_reopen_required |= reopen
+            except CancelledError:
+                raise
+            except (OfflineMapSyncError, OSError) as error:
+                message = str(error)
+                result.geodatabase_errors[entry.file] = message
+                self._report(None, f"{entry.title or entry.file}: {message}")
+                for layer_result in layer_results.values():
+                    layer_result.error = message
+            for layer_result in sorted(layer_results.values(), key=lambda r: r.layer_id):
+                target = result.table_results if layer_result.is_table else result.layer_results
+                target.append(layer_result)
+        self._report(1.0, "Sync finished with errors" if result.has_errors else "Sync finished")
+        return result
+
+    def _feature_service_direction(
+        self, entry: GeodatabaseEntry, mode: PreplannedUpdateMode
+    ) -> SyncDirection:
+        direction = SyncDirection(self.parameters.sync_direction)
+        if mode == PreplannedUpdateMode.NO_UPDATES:
+            return SyncDirection.NONE
+        if mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES:
+            return SyncDirection.NONE  # changes come as update packages, not from the service
+        if mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES:
+            return SyncDirection.UPLOAD if direction.uploads else SyncDirection.NONE
+        if entry.download_only and direction.uploads:
+            return SyncDirection.DOWNLOAD if direction.downloads else SyncDirection.NONE
+        return direction
+
+    @staticmethod
+    def _blank_results(entry: GeodatabaseEntry) -> dict[int, SyncLayerResult]:
+        return {
+            layer.id: SyncLayerResult(
+                layer_id=layer.id,
+                name=layer.title,
+                is_table=layer.is_table,
+                service_url=entry.service_url,
+                geodatabase_path=entry.path,
+            )
+            for layer in entry.layers
+        }
+
+
+def _with_entry_names(result: SyncLayerResult, blank: SyncLayerResult | None) -> SyncLayerResult:
+    """Prefer the map's layer title (what the user sees) over the service's layer name."""
+    if blank is not None and blank.name:
+        result.name = blank.name
+    return result
+
+
+__all__: Iterable[str] = [
+    "EditError",
+    "GeodatabaseError",
+    "GeodatabaseSyncTask",
+    "LoadStatus",
+    "OfflineMapSyncJob",
+    "OfflineMapSyncParameters",
+    "OfflineMapSyncResult",
+    "OfflineMapSyncTask",
+    "OfflineMapUpdatesInfo",
+    "SyncCounts",
+    "SyncGeodatabaseJob",
+    "SyncGeodatabaseParameters",
+    "SyncLayerOption",
+    "SyncLayerResult",
+]
