@@ -154,3 +154,17 @@ def wait_for_task(task: JobTask, timeout: float = 60.0) -> bool:
         QCoreApplication.processEvents()
         time.sleep(0.01)
     return task.is_finished
+
+
+class CallJob(Job):
+    """A job that calls one function (e.g. a core check that may go to the network) so that it
+    can run as a task; the function's return value is the result."""
+
+    def __init__(self, function: Callable[[], Any], message: str = "") -> None:
+        super().__init__()
+        self._function = function
+        self._start_message = message
+
+    def _execute(self) -> Any:
+        self._report(0.0, self._start_message)
+        return self._function()

@@ -1,27 +1,688 @@
-"""The plugin's dock panel (layout in ``ui/dock_panel.ui``)."""
+"""The plugin's dock panel (layout in ``ui/dock_panel.ui``).
+
+Opens an offline map folder, shows its geodatabases with their pending edits, what the map can
+do (update capabilities) and what is waiting (updates info), adds it to the project as layers,
+and synchronizes it as a background ``QgsTask``. All work is done by core calls; this class
+only collects parameters, starts tasks and shows their results.
+"""
 
 from __future__ import annotations
 
-from qgis.PyQt import uic
-from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import QDockWidget, QWidget
+from pathlib import Path
+from typing import Any
 
-from ..resources import ui_path
+from qgis.core import Qgis, QgsMessageLog, QgsSettings
+from qgis.gui import QgsAuthConfigSelect
+from qgis.PyQt import uic
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QMessageBox,
+    QTableWidgetItem,
+    QTreeWidgetItem,
+    QWidget,
+)
+
+from .. import layers as map_layers
+from ..auth import credentials_from_auth_config
+from ..core.enums import OfflineUpdateAvailability, PreplannedScheduledUpdatesOption, SyncDirection
+from ..core.errors import OfflineMapSyncError
+from ..core.offline_map import OfflineMap
+from ..resources import PLUGIN_NAME, tr, ui_path
+from ..task import CallJob, JobTask, start_job_task
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
 
+SETTINGS_RECENT = "OfflineMapSync/recentMaps"
+SETTINGS_AUTH = "OfflineMapSync/authConfigs"
+MAX_RECENT = 10
+ROLE_KEY = Qt.ItemDataRole.UserRole + 1
+
+_COUNT_WORDS = {
+    "adds": "{0} added",
+    "updates": "{0} changed",
+    "deletes": "{0} deleted",
+    "attachment_adds": "{0} attachments added",
+    "attachment_updates": "{0} attachments changed",
+    "attachment_deletes": "{0} attachments deleted",
+}
+
+
+def describe_counts(counts: dict[str, int] | None) -> str:
+    """Pending-edit counts in words, e.g. "2 added, 1 changed" (empty when nothing waits)."""
+    parts = []
+    for key, value in (counts or {}).items():
+        if value:
+            template = _COUNT_WORDS.get(key, "{0} " + key.replace("_", " "))
+            parts.append(tr(template).format(value))
+    return ", ".join(parts)
+
 
 class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
-    """Dock panel: opens an offline map, shows what it can do and what is waiting, syncs it."""
+    """Dock panel: opens an offline map, shows what it can do and what is waiting, syncs it.
+
+    Signals: ``closed`` when the user closes the panel; ``map_opened(folder)``;
+    ``task_finished(task)`` after a sync / take-offline / check task ended and the panel shows
+    its outcome.
+    """
 
     closed = pyqtSignal()
+    map_opened = pyqtSignal(str)
+    task_finished = pyqtSignal(object)
 
     def __init__(self, iface=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.iface = iface
         self.setupUi(self)
         self.setObjectName("OfflineMapSyncDock")
+        self.offline_map: OfflineMap | None = None
+        self.task: JobTask | None = None
+        self.last_result: Any = None
+        self.last_error: BaseException | None = None
+        self.updates_info: Any = None
+
+        self.authSelect = QgsAuthConfigSelect(self)
+        self.authSelect.setObjectName("authSelect")
+        self.syncForm.insertRow(3, tr("Authentication"), self.authSelect)
+
+        for label, direction in (
+            (tr("Both ways (upload and download)"), SyncDirection.BIDIRECTIONAL),
+            (tr("Upload local edits only"), SyncDirection.UPLOAD),
+            (tr("Download server changes only"), SyncDirection.DOWNLOAD),
+        ):
+            self.directionCombo.addItem(label, int(direction))
+        self.resultsTable.setColumnCount(6)
+
+        self.openButton.clicked.connect(self.choose_folder)
+        self.recentCombo.activated.connect(self._recent_chosen)
+        self.takeOfflineButton.clicked.connect(self.take_offline)
+        self.addToMapButton.clicked.connect(self.add_to_map)
+        self.checkUpdatesButton.clicked.connect(self.check_for_updates)
+        self.syncButton.clicked.connect(self.sync)
+        self.cancelButton.clicked.connect(self.cancel)
+        self.conflictsButton.clicked.connect(self.show_conflicts)
+        self.authSelect.selectedConfigIdChanged.connect(self._remember_auth)
+
+        self._fill_recent()
+        self._update_state()
+
+    # -- opening -----------------------------------------------------------------------------
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, tr("Open an offline map folder"))
+        if folder:
+            self.open_map(folder)
+
+    def _recent_chosen(self, index: int) -> None:
+        folder = self.recentCombo.itemData(index)
+        if folder and (self.offline_map is None or str(self.offline_map.folder) != folder):
+            self.open_map(folder)
+
+    def open_map(self, folder: str | Path) -> bool:
+        """Open the offline map in ``folder`` and show it; False (with a message) if it cannot."""
+        try:
+            offline_map = OfflineMap.open(folder)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+            return False
+        self.offline_map = offline_map
+        self.updates_info = None
+        self.last_result = None
+        self.last_error = None
+        self._remember_recent(str(offline_map.folder))
+        self._restore_auth()
+        self.refresh()
+        self._set_default_parameters()
+        self.resultsTable.setRowCount(0)
+        self.statusLabel.setText("")
+        self.map_opened.emit(str(offline_map.folder))
+        return True
+
+    def _set_default_parameters(self) -> None:
+        from ..core.sync import OfflineMapSyncTask
+
+        try:
+            defaults = OfflineMapSyncTask(
+                self.offline_map
+            ).create_default_offline_map_sync_parameters()
+        except OfflineMapSyncError:
+            return
+        index = self.directionCombo.findData(int(defaults.sync_direction))
+        if index >= 0:
+            self.directionCombo.setCurrentIndex(index)
+        self.rollbackCheck.setChecked(defaults.rollback_on_failure)
+        self.scheduledUpdatesCheck.setChecked(
+            defaults.preplanned_scheduled_updates_option
+            == PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
+        )
+
+    def refresh(self) -> None:
+        """Read the map again: tree with pending edits, capabilities, parameter defaults."""
+        self._fill_tree()
+        self._show_capabilities()
+        self._update_state()
+
+    def _fill_tree(self) -> None:
+        self.contentTree.clear()
+        offline_map = self.offline_map
+        if offline_map is None:
+            self.mapLabel.setText(tr("No offline map is open."))
+            return
+        self.mapLabel.setText(
+            tr("<b>{0}</b><br>{1}").format(
+                _escape(offline_map.title), _escape(str(offline_map.folder))
+            )
+        )
+        self.mapLabel.setTextFormat(Qt.TextFormat.RichText)
+        try:
+            counts = offline_map.local_edit_counts()
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+            counts = {}
+        for entry in offline_map.geodatabases:
+            gdb_counts = counts.get(entry.file, {})
+            total = sum(sum(c.values()) for c in gdb_counts.values())
+            top = QTreeWidgetItem(
+                [entry.title or entry.file, tr("{0} pending").format(total) if total else ""]
+            )
+            top.setToolTip(0, f"{entry.file}\n{entry.service_url}")
+            top.setData(0, ROLE_KEY, (entry.file, None))
+            if entry.download_only:
+                top.setText(0, tr("{0} (download only)").format(top.text(0)))
+            self.contentTree.addTopLevelItem(top)
+            for layer in entry.layers:
+                name = layer.title if not layer.is_table else tr("{0} (table)").format(layer.title)
+                child = QTreeWidgetItem([name, describe_counts(gdb_counts.get(layer.id))])
+                child.setData(0, ROLE_KEY, (entry.file, layer.id))
+                top.addChild(child)
+            top.setExpanded(True)
+        self.contentTree.resizeColumnToContents(0)
+
+    def pending_text(self, file: str, layer_id: int | None = None) -> str:
+        """The pending-edits text the tree shows for a geodatabase or one of its layers."""
+        for index in range(self.contentTree.topLevelItemCount()):
+            top = self.contentTree.topLevelItem(index)
+            if top.data(0, ROLE_KEY)[0] != file:
+                continue
+            if layer_id is None:
+                return top.text(1)
+            for child_index in range(top.childCount()):
+                child = top.child(child_index)
+                if child.data(0, ROLE_KEY)[1] == layer_id:
+                    return child.text(1)
+        return ""
+
+    # -- capabilities and updates ------------------------------------------------------------
+    def capabilities_text(self) -> str:
+        """What the map can do and what is waiting, in words (the text the panel shows)."""
+        offline_map = self.offline_map
+        if offline_map is None:
+            return ""
+        capabilities = offline_map.update_capabilities
+        lines = []
+        if capabilities.supports_sync_with_feature_services:
+            lines.append(
+                tr(
+                    "This map synchronizes with its feature services: local edits go up, server changes come down."
+                )
+            )
+            download_only = [e.title or e.file for e in offline_map.geodatabases if e.download_only]
+            if download_only:
+                lines.append(
+                    tr("Download only (the service does not accept edits): {0}.").format(
+                        ", ".join(download_only)
+                    )
+                )
+        if capabilities.supports_scheduled_updates_for_features:
+            lines.append(tr("This map receives scheduled update packages prepared by the portal."))
+        if not lines:
+            lines.append(tr("This map cannot be updated: it is a read-only copy."))
+        info = self.updates_info
+        if info is not None:
+            lines.append(_availability_text(tr("Upload"), info.upload_availability))
+            lines.append(_availability_text(tr("Download"), info.download_availability))
+            size = getattr(info, "scheduled_updates_download_size", 0) or 0
+            if size:
+                lines.append(tr("Scheduled updates to download: {0}.").format(_size_text(size)))
+            if getattr(info, "is_mobile_map_package_reopen_required", False):
+                lines.append(tr("The map must be downloaded again: the updates it needs are gone."))
+        else:
+            try:
+                waiting = offline_map.has_local_edits()
+            except OfflineMapSyncError:
+                waiting = False
+            lines.append(
+                tr("Local edits are waiting to be uploaded.")
+                if waiting
+                else tr("No local edits are waiting.")
+            )
+        return "<br>".join(_escape(line) for line in lines)
+
+    def _show_capabilities(self) -> None:
+        self.capabilitiesLabel.setText(self.capabilities_text())
+
+    def check_for_updates(self) -> JobTask | None:
+        """Ask the services/portal what is waiting (background task); the panel shows it."""
+        if self.offline_map is None or self.task is not None:
+            return None
+        from ..core.sync import OfflineMapSyncTask
+
+        try:
+            sync_task = OfflineMapSyncTask(self.offline_map, client=self._client())
+            # Scheduled-update maps ask the portal: never on the main thread.
+            job = CallJob(sync_task.check_for_updates)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+            return None
+        return self._start(
+            tr("Checking for updates of '{0}'").format(self.offline_map.title),
+            job,
+            self._updates_checked,
+        )
+
+    def _updates_checked(self, task: JobTask) -> None:
+        if task.succeeded:
+            self.updates_info = task.result
+            self.statusLabel.setText(tr("Checked for updates."))
+        self._show_capabilities()
+
+    # -- adding to the project ---------------------------------------------------------------
+    def add_to_map(self) -> list:
+        """Add the open map's geodatabases to the current project as layers."""
+        if self.offline_map is None:
+            return []
+        try:
+            loaded = map_layers.add_offline_map_to_project(self.offline_map)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+            return []
+        count = sum(len(item.layers) for item in loaded)
+        self._push(
+            tr("Added {0} layers and tables of '{1}'.").format(count, self.offline_map.title)
+        )
+        if self.iface is not None and self.offline_map.initial_extent:
+            self._zoom_to_initial_extent()
+        return loaded
+
+    def _zoom_to_initial_extent(self) -> None:
+        from qgis.core import QgsCoordinateTransform, QgsProject, QgsRectangle
+
+        extent = self.offline_map.initial_extent or {}
+        if not all(key in extent for key in ("xmin", "ymin", "xmax", "ymax")):
+            return
+        canvas = self.iface.mapCanvas()
+        source = map_layers.qgis_crs(extent.get("spatialReference"))
+        rect = QgsRectangle(extent["xmin"], extent["ymin"], extent["xmax"], extent["ymax"])
+        if source.isValid():
+            transform = QgsCoordinateTransform(
+                source, canvas.mapSettings().destinationCrs(), QgsProject.instance()
+            )
+            try:
+                rect = transform.transformBoundingBox(rect)
+            except Exception:  # noqa: BLE001 (a bad extent must not stop adding layers)
+                return
+        canvas.setExtent(rect)
+        canvas.refresh()
+
+    # -- sync --------------------------------------------------------------------------------
+    def sync_parameters(self) -> dict[str, Any]:
+        """The sync options chosen in the panel."""
+        return {
+            "sync_direction": SyncDirection(self.directionCombo.currentData()),
+            "rollback_on_failure": self.rollbackCheck.isChecked(),
+            "preplanned_scheduled_updates_option": (
+                PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
+                if self.scheduledUpdatesCheck.isChecked()
+                else PreplannedScheduledUpdatesOption.NO_UPDATES
+            ),
+        }
+
+    def confirm_save_edits(self, layers: list) -> bool:
+        """Ask whether to save the layers' unsaved edits before syncing (True = save them)."""
+        names = ", ".join(layer.name() for layer in layers)
+        answer = QMessageBox.question(
+            self,
+            tr("Unsaved edits"),
+            tr(
+                "These layers have edits that are not saved yet: {0}.\n\n"
+                "Save them now so that they are synchronized?"
+            ).format(names),
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
+        return answer == QMessageBox.StandardButton.Save
+
+    def sync(self) -> JobTask | None:
+        """Synchronize the open map in a background task; returns the task (None if not started)."""
+        if self.offline_map is None or self.task is not None:
+            return None
+        unsaved = map_layers.layers_with_unsaved_edits(self.offline_map.folder)
+        if unsaved:
+            if not self.confirm_save_edits(unsaved):
+                self._show_error(
+                    tr("The sync did not start: save or discard the edits of {0} first.").format(
+                        ", ".join(layer.name() for layer in unsaved)
+                    ),
+                    level=Qgis.MessageLevel.Warning,
+                )
+                return None
+            for layer in unsaved:
+                if not layer.commitChanges(False):
+                    self._show_error(
+                        tr("The edits of {0} could not be saved: {1}").format(
+                            layer.name(), "; ".join(layer.commitErrors())
+                        )
+                    )
+                    return None
+        from ..core.sync import OfflineMapSyncTask
+
+        try:
+            sync_task = OfflineMapSyncTask(self.offline_map, client=self._client())
+            parameters = sync_task.create_default_offline_map_sync_parameters()
+            for name, value in self.sync_parameters().items():
+                setattr(parameters, name, value)
+            job = sync_task.create_offline_map_sync_job(parameters)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+            return None
+        self.resultsTable.setRowCount(0)
+        return self._start(
+            tr("Synchronizing '{0}'").format(self.offline_map.title), job, self._synced
+        )
+
+    def _synced(self, task: JobTask) -> None:
+        if self.offline_map is not None:
+            map_layers.reload_offline_map_layers(self.offline_map.folder)
+        if task.succeeded:
+            self.last_result = task.result
+            rows = self._show_result(task.result)
+            if getattr(task.result, "has_errors", False):
+                self._push(
+                    tr("Synchronized with errors: see the results in the panel."),
+                    Qgis.MessageLevel.Warning,
+                )
+            else:
+                self._push(
+                    tr("Synchronized {0} layers and tables.").format(rows),
+                    Qgis.MessageLevel.Success,
+                )
+        self.refresh()
+
+    def result_rows(self) -> list[list[str]]:
+        """The results table as text, row by row (what the user reads)."""
+        return [
+            [
+                (
+                    self.resultsTable.item(row, column).text()
+                    if self.resultsTable.item(row, column)
+                    else ""
+                )
+                for column in range(self.resultsTable.columnCount())
+            ]
+            for row in range(self.resultsTable.rowCount())
+        ]
+
+    def _show_result(self, result: Any) -> int:
+        rows = list(sync_result_rows(result, self.offline_map))
+        self.resultsTable.setRowCount(len(rows))
+        for row, values in enumerate(rows):
+            for column, value in enumerate(values):
+                item = QTableWidgetItem(str(value))
+                item.setToolTip(str(value))
+                self.resultsTable.setItem(row, column, item)
+        self.resultsTable.resizeColumnsToContents()
+        return len(rows)
+
+    def cancel(self) -> None:
+        """Cancel the running task (the job stops at its next safe point)."""
+        if self.task is not None:
+            self.task.cancel()
+            self.statusLabel.setText(tr("Cancelling…"))
+
+    # -- take offline ------------------------------------------------------------------------
+    def take_offline(self) -> JobTask | None:
+        """Ask what to take offline (dialog) and run it as a background task."""
+        from .take_offline_dialog import TakeOfflineDialog
+
+        dialog = TakeOfflineDialog(self.iface, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        return self.start_take_offline(dialog.request())
+
+    def start_take_offline(self, request) -> JobTask | None:
+        """Run a :class:`~plugin.take_offline_request.TakeOfflineRequest`; the new map opens when done."""
+        if self.task is not None:
+            return None
+        from ..take_offline_request import TakeOfflineJob
+
+        try:
+            credentials = credentials_from_auth_config(request.authcfg, request.auth_url)
+            job = TakeOfflineJob(request, credentials)
+        except (OfflineMapSyncError, ValueError) as error:
+            self._show_error(str(error))
+            return None
+        self._pending_authcfg = request.authcfg
+        return self._start(tr("Taking a map offline"), job, self._taken_offline)
+
+    def _taken_offline(self, task: JobTask) -> None:
+        if task.succeeded:
+            folder = task.result.offline_map.folder
+            if self._pending_authcfg:
+                _save_auth(str(folder), self._pending_authcfg)
+            self.open_map(folder)
+            skipped = getattr(task.result, "skipped_layers", ())
+            message = tr("The map '{0}' is offline in {1}.").format(
+                task.result.offline_map.title, folder
+            )
+            if skipped:
+                message += " " + tr("Left out: {0}.").format(
+                    ", ".join(f"{s.title} ({s.reason})" for s in skipped)
+                )
+            self._push(message, Qgis.MessageLevel.Success)
+
+    # -- conflicts ---------------------------------------------------------------------------
+    def conflict_dialog(self):
+        """A conflict-log dialog for the open map (not shown yet)."""
+        from .conflict_dialog import ConflictDialog
+
+        dialog = ConflictDialog(self.offline_map, self)
+        dialog.changed.connect(self.refresh)
+        return dialog
+
+    def show_conflicts(self) -> None:
+        if self.offline_map is None:
+            return
+        try:
+            self.conflict_dialog().exec()
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+
+    # -- tasks -------------------------------------------------------------------------------
+    def _client(self):
+        from ..core.rest import ArcGISClient
+
+        url = self.offline_map.source.portal_url or (
+            self.offline_map.geodatabases[0].service_url if self.offline_map.geodatabases else ""
+        )
+        # Prepared here, on the main thread: the auth manager must never be asked from a task.
+        credentials = credentials_from_auth_config(self.authSelect.configId(), url)
+        return ArcGISClient(credentials)
+
+    def _start(self, description: str, job, on_done) -> JobTask:
+        self.last_error = None
+        self.progressBar.setValue(0)
+        self.statusLabel.setText(description)
+        task = start_job_task(description, job, on_done=lambda t: self._task_done(t, on_done))
+        task.progress_message.connect(self._progress)
+        self.task = task
+        self._update_state()
+        return task
+
+    def _progress(self, percent: int, message: str) -> None:
+        self.progressBar.setValue(percent)
+        if message:
+            self.statusLabel.setText(message)
+
+    def _task_done(self, task: JobTask, on_done) -> None:
+        self.task = None
+        self.progressBar.setValue(100 if task.succeeded else self.progressBar.value())
+        if task.succeeded:
+            self.statusLabel.setText(tr("Done."))
+        elif task.cancelled:
+            self.statusLabel.setText(tr("Cancelled."))
+        else:
+            self.last_error = task.error
+            self._show_error(_error_text(task.error))
+        try:
+            on_done(task)
+        finally:
+            self._update_state()
+            self.task_finished.emit(task)
+
+    # -- state and messages ------------------------------------------------------------------
+    def _update_state(self) -> None:
+        has_map = self.offline_map is not None
+        busy = self.task is not None
+        capabilities = self.offline_map.update_capabilities if has_map else None
+        can_sync = bool(
+            capabilities
+            and (
+                capabilities.supports_sync_with_feature_services
+                or capabilities.supports_scheduled_updates_for_features
+            )
+        )
+        self.addToMapButton.setEnabled(has_map)
+        self.checkUpdatesButton.setEnabled(has_map and not busy)
+        self.syncGroup.setEnabled(has_map)
+        self.syncButton.setEnabled(has_map and can_sync and not busy)
+        self.cancelButton.setEnabled(busy)
+        self.takeOfflineButton.setEnabled(not busy)
+        self.openButton.setEnabled(not busy)
+        self.recentCombo.setEnabled(not busy)
+        self.conflictsButton.setEnabled(has_map)
+        self.scheduledUpdatesCheck.setEnabled(
+            bool(capabilities and capabilities.supports_scheduled_updates_for_features)
+        )
+        self.progressBar.setVisible(busy or self.progressBar.value() > 0)
+
+    def _show_error(self, message: str, level=Qgis.MessageLevel.Critical) -> None:
+        self.statusLabel.setText(message)
+        QgsMessageLog.logMessage(message, PLUGIN_NAME, level)
+        self._push(message, level, log=False)
+
+    def _push(self, message: str, level=Qgis.MessageLevel.Info, *, log: bool = True) -> None:
+        if log:
+            QgsMessageLog.logMessage(message, PLUGIN_NAME, Qgis.MessageLevel.Info)
+        if self.iface is not None and self.iface.messageBar() is not None:
+            self.iface.messageBar().pushMessage(PLUGIN_NAME, message, level, 8)
+
+    # -- settings ----------------------------------------------------------------------------
+    def recent_maps(self) -> list[str]:
+        value = QgsSettings().value(SETTINGS_RECENT, [])
+        if isinstance(value, str):
+            value = [value] if value else []
+        return [str(folder) for folder in value or []]
+
+    def _remember_recent(self, folder: str) -> None:
+        folders = [folder] + [f for f in self.recent_maps() if f != folder]
+        QgsSettings().setValue(SETTINGS_RECENT, folders[:MAX_RECENT])
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recentCombo.blockSignals(True)
+        self.recentCombo.clear()
+        for folder in self.recent_maps():
+            self.recentCombo.addItem(Path(folder).name or folder, folder)
+            self.recentCombo.setItemData(
+                self.recentCombo.count() - 1, folder, Qt.ItemDataRole.ToolTipRole
+            )
+        if self.offline_map is not None:
+            index = self.recentCombo.findData(str(self.offline_map.folder))
+            self.recentCombo.setCurrentIndex(index)
+        else:
+            self.recentCombo.setCurrentIndex(-1)
+        self.recentCombo.blockSignals(False)
+
+    def _restore_auth(self) -> None:
+        # Only the configuration id is kept (per map folder); the secrets stay in QGIS's
+        # encrypted auth database.
+        configs = QgsSettings().value(SETTINGS_AUTH, {}) or {}
+        self.authSelect.blockSignals(True)
+        self.authSelect.setConfigId(configs.get(str(self.offline_map.folder), ""))
+        self.authSelect.blockSignals(False)
+
+    def _remember_auth(self, authcfg: str) -> None:
+        if self.offline_map is not None:
+            _save_auth(str(self.offline_map.folder), authcfg)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API name)
         self.closed.emit()
         super().closeEvent(event)
+
+
+def _save_auth(folder: str, authcfg: str) -> None:
+    settings = QgsSettings()
+    configs = dict(settings.value(SETTINGS_AUTH, {}) or {})
+    if authcfg:
+        configs[folder] = authcfg
+    else:
+        configs.pop(folder, None)
+    settings.setValue(SETTINGS_AUTH, configs)
+
+
+def sync_result_rows(result: Any, offline_map: OfflineMap | None = None) -> list[list[str]]:
+    """Rows "layer, up, down, edit errors, conflicts, error" of an ``OfflineMapSyncResult``."""
+    rows = []
+    for layer_result in result.all_results():
+        name = layer_result.name
+        if layer_result.is_table:
+            name = tr("{0} (table)").format(name)
+        rows.append(
+            [
+                name,
+                str(layer_result.uploaded.total),
+                str(layer_result.downloaded.total),
+                str(len(layer_result.edit_errors)),
+                str(layer_result.conflicts),
+                layer_result.error
+                or "; ".join(
+                    f"{e.kind} {e.global_id or ''}: {e.message}".strip()
+                    for e in layer_result.edit_errors
+                ),
+            ]
+        )
+    return rows
+
+
+def _error_text(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    if isinstance(error, OfflineMapSyncError):
+        return str(error)
+    # Not one of ours: a bug. Say so briefly; the traceback is in the log.
+    return tr("Unexpected error ({0}); see the Offline Map Sync log.").format(type(error).__name__)
+
+
+def _availability_text(what: str, availability: Any) -> str:
+    try:
+        value = OfflineUpdateAvailability(int(availability))
+    except (TypeError, ValueError):
+        value = OfflineUpdateAvailability.INDETERMINATE
+    if value == OfflineUpdateAvailability.AVAILABLE:
+        return tr("{0}: updates are available.").format(what)
+    if value == OfflineUpdateAvailability.NONE:
+        return tr("{0}: nothing to transfer.").format(what)
+    return tr("{0}: cannot be known without synchronizing.").format(what)
+
+
+def _size_text(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024.0
+    return str(size)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -5,4 +5,15 @@ from __future__ import annotations
 
 def all_algorithms() -> list:
     """Fresh instances of every algorithm the provider offers."""
-    return []
+    from .check_updates import CheckForUpdatesAlgorithm
+    from .conflicts import ListConflictsAlgorithm, ResolveConflictAlgorithm
+    from .synchronize import SynchronizeOfflineMapAlgorithm
+    from .take_offline import TakeMapOfflineAlgorithm
+
+    return [
+        TakeMapOfflineAlgorithm(),
+        SynchronizeOfflineMapAlgorithm(),
+        CheckForUpdatesAlgorithm(),
+        ListConflictsAlgorithm(),
+        ResolveConflictAlgorithm(),
+    ]

@@ -1,0 +1,111 @@
+"""The "Take offline" dialog (layout in ``ui/take_offline_dialog.ui``).
+
+It only collects what the user wants; the dock turns the answer into a core
+``OfflineMapTask`` job and runs it as a ``QgsTask``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from qgis.core import QgsCoordinateReferenceSystem, QgsMapLayerProxyModel, QgsProject
+from qgis.gui import QgsFileWidget
+from qgis.PyQt import uic
+from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QWidget
+
+from ..layers import esri_envelope
+from ..resources import tr, ui_path
+from ..take_offline_request import TakeOfflineRequest
+
+FORM_CLASS, _ = uic.loadUiType(ui_path("take_offline_dialog.ui"))
+
+_ITEM_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class TakeOfflineDialog(QDialog, FORM_CLASS):
+    """Asks what to take offline, for which area, where to, and with which credentials."""
+
+    def __init__(self, iface=None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.iface = iface
+        self.setupUi(self)
+        self.folderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.folderWidget.setDialogTitle(tr("Folder for the new offline map"))
+        self.layerCombo.setFilters(QgsMapLayerProxyModel.Filter.HasGeometry)
+        self.canvasRadio.setEnabled(iface is not None and iface.mapCanvas() is not None)
+        for widget in (self.webmapRadio, self.servicesRadio, self.wholeRadio, self.layerRadio):
+            widget.toggled.connect(self._update_enabled)
+        self.canvasRadio.toggled.connect(self._update_enabled)
+        self.buttonBox.button(QDialogButtonBox.StandardButton.Ok).setText(tr("Take offline"))
+        self._update_enabled()
+
+    def _update_enabled(self, *_args) -> None:
+        webmap = self.webmapRadio.isChecked()
+        for widget in (self.portalEdit, self.itemEdit, self.portalLabel, self.itemLabel):
+            widget.setEnabled(webmap)
+        self.servicesEdit.setEnabled(not webmap)
+        self.layerCombo.setEnabled(self.layerRadio.isChecked())
+
+    # -- the answer ------------------------------------------------------------------------
+    def request(self) -> TakeOfflineRequest:
+        """The user's choices; raises ValueError with a message to show when they are incomplete."""
+        folder_text = self.folderWidget.filePath().strip()
+        if not folder_text:
+            raise ValueError(tr("Choose a target folder for the offline map."))
+        folder = Path(folder_text)
+        if folder.is_dir() and any(folder.iterdir()):
+            raise ValueError(
+                tr("The folder {0} is not empty; choose a new or empty folder.").format(folder)
+            )
+        request = TakeOfflineRequest(
+            folder=folder,
+            include_attachments=self.attachmentsCheck.isChecked(),
+            title=self.titleEdit.text().strip(),
+            authcfg=self.authSelect.configId() or "",
+        )
+        if self.webmapRadio.isChecked():
+            portal = self.portalEdit.text().strip().rstrip("/")
+            item = self.itemEdit.text().strip()
+            if not portal.lower().startswith(("http://", "https://")):
+                raise ValueError(tr("Enter the portal URL (https://…/sharing/rest)."))
+            if not _ITEM_ID.match(item):
+                raise ValueError(tr("The web map item ID must be 32 hexadecimal characters."))
+            request.portal_url, request.webmap_item_id = portal, item
+        else:
+            urls = [
+                line.strip()
+                for line in self.servicesEdit.toPlainText().splitlines()
+                if line.strip()
+            ]
+            if not urls:
+                raise ValueError(tr("Enter at least one feature service URL."))
+            bad = [url for url in urls if "/featureserver" not in url.lower()]
+            if bad:
+                raise ValueError(
+                    tr("{0} is not a feature service URL (…/FeatureServer).").format(bad[0])
+                )
+            request.service_urls = urls
+        request.area_of_interest = self._area_of_interest()
+        return request
+
+    def _area_of_interest(self) -> dict[str, Any] | None:
+        if self.canvasRadio.isChecked() and self.iface is not None:
+            canvas = self.iface.mapCanvas()
+            return esri_envelope(canvas.extent(), canvas.mapSettings().destinationCrs())
+        if self.layerRadio.isChecked():
+            layer = self.layerCombo.currentLayer()
+            if layer is None:
+                raise ValueError(tr("Choose the layer whose extent is the area to take offline."))
+            crs = layer.crs() if layer.crs().isValid() else QgsProject.instance().crs()
+            return esri_envelope(layer.extent(), crs or QgsCoordinateReferenceSystem("EPSG:4326"))
+        return None
+
+    def accept(self) -> None:  # noqa: D102 (Qt API)
+        try:
+            self.request()
+        except ValueError as error:
+            self.messageLabel.setText(str(error))
+            return
+        super().accept()

@@ -1,0 +1,415 @@
+"""An offline map's geodatabases as QGIS layers: loading, styling, relations, reloading.
+
+Each geodatabase becomes a layer-tree group holding its layers (in the web map's drawing order)
+and tables. Styling comes from the ``drawingInfo`` of the service's layer JSON that the
+geodatabase keeps, converted by QGIS's own ArcGIS REST renderer conversion; field aliases and
+coded-value domains make the attribute forms read like the service's. Relationship classes
+become QGIS relations, and each attachments table is related to its layer by GlobalID, so the
+feature form lists related rows and attachments.
+
+Layers carry custom properties naming their offline map, geodatabase and layer id; that is how
+the dock finds them again to reload them after a sync or to check for unsaved edits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsEditorWidgetSetup,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsRectangle,
+    QgsRelation,
+    QgsVectorLayer,
+)
+
+from .core.offline_map import GeodatabaseEntry, OfflineMap
+from .resources import tr
+
+PROPERTY_FOLDER = "offline_map_sync/folder"
+PROPERTY_FILE = "offline_map_sync/file"
+PROPERTY_LAYER_ID = "offline_map_sync/layer_id"
+PROPERTY_ATTACHMENTS = "offline_map_sync/attachments_of"
+GROUP_PROPERTY = "offline_map_sync/group"
+
+try:  # QGIS >= 3.18 converts ArcGIS REST renderers; feature-detected so older builds still load.
+    from qgis.core import QgsArcGisRestUtils
+except ImportError:  # pragma: no cover - depends on the QGIS build
+    QgsArcGisRestUtils = None
+
+
+@dataclass
+class LoadedGeodatabase:
+    """The layers made for one geodatabase, by service layer id."""
+
+    entry: GeodatabaseEntry
+    group: QgsLayerTreeGroup
+    layers: dict[int, QgsVectorLayer] = field(default_factory=dict)
+    attachment_layers: dict[int, QgsVectorLayer] = field(default_factory=dict)
+    relations: list[QgsRelation] = field(default_factory=list)
+    styled: dict[int, bool] = field(default_factory=dict)
+
+
+# -- spatial references ----------------------------------------------------------------------
+def esri_spatial_reference(crs: QgsCoordinateReferenceSystem) -> dict[str, Any]:
+    """The Esri JSON ``spatialReference`` of a QGIS CRS (EPSG code when it has one, else WKT)."""
+    authid = crs.authid()
+    if authid.upper().startswith("EPSG:"):
+        code = int(authid.split(":", 1)[1])
+        if code == 3857:
+            return {"wkid": 102100, "latestWkid": 3857}
+        return {"wkid": code}
+    return {"wkt": crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT1_ESRI)}
+
+
+def qgis_crs(spatial_reference: dict[str, Any] | None) -> QgsCoordinateReferenceSystem:
+    """The QGIS CRS of an Esri JSON ``spatialReference`` (invalid CRS when unknown)."""
+    if not spatial_reference:
+        return QgsCoordinateReferenceSystem()
+    if QgsArcGisRestUtils is not None:
+        crs = QgsArcGisRestUtils.convertSpatialReference(spatial_reference)
+        if crs.isValid():
+            return crs
+    wkid = spatial_reference.get("latestWkid") or spatial_reference.get("wkid")
+    if wkid in (102100, 102113):
+        wkid = 3857
+    if wkid:
+        return QgsCoordinateReferenceSystem(f"EPSG:{int(wkid)}")
+    return QgsCoordinateReferenceSystem.fromWkt(spatial_reference.get("wkt", ""))
+
+
+def esri_envelope(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> dict[str, Any]:
+    """An Esri JSON envelope (area of interest) from a QGIS rectangle in ``crs``."""
+    return {
+        "xmin": rect.xMinimum(),
+        "ymin": rect.yMinimum(),
+        "xmax": rect.xMaximum(),
+        "ymax": rect.yMaximum(),
+        "spatialReference": esri_spatial_reference(crs),
+    }
+
+
+# -- loading ---------------------------------------------------------------------------------
+def add_offline_map_to_project(
+    offline_map: OfflineMap, project: QgsProject | None = None
+) -> list[LoadedGeodatabase]:
+    """Add every geodatabase of ``offline_map`` to ``project`` (default: the current project).
+
+    Any group this map added earlier is replaced, so adding twice never duplicates layers.
+    Returns what was made, per geodatabase. Raises GeodatabaseError for unreadable files.
+    """
+    project = project or QgsProject.instance()
+    remove_offline_map_from_project(offline_map.folder, project)
+    root = project.layerTreeRoot()
+    loaded = []
+    for index, entry in enumerate(offline_map.geodatabases):
+        group = root.insertGroup(index, entry.title or Path(entry.file).stem)
+        group.setCustomProperty(GROUP_PROPERTY, _folder_key(offline_map.folder))
+        with offline_map.open_geodatabase(entry) as geodatabase:
+            definitions = {layer.id: layer for layer in geodatabase.layers}
+        loaded.append(_add_geodatabase(offline_map, entry, definitions, group, project))
+    return loaded
+
+
+def _add_geodatabase(
+    offline_map: OfflineMap,
+    entry: GeodatabaseEntry,
+    definitions: dict[int, Any],
+    group: QgsLayerTreeGroup,
+    project: QgsProject,
+) -> LoadedGeodatabase:
+    result = LoadedGeodatabase(entry, group)
+    path = str(entry.path or offline_map.folder / entry.file)
+    titles = {layer.id: layer for layer in entry.layers}
+    # Spatial layers top first in the tree (the last drawn is on top), then the tables.
+    spatial = sorted(
+        (layer for layer in entry.layers if not layer.is_table),
+        key=lambda layer: -(layer.draw_order if layer.draw_order is not None else -1),
+    )
+    tables = [layer for layer in entry.layers if layer.is_table]
+    for layer_entry in spatial + tables:
+        definition = definitions.get(layer_entry.id)
+        if definition is None:
+            continue
+        layer = QgsVectorLayer(
+            f"{path}|layername={definition.table_name}", layer_entry.title or definition.name, "ogr"
+        )
+        _tag(layer, offline_map.folder, entry.file, layer_entry.id)
+        layer_json = dict(definition.layer_json or {})
+        result.styled[layer_entry.id] = _apply_style(layer, layer_json, layer_entry.opacity)
+        _apply_fields(layer, layer_json)
+        project.addMapLayer(layer, False)
+        node = group.addLayer(layer)
+        node.setItemVisibilityChecked(layer_entry.visible)
+        if layer_entry.definition_expression:
+            layer.setSubsetString(layer_entry.definition_expression)
+        result.layers[layer_entry.id] = layer
+    _add_attachment_tables(offline_map, entry, definitions, result, path, project)
+    _add_relations(entry, definitions, result, titles, project)
+    return result
+
+
+def _tag(layer: QgsVectorLayer, folder: Path, file: str, layer_id: int) -> None:
+    layer.setCustomProperty(PROPERTY_FOLDER, _folder_key(folder))
+    layer.setCustomProperty(PROPERTY_FILE, file)
+    layer.setCustomProperty(PROPERTY_LAYER_ID, int(layer_id))
+
+
+def _folder_key(folder: Path) -> str:
+    return str(Path(folder).absolute())
+
+
+def _apply_style(layer: QgsVectorLayer, layer_json: dict, opacity: float) -> bool:
+    """Style from the service's drawingInfo; True when the service's renderer was used."""
+    drawing = layer_json.get("drawingInfo") or {}
+    styled = False
+    if QgsArcGisRestUtils is not None and layer.isSpatial():
+        renderer_json = drawing.get("renderer")
+        if renderer_json:
+            renderer = QgsArcGisRestUtils.convertRenderer(renderer_json)
+            if renderer is not None:
+                layer.setRenderer(renderer)
+                styled = True
+        labeling_json = drawing.get("labelingInfo")
+        if labeling_json and layer_json.get("drawingInfo", {}).get("showLabels", True):
+            labeling = QgsArcGisRestUtils.convertLabeling(labeling_json)
+            if labeling is not None:
+                layer.setLabeling(labeling)
+                layer.setLabelsEnabled(True)
+    transparency = drawing.get("transparency") or 0
+    try:
+        layer_opacity = max(0.0, min(1.0, 1.0 - float(transparency) / 100.0))
+    except (TypeError, ValueError):
+        layer_opacity = 1.0
+    layer.setOpacity(layer_opacity * float(opacity if opacity is not None else 1.0))
+    return styled
+
+
+def _apply_fields(layer: QgsVectorLayer, layer_json: dict) -> None:
+    """Aliases, coded-value domains as value maps, read-only system fields."""
+    fields = layer.fields()
+    read_only = {
+        str(layer_json.get("objectIdField") or "").lower(),
+        str(layer_json.get("globalIdField") or "").lower(),
+    }
+    edit_info = layer_json.get("editFieldsInfo") or {}
+    read_only |= {str(value).lower() for value in edit_info.values() if isinstance(value, str)}
+    for field_json in layer_json.get("fields") or ():
+        name = field_json.get("name")
+        index = fields.lookupField(name) if name else -1
+        if index < 0:
+            continue
+        alias = field_json.get("alias")
+        if alias and alias != name:
+            layer.setFieldAlias(index, alias)
+        domain = field_json.get("domain") or {}
+        if domain.get("type") == "codedValue" and domain.get("codedValues"):
+            value_map = [
+                {str(item.get("name")): item.get("code")} for item in domain["codedValues"]
+            ]
+            layer.setEditorWidgetSetup(index, QgsEditorWidgetSetup("ValueMap", {"map": value_map}))
+        if str(name).lower() in read_only or field_json.get("editable") is False:
+            form_config = layer.editFormConfig()
+            form_config.setReadOnly(index, True)
+            layer.setEditFormConfig(form_config)
+
+
+def _add_attachment_tables(
+    offline_map: OfflineMap,
+    entry: GeodatabaseEntry,
+    definitions: dict[int, Any],
+    result: LoadedGeodatabase,
+    path: str,
+    project: QgsProject,
+) -> None:
+    for layer_id, layer in list(result.layers.items()):
+        definition = definitions[layer_id]
+        if not definition.has_attachments:
+            continue
+        table = attachment_table_name(definition)
+        attachments = QgsVectorLayer(
+            f"{path}|layername={table}", tr("{0} attachments").format(layer.name()), "ogr"
+        )
+        if not attachments.isValid():
+            continue
+        _tag(attachments, offline_map.folder, entry.file, layer_id)
+        attachments.setCustomProperty(PROPERTY_ATTACHMENTS, int(layer_id))
+        data_index = attachments.fields().lookupField(ATTACHMENT_DATA_FIELD)
+        if data_index >= 0:
+            attachments.setEditorWidgetSetup(data_index, QgsEditorWidgetSetup("Binary", {}))
+        project.addMapLayer(attachments, False)
+        node = result.group.addLayer(attachments)
+        node.setItemVisibilityChecked(False)
+        result.attachment_layers[layer_id] = attachments
+        parent_key = _global_id_field(definition.layer_json or {}, layer)
+        child_key = _field_named(attachments, ATTACHMENT_PARENT_FIELD)
+        if parent_key and child_key:
+            relation = _relation(
+                f"oms_{Path(entry.file).stem}_{layer_id}_attachments",
+                tr("Attachments"),
+                layer,
+                parent_key,
+                attachments,
+                child_key,
+                composition=True,
+            )
+            if relation is not None:
+                project.relationManager().addRelation(relation)
+                result.relations.append(relation)
+
+
+def _add_relations(
+    entry: GeodatabaseEntry,
+    definitions: dict[int, Any],
+    result: LoadedGeodatabase,
+    titles: dict[int, Any],
+    project: QgsProject,
+) -> None:
+    """A QGIS relation for each relationship class whose two ends are both loaded."""
+    for origin_id, origin_layer in result.layers.items():
+        layer_json = definitions[origin_id].layer_json or {}
+        for relationship in layer_json.get("relationships") or ():
+            if relationship.get("role") != "esriRelRoleOrigin":
+                continue
+            destination_id = relationship.get("relatedTableId")
+            destination_layer = result.layers.get(destination_id)
+            if destination_layer is None:
+                continue
+            destination_json = definitions[destination_id].layer_json or {}
+            foreign_key = next(
+                (
+                    other.get("keyField")
+                    for other in destination_json.get("relationships") or ()
+                    if other.get("id") == relationship.get("id")
+                    and other.get("role") == "esriRelRoleDestination"
+                ),
+                None,
+            )
+            origin_key = _field_named(origin_layer, relationship.get("keyField"))
+            foreign_key = _field_named(destination_layer, foreign_key)
+            if not origin_key or not foreign_key:
+                continue
+            relation = _relation(
+                f"oms_{Path(entry.file).stem}_{relationship.get('id')}",
+                str(relationship.get("name") or destination_layer.name()),
+                origin_layer,
+                origin_key,
+                destination_layer,
+                foreign_key,
+                composition=bool(relationship.get("composite")),
+            )
+            if relation is not None:
+                project.relationManager().addRelation(relation)
+                result.relations.append(relation)
+
+
+def _relation(
+    relation_id: str,
+    name: str,
+    referenced: QgsVectorLayer,
+    referenced_field: str,
+    referencing: QgsVectorLayer,
+    referencing_field: str,
+    *,
+    composition: bool = False,
+) -> QgsRelation | None:
+    relation = QgsRelation()
+    relation.setId(relation_id)
+    relation.setName(name)
+    relation.setReferencedLayer(referenced.id())
+    relation.setReferencingLayer(referencing.id())
+    relation.addFieldPair(referencing_field, referenced_field)
+    if composition:
+        relation.setStrength(QgsRelation.RelationStrength.Composition)
+    return relation if relation.isValid() else None
+
+
+def _field_named(layer: QgsVectorLayer, name: str | None) -> str | None:
+    """The layer's spelling of field ``name`` (GeoPackage names may differ in case)."""
+    if not name:
+        return None
+    index = layer.fields().lookupField(name)
+    return layer.fields().at(index).name() if index >= 0 else None
+
+
+def _global_id_field(layer_json: dict, layer: QgsVectorLayer) -> str | None:
+    name = layer_json.get("globalIdField")
+    if not name:
+        name = next(
+            (
+                f.get("name")
+                for f in layer_json.get("fields") or ()
+                if f.get("type") == "esriFieldTypeGlobalID"
+            ),
+            "GlobalID",
+        )
+    return _field_named(layer, name)
+
+
+# The attachments table layout of the geodatabase (see plugin/core/geodatabase.py).
+ATTACHMENT_PARENT_FIELD = "REL_GLOBALID"
+ATTACHMENT_DATA_FIELD = "DATA"
+
+
+def attachment_table_name(definition: Any) -> str:
+    """The attachments table of a layer: ``<table>__ATTACH``."""
+    return getattr(definition, "attachment_table", None) or f"{definition.table_name}__ATTACH"
+
+
+# -- finding, reloading, removing ------------------------------------------------------------
+def offline_map_layers(
+    folder: Path | str, project: QgsProject | None = None
+) -> list[QgsVectorLayer]:
+    """Every layer of ``project`` that this plugin loaded from the offline map in ``folder``."""
+    project = project or QgsProject.instance()
+    key = _folder_key(Path(folder))
+    return [
+        layer
+        for layer in project.mapLayers().values()
+        if isinstance(layer, QgsVectorLayer) and layer.customProperty(PROPERTY_FOLDER) == key
+    ]
+
+
+def layers_with_unsaved_edits(
+    folder: Path | str, project: QgsProject | None = None
+) -> list[QgsVectorLayer]:
+    """The map's layers in edit mode with changes not yet saved to the geodatabase."""
+    return [
+        layer
+        for layer in offline_map_layers(folder, project)
+        if layer.isEditable() and layer.isModified()
+    ]
+
+
+def reload_offline_map_layers(folder: Path | str, project: QgsProject | None = None) -> int:
+    """Re-read the map's layers from their geodatabases (after a sync) and repaint them."""
+    layers = offline_map_layers(folder, project)
+    for layer in layers:
+        layer.reload()
+        layer.updateExtents()
+        layer.triggerRepaint()
+    return len(layers)
+
+
+def remove_offline_map_from_project(folder: Path | str, project: QgsProject | None = None) -> None:
+    """Remove the layers, relations and groups this plugin added for the map in ``folder``."""
+    project = project or QgsProject.instance()
+    layers = offline_map_layers(folder, project)
+    ids = {layer.id() for layer in layers}
+    manager = project.relationManager()
+    for relation_id, relation in list(manager.relations().items()):
+        if relation.referencedLayerId() in ids or relation.referencingLayerId() in ids:
+            manager.removeRelation(relation_id)
+    if ids:
+        project.removeMapLayers(list(ids))
+    key = _folder_key(Path(folder))
+    root = project.layerTreeRoot()
+    for group in root.findGroups(True) if hasattr(root, "findGroups") else root.children():
+        if isinstance(group, QgsLayerTreeGroup) and group.customProperty(GROUP_PROPERTY) == key:
+            parent = group.parent()
+            if parent is not None:
+                parent.removeChildNode(group)

@@ -1,0 +1,156 @@
+"""Processing algorithms: list an offline map's conflict log, restore or dismiss an entry."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..core.errors import OfflineMapSyncError
+from ..resources import tr
+from .base import OfflineMapAlgorithm
+from .reports import write_report
+
+
+def conflict_dicts(offline_map) -> list[dict]:
+    """Every conflict-log entry of the map as a plain dict (geometry and blobs left out)."""
+    rows = []
+    for entry in offline_map.geodatabases:
+        titles = {layer.id: layer.title for layer in entry.layers}
+        with offline_map.open_geodatabase(entry) as geodatabase:
+            for conflict in geodatabase.conflicts():
+                rows.append(
+                    {
+                        "geodatabase": entry.file,
+                        "id": conflict.id,
+                        "layer_id": conflict.layer_id,
+                        "layer": titles.get(conflict.layer_id, conflict.table_name),
+                        "global_id": conflict.global_id,
+                        "is_attachment": conflict.is_attachment,
+                        "local_operation": conflict.local_operation,
+                        "reason": getattr(conflict.reason, "value", str(conflict.reason)),
+                        "error_code": conflict.error_code,
+                        "error_message": conflict.error_message,
+                        "created_at": conflict.created_at,
+                        "attributes": {
+                            k: v
+                            for k, v in conflict.attributes.items()
+                            if not isinstance(v, (bytes, bytearray, memoryview))
+                        },
+                    }
+                )
+    return rows
+
+
+class ListConflictsAlgorithm(OfflineMapAlgorithm):
+    NAME = "listconflicts"
+    DISPLAY_NAME = "List offline map conflicts"
+    HELP = (
+        "Lists the conflict log of an offline map: local versions that lost to the server "
+        "during a sync (deleted or changed there, or refused). Use 'Restore or dismiss a "
+        "conflict' with an entry's geodatabase and id."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.add_offline_map_parameter()
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "REPORT",
+                tr("Conflict report"),
+                fileFilter=tr("JSON files (*.json);;HTML files (*.html)"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("CONFLICT_COUNT", tr("Conflict-log entries")))
+        self.addOutput(QgsProcessingOutputString("CONFLICTS", tr("Conflicts (JSON)")))
+        self.addOutput(QgsProcessingOutputFile("REPORT", tr("Conflict report")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        import json
+
+        offline_map = self.open_offline_map(parameters, context)
+        try:
+            rows = conflict_dicts(offline_map)
+        except OfflineMapSyncError as error:
+            raise QgsProcessingException(str(error)) from None
+        for row in rows:
+            feedback.pushInfo(
+                f"{row['geodatabase']} #{row['id']} {row['layer']} {row['global_id']}: "
+                f"{row['reason']} {row['error_message'] or ''}".strip()
+            )
+        outputs = {
+            "CONFLICT_COUNT": len(rows),
+            "CONFLICTS": json.dumps(rows, ensure_ascii=False, default=str),
+        }
+        report = self.parameterAsFileOutput(parameters, "REPORT", context)
+        if report:
+            outputs["REPORT"] = write_report(
+                report,
+                tr("Offline map conflicts"),
+                {"offline_map": str(offline_map.folder), "CONFLICT_COUNT": len(rows)},
+                rows,
+            )
+        return outputs
+
+
+class ResolveConflictAlgorithm(OfflineMapAlgorithm):
+    NAME = "resolveconflict"
+    DISPLAY_NAME = "Restore or dismiss a conflict"
+    HELP = (
+        "Restore: the local version of a conflict-log entry becomes a pending local edit again "
+        "(the next sync uploads it). Dismiss: keep the server's version and drop the entry. "
+        "GEODATABASE is the entry's geodatabase file name (may be left empty when the map has "
+        "one geodatabase); CONFLICT_ID its id, as 'List offline map conflicts' gives them."
+    )
+    ACTIONS = ("restore", "dismiss")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.add_offline_map_parameter()
+        self.addParameter(
+            QgsProcessingParameterString("GEODATABASE", tr("Geodatabase file"), optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "CONFLICT_ID", tr("Conflict id"), QgsProcessingParameterNumber.Type.Integer
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "ACTION", tr("Action"), options=[tr("Restore"), tr("Dismiss")], defaultValue=0
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("REMAINING", tr("Conflict-log entries left")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        offline_map = self.open_offline_map(parameters, context)
+        file = self.parameterAsString(parameters, "GEODATABASE", context).strip()
+        conflict_id = self.parameterAsInt(parameters, "CONFLICT_ID", context)
+        action = self.ACTIONS[self.parameterAsEnum(parameters, "ACTION", context)]
+        entries = offline_map.geodatabases
+        if file:
+            entries = [e for e in entries if e.file == file]
+        if len(entries) != 1:
+            raise QgsProcessingException(
+                tr("Name the geodatabase of the conflict (one of: {0}).").format(
+                    ", ".join(e.file for e in offline_map.geodatabases)
+                )
+            )
+        try:
+            with offline_map.open_geodatabase(entries[0]) as geodatabase:
+                if action == "restore":
+                    geodatabase.restore_conflict(conflict_id)
+                else:
+                    geodatabase.dismiss_conflict(conflict_id)
+                remaining = len(geodatabase.conflicts())
+        except OfflineMapSyncError as error:
+            raise QgsProcessingException(str(error)) from None
+        feedback.pushInfo(tr("Conflict {0}: {1} done.").format(conflict_id, action))
+        return {"REMAINING": remaining}

@@ -1,0 +1,124 @@
+"""Processing algorithm: take a web map or feature services offline into an offline map folder."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFolder,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterString,
+)
+
+from ..core.errors import OfflineMapSyncError
+from ..layers import esri_envelope
+from ..resources import tr
+from ..take_offline_request import TakeOfflineJob, TakeOfflineRequest
+from .base import OfflineMapAlgorithm
+
+
+class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
+    NAME = "takemapoffline"
+    DISPLAY_NAME = "Take map offline"
+    HELP = (
+        "Takes a web map (PORTAL_URL + WEBMAP_ITEM_ID) or feature services (SERVICE_URLS, one per "
+        "line or separated by commas) offline on demand, for an area (EXTENT; empty = everything), "
+        "into a new or empty folder: one GeoPackage per service plus offline_map.json. The "
+        "services must allow sync. Open the folder with the Offline Map Sync panel, or sync it "
+        "with 'Synchronize offline map'."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(
+            QgsProcessingParameterString(
+                "PORTAL_URL", tr("Portal URL (…/sharing/rest)"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString("WEBMAP_ITEM_ID", tr("Web map item ID"), optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "SERVICE_URLS", tr("Feature service URLs"), multiLine=True, optional=True
+            )
+        )
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", tr("Area"), optional=True))
+        self.addParameter(
+            QgsProcessingParameterBoolean("INCLUDE_ATTACHMENTS", tr("Include attachments"), True)
+        )
+        self.addParameter(QgsProcessingParameterString("TITLE", tr("Title"), optional=True))
+        self.add_auth_parameter()
+        self.addParameter(
+            QgsProcessingParameterFolderDestination("OUTPUT", tr("Offline map folder"))
+        )
+        self.addOutput(QgsProcessingOutputFolder("OUTPUT", tr("Offline map folder")))
+        self.addOutput(QgsProcessingOutputString("TITLE", tr("Title")))
+        self.addOutput(QgsProcessingOutputNumber("GEODATABASE_COUNT", tr("Geodatabases")))
+        self.addOutput(QgsProcessingOutputNumber("LAYER_COUNT", tr("Layers and tables")))
+        self.addOutput(QgsProcessingOutputString("SKIPPED", tr("Layers left out (JSON)")))
+
+    def _request(self, parameters, context) -> TakeOfflineRequest:
+        services = self.parameterAsString(parameters, "SERVICE_URLS", context)
+        urls = [u.strip() for u in services.replace(",", "\n").splitlines() if u.strip()]
+        request = TakeOfflineRequest(
+            folder=self.parameterAsString(parameters, "OUTPUT", context),
+            portal_url=self.parameterAsString(parameters, "PORTAL_URL", context).strip() or None,
+            webmap_item_id=self.parameterAsString(parameters, "WEBMAP_ITEM_ID", context).strip()
+            or None,
+            service_urls=urls,
+            include_attachments=self.parameterAsBool(parameters, "INCLUDE_ATTACHMENTS", context),
+            title=self.parameterAsString(parameters, "TITLE", context).strip(),
+        )
+        if bool(request.portal_url and request.webmap_item_id) == bool(urls):
+            raise QgsProcessingException(
+                tr("Give either PORTAL_URL and WEBMAP_ITEM_ID, or SERVICE_URLS.")
+            )
+        if parameters.get("EXTENT"):
+            rect = self.parameterAsExtent(parameters, "EXTENT", context)
+            crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
+            if not rect.isNull() and not rect.isEmpty():
+                if not crs.isValid():
+                    crs = context.project().crs() if context.project() else crs
+                request.area_of_interest = esri_envelope(rect, crs)
+        return request
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        self.prepare_credentials(parameters, context, self._request(parameters, context).auth_url)
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        import json
+        from pathlib import Path
+
+        request = self._request(parameters, context)
+        request.folder = Path(request.folder)
+        try:
+            job = TakeOfflineJob(request, self.credentials)
+        except (OfflineMapSyncError, ValueError) as error:
+            raise QgsProcessingException(str(error)) from None
+        result = self.run_job(job, feedback)
+        offline_map = result.offline_map
+        for skipped in result.skipped_layers:
+            feedback.pushWarning(tr("Left out {0}: {1}").format(skipped.title, skipped.reason))
+        layers = sum(len(entry.layers) for entry in offline_map.geodatabases)
+        feedback.pushInfo(
+            tr("The map '{0}' is offline in {1} ({2} layers and tables).").format(
+                offline_map.title, offline_map.folder, layers
+            )
+        )
+        return {
+            "OUTPUT": str(offline_map.folder),
+            "TITLE": offline_map.title,
+            "GEODATABASE_COUNT": len(offline_map.geodatabases),
+            "LAYER_COUNT": layers,
+            "SKIPPED": json.dumps(
+                [
+                    {"title": s.title, "url": s.url, "reason": s.reason}
+                    for s in result.skipped_layers
+                ],
+                ensure_ascii=False,
+            ),
+        }
