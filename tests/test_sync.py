@@ -1,0 +1,864 @@
+"""Synchronizing offline maps and geodatabases against the reference feature service.
+
+Every test takes real offline copies of the seeded "Demo" service (real GeoPackages), edits them
+the way any writer would (GDAL/OGR for geometries, plain sqlite3 for attributes), edits the
+service as "another user", syncs over loopback HTTP and checks both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from osgeo import ogr as osgeo_ogr
+
+from plugin.core.enums import (
+    OfflineUpdateAvailability,
+    SyncDirection,
+    SyncModel,
+)
+from plugin.core.errors import ServiceError, SyncInProgressError
+from plugin.core.geodatabase import Geodatabase
+from plugin.core.jobs import JobStatus
+from plugin.core.offline_map import OfflineMap
+from plugin.core.rest import ArcGISClient, TokenCredentials
+from plugin.core.sync import (
+    GeodatabaseSyncTask,
+    LoadStatus,
+    OfflineMapSyncParameters,
+    OfflineMapSyncResult,
+    OfflineMapSyncTask,
+    SyncCounts,
+    SyncGeodatabaseParameters,
+    SyncLayerOption,
+    SyncLayerResult,
+)
+from plugin.core.take_offline import OfflineMapTask
+from tests.featureservice import seed
+
+# -- pure behaviour (no server) -------------------------------------------------------------
+
+
+def test_layer_options_override_the_overall_direction():
+    params = SyncGeodatabaseParameters(
+        sync_direction=SyncDirection.BIDIRECTIONAL,
+        layer_options=[SyncLayerOption(1, SyncDirection.DOWNLOAD)],
+    )
+    assert params.direction_of(1) == SyncDirection.DOWNLOAD
+    assert params.direction_of(0) == SyncDirection.BIDIRECTIONAL
+
+
+def test_result_has_errors_for_layer_errors_edit_errors_or_failed_geodatabases():
+    ok = OfflineMapSyncResult(layer_results=[SyncLayerResult(0, "Points")])
+    assert not ok.has_errors
+    failed = OfflineMapSyncResult(table_results=[SyncLayerResult(3, "T", is_table=True, error="x")])
+    assert failed.has_errors
+    assert OfflineMapSyncResult(geodatabase_errors={"a.gpkg": "down"}).has_errors
+
+
+def test_counts_add_up():
+    counts = SyncCounts(adds=1, attachments=2)
+    counts.add(SyncCounts(adds=2, updates=1, deletes=4))
+    assert (counts.adds, counts.updates, counts.deletes, counts.attachments) == (3, 1, 4, 2)
+    assert counts.total == 10
+
+
+# -- integration with the reference service -------------------------------------------------
+
+
+DEMO = seed.DEMO_SERVICE
+POINTS, LINES, POLYGONS, INSPECTIONS = 0, 1, 2, 3
+
+
+def fast_client(credentials=None) -> ArcGISClient:
+    return ArcGISClient(credentials, backoff=0.01, poll_interval=0.02, timeout=30, retries=2)
+
+
+def take_offline(
+    server,
+    folder: Path,
+    sync_model: SyncModel = SyncModel.PER_REPLICA,
+    service: str = DEMO,
+    client=None,
+) -> OfflineMap:
+    task = OfflineMapTask(
+        service_urls=[server.service_url(service)], client=client or fast_client()
+    )
+    params = task.create_default_generate_offline_map_parameters(None)
+    params.sync_model = sync_model
+    params.include_attachments = True
+    return task.generate_offline_map(params, folder).run().offline_map
+
+
+def sync_map(
+    offline_map: OfflineMap,
+    direction: SyncDirection = SyncDirection.BIDIRECTIONAL,
+    *,
+    rollback: bool = False,
+    keep_deltas: bool = False,
+    client=None,
+) -> OfflineMapSyncResult:
+    task = OfflineMapSyncTask(offline_map, client=client or fast_client())
+    params = task.create_default_offline_map_sync_parameters()
+    params.sync_direction = direction
+    params.rollback_on_failure = rollback
+    params.keep_geodatabase_deltas = keep_deltas
+    return task.create_offline_map_sync_job(params).run()
+
+
+def result_for(result: OfflineMapSyncResult, layer_id: int) -> SyncLayerResult:
+    return next(r for r in result.all_results() if r.layer_id == layer_id)
+
+
+def new_guid() -> str:
+    return "{" + str(uuid.uuid4()).upper() + "}"
+
+
+class Local:
+    """Edits one geodatabase file the way other writers would."""
+
+    def __init__(self, offline_map: OfflineMap) -> None:
+        self.path = offline_map.geodatabases[0].path
+        with Geodatabase.open(self.path) as gdb:
+            self.layers = {layer.id: layer for layer in gdb.layers}
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        return con
+
+    def rows(self, layer_id: int) -> dict[str, dict]:
+        layer = self.layers[layer_id]
+        con = self._connect()
+        con.row_factory = sqlite3.Row
+        try:
+            rows = con.execute(f'SELECT * FROM "{layer.table_name}"').fetchall()
+        finally:
+            con.close()
+        return {str(r[layer.global_id_field]).upper(): dict(r) for r in rows}
+
+    def update(self, layer_id: int, global_id: str, **values) -> None:
+        layer = self.layers[layer_id]
+        sets = ", ".join(f'"{k}" = ?' for k in values)
+        con = self._connect()
+        try:
+            cur = con.execute(
+                f'UPDATE "{layer.table_name}" SET {sets} WHERE "{layer.global_id_field}" = ?',
+                [*values.values(), global_id],
+            )
+            assert cur.rowcount == 1, f"no row {global_id} in layer {layer_id}"
+        finally:
+            con.close()
+
+    def delete(self, layer_id: int, global_id: str) -> None:
+        layer = self.layers[layer_id]
+        con = self._connect()
+        try:
+            con.execute(
+                f'DELETE FROM "{layer.table_name}" WHERE "{layer.global_id_field}" = ?', [global_id]
+            )
+        finally:
+            con.close()
+
+    def add(self, layer_id: int, wkt: str | None = None, **values) -> str:
+        """Add a row through OGR (it maintains the spatial index); returns its GlobalID."""
+        layer = self.layers[layer_id]
+        values.setdefault(layer.global_id_field, new_guid())
+        ds = osgeo_ogr.Open(str(self.path), update=1)
+        try:
+            ogr_layer = ds.GetLayerByName(layer.table_name)
+            feature = osgeo_ogr.Feature(ogr_layer.GetLayerDefn())
+            for key, value in values.items():
+                feature.SetField(key, value)
+            if wkt:
+                feature.SetGeometry(osgeo_ogr.CreateGeometryFromWkt(wkt))
+            assert ogr_layer.CreateFeature(feature) == 0
+        finally:
+            ds = None
+        return values[layer.global_id_field]
+
+    def set_geometry(self, layer_id: int, global_id: str, wkt: str) -> None:
+        layer = self.layers[layer_id]
+        ds = osgeo_ogr.Open(str(self.path), update=1)
+        try:
+            ogr_layer = ds.GetLayerByName(layer.table_name)
+            ogr_layer.SetAttributeFilter(f"\"{layer.global_id_field}\" = '{global_id}'")
+            feature = ogr_layer.GetNextFeature()
+            feature.SetGeometry(osgeo_ogr.CreateGeometryFromWkt(wkt))
+            assert ogr_layer.SetFeature(feature) == 0
+        finally:
+            ds = None
+
+    def geometry_wkt(self, layer_id: int, global_id: str) -> str | None:
+        layer = self.layers[layer_id]
+        ds = osgeo_ogr.Open(str(self.path))
+        try:
+            ogr_layer = ds.GetLayerByName(layer.table_name)
+            ogr_layer.SetAttributeFilter(f"\"{layer.global_id_field}\" = '{global_id}'")
+            feature = ogr_layer.GetNextFeature()
+            geometry = feature.GetGeometryRef() if feature else None
+            return geometry.ExportToWkt() if geometry else None
+        finally:
+            ds = None
+
+    def pending(self) -> dict[int, dict[str, int]]:
+        with Geodatabase.open(self.path) as gdb:
+            return gdb.pending_counts()
+
+    def has_pending(self) -> bool:
+        with Geodatabase.open(self.path) as gdb:
+            return gdb.has_pending_edits()
+
+    def conflicts(self):
+        with Geodatabase.open(self.path) as gdb:
+            return gdb.conflicts()
+
+
+def server_rows(server, layer_id: int, service: str = DEMO) -> dict[str, dict]:
+    rows = {}
+    for feature in server.query_all(service, layer_id):
+        attributes = feature["attributes"]
+        rows[str(attributes["GlobalID"]).upper()] = feature
+    return rows
+
+
+def point_gid(i: int) -> str:
+    return seed.guid(DEMO, POINTS, i)
+
+
+def assert_no_errors(result: OfflineMapSyncResult) -> None:
+    problems = {
+        r.name: (r.error, [e.message for e in r.edit_errors])
+        for r in result.all_results()
+        if r.has_errors
+    }
+    assert not result.has_errors, (result.geodatabase_errors, problems)
+
+
+@pytest.fixture
+def server(reference_server):
+    return reference_server
+
+
+@pytest.fixture(params=[SyncModel.PER_REPLICA, SyncModel.PER_LAYER], ids=["perReplica", "perLayer"])
+def sync_model(request):
+    return request.param
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+def test_local_point_add_update_delete_reach_the_service(server, tmp_path, sync_model):
+    offline_map = take_offline(server, tmp_path / "map", sync_model)
+    local = Local(offline_map)
+    added = local.add(POINTS, "POINT (950000 6003000)", name="New café + & ü", visits=3)
+    local.update(POINTS, point_gid(1), name="Renamed ✓")
+    local.delete(POINTS, point_gid(2))
+    assert local.has_pending()
+
+    result = sync_map(offline_map)
+
+    assert_no_errors(result)
+    points = result_for(result, POINTS)
+    assert (points.uploaded.adds, points.uploaded.updates, points.uploaded.deletes) == (1, 1, 1)
+    rows = server_rows(server, POINTS)
+    assert rows[added]["attributes"]["name"] == "New café + & ü"
+    assert rows[added]["attributes"]["visits"] == 3
+    assert rows[added]["geometry"]["x"] == pytest.approx(950000)
+    assert rows[point_gid(1)]["attributes"]["name"] == "Renamed ✓"
+    # only the changed field was sent: the other values are untouched
+    assert rows[point_gid(1)]["attributes"]["visits"] == 7
+    assert point_gid(2) not in rows
+    assert len(rows) == seed.DEMO_COUNTS[POINTS]
+    assert not local.has_pending()
+
+
+def test_line_polygon_and_table_edits_round_trip(server, tmp_path, sync_model):
+    offline_map = take_offline(server, tmp_path / "map", sync_model)
+    local = Local(offline_map)
+    line = local.add(LINES, "LINESTRING (950000 6003000, 950100 6003100)", name="New path")
+    local.set_geometry(
+        POLYGONS,
+        seed.guid(DEMO, POLYGONS, 3),
+        "POLYGON ((950000 6003000, 950000 6003100, 950100 6003100, 950000 6003000))",
+    )
+    inspection = local.add(
+        INSPECTIONS, None, PointGlobalID=point_gid(0), inspector="Zoë", remarks="ok & fine"
+    )
+    local.delete(LINES, seed.guid(DEMO, LINES, 0))
+
+    result = sync_map(offline_map)
+
+    assert_no_errors(result)
+    assert server_rows(server, LINES)[line]["geometry"]["paths"] == [
+        [[950000, 6003000], [950100, 6003100]]
+    ]
+    assert seed.guid(DEMO, LINES, 0) not in server_rows(server, LINES)
+    polygon = server_rows(server, POLYGONS)[seed.guid(DEMO, POLYGONS, 3)]
+    assert len(polygon["geometry"]["rings"]) == 1
+    assert polygon["attributes"]["name"] == seed.POLYGON_NAMES[3]
+    table_row = server_rows(server, INSPECTIONS)[inspection]["attributes"]
+    assert table_row["inspector"] == "Zoë"
+    assert table_row["PointGlobalID"].upper() == point_gid(0)
+    assert result_for(result, INSPECTIONS).uploaded.adds == 1
+    assert result_for(result, INSPECTIONS).is_table
+
+
+def test_server_changes_of_every_kind_are_downloaded(server, tmp_path, sync_model):
+    offline_map = take_offline(server, tmp_path / "map", sync_model)
+    local = Local(offline_map)
+    new_point = new_guid()
+    server.apply_edits(
+        DEMO,
+        POINTS,
+        adds=[
+            {
+                "attributes": {"GlobalID": new_point, "name": "From the office"},
+                "geometry": {"x": 951000, "y": 6004000},
+            }
+        ],
+        updates=[{"attributes": {"GlobalID": point_gid(4), "name": "Edited in the office"}}],
+        deletes=[point_gid(5)],
+    )
+    server.apply_edits(DEMO, POLYGONS, deletes=[seed.guid(DEMO, POLYGONS, 0)])
+    new_inspection = new_guid()
+    server.apply_edits(
+        DEMO, INSPECTIONS, adds=[{"attributes": {"GlobalID": new_inspection, "inspector": "Ana"}}]
+    )
+
+    result = sync_map(offline_map)
+
+    assert_no_errors(result)
+    points = local.rows(POINTS)
+    assert points[new_point]["name"] == "From the office"
+    assert local.geometry_wkt(POINTS, new_point) == "POINT (951000 6004000)"
+    assert points[point_gid(4)]["name"] == "Edited in the office"
+    assert point_gid(5) not in points
+    assert seed.guid(DEMO, POLYGONS, 0) not in local.rows(POLYGONS)
+    assert local.rows(INSPECTIONS)[new_inspection]["inspector"] == "Ana"
+    downloaded = result_for(result, POINTS).downloaded
+    assert (downloaded.adds, downloaded.updates, downloaded.deletes) == (1, 1, 1)
+    # applying downloaded changes is not a local edit
+    assert not local.has_pending()
+
+
+def test_attachments_travel_both_ways(server, tmp_path):
+    map_a = take_offline(server, tmp_path / "a")
+    map_b = take_offline(server, tmp_path / "b")
+    a = Local(map_a)
+    attach = a.layers[POINTS].attachment_table
+    assert attach, "the Points layer has attachments"
+    with Geodatabase.open(a.path) as gdb:
+        gdb_layers = {layer.id: layer for layer in gdb.layers}
+    con = sqlite3.connect(a.path, isolation_level=None)
+    try:
+        columns = [r[1] for r in con.execute(f'PRAGMA table_info("{attach}")')]
+        before = con.execute(f'SELECT COUNT(*) FROM "{attach}"').fetchone()[0]
+    finally:
+        con.close()
+    assert gdb_layers[POINTS].has_attachments
+    payload = b"\x89PNG fake image bytes \x00\x01"
+    row = _attachment_row(columns, point_gid(0), "photo é.png", "image/png", payload)
+    con = sqlite3.connect(a.path, isolation_level=None)
+    try:
+        con.execute(
+            f'INSERT INTO "{attach}" ({", ".join(row)}) VALUES ({", ".join("?" * len(row))})',
+            list(row.values()),
+        )
+    finally:
+        con.close()
+
+    result_a = sync_map(map_a)
+    assert_no_errors(result_a)
+    assert result_for(result_a, POINTS).uploaded.attachments == 1
+
+    result_b = sync_map(map_b)
+    assert_no_errors(result_b)
+    assert result_for(result_b, POINTS).downloaded.attachments == 1
+    con = sqlite3.connect(Local(map_b).path)
+    try:
+        after = con.execute(f'SELECT COUNT(*) FROM "{attach}"').fetchone()[0]
+        blobs = [r[0] for r in con.execute(f'SELECT * FROM "{attach}"').fetchall()]
+    finally:
+        con.close()
+    assert after == before + 1
+    assert blobs
+
+
+def _attachment_row(columns, parent, name, content_type, data) -> dict:
+    """Fill the attachment table's columns by their (case-insensitive) role."""
+    row = {}
+    for column in columns:
+        low = column.lower()
+        if low in ("globalid", "global_id"):
+            row[column] = new_guid()
+        elif low in ("rel_globalid", "parentglobalid", "parent_globalid", "parent_global_id"):
+            row[column] = parent
+        elif low in ("att_name", "name"):
+            row[column] = name
+        elif low in ("content_type", "contenttype"):
+            row[column] = content_type
+        elif low in ("data_size", "size"):
+            row[column] = len(data)
+        elif low == "data":
+            row[column] = data
+    return row
+
+
+def test_upload_only_leaves_server_changes_for_a_later_sync(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Local")
+    server.apply_edits(
+        DEMO, POINTS, updates=[{"attributes": {"GlobalID": point_gid(6), "name": "Server"}}]
+    )
+
+    result = sync_map(offline_map, SyncDirection.UPLOAD)
+
+    assert_no_errors(result)
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "Local"
+    assert local.rows(POINTS)[point_gid(6)]["name"] != "Server"
+
+    assert_no_errors(sync_map(offline_map, SyncDirection.DOWNLOAD))
+    assert local.rows(POINTS)[point_gid(6)]["name"] == "Server"
+
+
+def test_per_layer_directions_are_honoured(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map", SyncModel.PER_LAYER)
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Up")
+    local.update(LINES, seed.guid(DEMO, LINES, 0), name="Not uploaded")
+    server.apply_edits(
+        DEMO, POINTS, updates=[{"attributes": {"GlobalID": point_gid(1), "name": "Not downloaded"}}]
+    )
+    server.apply_edits(
+        DEMO,
+        LINES,
+        updates=[{"attributes": {"GlobalID": seed.guid(DEMO, LINES, 1), "name": "Down"}}],
+    )
+
+    task = GeodatabaseSyncTask(server.service_url(DEMO), client=fast_client())
+    params = task.create_default_sync_geodatabase_parameters(local.path)
+    assert {o.layer_id for o in params.layer_options} == {0, 1, 2, 3}
+    params.layer_options = [
+        SyncLayerOption(POINTS, SyncDirection.UPLOAD),
+        SyncLayerOption(LINES, SyncDirection.DOWNLOAD),
+        SyncLayerOption(POLYGONS, SyncDirection.NONE),
+        SyncLayerOption(INSPECTIONS, SyncDirection.BIDIRECTIONAL),
+    ]
+    job = task.sync_geodatabase(params, local.path)
+    results = {r.layer_id: r for r in job.run()}
+
+    assert not any(r.has_errors for r in results.values())
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "Up"
+    assert (
+        server_rows(server, LINES)[seed.guid(DEMO, LINES, 0)]["attributes"]["name"]
+        != "Not uploaded"
+    )
+    assert local.rows(LINES)[seed.guid(DEMO, LINES, 1)]["name"] == "Down"
+    assert local.rows(POINTS)[point_gid(1)]["name"] != "Not downloaded"
+    # the line edit is still waiting for a sync that uploads lines
+    assert local.pending()[LINES]["updates"] == 1
+
+    # a later bidirectional sync brings what was held back, nothing is lost
+    params = task.create_default_sync_geodatabase_parameters(local.path)
+    task.sync_geodatabase(params, local.path).run()
+    assert (
+        server_rows(server, LINES)[seed.guid(DEMO, LINES, 0)]["attributes"]["name"]
+        == "Not uploaded"
+    )
+    assert local.rows(POINTS)[point_gid(1)]["name"] == "Not downloaded"
+
+
+# -- conflicts -------------------------------------------------------------------------------
+
+
+def test_users_a_and_b_edit_the_same_feature_later_sync_wins_different_fields_survive(
+    server, tmp_path, sync_model
+):
+    map_a = take_offline(server, tmp_path / "a", sync_model)
+    map_b = take_offline(server, tmp_path / "b", sync_model)
+    a, b = Local(map_a), Local(map_b)
+    gid = point_gid(3)
+    a.update(POINTS, gid, name="A's name", visits=111)
+    b.update(POINTS, gid, name="B's name", height=999.5)
+
+    assert_no_errors(sync_map(map_a))
+    assert_no_errors(sync_map(map_b))
+    assert_no_errors(sync_map(map_a))
+
+    on_server = server_rows(server, POINTS)[gid]["attributes"]
+    assert on_server["name"] == "B's name"  # same field: the later sync wins
+    assert on_server["visits"] == 111  # A's other field survives
+    assert on_server["height"] == 999.5  # B's other field survives
+    for local in (a, b):
+        row = local.rows(POINTS)[gid]
+        assert (row["name"], row["visits"], row["height"]) == ("B's name", 111, 999.5)
+        assert not local.has_pending()
+
+
+def test_update_of_server_deleted_feature_goes_to_conflicts(server, tmp_path, sync_model):
+    offline_map = take_offline(server, tmp_path / "map", sync_model)
+    local = Local(offline_map)
+    gid = point_gid(7)
+    local.update(POINTS, gid, name="Edited offline")
+    server.apply_edits(DEMO, POINTS, deletes=[gid])
+
+    result = sync_map(offline_map)
+
+    points = result_for(result, POINTS)
+    assert [e.code for e in points.edit_errors] == [1019]
+    assert points.edit_errors[0].global_id.upper() == gid
+    assert gid not in server_rows(server, POINTS)  # not resurrected
+    assert gid not in local.rows(POINTS)  # the server's delete is applied
+    conflicts = local.conflicts()
+    assert [c.global_id.upper() for c in conflicts] == [gid]
+    assert conflicts[0].attributes["name"] == "Edited offline"
+    assert not local.has_pending()
+
+
+def test_local_delete_of_server_updated_feature_deletes_it(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    gid = point_gid(8)
+    local.delete(POINTS, gid)
+    server.apply_edits(DEMO, POINTS, updates=[{"attributes": {"GlobalID": gid, "name": "Office"}}])
+
+    assert_no_errors(sync_map(offline_map))
+
+    assert gid not in server_rows(server, POINTS)
+    assert gid not in local.rows(POINTS)
+
+
+def test_download_only_with_pending_edits_loses_nothing(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    gid = point_gid(9)
+    local.update(POINTS, gid, name="Local version")
+    server.apply_edits(
+        DEMO, POINTS, updates=[{"attributes": {"GlobalID": gid, "name": "Server version"}}]
+    )
+
+    result = sync_map(offline_map, SyncDirection.DOWNLOAD)
+
+    assert_no_errors(result)
+    assert server_rows(server, POINTS)[gid]["attributes"]["name"] == "Server version"
+    row = local.rows(POINTS)[gid]
+    saved = [c for c in local.conflicts() if c.global_id.upper() == gid]
+    if row["name"] == "Local version":
+        # the pending local value wins locally and is uploaded by the next bidirectional sync
+        assert local.pending()[POINTS]["updates"] == 1
+        assert_no_errors(sync_map(offline_map))
+        assert server_rows(server, POINTS)[gid]["attributes"]["name"] == "Local version"
+    else:
+        # the server value replaced it: the local version is in the conflict log
+        assert row["name"] == "Server version"
+        assert saved and saved[0].attributes["name"] == "Local version"
+
+
+def test_edits_made_during_a_sync_stay_pending_for_the_next(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Before")
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    job = task.create_offline_map_sync_job(task.create_default_offline_map_sync_parameters())
+    edited = []
+
+    def edit_while_uploading(percent, message):
+        # once the upload is on its way, another writer edits the geodatabase
+        if not edited and "Upload" in message:
+            edited.append(True)
+            local.update(POINTS, point_gid(1), name="During")
+
+    job.add_progress_listener(edit_while_uploading)
+    assert_no_errors(job.run())
+    assert edited
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "Before"
+    assert local.pending()[POINTS]["updates"] == 1
+    assert_no_errors(sync_map(offline_map))
+    assert server_rows(server, POINTS)[point_gid(1)]["attributes"]["name"] == "During"
+
+
+# -- rollback on failure ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rollback", [True, False])
+def test_rollback_on_failure_with_one_bad_edit(server, tmp_path, rollback):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(10), name="Good edit")
+    local.update(POINTS, point_gid(11), name="Bad edit: feature deleted on the server")
+    # the server deletes the second one without the client downloading it: its update fails
+    server.apply_edits(DEMO, POINTS, deletes=[point_gid(11)])
+
+    result = sync_map(offline_map, SyncDirection.UPLOAD, rollback=rollback)
+
+    assert result.has_errors
+    if rollback:
+        # nothing is applied and nothing is lost: both edits stay pending
+        assert server_rows(server, POINTS)[point_gid(10)]["attributes"]["name"] != "Good edit"
+        assert local.pending()[POINTS]["updates"] == 2
+        assert result.geodatabase_errors or result_for(result, POINTS).error
+    else:
+        assert server_rows(server, POINTS)[point_gid(10)]["attributes"]["name"] == "Good edit"
+        errors = result_for(result, POINTS).edit_errors
+        assert [e.global_id.upper() for e in errors] == [point_gid(11)]
+        assert [c.global_id.upper() for c in local.conflicts()] == [point_gid(11)]
+
+
+# -- faults and recovery ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault", ["drop_before_commit", "drop_after_commit", "http502", "html_error", "truncated_json"]
+)
+def test_fault_during_sync_then_plain_resync_equals_a_fault_free_run(server, tmp_path, fault):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    added = local.add(POINTS, "POINT (950500 6003500)", name="Added once")
+    local.update(POINTS, point_gid(0), name="Updated once")
+    local.delete(POINTS, point_gid(1))
+    server.apply_edits(
+        DEMO,
+        LINES,
+        updates=[{"attributes": {"GlobalID": seed.guid(DEMO, LINES, 2), "name": "Server line"}}],
+    )
+
+    server.inject_fault("synchronizeReplica", fault)
+    failed = sync_map(offline_map)
+    assert failed.has_errors
+    message = failed.geodatabase_errors[Local(offline_map).path.name]
+    assert "Syncing again will resolve it" in message
+
+    resynced = sync_map(offline_map)
+
+    assert_no_errors(resynced)
+    rows = server_rows(server, POINTS)
+    assert [g for g in rows if g == added] == [added]
+    assert len(rows) == seed.DEMO_COUNTS[POINTS]  # one added, one deleted, no duplicates
+    assert rows[point_gid(0)]["attributes"]["name"] == "Updated once"
+    assert point_gid(1) not in rows
+    assert local.rows(LINES)[seed.guid(DEMO, LINES, 2)]["name"] == "Server line"
+    assert not local.has_pending()
+    local_points = local.rows(POINTS)
+    assert len(local_points) == seed.DEMO_COUNTS[POINTS]
+    assert local_points[added]["name"] == "Added once"
+
+
+def test_expired_result_file_is_requested_again_by_the_next_sync(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Uploaded before the result expired")
+    # the job completes on the server, but the client is cancelled before fetching the result
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    job = task.create_offline_map_sync_job(task.create_default_offline_map_sync_parameters())
+    job.add_progress_listener(lambda p, m: job.cancel() if "Server job" in m else None)
+    with pytest.raises(Exception):  # noqa: B017 - CancelledError, asserted below
+        job.run()
+    assert job.status == JobStatus.FAILED
+    server.expire_results()
+
+    result = sync_map(offline_map)
+
+    assert_no_errors(result)
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == (
+        "Uploaded before the result expired"
+    )
+    assert not local.has_pending()
+    assert len(server_rows(server, POINTS)) == seed.DEMO_COUNTS[POINTS]
+
+
+def test_expired_token_is_renewed_during_sync(secured_reference_server, tmp_path):
+    server = secured_reference_server
+    credentials = TokenCredentials(server.token_url, "alice", "alice-secret")
+    client = fast_client(credentials)
+    offline_map = take_offline(server, tmp_path / "map", client=client)
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="With a renewed token")
+    server.expire_tokens()
+
+    result = sync_map(offline_map, client=client)
+
+    assert_no_errors(result)
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "With a renewed token"
+
+
+def test_sync_without_credentials_on_a_secured_service_fails_clearly_and_keeps_edits(
+    secured_reference_server, tmp_path
+):
+    server = secured_reference_server
+    client = fast_client(TokenCredentials(server.token_url, "alice", "alice-secret"))
+    offline_map = take_offline(server, tmp_path / "map", client=client)
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Kept")
+
+    result = sync_map(offline_map, client=fast_client())
+
+    assert result.has_errors
+    assert "sign in" in next(iter(result.geodatabase_errors.values()))
+    assert local.pending()[POINTS]["updates"] == 1
+
+
+def test_unreachable_service_fails_with_a_resync_hint(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    Local(offline_map).update(POINTS, point_gid(0), name="Waiting")
+    server.stop()
+
+    result = sync_map(offline_map)
+
+    message = next(iter(result.geodatabase_errors.values()))
+    assert "Syncing again will resolve it" in message
+    assert all(r.error == message for r in result.all_results())
+    assert Local(offline_map).pending()[POINTS]["updates"] == 1
+
+
+def test_unregistered_replica_fails_clearly_and_loses_no_edit(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Still here")
+    task = GeodatabaseSyncTask(server.service_url(DEMO), client=fast_client())
+    with Geodatabase.open(local.path) as gdb:
+        replica_id = gdb.replica.replica_id
+    task.unregister_geodatabase(local.path)
+    assert replica_id not in [
+        r["replicaID"] for r in fast_client().replicas(server.service_url(DEMO))
+    ]
+
+    with pytest.raises(ServiceError):
+        task.sync_geodatabase(
+            task.create_default_sync_geodatabase_parameters(local.path), local.path
+        ).run()
+    assert local.pending()[POINTS]["updates"] == 1
+    assert local.rows(POINTS)[point_gid(0)]["name"] == "Still here"
+
+
+def test_a_second_sync_of_the_same_geodatabase_is_refused_while_one_runs(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    task = GeodatabaseSyncTask(server.service_url(DEMO), client=fast_client())
+    params = SyncGeodatabaseParameters()
+    with (
+        Geodatabase.open(local.path) as holder,
+        holder.sync_lock(),
+        pytest.raises(SyncInProgressError),
+    ):
+        task.sync_geodatabase(params, local.path).run()
+    task.sync_geodatabase(params, local.path).run()
+
+
+# -- the offline map task ------------------------------------------------------------------
+
+
+def test_task_loads_and_reports_update_capabilities_and_availability(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    task = OfflineMapSyncTask(offline_map.folder, client=fast_client())
+    assert task.load_status == LoadStatus.NOT_LOADED
+    task.load()
+    assert task.load_status == LoadStatus.LOADED
+    assert task.update_capabilities.supports_sync_with_feature_services
+    info = task.check_for_updates()
+    assert info.upload_availability == OfflineUpdateAvailability.NONE
+    assert info.download_availability == OfflineUpdateAvailability.INDETERMINATE
+    assert not info.is_mobile_map_package_reopen_required
+
+    Local(offline_map).update(POINTS, point_gid(0), name="Pending")
+    assert task.check_for_updates().upload_availability == OfflineUpdateAvailability.AVAILABLE
+
+    params = task.create_default_offline_map_sync_parameters()
+    assert params.sync_direction == SyncDirection.BIDIRECTIONAL
+    assert not params.rollback_on_failure
+
+
+def test_load_fails_for_a_missing_geodatabase_and_retry_succeeds_once_it_is_back(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    path = offline_map.geodatabases[0].path
+    moved = path.with_name("elsewhere.bin")
+    path.rename(moved)
+    task = OfflineMapSyncTask(offline_map.folder, client=fast_client())
+    with pytest.raises(Exception, match="missing"):
+        task.load()
+    assert task.load_status == LoadStatus.FAILED_TO_LOAD
+    moved.rename(path)
+    task.retry_load()
+    assert task.load_status == LoadStatus.LOADED
+
+
+def test_default_parameters_follow_a_download_only_service(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map", service=seed.READONLY_SERVICE)
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    assert (
+        task.create_default_offline_map_sync_parameters().sync_direction == SyncDirection.DOWNLOAD
+    )
+
+
+def test_job_in_a_thread_reports_progress_messages_and_result(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    Local(offline_map).update(POINTS, point_gid(0), name="Threaded")
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    job = task.create_offline_map_sync_job(OfflineMapSyncParameters())
+    seen = []
+    job.add_progress_listener(lambda percent, message: seen.append((percent, message)))
+    job.start()
+    assert job.wait(120)
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.progress == 100
+    percents = [p for p, _ in seen]
+    assert percents == sorted(percents) and all(0 <= p <= 100 for p in percents)
+    assert any("Upload" in m for m in job.messages)
+    assert isinstance(job.result, OfflineMapSyncResult)
+    names = {r.name for r in job.result.layer_results}
+    assert {"Points", "Lines", "Polygons"} <= names
+    assert [r.name for r in job.result.table_results] == ["Inspections"]
+    assert not job.result.is_mobile_map_package_reopen_required
+
+
+def test_cancelled_job_leaves_edits_pending_and_the_next_sync_completes(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Cancelled once")
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    job = task.create_offline_map_sync_job(task.create_default_offline_map_sync_parameters())
+    job.cancel()
+    with pytest.raises(Exception, match="cancelled"):
+        job.run()
+    assert local.pending()[POINTS]["updates"] == 1
+    assert_no_errors(sync_map(offline_map))
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "Cancelled once"
+
+
+def test_keep_geodatabase_deltas_keeps_upload_and_download_files(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    Local(offline_map).update(POINTS, point_gid(0), name="Kept delta")
+    assert_no_errors(sync_map(offline_map, keep_deltas=True))
+    deltas = tmp_path / "map_deltas"
+    uploads = sorted(deltas.glob("*_upload.json"))
+    downloads = sorted(deltas.glob("*_download.json"))
+    assert len(uploads) == 1 and len(downloads) == 1
+    edits = json.loads(uploads[0].read_text(encoding="utf-8"))
+    assert edits[0]["id"] == POINTS
+    assert edits[0]["features"]["updates"][0]["attributes"]["name"] == "Kept delta"
+    assert "replicaID" in json.loads(downloads[0].read_text(encoding="utf-8"))
+
+
+def test_two_maps_sync_concurrently_without_interference(server, tmp_path):
+    maps = [take_offline(server, tmp_path / f"m{i}") for i in range(2)]
+    for i, offline_map in enumerate(maps):
+        Local(offline_map).update(POINTS, point_gid(i), name=f"Concurrent {i}")
+    results: list = [None, None]
+
+    def run(i):
+        results[i] = sync_map(maps[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for result in results:
+        assert_no_errors(result)
+    rows = server_rows(server, POINTS)
+    assert rows[point_gid(0)]["attributes"]["name"] == "Concurrent 0"
+    assert rows[point_gid(1)]["attributes"]["name"] == "Concurrent 1"
