@@ -1,0 +1,97 @@
+"""The Take offline dialog turns what the user typed into a request, or says what is missing."""
+
+from __future__ import annotations
+
+from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRectangle, QgsVectorLayer
+
+from plugin.gui.take_offline_dialog import TakeOfflineDialog
+from plugin.layers import esri_envelope, esri_spatial_reference
+
+ITEM = "0123456789abcdef0123456789abcdef"
+
+
+def _message(dialog) -> str:
+    dialog.accept()
+    return dialog.messageLabel.text()
+
+
+def test_web_map_request_with_whole_area(qgis_iface, tmp_path):
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.portalEdit.setText("http://127.0.0.1:9/arcgis/sharing/rest/")
+    dialog.itemEdit.setText(ITEM)
+    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+    dialog.attachmentsCheck.setChecked(False)
+
+    request = dialog.request()
+    assert request.portal_url == "http://127.0.0.1:9/arcgis/sharing/rest"
+    assert request.webmap_item_id == ITEM
+    assert request.service_urls == []
+    assert request.area_of_interest is None
+    assert request.include_attachments is False
+    assert request.folder == tmp_path / "map"
+
+
+def test_service_urls_and_a_layer_extent(qgis_iface, tmp_path):
+    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "area", "memory")
+    provider = layer.dataProvider()
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY
+
+    for x, y in ((10, 20), (12, 23)):
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+        provider.addFeatures([feature])
+    layer.updateExtents()
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        dialog = TakeOfflineDialog(qgis_iface)
+        dialog.servicesRadio.setChecked(True)
+        dialog.servicesEdit.setPlainText(
+            "http://h/arcgis/rest/services/A/FeatureServer\n\n http://h/arcgis/rest/services/B/FeatureServer "
+        )
+        dialog.layerRadio.setChecked(True)
+        dialog.layerCombo.setLayer(layer)
+        dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+
+        request = dialog.request()
+        assert request.service_urls == [
+            "http://h/arcgis/rest/services/A/FeatureServer",
+            "http://h/arcgis/rest/services/B/FeatureServer",
+        ]
+        assert request.area_of_interest == {
+            "xmin": 10.0,
+            "ymin": 20.0,
+            "xmax": 12.0,
+            "ymax": 23.0,
+            "spatialReference": {"wkid": 4326},
+        }
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_incomplete_answers_are_refused_with_a_message(qgis_iface, tmp_path):
+    dialog = TakeOfflineDialog(qgis_iface)
+    assert "target folder" in _message(dialog)
+
+    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+    dialog.portalEdit.setText("http://h/arcgis/sharing/rest")
+    dialog.itemEdit.setText("not-an-id")
+    assert "32 hexadecimal" in _message(dialog)
+
+    dialog.servicesRadio.setChecked(True)
+    dialog.servicesEdit.setPlainText("http://h/arcgis/rest/services/A/MapServer")
+    assert "not a feature service URL" in _message(dialog)
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    dialog.folderWidget.setFilePath(str(tmp_path / "full"))
+    assert "not empty" in _message(dialog)
+
+
+def test_spatial_references_use_esri_codes():
+    assert esri_spatial_reference(QgsCoordinateReferenceSystem("EPSG:3857")) == {
+        "wkid": 102100,
+        "latestWkid": 3857,
+    }
+    envelope = esri_envelope(QgsRectangle(1, 2, 3, 4), QgsCoordinateReferenceSystem("EPSG:2056"))
+    assert envelope["spatialReference"] == {"wkid": 2056}
+    assert (envelope["xmin"], envelope["ymax"]) == (1.0, 4.0)
