@@ -648,6 +648,41 @@ def test_fault_during_sync_then_plain_resync_equals_a_fault_free_run(server, tmp
     assert local_points[added]["name"] == "Added once"
 
 
+@pytest.mark.parametrize("operation", ["jobs", "result"])
+def test_transient_faults_while_polling_or_downloading_are_retried_within_the_sync(
+    server, tmp_path, operation
+):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Despite a hiccup")
+    server.inject_fault(operation, "http502")
+
+    assert_no_errors(sync_map(offline_map))
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "Despite a hiccup"
+    assert not local.has_pending()
+
+
+@pytest.mark.parametrize("operation", ["jobs", "result"])
+def test_lasting_faults_while_polling_or_downloading_are_finished_by_the_next_sync(
+    server, tmp_path, operation
+):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    added = local.add(POINTS, "POINT (950500 6003500)", name="Exactly once")
+    server.inject_fault(operation, "drop_before_commit", count=10)
+
+    failed = sync_map(offline_map)
+    assert "Syncing again will resolve it" in next(iter(failed.geodatabase_errors.values()))
+    server.clear_faults()
+
+    assert_no_errors(sync_map(offline_map))
+    rows = server_rows(server, POINTS)
+    assert rows[added]["attributes"]["name"] == "Exactly once"
+    assert len(rows) == seed.DEMO_COUNTS[POINTS] + 1
+    assert not local.has_pending()
+    assert len(local.rows(POINTS)) == seed.DEMO_COUNTS[POINTS] + 1
+
+
 def test_expired_result_file_is_requested_again_by_the_next_sync(server, tmp_path):
     offline_map = take_offline(server, tmp_path / "map")
     local = Local(offline_map)

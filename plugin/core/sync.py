@@ -11,6 +11,7 @@ reported in the result and does not stop the others.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,8 @@ from .rest import ArcGISClient, BadAnswerError, CredentialProvider, supports_asy
 
 ProgressCallback = Callable[[Optional[float], str], None]
 CancelCallback = Callable[[], bool]
+
+log = logging.getLogger(__name__)
 
 RESYNC_HINT = "Syncing again will resolve it; no local edit is lost."
 
@@ -106,24 +109,17 @@ class SyncCounts:
     adds: int = 0
     updates: int = 0
     deletes: int = 0
-    attachment_adds: int = 0
-    attachment_updates: int = 0
-    attachment_deletes: int = 0
+    attachments: int = 0
 
     @property
     def total(self) -> int:
-        return (
-            self.adds
-            + self.updates
-            + self.deletes
-            + self.attachment_adds
-            + self.attachment_updates
-            + self.attachment_deletes
-        )
+        return self.adds + self.updates + self.deletes + self.attachments
 
     def add(self, other: SyncCounts) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.adds += other.adds
+        self.updates += other.updates
+        self.deletes += other.deletes
+        self.attachments += other.attachments
 
 
 @dataclass(frozen=True)
@@ -355,22 +351,13 @@ class SyncGeodatabaseJob(Job):
         )
 
 
-def _counts_from(report: Any, prefix: str) -> SyncCounts:
-    """Read ``<prefix>_adds``... from a commit report's per-layer entry (object or dict)."""
-
-    def get(name: str) -> int:
-        key = f"{prefix}_{name}"
-        if isinstance(report, dict):
-            return int(report.get(key) or 0)
-        return int(getattr(report, key, 0) or 0)
-
+def _counts_from(counts: Any, prefix: str) -> SyncCounts:
+    """``<prefix>_adds``... of a commit report's per-layer counts."""
     return SyncCounts(
-        adds=get("adds"),
-        updates=get("updates"),
-        deletes=get("deletes"),
-        attachment_adds=get("attachment_adds"),
-        attachment_updates=get("attachment_updates"),
-        attachment_deletes=get("attachment_deletes"),
+        adds=int(getattr(counts, f"{prefix}_adds", 0) or 0),
+        updates=int(getattr(counts, f"{prefix}_updates", 0) or 0),
+        deletes=int(getattr(counts, f"{prefix}_deletes", 0) or 0),
+        attachments=int(getattr(counts, f"{prefix}_attachments", 0) or 0),
     )
 
 
@@ -412,6 +399,7 @@ class _GeodatabaseSync:
             self._check_cancel()
             with gdb.sync_lock():
                 self._run()
+            self.progress(1.0, "Synchronized")
         except (NetworkError, BadAnswerError) as error:
             raise NetworkError(
                 f"The sync with {self.url} was interrupted: {error} {RESYNC_HINT}"
@@ -552,7 +540,6 @@ class _GeodatabaseSync:
         if entry is not None:
             self.gdb.journal_close(entry)
         self._merge(report)
-        self.progress(1.0, "Synchronized")
 
     def _finish_journal(self, entry: Any) -> None:
         """Complete an upload whose answer never arrived: the server may or may not have it."""
@@ -568,11 +555,11 @@ class _GeodatabaseSync:
                 raise
             except ServiceError:
                 result = None  # job or result gone: resend below (replays are idempotent)
-        snapshot = _journal_snapshot(entry)
+        snapshot = entry.snapshot
         if result is None:
             # Upload only: acknowledging the edits must not move the download generation; the
             # regular sync that follows downloads from where the geodatabase stands.
-            request = self._request(SyncDirection.UPLOAD, _journal_edits(entry))
+            request = self._request(SyncDirection.UPLOAD, entry.edits)
             replica = self.gdb.replica
             if SyncModel(replica.sync_model) == SyncModel.PER_LAYER:
                 request["syncLayers"] = [
@@ -581,7 +568,7 @@ class _GeodatabaseSync:
                         "serverGen": int(replica.layer_gens.get(i, 0) or 0),
                         "syncDirection": "upload",
                     }
-                    for i in sorted({int(e["id"]) for e in _journal_edits(entry)})
+                    for i in sorted({int(e["id"]) for e in entry.edits})
                 ]
             else:
                 request["replicaServerGen"] = int(replica.server_gen or 0)
@@ -612,54 +599,28 @@ class _GeodatabaseSync:
         result.copy_to(folder / f"{base}_download.json")
 
     def _merge(self, report: Any) -> None:
-        layers = getattr(report, "layers", None)
-        if layers is None and isinstance(report, dict):
-            layers = report
-        for layer_id, entry in (layers or {}).items():
-            result = self.results.get(int(layer_id))
-            if result is None:
-                continue
-            result.uploaded.add(_counts_from(entry, "uploaded"))
-            result.downloaded.add(_counts_from(entry, "downloaded"))
-            conflicts = (
-                entry.get("conflicts")
-                if isinstance(entry, dict)
-                else getattr(entry, "conflicts", 0)
+        _merge_report(report, self.results)
+
+
+def _merge_report(report: Any, results: dict[int, SyncLayerResult]) -> None:
+    """Add a geodatabase commit report's per-layer counts and errors to ``results``."""
+    for layer_id, counts in report.layers.items():
+        result = results.get(int(layer_id))
+        if result is None:
+            continue
+        result.uploaded.add(_counts_from(counts, "uploaded"))
+        result.downloaded.add(_counts_from(counts, "downloaded"))
+        result.conflicts += int(counts.conflicts or 0)
+        for error in counts.edit_errors:
+            kind = f"attachment {error.operation}" if error.is_attachment else error.operation
+            result.edit_errors.append(
+                EditError(
+                    global_id=error.global_id,
+                    kind=kind,
+                    code=error.code,
+                    message=error.description or "",
+                )
             )
-            result.conflicts += int(
-                conflicts if isinstance(conflicts, int) else len(conflicts or ())
-            )
-            errors = (
-                entry.get("edit_errors")
-                if isinstance(entry, dict)
-                else getattr(entry, "edit_errors", ())
-            )
-            for error in errors or ():
-                result.edit_errors.append(_edit_error(error))
-
-
-def _edit_error(error: Any) -> EditError:
-    if isinstance(error, EditError):
-        return error
-    get = error.get if isinstance(error, dict) else (lambda k, d=None: getattr(error, k, d))
-    code = get("code")
-    return EditError(
-        global_id=get("global_id") or get("globalId"),
-        kind=str(get("kind") or ""),
-        code=int(code) if isinstance(code, int) else None,
-        message=str(get("message") or get("description") or ""),
-    )
-
-
-def _journal_snapshot(entry: Any) -> Any:
-    return getattr(entry, "snapshot", entry)
-
-
-def _journal_edits(entry: Any) -> list:
-    snapshot = getattr(entry, "snapshot", None)
-    if snapshot is not None and getattr(snapshot, "edits", None) is not None:
-        return snapshot.edits
-    return entry.edits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -747,9 +708,7 @@ def _apply_scheduled_updates(
             finally:
                 path.unlink(missing_ok=True)
                 folder.rmdir()
-            merger = _GeodatabaseSync.__new__(_GeodatabaseSync)
-            merger.results = results
-            merger._merge(report)
+            _merge_report(report, results)
             offline_map.replace_geodatabase_entry(replace(entry, generation=gen))
             entry = replace(entry, generation=gen)
     return False
@@ -975,8 +934,13 @@ class OfflineMapSyncJob(Job):
                         result.is_mobile_map_package_reopen_required |= reopen
             except CancelledError:
                 raise
-            except (OfflineMapSyncError, OSError) as error:
-                message = str(error)
+            except Exception as error:
+                # One geodatabase failing must not stop the others (ARCHITECTURE.md).
+                if isinstance(error, OfflineMapSyncError):
+                    message = str(error)
+                else:
+                    log.exception("Unexpected error while synchronizing %s", entry.file)
+                    message = f"Unexpected error ({type(error).__name__}): {error}"
                 result.geodatabase_errors[entry.file] = message
                 self._report(None, f"{entry.title or entry.file}: {message}")
                 for layer_result in layer_results.values():
