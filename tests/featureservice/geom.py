@@ -1,0 +1,271 @@
+"""Esri JSON geometry on the server side: validation, bounding boxes, projection, GeoJSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+WEB_MERCATOR_WKIDS = {3857, 102100, 102113, 900913, 3785}
+WGS84_WKIDS = {4326}
+_R = 6378137.0
+
+
+class GeometryError(ValueError):
+    """A geometry (or a spatial reference) the service cannot use."""
+
+
+def wkid_of(sr: Any) -> int | None:
+    if sr is None or sr == "":
+        return None
+    if isinstance(sr, dict):
+        value = sr.get("latestWkid") or sr.get("wkid")
+    elif isinstance(sr, str):
+        text = sr.strip()
+        if text.startswith("{"):
+            try:
+                return wkid_of(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise GeometryError(f"invalid spatial reference {sr!r}") from exc
+        value = text.upper().replace("EPSG:", "")
+    else:
+        value = sr
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise GeometryError(f"invalid spatial reference {sr!r}") from exc
+
+
+def _family(wkid: int) -> str:
+    if wkid in WEB_MERCATOR_WKIDS:
+        return "mercator"
+    if wkid in WGS84_WKIDS:
+        return "wgs84"
+    raise GeometryError(f"spatial reference {wkid} is not supported (use 4326 or 3857/102100)")
+
+
+def _to_mercator(x: float, y: float) -> tuple[float, float]:
+    y = max(min(y, 85.05112878), -85.05112878)
+    return _R * math.radians(x), _R * math.log(math.tan(math.pi / 4 + math.radians(y) / 2))
+
+
+def _to_wgs84(x: float, y: float) -> tuple[float, float]:
+    return math.degrees(x / _R), math.degrees(2 * math.atan(math.exp(y / _R)) - math.pi / 2)
+
+
+def point_projector(from_wkid: int | None, to_wkid: int | None):
+    """A function projecting (x, y) between the two references, or None when they are the same."""
+    if from_wkid is None or to_wkid is None:
+        return None
+    source, target = _family(from_wkid), _family(to_wkid)
+    if source == target:
+        return None
+    return _to_mercator if target == "mercator" else _to_wgs84
+
+
+def _map_coords(geom: dict, fn) -> dict:
+    out = {k: v for k, v in geom.items() if k != "spatialReference"}
+
+    def coord(c):
+        x, y = fn(c[0], c[1])
+        return [x, y, *c[2:]]
+
+    if "x" in geom:
+        if geom["x"] is not None and geom.get("y") is not None:
+            out["x"], out["y"] = fn(geom["x"], geom["y"])
+    elif "points" in geom:
+        out["points"] = [coord(c) for c in geom["points"]]
+    elif "paths" in geom:
+        out["paths"] = [[coord(c) for c in part] for part in geom["paths"]]
+    elif "rings" in geom:
+        out["rings"] = [[coord(c) for c in part] for part in geom["rings"]]
+    elif "xmin" in geom:
+        out["xmin"], out["ymin"] = fn(geom["xmin"], geom["ymin"])
+        out["xmax"], out["ymax"] = fn(geom["xmax"], geom["ymax"])
+    return out
+
+
+def project(geom: dict | None, from_wkid: int | None, to_wkid: int | None) -> dict | None:
+    """Projects an Esri geometry between WGS84 and Web Mercator (identity otherwise)."""
+    if geom is None:
+        return None
+    fn = point_projector(from_wkid, to_wkid)
+    if fn is None:
+        return {k: v for k, v in geom.items() if k != "spatialReference"}
+    return _map_coords(geom, fn)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_coords(coords: Any, what: str, min_count: int) -> None:
+    if not isinstance(coords, list) or len(coords) < min_count:
+        raise GeometryError(f"{what} needs at least {min_count} vertices")
+    for c in coords:
+        if not isinstance(c, list) or len(c) < 2 or not all(_is_number(v) for v in c[:2]):
+            raise GeometryError(f"{what} has a vertex that is not [x, y]")
+
+
+def validate(geom: Any, geometry_type: str) -> dict | None:
+    """Checks that `geom` is an Esri JSON geometry of the layer's type; returns it (or None)."""
+    if geom is None:
+        return None
+    if not isinstance(geom, dict):
+        raise GeometryError("the geometry must be a JSON object")
+    if geometry_type == "esriGeometryPoint":
+        if "x" not in geom or "y" not in geom:
+            raise GeometryError("a point needs x and y")
+        if geom["x"] is None:
+            return None
+        if not (_is_number(geom["x"]) and _is_number(geom["y"])):
+            raise GeometryError("point coordinates must be numbers")
+    elif geometry_type == "esriGeometryMultipoint":
+        _check_coords(geom.get("points"), "a multipoint", 1)
+    elif geometry_type == "esriGeometryPolyline":
+        paths = geom.get("paths")
+        if not isinstance(paths, list) or not paths:
+            raise GeometryError("a polyline needs paths")
+        for path in paths:
+            _check_coords(path, "a polyline path", 2)
+    elif geometry_type == "esriGeometryPolygon":
+        rings = geom.get("rings")
+        if not isinstance(rings, list) or not rings:
+            raise GeometryError("a polygon needs rings")
+        for ring in rings:
+            _check_coords(ring, "a polygon ring", 4)
+    else:
+        raise GeometryError(f"unsupported geometry type {geometry_type}")
+    return geom
+
+
+def bbox(geom: dict | None) -> tuple[float, float, float, float] | None:
+    if not geom:
+        return None
+    if "x" in geom:
+        if geom["x"] is None:
+            return None
+        return geom["x"], geom["y"], geom["x"], geom["y"]
+    if "xmin" in geom:
+        return geom["xmin"], geom["ymin"], geom["xmax"], geom["ymax"]
+    if "points" in geom:
+        coords = geom["points"]
+    elif "paths" in geom:
+        coords = [c for part in geom["paths"] for c in part]
+    elif "rings" in geom:
+        coords = [c for part in geom["rings"] for c in part]
+    else:
+        return None
+    if not coords:
+        return None
+    xs = [c[0] for c in coords]
+    ys = [c[1] for c in coords]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def parse_filter_geometry(value: Any, geometry_type: str | None) -> dict:
+    """Reads a `geometry` parameter: "xmin,ymin,xmax,ymax", "x,y" or Esri JSON."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("{"):
+            try:
+                numbers = [float(v) for v in text.split(",")]
+            except ValueError as exc:
+                raise GeometryError(f"invalid geometry {text[:80]!r}") from exc
+            if len(numbers) == 4:
+                return {
+                    "xmin": numbers[0],
+                    "ymin": numbers[1],
+                    "xmax": numbers[2],
+                    "ymax": numbers[3],
+                }
+            if len(numbers) == 2:
+                return {"x": numbers[0], "y": numbers[1]}
+            raise GeometryError("a geometry given as numbers needs 'xmin,ymin,xmax,ymax' or 'x,y'")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GeometryError(f"the geometry is not valid JSON: {exc.msg}") from exc
+    if not isinstance(value, dict):
+        raise GeometryError("the geometry must be a JSON object")
+    if "xmin" in value:
+        if not all(_is_number(value.get(k)) for k in ("xmin", "ymin", "xmax", "ymax")):
+            raise GeometryError("an envelope needs numeric xmin, ymin, xmax, ymax")
+        return value
+    kind = {
+        "x": "esriGeometryPoint",
+        "points": "esriGeometryMultipoint",
+        "paths": "esriGeometryPolyline",
+        "rings": "esriGeometryPolygon",
+    }
+    for key, gtype in kind.items():
+        if key in value:
+            validate(value, gtype)
+            return value
+    raise GeometryError(
+        "unrecognised geometry (expected an envelope, point, multipoint, polyline or polygon)"
+    )
+
+
+def bboxes_intersect(a, b) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def _signed_area(ring: list) -> float:
+    return (
+        sum(ring[i][0] * ring[i + 1][1] - ring[i + 1][0] * ring[i][1] for i in range(len(ring) - 1))
+        / 2
+    )
+
+
+def point_in_ring(x: float, y: float, ring: list) -> bool:
+    inside = False
+    j = len(ring) - 1
+    for i in range(len(ring)):
+        xi, yi = ring[i][0], ring[i][1]
+        xj, yj = ring[j][0], ring[j][1]
+        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def point_in_polygon(x: float, y: float, rings: list) -> bool:
+    """Even-odd rule over all rings: holes and multiple parts come out right."""
+    return sum(point_in_ring(x, y, ring) for ring in rings) % 2 == 1
+
+
+def to_geojson(geom: dict | None) -> dict | None:
+    """Esri JSON -> GeoJSON geometry (Esri outer rings are clockwise, holes anticlockwise)."""
+    if not geom:
+        return None
+    if "x" in geom:
+        if geom["x"] is None:
+            return None
+        return {"type": "Point", "coordinates": [geom["x"], geom["y"]]}
+    if "points" in geom:
+        return {"type": "MultiPoint", "coordinates": geom["points"]}
+    if "paths" in geom:
+        paths = geom["paths"]
+        if len(paths) == 1:
+            return {"type": "LineString", "coordinates": paths[0]}
+        return {"type": "MultiLineString", "coordinates": paths}
+    if "rings" in geom:
+        polygons: list[list] = []
+        holes = []
+        for ring in geom["rings"]:
+            if _signed_area(ring) < 0:
+                polygons.append([list(reversed(ring))])
+            else:
+                holes.append(ring)
+        for hole in holes:
+            x, y = hole[0][0], hole[0][1]
+            owner = next((p for p in polygons if point_in_ring(x, y, p[0])), None)
+            if owner is None:
+                polygons.append([hole])
+            else:
+                owner.append(list(reversed(hole)))
+        if len(polygons) == 1:
+            return {"type": "Polygon", "coordinates": polygons[0]}
+        return {"type": "MultiPolygon", "coordinates": polygons}
+    return None

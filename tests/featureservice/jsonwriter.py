@@ -1,0 +1,47 @@
+"""Writes big JSON documents (replica result files) to disk without building them in memory."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any, Iterable
+
+
+class StreamList:
+    """A JSON array whose items come from an iterable, written one by one."""
+
+    def __init__(self, items: Iterable[Any]):
+        self.items = items
+
+
+class StreamDict(dict):
+    """A JSON object written key by key (in insertion order), so values may be streams."""
+
+
+def write_json(fp: IO[str], value: Any) -> None:
+    if isinstance(value, StreamDict):
+        fp.write("{")
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                fp.write(",")
+            fp.write(json.dumps(str(key)))
+            fp.write(":")
+            write_json(fp, item)
+        fp.write("}")
+    elif isinstance(value, StreamList):
+        fp.write("[")
+        for i, item in enumerate(value.items):
+            if i:
+                fp.write(",\n")
+            write_json(fp, item)
+        fp.write("]")
+    else:
+        fp.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def materialize(value: Any) -> Any:
+    """The same value as plain dicts and lists (for embedded answers and job records)."""
+    if isinstance(value, StreamDict):
+        return {k: materialize(v) for k, v in value.items()}
+    if isinstance(value, StreamList):
+        return [materialize(v) for v in value.items]
+    return value

@@ -1,0 +1,51 @@
+"""The small portal: items and their data (web maps list the services' layers and tables)."""
+
+from __future__ import annotations
+
+import json
+
+from .errors import ApiError
+from .store import Tx
+
+
+def _absolute(value, services_url: str):
+    # Item data is stored with a "{services}" placeholder so that URLs follow the server's port.
+    text = json.dumps(value).replace("{services}", services_url)
+    return json.loads(text)
+
+
+def item(tx: Tx, item_id: str, root_url: str) -> dict:
+    found = tx.item(item_id)
+    if found is None:
+        raise ApiError(
+            400,
+            f"Item '{item_id[:64]}' does not exist or is inaccessible.",
+            ["Item does not exist or is inaccessible."],
+        )
+    return _absolute(found[0], f"{root_url}/rest/services")
+
+
+def item_data(tx: Tx, item_id: str, root_url: str) -> dict:
+    found = tx.item(item_id)
+    if found is None:
+        raise ApiError(
+            400,
+            f"Item '{item_id[:64]}' does not exist or is inaccessible.",
+            ["Item does not exist or is inaccessible."],
+        )
+    return _absolute(found[1] or {}, f"{root_url}/rest/services")
+
+
+def portal_self(root_url: str, auth_on: bool) -> dict:
+    return {
+        "id": "reference",
+        "name": "Reference portal",
+        "isPortal": True,
+        "portalName": "Reference portal",
+        "currentVersion": "10.3",
+        "supportsOAuth": False,
+        "authInfo": {
+            "isTokenBasedSecurity": auth_on,
+            "tokenServicesUrl": f"{root_url}/tokens/generateToken",
+        },
+    }
