@@ -1,0 +1,673 @@
+"""Committing a sync into a geodatabase: one SQLite transaction for everything.
+
+Order inside the transaction: downloaded changes are applied as they stream in (in batches,
+never holding all of them), then the upload's edit results are applied to the pending set,
+then the new generation(s), the journal closure and the history row are written.
+
+Rules (spec §4, ARCHITECTURE "Synchronizing one geodatabase"):
+- Downloaded rows are matched by GlobalID. A downloaded update writes every field it carries
+  except the fields with local changes still pending after this sync (sequence number above the
+  upload snapshot): those keep the local value and win at the next upload.
+- In a download-only sync (or an update package) a row with pending local edits that the server
+  changed loses: its local version goes to the conflict log, the server's version is written,
+  the pending edit is dropped.
+- A downloaded delete of a locally edited row saves the local version in the conflict log.
+- Acknowledged uploads leave the pending set only up to the snapshot's sequence number.
+- Rejected uploads go to the conflict log with the server's error; error 1019 ("not found":
+  the server deleted the row) also removes the row locally; a rejected add is removed locally
+  too (the server does not have it; restoring the conflict re-adds it).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+
+from . import field_values as fv
+from .conflicts import now_text, read_local_row, record_conflict, table_spec
+from .enums import SyncDirection
+from .errors import CancelledError
+from .geodatabase_model import (
+    CommitReport,
+    ConflictReason,
+    EditError,
+    LayerCommitCounts,
+    LayerDef,
+    UploadSnapshot,
+)
+from .gpkg_connection import quote
+from .row_codec import AttachmentCodec, FeatureCodec
+from .tracking import next_seq, set_tracking
+
+BATCH_SIZE = 1000
+_CHUNK = 500
+NOT_FOUND_CODE = 1019
+
+_DOWNLOAD_SECTIONS = {
+    "features": (False, "adds"),
+    "features.adds": (False, "adds"),
+    "features.updates": (False, "updates"),
+    "features.deleteIds": (False, "deletes"),
+    "attachments": (True, "adds"),
+    "attachments.adds": (True, "adds"),
+    "attachments.updates": (True, "updates"),
+    "attachments.deleteIds": (True, "deletes"),
+}
+_RESULT_SECTIONS = {
+    "addResults": (False, "add"),
+    "updateResults": (False, "update"),
+    "deleteResults": (False, "delete"),
+    "attachmentResults.addResults": (True, "add"),
+    "attachmentResults.updateResults": (True, "update"),
+    "attachmentResults.deleteResults": (True, "delete"),
+}
+
+
+def parse_gen(value) -> int | None:
+    """A generation as a 64-bit integer (servers send numbers or strings)."""
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def parse_layer_gens(value) -> dict[int, int]:
+    """``layerServerGens`` as ``{layer id: generation}`` from any of the shapes servers send."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    if isinstance(value, dict):
+        return {int(k): int(v) for k, v in value.items()}
+    out = {}
+    for item in value:
+        gen = item.get("serverGen", item.get("serverSibGen"))
+        if item.get("id") is not None and gen is not None:
+            out[int(item["id"])] = int(gen)
+    return out
+
+
+class _Pending:
+    """The pending local changes of one table, loaded once per commit (they are few)."""
+
+    def __init__(self, conn: sqlite3.Connection, table: str, fid_col: str, gid_col: str) -> None:
+        self.table = table
+        #: GlobalID -> [op, fid, seq]
+        self.by_gid: dict[str, list] = {}
+        sql = (
+            f"SELECT c.op, c.fid, c.seq, t.{quote(gid_col)}, c.global_id FROM oms_changes c "
+            f"LEFT JOIN {quote(table)} t ON c.op <> 'delete' AND t.{quote(fid_col)} = c.fid "
+            "WHERE c.table_name = ?"
+        )
+        for op, fid, seq, live_gid, stored_gid in conn.execute(sql, (table,)):
+            gid = fv.normalize_guid(live_gid if op != "delete" else stored_gid)
+            if gid:
+                self.by_gid[gid] = [op, fid, seq]
+
+
+class _Commit:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        layers: dict[int, LayerDef],
+        snapshot: UploadSnapshot | None,
+        direction: SyncDirection,
+        fetch_attachment: Callable[[str], bytes] | None,
+    ) -> None:
+        self.conn = conn
+        self.layers = layers
+        self.snapshot = snapshot
+        self.direction = direction
+        # Fields changed after this threshold are local edits this sync did not upload.
+        self.threshold = snapshot.seq if snapshot is not None else 0
+        self.server_wins = not direction.uploads
+        self.fetch_attachment = fetch_attachment
+        self.counts: dict[int, LayerCommitCounts] = {}
+        self._pending: dict[tuple[int, bool], _Pending] = {}
+        self._codecs: dict[int, FeatureCodec] = {}
+        self._att_codecs: dict[int, AttachmentCodec] = {}
+        #: (layer id, is attachment, GlobalID) already settled as conflicts during download.
+        self.conflicted: set[tuple[int, bool, str]] = set()
+        #: Local versions overwritten by the download while their upload result is unknown.
+        self.preimages: dict[tuple[int, bool, str], dict] = {}
+        self.results: dict[tuple[int, bool, str], dict[str, dict]] = {}
+        self.touched_layers: set[int] = set()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def count(self, layer_id: int) -> LayerCommitCounts:
+        c = self.counts.get(layer_id)
+        if c is None:
+            c = self.counts[layer_id] = LayerCommitCounts(layer_id)
+        return c
+
+    def pending(self, layer: LayerDef, is_att: bool) -> _Pending:
+        key = (layer.id, is_att)
+        p = self._pending.get(key)
+        if p is None:
+            table, fid_col, gid_col, _cols = table_spec(layer, is_att)
+            p = self._pending[key] = _Pending(self.conn, table, fid_col, gid_col)
+        return p
+
+    def codec(self, layer: LayerDef) -> FeatureCodec:
+        c = self._codecs.get(layer.id)
+        if c is None:
+            c = self._codecs[layer.id] = FeatureCodec(layer)
+        return c
+
+    def att_codec(self, layer: LayerDef) -> AttachmentCodec:
+        c = self._att_codecs.get(layer.id)
+        if c is None:
+            c = self._att_codecs[layer.id] = AttachmentCodec(layer.attachment_table)
+        return c
+
+    def lookup_fids(self, table: str, gid_col: str, fid_col: str, gids: list[str]) -> dict:
+        out = {}
+        for i in range(0, len(gids), _CHUNK):
+            part = gids[i : i + _CHUNK]
+            sql = (
+                f"SELECT {quote(gid_col)}, {quote(fid_col)} FROM {quote(table)} "
+                f"WHERE {quote(gid_col)} IN ({', '.join('?' for _ in part)})"
+            )
+            for gid, fid in self.conn.execute(sql, part):
+                out[gid] = fid
+        return out
+
+    def clear_pending(self, table: str, fid: int | None, gid: str, *, upto: int | None = None):
+        """Drop pending changes of a row (all, or only those up to sequence ``upto``)."""
+        conn = self.conn
+        if fid is not None:
+            if upto is None:
+                conn.execute(
+                    "DELETE FROM oms_changed_fields WHERE table_name = ? AND fid = ?", (table, fid)
+                )
+                conn.execute(
+                    "DELETE FROM oms_changes WHERE table_name = ? AND fid = ? AND op <> 'delete'",
+                    (table, fid),
+                )
+            else:
+                rec = conn.execute(
+                    "SELECT op, seq FROM oms_changes WHERE table_name = ? AND fid = ?"
+                    " AND op <> 'delete'",
+                    (table, fid),
+                ).fetchone()
+                if rec is not None and rec[1] <= upto:
+                    self.clear_pending(table, fid, gid)
+                elif rec is not None:
+                    conn.execute(
+                        "DELETE FROM oms_changed_fields WHERE table_name = ? AND fid = ?"
+                        " AND seq <= ?",
+                        (table, fid, upto),
+                    )
+                    if rec[0] == "add":  # the server has the row now: later edits are updates
+                        conn.execute(
+                            "UPDATE oms_changes SET op = 'update' WHERE table_name = ?"
+                            " AND fid = ? AND op = 'add'",
+                            (table, fid),
+                        )
+        sql = "DELETE FROM oms_changes WHERE table_name = ? AND op = 'delete' AND global_id = ?"
+        params: tuple = (table, gid)
+        if upto is not None:
+            sql += " AND seq <= ?"
+            params = (table, gid, upto)
+        conn.execute(sql, params)
+
+    def conflict(self, layer, is_att, gid, local_op, reason, local_row, code=None, message=""):
+        record_conflict(
+            self.conn,
+            layer,
+            global_id=gid,
+            is_attachment=is_att,
+            local_op=local_op,
+            reason=reason,
+            local_row=local_row,
+            error_code=code,
+            error_message=message,
+        )
+        self.count(layer.id).conflicts += 1
+
+    def delete_attachments_of(self, layer: LayerDef, parent_gids: list[str]) -> None:
+        """Remove the attachments of deleted rows; pending local ones go to the conflict log."""
+        if not layer.attachment_table or not parent_gids:
+            return
+        att = self.pending(layer, True)
+        if att.by_gid:
+            for part_start in range(0, len(parent_gids), _CHUNK):
+                part = parent_gids[part_start : part_start + _CHUNK]
+                sql = (
+                    f"SELECT GLOBALID FROM {quote(layer.attachment_table)} "
+                    f"WHERE REL_GLOBALID IN ({', '.join('?' for _ in part)})"
+                )
+                for (agid,) in self.conn.execute(sql, part).fetchall():
+                    agid = fv.normalize_guid(agid)
+                    p = att.by_gid.pop(agid, None) if agid else None
+                    if p is None:
+                        continue
+                    local = read_local_row(self.conn, layer, True, agid)
+                    self.conflict(layer, True, agid, p[0], ConflictReason.DELETED_ON_SERVER, local)
+                    self.clear_pending(layer.attachment_table, p[1], agid)
+                    self.conflicted.add((layer.id, True, agid))
+        self.conn.executemany(
+            f"DELETE FROM {quote(layer.attachment_table)} WHERE REL_GLOBALID = ?",
+            [(g,) for g in parent_gids],
+        )
+
+    # -- downloaded changes -----------------------------------------------------------------
+
+    def apply_batch(self, layer_id: int, section: str, items: list) -> None:
+        layer = self.layers.get(layer_id)
+        if layer is None or not items:
+            return
+        is_att, kind = _DOWNLOAD_SECTIONS[section]
+        if is_att and not layer.attachment_table:
+            return
+        self.touched_layers.add(layer.id)
+        if kind == "deletes":
+            self.apply_deletes(layer, is_att, items)
+        else:
+            self.apply_upserts(layer, is_att, kind, items)
+
+    def apply_upserts(self, layer: LayerDef, is_att: bool, kind: str, items: list) -> None:
+        conn = self.conn
+        table, fid_col, gid_col, all_cols = table_spec(layer, is_att)
+        codec = self.att_codec(layer) if is_att else self.codec(layer)
+        latest: dict[str, dict] = {}
+        for item in items:  # the last version of a row in a batch wins
+            gid = codec.global_id(item)
+            if gid:
+                latest.pop(gid, None)
+                latest[gid] = item
+        existing = self.lookup_fids(table, gid_col, fid_col, list(latest))
+        pend = self.pending(layer, is_att)
+        updates: dict[tuple, list] = {}
+        inserts: dict[tuple, list] = {}
+        n = 0
+        for gid, item in latest.items():
+            if is_att:
+                cols, values = tuple(all_cols), codec.row(item, self.fetch_attachment)
+            else:
+                cols, values = codec.present_row(item)
+                if gid_col not in cols:
+                    cols, values = (*cols, gid_col), [*values, gid]
+            p = pend.by_gid.get(gid)
+            if p is not None:
+                if self.apply_pending_row(layer, is_att, gid, p, cols, values, existing.get(gid)):
+                    n += 1
+                continue
+            fid = existing.get(gid)
+            if fid is not None:
+                updates.setdefault(cols, []).append([*values, fid])
+            else:
+                if not is_att:
+                    oid = (item.get("attributes") or {}).get(layer.object_id_field)
+                    if isinstance(oid, int) and not self.fid_taken(table, fid_col, oid):
+                        cols, values = (*cols, fid_col), [*values, oid]
+                inserts.setdefault(cols, []).append(values)
+            n += 1
+        for cols, rows in updates.items():
+            assignments = ", ".join(f"{quote(c)} = ?" for c in cols)
+            conn.executemany(
+                f"UPDATE {quote(table)} SET {assignments} WHERE {quote(fid_col)} = ?", rows
+            )
+        for cols, rows in inserts.items():
+            conn.executemany(
+                f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in cols)}) "
+                f"VALUES ({', '.join('?' for _ in cols)})",
+                rows,
+            )
+        c = self.count(layer.id)
+        if is_att:
+            c.downloaded_attachments += n
+        elif kind == "adds":
+            c.downloaded_adds += n
+        else:
+            c.downloaded_updates += n
+
+    def fid_taken(self, table: str, fid_col: str, fid: int) -> bool:
+        sql = f"SELECT 1 FROM {quote(table)} WHERE {quote(fid_col)} = ?"
+        return self.conn.execute(sql, (fid,)).fetchone() is not None
+
+    def write_row(self, table, fid_col, fid, cols, values) -> None:
+        if fid is None:
+            self.conn.execute(
+                f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in cols)}) "
+                f"VALUES ({', '.join('?' for _ in cols)})",
+                values,
+            )
+        elif cols:
+            assignments = ", ".join(f"{quote(c)} = ?" for c in cols)
+            self.conn.execute(
+                f"UPDATE {quote(table)} SET {assignments} WHERE {quote(fid_col)} = ?",
+                [*values, fid],
+            )
+
+    def apply_pending_row(self, layer, is_att, gid, p, cols, values, fid) -> bool:
+        """A downloaded add/update of a row with pending local changes. True if written."""
+        table, fid_col, _gid_col, _all = table_spec(layer, is_att)
+        op, pfid, seq = p
+        pend = self.pending(layer, is_att)
+        key = (layer.id, is_att, gid)
+        if op == "delete":
+            if not self.server_wins:
+                return False  # the local delete is (being) uploaded and wins
+            self.conflict(
+                layer, is_att, gid, "delete", ConflictReason.OVERWRITTEN_BY_DOWNLOAD, None
+            )
+            self.clear_pending(table, None, gid)
+            pend.by_gid.pop(gid, None)
+            self.conflicted.add(key)
+            self.write_row(table, fid_col, fid, cols, values)
+            return True
+        if self.server_wins:
+            local = read_local_row(self.conn, layer, is_att, gid)
+            self.conflict(layer, is_att, gid, op, ConflictReason.OVERWRITTEN_BY_DOWNLOAD, local)
+            self.clear_pending(table, pfid, gid)
+            pend.by_gid.pop(gid, None)
+            self.conflicted.add(key)
+            self.write_row(table, fid_col, pfid, cols, values)
+            return True
+        if seq > self.threshold and (op == "add" or is_att):
+            return False  # a whole row (or attachment) added/edited after the snapshot: local wins
+        protected = set()
+        if not is_att:
+            for field, fseq in self.conn.execute(
+                "SELECT field, seq FROM oms_changed_fields WHERE table_name = ? AND fid = ?",
+                (table, pfid),
+            ):
+                if fseq > self.threshold:
+                    protected.add(field.lower())
+        if seq <= self.threshold and key not in self.preimages:
+            # Its upload result comes later in the stream; keep the local version in case the
+            # upload was rejected and this overwrite must be logged as a conflict.
+            local = read_local_row(self.conn, layer, is_att, gid)
+            if local is not None:
+                self.preimages[key] = local
+        keep = [(c, v) for c, v in zip(cols, values) if c.lower() not in protected]
+        self.write_row(table, fid_col, pfid, [c for c, _ in keep], [v for _, v in keep])
+        return True
+
+    def apply_deletes(self, layer: LayerDef, is_att: bool, items: list) -> None:
+        table, fid_col, gid_col, _cols = table_spec(layer, is_att)
+        pend = self.pending(layer, is_att)
+        plain: list[str] = []
+        by_oid: list[int] = []
+        deleted_parents: list[str] = []
+        n = 0
+        for item in items:
+            if isinstance(item, int) and not isinstance(item, bool):
+                by_oid.append(item)  # [tolerate] objectIds instead of GlobalIDs
+                continue
+            gid = fv.normalize_guid(item)
+            if not gid:
+                continue
+            p = pend.by_gid.pop(gid, None)
+            if p is None:
+                plain.append(gid)
+                continue
+            op, pfid, _seq = p
+            if op == "delete":
+                self.clear_pending(table, None, gid)  # deleted on both sides
+                continue
+            local = read_local_row(self.conn, layer, is_att, gid)
+            self.conflict(layer, is_att, gid, op, ConflictReason.DELETED_ON_SERVER, local)
+            self.conflicted.add((layer.id, is_att, gid))
+            self.clear_pending(table, pfid, gid)
+            self.conn.execute(f"DELETE FROM {quote(table)} WHERE {quote(fid_col)} = ?", (pfid,))
+            deleted_parents.append(gid)
+            n += 1
+        if by_oid:
+            local_adds = {p[1] for p in pend.by_gid.values() if p[0] == "add"}
+            for oid in by_oid:
+                if oid in local_adds:
+                    continue
+                row = self.conn.execute(
+                    f"SELECT {quote(gid_col)} FROM {quote(table)} WHERE {quote(fid_col)} = ?",
+                    (oid,),
+                ).fetchone()
+                if row is not None and row[0]:
+                    plain.append(fv.normalize_guid(row[0]))
+        if plain:
+            before = self.conn.total_changes
+            self.conn.executemany(
+                f"DELETE FROM {quote(table)} WHERE {quote(gid_col)} = ?", [(g,) for g in plain]
+            )
+            n += self.conn.total_changes - before
+            deleted_parents.extend(plain)
+        if not is_att:
+            self.delete_attachments_of(layer, deleted_parents)
+        c = self.count(layer.id)
+        if is_att:
+            c.downloaded_attachments += n
+        else:
+            c.downloaded_deletes += n
+
+    # -- upload results ---------------------------------------------------------------------
+
+    def add_result(self, layer_id: int, section: str, item: dict) -> None:
+        is_att, kind = _RESULT_SECTIONS[section]
+        gid = fv.normalize_guid(item.get("globalId") or item.get("globalID"))
+        if gid:
+            self.results.setdefault((layer_id, is_att, kind), {})[gid] = item
+
+    def apply_results(self, snapshot: UploadSnapshot) -> None:
+        for entry in snapshot.edits:
+            layer = self.layers.get(int(entry["id"]))
+            if layer is None:
+                continue
+            features = entry.get("features") or {}
+            attachments = entry.get("attachments") or {}
+            for is_att, group in ((False, features), (True, attachments)):
+                for kind, key in (("add", "adds"), ("update", "updates"), ("delete", "deleteIds")):
+                    for edit in group.get(key) or []:
+                        if kind == "delete":
+                            gid = fv.normalize_guid(edit)
+                        elif is_att:
+                            gid = fv.normalize_guid(edit.get("globalId"))
+                        else:
+                            gid = fv.normalize_guid(
+                                (edit.get("attributes") or {}).get(layer.global_id_field)
+                            )
+                        if gid:
+                            self.apply_result(layer, is_att, kind, gid, snapshot.seq)
+
+    def apply_result(self, layer: LayerDef, is_att: bool, kind: str, gid: str, upto: int) -> None:
+        key = (layer.id, is_att, gid)
+        if key in self.conflicted:
+            return  # settled by the download (deleted on the server)
+        table, fid_col, gid_col, _cols = table_spec(layer, is_att)
+        result = self.results.get((layer.id, is_att, kind), {}).get(gid)
+        # Servers may report only failures: no result means success.
+        failed = result is not None and result.get("success") is False
+        row = self.conn.execute(
+            f"SELECT {quote(fid_col)} FROM {quote(table)} WHERE {quote(gid_col)} = ?", (gid,)
+        ).fetchone()
+        fid = row[0] if row else None
+        c = self.count(layer.id)
+        if not failed:
+            if is_att:
+                c.uploaded_attachments += 1
+            else:
+                setattr(c, f"uploaded_{kind}s", getattr(c, f"uploaded_{kind}s") + 1)
+            self.clear_pending(table, fid, gid, upto=upto)
+            if kind == "add" and fid is None and not self._tombstone(table, gid):
+                # Deleted locally while its add was in flight: the delete trigger dropped the
+                # pending add, but the server has the row now, so delete it at the next upload.
+                self.conn.execute(
+                    "INSERT INTO oms_changes (table_name, fid, global_id, op, seq)"
+                    " VALUES (?, -1, ?, 'delete', ?)",
+                    (table, gid, next_seq(self.conn)),
+                )
+            return
+        error = result.get("error") or {}
+        code = error.get("code")
+        try:
+            code = int(code) if code is not None else None
+        except (TypeError, ValueError):
+            code = None
+        message = str(error.get("description") or error.get("message") or "The edit was rejected.")
+        c.edit_errors.append(EditError(layer.id, gid, kind, code, message, is_att))
+        if kind == "delete" and code == NOT_FOUND_CODE:
+            self.clear_pending(table, None, gid, upto=upto)  # gone on both sides: nothing lost
+            return
+        local = self.preimages.get(key)
+        if local is None and fid is not None:
+            local = read_local_row(self.conn, layer, is_att, gid)
+        reason = (
+            ConflictReason.DELETED_ON_SERVER
+            if code == NOT_FOUND_CODE
+            else ConflictReason.EDIT_REJECTED
+        )
+        self.conflict(layer, is_att, gid, kind, reason, local, code, message)
+        if kind == "delete":
+            self.clear_pending(table, None, gid, upto=upto)
+            return
+        if code == NOT_FOUND_CODE or kind == "add":
+            # The server does not have the row: neither should this copy (the conflict log has it).
+            self.clear_pending(table, fid, gid)
+            if fid is not None:
+                self.conn.execute(f"DELETE FROM {quote(table)} WHERE {quote(fid_col)} = ?", (fid,))
+                if not is_att:
+                    self.delete_attachments_of(layer, [gid])
+            return
+        self.clear_pending(table, fid, gid, upto=upto)
+
+    def _tombstone(self, table: str, gid: str) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM oms_changes WHERE table_name = ? AND op = 'delete'"
+                " AND global_id = ?",
+                (table, gid),
+            ).fetchone()
+            is not None
+        )
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def update_extents(self) -> None:
+        for lid in self.touched_layers:
+            layer = self.layers[lid]
+            if not layer.geometry_column:
+                continue
+            rtree = quote(f"rtree_{layer.table_name}_{layer.geometry_column}")
+            try:
+                self.conn.execute(
+                    f"UPDATE gpkg_contents SET min_x = (SELECT min(minx) FROM {rtree}),"
+                    f" max_x = (SELECT max(maxx) FROM {rtree}), min_y = (SELECT min(miny) FROM {rtree}),"
+                    f" max_y = (SELECT max(maxy) FROM {rtree}),"
+                    " last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE table_name = ?",
+                    (layer.table_name,),
+                )
+            except sqlite3.OperationalError:
+                pass  # no spatial index: GDAL computes the extent itself
+
+
+def _batches(
+    events: Iterable[tuple[int, str, object]], commit: _Commit
+) -> Iterator[tuple[int, str, list]]:
+    """Group consecutive download events of one layer and section; results go to ``commit``."""
+    key = None
+    items: list = []
+    for layer_id, section, item in events:
+        if section in _RESULT_SECTIONS:
+            if isinstance(item, dict):
+                commit.add_result(int(layer_id), section, item)
+            continue
+        if section not in _DOWNLOAD_SECTIONS:
+            continue
+        new_key = (int(layer_id), section)
+        if new_key != key or len(items) >= BATCH_SIZE:
+            if items:
+                yield key[0], key[1], items
+            key, items = new_key, []
+        items.append(item)
+    if items:
+        yield key[0], key[1], items
+
+
+def commit_sync(
+    conn: sqlite3.Connection,
+    layers: dict[int, LayerDef],
+    snapshot: UploadSnapshot | None,
+    header: dict,
+    events: Iterable[tuple[int, str, object]],
+    *,
+    direction: SyncDirection,
+    layer_ids: Iterable[int] | None = None,
+    fetch_attachment: Callable[[str], bytes] | None = None,
+    progress: Callable[[float | None, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    kind: str = "sync",
+    started_at: str | None = None,
+) -> CommitReport:
+    """Apply a sync's results in ONE transaction (see the module docstring for the rules)."""
+    wanted = None if layer_ids is None else {int(i) for i in layer_ids}
+    active = {lid: lyr for lid, lyr in layers.items() if wanted is None or lid in wanted}
+    started_at = started_at or now_text()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        set_tracking(conn, False)
+        commit = _Commit(conn, active, snapshot, direction, fetch_attachment)
+        applied = 0
+        for layer_id, section, items in _batches(events, commit):
+            if cancel is not None and cancel():
+                raise CancelledError("Synchronization cancelled; nothing was applied.")
+            commit.apply_batch(layer_id, section, items)
+            applied += len(items)
+            if progress is not None:
+                progress(None, f"Applied {applied} downloaded changes")
+        if snapshot is not None and direction.uploads:
+            commit.apply_results(snapshot)
+        server_gen = parse_gen(header.get("replicaServerGen"))
+        layer_gens = parse_layer_gens(header.get("layerServerGens"))
+        if wanted is not None:
+            layer_gens = {k: v for k, v in layer_gens.items() if k in wanted}
+        if direction.downloads:
+            # The generation only moves when changes were downloaded up to it (an upload-only
+            # answer's generation would skip other users' changes).
+            if server_gen is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO oms_meta (key, value) VALUES ('server_gen', ?)",
+                    (str(server_gen),),
+                )
+            for lid, gen in layer_gens.items():
+                conn.execute("UPDATE oms_layers SET server_gen = ? WHERE layer_id = ?", (gen, lid))
+        if snapshot is not None:
+            conn.execute(
+                "UPDATE oms_journal SET closed_at = ? WHERE closed_at IS NULL AND seq = ?",
+                (now_text(), snapshot.seq),
+            )
+        commit.update_extents()
+        for lid in active:
+            commit.count(lid)
+        report = CommitReport(
+            layers=dict(sorted(commit.counts.items())),
+            server_gen=server_gen,
+            layer_gens=layer_gens,
+        )
+        cur = conn.execute(
+            "INSERT INTO oms_history (started_at, finished_at, kind, direction, server_gen,"
+            " counts, errors, conflicts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                started_at,
+                now_text(),
+                kind,
+                direction.wire,
+                server_gen,
+                json.dumps(
+                    {
+                        str(lid): {k: v for k, v in c.to_json().items() if k != "edit_errors"}
+                        for lid, c in report.layers.items()
+                    }
+                ),
+                json.dumps([e.__dict__ for e in report.edit_errors]),
+                report.conflicts,
+            ),
+        )
+        report.history_id = int(cur.lastrowid)
+        set_tracking(conn, True)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return report

@@ -1,0 +1,172 @@
+"""Esri field types and values <-> GeoPackage column types and values.
+
+Dates are lossless both ways: Esri sends epoch milliseconds (UTC); the GeoPackage stores the
+DATETIME text GDAL itself writes (``YYYY-MM-DDTHH:MM:SS.sssZ``), so that a QGIS/OGR edit that
+rewrites an unchanged date does not register as a change.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import re
+from typing import Any, Callable
+
+OID = "esriFieldTypeOID"
+GLOBALID = "esriFieldTypeGlobalID"
+GUID = "esriFieldTypeGUID"
+STRING = "esriFieldTypeString"
+SMALLINT = "esriFieldTypeSmallInteger"
+INTEGER = "esriFieldTypeInteger"
+BIGINT = "esriFieldTypeBigInteger"
+SINGLE = "esriFieldTypeSingle"
+DOUBLE = "esriFieldTypeDouble"
+DATE = "esriFieldTypeDate"
+DATEONLY = "esriFieldTypeDateOnly"
+TIMEONLY = "esriFieldTypeTimeOnly"
+TIMESTAMP_OFFSET = "esriFieldTypeTimestampOffset"
+BLOB = "esriFieldTypeBlob"
+GEOMETRY = "esriFieldTypeGeometry"
+RASTER = "esriFieldTypeRaster"
+XML = "esriFieldTypeXML"
+
+_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+_DAY_MS = 86_400_000
+_DATETIME_RE = re.compile(
+    r"^\s*(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+
+
+def ms_to_datetime_text(ms: int | float) -> str:
+    """Esri epoch milliseconds (UTC) -> ``YYYY-MM-DDTHH:MM:SS.sssZ`` (exact, integer math)."""
+    ms = int(round(ms))
+    days, rest = divmod(ms, _DAY_MS)
+    day = _dt.date.fromordinal(_EPOCH_ORDINAL + days)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return (
+        f"{day.year:04d}-{day.month:02d}-{day.day:02d}T"
+        f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    )
+
+
+def datetime_text_to_ms(text: str) -> int | None:
+    """GeoPackage DATETIME/DATE text (any ISO 8601 variant GDAL or QGIS writes) -> epoch ms.
+
+    Text without a time zone is taken as UTC. Returns ``None`` for text that is not a date.
+    """
+    match = _DATETIME_RE.match(text)
+    if not match:
+        return None
+    year, month, day, hh, mi, ss, frac, tz = match.groups()
+    try:
+        ordinal = _dt.date(int(year), int(month), int(day)).toordinal()
+    except ValueError:
+        return None
+    ms = (ordinal - _EPOCH_ORDINAL) * _DAY_MS
+    ms += int(hh or 0) * 3_600_000 + int(mi or 0) * 60_000 + int(ss or 0) * 1000
+    if frac:
+        ms += int(round(int(frac) / 10 ** len(frac) * 1000))
+    if tz and tz != "Z":
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        offset = int(digits[:2]) * 60 + int(digits[2:])
+        ms -= sign * offset * 60_000
+    return ms
+
+
+def normalize_guid(value: Any) -> str | None:
+    """A GUID as the braced, upper-case form ArcGIS uses (``{8C4B...}``)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if not text.startswith("{"):
+        text = "{" + text + "}"
+    return text.upper()
+
+
+def _to_gpkg_date(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return ms_to_datetime_text(value)
+
+
+def _to_gpkg_dateonly(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return ms_to_datetime_text(value)[:10]
+
+
+def _to_gpkg_blob(value: Any) -> Any:
+    if isinstance(value, str):
+        return base64.b64decode(value)
+    return value
+
+
+def _to_esri_date(value: Any) -> Any:
+    if isinstance(value, str):
+        ms = datetime_text_to_ms(value)
+        return value if ms is None else ms
+    return value
+
+
+def _to_esri_blob(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def to_gpkg_converter(esri_type: str) -> Callable[[Any], Any] | None:
+    """Converter for values arriving from the service (``None`` = store as is)."""
+    if esri_type == DATE:
+        return _to_gpkg_date
+    if esri_type == DATEONLY:
+        return _to_gpkg_dateonly
+    if esri_type in (GLOBALID, GUID):
+        return normalize_guid
+    if esri_type == BLOB:
+        return _to_gpkg_blob
+    return None
+
+
+def to_esri_converter(esri_type: str) -> Callable[[Any], Any] | None:
+    """Converter for values sent to the service (``None`` = send as is)."""
+    if esri_type == DATE:
+        return _to_esri_date
+    if esri_type == BLOB:
+        return _to_esri_blob
+    return None
+
+
+def json_safe(value: Any) -> Any:
+    """A column value as JSON (blobs as ``{"$base64": ...}``); reversed by :func:`from_json_safe`."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+def from_json_safe(value: Any) -> Any:
+    if isinstance(value, dict) and "$base64" in value:
+        return base64.b64decode(value["$base64"])
+    return value
+
+
+__all__ = [
+    "ms_to_datetime_text",
+    "datetime_text_to_ms",
+    "normalize_guid",
+    "to_gpkg_converter",
+    "to_esri_converter",
+    "json_safe",
+    "from_json_safe",
+    "_identity",
+]

@@ -1,0 +1,591 @@
+"""A geodatabase: one GeoPackage holding one replica of one feature service.
+
+The GeoPackage stays a plain, valid GeoPackage (QGIS and GDAL open it without the plugin):
+one table per service layer/table, ``<table>__ATTACH`` tables for attachments, and the sync
+bookkeeping in ``oms_`` tables outside ``gpkg_contents``. Local edits by any writer are tracked
+by triggers (see :mod:`tracking`); the sync machinery reads them as an :class:`UploadSnapshot`
+and commits a sync's results with :meth:`Geodatabase.commit_sync` in one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Optional
+
+from . import conflicts as _conflicts
+from . import tracking
+from .commit import commit_sync as _commit_sync
+from .commit import parse_gen, parse_layer_gens
+from .conflicts import now_text
+from .enums import SyncDirection, SyncModel
+from .errors import CancelledError, GeodatabaseError
+from .geodatabase_model import (
+    COUNT_KEYS,
+    CommitReport,
+    Conflict,
+    ConflictReason,
+    EditError,
+    FieldDef,
+    JournalEntry,
+    LayerCommitCounts,
+    LayerDef,
+    ReplicaInfo,
+    UploadSnapshot,
+)
+from .gpkg_connection import connect, quote, transaction
+from .row_codec import AttachmentCodec, FeatureCodec
+from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID, create_geopackage, layer_definition
+from .sync_lock import sync_lock as _sync_lock
+from .upload import build_snapshot, pending_counts
+
+__all__ = [
+    "Geodatabase",
+    "LayerDef",
+    "FieldDef",
+    "ReplicaInfo",
+    "UploadSnapshot",
+    "JournalEntry",
+    "CommitReport",
+    "LayerCommitCounts",
+    "EditError",
+    "Conflict",
+    "ConflictReason",
+    "COUNT_KEYS",
+]
+
+_GPKG_APPLICATION_IDS = {0x47504B47, 0x47503130, 0x47503131}  # "GPKG", "GP10", "GP11"
+LOAD_BATCH_SIZE = 5000
+
+ProgressFn = Callable[[Optional[float], str], None]
+CancelFn = Callable[[], bool]
+
+
+class Geodatabase:
+    """One local replica. Open with :meth:`open` or make with :meth:`create`; close when done.
+
+    A ``Geodatabase`` wraps one SQLite connection; use it from one thread at a time (open one
+    per thread if needed: SQLite and the sync lock coordinate between them).
+    """
+
+    def __init__(self, path: str, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._layers: list[LayerDef] = []
+        self._reload_layers()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        service_url: str,
+        service_info: dict,
+        layer_infos: dict[int, dict],
+        replica_name: str,
+        sync_model: SyncModel,
+    ) -> Geodatabase:
+        """Create an empty geodatabase for ``layer_infos`` (layer id -> layer JSON).
+
+        Raises :class:`GeodatabaseError` if the file exists or cannot be made.
+        """
+        path = os.fspath(path)
+        if os.path.exists(path):
+            raise GeodatabaseError(f"{path} already exists; choose an empty location.")
+        if not layer_infos:
+            raise GeodatabaseError("No layers or tables were given for the geodatabase.")
+        try:
+            layers = create_geopackage(
+                path, service_info, {int(k): v for k, v in layer_infos.items()}
+            )
+            conn = connect(path)
+        except GeodatabaseError:
+            _remove_files(path)
+            raise
+        try:
+            with transaction(conn):
+                srs_ids = dict(
+                    conn.execute("SELECT table_name, srs_id FROM gpkg_geometry_columns").fetchall()
+                )
+                layers = [
+                    dataclasses.replace(lyr, srs_id=int(srs_ids.get(lyr.table_name, 0)))
+                    for lyr in layers
+                ]
+                tracking.create_bookkeeping(conn)
+                meta = {
+                    "format_version": str(tracking.FORMAT_VERSION),
+                    "service_url": service_url,
+                    "service_info": json.dumps(service_info),
+                    "replica_name": replica_name,
+                    "sync_model": SyncModel(sync_model).value,
+                    "created_at": now_text(),
+                }
+                conn.executemany("INSERT INTO oms_meta (key, value) VALUES (?, ?)", meta.items())
+                for lyr in layers:
+                    _install_layer(conn, lyr)
+        except BaseException:
+            conn.close()
+            _remove_files(path)
+            raise
+        return cls(path, conn)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Geodatabase:
+        """Open an existing geodatabase; raises :class:`GeodatabaseError` with a clear message
+        for a missing file, a file that is not a GeoPackage, or a GeoPackage not made by us."""
+        path = os.fspath(path)
+        name = os.path.basename(path)
+        if not os.path.isfile(path):
+            raise GeodatabaseError(f"The geodatabase {path} does not exist.")
+        try:
+            conn = connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise GeodatabaseError(f"{name} is damaged or not a GeoPackage ({exc}).") from exc
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise GeodatabaseError(f"{name} is damaged or not a GeoPackage ({exc}).") from exc
+        if app_id not in _GPKG_APPLICATION_IDS or "gpkg_contents" not in tables:
+            conn.close()
+            raise GeodatabaseError(f"{name} is not a GeoPackage.")
+        if not {"oms_meta", "oms_layers", "oms_state", "oms_changes"} <= tables:
+            conn.close()
+            raise GeodatabaseError(
+                f"{name} is a GeoPackage but not an offline-map geodatabase (no sync information)."
+            )
+        try:
+            row = conn.execute("SELECT value FROM oms_meta WHERE key = 'format_version'").fetchone()
+            version = int(row[0]) if row else 0
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            conn.close()
+            raise GeodatabaseError(f"{name} has damaged sync information ({exc}).") from exc
+        if version > tracking.FORMAT_VERSION:
+            conn.close()
+            raise GeodatabaseError(
+                f"{name} was written by a newer version of Offline Map Sync; update the plugin."
+            )
+        try:
+            return cls(path, conn)
+        except (sqlite3.DatabaseError, ValueError, KeyError) as exc:
+            conn.close()
+            raise GeodatabaseError(f"{name} has damaged sync information ({exc}).") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Geodatabase:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GeodatabaseError(f"The geodatabase {os.path.basename(self.path)} is closed.")
+        return self._conn
+
+    def _reload_layers(self) -> None:
+        layers = []
+        for lid, table, definition in self.conn.execute(
+            "SELECT layer_id, table_name, definition FROM oms_layers ORDER BY layer_id"
+        ):
+            d = json.loads(definition)
+            layers.append(
+                layer_definition(
+                    lid, d["layer_json"], table, int(d.get("srs_id") or 0), d.get("geometry_column")
+                )
+            )
+        self._layers = layers
+
+    # -- description ------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> list[LayerDef]:
+        """The service layers and tables in this geodatabase, by id."""
+        return list(self._layers)
+
+    def layer(self, layer_id: int) -> LayerDef:
+        for lyr in self._layers:
+            if lyr.id == int(layer_id):
+                return lyr
+        raise GeodatabaseError(f"Layer {layer_id} is not in {os.path.basename(self.path)}.")
+
+    @property
+    def _layers_by_id(self) -> dict[int, LayerDef]:
+        return {lyr.id: lyr for lyr in self._layers}
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM oms_meta").fetchall())
+
+    @property
+    def service_info(self) -> dict:
+        return json.loads(self._meta().get("service_info") or "{}")
+
+    @property
+    def replica(self) -> ReplicaInfo:
+        """The replica and its generation(s); ``replica_id`` is None until data was loaded."""
+        meta = self._meta()
+        layer_gens = {
+            lid: int(gen)
+            for lid, gen in self.conn.execute(
+                "SELECT layer_id, server_gen FROM oms_layers WHERE server_gen IS NOT NULL"
+            )
+        }
+        return ReplicaInfo(
+            service_url=meta.get("service_url", ""),
+            replica_id=meta.get("replica_id") or None,
+            replica_name=meta.get("replica_name", ""),
+            sync_model=SyncModel(meta.get("sync_model", SyncModel.PER_REPLICA.value)),
+            server_gen=parse_gen(meta.get("server_gen")),
+            layer_gens=layer_gens,
+        )
+
+    # -- initial load -----------------------------------------------------------------------
+
+    def load_replica(
+        self,
+        header: dict,
+        events: Iterable[tuple[int, str, object]],
+        *,
+        fetch_attachment: Callable[[str], bytes] | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> dict[int, int]:
+        """Fill the empty tables from a createReplica result, untracked.
+
+        ``events`` are jsonstream's ``(layer_id, "features" | "attachments", item)``. Rows are
+        written in batched transactions; the replica ID and generation(s) go in the last one,
+        together with the last rows, so a geodatabase with a replica ID is complete. Attachments
+        given by URL are fetched with ``fetch_attachment(url) -> bytes`` (without it, only their
+        description is stored). Returns rows stored per layer id (attachments not included).
+        Raises :class:`CancelledError` when ``cancel()`` turns true (the caller deletes the file).
+        """
+        conn = self.conn
+        layers = self._layers_by_id
+        codecs = {lid: FeatureCodec(lyr) for lid, lyr in layers.items()}
+        att_codecs = {
+            lid: AttachmentCodec(lyr.attachment_table)
+            for lid, lyr in layers.items()
+            if lyr.attachment_table
+        }
+        buffers: dict[tuple[int, bool], list] = {}
+        stored: dict[int, int] = dict.fromkeys(layers, 0)
+        total = 0
+
+        def flush() -> None:
+            for (lid, is_att), rows in buffers.items():
+                if not rows:
+                    continue
+                if is_att:
+                    codec = att_codecs[lid]
+                    cols = list(ATTACHMENT_COLUMNS)
+                    conn.executemany(
+                        f"INSERT INTO {codec.table} ({', '.join(quote(c) for c in cols)})"
+                        f" VALUES ({', '.join('?' for _ in cols)})",
+                        rows,
+                    )
+                else:
+                    codec = codecs[lid]
+                    cols = [codec.fid, *codec.columns]
+                    conn.executemany(
+                        f"INSERT INTO {codec.table} ({', '.join(quote(c) for c in cols)})"
+                        f" VALUES ({', '.join('?' for _ in cols)})",
+                        rows,
+                    )
+                rows.clear()
+
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            tracking.set_tracking(conn, False)
+            for layer_id, section, item in events:
+                lid = int(layer_id)
+                if section == "features" and lid in codecs:
+                    oid, values = codecs[lid].full_row(item)
+                    if not isinstance(oid, int) or isinstance(oid, bool):
+                        oid = None
+                    buffers.setdefault((lid, False), []).append([oid, *values])
+                    stored[lid] += 1
+                elif section == "attachments" and lid in att_codecs:
+                    buffers.setdefault((lid, True), []).append(
+                        att_codecs[lid].row(item, fetch_attachment)
+                    )
+                else:
+                    continue
+                total += 1
+                if total % LOAD_BATCH_SIZE == 0:
+                    if cancel is not None and cancel():
+                        raise CancelledError("Taking the map offline was cancelled.")
+                    flush()
+                    tracking.set_tracking(conn, True)
+                    conn.execute("COMMIT")
+                    if progress is not None:
+                        progress(None, f"Stored {total} rows")
+                    conn.execute("BEGIN IMMEDIATE")
+                    tracking.set_tracking(conn, False)
+            if cancel is not None and cancel():
+                raise CancelledError("Taking the map offline was cancelled.")
+            flush()
+            self._store_replica_header(header)
+            self._update_extents()
+            tracking.set_tracking(conn, True)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        if progress is not None:
+            progress(1.0, f"Stored {total} rows")
+        return stored
+
+    def _store_replica_header(self, header: dict) -> None:
+        conn = self.conn
+        values = {}
+        if header.get("replicaID"):
+            values["replica_id"] = str(header["replicaID"])
+        if header.get("replicaName"):
+            values["replica_name"] = str(header["replicaName"])
+        if header.get("syncModel"):
+            try:
+                values["sync_model"] = SyncModel(header["syncModel"]).value
+            except ValueError:
+                pass
+        gen = parse_gen(header.get("replicaServerGen"))
+        if gen is not None:
+            values["server_gen"] = str(gen)
+        conn.executemany(
+            "INSERT OR REPLACE INTO oms_meta (key, value) VALUES (?, ?)", values.items()
+        )
+        for lid, lgen in parse_layer_gens(header.get("layerServerGens")).items():
+            conn.execute("UPDATE oms_layers SET server_gen = ? WHERE layer_id = ?", (lgen, lid))
+
+    def set_replica(self, header: dict) -> None:
+        """Store replica ID / generation(s) from a header (e.g. a preplanned package's item)."""
+        with transaction(self.conn):
+            self._store_replica_header(header)
+
+    def _update_extents(self) -> None:
+        for lyr in self._layers:
+            if not lyr.geometry_column:
+                continue
+            rtree = quote(f"rtree_{lyr.table_name}_{lyr.geometry_column}")
+            try:
+                self.conn.execute(
+                    f"UPDATE gpkg_contents SET min_x = (SELECT min(minx) FROM {rtree}),"
+                    f" max_x = (SELECT max(maxx) FROM {rtree}), min_y = (SELECT min(miny) FROM {rtree}),"
+                    f" max_y = (SELECT max(maxy) FROM {rtree}) WHERE table_name = ?",
+                    (lyr.table_name,),
+                )
+            except sqlite3.OperationalError:
+                pass
+
+    # -- local edits ------------------------------------------------------------------------
+
+    def pending_counts(self) -> dict[int, dict[str, int]]:
+        """Pending local changes per layer id: adds, updates, deletes, attachment_adds,
+        attachment_updates, attachment_deletes."""
+        return pending_counts(self.conn, self._layers)
+
+    def has_pending_edits(self) -> bool:
+        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM oms_changes)").fetchone()[0] == 1
+
+    def snapshot_upload(
+        self, *, layer_ids: Iterable[int] | None = None, only_adds: bool = False
+    ) -> UploadSnapshot:
+        """Freeze the pending changes as the spec §3 ``edits`` (origin tables first).
+
+        ``only_adds``: new features and attachments only (scheduled-updates maps that upload
+        new features). Nothing is cleared here: :meth:`commit_sync` does that once the server
+        has answered.
+        """
+        return build_snapshot(self.conn, self._layers, layer_ids=layer_ids, only_adds=only_adds)
+
+    # -- committing a sync ------------------------------------------------------------------
+
+    def commit_sync(
+        self,
+        snapshot: UploadSnapshot | None,
+        header: dict,
+        events: Iterable[tuple[int, str, object]],
+        *,
+        direction: SyncDirection,
+        layer_ids: Iterable[int] | None = None,
+        fetch_attachment: Callable[[str], bytes] | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        kind: str = "sync",
+    ) -> CommitReport:
+        """Commit a synchronizeReplica result (or an update package: ``snapshot=None``,
+        ``direction=DOWNLOAD``, ``kind="update_package"``) in ONE transaction.
+
+        ``header``/``events`` are jsonstream's; ``header`` is read after ``events`` is
+        exhausted. Upload results apply to ``snapshot`` (edits without a result count as
+        accepted). The new generation(s) are stored only when ``direction`` downloads. On any
+        exception (including :class:`CancelledError`) nothing is changed.
+        """
+        return _commit_sync(
+            self.conn,
+            self._layers_by_id,
+            snapshot,
+            header,
+            events,
+            direction=SyncDirection(direction),
+            layer_ids=layer_ids,
+            fetch_attachment=fetch_attachment,
+            progress=progress,
+            cancel=cancel,
+            kind=kind,
+            started_at=None,
+        )
+
+    # -- upload journal ---------------------------------------------------------------------
+
+    def journal_begin(self, snapshot: UploadSnapshot) -> int:
+        """Record that ``snapshot`` is about to be sent; returns the journal entry id."""
+        with transaction(self.conn):
+            cur = self.conn.execute(
+                "INSERT INTO oms_journal (created_at, seq, snapshot) VALUES (?, ?, ?)",
+                (now_text(), snapshot.seq, json.dumps(snapshot.to_json())),
+            )
+        return int(cur.lastrowid)
+
+    def journal_set_status_url(self, entry: int | JournalEntry, url: str) -> None:
+        """Save the job's status URL (before polling, so a crash can resume it)."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE oms_journal SET status_url = ? WHERE id = ?", (url, _entry_id(entry))
+            )
+
+    def journal_open_entry(self) -> JournalEntry | None:
+        """The newest unfinished upload, if any."""
+        row = self.conn.execute(
+            "SELECT id, snapshot, status_url, created_at FROM oms_journal"
+            " WHERE closed_at IS NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return JournalEntry(
+            id=row[0],
+            snapshot=UploadSnapshot.from_json(json.loads(row[1])),
+            status_url=row[2],
+            created_at=row[3],
+        )
+
+    def journal_close(self, entry: int | JournalEntry) -> None:
+        """Mark an upload finished (``commit_sync`` also closes it in its transaction)."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE oms_journal SET closed_at = ? WHERE id = ? AND closed_at IS NULL",
+                (now_text(), _entry_id(entry)),
+            )
+
+    # -- lock, conflicts, history -----------------------------------------------------------
+
+    @contextmanager
+    def sync_lock(self, *, timeout: float = 0.0) -> Iterator[None]:
+        """Hold this geodatabase's sync lock (threads and processes); raises
+        :class:`SyncInProgressError` ("... is already synchronizing ...") if it is taken."""
+        with _sync_lock(self.path, timeout=timeout):
+            yield
+
+    def conflicts(self) -> list[Conflict]:
+        """The conflict log, oldest first."""
+        return _conflicts.list_conflicts(self.conn, self._layers_by_id)
+
+    def restore_conflict(self, conflict_id: int) -> None:
+        """Make the conflict's local version a pending edit again (uploaded at the next sync)."""
+        _conflicts.restore_conflict(self.conn, self._layers_by_id, int(conflict_id))
+
+    def dismiss_conflict(self, conflict_id: int) -> None:
+        """Forget a conflict; the server's version stands."""
+        with transaction(self.conn):
+            _conflicts.dismiss_conflict(self.conn, int(conflict_id))
+
+    def history(self) -> list[dict]:
+        """Sync history, newest first: id, started_at, finished_at, kind, direction,
+        server_gen, counts (per layer id), errors (edit errors), conflicts."""
+        out = []
+        for row in self.conn.execute(
+            "SELECT id, started_at, finished_at, kind, direction, server_gen, counts, errors,"
+            " conflicts FROM oms_history ORDER BY id DESC"
+        ):
+            out.append(
+                {
+                    "id": row[0],
+                    "started_at": row[1],
+                    "finished_at": row[2],
+                    "kind": row[3],
+                    "direction": row[4],
+                    "server_gen": row[5],
+                    "counts": {int(k): v for k, v in json.loads(row[6]).items()},
+                    "errors": json.loads(row[7]),
+                    "conflicts": row[8],
+                }
+            )
+        return out
+
+
+def _entry_id(entry: int | JournalEntry) -> int:
+    return entry.id if isinstance(entry, JournalEntry) else int(entry)
+
+
+def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:
+    """Bookkeeping row, GlobalID indexes and tracking triggers of one layer."""
+    definition = {
+        "name": lyr.name,
+        "geometry_column": lyr.geometry_column,
+        "srs_id": lyr.srs_id,
+        "layer_json": lyr.layer_json,
+    }
+    conn.execute(
+        "INSERT INTO oms_layers (layer_id, table_name, attachment_table, definition)"
+        " VALUES (?, ?, ?, ?)",
+        (lyr.id, lyr.table_name, lyr.attachment_table, json.dumps(definition)),
+    )
+    t = lyr.table_name
+    conn.execute(
+        f"CREATE INDEX {quote('oms_' + t + '_globalid')} ON {quote(t)} ({quote(lyr.global_id_field)})"
+    )
+    tracked = [f.name for f in lyr.uploadable_fields]
+    if lyr.geometry_column:
+        tracked.append(lyr.geometry_column)
+    tracking.create_triggers(
+        conn,
+        t,
+        fid=lyr.object_id_field,
+        global_id=lyr.global_id_field,
+        tracked_columns=tracked,
+        attachment_table=lyr.attachment_table,
+    )
+    if lyr.attachment_table:
+        a = lyr.attachment_table
+        conn.execute(f"CREATE INDEX {quote('oms_' + a + '_globalid')} ON {quote(a)} (GLOBALID)")
+        conn.execute(f"CREATE INDEX {quote('oms_' + a + '_rel')} ON {quote(a)} (REL_GLOBALID)")
+        tracking.create_triggers(
+            conn,
+            a,
+            fid=ATTACHMENT_FID,
+            global_id="GLOBALID",
+            tracked_columns=list(ATTACHMENT_COLUMNS[1:]),
+            parent=(t, lyr.global_id_field),
+        )
+
+
+def _remove_files(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.remove(path + suffix)
+        except OSError:
+            pass

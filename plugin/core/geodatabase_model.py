@@ -1,0 +1,246 @@
+"""Data classes of the geodatabase API: layer definitions, replica state, upload snapshots,
+journal entries, commit reports and conflicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .enums import SyncModel
+
+#: Keys of the per-layer pending and snapshot counts.
+COUNT_KEYS = (
+    "adds",
+    "updates",
+    "deletes",
+    "attachment_adds",
+    "attachment_updates",
+    "attachment_deletes",
+)
+
+
+def empty_counts() -> dict[str, int]:
+    return dict.fromkeys(COUNT_KEYS, 0)
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """One attribute column: the service field and how it is stored."""
+
+    name: str
+    esri_type: str
+    editable: bool
+    #: Sent to the service in uploads (editable, not the ObjectID/GlobalID/editor-tracking fields).
+    uploadable: bool
+    json: dict
+
+
+@dataclass(frozen=True)
+class LayerDef:
+    """A service layer or table as stored in the geodatabase."""
+
+    id: int
+    name: str
+    table_name: str
+    is_table: bool
+    geometry_type: str | None
+    has_attachments: bool
+    layer_json: dict
+    has_z: bool = False
+    has_m: bool = False
+    object_id_field: str = "OBJECTID"
+    global_id_field: str = "GlobalID"
+    geometry_column: str | None = None
+    srs_id: int = 0
+    attachment_table: str | None = None
+    fields: tuple[FieldDef, ...] = ()
+
+    @property
+    def uploadable_fields(self) -> tuple[FieldDef, ...]:
+        return tuple(f for f in self.fields if f.uploadable)
+
+    def field(self, name: str) -> FieldDef | None:
+        lowered = name.lower()
+        for f in self.fields:
+            if f.name.lower() == lowered:
+                return f
+        return None
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """The replica a geodatabase holds and the server generation(s) it is synchronized to."""
+
+    service_url: str
+    replica_id: str | None
+    replica_name: str
+    sync_model: SyncModel
+    server_gen: int | None
+    layer_gens: dict[int, int]
+
+
+@dataclass(frozen=True)
+class UploadSnapshot:
+    """Local changes frozen for one upload.
+
+    ``seq`` is the high-water mark of the change sequence: changes with a higher sequence were
+    made after the snapshot (for instance during the sync) and stay pending. ``edits`` is the
+    spec §3 ``edits`` list, in dependency-safe layer order.
+    """
+
+    seq: int
+    edits: list[dict]
+    counts: dict[int, dict[str, int]]
+    only_adds: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.edits
+
+    def to_json(self) -> dict:
+        return {
+            "seq": self.seq,
+            "edits": self.edits,
+            "counts": {str(k): v for k, v in self.counts.items()},
+            "only_adds": self.only_adds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> UploadSnapshot:
+        return cls(
+            seq=int(data["seq"]),
+            edits=list(data.get("edits") or []),
+            counts={int(k): dict(v) for k, v in (data.get("counts") or {}).items()},
+            only_adds=bool(data.get("only_adds", False)),
+        )
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """An upload that was started: its snapshot and, once known, the job's status URL."""
+
+    id: int
+    snapshot: UploadSnapshot
+    status_url: str | None
+    created_at: str
+
+    @property
+    def seq(self) -> int:
+        return self.snapshot.seq
+
+    @property
+    def edits(self) -> list[dict]:
+        return self.snapshot.edits
+
+
+@dataclass(frozen=True)
+class EditError:
+    """A local edit the service rejected."""
+
+    layer_id: int
+    global_id: str
+    operation: str  # "add" | "update" | "delete"
+    code: int | None
+    description: str
+    is_attachment: bool = False
+
+
+@dataclass
+class LayerCommitCounts:
+    """What one commit did to one layer or table."""
+
+    layer_id: int
+    uploaded_adds: int = 0
+    uploaded_updates: int = 0
+    uploaded_deletes: int = 0
+    uploaded_attachments: int = 0
+    downloaded_adds: int = 0
+    downloaded_updates: int = 0
+    downloaded_deletes: int = 0
+    downloaded_attachments: int = 0
+    conflicts: int = 0
+    edit_errors: list[EditError] = field(default_factory=list)
+
+    @property
+    def uploaded(self) -> int:
+        return (
+            self.uploaded_adds
+            + self.uploaded_updates
+            + self.uploaded_deletes
+            + self.uploaded_attachments
+        )
+
+    @property
+    def downloaded(self) -> int:
+        return (
+            self.downloaded_adds
+            + self.downloaded_updates
+            + self.downloaded_deletes
+            + self.downloaded_attachments
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "layer_id": self.layer_id,
+            "uploaded_adds": self.uploaded_adds,
+            "uploaded_updates": self.uploaded_updates,
+            "uploaded_deletes": self.uploaded_deletes,
+            "uploaded_attachments": self.uploaded_attachments,
+            "downloaded_adds": self.downloaded_adds,
+            "downloaded_updates": self.downloaded_updates,
+            "downloaded_deletes": self.downloaded_deletes,
+            "downloaded_attachments": self.downloaded_attachments,
+            "conflicts": self.conflicts,
+            "edit_errors": [e.__dict__ for e in self.edit_errors],
+        }
+
+
+@dataclass
+class CommitReport:
+    """Result of :meth:`Geodatabase.commit_sync`, per layer id."""
+
+    layers: dict[int, LayerCommitCounts]
+    server_gen: int | None
+    layer_gens: dict[int, int]
+    history_id: int | None = None
+
+    @property
+    def edit_errors(self) -> list[EditError]:
+        return [e for c in self.layers.values() for e in c.edit_errors]
+
+    @property
+    def conflicts(self) -> int:
+        return sum(c.conflicts for c in self.layers.values())
+
+
+class ConflictReason(str, Enum):
+    """Why a local version lost to the server and went to the conflict log."""
+
+    DELETED_ON_SERVER = "deleted_on_server"
+    EDIT_REJECTED = "edit_rejected"
+    OVERWRITTEN_BY_DOWNLOAD = "overwritten_by_download"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A local version saved in the conflict log.
+
+    ``attributes`` holds the local column values as stored in the GeoPackage (dates as text,
+    blobs as ``bytes``); ``geometry`` is the local geometry as Esri JSON (``None`` for tables
+    or a deleted row). ``local_operation`` is what the local edit was ("add", "update",
+    "delete").
+    """
+
+    id: int
+    layer_id: int
+    table_name: str
+    global_id: str
+    is_attachment: bool
+    local_operation: str
+    reason: ConflictReason
+    error_code: int | None
+    error_message: str
+    attributes: dict[str, Any]
+    geometry: dict | None
+    created_at: str

@@ -1,0 +1,98 @@
+"""SQLite connections to GeoPackages: the SQL functions GDAL's triggers need, WAL, transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .geometry import gpkg_envelope, gpkg_is_empty
+
+#: Milliseconds a writer waits for another connection's lock before failing.
+BUSY_TIMEOUT_MS = 60_000
+
+_last_blob: bytes | None = None
+_last_env: tuple | None = None
+
+
+def _envelope(blob):
+    # The rtree triggers call ST_MinX/MaxX/MinY/MaxY on the same blob in a row: parse it once.
+    global _last_blob, _last_env
+    if blob is None:
+        return None
+    if blob is not _last_blob and blob != _last_blob:
+        _last_env = gpkg_envelope(blob)
+        _last_blob = blob
+    return _last_env
+
+
+def _st_is_empty(blob):
+    empty = gpkg_is_empty(blob)
+    if empty is None:
+        return None
+    return 1 if empty or _envelope(blob) is None else 0
+
+
+def _coord(index: int):
+    def fn(blob):
+        env = _envelope(blob)
+        return None if env is None else env[index]
+
+    return fn
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Register the GeoPackage SQL functions used by GDAL's spatial-index triggers."""
+    kwargs = {"deterministic": True}
+    conn.create_function("ST_IsEmpty", 1, _st_is_empty, **kwargs)
+    conn.create_function("ST_MinX", 1, _coord(0), **kwargs)
+    conn.create_function("ST_MaxX", 1, _coord(1), **kwargs)
+    conn.create_function("ST_MinY", 1, _coord(2), **kwargs)
+    conn.create_function("ST_MaxY", 1, _coord(3), **kwargs)
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open a GeoPackage for reading and writing next to QGIS/GDAL.
+
+    Autocommit mode (transactions are explicit, see :func:`transaction`), WAL journal so that
+    QGIS can read while sync writes, and a busy timeout instead of immediate "database is locked".
+    """
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    try:
+        register_functions(conn)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except Exception:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(
+    conn: sqlite3.Connection, *, immediate: bool = True
+) -> Iterator[sqlite3.Connection]:
+    """One SQLite transaction: committed on success, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def quote(name: str) -> str:
+    """An SQL identifier in double quotes."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """An SQL string literal in single quotes."""
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,141 @@
+"""Rows between Esri JSON (features, attachments) and GeoPackage columns, per layer."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from . import field_values as fv
+from .geodatabase_model import LayerDef
+from .geometry import esri_to_gpkg, gpkg_to_esri
+from .gpkg_connection import quote
+from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID
+
+_MISSING = object()
+
+
+class FeatureCodec:
+    """Converts one layer's features: Esri JSON <-> (columns, values) of its table."""
+
+    def __init__(self, layer: LayerDef) -> None:
+        self.layer = layer
+        self.table = quote(layer.table_name)
+        self.fid = layer.object_id_field
+        self.gid = layer.global_id_field
+        self.geom = layer.geometry_column
+        self.field_names = [f.name for f in layer.fields]
+        self._to_gpkg = [fv.to_gpkg_converter(f.esri_type) for f in layer.fields]
+        self._lower = {f.name.lower(): f.name for f in layer.fields}
+        self._by_name = {f.name: f for f in layer.fields}
+        #: All data columns in table order (geometry first), without the fid.
+        self.columns = ([self.geom] if self.geom else []) + self.field_names
+
+    # -- from the service -------------------------------------------------------------------
+
+    def _attributes(self, feature: dict) -> dict:
+        attrs = feature.get("attributes") or {}
+        # Field names are case-insensitive on ArcGIS; match them the same way when needed.
+        if any(k not in self._by_name for k in attrs):
+            attrs = {self._lower.get(k.lower(), k): v for k, v in attrs.items()}
+        return attrs
+
+    def global_id(self, feature: dict) -> str | None:
+        attrs = self._attributes(feature)
+        return fv.normalize_guid(attrs.get(self.gid))
+
+    def geometry_blob(self, geometry: dict | None) -> bytes | None:
+        layer = self.layer
+        return esri_to_gpkg(geometry, layer.geometry_type, layer.srs_id, layer.has_z, layer.has_m)
+
+    def full_row(self, feature: dict) -> tuple[Any, list]:
+        """(server ObjectID or None, values for :attr:`columns`); absent fields are NULL."""
+        attrs = self._attributes(feature)
+        values: list = []
+        if self.geom:
+            values.append(self.geometry_blob(feature.get("geometry")))
+        for name, conv in zip(self.field_names, self._to_gpkg):
+            v = attrs.get(name)
+            values.append(conv(v) if conv is not None and v is not None else v)
+        oid = feature.get("attributes", {}).get(self.fid)
+        if oid is None:
+            oid = next((v for k, v in attrs.items() if k.lower() == self.fid.lower()), None)
+        return oid, values
+
+    def present_row(self, feature: dict) -> tuple[tuple[str, ...], list]:
+        """Only the columns the feature carries (a partial update must not null the others)."""
+        attrs = self._attributes(feature)
+        cols: list[str] = []
+        values: list = []
+        if self.geom and "geometry" in feature:
+            cols.append(self.geom)
+            values.append(self.geometry_blob(feature.get("geometry")))
+        for name, conv in zip(self.field_names, self._to_gpkg):
+            v = attrs.get(name, _MISSING)
+            if v is _MISSING:
+                continue
+            cols.append(name)
+            values.append(conv(v) if conv is not None and v is not None else v)
+        return tuple(cols), values
+
+    # -- to the service ---------------------------------------------------------------------
+
+    def esri_geometry(self, blob: bytes | None) -> dict | None:
+        layer = self.layer
+        return gpkg_to_esri(blob, layer.geometry_type, layer.has_z, layer.has_m)
+
+    def upload_attributes(self, row: dict, fields: list[str] | None = None) -> dict:
+        """Attributes for an upload: GlobalID plus the uploadable fields (or only ``fields``)."""
+        out = {self.gid: row.get(self.gid)}
+        wanted = None if fields is None else {f.lower() for f in fields}
+        for f in self.layer.uploadable_fields:
+            if wanted is not None and f.name.lower() not in wanted:
+                continue
+            v = row.get(f.name)
+            conv = fv.to_esri_converter(f.esri_type)
+            out[f.name] = conv(v) if conv is not None and v is not None else v
+        return out
+
+
+class AttachmentCodec:
+    """Converts attachments: Esri JSON <-> rows of a ``__ATTACH`` table."""
+
+    columns = ATTACHMENT_COLUMNS
+
+    def __init__(self, table: str) -> None:
+        self.table_name = table
+        self.table = quote(table)
+        self.fid = ATTACHMENT_FID
+
+    @staticmethod
+    def global_id(item: dict) -> str | None:
+        return fv.normalize_guid(item.get("globalId") or item.get("globalid"))
+
+    def row(self, item: dict, fetch_attachment=None) -> list:
+        """Values for :attr:`columns` from a createReplica/synchronizeReplica attachment."""
+        data = item.get("data")
+        if isinstance(data, str):
+            data = base64.b64decode(data)
+        elif data is None and item.get("url") and fetch_attachment is not None:
+            data = fetch_attachment(item["url"])
+        size = item.get("size")
+        if size is None and data is not None:
+            size = len(data)
+        return [
+            self.global_id(item),
+            fv.normalize_guid(item.get("parentGlobalId") or item.get("parentGlobalid")),
+            item.get("contentType"),
+            item.get("name"),
+            size,
+            data,
+        ]
+
+    @staticmethod
+    def to_esri(row: dict) -> dict:
+        data = row.get("DATA")
+        return {
+            "globalId": row.get("GLOBALID"),
+            "parentGlobalId": row.get("REL_GLOBALID"),
+            "name": row.get("ATT_NAME"),
+            "contentType": row.get("CONTENT_TYPE"),
+            "data": base64.b64encode(bytes(data)).decode("ascii") if data is not None else None,
+        }

@@ -1,0 +1,236 @@
+"""Bookkeeping tables and the change-tracking triggers of a geodatabase.
+
+Tracking is plain SQL (only SQLite built-ins), so every writer is tracked: QGIS, QField,
+GDAL/OGR, the sqlite3 shell. Each tracked change bumps a sequence number kept in
+``oms_state``; a sync snapshots pending changes up to a sequence number, so edits made while
+it runs (higher numbers) stay pending. Sync itself writes with tracking switched off (a flag in
+``oms_state``, flipped inside its own write transaction, so no other connection ever sees it
+off).
+
+Pending changes:
+- ``oms_changes``: one row per changed row: ``add`` / ``update`` keyed by (table, fid), or a
+  ``delete`` tombstone carrying the GlobalID (the row itself is gone).
+- ``oms_changed_fields``: for updates (and edits of pending adds), which columns changed and
+  at which sequence number; the geometry column is one of them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from .gpkg_connection import literal, quote
+
+#: Version of the bookkeeping schema written by this code (``oms_meta.format_version``).
+FORMAT_VERSION = 1
+
+BOOKKEEPING_DDL = (
+    "CREATE TABLE oms_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT)",
+    """CREATE TABLE oms_layers (
+        layer_id INTEGER PRIMARY KEY,
+        table_name TEXT NOT NULL UNIQUE,
+        attachment_table TEXT,
+        server_gen INTEGER,
+        definition TEXT NOT NULL)""",
+    """CREATE TABLE oms_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        tracking INTEGER NOT NULL DEFAULT 1,
+        seq INTEGER NOT NULL DEFAULT 0)""",
+    "INSERT INTO oms_state (id, tracking, seq) VALUES (1, 1, 0)",
+    """CREATE TABLE oms_changes (
+        id INTEGER PRIMARY KEY,
+        table_name TEXT NOT NULL,
+        fid INTEGER NOT NULL,
+        global_id TEXT,
+        op TEXT NOT NULL CHECK (op IN ('add', 'update', 'delete')),
+        seq INTEGER NOT NULL)""",
+    "CREATE INDEX oms_changes_row ON oms_changes (table_name, fid)",
+    "CREATE INDEX oms_changes_global_id ON oms_changes (table_name, global_id)",
+    """CREATE TABLE oms_changed_fields (
+        table_name TEXT NOT NULL,
+        fid INTEGER NOT NULL,
+        field TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (table_name, fid, field)) WITHOUT ROWID""",
+    """CREATE TABLE oms_journal (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        snapshot TEXT NOT NULL,
+        status_url TEXT,
+        closed_at TEXT)""",
+    """CREATE TABLE oms_conflicts (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        layer_id INTEGER NOT NULL,
+        table_name TEXT NOT NULL,
+        global_id TEXT NOT NULL,
+        is_attachment INTEGER NOT NULL DEFAULT 0,
+        local_op TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        error_code INTEGER,
+        error_message TEXT,
+        attributes TEXT,
+        geometry BLOB)""",
+    """CREATE TABLE oms_history (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT,
+        finished_at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        server_gen INTEGER,
+        counts TEXT NOT NULL,
+        errors TEXT NOT NULL,
+        conflicts INTEGER NOT NULL DEFAULT 0)""",
+)
+
+#: A braced upper-case version-4 GUID from SQLite built-ins (what ArcGIS mints).
+MINT_GUID_SQL = (
+    "'{' || hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "
+    "substr(hex(randomblob(2)), 2) || '-' || substr('89AB', 1 + (abs(random()) % 4), 1) || "
+    "substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)) || '}'"
+)
+
+_TRACKING_ON = "(SELECT tracking FROM oms_state) = 1"
+_SEQ = "(SELECT seq FROM oms_state)"
+
+
+def create_bookkeeping(conn: sqlite3.Connection) -> None:
+    """Create the ``oms_`` tables (kept out of ``gpkg_contents``: they are not data)."""
+    for sql in BOOKKEEPING_DDL:
+        conn.execute(sql)
+
+
+def _norm_guid(expr: str) -> str:
+    return f"('{{' || upper(trim({expr}, '{{}} ')) || '}}')"
+
+
+def trigger_names(table: str) -> list[str]:
+    return [f"oms_{table}_{suffix}" for suffix in ("insert", "guard", "repair", "update", "delete")]
+
+
+def create_triggers(
+    conn: sqlite3.Connection,
+    table: str,
+    *,
+    fid: str,
+    global_id: str,
+    tracked_columns: Sequence[str],
+    attachment_table: str | None = None,
+    parent: tuple[str, str] | None = None,
+) -> None:
+    """Install the tracking triggers on ``table``.
+
+    ``tracked_columns``: the columns whose changes are uploaded (editable fields and the
+    geometry). ``attachment_table``: for a layer with attachments, its ``__ATTACH`` table
+    (deleting a row deletes its attachments). ``parent``: for an ``__ATTACH`` table, the
+    parent (table, GlobalID column): deleting an attachment together with its parent is not
+    a separate edit.
+    """
+    t, tl = quote(table), literal(table)
+    f, g = quote(fid), quote(global_id)
+    names = [quote(n) for n in trigger_names(table)]
+    mint_needed = (
+        f"NEW.{g} IS NULL OR trim(NEW.{g}) = '' "
+        f"OR EXISTS (SELECT 1 FROM {t} WHERE {g} = {_norm_guid('NEW.' + g)} AND {f} <> NEW.{f}) "
+        f"OR EXISTS (SELECT 1 FROM oms_changes WHERE table_name = {tl} AND op = 'delete' "
+        f"AND global_id = {_norm_guid('NEW.' + g)})"
+    )
+    conn.execute(
+        f"""CREATE TRIGGER {names[0]} AFTER INSERT ON {t} WHEN {_TRACKING_ON}
+        BEGIN
+          UPDATE oms_state SET seq = seq + 1;
+          DELETE FROM oms_changed_fields WHERE table_name = {tl} AND fid = NEW.{f};
+          DELETE FROM oms_changes WHERE table_name = {tl} AND fid = NEW.{f} AND op <> 'delete';
+          INSERT INTO oms_changes (table_name, fid, global_id, op, seq)
+            VALUES ({tl}, NEW.{f}, NEW.{g}, 'add', {_SEQ});
+          UPDATE {t} SET {g} = CASE WHEN {mint_needed} THEN {MINT_GUID_SQL}
+                                    ELSE {_norm_guid("NEW." + g)} END
+            WHERE {f} = NEW.{f} AND (NEW.{g} IS NULL OR NEW.{g} IS NOT {_norm_guid("NEW." + g)}
+                                      OR {mint_needed});
+        END"""
+    )
+    # The GlobalID is the identity of a row across replicas: once synchronized it is fixed.
+    conn.execute(
+        f"""CREATE TRIGGER {names[1]} BEFORE UPDATE OF {g}, {f} ON {t}
+        WHEN {_TRACKING_ON} AND (OLD.{f} IS NOT NEW.{f} OR (
+            OLD.{g} IS NOT NEW.{g} AND NEW.{g} IS NOT NULL AND trim(NEW.{g}) <> ''
+            AND OLD.{g} IS NOT NULL AND trim(OLD.{g}) <> ''
+            AND NOT EXISTS (SELECT 1 FROM oms_changes
+                            WHERE table_name = {tl} AND fid = OLD.{f} AND op = 'add')))
+        BEGIN
+          SELECT RAISE(ABORT, 'The GlobalID and the id of a synchronized row cannot be changed.');
+        END"""
+    )
+    # Writers holding a stale copy (e.g. QGIS right after adding a feature) may write the
+    # GlobalID back as NULL: keep the minted one.
+    conn.execute(
+        f"""CREATE TRIGGER {names[2]} AFTER UPDATE OF {g} ON {t}
+        WHEN {_TRACKING_ON} AND (NEW.{g} IS NULL OR trim(NEW.{g}) = '')
+             AND OLD.{g} IS NOT NULL AND trim(OLD.{g}) <> ''
+        BEGIN
+          UPDATE {t} SET {g} = OLD.{g} WHERE {f} = NEW.{f};
+        END"""
+    )
+    if tracked_columns:
+        changed = " OR ".join(f"OLD.{quote(c)} IS NOT NEW.{quote(c)}" for c in tracked_columns)
+        field_rows = "\n".join(
+            f"INSERT OR REPLACE INTO oms_changed_fields (table_name, fid, field, seq) "
+            f"SELECT {tl}, NEW.{f}, {literal(c)}, {_SEQ} "
+            f"WHERE OLD.{quote(c)} IS NOT NEW.{quote(c)};"
+            for c in tracked_columns
+        )
+        conn.execute(
+            f"""CREATE TRIGGER {names[3]} AFTER UPDATE ON {t}
+            WHEN {_TRACKING_ON} AND ({changed})
+            BEGIN
+              UPDATE oms_state SET seq = seq + 1;
+              INSERT INTO oms_changes (table_name, fid, global_id, op, seq)
+                SELECT {tl}, NEW.{f}, NEW.{g}, 'update', 0
+                WHERE NOT EXISTS (SELECT 1 FROM oms_changes
+                                  WHERE table_name = {tl} AND fid = NEW.{f} AND op <> 'delete');
+              UPDATE oms_changes SET seq = {_SEQ}
+                WHERE table_name = {tl} AND fid = NEW.{f} AND op <> 'delete';
+              {field_rows}
+            END"""
+        )
+    parent_exists = ""
+    if parent is not None:
+        parent_table, parent_gid = parent
+        parent_exists = (
+            f"AND EXISTS (SELECT 1 FROM {quote(parent_table)} "
+            f"WHERE {quote(parent_gid)} = OLD.{quote('REL_GLOBALID')})"
+        )
+    cascade = ""
+    if attachment_table is not None:
+        cascade = f"DELETE FROM {quote(attachment_table)} WHERE {quote('REL_GLOBALID')} = OLD.{g};"
+    conn.execute(
+        f"""CREATE TRIGGER {names[4]} AFTER DELETE ON {t} WHEN {_TRACKING_ON}
+        BEGIN
+          UPDATE oms_state SET seq = seq + 1;
+          DELETE FROM oms_changed_fields WHERE table_name = {tl} AND fid = OLD.{f};
+          INSERT INTO oms_changes (table_name, fid, global_id, op, seq)
+            SELECT {tl}, OLD.{f}, OLD.{g}, 'delete', {_SEQ}
+            WHERE OLD.{g} IS NOT NULL AND trim(OLD.{g}) <> ''
+              AND NOT EXISTS (SELECT 1 FROM oms_changes
+                              WHERE table_name = {tl} AND fid = OLD.{f} AND op = 'add')
+              {parent_exists};
+          DELETE FROM oms_changes WHERE table_name = {tl} AND fid = OLD.{f} AND op <> 'delete';
+          {cascade}
+        END"""
+    )
+
+
+def set_tracking(conn: sqlite3.Connection, enabled: bool) -> None:
+    """Switch tracking on/off. Call inside the write transaction that must not be tracked."""
+    conn.execute("UPDATE oms_state SET tracking = ?", (1 if enabled else 0,))
+
+
+def current_seq(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT seq FROM oms_state").fetchone()[0])
+
+
+def next_seq(conn: sqlite3.Connection) -> int:
+    """Allocate a sequence number (for changes recorded by the code itself, e.g. restores)."""
+    conn.execute("UPDATE oms_state SET seq = seq + 1")
+    return current_seq(conn)
