@@ -1,0 +1,296 @@
+"""The dock panel driven like a user, against the reference feature service.
+
+A real offline map is made by the take-offline flow (through the dock's own task), opened in
+the panel, added to the project, edited with QGIS's editing API, synchronized through QGIS's
+task manager, and its results and conflicts are read back from the panel's widgets.
+"""
+
+from __future__ import annotations
+
+import pytest
+from qgis.core import (
+    QgsApplication,
+    QgsCategorizedSymbolRenderer,
+    QgsFeatureRequest,
+    QgsProject,
+    QgsSingleSymbolRenderer,
+)
+
+from plugin.core.rest import ArcGISClient
+from plugin.core.take_offline import OfflineMapTask
+from plugin.gui.dock import OfflineMapSyncDock
+from plugin.layers import offline_map_layers
+from plugin.take_offline_request import TakeOfflineRequest
+from plugin.task import wait_for_task
+from tests.featureservice import seed
+
+POINTS, LINES, POLYGONS, INSPECTIONS = 0, 1, 2, 3
+WAIT = 60
+
+
+@pytest.fixture
+def demo_map(reference_server, tmp_path):
+    """The demo web map taken offline by the core (what the dock's task does, faster)."""
+    task = OfflineMapTask(
+        portal_url=reference_server.portal_url,
+        webmap_item_id=seed.DEMO_WEBMAP_ID,
+        client=ArcGISClient(),
+    )
+    parameters = task.create_default_generate_offline_map_parameters(None)
+    return task.generate_offline_map(parameters, tmp_path / "demo_map").run().offline_map.folder
+
+
+@pytest.fixture
+def dock(qgis_iface, qgis_new_project):
+    panel = OfflineMapSyncDock(qgis_iface)
+    yield panel
+    if panel.task is not None:
+        panel.task.cancel()
+        wait_for_task(panel.task, WAIT)
+    QgsApplication.taskManager().cancelAll()
+    QgsProject.instance().clear()
+    panel.deleteLater()
+
+
+def _layer(dock, layer_id):
+    return next(
+        layer
+        for layer in offline_map_layers(dock.offline_map.folder)
+        if layer.customProperty("offline_map_sync/layer_id") == layer_id
+        and not layer.customProperty("offline_map_sync/attachments_of")
+        and layer.customProperty("offline_map_sync/attachments_of") != 0
+    )
+
+
+def _by_name(layer, name):
+    request = QgsFeatureRequest().setFilterExpression(f"\"name\" = '{name}'")
+    return next(layer.getFeatures(request))
+
+
+def _sync_and_wait(dock):
+    task = dock.sync()
+    assert task is not None, dock.statusLabel.text()
+    assert wait_for_task(task, WAIT), "the sync did not finish in time"
+    return task
+
+
+def test_take_offline_runs_as_a_task_and_opens_the_new_map(dock, reference_server, tmp_path):
+    request = TakeOfflineRequest(
+        folder=tmp_path / "new_map",
+        portal_url=reference_server.portal_url,
+        webmap_item_id=seed.DEMO_WEBMAP_ID,
+    )
+    task = dock.start_take_offline(request)
+    assert task is not None
+    assert wait_for_task(task, WAIT)
+
+    assert task.succeeded, dock.statusLabel.text()
+    assert dock.offline_map is not None
+    assert dock.offline_map.folder == (tmp_path / "new_map").absolute()
+    assert dock.contentTree.topLevelItemCount() == 1
+    assert dock.contentTree.topLevelItem(0).childCount() == 4
+    assert dock.recent_maps()[0] == str(dock.offline_map.folder)
+
+
+def test_open_map_shows_its_geodatabases_layers_and_capabilities_in_words(dock, demo_map):
+    assert dock.open_map(demo_map)
+
+    top = dock.contentTree.topLevelItem(0)
+    children = sorted(top.child(i).text(0) for i in range(top.childCount()))
+    assert children == sorted(["Points", "Lines", "Polygons", "Inspections (table)"])
+    assert dock.pending_text(top.data(0, dock_role())[0]) == ""
+    text = dock.capabilitiesLabel.text()
+    assert "synchronizes with its feature services" in text
+    assert "No local edits are waiting" in text
+    assert dock.syncButton.isEnabled()
+    assert str(demo_map) == dock.recentCombo.currentData()
+
+
+def test_opening_a_folder_that_is_not_an_offline_map_says_so(dock, tmp_path):
+    assert not dock.open_map(tmp_path)
+    assert "not an offline map" in dock.statusLabel.text()
+    assert dock.offline_map is None
+    assert not dock.syncButton.isEnabled()
+
+
+def test_add_to_map_loads_valid_styled_layers_with_relations(dock, demo_map):
+    dock.open_map(demo_map)
+    loaded = dock.add_to_map()
+
+    assert len(loaded) == 1
+    made = loaded[0]
+    assert sorted(made.layers) == [POINTS, LINES, POLYGONS, INSPECTIONS]
+    for layer_id, layer in made.layers.items():
+        assert layer.isValid(), layer.name()
+        assert layer.featureCount() == seed.DEMO_COUNTS[layer_id]
+    points = made.layers[POINTS]
+    assert isinstance(points.renderer(), QgsCategorizedSymbolRenderer)
+    assert points.renderer().classAttribute() == "category"
+    assert isinstance(made.layers[LINES].renderer(), QgsSingleSymbolRenderer)
+    assert made.styled[POINTS] and made.styled[LINES] and made.styled[POLYGONS]
+    assert points.labelsEnabled()
+    assert points.attributeAlias(points.fields().lookupField("height")) == "Height (m)"
+    assert points.editorWidgetSetup(points.fields().lookupField("category")).type() == "ValueMap"
+
+    relations = QgsProject.instance().relationManager().referencedRelations(points)
+    referencing = sorted(r.referencingLayer().name() for r in relations)
+    assert referencing == sorted(["Inspections", "Points attachments"])
+    assert all(r.isValid() for r in relations)
+    assert made.attachment_layers[POINTS].featureCount() > 0
+
+    group = QgsProject.instance().layerTreeRoot().findGroup(made.group.name())
+    assert group is not None
+    # Adding again replaces, never duplicates.
+    again = dock.add_to_map()
+    assert len(offline_map_layers(demo_map)) == 5
+    assert len(QgsProject.instance().relationManager().relations()) == 2
+    assert len(QgsProject.instance().layerTreeRoot().findGroups()) == 1
+    assert again[0].layers[POINTS].isValid()
+
+
+def test_an_edit_made_with_qgis_editing_reaches_the_service(dock, demo_map, reference_server):
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    name = seed.POINT_NAMES[0]
+    feature = _by_name(points, name)
+
+    assert points.startEditing()
+    assert points.changeAttributeValue(
+        feature.id(), points.fields().lookupField("notes"), "edited in QGIS"
+    )
+    assert points.commitChanges()
+    dock.refresh()
+    assert "1 changed" in dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS)
+
+    task = _sync_and_wait(dock)
+
+    assert task.succeeded, dock.statusLabel.text()
+    rows = {row[0]: row for row in dock.result_rows()}
+    assert rows["Points"][1] == "1"  # one row up
+    assert rows["Points"][3] == "0"  # no edit errors
+    server_rows = {
+        f["attributes"]["name"]: f["attributes"]
+        for f in reference_server.query_all(seed.DEMO_SERVICE, POINTS)
+    }
+    assert server_rows[name]["notes"] == "edited in QGIS"
+    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) == ""
+
+
+def test_server_changes_come_down_and_the_layer_shows_them(dock, demo_map, reference_server):
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    name = seed.POINT_NAMES[1]
+    global_id = _by_name(points, name)["GlobalID"]
+    reference_server.apply_edits(
+        seed.DEMO_SERVICE, POINTS, updates=[{"GlobalID": global_id, "visits": 4242}]
+    )
+
+    task = _sync_and_wait(dock)
+
+    assert task.succeeded
+    assert {row[0]: row for row in dock.result_rows()}["Points"][2] == "1"
+    assert _by_name(points, name)["visits"] == 4242
+
+
+def test_unsaved_edits_stop_the_sync_unless_the_user_saves_them(dock, demo_map, reference_server):
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    feature = _by_name(points, seed.POINT_NAMES[2])
+    points.startEditing()
+    points.changeAttributeValue(feature.id(), points.fields().lookupField("visits"), 77)
+
+    asked = []
+    dock.confirm_save_edits = lambda layers: asked.append([l.name() for l in layers]) or False
+    assert dock.sync() is None
+    assert asked == [["Points"]]
+    assert "did not start" in dock.statusLabel.text()
+    assert points.isModified()
+
+    dock.confirm_save_edits = lambda layers: True
+    task = _sync_and_wait(dock)
+    assert task.succeeded
+    assert not points.isModified()
+    server_rows = {
+        f["attributes"]["name"]: f["attributes"]
+        for f in reference_server.query_all(seed.DEMO_SERVICE, POINTS)
+    }
+    assert server_rows[seed.POINT_NAMES[2]]["visits"] == 77
+    points.rollBack()
+
+
+def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
+    dock, demo_map, reference_server
+):
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    name = seed.POINT_NAMES[3]
+    feature = _by_name(points, name)
+    points.startEditing()
+    points.changeAttributeValue(feature.id(), points.fields().lookupField("status"), "damaged")
+    points.commitChanges()
+    reference_server.apply_edits(seed.DEMO_SERVICE, POINTS, deletes=[feature["GlobalID"]])
+
+    task = _sync_and_wait(dock)
+
+    assert task.succeeded
+    rows = {row[0]: row for row in dock.result_rows()}
+    assert rows["Points"][4] == "1"  # one conflict
+    dialog = dock.conflict_dialog()
+    assert dialog.row_count() == 1
+    assert dialog.conflictTable.item(0, 1).text() == "Points"
+    assert dialog.conflictTable.item(0, 2).text() == feature["GlobalID"]
+    assert "deleted" in dialog.conflictTable.item(0, 3).text()
+
+    dialog.conflictTable.selectRow(0)
+    assert dialog.restore_selected()
+    assert dialog.row_count() == 0
+    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) != ""
+
+
+def test_cancelling_a_sync_stops_it_and_says_so(dock, demo_map, reference_server):
+    dock.open_map(demo_map)
+    # The server keeps the sync job "in progress" for a long time; the user cancels it.
+    reference_server.inject_fault("synchronizeReplica", "slow_job", polls=10_000)
+    reference_server.inject_fault("synchronizeReplica", "delay", seconds=3)
+    messages = []
+    task = dock.sync()
+    assert task is not None
+    task.progress_message.connect(lambda percent, message: messages.append(message))
+    assert dock.cancelButton.isEnabled()
+    assert not dock.syncButton.isEnabled()
+
+    dock.cancel()
+    assert wait_for_task(task, WAIT)
+
+    assert task.cancelled
+    assert dock.statusLabel.text() == "Cancelled."
+    assert dock.task is None
+    assert dock.syncButton.isEnabled()
+
+
+def test_check_for_updates_tells_what_is_waiting(dock, demo_map):
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    points.startEditing()
+    feature = _by_name(points, seed.POINT_NAMES[0])
+    points.changeAttributeValue(feature.id(), points.fields().lookupField("visits"), 5)
+    points.commitChanges()
+
+    task = dock.check_for_updates()
+    assert task is not None
+    assert wait_for_task(task, WAIT)
+
+    text = dock.capabilitiesLabel.text()
+    assert "Upload: updates are available." in text
+    assert "Download: cannot be known without synchronizing." in text
+
+
+def dock_role():
+    from plugin.gui.dock import ROLE_KEY
+
+    return ROLE_KEY
