@@ -203,7 +203,9 @@ def test_unsaved_edits_stop_the_sync_unless_the_user_saves_them(dock, demo_map, 
     points.changeAttributeValue(feature.id(), points.fields().lookupField("visits"), 77)
 
     asked = []
-    dock.confirm_save_edits = lambda layers: asked.append([l.name() for l in layers]) or False
+    dock.confirm_save_edits = lambda layers: (
+        asked.append([layer.name() for layer in layers]) or False
+    )
     assert dock.sync() is None
     assert asked == [["Points"]]
     assert "did not start" in dock.statusLabel.text()
