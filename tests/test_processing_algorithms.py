@@ -1,0 +1,167 @@
+"""The Processing algorithms make the same core calls as the dock, for models and scripts:
+through ``processing.run`` in this QGIS, and through the ``qgis_process`` command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from osgeo import ogr
+from qgis.core import QgsApplication, QgsProcessingException
+
+from plugin.processing.provider import PROVIDER_ID, OfflineMapSyncProvider
+from tests.featureservice import seed
+from tests.tools.qgis_process import QgisProcess
+
+POINTS = 0
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_app):
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById(PROVIDER_ID)
+    added = None
+    if provider is None:
+        added = OfflineMapSyncProvider()
+        registry.addProvider(added)
+    from qgis import processing as qgis_processing
+
+    yield qgis_processing
+    if added is not None:
+        registry.removeProvider(added)
+
+
+def _alg(name: str) -> str:
+    return f"{PROVIDER_ID}:{name}"
+
+
+def _edit_point(folder, name, field, value):
+    # Any writer is tracked: GDAL here, as a script or another tool would.
+    source = ogr.Open(str(next(folder.glob("*.gpkg"))), update=1)
+    layer = source.GetLayerByName("Points")
+    layer.SetAttributeFilter(f"name = '{name}'")
+    feature = layer.GetNextFeature()
+    feature.SetField(field, value)
+    layer.SetFeature(feature)
+    global_id = feature.GetField("GlobalID")
+    source = None
+    return global_id
+
+
+def _server_points(server):
+    return {
+        f["attributes"]["name"]: f["attributes"] for f in server.query_all(seed.DEMO_SERVICE, 0)
+    }
+
+
+def test_the_provider_offers_every_algorithm(processing):
+    names = sorted(
+        a.name() for a in QgsApplication.processingRegistry().providerById(PROVIDER_ID).algorithms()
+    )
+    assert names == [
+        "checkforupdates",
+        "listconflicts",
+        "resolveconflict",
+        "synchronizeofflinemap",
+        "takemapoffline",
+    ]
+
+
+def test_take_offline_sync_and_conflicts_with_processing_run(
+    processing, reference_server, tmp_path
+):
+    taken = processing.run(
+        _alg("takemapoffline"),
+        {
+            "PORTAL_URL": reference_server.portal_url,
+            "WEBMAP_ITEM_ID": seed.DEMO_WEBMAP_ID,
+            "OUTPUT": str(tmp_path / "map"),
+        },
+    )
+    folder = tmp_path / "map"
+    assert taken["OUTPUT"] == str(folder)
+    assert taken["GEODATABASE_COUNT"] == 1
+    assert taken["LAYER_COUNT"] == 4
+
+    edited = seed.POINT_NAMES[0]
+    conflicted = seed.POINT_NAMES[1]
+    _edit_point(folder, edited, "notes", "from processing")
+    gone = _edit_point(folder, conflicted, "visits", 3)
+    reference_server.apply_edits(seed.DEMO_SERVICE, POINTS, deletes=[gone])
+
+    checked = processing.run(_alg("checkforupdates"), {"OFFLINE_MAP": str(folder)})
+    assert checked["UPLOAD_AVAILABILITY"] == "AVAILABLE"
+    assert checked["DOWNLOAD_AVAILABILITY"] == "INDETERMINATE"
+    assert checked["PENDING_EDITS"] == 2
+    assert checked["SUPPORTS_SYNC_WITH_FEATURE_SERVICES"] is True
+
+    report = tmp_path / "report.json"
+    synced = processing.run(
+        _alg("synchronizeofflinemap"), {"OFFLINE_MAP": str(folder), "REPORT": str(report)}
+    )
+    assert synced["UPLOADED"] >= 1
+    assert synced["DOWNLOADED"] >= 1  # the server's delete
+    assert synced["CONFLICTS"] == 1
+    assert synced["REPORT"] == str(report)
+    written = json.loads(report.read_text(encoding="utf-8"))
+    points_row = next(r for r in written["rows"] if r["name"] == "Points")
+    assert points_row["conflicts"] == 1
+    assert json.loads(synced["RESULTS"]) == written["rows"]
+    assert _server_points(reference_server)[edited]["notes"] == "from processing"
+
+    html_report = tmp_path / "conflicts.html"
+    listed = processing.run(
+        _alg("listconflicts"), {"OFFLINE_MAP": str(folder), "REPORT": str(html_report)}
+    )
+    assert listed["CONFLICT_COUNT"] == 1
+    conflict = json.loads(listed["CONFLICTS"])[0]
+    assert conflict["global_id"] == gone
+    assert conflict["reason"] == "deleted_on_server"
+    assert gone in html_report.read_text(encoding="utf-8")
+
+    resolved = processing.run(
+        _alg("resolveconflict"),
+        {"OFFLINE_MAP": str(folder), "CONFLICT_ID": conflict["id"], "ACTION": 0},
+    )
+    assert resolved["REMAINING"] == 0
+    again = processing.run(_alg("checkforupdates"), {"OFFLINE_MAP": str(folder)})
+    assert again["UPLOAD_AVAILABILITY"] == "AVAILABLE"  # the restored version waits to go up
+
+
+def test_take_offline_needs_a_web_map_or_services(processing, tmp_path):
+    with pytest.raises(QgsProcessingException):
+        processing.run(_alg("takemapoffline"), {"OUTPUT": str(tmp_path / "map")})
+
+
+def test_sync_of_a_folder_that_is_not_a_map_fails_clearly(processing, tmp_path):
+    with pytest.raises(QgsProcessingException):
+        processing.run(_alg("synchronizeofflinemap"), {"OFFLINE_MAP": str(tmp_path)})
+
+
+@pytest.mark.qgis_process
+def test_take_offline_and_sync_with_qgis_process(reference_server, tmp_path):
+    runner = QgisProcess(tmp_path / "qgis_process")
+    try:
+        folder = tmp_path / "map"
+        taken = runner.run_json(
+            "run",
+            _alg("takemapoffline"),
+            f"--SERVICE_URLS={reference_server.service_url(seed.DEMO_SERVICE)}",
+            "--EXTENT=935000,6000000,955000,6010000 [EPSG:3857]",
+            f"--OUTPUT={folder}",
+        )
+        assert taken["results"]["LAYER_COUNT"] == 4, taken
+        _edit_point(folder, seed.POINT_NAMES[0], "notes", "from qgis_process")
+
+        synced = runner.run_json(
+            "run", _alg("synchronizeofflinemap"), f"--OFFLINE_MAP={folder}", "--DIRECTION=1"
+        )
+        results = synced["results"]
+        assert results["UPLOADED"] == 1, synced
+        assert results["HAS_ERRORS"] is False
+        assert _server_points(reference_server)[seed.POINT_NAMES[0]]["notes"] == "from qgis_process"
+    finally:
+        runner.close()
