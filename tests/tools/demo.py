@@ -1,0 +1,211 @@
+"""The demo: a whole offline round trip against the reference service, headless.
+
+1. starts the reference feature service and portal (seed "demo") on loopback,
+2. takes its web map offline with ``qgis_process`` (algorithm ``offlinemapsync:takemapoffline``),
+3. edits the offline copy the way any writer would (GDAL/OGR on the GeoPackage) and edits the
+   service as another user, including a conflict (a point changed here, deleted there),
+4. synchronizes with ``qgis_process`` (``offlinemapsync:synchronizeofflinemap``),
+5. prints the per-layer result and the conflict log, checks the service got the edits,
+6. tells how to open the same map in QGIS with the plugin.
+
+Run: ``make demo`` (or ``.venv/bin/python -m tests.tools.demo [--out DIR] [--keep-serving]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from tests.tools.qgis_process import REPO_ROOT, QgisProcess
+
+ALG = "offlinemapsync:"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(REPO_ROOT / "build" / "demo"), help="output folder")
+    parser.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="keep the reference service running at the end (Ctrl+C stops it)",
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from osgeo import ogr
+
+    from tests.featureservice import seed
+    from tests.featureservice.server import ReferenceServer
+
+    out = Path(args.out).absolute()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    map_folder = out / "offline_map"
+    report = out / "sync_report.html"
+
+    step("Starting the reference feature service (seed 'demo')")
+    server = ReferenceServer(out / "server", seed="demo")
+    server.start()
+    try:
+        print(f"   portal:  {server.portal_url}")
+        print(f"   service: {server.service_url(seed.DEMO_SERVICE)}")
+        runner = QgisProcess(out / "qgis_process")
+
+        step("Taking the web map offline with qgis_process")
+        taken = run(
+            runner,
+            "takemapoffline",
+            PORTAL_URL=server.portal_url,
+            WEBMAP_ITEM_ID=seed.DEMO_WEBMAP_ID,
+            OUTPUT=str(map_folder),
+        )
+        print(
+            f"   '{taken['TITLE']}': {taken['GEODATABASE_COUNT']:.0f} geodatabase(s), "
+            f"{taken['LAYER_COUNT']:.0f} layers and tables in {taken['OUTPUT']}"
+        )
+
+        gpkg = next(map_folder.glob("*.gpkg"))
+        points = server.query_all(seed.DEMO_SERVICE, 0)
+        by_name = {p["attributes"]["name"]: p for p in points}
+        names = sorted(by_name)
+        changed_here, deleted_there, changed_there = names[0], names[1], names[2]
+
+        step("Editing the offline copy (with GDAL, as any editor would)")
+        source = ogr.Open(str(gpkg), update=1)
+        layer = source.GetLayerByName("Points")
+        layer.SetAttributeFilter(f"name = '{sql(changed_here)}'")
+        feature = layer.GetNextFeature()
+        feature.SetField("notes", "Checked in the field (demo)")
+        layer.SetFeature(feature)
+        layer.SetAttributeFilter(f"name = '{sql(deleted_there)}'")
+        feature = layer.GetNextFeature()
+        feature.SetField("status", "damaged")
+        layer.SetFeature(feature)
+        layer.SetAttributeFilter(None)
+        new = ogr.Feature(layer.GetLayerDefn())
+        new.SetField("name", "New bench (added offline)")
+        new.SetField("category", 4)
+        x, y = seed.mercator(seed.BASE_LON + 0.002, seed.BASE_LAT + 0.001)
+        new.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x} {y})"))
+        layer.CreateFeature(new)
+        source = None
+        print(f"   changed '{changed_here}', changed '{deleted_there}', added 'New bench'")
+
+        step("Editing the service as another user")
+        server.apply_edits(
+            seed.DEMO_SERVICE,
+            0,
+            updates=[
+                {
+                    "attributes": {
+                        "GlobalID": by_name[changed_there]["attributes"]["GlobalID"],
+                        "visits": 999,
+                    }
+                }
+            ],
+            deletes=[by_name[deleted_there]["attributes"]["GlobalID"]],
+        )
+        print(f"   changed '{changed_there}' (visits = 999), deleted '{deleted_there}'")
+        print(f"   -> conflict: '{deleted_there}' was changed offline but deleted on the server")
+
+        step("Synchronizing with qgis_process")
+        synced = run(
+            runner,
+            "synchronizeofflinemap",
+            OFFLINE_MAP=str(map_folder),
+            REPORT=str(report),
+        )
+        rows = json.loads(synced["RESULTS"])
+        print_table(
+            ["layer / table", "up", "down", "edit errors", "conflicts", "error"],
+            [
+                [
+                    r["name"] + (" (table)" if r["is_table"] else ""),
+                    r["uploaded"],
+                    r["downloaded"],
+                    len(r["edit_errors"]),
+                    r["conflicts"],
+                    r["error"] or "",
+                ]
+                for r in rows
+            ],
+        )
+        print(f"   report: {report}")
+
+        step("The conflict log")
+        conflicts = run(runner, "listconflicts", OFFLINE_MAP=str(map_folder))
+        for entry in json.loads(conflicts["CONFLICTS"]):
+            print(
+                f"   #{entry['id']} {entry['layer']} '{entry['attributes'].get('name')}': "
+                f"{entry['reason']} (local {entry['local_operation']})"
+            )
+
+        step("Checking the service")
+        after = {
+            p["attributes"]["name"]: p["attributes"] for p in server.query_all(seed.DEMO_SERVICE, 0)
+        }
+        checks = [
+            (
+                "the offline change arrived",
+                after[changed_here]["notes"] == "Checked in the field (demo)",
+            ),
+            ("the offline point was added", "New bench (added offline)" in after),
+            ("the server delete stands", deleted_there not in after),
+        ]
+        for text, ok in checks:
+            print(f"   [{'ok' if ok else 'FAILED'}] {text}")
+
+        print()
+        print("Open the same map in QGIS:")
+        print("   make deploy            # links this working copy into your QGIS profile")
+        print(
+            "   qgis                   # Plugins > Manage and Install Plugins > enable 'Offline Map Sync'"
+        )
+        print(f"   then in the Offline Map Sync panel: Open… {map_folder}  and  Add to map")
+        print(
+            "   (to sync from QGIS, keep the service running: make demo DEMO_ARGS=--keep-serving)"
+        )
+        if args.keep_serving:
+            print(f"\nThe reference service is running at {server.root_url}; Ctrl+C stops it.")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+        runner.close()
+        return 0 if all(ok for _, ok in checks) else 1
+    finally:
+        server.stop()
+
+
+def run(runner: QgisProcess, algorithm: str, **parameters) -> dict:
+    """Run one of our algorithms through qgis_process and return its outputs."""
+    args = ["run", ALG + algorithm] + [f"--{k}={v}" for k, v in parameters.items()]
+    answer = runner.run_json(*args, timeout=600)
+    if "results" not in answer:
+        raise SystemExit(f"qgis_process {algorithm} failed:\n{json.dumps(answer, indent=2)}")
+    return answer["results"]
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def sql(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    for row in [header] + rows:
+        print("   " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
