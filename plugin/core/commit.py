@@ -600,8 +600,10 @@ def commit_sync(
     started_at: str | None = None,
 ) -> CommitReport:
     """Apply a sync's results in ONE transaction (see the module docstring for the rules)."""
+    # layer_ids (per-layer sync) limits which generations move; results and downloads apply to
+    # whichever layers the server answered for.
     wanted = None if layer_ids is None else {int(i) for i in layer_ids}
-    active = {lid: lyr for lid, lyr in layers.items() if wanted is None or lid in wanted}
+    active = layers
     started_at = started_at or now_text()
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -638,7 +640,8 @@ def commit_sync(
             )
         commit.update_extents()
         for lid in active:
-            commit.count(lid)
+            if wanted is None or lid in wanted or lid in commit.counts:
+                commit.count(lid)
         report = CommitReport(
             layers=dict(sorted(commit.counts.items())),
             server_gen=server_gen,

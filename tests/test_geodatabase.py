@@ -1,0 +1,341 @@
+"""Creating, opening and loading geodatabases: a valid GeoPackage for GDAL and QGIS, with
+the service's schema, values and dates stored losslessly."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from osgeo import gdal, ogr
+
+from plugin.core import field_values as fv
+from plugin.core.enums import SyncModel
+from plugin.core.errors import CancelledError, GeodatabaseError
+from plugin.core.geodatabase import Geodatabase
+from tests import layer_json as lj
+
+
+def make_gdb(path, layer_infos=None, service_info=None) -> Geodatabase:
+    return Geodatabase.create(
+        str(path),
+        service_url=lj.SERVICE_URL,
+        service_info=service_info or lj.service_info(),
+        layer_infos=layer_infos or lj.layer_infos(),
+        replica_name="test replica",
+        sync_model=SyncModel.PER_REPLICA,
+    )
+
+
+def demo_events(n_points: int = 5):
+    points = [lj.point_feature(i) for i in range(1, n_points + 1)]
+    first = points[0]["attributes"]["GlobalID"]
+    events = [(0, "features", p) for p in points]
+    events += [(1, "features", lj.line_feature(i)) for i in (1, 2)]
+    events += [(2, "features", lj.polygon_feature(1))]
+    events += [(3, "features", lj.inspection_row(i, first)) for i in (1, 2, 3)]
+    events += [(0, "attachments", lj.attachment(first, data=b"\x00\x01binary\xff"))]
+    return points, events
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    gdb = make_gdb(tmp_path / "demo.gpkg")
+    points, events = demo_events()
+    gdb.load_replica(lj.replica_header(server_gen=42), iter(events))
+    yield gdb, points
+    gdb.close()
+
+
+def test_created_geodatabase_is_a_geopackage_gdal_reads_with_every_table(tmp_path):
+    path = tmp_path / "demo.gpkg"
+    make_gdb(path).close()
+    ds = gdal.OpenEx(str(path), gdal.OF_VECTOR)
+    assert ds.GetDriver().ShortName == "GPKG"
+    names = sorted(ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount()))
+    assert names == ["Inspections", "Lines", "Points", "Points__ATTACH", "Polygons"]
+    points = ds.GetLayerByName("Points")
+    assert points.GetGeomType() == ogr.wkbPoint
+    assert points.GetFIDColumn() == "OBJECTID"
+    assert points.GetSpatialRef().GetAuthorityCode(None) == "3857"
+    assert ds.GetLayerByName("Lines").GetGeomType() == ogr.wkbMultiLineString
+    assert ds.GetLayerByName("Polygons").GetGeomType() == ogr.wkbMultiPolygon
+    assert ds.GetLayerByName("Inspections").GetGeomType() == ogr.wkbNone
+    defn = points.GetLayerDefn()
+    types = {
+        defn.GetFieldDefn(i).GetName(): (
+            defn.GetFieldDefn(i).GetType(),
+            defn.GetFieldDefn(i).GetSubType(),
+            defn.GetFieldDefn(i).GetWidth(),
+        )
+        for i in range(defn.GetFieldCount())
+    }
+    assert types["GlobalID"] == (ogr.OFTString, ogr.OFSTNone, 38)
+    assert types["name"] == (ogr.OFTString, ogr.OFSTNone, 100)
+    assert types["category"][:2] == (ogr.OFTInteger, ogr.OFSTInt16)
+    assert types["visits"][0] == ogr.OFTInteger
+    assert types["big"][0] == ogr.OFTInteger64
+    assert types["rating"][:2] == (ogr.OFTReal, ogr.OFSTFloat32)
+    assert types["height"][0] == ogr.OFTReal
+    assert types["observed"][0] == ogr.OFTDateTime
+    assert types["day"][0] == ogr.OFTDate
+    category = defn.GetFieldDefn(defn.GetFieldIndex("category"))
+    assert category.GetDomainName() == "PointCategory"
+    domain = ds.GetFieldDomain("PointCategory")
+    assert domain.GetEnumeration() == {"1": "Fountain", "2": "Viewpoint", "3": "Other"}
+    attach = ds.GetLayerByName("Points__ATTACH").GetLayerDefn()
+    assert [attach.GetFieldDefn(i).GetName() for i in range(attach.GetFieldCount())] == [
+        "GLOBALID",
+        "REL_GLOBALID",
+        "CONTENT_TYPE",
+        "ATT_NAME",
+        "DATA_SIZE",
+        "DATA",
+    ]
+    ds = None
+
+
+def test_bookkeeping_tables_stay_out_of_gpkg_contents(tmp_path):
+    path = tmp_path / "demo.gpkg"
+    make_gdb(path).close()
+    conn = sqlite3.connect(path)
+    contents = {r[0] for r in conn.execute("SELECT table_name FROM gpkg_contents")}
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert not any(t.startswith("oms_") for t in contents)
+    assert {"oms_meta", "oms_layers", "oms_changes", "oms_journal", "oms_conflicts"} <= tables
+    constraints = sqlite3.connect(path).execute(
+        "SELECT constraint_name, value, description FROM gpkg_data_column_constraints"
+        " WHERE constraint_name = 'PointStatus' ORDER BY value"
+    )
+    assert constraints.fetchall() == [
+        ("PointStatus", "damaged", "Damaged"),
+        ("PointStatus", "ok", "In order"),
+    ]
+
+
+def test_qgis_opens_every_table_as_a_valid_layer(loaded, qgis_app):
+    from qgis.core import QgsVectorLayer, QgsWkbTypes
+
+    gdb, _points = loaded
+    for table, count in (("Points", 5), ("Lines", 2), ("Polygons", 1), ("Inspections", 3)):
+        layer = QgsVectorLayer(f"{gdb.path}|layername={table}", table, "ogr")
+        assert layer.isValid(), table
+        assert layer.featureCount() == count
+    points = QgsVectorLayer(f"{gdb.path}|layername=Points", "p", "ogr")
+    assert points.wkbType() == QgsWkbTypes.Point
+    assert points.crs().authid() == "EPSG:3857"
+    feature = next(points.getFeatures("name = 'Point 1'"))
+    assert feature.geometry().asPoint().x() == 101.0
+    assert feature["notes"] == lj.TRICKY_TEXT
+
+
+def test_loaded_values_are_lossless(loaded):
+    gdb, points = loaded
+    conn = sqlite3.connect(gdb.path)
+    row = conn.execute(
+        "SELECT OBJECTID, GlobalID, name, category, big, observed, day, notes, rating"
+        " FROM Points WHERE OBJECTID = 3"
+    ).fetchone()
+    src = points[2]["attributes"]
+    assert row[0] == 3  # the service's ObjectID is kept for the initial copy
+    assert row[1] == src["GlobalID"]
+    assert row[2:5] == (src["name"], src["category"], 2**40 + 3)
+    assert row[5] == fv.ms_to_datetime_text(lj.OBSERVED_MS + 3) == "2023-11-14T22:15:23.459Z"
+    assert fv.datetime_text_to_ms(row[5]) == lj.OBSERVED_MS + 3
+    assert row[6] == "2024-02-29"
+    assert row[7] == lj.TRICKY_TEXT
+    assert row[8] == 2.5
+    attachment = conn.execute(
+        "SELECT REL_GLOBALID, ATT_NAME, CONTENT_TYPE, DATA_SIZE, DATA FROM Points__ATTACH"
+    ).fetchone()
+    assert attachment == (
+        points[0]["attributes"]["GlobalID"],
+        "photo.png",
+        "image/png",
+        9,
+        b"\x00\x01binary\xff",
+    )
+    conn.close()
+    assert gdb.replica.replica_id == "{5D1A7E9C-1111-4222-8333-944455556666}"
+    assert gdb.replica.server_gen == 42
+    assert not gdb.has_pending_edits()
+
+
+def test_gdal_reads_loaded_dates_and_geometries(loaded):
+    gdb, _points = loaded
+    ds = ogr.Open(gdb.path)
+    layer = ds.GetLayerByName("Points")
+    feature = layer.GetFeature(1)
+    assert feature.GetFieldAsString("observed") == "2023/11/14 22:15:23.457+00"
+    assert feature.GetGeometryRef().ExportToWkt() == "POINT (101 201)"
+    polygons = ds.GetLayerByName("Polygons")
+    polygon = polygons.GetNextFeature()
+    geometry = polygon.GetGeometryRef()
+    assert geometry.GetGeometryCount() == 2 and geometry.IsValid()
+    assert layer.GetExtent() == (101.0, 105.0, 201.0, 205.0)
+    feature = polygon = geometry = layer = polygons = None
+    ds = None
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1_700_000_123_456, "2023-11-14T22:15:23.456Z"),
+        (-1, "1969-12-31T23:59:59.999Z"),
+        (-62_135_596_800_000, "0001-01-01T00:00:00.000Z"),
+        (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_dates_convert_exactly_both_ways(ms, text):
+    assert fv.ms_to_datetime_text(ms) == text
+    assert fv.datetime_text_to_ms(text) == ms
+
+
+def test_dates_written_by_other_tools_are_read():
+    assert fv.datetime_text_to_ms("2023-11-14T22:15:23Z") == 1_700_000_123_000
+    assert fv.datetime_text_to_ms("2023-11-14 22:15:23.4") == 1_700_000_123_400
+    assert fv.datetime_text_to_ms("2023-11-14T23:15:23.456+01:00") == 1_700_000_123_456
+    assert fv.datetime_text_to_ms("2023-11-14") == 1_699_920_000_000
+    assert fv.datetime_text_to_ms("not a date") is None
+
+
+def test_reopening_gives_the_same_layers_and_replica(loaded):
+    gdb, _points = loaded
+    with Geodatabase.open(gdb.path) as again:
+        assert [lyr.table_name for lyr in again.layers] == [
+            "Points",
+            "Lines",
+            "Polygons",
+            "Inspections",
+        ]
+        points = again.layer(0)
+        assert points.attachment_table == "Points__ATTACH"
+        assert points.srs_id == 3857 and points.geometry_type == "esriGeometryPoint"
+        assert points.layer_json["fields"][2]["name"] == "name"
+        assert again.layer(3).is_table
+        assert again.replica == gdb.replica
+        uploadable = {f.name for f in points.uploadable_fields}
+        assert "created_user" not in uploadable and "Shape__Area" not in uploadable
+        assert "GlobalID" not in uploadable and {"name", "observed"} <= uploadable
+
+
+def test_open_refuses_missing_foreign_and_corrupt_files(tmp_path):
+    with pytest.raises(GeodatabaseError, match="does not exist"):
+        Geodatabase.open(tmp_path / "missing.gpkg")
+    junk = tmp_path / "junk.gpkg"
+    junk.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(GeodatabaseError, match="damaged or not a GeoPackage"):
+        Geodatabase.open(junk)
+    plain = tmp_path / "plain.gpkg"
+    ds = gdal.GetDriverByName("GPKG").Create(str(plain), 0, 0, 0, gdal.GDT_Unknown)
+    ds.CreateLayer("foreign", None, ogr.wkbNone)
+    ds = None
+    with pytest.raises(GeodatabaseError, match="not an offline-map geodatabase"):
+        Geodatabase.open(plain)
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(GeodatabaseError, match="not a GeoPackage"):
+        Geodatabase.open(other)
+
+
+def test_create_refuses_an_existing_file_and_cleans_up_after_a_failure(tmp_path):
+    path = tmp_path / "demo.gpkg"
+    make_gdb(path).close()
+    with pytest.raises(GeodatabaseError, match="already exists"):
+        make_gdb(path)
+    bad = lj.layer_infos()
+    bad[1]["globalIdField"] = None
+    bad[1]["fields"] = [f for f in bad[1]["fields"] if f["type"] != "esriFieldTypeGlobalID"]
+    with pytest.raises(GeodatabaseError, match="no GlobalID"):
+        make_gdb(tmp_path / "bad.gpkg", layer_infos=bad)
+    assert not (tmp_path / "bad.gpkg").exists()
+
+
+def test_unknown_spatial_reference_is_refused(tmp_path):
+    info = lj.service_info()
+    info["spatialReference"] = {"wkid": 999999}
+    layers = lj.layer_infos()
+    for layer in layers.values():
+        layer.pop("extent", None)
+    with pytest.raises(GeodatabaseError, match="spatial reference"):
+        make_gdb(tmp_path / "x.gpkg", layer_infos=layers, service_info=info)
+
+
+def test_esri_only_wkid_and_z_m_layers(tmp_path):
+    info = lj.service_info()
+    info["spatialReference"] = {"wkid": 102003}  # USA Contiguous Albers: an ESRI: code
+    layers = {1: lj.lines_layer()}
+    layers[1]["hasZ"] = True
+    layers[1]["hasM"] = True
+    with make_gdb(tmp_path / "z.gpkg", layer_infos=layers, service_info=info) as gdb:
+        feature = lj.line_feature(1)
+        feature["geometry"] = {
+            "hasZ": True,
+            "hasM": True,
+            "paths": [[[0.0, 0.0, 5.0, 1.0], [1.0, 1.0, 6.0, 2.0]]],
+        }
+        gdb.load_replica(lj.replica_header(), iter([(1, "features", feature)]))
+        srs_id = gdb.layer(1).srs_id
+    ds = ogr.Open(str(tmp_path / "z.gpkg"))
+    layer = ds.GetLayer(0)
+    assert layer.GetGeomType() == ogr.wkbMultiLineStringZM
+    assert layer.GetSpatialRef().GetAuthorityName(None) == "ESRI"
+    assert srs_id == 102003
+    feature = layer.GetNextFeature()
+    wkt = feature.GetGeometryRef().ExportToIsoWkt()
+    assert wkt == "MULTILINESTRING ZM ((0 0 5 1,1 1 6 2))"
+    feature = layer = None
+    ds = None
+
+
+def test_cancelled_load_raises_and_keeps_no_replica_id(tmp_path):
+    gdb = make_gdb(tmp_path / "demo.gpkg")
+    events = [(0, "features", lj.point_feature(i)) for i in range(1, 12001)]
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) >= 2
+
+    with pytest.raises(CancelledError):
+        gdb.load_replica(lj.replica_header(), iter(events), cancel=cancel)
+    assert gdb.replica.replica_id is None  # an unfinished load is recognisable
+    gdb.close()
+
+
+def test_attachments_by_url_are_fetched(tmp_path):
+    gdb = make_gdb(tmp_path / "demo.gpkg")
+    point = lj.point_feature(1)
+    item = lj.attachment(point["attributes"]["GlobalID"])
+    del item["data"]
+    item["url"] = "http://example/att/1"
+    fetched = []
+
+    def fetch(url):
+        fetched.append(url)
+        return b"fetched bytes"
+
+    gdb.load_replica(
+        lj.replica_header(),
+        iter([(0, "features", point), (0, "attachments", item)]),
+        fetch_attachment=fetch,
+    )
+    data = sqlite3.connect(gdb.path).execute("SELECT DATA FROM Points__ATTACH").fetchone()[0]
+    assert fetched == ["http://example/att/1"] and data == b"fetched bytes"
+    gdb.close()
+
+
+def test_per_layer_generations_are_stored(tmp_path):
+    gdb = make_gdb(tmp_path / "demo.gpkg")
+    header = lj.replica_header()
+    header.pop("replicaServerGen")
+    header["syncModel"] = "perLayer"
+    header["layerServerGens"] = '[{"id": 0, "serverGen": "12"}, {"id": 1, "serverGen": 13}]'
+    gdb.load_replica(header, iter([]))
+    assert gdb.replica.sync_model == SyncModel.PER_LAYER
+    assert gdb.replica.layer_gens == {0: 12, 1: 13}
+    gdb.close()
