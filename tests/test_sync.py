@@ -23,6 +23,8 @@ from plugin.core.enums import (
 )
 from plugin.core.errors import ServiceError, SyncInProgressError
 from plugin.core.geodatabase import Geodatabase
+from plugin.core.geodatabase_model import ConflictReason
+from plugin.core.gpkg_connection import register_functions
 from plugin.core.jobs import JobStatus
 from plugin.core.offline_map import OfflineMap
 from plugin.core.rest import ArcGISClient, TokenCredentials
@@ -128,6 +130,8 @@ class Local:
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # the GeoPackage's spatial-index triggers name ST_* functions, as for any sqlite writer
+        register_functions(con)
         return con
 
     def rows(self, layer_id: int) -> dict[str, dict]:
@@ -510,13 +514,15 @@ def test_update_of_server_deleted_feature_goes_to_conflicts(server, tmp_path, sy
     result = sync_map(offline_map)
 
     points = result_for(result, POINTS)
-    assert [e.code for e in points.edit_errors] == [1019]
-    assert points.edit_errors[0].global_id.upper() == gid
+    # the server's delete arrives in the same sync, which settles the rejected update (1019)
+    assert all(e.code == 1019 for e in points.edit_errors)
+    assert points.conflicts == 1
     assert gid not in server_rows(server, POINTS)  # not resurrected
     assert gid not in local.rows(POINTS)  # the server's delete is applied
     conflicts = local.conflicts()
     assert [c.global_id.upper() for c in conflicts] == [gid]
     assert conflicts[0].attributes["name"] == "Edited offline"
+    assert conflicts[0].reason == ConflictReason.DELETED_ON_SERVER
     assert not local.has_pending()
 
 

@@ -464,6 +464,7 @@ class _GeodatabaseSync:
                     return SyncDirection.UPLOAD.wire
                 return SyncDirection.DOWNLOAD.wire if down else SyncDirection.NONE.wire
 
+            # Layers that do not move this time are left out (servers refuse "none").
             request["syncLayers"] = [
                 {
                     "id": i,
@@ -471,6 +472,7 @@ class _GeodatabaseSync:
                     "syncDirection": layer_wire(directions[i]),
                 }
                 for i in layer_ids
+                if layer_wire(directions[i]) != SyncDirection.NONE.wire
             ]
         else:
             request["replicaServerGen"] = int(replica.server_gen or 0)
