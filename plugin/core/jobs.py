@@ -114,6 +114,9 @@ class Job(Generic[T]):
             self._result = result
             self._progress = 100
             self._status = JobStatus.SUCCEEDED
+            message, listeners = self._message, list(self._listeners)
+        for listener in listeners:
+            listener(100, message)
         self._done_event.set()
         return result
 

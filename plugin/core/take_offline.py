@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +37,13 @@ from .offline_map import (
     OfflineMap,
     OfflineMapManifest,
 )
+from .rest import JOB_FAILED, ArcGISClient, BadAnswerError
 
 _FEATURE_SERVER = re.compile(
     r"^(?P<service>.+?/FeatureServer)(?:/(?P<layer>\d+))?/?$", re.IGNORECASE
 )
+# Pauses between looks for a replica whose creation outcome is unknown (about 4 s in all).
+_UNDO_WAITS = (0.2, 0.5, 1.0, 2.0)
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
 }
@@ -139,8 +143,6 @@ class OfflineMapTask:
                     f"{url} is not a feature service URL (…/FeatureServer).", url=url
                 )
         if client is None:
-            from .rest import ArcGISClient
-
             client = ArcGISClient()
         self.client = client
         self.portal_url = portal_url.rstrip("/") if portal_url else None
@@ -200,6 +202,8 @@ class _Replica:
     service_url: str
     name: str
     id: str | None = None
+    status_url: str | None = None
+    refused: bool = False
 
 
 @dataclass
@@ -370,14 +374,23 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         self._report(start, f"Requesting the data of {plan.title}")
         replica = _Replica(plan.service_url, replica_name)
         made.replicas.append(replica)
-        result = client.create_replica(
-            plan.service_url,
-            params,
-            progress=self._sub_progress(start, middle),
-            cancel=self._cancel_requested,
-        )
         try:
-            header = result.header()
+            result = client.create_replica(
+                plan.service_url,
+                params,
+                progress=self._sub_progress(start, middle),
+                cancel=self._cancel_requested,
+                on_status_url=lambda url: setattr(replica, "status_url", url),
+            )
+        except ServiceError as error:
+            # An ArcGIS error answer means no replica was made; a garbled answer means maybe.
+            replica.refused = not isinstance(error, BadAnswerError)
+            raise
+        events = None
+        try:
+            # The header fills in as the events are read: replicaID normally comes first, the
+            # rest is complete by the time load_replica reaches the end of the file.
+            header, events = result.read()
             replica.id = header.get("replicaID")
             self._check_cancelled()
             final = self.folder / plan.file
@@ -395,7 +408,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             try:
                 geodatabase.load_replica(
                     header,
-                    result.events(),
+                    events,
                     fetch_attachment=self._attachment_fetcher(),
                     progress=self._sub_progress(middle, end),
                     cancel=self._cancel_requested,
@@ -404,6 +417,10 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             finally:
                 geodatabase.close()
         finally:
+            # Close the reader before deleting its file (Windows refuses to delete open files).
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
             result.close()
         self._check_cancelled()
         _move_database(partial, final)
@@ -500,15 +517,9 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
 
     def _undo(self, made: _Made) -> None:
         # Best effort and quiet: the error that brought us here is the one the user must see.
-        client = self.task.client
-        for made_replica in made.replicas:
+        for replica in made.replicas:
             try:
-                if made_replica.id:
-                    client.unregister_replica(made_replica.service_url, made_replica.id)
-                    continue
-                for replica in client.replicas(made_replica.service_url):
-                    if replica.get("replicaName") == made_replica.name and replica.get("replicaID"):
-                        client.unregister_replica(made_replica.service_url, replica["replicaID"])
+                self._unregister(replica)
             except Exception:
                 pass
         for path in made.files:
@@ -519,6 +530,34 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                     pass
         if made.folder_created:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _unregister(self, replica: _Replica) -> None:
+        """Unregister a replica this run asked for, finding its ID if the answer never came."""
+        client = self.task.client
+        # When the outcome of createReplica is unknown (connection lost, cancelled while the
+        # server job ran) the replica may appear a moment later: look again a few times.
+        waits = () if replica.refused else _UNDO_WAITS
+        for attempt in range(len(waits) + 1):
+            if not replica.id and replica.status_url:
+                status = client.get_json(replica.status_url)
+                replica.id = status.get("replicaID")
+                state = str(status.get("status") or "").replace(" ", "").lower()
+                if not replica.id and state in JOB_FAILED:
+                    return
+            if not replica.id:
+                replica.id = next(
+                    (
+                        item["replicaID"]
+                        for item in client.replicas(replica.service_url)
+                        if item.get("replicaName") == replica.name and item.get("replicaID")
+                    ),
+                    None,
+                )
+            if replica.id:
+                client.unregister_replica(replica.service_url, replica.id)
+                return
+            if attempt < len(waits):
+                time.sleep(waits[attempt])
 
     def _default_title(self) -> str:
         if self.task.webmap_item_id:
