@@ -13,6 +13,7 @@ the dock finds them again to reload them after a sync or to check for unsaved ed
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsEditorWidgetSetup,
     QgsLayerTreeGroup,
+    QgsPalLayerSettings,
     QgsProject,
     QgsRectangle,
     QgsRelation,
@@ -178,6 +180,7 @@ def _apply_style(layer: QgsVectorLayer, layer_json: dict, opacity: float) -> boo
         if labeling_json and layer_json.get("drawingInfo", {}).get("showLabels", True):
             labeling = QgsArcGisRestUtils.convertLabeling(labeling_json)
             if labeling is not None:
+                _fill_label_expressions(labeling, labeling_json)
                 layer.setLabeling(labeling)
                 layer.setLabelsEnabled(True)
     transparency = drawing.get("transparency") or 0
@@ -187,6 +190,28 @@ def _apply_style(layer: QgsVectorLayer, layer_json: dict, opacity: float) -> boo
         layer_opacity = 1.0
     layer.setOpacity(layer_opacity * float(opacity if opacity is not None else 1.0))
     return styled
+
+
+_ARCADE_FIELD = re.compile(r"^\s*\$feature(?:\.(\w+)|\[\s*['\"]([^'\"]+)['\"]\s*\])\s*;?\s*$")
+
+
+def _fill_label_expressions(labeling: Any, labeling_json: list) -> None:
+    # NOTE: QGIS 3.22 converts only the legacy ``labelExpression`` ("[name]"); services that
+    # give an Arcade ``labelExpressionInfo`` get rules without text. Fill in the simple
+    # ``$feature.field`` case so such labels show.
+    rules = labeling.rootRule().children() if hasattr(labeling, "rootRule") else []
+    for rule, info in zip(rules, labeling_json):
+        current = rule.settings()
+        if current is None or current.fieldName:
+            continue
+        expression = ((info or {}).get("labelExpressionInfo") or {}).get("expression") or ""
+        match = _ARCADE_FIELD.match(expression)
+        if not match:
+            continue
+        settings = QgsPalLayerSettings(current)
+        settings.fieldName = match.group(1) or match.group(2)
+        settings.isExpression = False
+        rule.setSettings(settings)
 
 
 def _apply_fields(layer: QgsVectorLayer, layer_json: dict) -> None:

@@ -129,6 +129,7 @@ def test_add_to_map_loads_valid_styled_layers_with_relations(dock, demo_map):
     assert isinstance(made.layers[LINES].renderer(), QgsSingleSymbolRenderer)
     assert made.styled[POINTS] and made.styled[LINES] and made.styled[POLYGONS]
     assert points.labelsEnabled()
+    assert points.labeling().rootRule().children()[0].settings().fieldName == "name"
     assert points.attributeAlias(points.fields().lookupField("height")) == "Height (m)"
     assert points.editorWidgetSetup(points.fields().lookupField("category")).type() == "ValueMap"
 

@@ -166,6 +166,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def _fill_tree(self) -> None:
         self.contentTree.clear()
         offline_map = self.offline_map
+        self.introLabel.setVisible(offline_map is None)
         if offline_map is None:
             self.mapLabel.setText(tr("No offline map is open."))
             return
@@ -191,7 +192,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             if entry.download_only:
                 top.setText(0, tr("{0} (download only)").format(top.text(0)))
             self.contentTree.addTopLevelItem(top)
-            for layer in entry.layers:
+            for layer in _tree_order(entry.layers):
                 name = layer.title if not layer.is_table else tr("{0} (table)").format(layer.title)
                 child = QTreeWidgetItem([name, describe_counts(gdb_counts.get(layer.id))])
                 child.setData(0, ROLE_KEY, (entry.file, layer.id))
@@ -437,8 +438,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def cancel(self) -> None:
         """Cancel the running task (the job stops at its next safe point)."""
         if self.task is not None:
-            self.task.cancel()
+            # Text first: a task that has not started yet finishes inside cancel().
             self.statusLabel.setText(tr("Cancelling…"))
+            self.task.cancel()
 
     # -- take offline ------------------------------------------------------------------------
     def take_offline(self) -> JobTask | None:
@@ -619,6 +621,15 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API name)
         self.closed.emit()
         super().closeEvent(event)
+
+
+def _tree_order(layers) -> list:
+    """Layers as the project's layer tree shows them: top-drawn first, then the tables."""
+    spatial = sorted(
+        (layer for layer in layers if not layer.is_table),
+        key=lambda layer: -(layer.draw_order if layer.draw_order is not None else -1),
+    )
+    return spatial + [layer for layer in layers if layer.is_table]
 
 
 def _save_auth(folder: str, authcfg: str) -> None:

@@ -142,6 +142,7 @@ def _edit_locally(folder: Path) -> None:
 def inside_qgis() -> None:
     from qgis.core import QgsProject
     from qgis.PyQt.QtCore import QTimer
+    from qgis.PyQt.QtWidgets import QDockWidget
     from qgis.utils import iface, loadPlugin, plugins, startPlugin
 
     name = "offline_map_sync"
@@ -161,7 +162,12 @@ def inside_qgis() -> None:
             loadPlugin(name)
             startPlugin(name)
         plugin = plugins[name]
-        iface.mainWindow().showMaximized()
+        window = iface.mainWindow()
+        window.showMaximized()
+        window.resize(1600, 1000)
+        for panel in window.findChildren(QDockWidget):
+            if panel.objectName() == "Browser":
+                panel.hide()
         plugin.action.setChecked(True)
         dock = plugin.dock
         state["dock"] = dock
