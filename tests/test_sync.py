@@ -21,7 +21,7 @@ from plugin.core.enums import (
     SyncDirection,
     SyncModel,
 )
-from plugin.core.errors import ServiceError, SyncInProgressError
+from plugin.core.errors import CancelledError, ServiceError, SyncInProgressError
 from plugin.core.geodatabase import Geodatabase
 from plugin.core.geodatabase_model import ConflictReason
 from plugin.core.gpkg_connection import register_functions
@@ -96,20 +96,24 @@ def take_offline(
     return task.generate_offline_map(params, folder).run().offline_map
 
 
-def sync_map(
+def sync_job(
     offline_map: OfflineMap,
     direction: SyncDirection = SyncDirection.BIDIRECTIONAL,
     *,
     rollback: bool = False,
     keep_deltas: bool = False,
     client=None,
-) -> OfflineMapSyncResult:
+):
     task = OfflineMapSyncTask(offline_map, client=client or fast_client())
     params = task.create_default_offline_map_sync_parameters()
     params.sync_direction = direction
     params.rollback_on_failure = rollback
     params.keep_geodatabase_deltas = keep_deltas
-    return task.create_offline_map_sync_job(params).run()
+    return task.create_offline_map_sync_job(params)
+
+
+def sync_map(offline_map: OfflineMap, *args, **kwargs) -> OfflineMapSyncResult:
+    return sync_job(offline_map, *args, **kwargs).run()
 
 
 def result_for(result: OfflineMapSyncResult, layer_id: int) -> SyncLayerResult:
@@ -639,9 +643,11 @@ def test_fault_during_sync_then_plain_resync_equals_a_fault_free_run(server, tmp
     message = failed.geodatabase_errors[Local(offline_map).path.name]
     assert "Syncing again will resolve it" in message
 
-    resynced = sync_map(offline_map)
+    job = sync_job(offline_map)
+    resynced = job.run()
 
     assert_no_errors(resynced)
+    assert any("interrupted during the last sync" in m for m in job.messages)
     rows = server_rows(server, POINTS)
     assert [g for g in rows if g == added] == [added]
     assert len(rows) == seed.DEMO_COUNTS[POINTS]  # one added, one deleted, no duplicates
@@ -687,6 +693,30 @@ def test_lasting_faults_while_polling_or_downloading_are_finished_by_the_next_sy
     assert len(rows) == seed.DEMO_COUNTS[POINTS] + 1
     assert not local.has_pending()
     assert len(local.rows(POINTS)) == seed.DEMO_COUNTS[POINTS] + 1
+
+
+def test_sync_cancelled_while_applying_downloads_leaves_the_old_state_and_resyncs(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Uploaded, then cancelled")
+    server.apply_edits(
+        DEMO, POINTS, updates=[{"attributes": {"GlobalID": point_gid(2), "name": "Server"}}]
+    )
+    job = sync_job(offline_map)
+    job.add_progress_listener(lambda p, m: job.cancel() if m.startswith("Applying") else None)
+    with pytest.raises(CancelledError):
+        job.run()
+    # the server has the upload; locally nothing of the commit happened
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == (
+        "Uploaded, then cancelled"
+    )
+    assert local.rows(POINTS)[point_gid(2)]["name"] != "Server"
+    assert local.pending()[POINTS]["updates"] == 1
+
+    assert_no_errors(sync_map(offline_map))
+    assert local.rows(POINTS)[point_gid(2)]["name"] == "Server"
+    assert not local.has_pending()
+    assert len(server_rows(server, POINTS)) == seed.DEMO_COUNTS[POINTS]
 
 
 def test_expired_result_file_is_requested_again_by_the_next_sync(server, tmp_path):

@@ -536,8 +536,16 @@ class _GeodatabaseSync:
             self._keep_deltas(snapshot, result)
             self.progress(0.7, "Applying changes to the geodatabase")
             header, events = result.read()
+            # Cancelling here rolls the whole commit back; the journal then lets the next
+            # sync pick the upload up again.
             report = self.gdb.commit_sync(
-                snapshot, header, events, direction=direction, layer_ids=layer_ids
+                snapshot,
+                header,
+                events,
+                direction=direction,
+                layer_ids=layer_ids,
+                progress=self._phase(0.7, 0.95),
+                cancel=self.cancel,
             )
         if entry is not None:
             self.gdb.journal_close(entry)
