@@ -391,3 +391,78 @@ def test_supports_async_accepts_both_spellings():
     assert supports_async({"syncCapabilities": {"supportsASync": True}})
     assert not supports_async({"syncCapabilities": {}})
     assert not supports_async({})
+
+
+# -- against the reference service -------------------------------------------------------------
+
+
+def test_reference_service_description_and_every_layer(reference_server):
+    from tests.featureservice import seed
+
+    client = fast_client()
+    url = reference_server.service_url(seed.DEMO_SERVICE)
+    info = client.service_info(url)
+    assert "Sync" in info["capabilities"]
+    assert supports_async(info)
+    layers = client.all_layer_infos(url, info)
+    assert sorted(layers) == [0, 1, 2, 3]
+    assert layers[3]["type"] == "Table"
+    assert layers[0]["geometryType"] == "esriGeometryPoint"
+
+
+def test_create_replica_async_streams_the_data_and_the_replica_is_listed(reference_server):
+    from tests.featureservice import seed
+
+    client = fast_client()
+    url = reference_server.service_url(seed.DEMO_SERVICE)
+    status_urls = []
+    params = {
+        "replicaName": "rest-test",
+        "layers": [0, 1, 2, 3],
+        "syncModel": "perReplica",
+        "syncDirection": "bidirectional",
+        "returnAttachments": True,
+        "returnAttachmentsDataByUrl": False,
+        "async": True,
+    }
+    with client.create_replica(url, params, on_status_url=status_urls.append) as result:
+        header, events = result.read()
+        counts: dict[int, int] = defaultdict(int)
+        for layer_id, section, _item in events:
+            if section == "features":
+                counts[layer_id] += 1
+    assert status_urls, "the reference service runs createReplica as a job when asked"
+    assert dict(counts) == seed.DEMO_COUNTS
+    assert isinstance(header["replicaServerGen"], int)
+    assert header["replicaID"] in [r["replicaID"] for r in client.replicas(url)]
+    client.unregister_replica(url, header["replicaID"])
+    assert header["replicaID"] not in [r["replicaID"] for r in client.replicas(url)]
+
+
+def test_secured_service_needs_a_token_and_refuses_a_wrong_password(secured_reference_server):
+    from tests.featureservice import seed
+
+    server = secured_reference_server
+    url = server.service_url(seed.DEMO_SERVICE)
+    with pytest.raises(AuthenticationError) as caught:
+        fast_client().service_info(url)
+    assert caught.value.code == 499
+    wrong = TokenCredentials(server.token_url, "alice", "not-her-password")
+    with pytest.raises(AuthenticationError, match="Unable to generate token"):
+        fast_client(credentials=wrong).service_info(url)
+    right = fast_client(credentials=TokenCredentials(server.token_url, "alice", "alice-secret"))
+    assert "Sync" in right.service_info(url)["capabilities"]
+    server.expire_tokens()
+    assert "Sync" in right.service_info(url)["capabilities"]  # renewed on 498
+
+
+def test_reference_service_faults_on_reads_are_retried(reference_server):
+    from tests.featureservice import seed
+
+    url = reference_server.service_url(seed.DEMO_SERVICE)
+    for kind in ("http503", "html_error", "truncated_json", "drop_before_commit"):
+        reference_server.inject_fault("service", kind)
+        assert fast_client(retries=2).service_info(url)["capabilities"]
+    reference_server.inject_fault("service", "http502", count=5)
+    with pytest.raises(BadAnswerError):
+        fast_client(retries=2).service_info(url)
