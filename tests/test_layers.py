@@ -1,0 +1,99 @@
+"""An offline map's geodatabases as QGIS layers: found again, reloaded, removed cleanly."""
+
+from __future__ import annotations
+
+import pytest
+from osgeo import ogr
+from qgis.core import QgsFeatureRequest, QgsProject, QgsRelation
+
+from plugin.core.rest import ArcGISClient
+from plugin.core.take_offline import OfflineMapTask
+from plugin.layers import (
+    PROPERTY_ATTACHMENTS,
+    add_offline_map_to_project,
+    layers_with_unsaved_edits,
+    offline_map_layers,
+    reload_offline_map_layers,
+    remove_offline_map_from_project,
+)
+from tests.featureservice import seed
+
+POINTS = 0
+
+
+@pytest.fixture
+def demo_map(reference_server, tmp_path):
+    task = OfflineMapTask(
+        portal_url=reference_server.portal_url,
+        webmap_item_id=seed.DEMO_WEBMAP_ID,
+        client=ArcGISClient(),
+    )
+    parameters = task.create_default_generate_offline_map_parameters(None)
+    return task.generate_offline_map(parameters, tmp_path / "map").run().offline_map
+
+
+@pytest.fixture
+def project(qgis_new_project):
+    yield QgsProject.instance()
+    QgsProject.instance().clear()
+
+
+def _value(layer, name, field):
+    request = QgsFeatureRequest().setFilterExpression(f"\"name\" = '{name}'")
+    return next(layer.getFeatures(request))[field]
+
+
+def test_reload_shows_what_another_writer_put_into_the_geodatabase(demo_map, project):
+    loaded = add_offline_map_to_project(demo_map, project)
+    points = loaded[0].layers[POINTS]
+    name = seed.POINT_NAMES[0]
+    assert _value(points, name, "visits") != 321
+
+    source = ogr.Open(str(demo_map.geodatabases[0].path), update=1)
+    source.ExecuteSQL(f"UPDATE \"Points\" SET visits = 321 WHERE name = '{name}'")
+    source = None
+
+    assert reload_offline_map_layers(demo_map.folder, project) == 5
+    assert _value(points, name, "visits") == 321
+
+
+def test_only_layers_in_edit_mode_with_changes_count_as_unsaved(demo_map, project):
+    loaded = add_offline_map_to_project(demo_map, project)
+    points, lines = loaded[0].layers[POINTS], loaded[0].layers[1]
+    points.startEditing()
+    lines.startEditing()
+    feature = next(points.getFeatures())
+    points.changeAttributeValue(feature.id(), points.fields().lookupField("visits"), 1)
+
+    assert layers_with_unsaved_edits(demo_map.folder, project) == [points]
+    points.rollBack()
+    lines.rollBack()
+    assert layers_with_unsaved_edits(demo_map.folder, project) == []
+
+
+def test_attachments_are_a_composition_with_a_binary_widget(demo_map, project):
+    loaded = add_offline_map_to_project(demo_map, project)
+    attachments = loaded[0].attachment_layers[POINTS]
+    assert attachments.customProperty(PROPERTY_ATTACHMENTS) == POINTS
+    data = attachments.fields().lookupField("DATA")
+    assert attachments.editorWidgetSetup(data).type() == "Binary"
+    relation = next(
+        r
+        for r in project.relationManager().relations().values()
+        if r.referencingLayerId() == attachments.id()
+    )
+    assert relation.strength() == QgsRelation.RelationStrength.Composition
+    parent = next(loaded[0].layers[POINTS].getFeatures())
+    children = list(relation.getRelatedFeatures(parent))
+    assert all(child["REL_GLOBALID"] == parent["GlobalID"] for child in children)
+
+
+def test_remove_takes_away_layers_relations_and_the_group(demo_map, project):
+    add_offline_map_to_project(demo_map, project)
+    assert offline_map_layers(demo_map.folder, project)
+
+    remove_offline_map_from_project(demo_map.folder, project)
+
+    assert offline_map_layers(demo_map.folder, project) == []
+    assert project.relationManager().relations() == {}
+    assert project.layerTreeRoot().findGroups() == []
