@@ -570,3 +570,170 @@ def test_progress_rises_to_100_with_messages(reference_server, tmp_path):
     job.run()
     assert seen == sorted(seen) and seen[-1] == 100 == job.progress
     assert any(m.startswith("Storing the data of Demo") for m in job.messages)
+
+
+# -- web maps beyond the seed ------------------------------------------------------------------
+FIELD_MAP_ID = "f1e1d0000000000000000000000000aa"
+
+
+def save_item(server, item_id: str, item: dict, data: dict | None) -> None:
+    # The reference portal has no "add item" call: store the item as the seed does.
+    with server.app.store.write() as tx:
+        tx.save_item(item_id, {"id": item_id, "owner": "seed", **item}, data)
+
+
+def field_map_data() -> dict:
+    return {
+        "operationalLayers": [
+            {
+                "id": "hillshade",
+                "title": "Hillshade",
+                "url": "{services}/Hillshade/MapServer",
+                "layerType": "ArcGISMapServiceLayer",
+            },
+            {
+                "id": "survey",
+                "title": "Survey",
+                "layerType": "GroupLayer",
+                "visibility": False,
+                "layers": [
+                    {
+                        "id": "lines",
+                        "title": "Roads & paths",
+                        "url": "{services}/Demo/FeatureServer/1",
+                        "layerType": "ArcGISFeatureLayer",
+                    },
+                    {
+                        "id": "fountains",
+                        "title": "Fountains",
+                        "url": "{services}/Demo/FeatureServer/0",
+                        "layerType": "ArcGISFeatureLayer",
+                        "opacity": 0.5,
+                        "layerDefinition": {"definitionExpression": "category = 1"},
+                    },
+                ],
+            },
+            {
+                "id": "sketch",
+                "title": "Sketch",
+                "layerType": "ArcGISFeatureLayer",
+                "featureCollection": {"layers": []},
+            },
+            {
+                "id": "readonly",
+                "title": "Read-only points",
+                "url": "{services}/ReadOnly/FeatureServer/0/",
+                "layerType": "ArcGISFeatureLayer",
+            },
+        ],
+        "tables": [],
+        "baseMap": {
+            "baseMapLayers": [{"id": "osm", "title": "OpenStreetMap", "layerType": "OpenStreetMap"}]
+        },
+        "spatialReference": seed.SR,
+    }
+
+
+def test_web_map_groups_filters_and_other_layer_kinds(reference_server, tmp_path):
+    server = reference_server
+    save_item(server, FIELD_MAP_ID, {"title": "Field map", "type": "Web Map"}, field_map_data())
+    task = OfflineMapTask(
+        portal_url=server.portal_url, webmap_item_id=FIELD_MAP_ID, client=fast_client()
+    )
+    result = run(task, tmp_path / "map")
+
+    offline_map = result.offline_map
+    assert offline_map.title == "Field map"
+    assert [e.file for e in offline_map.geodatabases] == ["Demo.gpkg", "ReadOnly.gpkg"]
+    demo, readonly = offline_map.geodatabases
+    assert demo.layer_ids == [POINTS, LINES] and demo.table_ids == []
+    assert readonly.download_only and not demo.download_only
+    by_title = {layer.title: layer for _, layer in offline_map.layers_in_draw_order()}
+    assert list(by_title) == ["Roads & paths", "Fountains", "Read-only points"]
+    # A hidden group hides its layers; opacity and filters come from the web map.
+    assert not by_title["Roads & paths"].visible and not by_title["Fountains"].visible
+    assert by_title["Read-only points"].visible
+    assert by_title["Fountains"].opacity == 0.5
+    assert by_title["Fountains"].definition_expression == "category = 1"
+    assert by_title["Fountains"].webmap_layer_id == "fountains"
+    assert {(s.title, s.reason.split(" ")[0]) for s in result.skipped_layers} == {
+        ("Hillshade", "only"),
+        ("Sketch", "it"),
+        ("OpenStreetMap", "basemap"),
+    }
+    assert result.has_errors
+    # The definition expression limits the rows taken offline.
+    points = local_features(demo.path, POINTS)
+    assert points.keys() == server_gids(server, POINTS, where="category = 1")
+    assert len(points) == 3
+    assert len(local_features(demo.path, LINES)) == seed.DEMO_COUNTS[LINES]
+
+
+def test_definition_expression_filter_can_be_turned_off(reference_server, tmp_path):
+    server = reference_server
+    save_item(server, FIELD_MAP_ID, {"title": "Field map", "type": "Web Map"}, field_map_data())
+    task = OfflineMapTask(
+        portal_url=server.portal_url, webmap_item_id=FIELD_MAP_ID, client=fast_client()
+    )
+    result = run(task, tmp_path / "map", definition_expression_filter_enabled=False)
+    points = local_features(result.offline_map.geodatabases[0].path, POINTS)
+    assert len(points) == seed.DEMO_COUNTS[POINTS]
+
+
+def test_portal_item_that_is_not_a_web_map_is_refused(reference_server, tmp_path):
+    server = reference_server
+    save_item(server, FIELD_MAP_ID, {"title": "A service", "type": "Feature Service"}, None)
+    task = OfflineMapTask(
+        portal_url=server.portal_url, webmap_item_id=FIELD_MAP_ID, client=fast_client()
+    )
+    with pytest.raises(ServiceError, match="is a 'Feature Service', not a web map"):
+        run(task, tmp_path / "map")
+
+
+def test_web_map_without_feature_layers_is_refused(reference_server, tmp_path):
+    server = reference_server
+    data = field_map_data()
+    data["operationalLayers"] = data["operationalLayers"][:1]
+    save_item(server, FIELD_MAP_ID, {"title": "Just a basemap", "type": "Web Map"}, data)
+    task = OfflineMapTask(
+        portal_url=server.portal_url, webmap_item_id=FIELD_MAP_ID, client=fast_client()
+    )
+    with pytest.raises(ServiceError, match="no feature service layers"):
+        run(task, tmp_path / "map")
+    assert not (tmp_path / "map").exists()
+
+
+# -- the offline map's geodatabases ------------------------------------------------------------
+def test_local_edit_counts_report_edits_made_after_taking_offline(reference_server, tmp_path):
+    from plugin.core.gpkg_connection import connect
+
+    result = run(webmap_task(reference_server), tmp_path / "map")
+    offline_map = OfflineMap.open(result.offline_map.folder)
+    assert not offline_map.has_local_edits()
+    counts = offline_map.local_edit_counts()
+    assert set(counts) == {"Demo.gpkg"}
+    assert all(not any(c.values()) for c in counts["Demo.gpkg"].values())
+
+    conn = connect(str(offline_map.geodatabases[0].path))
+    try:
+        conn.execute(
+            'UPDATE "Points" SET name = ? WHERE GlobalID = ?', ("Edited", seed.guid(DEMO, 0, 2))
+        )
+        conn.execute('DELETE FROM "Lines" WHERE GlobalID = ?', (seed.guid(DEMO, 1, 0),))
+    finally:
+        conn.close()
+
+    assert offline_map.has_local_edits()
+    counts = offline_map.local_edit_counts()["Demo.gpkg"]
+    assert counts[POINTS]["updates"] == 1 and counts[POINTS]["adds"] == 0
+    assert counts[LINES]["deletes"] == 1
+    assert not any(counts[POLYGONS].values())
+
+
+def test_opened_geodatabase_holds_the_replica_of_its_service(reference_server, tmp_path):
+    result = run(webmap_task(reference_server), tmp_path / "map")
+    offline_map = result.offline_map
+    [entry] = offline_map.geodatabases
+    with offline_map.open_geodatabase(entry) as gdb:
+        assert gdb.replica.service_url == entry.service_url
+        assert {lay.id for lay in gdb.layers} == set(entry.layer_ids + entry.table_ids)
