@@ -23,8 +23,10 @@ from plugin.layers import offline_map_layers
 from plugin.take_offline_request import TakeOfflineRequest
 from plugin.task import wait_for_task
 from tests.featureservice import seed
+from tests.test_gui_auth import auth_manager as _auth_manager_fixture
 
 POINTS, LINES, POLYGONS, INSPECTIONS = 0, 1, 2, 3
+auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, shared
 WAIT = 60
 
 
@@ -297,3 +299,55 @@ def dock_role():
     from plugin.gui.dock import ROLE_KEY
 
     return ROLE_KEY
+
+
+def test_a_secured_service_is_used_through_a_qgis_auth_configuration(
+    dock, secured_reference_server, auth_manager, tmp_path
+):
+    server = secured_reference_server
+    config_id = auth_manager("Basic", username="alice", password="alice-secret")
+    request = TakeOfflineRequest(
+        folder=tmp_path / "secured_map",
+        portal_url=server.portal_url,
+        webmap_item_id=seed.DEMO_WEBMAP_ID,
+        authcfg=config_id,
+    )
+    task = dock.start_take_offline(request)
+    assert wait_for_task(task, WAIT)
+    assert task.succeeded, dock.statusLabel.text()
+    # The map remembers which configuration it uses (its id only, never the password).
+    assert dock.authSelect.configId() == config_id
+
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    points.startEditing()
+    feature = _by_name(points, seed.POINT_NAMES[0])
+    points.changeAttributeValue(feature.id(), points.fields().lookupField("visits"), 12)
+    points.commitChanges()
+    task = _sync_and_wait(dock)
+
+    assert task.succeeded, dock.statusLabel.text()
+    assert "alice-secret" not in dock.statusLabel.text()
+    rows = {
+        f["attributes"]["name"]: f["attributes"] for f in server.query_all(seed.DEMO_SERVICE, 0)
+    }
+    assert rows[seed.POINT_NAMES[0]]["visits"] == 12
+
+
+def test_wrong_credentials_fail_with_a_message_and_no_secret(
+    dock, secured_reference_server, auth_manager, tmp_path
+):
+    config_id = auth_manager("Basic", username="alice", password="wrong-password")
+    request = TakeOfflineRequest(
+        folder=tmp_path / "secured_map",
+        portal_url=secured_reference_server.portal_url,
+        webmap_item_id=seed.DEMO_WEBMAP_ID,
+        authcfg=config_id,
+    )
+    task = dock.start_take_offline(request)
+    assert wait_for_task(task, WAIT)
+
+    assert not task.succeeded
+    assert "alice" in dock.statusLabel.text()
+    assert "wrong-password" not in dock.statusLabel.text()
+    assert not (tmp_path / "secured_map").exists()
