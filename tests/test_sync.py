@@ -11,13 +11,17 @@ import json
 import sqlite3
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from osgeo import ogr as osgeo_ogr
+from werkzeug.wrappers import Response
 
 from plugin.core.enums import (
     OfflineUpdateAvailability,
+    PreplannedScheduledUpdatesOption,
+    PreplannedUpdateMode,
     SyncDirection,
     SyncModel,
 )
@@ -41,6 +45,7 @@ from plugin.core.sync import (
 )
 from plugin.core.take_offline import OfflineMapTask
 from tests.featureservice import seed
+from tests.test_rest import ScriptedServer
 
 # -- pure behaviour (no server) -------------------------------------------------------------
 
@@ -933,3 +938,159 @@ def test_two_maps_sync_concurrently_without_interference(server, tmp_path):
     rows = server_rows(server, POINTS)
     assert rows[point_gid(0)]["attributes"]["name"] == "Concurrent 0"
     assert rows[point_gid(1)]["attributes"]["name"] == "Concurrent 1"
+
+
+# -- ahead-of-time maps: scheduled update packages --------------------------------------------
+
+
+class ScheduledUpdatesPortal:
+    """A portal serving one package item's ``d_<gen>.json`` update packages (spec §6)."""
+
+    def __init__(self, scripted, item_id: str = "0123456789abcdef0123456789abcdef") -> None:
+        self.scripted = scripted
+        self.item_id = item_id
+        self.portal_url = scripted.url + "/sharing/rest"
+        self.last_purged: int | None = None
+        self.deltas: dict[str, bytes] = {}
+        base = f"/sharing/rest/content/items/{item_id}"
+        scripted.routes[base] = lambda request, params: {
+            "id": item_id,
+            "type": "SQLite Geodatabase",
+            "properties": {} if self.last_purged is None else {"lastPurgedGen": self.last_purged},
+        }
+        scripted.routes[base + "/resources"] = lambda request, params: {
+            "resources": [{"resource": n, "size": len(b)} for n, b in self.deltas.items()]
+        }
+
+    def add_delta(self, gen: int, edits: list[dict]) -> None:
+        name = f"d_{gen}.json"
+        body = json.dumps({"replicaServerGen": gen, "edits": edits}).encode()
+        self.deltas[name] = body
+        self.scripted.routes[f"/sharing/rest/content/items/{self.item_id}/resources/{name}"] = (
+            Response(body, mimetype="application/json")
+        )
+
+
+def make_ahead_of_time(offline_map: OfflineMap, portal, mode) -> tuple[OfflineMap, int]:
+    entry = offline_map.geodatabases[0]
+    with Geodatabase.open(entry.path) as gdb:
+        generation = gdb.replica.server_gen
+    manifest = offline_map.manifest
+    offline_map.save(
+        replace(
+            manifest,
+            update_mode=mode,
+            source=replace(
+                manifest.source, portal_url=portal.portal_url, map_area_item_id="A" * 32
+            ),
+            geodatabases=tuple(
+                replace(e, package_item_id=portal.item_id, generation=generation, path=None)
+                for e in manifest.geodatabases
+            ),
+        )
+    )
+    return OfflineMap.open(offline_map.folder), generation
+
+
+@pytest.fixture
+def scripted():
+    server = ScriptedServer()
+    yield server
+    server.stop()
+
+
+def test_scheduled_updates_are_listed_sized_and_applied_in_generation_order(
+    server, scripted, tmp_path
+):
+    portal = ScheduledUpdatesPortal(scripted)
+    offline_map, gen = make_ahead_of_time(
+        take_offline(server, tmp_path / "map"),
+        portal,
+        PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
+    )
+    local = Local(offline_map)
+    update = {"attributes": {"GlobalID": point_gid(0), "name": "First package"}}
+    portal.add_delta(gen, [{"id": 0, "features": {"updates": [update]}}])  # already applied
+    portal.add_delta(gen + 2, [{"id": 0, "features": {"deleteIds": [point_gid(1)]}}])
+    second = {"attributes": {"GlobalID": point_gid(0), "name": "Second package"}}
+    portal.add_delta(gen + 3, [{"id": 0, "features": {"updates": [second]}}])
+    portal.add_delta(gen + 1, [{"id": 0, "features": {"updates": [update]}}])
+
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    assert task.update_capabilities.supports_scheduled_updates_for_features
+    info = task.check_for_updates()
+    assert info.download_availability == OfflineUpdateAvailability.AVAILABLE
+    assert info.upload_availability == OfflineUpdateAvailability.NONE
+    assert info.scheduled_updates_download_size == sum(
+        len(portal.deltas[f"d_{g}.json"]) for g in (gen + 1, gen + 2, gen + 3)
+    )
+    params = task.create_default_offline_map_sync_parameters()
+    assert params.sync_direction == SyncDirection.DOWNLOAD
+    assert params.preplanned_scheduled_updates_option == (
+        PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
+    )
+
+    result = task.create_offline_map_sync_job(params).run()
+
+    assert_no_errors(result)
+    assert not result.is_mobile_map_package_reopen_required
+    rows = local.rows(POINTS)
+    assert rows[point_gid(0)]["name"] == "Second package"  # the newest package applied last
+    assert point_gid(1) not in rows
+    assert OfflineMap.open(offline_map.folder).geodatabases[0].generation == gen + 3
+    assert (
+        scripted.hits[f"/sharing/rest/content/items/{portal.item_id}/resources/d_{gen}.json"] == []
+    )
+    again = OfflineMapSyncTask(offline_map.folder, client=fast_client()).check_for_updates()
+    assert again.download_availability == OfflineUpdateAvailability.NONE
+    assert again.scheduled_updates_download_size == 0
+
+
+def test_purged_scheduled_updates_require_reopening_the_map(server, scripted, tmp_path):
+    portal = ScheduledUpdatesPortal(scripted)
+    offline_map, gen = make_ahead_of_time(
+        take_offline(server, tmp_path / "map"),
+        portal,
+        PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
+    )
+    portal.last_purged = gen + 1
+    portal.add_delta(gen + 2, [{"id": 0, "features": {"deleteIds": [point_gid(1)]}}])
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+
+    assert task.check_for_updates().is_mobile_map_package_reopen_required
+    result = task.create_offline_map_sync_job(
+        task.create_default_offline_map_sync_parameters()
+    ).run()
+
+    assert result.is_mobile_map_package_reopen_required
+    assert point_gid(1) in Local(offline_map).rows(POINTS)  # nothing half-applied
+
+
+def test_upload_new_features_mode_uploads_only_adds_and_downloads_packages(
+    server, scripted, tmp_path
+):
+    portal = ScheduledUpdatesPortal(scripted)
+    offline_map, gen = make_ahead_of_time(
+        take_offline(server, tmp_path / "map"),
+        portal,
+        PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
+    )
+    local = Local(offline_map)
+    added = local.add(POINTS, "POINT (950000 6003000)", name="New in the field")
+    local.update(POINTS, point_gid(3), name="Not uploaded in this mode")
+    delta = {"attributes": {"GlobalID": point_gid(6), "name": "From a package"}}
+    portal.add_delta(gen + 1, [{"id": 0, "features": {"updates": [delta]}}])
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    assert task.check_for_updates().upload_availability == OfflineUpdateAvailability.AVAILABLE
+    params = task.create_default_offline_map_sync_parameters()
+    assert params.sync_direction == SyncDirection.BIDIRECTIONAL
+
+    result = task.create_offline_map_sync_job(params).run()
+
+    assert_no_errors(result)
+    on_server = server_rows(server, POINTS)
+    assert on_server[added]["attributes"]["name"] == "New in the field"
+    assert on_server[point_gid(3)]["attributes"]["name"] != "Not uploaded in this mode"
+    assert local.rows(POINTS)[point_gid(6)]["name"] == "From a package"
+    assert local.pending()[POINTS]["adds"] == 0
+    assert local.pending()[POINTS]["updates"] == 1  # kept for when the mode allows it
