@@ -15,7 +15,7 @@ from ..resources import tr, ui_path
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("conflict_dialog.ui"))
 
-ROLE_KEY = Qt.ItemDataRole.UserRole + 1
+ROLE_KEY = Qt.ItemDataRole.UserRole
 
 
 def conflict_rows(offline_map: OfflineMap) -> list[tuple[Any, Any, str]]:

@@ -16,7 +16,6 @@ from qgis.gui import QgsAuthConfigSelect
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
-    QDialog,
     QDockWidget,
     QFileDialog,
     QMessageBox,
@@ -38,7 +37,7 @@ FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
 SETTINGS_RECENT = "OfflineMapSync/recentMaps"
 SETTINGS_AUTH = "OfflineMapSync/authConfigs"
 MAX_RECENT = 10
-ROLE_KEY = Qt.ItemDataRole.UserRole + 1
+ROLE_KEY = Qt.ItemDataRole.UserRole
 
 _COUNT_WORDS = {
     "adds": "{0} added",
@@ -448,7 +447,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         from .take_offline_dialog import TakeOfflineDialog
 
         dialog = TakeOfflineDialog(self.iface, self)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
+        # exec() gives an int under PyQt5 and PyQt6 alike: compare it as a truth value.
+        if not dialog.exec():
             return None
         return self.start_take_offline(dialog.request())
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsMapLayerProxyModel, QgsProject
+from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsMapLayerProxyModel, QgsProject
 from qgis.gui import QgsFileWidget
 from qgis.PyQt import uic
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QWidget
@@ -21,6 +21,12 @@ from ..take_offline_request import TakeOfflineRequest
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("take_offline_dialog.ui"))
 
+# QGIS 3.34 moved the layer filters to Qgis.LayerFilter; older versions only have the proxy's.
+_SPATIAL_LAYERS = (
+    Qgis.LayerFilter.HasGeometry
+    if hasattr(Qgis, "LayerFilter")
+    else QgsMapLayerProxyModel.Filter.HasGeometry
+)
 _ITEM_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
@@ -33,7 +39,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self.setupUi(self)
         self.folderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folderWidget.setDialogTitle(tr("Folder for the new offline map"))
-        self.layerCombo.setFilters(QgsMapLayerProxyModel.Filter.HasGeometry)
+        self.layerCombo.setFilters(_SPATIAL_LAYERS)
         self.canvasRadio.setEnabled(iface is not None and iface.mapCanvas() is not None)
         for widget in (self.webmapRadio, self.servicesRadio, self.wholeRadio, self.layerRadio):
             widget.toggled.connect(self._update_enabled)

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
+    Qgis,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterAuthConfig,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
 )
 from qgis.PyQt.QtGui import QIcon
 
@@ -18,6 +20,18 @@ from ..core.errors import CancelledError, OfflineMapSyncError
 from ..core.jobs import Job
 from ..core.offline_map import OfflineMap
 from ..resources import icon_path, tr
+
+# QGIS 3.36 moved these enums to Qgis; older versions only have the class-scoped ones.
+FOLDER_BEHAVIOR = (
+    Qgis.ProcessingFileParameterBehavior.Folder
+    if hasattr(Qgis, "ProcessingFileParameterBehavior")
+    else QgsProcessingParameterFile.Behavior.Folder
+)
+INTEGER_TYPE = (
+    Qgis.ProcessingNumberParameterType.Integer
+    if hasattr(Qgis, "ProcessingNumberParameterType")
+    else QgsProcessingParameterNumber.Type.Integer
+)
 
 OFFLINE_MAP = "OFFLINE_MAP"
 AUTHCFG = "AUTHCFG"
@@ -55,7 +69,7 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFile(
                 OFFLINE_MAP,
                 tr("Offline map folder"),
-                behavior=QgsProcessingParameterFile.Behavior.Folder,
+                behavior=FOLDER_BEHAVIOR,
             )
         )
 

@@ -15,7 +15,7 @@ from qgis.core import (
 
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
-from .base import OfflineMapAlgorithm
+from .base import INTEGER_TYPE, OfflineMapAlgorithm
 from .reports import write_report
 
 
@@ -118,9 +118,7 @@ class ResolveConflictAlgorithm(OfflineMapAlgorithm):
             QgsProcessingParameterString("GEODATABASE", tr("Geodatabase file"), optional=True)
         )
         self.addParameter(
-            QgsProcessingParameterNumber(
-                "CONFLICT_ID", tr("Conflict id"), QgsProcessingParameterNumber.Type.Integer
-            )
+            QgsProcessingParameterNumber("CONFLICT_ID", tr("Conflict id"), INTEGER_TYPE)
         )
         self.addParameter(
             QgsProcessingParameterEnum(
