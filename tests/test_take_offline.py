@@ -391,6 +391,23 @@ def test_service_urls_take_every_layer_and_table_offline(reference_server, tmp_p
     assert len(local_features(readonly.path, 0)) == seed.DEMO_COUNTS[POINTS]
 
 
+def test_layer_urls_take_only_those_layers_offline(reference_server, tmp_path):
+    server = reference_server
+    demo = server.service_url(DEMO)
+    task = OfflineMapTask(
+        service_urls=[f"{demo}/2", f"{demo}/3/", f"{demo}/9"], client=fast_client()
+    )
+    result = run(task, tmp_path / "map")
+    [entry] = result.offline_map.geodatabases
+    assert entry.service_url == demo
+    assert entry.layer_ids == [POLYGONS] and entry.table_ids == [INSPECTIONS]
+    assert [(s.url, s.reason) for s in result.skipped_layers] == [
+        (f"{demo}/9", "the service has no such layer")
+    ]
+    with Geodatabase.open(entry.path) as gdb:
+        assert {lay.id for lay in gdb.layers} == {POLYGONS, INSPECTIONS}
+
+
 def test_download_only_service_is_taken_offline_and_marked(reference_server, tmp_path):
     result = run(service_task(reference_server, seed.READONLY_SERVICE), tmp_path / "map")
     [entry] = result.offline_map.geodatabases
@@ -667,6 +684,19 @@ def test_web_map_groups_filters_and_other_layer_kinds(reference_server, tmp_path
     assert points.keys() == server_gids(server, POINTS, where="category = 1")
     assert len(points) == 3
     assert len(local_features(demo.path, LINES)) == seed.DEMO_COUNTS[LINES]
+
+
+def test_basemap_layers_left_online_are_not_errors(reference_server, tmp_path):
+    server = reference_server
+    data = field_map_data()
+    data["operationalLayers"] = [data["operationalLayers"][-1]]
+    save_item(server, FIELD_MAP_ID, {"title": "Field map", "type": "Web Map"}, data)
+    task = OfflineMapTask(
+        portal_url=server.portal_url, webmap_item_id=FIELD_MAP_ID, client=fast_client()
+    )
+    result = run(task, tmp_path / "map")
+    assert [s.title for s in result.skipped_layers] == ["OpenStreetMap"]
+    assert not result.has_errors
 
 
 def test_definition_expression_filter_can_be_turned_off(reference_server, tmp_path):

@@ -96,6 +96,8 @@ class SkippedLayer:
     title: str
     url: str
     reason: str
+    #: Basemap layers stay online by design; they are listed but are not errors.
+    basemap: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class GenerateOfflineMapResult:
 
     @property
     def has_errors(self) -> bool:
-        return bool(self.skipped_layers)
+        """True when an operational layer or table of the map could not be taken offline."""
+        return any(not layer.basemap for layer in self.skipped_layers)
 
 
 def layer_url(service_url: str, layer_id: int) -> str:
@@ -191,6 +194,8 @@ class _ServicePlan:
     service_url: str
     title: str
     layers: list[LayerEntry]
+    #: For service URLs: the layer ids asked for (None = every layer and table).
+    wanted_ids: list[int] | None = None
     service_info: dict = field(default_factory=dict)
     layer_infos: dict[int, dict] = field(default_factory=dict)
     download_only: bool = False
@@ -298,7 +303,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             if isinstance(viewpoint.get("targetGeometry"), dict):
                 initial_extent = viewpoint["targetGeometry"]
         else:
-            plans = [_ServicePlan(url, _service_name(url), []) for url in task.service_urls]
+            plans = _plans_from_service_urls(task.service_urls)
         if not plans:
             raise ServiceError("The map has no feature service layers that can be taken offline.")
         # Check every service before creating any replica: a refusal leaves nothing behind.
@@ -324,9 +329,20 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             raise NotSyncEnabledError(
                 f"The service {plan.service_url} has sync turned off (syncEnabled is false)."
             )
-        infos = client.all_layer_infos(plan.service_url)
+        infos = client.all_layer_infos(plan.service_url, info)
         if not plan.layers:
             plan.layers = _layers_of_service(info, infos)
+            if plan.wanted_ids is not None:
+                plan.layers = [layer for layer in plan.layers if layer.id in plan.wanted_ids]
+                for layer_id in plan.wanted_ids:
+                    if layer_id not in infos:
+                        skipped.append(
+                            SkippedLayer(
+                                str(layer_id),
+                                layer_url(plan.service_url, layer_id),
+                                "the service has no such layer",
+                            )
+                        )
         kept = []
         for layer in plan.layers:
             if layer.id not in infos:
@@ -722,8 +738,26 @@ def _plans_from_webmap(data: dict, skipped: list[SkippedLayer]) -> list[_Service
                 str(layer.get("title") or layer.get("id") or ""),
                 str(layer.get("url") or ""),
                 "basemap layers stay online",
+                basemap=True,
             )
         )
+    return list(plans.values())
+
+
+def _plans_from_service_urls(urls: Iterable[str]) -> list[_ServicePlan]:
+    plans: dict[str, _ServicePlan] = {}
+    for url in urls:
+        match = _FEATURE_SERVER.match(url)
+        assert match is not None  # checked by OfflineMapTask
+        service_url, layer = match.group("service"), match.group("layer")
+        plan = plans.get(service_url.lower())
+        if plan is None:
+            plan = _ServicePlan(service_url, _service_name(service_url), [], wanted_ids=[])
+            plans[service_url.lower()] = plan
+        if layer is None:
+            plan.wanted_ids = None
+        elif plan.wanted_ids is not None and int(layer) not in plan.wanted_ids:
+            plan.wanted_ids.append(int(layer))
     return list(plans.values())
 
 
