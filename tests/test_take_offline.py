@@ -767,3 +767,15 @@ def test_opened_geodatabase_holds_the_replica_of_its_service(reference_server, t
     with offline_map.open_geodatabase(entry) as gdb:
         assert gdb.replica.service_url == entry.service_url
         assert {lay.id for lay in gdb.layers} == set(entry.layer_ids + entry.table_ids)
+
+
+def test_failed_result_download_leaves_nothing_and_unregisters_the_replica(
+    reference_server, tmp_path
+):
+    server = reference_server
+    # More faults than the client's retries: every download of the result fails.
+    server.inject_fault("result", "http502", count=10)
+    with pytest.raises(ServiceError):
+        run(webmap_task(server), tmp_path / "map")
+    assert not (tmp_path / "map").exists()
+    assert replicas_on(server) == []
