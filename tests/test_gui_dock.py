@@ -11,6 +11,7 @@ import pytest
 from qgis.core import (
     QgsApplication,
     QgsCategorizedSymbolRenderer,
+    QgsExpression,
     QgsFeatureRequest,
     QgsProject,
     QgsSingleSymbolRenderer,
@@ -65,7 +66,9 @@ def _layer(dock, layer_id):
 
 
 def _by_name(layer, name):
-    request = QgsFeatureRequest().setFilterExpression(f"\"name\" = '{name}'")
+    request = QgsFeatureRequest().setFilterExpression(
+        QgsExpression.createFieldEqualityExpression("name", name)
+    )
     return next(layer.getFeatures(request))
 
 
@@ -254,6 +257,27 @@ def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
     assert dialog.restore_selected()
     assert dialog.row_count() == 0
     assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) != ""
+
+
+def test_dismissing_a_conflict_keeps_the_server_version(dock, demo_map, reference_server):
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    feature = _by_name(points, seed.POINT_NAMES[4])
+    points.startEditing()
+    points.changeAttributeValue(feature.id(), points.fields().lookupField("visits"), 1)
+    points.commitChanges()
+    reference_server.apply_edits(seed.DEMO_SERVICE, POINTS, deletes=[feature["GlobalID"]])
+    _sync_and_wait(dock)
+    count = points.featureCount()
+
+    dialog = dock.conflict_dialog()
+    dialog.conflictTable.selectRow(0)
+    assert dialog.dismiss_selected()
+
+    assert dialog.row_count() == 0
+    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) == ""
+    assert points.featureCount() == count == seed.DEMO_COUNTS[POINTS] - 1
 
 
 def test_cancelling_a_sync_stops_it_and_says_so(dock, demo_map, reference_server):

@@ -95,3 +95,26 @@ def test_spatial_references_use_esri_codes():
     envelope = esri_envelope(QgsRectangle(1, 2, 3, 4), QgsCoordinateReferenceSystem("EPSG:2056"))
     assert envelope["spatialReference"] == {"wkid": 2056}
     assert (envelope["xmin"], envelope["ymax"]) == (1.0, 4.0)
+
+
+def test_the_canvas_extent_is_the_area_in_the_canvas_crs(qgis_iface, tmp_path):
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(950000, 6000000, 952000, 6001000))
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.servicesRadio.setChecked(True)
+    dialog.servicesEdit.setPlainText("http://h/arcgis/rest/services/A/FeatureServer")
+    dialog.canvasRadio.setChecked(True)
+    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+
+    area = dialog.request().area_of_interest
+
+    assert area["spatialReference"] == {"wkid": 102100, "latestWkid": 3857}
+    shown = canvas.extent()
+    assert (area["xmin"], area["ymin"], area["xmax"], area["ymax"]) == (
+        shown.xMinimum(),
+        shown.yMinimum(),
+        shown.xMaximum(),
+        shown.yMaximum(),
+    )
+    assert area["xmin"] <= 950000 and area["xmax"] >= 952000

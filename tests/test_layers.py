@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from osgeo import ogr
-from qgis.core import QgsFeatureRequest, QgsProject, QgsRelation
+from qgis.core import QgsExpression, QgsFeatureRequest, QgsProject, QgsRelation
 
 from plugin.core.rest import ArcGISClient
 from plugin.core.take_offline import OfflineMapTask
@@ -39,7 +39,9 @@ def project(qgis_new_project):
 
 
 def _value(layer, name, field):
-    request = QgsFeatureRequest().setFilterExpression(f"\"name\" = '{name}'")
+    request = QgsFeatureRequest().setFilterExpression(
+        QgsExpression.createFieldEqualityExpression("name", name)
+    )
     return next(layer.getFeatures(request))[field]
 
 
