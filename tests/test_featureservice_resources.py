@@ -487,3 +487,19 @@ def test_command_line_prints_base_url_and_serves(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_deeply_nested_input_is_refused_not_crashing(demo):
+    for where in ("(" * 500 + "1=1" + ")" * 500, "UPPER(" * 500 + "name" + ")" * 500 + " = 'X'"):
+        body = post(f"{demo}/0/query", where=where)
+        assert error_code(body) == 400 and "nested" in body["error"]["message"]
+    assert get(f"{demo}/0/query", where="NOT " * 1000 + "category = 1", returnCountOnly=True) == {
+        "count": 3
+    }
+    body = post(f"{demo}/applyEdits", edits="[" * 100000 + "]" * 100000)
+    assert error_code(body) == 400
+
+
+def test_long_object_id_lists_are_answered(demo):
+    ids = ",".join(str(i) for i in range(1, 50001))
+    assert post(f"{demo}/0/query", objectIds=ids, returnCountOnly=True) == {"count": DEMO_COUNTS[0]}

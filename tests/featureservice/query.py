@@ -50,8 +50,9 @@ def build_filter(
         if not object_ids:
             sql = "0"
         else:
-            sql = f"({sql}) AND {quote(layer.oid_field)} IN ({', '.join('?' * len(object_ids))})"
-            params = params + list(object_ids)
+            # One JSON parameter, so that long ID lists stay under SQLite's variable limit.
+            sql = f"({sql}) AND {quote(layer.oid_field)} IN (SELECT value FROM json_each(?))"
+            params = params + [json.dumps(object_ids)]
     if geometry is not None and not layer.is_table:
         try:
             g = geom.project(geometry, in_wkid, layer_wkid(layer, service))
@@ -280,6 +281,8 @@ def parse_json_param(params: Params, name: str, default: Any = None) -> Any:
         raise bad_request(
             f"Invalid JSON in parameter '{name}': {exc.msg} (line {exc.lineno}, column {exc.colno})."
         ) from exc
+    except RecursionError as exc:
+        raise bad_request(f"Invalid JSON in parameter '{name}': nested too deeply.") from exc
 
 
 def require(value: Any, name: str) -> Any:

@@ -405,6 +405,12 @@ def _sync_plan(
         )
         for layer_id in replica["layers"]:
             plan[layer_id] = (gen, direction)
+    if replica["syncDirection"] == "upload":
+        # An upload-only replica never receives server changes.
+        plan = {
+            lid: (g, "upload" if d in ("bidirectional", "download") else d)
+            for lid, (g, d) in plan.items()
+        }
     for layer_id, (gen, _) in plan.items():
         if gen > current:
             raise bad_request(

@@ -151,10 +151,11 @@ class _Parser:
         return sql, params
 
     def not_expr(self) -> tuple[str, list]:
-        if self.accept_kw("NOT"):
-            sql, params = self.not_expr()
-            return f"(NOT {sql})", params
-        return self.predicate()
+        negations = 0
+        while self.accept_kw("NOT"):
+            negations += 1
+        sql, params = self.predicate()
+        return (f"(NOT {sql})" if negations % 2 else sql), params
 
     def predicate(self) -> tuple[str, list]:
         self.depth += 1
@@ -255,7 +256,11 @@ class _Parser:
         if kind == "ident":
             if value.upper() in _FUNCTIONS and self.peek() == ("punct", "("):
                 self.take()
+                self.depth += 1
+                if self.depth > MAX_DEPTH:
+                    raise WhereError("the clause is nested too deeply")
                 inner = self.operand()
+                self.depth -= 1
                 self.expect("punct", ")")
                 return _Operand(
                     f"{value.upper()}({inner.sql})", inner.params, field_type="esriFieldTypeString"
