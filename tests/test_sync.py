@@ -25,7 +25,12 @@ from plugin.core.enums import (
     SyncDirection,
     SyncModel,
 )
-from plugin.core.errors import CancelledError, ServiceError, SyncInProgressError
+from plugin.core.errors import (
+    CancelledError,
+    GeodatabaseError,
+    ServiceError,
+    SyncInProgressError,
+)
 from plugin.core.geodatabase import Geodatabase
 from plugin.core.geodatabase_model import ConflictReason
 from plugin.core.gpkg_connection import register_functions
@@ -1094,3 +1099,56 @@ def test_upload_new_features_mode_uploads_only_adds_and_downloads_packages(
     assert local.rows(POINTS)[point_gid(6)]["name"] == "From a package"
     assert local.pending()[POINTS]["adds"] == 0
     assert local.pending()[POINTS]["updates"] == 1  # kept for when the mode allows it
+
+
+# -- one service, one geodatabase ------------------------------------------------------------
+
+
+def test_generated_geodatabase_syncs_per_layer_on_its_own(server, tmp_path):
+    url = server.service_url(DEMO)
+    task = GeodatabaseSyncTask(url, client=fast_client())
+    params = task.create_default_generate_geodatabase_parameters()
+    assert params.sync_model == SyncModel.PER_LAYER
+    assert [o.layer_id for o in params.layer_options] == [0, 1, 2, 3]
+    params.layer_options = [o for o in params.layer_options if o.layer_id in (POINTS, INSPECTIONS)]
+    path = task.generate_geodatabase(params, tmp_path / "field.gpkg").run()
+
+    with Geodatabase.open(path) as gdb:
+        assert sorted(layer.id for layer in gdb.layers) == [POINTS, INSPECTIONS]
+        assert gdb.replica.sync_model == SyncModel.PER_LAYER
+    assert not list(tmp_path.glob(".*partial*"))
+    con = sqlite3.connect(path)
+    register_functions(con)
+    con.execute("UPDATE Points SET name = 'Solo' WHERE GlobalID = ?", [point_gid(0)])
+    con.commit()
+    con.close()
+
+    sync_params = task.create_default_sync_geodatabase_parameters(path)
+    results = task.sync_geodatabase(sync_params, path).run()
+
+    assert [r.layer_id for r in results] == [POINTS, INSPECTIONS]
+    assert not any(r.has_errors for r in results)
+    assert results[0].uploaded.updates == 1
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "Solo"
+
+
+def test_generate_refuses_an_existing_file_and_a_failed_run_leaves_nothing(server, tmp_path):
+    url = server.service_url(DEMO)
+    task = GeodatabaseSyncTask(url, client=fast_client())
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = out / "there.gpkg"
+    existing.write_bytes(b"x")
+    with pytest.raises(GeodatabaseError, match="already exists"):
+        task.generate_geodatabase(
+            task.create_default_generate_geodatabase_parameters(), existing
+        ).run()
+    replicas_before = fast_client().replicas(url)
+    server.inject_fault("result", "http500", count=10)
+    with pytest.raises(Exception, match="HTTP 500"):
+        task.generate_geodatabase(
+            task.create_default_generate_geodatabase_parameters(), out / "new.gpkg"
+        ).run()
+    server.clear_faults()
+    assert sorted(p.name for p in out.iterdir()) == ["there.gpkg"]
+    assert fast_client().replicas(url) == replicas_before

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import tempfile
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
 from .enums import (
+    AttachmentSyncDirection,
     OfflineUpdateAvailability,
     PreplannedScheduledUpdatesOption,
     PreplannedUpdateMode,
@@ -84,6 +86,38 @@ class SyncGeodatabaseParameters:
             if int(option.layer_id) == int(layer_id):
                 return SyncDirection(option.sync_direction)
         return SyncDirection(self.sync_direction)
+
+
+@dataclass
+class GenerateLayerOption:
+    """Which rows of one layer or table a new geodatabase gets (SDK ``GenerateLayerOption``).
+
+    ``query_option``: ``"useFilter"`` (``where_clause`` and, with ``use_geometry``, the extent),
+    ``"all"`` or ``"none"`` (schema only).
+    """
+
+    layer_id: int
+    where_clause: str = "1=1"
+    use_geometry: bool = True
+    query_option: str = "useFilter"
+    include_related: bool = True
+
+
+@dataclass
+class GenerateGeodatabaseParameters:
+    """What a new geodatabase holds (SDK ``GenerateGeodatabaseParameters``).
+
+    ``extent`` is an Esri JSON envelope or polygon with its ``spatialReference`` (None = the
+    whole service). ``sync_model`` per layer needs ``supportsPerLayerSync``.
+    """
+
+    extent: dict | None = None
+    layer_options: list[GenerateLayerOption] = field(default_factory=list)
+    return_attachments: bool = True
+    sync_model: SyncModel = SyncModel.PER_REPLICA
+    attachment_sync_direction: AttachmentSyncDirection = AttachmentSyncDirection.BIDIRECTIONAL
+    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
+    replica_name: str = ""
 
 
 @dataclass
@@ -263,6 +297,33 @@ class GeodatabaseSyncTask:
                 options = [SyncLayerOption(layer.id, direction) for layer in gdb.layers]
             return SyncGeodatabaseParameters(sync_direction=direction, layer_options=options)
 
+    def create_default_generate_geodatabase_parameters(
+        self, extent: dict | None = None
+    ) -> GenerateGeodatabaseParameters:
+        """Every layer and table for ``extent`` with attachments; per-layer sync where the
+        service supports it; download-only for services that take no edits."""
+        info = self.load()
+        caps = info.get("syncCapabilities") or {}
+        ids = sorted(int(e["id"]) for e in (info.get("layers") or []) + (info.get("tables") or []))
+        return GenerateGeodatabaseParameters(
+            extent=extent,
+            layer_options=[GenerateLayerOption(i, use_geometry=extent is not None) for i in ids],
+            sync_model=(
+                SyncModel.PER_LAYER if caps.get("supportsPerLayerSync") else SyncModel.PER_REPLICA
+            ),
+            sync_direction=(
+                SyncDirection.BIDIRECTIONAL
+                if service_accepts_uploads(info)
+                else SyncDirection.DOWNLOAD
+            ),
+        )
+
+    def generate_geodatabase(
+        self, params: GenerateGeodatabaseParameters, path: str | Path
+    ) -> GenerateGeodatabaseJob:
+        """A job that creates a replica and stores it in a new GeoPackage at ``path``."""
+        return GenerateGeodatabaseJob(self, params, Path(path))
+
     # -- jobs --------------------------------------------------------------------------------
     def sync_geodatabase(
         self, params: SyncGeodatabaseParameters, geodatabase: Any
@@ -349,6 +410,150 @@ class SyncGeodatabaseJob(Job):
             progress=self._sub_progress(0.0, 1.0),
             cancel=self._cancel_requested,
         )
+
+
+class GenerateGeodatabaseJob(Job):
+    """Creates a geodatabase from the service (SDK ``GenerateGeodatabaseJob``); result: the
+    path of the GeoPackage. A failed or cancelled run leaves no file and unregisters the
+    replica it created."""
+
+    def __init__(
+        self, task: GeodatabaseSyncTask, params: GenerateGeodatabaseParameters, path: Path
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.parameters = params
+        self.path = path.absolute()
+
+    def _execute(self) -> Path:
+        from .geodatabase import Geodatabase
+
+        if self.path.exists():
+            raise GeodatabaseError(f"{self.path} already exists; choose a new file name.")
+        task, params = self.task, self.parameters
+        client = task.client
+        self._report(0.0, f"Reading {task.feature_service_url}")
+        info = task.load()
+        layer_infos = client.all_layer_infos(task.feature_service_url, info)
+        wanted = {o.layer_id for o in params.layer_options} or set(layer_infos)
+        layer_infos = {k: v for k, v in layer_infos.items() if k in wanted}
+        replica_name = params.replica_name or f"{self.path.stem}_{uuid.uuid4().hex[:12]}"
+        request = self._request(info, sorted(layer_infos), replica_name)
+        partial = self.path.with_name(f".{self.path.stem}.partial.gpkg")
+        replica_id = None
+        try:
+            result = client.create_replica(
+                task.feature_service_url,
+                request,
+                progress=self._sub_progress(0.05, 0.4),
+                cancel=self._cancel_requested,
+            )
+            with result:
+                header = result.header()
+                replica_id = header.get("replicaID")
+                self._report(0.4, "Storing the data")
+                gdb = Geodatabase.create(
+                    partial,
+                    service_url=task.feature_service_url,
+                    service_info=info,
+                    layer_infos=layer_infos,
+                    replica_name=replica_name,
+                    sync_model=params.sync_model,
+                )
+                try:
+                    gdb.load_replica(
+                        header,
+                        result.events(),
+                        progress=self._sub_progress(0.4, 0.98),
+                        cancel=self._cancel_requested,
+                    )
+                finally:
+                    gdb.close()
+            _rename_geopackage(partial, self.path)
+        except BaseException:
+            _remove_geopackage(partial)
+            self._unregister(replica_id, replica_name)
+            raise
+        self._report(1.0, f"Created {self.path.name}")
+        return self.path
+
+    def _unregister(self, replica_id: str | None, replica_name: str) -> None:
+        """Undo the replica of a failed run (found by its unique name when the result with
+        its id never arrived)."""
+        client, url = self.task.client, self.task.feature_service_url
+        try:
+            ids = (
+                [replica_id]
+                if replica_id
+                else [
+                    r.get("replicaID")
+                    for r in client.replicas(url)
+                    if r.get("replicaName") == replica_name
+                ]
+            )
+            for rid in ids:
+                if rid:
+                    client.unregister_replica(url, rid)
+        except OfflineMapSyncError as error:
+            log.warning("Could not unregister the replica of a failed generate: %s", error)
+
+    def _request(self, info: dict, layer_ids: list[int], replica_name: str) -> dict:
+        params = self.parameters
+        options = {o.layer_id: o for o in params.layer_options}
+        queries = {}
+        for layer_id in layer_ids:
+            option = options.get(layer_id) or GenerateLayerOption(layer_id)
+            queries[str(layer_id)] = {
+                "queryOption": option.query_option,
+                "where": option.where_clause or "1=1",
+                "useGeometry": bool(option.use_geometry and params.extent is not None),
+                "includeRelated": option.include_related,
+            }
+        request: dict[str, Any] = {
+            "replicaName": replica_name,
+            "layers": layer_ids,
+            "layerQueries": queries,
+            "returnAttachments": params.return_attachments,
+            "returnAttachmentsDataByUrl": False,
+            "async": supports_async(info),
+            "syncModel": SyncModel(params.sync_model).value,
+            "syncDirection": SyncDirection(params.sync_direction).wire,
+            "transportType": "esriTransportTypeUrl",
+            "dataFormat": "json",
+        }
+        if (info.get("syncCapabilities") or {}).get("supportsAttachmentsSyncDirection"):
+            request["attachmentsSyncDirection"] = AttachmentSyncDirection(
+                params.attachment_sync_direction
+            ).value
+        if params.extent is not None:
+            extent = params.extent
+            request["geometry"] = extent
+            request["geometryType"] = (
+                "esriGeometryPolygon" if "rings" in extent else "esriGeometryEnvelope"
+            )
+            if extent.get("spatialReference"):
+                request["inSR"] = extent["spatialReference"]
+        if info.get("spatialReference"):
+            request["replicaSR"] = info["spatialReference"]
+        return request
+
+
+def _remove_geopackage(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal", ".synclock"):
+        try:
+            Path(str(path) + suffix).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _rename_geopackage(source: Path, target: Path) -> None:
+    source.replace(target)
+    # Closing the last connection normally folds the WAL back in; if not, it moves along.
+    for suffix in ("-wal", "-shm"):
+        sidecar = Path(str(source) + suffix)
+        if sidecar.exists():
+            sidecar.replace(Path(str(target) + suffix))
+    _remove_geopackage(Path(str(source) + ".synclock"))
 
 
 def _counts_from(counts: Any, prefix: str) -> SyncCounts:
