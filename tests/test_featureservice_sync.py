@@ -684,3 +684,99 @@ def test_close_replica_unregister_and_replica_listing(reference_server, demo):
     assert post(f"{demo}/unRegisterReplica", replicaID="*") == {"success": True}
     assert get(f"{demo}/replicas") == []
     assert error_code(get(f"{demo}/replicas/{c['replicaID']}")) == 400
+
+
+def test_polygon_area_of_interest_selects_points_exactly(reference_server, demo):
+    points = reference_server.query_all(DEMO_SERVICE, 0)
+    x, y = points[0]["geometry"]["x"], points[0]["geometry"]["y"]
+    triangle = {
+        "rings": [[[x - 50, y - 50], [x - 50, y + 600], [x + 500, y - 50], [x - 50, y - 50]]],
+        "spatialReference": {"wkid": 102100},
+    }
+    result = create(demo, layers="0", geometry=triangle, geometryType="esriGeometryPolygon")
+    assert sorted(f["attributes"]["OBJECTID"] for f in result["layers"][0]["features"]) == [1, 2, 5]
+    assert "attachments" not in result["layers"][0]  # returnAttachments defaults to false
+
+
+def test_async_sync_that_rolls_back_reports_failed_and_changes_nothing(reference_server, demo):
+    replica = create(demo)
+    gid = point_gid(reference_server)
+    reference_server.apply_edits(DEMO_SERVICE, 0, deletes=[gid])
+    gen = reference_server.server_gen(DEMO_SERVICE)
+    edits = [
+        {
+            "id": 0,
+            "features": {
+                "adds": [{"attributes": {"GlobalID": NEW_GID}}],
+                "updates": [update(gid, name="zombie")],
+            },
+        }
+    ]
+    answer = sync(demo, replica, edits, rollbackOnFailure=True, **{"async": True})
+    status = wait_for_job(answer["statusUrl"])
+    assert status["status"] == "Failed" and status["error"]["code"] == 400
+    assert (
+        row(reference_server, NEW_GID) is None and reference_server.server_gen(DEMO_SERVICE) == gen
+    )
+
+
+def test_dropped_create_replica_answer_still_registers_the_replica(reference_server, demo):
+    reference_server.inject_fault("createReplica", "drop_after_commit")
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            f"{demo}/createReplica",
+            data={"f": "json", "replicaName": "lost answer", "layers": "0"},
+            timeout=10,
+        )
+    assert [r["replicaName"] for r in get(f"{demo}/replicas")] == ["lost answer"]
+
+
+def test_truncated_result_file_then_intact_on_retry(reference_server, demo):
+    answer = create(demo, transportType="esriTransportTypeUrl", layers="1")
+    reference_server.inject_fault("result", "truncated_json")
+    broken = requests.get(answer["URL"], timeout=10)
+    with pytest.raises(ValueError):
+        broken.json()
+    assert (
+        len(requests.get(answer["URL"], timeout=10).json()["layers"][0]["features"])
+        == DEMO_COUNTS[1]
+    )
+
+
+def test_edits_for_layers_synced_download_only_are_ignored(reference_server, demo):
+    replica = create(demo, syncModel="perLayer", layers="0,1")
+    gens = {g["id"]: g["serverGen"] for g in replica["layerServerGens"]}
+    gid = point_gid(reference_server)
+    sync_layers = [
+        {"id": 0, "serverGen": gens[0], "syncDirection": "download"},
+        {"id": 1, "serverGen": gens[1], "syncDirection": "bidirectional"},
+    ]
+    result = post(
+        f"{demo}/synchronizeReplica",
+        replicaID=replica["replicaID"],
+        syncLayers=sync_layers,
+        edits=[{"id": 0, "features": {"updates": [update(gid, name="ignored")]}}],
+        transportType=EMBEDDED,
+    )
+    assert "updateResults" not in layer_entry(result, 0)
+    assert row(reference_server, gid)["attributes"]["name"] != "ignored"
+
+
+def test_service_level_apply_edits_with_attachments(reference_server, demo):
+    parent = point_gid(reference_server, 3)
+    att = {
+        "globalId": "{44444444-5555-6666-7777-888888888888}",
+        "parentGlobalId": parent,
+        "name": "a.txt",
+        "contentType": "text/plain",
+        "data": base64.b64encode(b"abc").decode(),
+    }
+    body = post(
+        f"{demo}/applyEdits", edits=[{"id": 0, "attachments": {"adds": [att]}}], useGlobalIds=True
+    )
+    assert body[0]["attachments"]["addResults"][0]["success"]
+    assert [
+        a["data"]
+        for a in reference_server.attachments(DEMO_SERVICE, 0)
+        if a["parentGlobalId"] == parent
+    ] == [b"abc"]
