@@ -427,12 +427,13 @@ class _Commit:
                 if row is not None and row[0]:
                     plain.append(fv.normalize_guid(row[0]))
         if plain:
-            before = self.conn.total_changes
+            existing = self.lookup_fids(table, gid_col, fid_col, plain)
             self.conn.executemany(
-                f"DELETE FROM {quote(table)} WHERE {quote(gid_col)} = ?", [(g,) for g in plain]
+                f"DELETE FROM {quote(table)} WHERE {quote(fid_col)} = ?",
+                [(fid,) for fid in existing.values()],
             )
-            n += self.conn.total_changes - before
-            deleted_parents.extend(plain)
+            n += len(existing)
+            deleted_parents.extend(existing)
         if not is_att:
             self.delete_attachments_of(layer, deleted_parents)
         c = self.count(layer.id)
@@ -472,12 +473,17 @@ class _Commit:
 
     def apply_result(self, layer: LayerDef, is_att: bool, kind: str, gid: str, upto: int) -> None:
         key = (layer.id, is_att, gid)
-        if key in self.conflicted:
-            return  # settled by the download (deleted on the server)
         table, fid_col, gid_col, _cols = table_spec(layer, is_att)
         result = self.results.get((layer.id, is_att, kind), {}).get(gid)
         # Servers may report only failures: no result means success.
         failed = result is not None and result.get("success") is False
+        if key in self.conflicted:
+            # Settled by the download (deleted on the server); still report the server's error.
+            if failed:
+                self.count(layer.id).edit_errors.append(
+                    _edit_error(layer, kind, gid, result, is_att)
+                )
+            return
         row = self.conn.execute(
             f"SELECT {quote(fid_col)} FROM {quote(table)} WHERE {quote(gid_col)} = ?", (gid,)
         ).fetchone()
@@ -498,14 +504,9 @@ class _Commit:
                     (table, gid, next_seq(self.conn)),
                 )
             return
-        error = result.get("error") or {}
-        code = error.get("code")
-        try:
-            code = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            code = None
-        message = str(error.get("description") or error.get("message") or "The edit was rejected.")
-        c.edit_errors.append(EditError(layer.id, gid, kind, code, message, is_att))
+        edit_error = _edit_error(layer, kind, gid, result, is_att)
+        code, message = edit_error.code, edit_error.description
+        c.edit_errors.append(edit_error)
         if kind == "delete" and code == NOT_FOUND_CODE:
             self.clear_pending(table, None, gid, upto=upto)  # gone on both sides: nothing lost
             return
@@ -559,6 +560,17 @@ class _Commit:
                 )
             except sqlite3.OperationalError:
                 pass  # no spatial index: GDAL computes the extent itself
+
+
+def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool) -> EditError:
+    error = result.get("error") or {}
+    code = error.get("code")
+    try:
+        code = int(code) if code is not None else None
+    except (TypeError, ValueError):
+        code = None
+    message = str(error.get("description") or error.get("message") or "The edit was rejected.")
+    return EditError(layer.id, gid, kind, code, message, is_att)
 
 
 def _batches(
