@@ -430,21 +430,41 @@ def test_service_without_sync_is_refused_and_nothing_is_left(reference_server, t
     assert replicas_on(server) == []
 
 
-def test_layer_without_global_ids_is_refused(reference_server, tmp_path):
-    server = reference_server
+def edit_layer_definition(server, layer_id: int, edit) -> None:
     # The reference service has no admin call for this: edit its stored layer definition.
     with server.app.store.write() as tx:
         sql = "SELECT definition FROM layers WHERE service = ? AND layer_id = ?"
-        info = json.loads(tx.conn.execute(sql, (DEMO, LINES)).fetchone()[0])
-        info["fields"] = [f for f in info["fields"] if f["type"] != "esriFieldTypeGlobalID"]
-        info["globalIdField"] = ""
+        info = json.loads(tx.conn.execute(sql, (DEMO, layer_id)).fetchone()[0])
+        edit(info)
         tx.conn.execute(
             "UPDATE layers SET definition = ? WHERE service = ? AND layer_id = ?",
-            (json.dumps(info), DEMO, LINES),
+            (json.dumps(info), DEMO, layer_id),
         )
+
+
+def test_layer_without_global_ids_is_refused(reference_server, tmp_path):
+    server = reference_server
+
+    def drop_global_id(info):
+        info["fields"] = [f for f in info["fields"] if f["type"] != "esriFieldTypeGlobalID"]
+        info["globalIdField"] = ""
+
+    edit_layer_definition(server, LINES, drop_global_id)
     with pytest.raises(NotSyncEnabledError, match="'Lines' .* has no GlobalID field"):
         run(service_task(server, DEMO), tmp_path / "map")
     assert replicas_on(server) == []
+    assert not (tmp_path / "map").exists()
+
+
+def test_layer_with_unsupported_geometry_type_is_refused(reference_server, tmp_path):
+    server = reference_server
+    edit_layer_definition(
+        server, POLYGONS, lambda info: info.update(geometryType="esriGeometryMultiPatch")
+    )
+    with pytest.raises(UnsupportedGeometryError, match="'Polygons' .* esriGeometryMultiPatch"):
+        run(service_task(server, DEMO), tmp_path / "map")
+    assert replicas_on(server) == []
+    assert not (tmp_path / "map").exists()
 
 
 def test_unreachable_service_is_refused_as_a_network_error(tmp_path):

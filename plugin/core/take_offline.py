@@ -29,6 +29,7 @@ from .errors import (
     ServiceError,
     UnsupportedGeometryError,
 )
+from .geometry import normalize_geometry_type
 from .jobs import Job
 from .offline_map import (
     GeodatabaseEntry,
@@ -362,11 +363,21 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             )
         for layer in kept:
             layer_info = infos[layer.id]
+            name = layer_info.get("name", layer.id)
             if not _global_id_field(layer_info):
                 raise NotSyncEnabledError(
-                    f"The layer '{layer_info.get('name', layer.id)}' of the service {plan.service_url} has no "
+                    f"The layer '{name}' of the service {plan.service_url} has no "
                     "GlobalID field, which sync requires."
                 )
+            geometry_type = layer_info.get("geometryType")
+            if geometry_type and layer_info.get("type") != "Table":
+                try:
+                    normalize_geometry_type(geometry_type)
+                except UnsupportedGeometryError:
+                    raise UnsupportedGeometryError(
+                        f"The layer '{name}' of the service {plan.service_url} has {geometry_type} "
+                        "geometries; only points, multipoints, lines and polygons can be taken offline."
+                    ) from None
         plan.layers = kept
         plan.service_info = info
         plan.layer_infos = {layer.id: infos[layer.id] for layer in kept}
