@@ -780,3 +780,33 @@ def test_service_level_apply_edits_with_attachments(reference_server, demo):
         for a in reference_server.attachments(DEMO_SERVICE, 0)
         if a["parentGlobalId"] == parent
     ] == [b"abc"]
+
+
+def test_replica_sr_projects_downloads_and_uploads(reference_server, demo):
+    replica = create(demo, layers="0", replicaSR=4326)
+    first = replica["layers"][0]["features"][0]["geometry"]
+    assert (first["x"], first["y"]) == (
+        pytest.approx(8.54, abs=1e-6),
+        pytest.approx(47.37, abs=1e-6),
+    )
+    assert get(f"{demo}/replicas/{replica['replicaID']}")["spatialReference"] == {"wkid": 4326}
+    edits = [
+        {
+            "id": 0,
+            "features": {
+                "adds": [{"attributes": {"GlobalID": NEW_GID}, "geometry": {"x": 8.55, "y": 47.38}}]
+            },
+        }
+    ]
+    sync(demo, replica, edits)
+    stored = row(reference_server, NEW_GID)["geometry"]
+    assert stored["x"] == pytest.approx(951781.6, abs=1) and stored["y"] > 6_000_000
+    reference_server.apply_edits(
+        DEMO_SERVICE, 0, updates=[{"GlobalID": NEW_GID, "name": "moved on"}]
+    )
+    fresh = reference_server.replica(replica["replicaID"])["replicaServerGen"]
+    [downloaded] = layer_entry(sync(demo, {**replica, "replicaServerGen": fresh}), 0)["features"][
+        "updates"
+    ]
+    assert downloaded["geometry"]["x"] == pytest.approx(8.55)
+    assert error_code(create(demo, layers="0", replicaSR=2056)) == 400

@@ -38,6 +38,7 @@ class EditContext:
     user: str | None = None
     replica_id: str | None = None
     now: int = field(default_factory=now_ms)
+    geometry_wkid: int | None = None  # reference of geometries without one (a replica's replicaSR)
 
 
 def normalize_guid(value: Any) -> str | None:
@@ -156,16 +157,20 @@ def _editor_values(layer: Layer, ctx: EditContext, adding: bool) -> dict[str, An
     return values
 
 
-def _geometry_of(layer: Layer, feature: dict) -> tuple[bool, dict | None]:
+def _geometry_of(
+    layer: Layer, feature: dict, default_wkid: int | None = None
+) -> tuple[bool, dict | None]:
     """(carried, geometry in the layer's reference) of an edit."""
     if layer.is_table or "geometry" not in feature:
         return False, None
     raw = feature["geometry"]
     try:
         value = geom.validate(raw, layer.geometry_type)
-        if value is not None and isinstance(raw, dict) and raw.get("spatialReference"):
+        source = geom.wkid_of(raw.get("spatialReference")) if isinstance(raw, dict) else None
+        source = source or default_wkid
+        if value is not None and source is not None:
             layer_wkid = geom.wkid_of(layer.info["extent"]["spatialReference"])
-            value = geom.project(value, geom.wkid_of(raw["spatialReference"]), layer_wkid)
+            value = geom.project(value, source, layer_wkid)
     except geom.GeometryError as exc:
         raise EditError(INVALID_EDIT, f"Invalid geometry: {exc}") from exc
     if value is not None:
@@ -222,7 +227,7 @@ class FeatureEditor:
                 # A replayed add: apply it as an update of the row it created the first time.
                 return self.update(feature, True, replayed_add=True)
         values = coerce_attributes(self.layer, attributes)
-        _, geometry = _geometry_of(self.layer, feature)
+        _, geometry = _geometry_of(self.layer, feature, self.ctx.geometry_wkid)
         return self._savepoint(self._insert, values, geometry, gid or new_guid())
 
     def _insert(self, values: dict, geometry: dict | None, gid: str) -> dict:
@@ -263,7 +268,7 @@ class FeatureEditor:
             raise EditError(INVALID_EDIT, "Each update must be a feature object.")
         row = self._find(feature.get("attributes"), use_global_ids or self.sync)
         values = coerce_attributes(self.layer, feature.get("attributes") or {})
-        carried, geometry = _geometry_of(self.layer, feature)
+        carried, geometry = _geometry_of(self.layer, feature, self.ctx.geometry_wkid)
         return self._savepoint(self._update, row, values, carried, geometry)
 
     def _update(self, row: sqlite3.Row, values: dict, carried: bool, geometry) -> dict:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import geom
 from .edits import (
     EditContext,
     apply_attachment_edits,
@@ -206,10 +207,20 @@ def _attachment_json(env: Env, layer: Layer, att, parent_oid: int | None, by_url
     return item
 
 
+def replica_projector(replica: dict):
+    """Projects stored geometries to the replica's replicaSR (None when it is the service's)."""
+    target = replica.get("replicaSR")
+    if target is None:
+        return None
+    source = replica["serviceWkid"]
+    return lambda g: geom.project(g, source, target)
+
+
 def _data_entries(
-    tx: Tx, env: Env, scopes: dict[int, Scope], with_attachments: bool, by_url: bool
+    tx: Tx, env: Env, replica: dict, scopes: dict[int, Scope], with_attachments: bool, by_url: bool
 ) -> Iterator[StreamDict]:
     """The `layers` of a createReplica or snapshot result: every row in scope, plus attachments."""
+    project = replica_projector(replica)
     for layer_id, scope in scopes.items():
         layer = scope.layer
         entry = StreamDict(id=layer_id)
@@ -219,7 +230,7 @@ def _data_entries(
             def features(scope=scope, layer=layer, parents=parents):
                 for row in scope.rows(tx):
                     parents[row[layer.gid_field]] = row[layer.oid_field]
-                    yield row_to_feature(layer, row)
+                    yield row_to_feature(layer, row, project=project)
 
             def attachments(layer=layer, parents=parents):
                 for att in tx.attachments_of(layer):
@@ -231,7 +242,9 @@ def _data_entries(
             entry["features"] = StreamList(features())
             entry["attachments"] = StreamList(attachments())
         else:
-            entry["features"] = StreamList(row_to_feature(layer, row) for row in scope.rows(tx))
+            entry["features"] = StreamList(
+                row_to_feature(layer, row, project=project) for row in scope.rows(tx)
+            )
             if with_attachments:
                 entry["attachments"] = []
         yield entry
@@ -283,14 +296,20 @@ def create_replica(
             "includeRelated": bool(query.get("includeRelated", False)),
         }
     geometry, in_wkid = parse_geometry_param(params)
+    service_wkid = geom.wkid_of(service["spatialReference"])
     if geometry is not None:
-        from . import geom
-
         try:
-            service_wkid = geom.wkid_of(service["spatialReference"])
             geometry = geom.project(geometry, in_wkid, service_wkid)
         except geom.GeometryError as exc:
             raise bad_request(f"Invalid geometry: {exc}.") from exc
+    replica_sr = None
+    if params.get("replicaSR"):
+        try:
+            replica_sr = geom.wkid_of(params.get("replicaSR"))
+            if geom.point_projector(service_wkid, replica_sr) is None:
+                replica_sr = None  # the service's own reference
+        except geom.GeometryError as exc:
+            raise bad_request(f"Invalid replicaSR: {exc}.") from exc
     sync_model = _choice(params, "syncModel", SYNC_MODELS, "perReplica")
     direction = _choice(
         params, "syncDirection", ("bidirectional", "upload", "download"), "bidirectional"
@@ -325,6 +344,8 @@ def create_replica(
         "creationDate": now_ms(),
         "lastSyncDate": None,
         "targetType": "client",
+        "serviceWkid": service_wkid,
+        "replicaSR": replica_sr,
     }
     scopes = replica_scopes(tx, service, replica)
     doc = StreamDict(replicaName=replica["replicaName"])
@@ -335,7 +356,7 @@ def create_replica(
     if sync_model != "none":
         doc.update(_gens_json(replica))
         tx.save_replica(replica)
-    doc["layers"] = StreamList(_data_entries(tx, env, scopes, with_attachments, by_url))
+    doc["layers"] = StreamList(_data_entries(tx, env, replica, scopes, with_attachments, by_url))
     return doc, (replica if sync_model != "none" else None)
 
 
@@ -467,7 +488,7 @@ def _download(
     changed = sorted(tx.changed_since(layer, "f", since, rid))
     adds, updates = [], []
     for row in scope.rows_by_gid(tx, changed):
-        feature = row_to_feature(layer, row)
+        feature = row_to_feature(layer, row, project=replica_projector(replica))
         if row["_created_gen"] > since and row["_created_by"] != rid:
             adds.append(feature)
         else:
@@ -526,7 +547,9 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
             ["Uploads are not allowed for download-only replicas."],
         )
 
-    ctx = EditContext(user=env.user, replica_id=replica["replicaID"])
+    ctx = EditContext(
+        user=env.user, replica_id=replica["replicaID"], geometry_wkid=replica.get("replicaSR")
+    )
     results: dict[int, dict] = {}
     failures: list[str] = []
     for entry in upload_edits:
@@ -651,7 +674,9 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
     doc.update(_gens_json(replica))
     if snapshot_scopes:
         doc["layers"] = StreamList(
-            _data_entries(tx, env, snapshot_scopes, att_direction == "bidirectional", by_url)
+            _data_entries(
+                tx, env, replica, snapshot_scopes, att_direction == "bidirectional", by_url
+            )
         )
     doc["edits"] = layer_entries
     replica["lastSyncDate"] = now_ms()
@@ -695,7 +720,9 @@ def replica_info(tx: Tx, env: Env, service: dict, replica_id: str) -> dict:
         "creationDate": replica["creationDate"],
         "lastSyncDate": replica["lastSyncDate"],
         "targetType": replica.get("targetType", "client"),
-        "spatialReference": service["spatialReference"],
+        "spatialReference": {"wkid": replica["replicaSR"]}
+        if replica.get("replicaSR")
+        else service["spatialReference"],
         "layerQueries": replica.get("layerQueries") or {},
     }
     if replica.get("geometry"):
