@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from dataclasses import replace
@@ -722,6 +724,51 @@ def test_sync_cancelled_while_applying_downloads_leaves_the_old_state_and_resync
     )
     assert local.rows(POINTS)[point_gid(2)]["name"] != "Server"
     assert local.pending()[POINTS]["updates"] == 1
+
+    assert_no_errors(sync_map(offline_map))
+    assert local.rows(POINTS)[point_gid(2)]["name"] == "Server"
+    assert not local.has_pending()
+    assert len(server_rows(server, POINTS)) == seed.DEMO_COUNTS[POINTS]
+
+
+KILL_DURING_APPLY = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from plugin.core.rest import ArcGISClient
+from plugin.core.sync import OfflineMapSyncTask
+
+task = OfflineMapSyncTask(sys.argv[2], client=ArcGISClient(poll_interval=0.02, timeout=30))
+job = task.create_offline_map_sync_job(task.create_default_offline_map_sync_parameters())
+# die abruptly inside the commit transaction, after downloaded rows were written
+job.add_progress_listener(lambda p, m: os._exit(3) if m.startswith("Applied") else None)
+job.run()
+os._exit(0)
+"""
+
+
+def test_process_killed_while_applying_leaves_the_old_state_and_the_next_sync_completes(
+    server, tmp_path
+):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Uploaded by a dying process")
+    server.apply_edits(
+        DEMO, POINTS, updates=[{"attributes": {"GlobalID": point_gid(2), "name": "Server"}}]
+    )
+    root = Path(__file__).resolve().parent.parent
+    died = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_APPLY, str(root), str(offline_map.folder)],
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    assert died.returncode == 3, died.stderr
+
+    assert local.rows(POINTS)[point_gid(2)]["name"] != "Server"
+    assert local.pending()[POINTS]["updates"] == 1
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == (
+        "Uploaded by a dying process"
+    )
 
     assert_no_errors(sync_map(offline_map))
     assert local.rows(POINTS)[point_gid(2)]["name"] == "Server"
