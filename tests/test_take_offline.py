@@ -319,7 +319,7 @@ def test_area_of_interest_limits_the_features_taken_offline(reference_server, tm
     parents = {att[0] for att in local_attachments(path, "Points__ATTACH").values()}
     assert parents == {seed.guid(DEMO, 0, 0), seed.guid(DEMO, 0, 1)}
     assert result.offline_map.area_of_interest == area
-    assert result.offline_map.initial_extent["spatialReference"]["wkid"] == 102100
+    assert result.offline_map.initial_extent == area
 
 
 def test_polygon_area_of_interest_is_honoured(reference_server, tmp_path):
@@ -333,6 +333,13 @@ def test_polygon_area_of_interest_is_honoured(reference_server, tmp_path):
     result = run(service_task(server, DEMO), tmp_path / "map", area)
     points = local_features(result.offline_map.geodatabases[0].path, POINTS)
     assert set(points) == {seed.guid(DEMO, 0, 0)}
+    assert result.offline_map.initial_extent == {
+        "xmin": x0,
+        "ymin": y0,
+        "xmax": x1,
+        "ymax": y1,
+        "spatialReference": {"wkid": 102100},
+    }
 
 
 def test_layer_query_where_clause_limits_the_rows(reference_server, tmp_path):
@@ -384,6 +391,9 @@ def test_service_urls_take_every_layer_and_table_offline(reference_server, tmp_p
     assert (demo.file, readonly.file) == ("Demo.gpkg", "ReadOnly.gpkg")
     assert demo.layer_ids == [POINTS, LINES, POLYGONS] and demo.table_ids == [INSPECTIONS]
     assert result.offline_map.title == "Demo, ReadOnly"
+    # Without an area or a web map, the map opens where the first service does.
+    service_extent = fast_client().service_info(server.service_url(DEMO))["initialExtent"]
+    assert result.offline_map.initial_extent == service_extent
     assert result.offline_map.source.service_urls == (
         server.service_url(DEMO),
         server.service_url(seed.READONLY_SERVICE),

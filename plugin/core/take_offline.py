@@ -262,7 +262,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                 update_mode=PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
                 geodatabases=tuple(entries),
                 area_of_interest=self.parameters.area_of_interest,
-                initial_extent=initial_extent or (_envelope_of(area) if area else None),
+                initial_extent=_initial_extent(area, initial_extent, plans),
             )
             OfflineMap.write_manifest(self.folder, manifest)
             offline_map = OfflineMap.open(self.folder)
@@ -668,6 +668,22 @@ def parse_area_of_interest(geometry: Any) -> tuple[str, dict]:
     raise UnsupportedGeometryError(
         f"The area of interest must be an envelope or a polygon; this is {kind}."
     )
+
+
+def _initial_extent(
+    area: tuple[str, dict] | None, webmap_extent: dict | None, plans: list[_ServicePlan]
+) -> dict | None:
+    # The data exists only inside the area of interest, so the map opens there; without one,
+    # where the web map opens, else where the first service does.
+    if area is not None:
+        return _envelope_of(area)
+    if webmap_extent is not None:
+        return webmap_extent
+    for plan in plans:
+        extent = plan.service_info.get("initialExtent") or plan.service_info.get("fullExtent")
+        if isinstance(extent, dict):
+            return extent
+    return None
 
 
 def _is_number(value: Any) -> bool:
