@@ -466,3 +466,11 @@ def test_reference_service_faults_on_reads_are_retried(reference_server):
     reference_server.inject_fault("service", "http502", count=5)
     with pytest.raises(BadAnswerError):
         fast_client(retries=2).service_info(url)
+
+
+def test_http_403_with_a_sign_in_page_is_an_authentication_error(scripted):
+    scripted.routes["/svc"] = Response("<html>Please sign in</html>", status=403)
+    with pytest.raises(AuthenticationError) as caught:
+        fast_client().get_json(scripted.url + "/svc")
+    assert caught.value.code == 403
+    assert len(scripted.hits["/svc"]) == 1  # not a transient failure: no retry

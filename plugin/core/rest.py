@@ -509,10 +509,13 @@ class ArcGISClient:
                         url=_safe_url(url),
                     )
             else:
-                if response.status_code in (401, 403, 498, 499) and not response.text.lstrip():
-                    body = {"error": {"code": response.status_code, "message": response.reason}}
-                else:
+                try:
                     body = _decode_json(response, url)
+                except BadAnswerError:
+                    if response.status_code not in AUTH_CODES:
+                        raise
+                    # A sign-in page or an empty 401/403: still an authentication problem.
+                    body = {"error": {"code": response.status_code, "message": response.reason}}
             error = _error_from_body(body, url)
             if error is None:
                 return body
