@@ -850,7 +850,7 @@ def test_unregistered_replica_fails_clearly_and_loses_no_edit(server, tmp_path):
     task = GeodatabaseSyncTask(server.service_url(DEMO), client=fast_client())
     with Geodatabase.open(local.path) as gdb:
         replica_id = gdb.replica.replica_id
-    task.unregister_geodatabase(local.path)
+    task.unregister_geodatabase(replica_id)
     assert replica_id not in [
         r["replicaID"] for r in fast_client().replicas(server.service_url(DEMO))
     ]
@@ -1177,6 +1177,10 @@ def test_generated_geodatabase_syncs_per_layer_on_its_own(server, tmp_path):
     assert not any(r.has_errors for r in results)
     assert results[0].uploaded.updates == 1
     assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == "Solo"
+    with Geodatabase.open(path) as gdb:
+        replica_id = gdb.replica.replica_id
+    task.unregister_geodatabase(path)
+    assert replica_id not in [r["replicaID"] for r in fast_client().replicas(url)]
 
 
 def test_generate_refuses_an_existing_file_and_a_failed_run_leaves_nothing(server, tmp_path):

@@ -47,6 +47,8 @@ CancelCallback = Callable[[], bool]
 
 log = logging.getLogger(__name__)
 
+_GUID = re.compile(r"^\{?[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?$")
+
 RESYNC_HINT = "Syncing again will resolve it; no local edit is lost."
 
 
@@ -333,10 +335,7 @@ class GeodatabaseSyncTask:
 
     def unregister_geodatabase(self, geodatabase_or_replica_id: Any) -> None:
         """Unregister the replica on the service so it stops tracking changes for it."""
-        if (
-            isinstance(geodatabase_or_replica_id, str)
-            and not Path(geodatabase_or_replica_id).suffix
-        ):
+        if isinstance(geodatabase_or_replica_id, str) and _GUID.match(geodatabase_or_replica_id):
             replica_id = geodatabase_or_replica_id
         else:
             with _opened(geodatabase_or_replica_id) as gdb:
