@@ -375,3 +375,16 @@ def test_wrong_credentials_fail_with_a_message_and_no_secret(
     assert "alice" in dock.statusLabel.text()
     assert "wrong-password" not in dock.statusLabel.text()
     assert not (tmp_path / "secured_map").exists()
+
+
+def test_a_sync_finishes_even_if_the_panel_goes_away(qgis_iface, demo_map, reference_server):
+    from qgis.PyQt import sip
+
+    panel = OfflineMapSyncDock(qgis_iface)
+    panel.open_map(demo_map)
+    task = panel.sync()
+    sip.delete(panel)  # what unloading the plugin does to the panel
+
+    assert wait_for_task(task, WAIT)
+    assert task.succeeded
+    assert task.error is None

@@ -13,7 +13,7 @@ from typing import Any
 
 from qgis.core import Qgis, QgsMessageLog, QgsSettings
 from qgis.gui import QgsAuthConfigSelect
-from qgis.PyQt import uic
+from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QDockWidget,
@@ -527,6 +527,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             self.statusLabel.setText(message)
 
     def _task_done(self, task: JobTask, on_done) -> None:
+        if sip.isdeleted(self):
+            # The plugin was unloaded while the task ran: the work is done, no panel to update.
+            return
         self.task = None
         self.progressBar.setValue(100 if task.succeeded else self.progressBar.value())
         if task.succeeded:
