@@ -327,6 +327,24 @@ def test_line_polygon_and_table_edits_round_trip(server, tmp_path, sync_model):
     assert result_for(result, INSPECTIONS).is_table
 
 
+def test_new_feature_and_its_new_related_row_arrive_together(server, tmp_path, sync_model):
+    map_a = take_offline(server, tmp_path / "a", sync_model)
+    map_b = take_offline(server, tmp_path / "b", sync_model)
+    a = Local(map_a)
+    point = a.add(POINTS, "POINT (950200 6003200)", name="Hydrant")
+    inspection = a.add(INSPECTIONS, None, PointGlobalID=point, inspector="Kai", result="pass")
+
+    assert_no_errors(sync_map(map_a))
+    assert_no_errors(sync_map(map_b))
+
+    on_server = server_rows(server, INSPECTIONS)[inspection]["attributes"]
+    assert on_server["PointGlobalID"].upper() == point
+    assert point in server_rows(server, POINTS)
+    b_row = Local(map_b).rows(INSPECTIONS)[inspection]
+    assert str(b_row["PointGlobalID"]).upper() == point
+    assert Local(map_b).rows(POINTS)[point]["name"] == "Hydrant"
+
+
 def test_server_changes_of_every_kind_are_downloaded(server, tmp_path, sync_model):
     offline_map = take_offline(server, tmp_path / "map", sync_model)
     local = Local(offline_map)
@@ -365,9 +383,9 @@ def test_server_changes_of_every_kind_are_downloaded(server, tmp_path, sync_mode
     assert not local.has_pending()
 
 
-def test_attachments_travel_both_ways(server, tmp_path):
-    map_a = take_offline(server, tmp_path / "a")
-    map_b = take_offline(server, tmp_path / "b")
+def test_attachments_travel_both_ways(server, tmp_path, sync_model):
+    map_a = take_offline(server, tmp_path / "a", sync_model)
+    map_b = take_offline(server, tmp_path / "b", sync_model)
     a = Local(map_a)
     attach = a.layers[POINTS].attachment_table
     assert attach, "the Points layer has attachments"
@@ -428,8 +446,8 @@ def _attachment_row(columns, parent, name, content_type, data) -> dict:
     return row
 
 
-def test_upload_only_leaves_server_changes_for_a_later_sync(server, tmp_path):
-    offline_map = take_offline(server, tmp_path / "map")
+def test_upload_only_leaves_server_changes_for_a_later_sync(server, tmp_path, sync_model):
+    offline_map = take_offline(server, tmp_path / "map", sync_model)
     local = Local(offline_map)
     local.update(POINTS, point_gid(0), name="Local")
     server.apply_edits(
