@@ -247,9 +247,18 @@ class _Commit:
                     self.conflict(layer, True, agid, p[0], ConflictReason.DELETED_ON_SERVER, local)
                     self.clear_pending(layer.attachment_table, p[1], agid)
                     self.conflicted.add((layer.id, True, agid))
+        # Look first: most deleted rows have no attachments, and a lookup is cheaper than a delete.
+        with_attachments = []
+        for start in range(0, len(parent_gids), _CHUNK):
+            part = parent_gids[start : start + _CHUNK]
+            sql = (
+                f"SELECT DISTINCT REL_GLOBALID FROM {quote(layer.attachment_table)} "
+                f"WHERE REL_GLOBALID IN ({', '.join('?' for _ in part)})"
+            )
+            with_attachments.extend(r[0] for r in self.conn.execute(sql, part))
         self.conn.executemany(
             f"DELETE FROM {quote(layer.attachment_table)} WHERE REL_GLOBALID = ?",
-            [(g,) for g in parent_gids],
+            [(g,) for g in with_attachments],
         )
 
     # -- downloaded changes -----------------------------------------------------------------

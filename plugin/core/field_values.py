@@ -39,18 +39,28 @@ _DATETIME_RE = re.compile(
 )
 
 
+_day_texts: dict[int, str] = {}
+
+
+def _day_text(days: int) -> str:
+    # Downloads carry many dates of the same days: format each day once.
+    text = _day_texts.get(days)
+    if text is None:
+        if len(_day_texts) > 100_000:
+            _day_texts.clear()
+        day = _dt.date.fromordinal(_EPOCH_ORDINAL + days)
+        text = _day_texts[days] = f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
+    return text
+
+
 def ms_to_datetime_text(ms: int | float) -> str:
     """Esri epoch milliseconds (UTC) -> ``YYYY-MM-DDTHH:MM:SS.sssZ`` (exact, integer math)."""
     ms = int(round(ms))
     days, rest = divmod(ms, _DAY_MS)
-    day = _dt.date.fromordinal(_EPOCH_ORDINAL + days)
     hours, rest = divmod(rest, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     seconds, millis = divmod(rest, 1000)
-    return (
-        f"{day.year:04d}-{day.month:02d}-{day.day:02d}T"
-        f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
-    )
+    return f"{_day_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
 def datetime_text_to_ms(text: str) -> int | None:

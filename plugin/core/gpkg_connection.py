@@ -67,6 +67,8 @@ def connect(path: str) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Large downloads touch big tables and indexes in one transaction: keep them cached.
+        conn.execute("PRAGMA cache_size = -65536")
     except Exception:
         conn.close()
         raise

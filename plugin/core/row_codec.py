@@ -26,7 +26,9 @@ class FeatureCodec:
         self.field_names = [f.name for f in layer.fields]
         self._to_gpkg = [fv.to_gpkg_converter(f.esri_type) for f in layer.fields]
         self._lower = {f.name.lower(): f.name for f in layer.fields}
+        self._lower[layer.object_id_field.lower()] = layer.object_id_field
         self._by_name = {f.name: f for f in layer.fields}
+        self._by_name[self.fid] = None  # the ObjectID arrives too; it is not a column we write
         #: All data columns in table order (geometry first), without the fid.
         self.columns = ([self.geom] if self.geom else []) + self.field_names
 
