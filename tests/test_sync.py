@@ -586,17 +586,20 @@ def test_download_only_with_pending_edits_loses_nothing(server, tmp_path):
 
     assert_no_errors(result)
     assert server_rows(server, POINTS)[gid]["attributes"]["name"] == "Server version"
-    row = local.rows(POINTS)[gid]
+    # download-only: the server's version wins locally, the local one goes to the conflict log
+    assert local.rows(POINTS)[gid]["name"] == "Server version"
     saved = [c for c in local.conflicts() if c.global_id.upper() == gid]
-    if row["name"] == "Local version":
-        # the pending local value wins locally and is uploaded by the next bidirectional sync
-        assert local.pending()[POINTS]["updates"] == 1
-        assert_no_errors(sync_map(offline_map))
-        assert server_rows(server, POINTS)[gid]["attributes"]["name"] == "Local version"
-    else:
-        # the server value replaced it: the local version is in the conflict log
-        assert row["name"] == "Server version"
-        assert saved and saved[0].attributes["name"] == "Local version"
+    assert [c.reason for c in saved] == [ConflictReason.OVERWRITTEN_BY_DOWNLOAD]
+    assert saved[0].attributes["name"] == "Local version"
+    assert result_for(result, POINTS).conflicts == 1
+    assert not local.has_pending()
+
+    # restoring the conflict makes the local version an edit that the next sync uploads
+    with Geodatabase.open(local.path) as gdb:
+        gdb.restore_conflict(saved[0].id)
+    assert_no_errors(sync_map(offline_map))
+    assert server_rows(server, POINTS)[gid]["attributes"]["name"] == "Local version"
+    assert local.rows(POINTS)[gid]["name"] == "Local version"
 
 
 def test_edits_made_during_a_sync_stay_pending_for_the_next(server, tmp_path):
