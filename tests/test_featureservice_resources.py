@@ -503,3 +503,10 @@ def test_deeply_nested_input_is_refused_not_crashing(demo):
 def test_long_object_id_lists_are_answered(demo):
     ids = ",".join(str(i) for i in range(1, 50001))
     assert post(f"{demo}/0/query", objectIds=ids, returnCountOnly=True) == {"count": DEMO_COUNTS[0]}
+
+
+def test_layers_resource_lists_every_layer_and_table_description(demo):
+    body = get(f"{demo}/layers")
+    assert [lay["id"] for lay in body["layers"]] == [0, 1, 2]
+    assert [t["name"] for t in body["tables"]] == ["Inspections"]
+    assert body["layers"][0] == get(f"{demo}/0")

@@ -71,6 +71,7 @@ def _rules() -> Map:
             r("/arcgis/rest/info", "info"),
             r("/arcgis/rest/services", "catalog"),
             r(SVC, "service"),
+            r(f"{SVC}/layers", "all_layers"),
             r(f"{SVC}/applyEdits", "service_apply_edits"),
             r(f"{SVC}/createReplica", "create_replica"),
             r(f"{SVC}/synchronizeReplica", "synchronize_replica"),
@@ -134,6 +135,7 @@ OPERATIONS = {
     "delete_attachments": "deleteAttachments",
     "item": "items",
     "item_data": "data",
+    "all_layers": "layers",
 }
 PUBLIC = {"info", "generate_token", "portal_info", "portal_self", "result"}
 
@@ -347,6 +349,16 @@ class ReferenceApp:
             definition = tx.service(service)
             definition.pop("_name")
         return json_response(definition)
+
+    def ep_all_layers(self, request, params, env, service):
+        with self.store.read() as tx:
+            layers = tx.layers(tx.service(service)["_name"])
+        return json_response(
+            {
+                "layers": [lay.info for lay in layers if not lay.is_table],
+                "tables": [lay.info for lay in layers if lay.is_table],
+            }
+        )
 
     def ep_layer(self, request, params, env, service, layer_id):
         with self.store.read() as tx:
