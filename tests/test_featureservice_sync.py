@@ -810,3 +810,18 @@ def test_replica_sr_projects_downloads_and_uploads(reference_server, demo):
     ]
     assert downloaded["geometry"]["x"] == pytest.approx(8.55)
     assert error_code(create(demo, layers="0", replicaSR=2056)) == 400
+
+
+def test_replayed_add_of_a_feature_deleted_meanwhile_is_not_reported_deleted(
+    reference_server, demo
+):
+    replica = create(demo, layers="0")
+    edits = [
+        {"id": 0, "features": {"adds": [{"attributes": {"GlobalID": NEW_GID, "name": "again"}}]}}
+    ]
+    sync(demo, replica, edits, syncDirection="upload")
+    reference_server.apply_edits(DEMO_SERVICE, 0, deletes=[NEW_GID])
+    replay = sync(demo, replica, edits)
+    assert layer_entry(replay, 0)["addResults"][0]["success"]
+    assert row(reference_server, NEW_GID) is not None
+    assert NEW_GID not in layer_entry(replay, 0)["features"]["deleteIds"]
