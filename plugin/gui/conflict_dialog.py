@@ -29,11 +29,12 @@ def conflict_rows(offline_map: OfflineMap) -> list[tuple[Any, Any, str]]:
     return rows
 
 
-_REASONS = {
-    "deleted_on_server": "The server deleted this row; your local {0} was kept here.",
-    "edit_rejected": "The server refused your local {0}.",
-    "overwritten_by_download": "The server's version replaced your local {0}.",
-}
+def _reasons() -> dict[str, str]:
+    return {
+        "deleted_on_server": tr("The server deleted this row; your local {0} was kept here."),
+        "edit_rejected": tr("The server refused your local {0}."),
+        "overwritten_by_download": tr("The server's version replaced your local {0}."),
+    }
 
 
 def describe_conflict(conflict: Any) -> str:
@@ -44,7 +45,7 @@ def describe_conflict(conflict: Any) -> str:
     )
     if conflict.is_attachment:
         operation = tr("attachment {0}").format(operation)
-    text = tr(_REASONS.get(str(reason), "{0}")).format(operation)
+    text = _reasons().get(str(reason), "{0}").format(operation)
     if conflict.error_message:
         text += " " + conflict.error_message
     return text
@@ -58,14 +59,19 @@ class ConflictDialog(QDialog, FORM_CLASS):
 
     changed = pyqtSignal()
 
-    COLUMNS = ("Geodatabase", "Layer / table", "GlobalID", "What happened", "When")
-
     def __init__(self, offline_map: OfflineMap, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setupUi(self)
         self.offline_map = offline_map
-        self.conflictTable.setColumnCount(len(self.COLUMNS))
-        self.conflictTable.setHorizontalHeaderLabels([tr(name) for name in self.COLUMNS])
+        columns = [
+            tr("Geodatabase"),
+            tr("Layer / table"),
+            tr("GlobalID"),
+            tr("What happened"),
+            tr("When"),
+        ]
+        self.conflictTable.setColumnCount(len(columns))
+        self.conflictTable.setHorizontalHeaderLabels(columns)
         self.restoreButton.clicked.connect(self.restore_selected)
         self.dismissButton.clicked.connect(self.dismiss_selected)
         self.conflictTable.itemSelectionChanged.connect(self._update_buttons)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import Qgis, QgsMessageLog, QgsSettings
-from qgis.gui import QgsAuthConfigSelect
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
@@ -39,23 +38,25 @@ SETTINGS_AUTH = "OfflineMapSync/authConfigs"
 MAX_RECENT = 10
 ROLE_KEY = Qt.ItemDataRole.UserRole
 
-_COUNT_WORDS = {
-    "adds": "{0} added",
-    "updates": "{0} changed",
-    "deletes": "{0} deleted",
-    "attachment_adds": "{0} attachments added",
-    "attachment_updates": "{0} attachments changed",
-    "attachment_deletes": "{0} attachments deleted",
-}
+
+def _count_words() -> dict[str, str]:
+    return {
+        "adds": tr("{0} added"),
+        "updates": tr("{0} changed"),
+        "deletes": tr("{0} deleted"),
+        "attachment_adds": tr("{0} attachments added"),
+        "attachment_updates": tr("{0} attachments changed"),
+        "attachment_deletes": tr("{0} attachments deleted"),
+    }
 
 
 def describe_counts(counts: dict[str, int] | None) -> str:
     """Pending-edit counts in words, e.g. "2 added, 1 changed" (empty when nothing waits)."""
+    words = _count_words()
     parts = []
     for key, value in (counts or {}).items():
         if value:
-            template = _COUNT_WORDS.get(key, "{0} " + key.replace("_", " "))
-            parts.append(tr(template).format(value))
+            parts.append(words.get(key, "{0} " + key.replace("_", " ")).format(value))
     return ", ".join(parts)
 
 
@@ -81,10 +82,6 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.last_result: Any = None
         self.last_error: BaseException | None = None
         self.updates_info: Any = None
-
-        self.authSelect = QgsAuthConfigSelect(self)
-        self.authSelect.setObjectName("authSelect")
-        self.syncForm.insertRow(3, tr("Authentication"), self.authSelect)
 
         for label, direction in (
             (tr("Both ways (upload and download)"), SyncDirection.BIDIRECTIONAL),
