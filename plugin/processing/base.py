@@ -38,11 +38,10 @@ AUTHCFG = "AUTHCFG"
 
 
 class OfflineMapAlgorithm(QgsProcessingAlgorithm):
-    """Base class: subclasses define ``NAME``, ``DISPLAY_NAME``, ``HELP`` and the Qgs methods."""
+    """Base class: subclasses define ``NAME``, ``displayName()``, ``shortHelpString()`` and the
+    Processing methods."""
 
     NAME = ""
-    DISPLAY_NAME = ""
-    HELP = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,12 +49,6 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
 
     def name(self) -> str:
         return self.NAME
-
-    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
-        return tr(self.DISPLAY_NAME)
-
-    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
-        return tr(self.HELP)
 
     def icon(self) -> QIcon:
         return QIcon(icon_path("processing_provider.svg"))

@@ -16,13 +16,17 @@ from .base import OfflineMapAlgorithm
 
 class CheckForUpdatesAlgorithm(OfflineMapAlgorithm):
     NAME = "checkforupdates"
-    DISPLAY_NAME = "Check offline map for updates"
-    HELP = (
-        "Says whether an offline map has local edits to upload and, for ahead-of-time maps "
-        "with scheduled updates, whether update packages are waiting and how big they are. "
-        "For maps that sync with their feature services, download availability is "
-        "INDETERMINATE: only a sync can tell. Also outputs the update capabilities."
-    )
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("Check offline map for updates")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Says whether an offline map has local edits to upload and, for ahead-of-time maps "
+            "with scheduled updates, whether update packages are waiting and how big they are. "
+            "For maps that sync with their feature services, download availability is "
+            "INDETERMINATE: only a sync can tell. Also outputs the update capabilities."
+        )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.add_offline_map_parameter()

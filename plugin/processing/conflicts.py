@@ -51,12 +51,16 @@ def conflict_dicts(offline_map) -> list[dict]:
 
 class ListConflictsAlgorithm(OfflineMapAlgorithm):
     NAME = "listconflicts"
-    DISPLAY_NAME = "List offline map conflicts"
-    HELP = (
-        "Lists the conflict log of an offline map: local versions that lost to the server "
-        "during a sync (deleted or changed there, or refused). Use 'Restore or dismiss a "
-        "conflict' with an entry's geodatabase and id."
-    )
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("List offline map conflicts")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Lists the conflict log of an offline map: local versions that lost to the server "
+            "during a sync (deleted or changed there, or refused). Use 'Restore or dismiss a "
+            "conflict' with an entry's geodatabase and id."
+        )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.add_offline_map_parameter()
@@ -103,13 +107,18 @@ class ListConflictsAlgorithm(OfflineMapAlgorithm):
 
 class ResolveConflictAlgorithm(OfflineMapAlgorithm):
     NAME = "resolveconflict"
-    DISPLAY_NAME = "Restore or dismiss a conflict"
-    HELP = (
-        "Restore: the local version of a conflict-log entry becomes a pending local edit again "
-        "(the next sync uploads it). Dismiss: keep the server's version and drop the entry. "
-        "GEODATABASE is the entry's geodatabase file name (may be left empty when the map has "
-        "one geodatabase); CONFLICT_ID its id, as 'List offline map conflicts' gives them."
-    )
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("Restore or dismiss a conflict")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Restore: the local version of a conflict-log entry becomes a pending local edit again "
+            "(the next sync uploads it). Dismiss: keep the server's version and drop the entry. "
+            "GEODATABASE is the entry's geodatabase file name (may be left empty when the map has "
+            "one geodatabase); CONFLICT_ID its id, as 'List offline map conflicts' gives them."
+        )
+
     ACTIONS = ("restore", "dismiss")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)

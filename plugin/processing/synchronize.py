@@ -48,13 +48,17 @@ def sync_result_dicts(result) -> list[dict]:
 
 class SynchronizeOfflineMapAlgorithm(OfflineMapAlgorithm):
     NAME = "synchronizeofflinemap"
-    DISPLAY_NAME = "Synchronize offline map"
-    HELP = (
-        "Uploads the local edits of an offline map to its feature services and downloads the "
-        "server's changes (or only one of the two). Conflicts follow 'the last synchronized edit "
-        "wins'; local versions that lose go to the conflict log. Outputs the counts and a JSON "
-        "or HTML report with one row per layer and table."
-    )
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("Synchronize offline map")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Uploads the local edits of an offline map to its feature services and downloads the "
+            "server's changes (or only one of the two). Conflicts follow 'the last synchronized edit "
+            "wins'; local versions that lose go to the conflict log. Outputs the counts and a JSON "
+            "or HTML report with one row per layer and table."
+        )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.add_offline_map_parameter()

@@ -22,14 +22,18 @@ from .base import OfflineMapAlgorithm
 
 class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
     NAME = "takemapoffline"
-    DISPLAY_NAME = "Take map offline"
-    HELP = (
-        "Takes a web map (PORTAL_URL + WEBMAP_ITEM_ID) or feature services (SERVICE_URLS, one per "
-        "line or separated by commas) offline on demand, for an area (EXTENT; empty = everything), "
-        "into a new or empty folder: one GeoPackage per service plus offline_map.json. The "
-        "services must allow sync. Open the folder with the Offline Map Sync panel, or sync it "
-        "with 'Synchronize offline map'."
-    )
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("Take map offline")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Takes a web map (PORTAL_URL + WEBMAP_ITEM_ID) or feature services (SERVICE_URLS, one per "
+            "line or separated by commas) offline on demand, for an area (EXTENT; empty = everything), "
+            "into a new or empty folder: one GeoPackage per service plus offline_map.json. The "
+            "services must allow sync. Open the folder with the Offline Map Sync panel, or sync it "
+            "with 'Synchronize offline map'."
+        )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.addParameter(
