@@ -142,6 +142,8 @@ def test_seed_counts_and_special_characters_round_trip(demo):
         ("name = 'Plus + and & \"quoted\" back\\slash apos''trophe 100%'", 1),
         ("height > 400.4 AND rating < 1", 3),
         ('"category" = -4 OR 1=1', 12),
+        ("name = 'x'' OR ''1''=''1'", 0),
+        ("name = 'Well; DROP TABLE points;--'", 1),
     ],
 )
 def test_where_subset(demo, where, expected):

@@ -825,3 +825,12 @@ def test_replayed_add_of_a_feature_deleted_meanwhile_is_not_reported_deleted(
     assert layer_entry(replay, 0)["addResults"][0]["success"]
     assert row(reference_server, NEW_GID) is not None
     assert NEW_GID not in layer_entry(replay, 0)["features"]["deleteIds"]
+
+
+def test_unknown_job_and_result_answer_errors(reference_server, demo):
+    assert error_code(get(f"{demo}/jobs/0123456789abcdef")) == 400
+    response = requests.get(
+        f"{reference_server.root_url}/rest/directories/arcgisoutput/Demo_FeatureServer/_ags_nothing.json",
+        timeout=10,
+    )
+    assert response.status_code == 404 and response.json()["error"]["code"] == 404
