@@ -147,8 +147,6 @@ def _add_geodatabase(
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
         node.setItemVisibilityChecked(layer_entry.visible)
-        if layer_entry.definition_expression:
-            layer.setSubsetString(layer_entry.definition_expression)
         result.layers[layer_entry.id] = layer
     _add_attachment_tables(offline_map, entry, definitions, result, path, project)
     _add_relations(entry, definitions, result, titles, project)
