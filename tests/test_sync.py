@@ -707,14 +707,21 @@ def test_transient_faults_while_polling_or_downloading_are_retried_within_the_sy
     assert not local.has_pending()
 
 
-@pytest.mark.parametrize("operation", ["jobs", "result"])
+@pytest.mark.parametrize(
+    ("operation", "kind"),
+    [
+        ("jobs", "drop_before_commit"),
+        ("result", "drop_before_commit"),
+        ("result", "truncated_json"),
+    ],
+)
 def test_lasting_faults_while_polling_or_downloading_are_finished_by_the_next_sync(
-    server, tmp_path, operation
+    server, tmp_path, operation, kind
 ):
     offline_map = take_offline(server, tmp_path / "map")
     local = Local(offline_map)
     added = local.add(POINTS, "POINT (950500 6003500)", name="Exactly once")
-    server.inject_fault(operation, "drop_before_commit", count=10)
+    server.inject_fault(operation, kind, count=10)
 
     failed = sync_map(offline_map)
     assert "Syncing again will resolve it" in next(iter(failed.geodatabase_errors.values()))

@@ -178,10 +178,7 @@ class _Reader:
 
     def fail(self, what: str, *, incomplete: bool = False) -> None:
         if incomplete:
-            message = (
-                "The result file from the server is incomplete (it ends too early). "
-                "Syncing again will download it anew."
-            )
+            message = "The result file from the server is incomplete (it ends too early)."
         else:
             message = f"The result file from the server is not valid JSON: {what}."
         raise ServiceError(message)
@@ -192,8 +189,7 @@ def _walk_result(reader: _Reader, header: dict) -> Iterator[Event]:
     if first != "{":
         if first == "<":
             raise ServiceError(
-                "The server sent a web page instead of the result file. "
-                "The file may have expired; syncing again will request it anew."
+                "The server sent a web page instead of the result file; the file may have expired."
             )
         if not first:
             raise ServiceError("The result file from the server is empty.")

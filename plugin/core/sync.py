@@ -739,18 +739,23 @@ class _GeodatabaseSync:
         with result:
             self._keep_deltas(snapshot, result)
             self.progress(0.7, "Applying changes to the geodatabase")
-            header, events = result.read()
             # Cancelling here rolls the whole commit back; the journal then lets the next
             # sync pick the upload up again.
-            report = self.gdb.commit_sync(
-                snapshot,
-                header,
-                events,
-                direction=direction,
-                layer_ids=layer_ids,
-                progress=self._phase(0.7, 0.95),
-                cancel=self.cancel,
-            )
+            try:
+                header, events = result.read()
+                report = self.gdb.commit_sync(
+                    snapshot,
+                    header,
+                    events,
+                    direction=direction,
+                    layer_ids=layer_ids,
+                    progress=self._phase(0.7, 0.95),
+                    cancel=self.cancel,
+                )
+            except ServiceError as error:
+                # Only the result file raises ServiceError here (cut off or damaged); nothing
+                # was committed and the journal still holds the upload.
+                raise NetworkError(f"The result from the server was damaged: {error}") from error
         if entry is not None:
             self.gdb.journal_close(entry)
         self._merge(report)
