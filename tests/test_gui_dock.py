@@ -399,3 +399,19 @@ def test_a_sync_finishes_even_if_the_panel_goes_away(qgis_iface, demo_map, refer
         QgsApplication.messageLog().messageReceived.disconnect(collect)
     assert task.succeeded
     assert logged == []
+
+
+def test_a_download_only_service_is_shown_as_such_and_defaults_to_download(
+    dock, reference_server, tmp_path
+):
+    task = OfflineMapTask(
+        service_urls=[reference_server.service_url(seed.READONLY_SERVICE)], client=ArcGISClient()
+    )
+    parameters = task.create_default_generate_offline_map_parameters(None)
+    folder = task.generate_offline_map(parameters, tmp_path / "readonly").run().offline_map.folder
+
+    assert dock.open_map(folder)
+
+    assert "(download only)" in dock.contentTree.topLevelItem(0).text(0)
+    assert "Download only" in dock.capabilitiesLabel.text()
+    assert dock.directionCombo.currentText() == "Download server changes only"
