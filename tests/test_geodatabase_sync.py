@@ -518,3 +518,67 @@ def test_lock_of_a_killed_process_is_released(gdb):
     proc.wait(60)
     with gdb.sync_lock(timeout=10):
         pass
+
+
+def add_local_attachment(gdb, parent_gid, name="local.txt", data=b"local"):
+    conn = writer(gdb)
+    conn.execute(
+        "INSERT INTO Points__ATTACH (REL_GLOBALID, ATT_NAME, CONTENT_TYPE, DATA_SIZE, DATA)"
+        " VALUES (?, ?, 'text/plain', ?, ?)",
+        (parent_gid, name, len(data), data),
+    )
+    gid = conn.execute("SELECT GLOBALID FROM Points__ATTACH WHERE ATT_NAME = ?", (name,)).fetchone()
+    conn.close()
+    return gid[0]
+
+
+def test_rejected_attachment_goes_to_conflicts_and_can_be_restored(gdb):
+    att = add_local_attachment(gdb, gdb.gids[2])
+    snapshot = gdb.snapshot_upload()
+    assert snapshot.edits[0]["attachments"]["adds"][0]["globalId"] == att
+    error = {"code": 1000, "description": "Attachment too large."}
+    reply = [
+        {
+            "id": 0,
+            "attachmentResults": {
+                "addResults": [{"globalId": att, "success": False, "error": error}]
+            },
+        }
+    ]
+    report = commit(gdb, snapshot, reply)
+    (edit_error,) = report.edit_errors
+    assert edit_error.is_attachment and edit_error.operation == "add"
+    (conflict,) = gdb.conflicts()
+    assert conflict.is_attachment and conflict.attributes["DATA"] == b"local"
+    assert gdb.conn.execute(
+        "SELECT count(*) FROM Points__ATTACH WHERE GLOBALID = ?", (att,)
+    ).fetchone() == (0,)
+    gdb.restore_conflict(conflict.id)
+    (again,) = gdb.snapshot_upload().edits[0]["attachments"]["adds"]
+    assert again["globalId"] == att and again["parentGlobalId"] == gdb.gids[2]
+
+
+def test_server_delete_of_a_feature_keeps_its_new_local_attachments_as_conflicts(gdb):
+    att = add_local_attachment(gdb, gdb.gids[3])
+    report = commit(gdb, None, [{"id": 0, "features": {"deleteIds": [gdb.gids[3]]}}])
+    (conflict,) = gdb.conflicts()
+    assert conflict.global_id == att and conflict.reason == ConflictReason.DELETED_ON_SERVER
+    assert not gdb.has_pending_edits() and report.layers[0].conflicts == 1
+
+
+def test_downloaded_attachment_delete_and_update_respect_local_edits(gdb):
+    existing = gdb.conn.execute("SELECT GLOBALID FROM Points__ATTACH").fetchone()[0]
+    conn = writer(gdb)
+    conn.execute("UPDATE Points__ATTACH SET ATT_NAME = 'renamed locally'")
+    conn.close()
+    update = lj.attachment(gdb.gids[0], gid=existing, data=b"server bytes")
+    commit(gdb, None, [{"id": 0, "attachments": {"updates": [update]}}])
+    name = gdb.conn.execute("SELECT ATT_NAME FROM Points__ATTACH").fetchone()[0]
+    assert name == "renamed locally"  # bidirectional: the pending local edit wins next upload
+    commit(gdb, None, [{"id": 0, "attachments": {"updates": [update]}}], direction=DOWN)
+    row = gdb.conn.execute("SELECT ATT_NAME, DATA FROM Points__ATTACH").fetchone()
+    assert row == ("photo.png", b"server bytes")
+    (conflict,) = gdb.conflicts()
+    assert conflict.is_attachment and conflict.attributes["ATT_NAME"] == "renamed locally"
+    commit(gdb, None, [{"id": 0, "attachments": {"deleteIds": [existing]}}])
+    assert gdb.conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone() == (0,)

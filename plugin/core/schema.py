@@ -267,7 +267,7 @@ def create_geopackage(
     path: str, service_info: dict, layer_infos: dict[int, dict]
 ) -> list[LayerDef]:
     """Create the GeoPackage with one table per layer (and ``__ATTACH`` tables); return them."""
-    from osgeo import gdal, ogr
+    from osgeo import gdal
 
     spatial_ids = [
         lid
@@ -285,71 +285,79 @@ def create_geopackage(
             ds = None
     if ds is None:
         raise GeodatabaseError(f"Cannot create the GeoPackage {path}: {gdal.GetLastErrorMsg()}")
+    try:
+        return _create_tables(ds, srs, layer_infos)
+    except RuntimeError as exc:  # GDAL with exceptions enabled (e.g. by another plugin)
+        raise GeodatabaseError(f"Cannot create the GeoPackage {path}: {exc}") from exc
+    finally:
+        ds = None  # closes the file
+
+
+def _create_tables(ds, srs, layer_infos: dict[int, dict]) -> list[LayerDef]:
+    from osgeo import gdal, ogr
+
     taken: set[str] = set()
     layers: list[LayerDef] = []
     domains_added: set[str] = set()
-    try:
-        for lid in sorted(layer_infos):
-            info = layer_infos[lid]
-            table = table_name_for(info.get("name") or f"layer_{lid}", taken)
-            field_names = {f.get("name", "").lower() for f in info.get("fields") or []}
-            geom_col = "geom" if "geom" not in field_names else "geom_shape"
-            try:
-                layer = layer_definition(lid, info, table, 0, geom_col)
-            except UnsupportedGeometryError as exc:
-                raise GeodatabaseError(f"{info.get('name')}: {exc}") from exc
-            if layer.attachment_table:
-                taken.add(layer.attachment_table.lower())
-            options = [f"FID={layer.object_id_field}", f"IDENTIFIER={layer.name}"]
-            description = info.get("description")
-            if description:
-                options.append(f"DESCRIPTION={description[:1000]}")
-            if layer.is_table:
-                olayer = ds.CreateLayer(table, None, ogr.wkbNone, options)
-            else:
-                options += [f"GEOMETRY_NAME={geom_col}", "SPATIAL_INDEX=YES"]
-                olayer = ds.CreateLayer(table, srs, _ogr_geometry_type(ogr, layer), options)
-            if olayer is None:
+    for lid in sorted(layer_infos):
+        info = layer_infos[lid]
+        table = table_name_for(info.get("name") or f"layer_{lid}", taken)
+        field_names = {f.get("name", "").lower() for f in info.get("fields") or []}
+        geom_col = "geom" if "geom" not in field_names else "geom_shape"
+        try:
+            layer = layer_definition(lid, info, table, 0, geom_col)
+        except UnsupportedGeometryError as exc:
+            raise GeodatabaseError(f"{info.get('name')}: {exc}") from exc
+        if layer.attachment_table:
+            taken.add(layer.attachment_table.lower())
+        options = [f"FID={layer.object_id_field}", f"IDENTIFIER={layer.name}"]
+        description = info.get("description")
+        if description:
+            options.append(f"DESCRIPTION={description[:1000]}")
+        if layer.is_table:
+            olayer = ds.CreateLayer(table, None, ogr.wkbNone, options)
+        else:
+            options += [f"GEOMETRY_NAME={geom_col}", "SPATIAL_INDEX=YES"]
+            olayer = ds.CreateLayer(table, srs, _ogr_geometry_type(ogr, layer), options)
+        if olayer is None:
+            raise GeodatabaseError(
+                f"Cannot create the table for {layer.name}: {gdal.GetLastErrorMsg()}"
+            )
+        for fdef in layer.fields:
+            defn = _ogr_field(ogr, fdef)
+            domain = fdef.json.get("domain")
+            if isinstance(domain, dict):
+                odomain = _ogr_domain(ogr, domain, defn)
+                dname = domain.get("name")
+                if odomain is not None and dname not in domains_added:
+                    with _quiet_gdal():
+                        added = ds.AddFieldDomain(odomain)
+                    if added:
+                        domains_added.add(dname)
+                if dname in domains_added:
+                    defn.SetDomainName(dname)
+            if olayer.CreateField(defn) != 0:
                 raise GeodatabaseError(
-                    f"Cannot create the table for {layer.name}: {gdal.GetLastErrorMsg()}"
+                    f"Cannot create field {fdef.name} of {layer.name}: {gdal.GetLastErrorMsg()}"
                 )
-            for fdef in layer.fields:
-                defn = _ogr_field(ogr, fdef)
-                domain = fdef.json.get("domain")
-                if isinstance(domain, dict):
-                    odomain = _ogr_domain(ogr, domain, defn)
-                    dname = domain.get("name")
-                    if odomain is not None and dname not in domains_added:
-                        with _quiet_gdal():
-                            added = ds.AddFieldDomain(odomain)
-                        if added:
-                            domains_added.add(dname)
-                    if dname in domains_added:
-                        defn.SetDomainName(dname)
-                if olayer.CreateField(defn) != 0:
-                    raise GeodatabaseError(
-                        f"Cannot create field {fdef.name} of {layer.name}: {gdal.GetLastErrorMsg()}"
-                    )
-            if layer.attachment_table:
-                alayer = ds.CreateLayer(
-                    layer.attachment_table,
-                    None,
-                    ogr.wkbNone,
-                    [f"FID={ATTACHMENT_FID}", f"IDENTIFIER={layer.name} attachments"],
-                )
-                for col in ATTACHMENT_COLUMNS:
-                    if col in ("GLOBALID", "REL_GLOBALID"):
-                        defn = ogr.FieldDefn(col, ogr.OFTString)
-                        defn.SetWidth(38)
-                    elif col == "DATA_SIZE":
-                        defn = ogr.FieldDefn(col, ogr.OFTInteger64)
-                    elif col == "DATA":
-                        defn = ogr.FieldDefn(col, ogr.OFTBinary)
-                    else:
-                        defn = ogr.FieldDefn(col, ogr.OFTString)
-                    alayer.CreateField(defn)
-            layers.append(layer)
-        ds.FlushCache()
-    finally:
-        ds = None  # closes the file
+        if layer.attachment_table:
+            alayer = ds.CreateLayer(
+                layer.attachment_table,
+                None,
+                ogr.wkbNone,
+                [f"FID={ATTACHMENT_FID}", f"IDENTIFIER={layer.name} attachments"],
+            )
+            for col in ATTACHMENT_COLUMNS:
+                if col in ("GLOBALID", "REL_GLOBALID"):
+                    defn = ogr.FieldDefn(col, ogr.OFTString)
+                    defn.SetWidth(38)
+                elif col == "DATA_SIZE":
+                    defn = ogr.FieldDefn(col, ogr.OFTInteger64)
+                elif col == "DATA":
+                    defn = ogr.FieldDefn(col, ogr.OFTBinary)
+                else:
+                    defn = ogr.FieldDefn(col, ogr.OFTString)
+                alayer.CreateField(defn)
+        layers.append(layer)
+    ds.FlushCache()
     return layers
