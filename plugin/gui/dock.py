@@ -389,12 +389,21 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         )
 
     def _synced(self, task: JobTask) -> None:
+        result = task.result if task.succeeded else None
         if self.offline_map is not None:
-            map_layers.reload_offline_map_layers(self.offline_map.folder)
-        if task.succeeded:
-            self.last_result = task.result
-            rows = self._show_result(task.result)
-            if getattr(task.result, "has_errors", False):
+            if result is not None and result.is_mobile_map_package_reopen_required:
+                self._reopen()
+            else:
+                map_layers.reload_offline_map_layers(self.offline_map.folder)
+        if result is not None:
+            self.last_result = result
+            rows = self._show_result(result)
+            if result.is_mobile_map_package_reopen_required:
+                self._push(
+                    tr("The map's data was replaced by a fresh download; it has been reopened."),
+                    Qgis.MessageLevel.Warning,
+                )
+            elif result.has_errors:
                 self._push(
                     tr("Synchronized with errors: see the results in the panel."),
                     Qgis.MessageLevel.Warning,
@@ -405,6 +414,17 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                     Qgis.MessageLevel.Success,
                 )
         self.refresh()
+
+    def _reopen(self) -> None:
+        # The geodatabases were replaced on disk: layers must be made again, not just reloaded.
+        folder = self.offline_map.folder
+        had_layers = bool(map_layers.offline_map_layers(folder))
+        try:
+            self.offline_map = OfflineMap.open(folder)
+            if had_layers:
+                map_layers.add_offline_map_to_project(self.offline_map)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
 
     def result_rows(self) -> list[list[str]]:
         """The results table as text, row by row (what the user reads)."""
