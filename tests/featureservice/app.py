@@ -31,12 +31,13 @@ from .edits import (
     apply_feature_edits,
     check_attachment_name,
     normalize_guid,
+    row_to_feature,
 )
 from .errors import ApiError, EditError, bad_request
 from .faults import Faults
-from .jsonwriter import materialize, write_json
+from .jsonwriter import write_json
 from .params import Params
-from .query import parse_json_param, require, run_query
+from .query import build_filter, parse_json_param, require, run_query
 from .replicas import (
     TRANSPORT_EMBEDDED,
     TRANSPORT_URL,
@@ -366,8 +367,6 @@ class ReferenceApp:
         return json_response(layer.info)
 
     def ep_feature(self, request, params, env, service, layer_id, oid):
-        from .edits import row_to_feature
-
         with self.store.read() as tx:
             layer = tx.layer(service, layer_id)
             row = tx.row_by_oid(layer, oid)
@@ -552,8 +551,6 @@ class ReferenceApp:
             if not layer.has_attachments:
                 raise bad_request(f"{layer.name} does not support attachments.")
             definition = tx.service(service)
-            from .query import build_filter
-
             ids = None
             if raw not in (None, ""):
                 try:
@@ -857,6 +854,3 @@ def _quote_filename(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe="")
-
-
-__all__ = ["ReferenceApp", "materialize"]

@@ -36,12 +36,3 @@ def write_json(fp: IO[str], value: Any) -> None:
         fp.write("]")
     else:
         fp.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
-
-
-def materialize(value: Any) -> Any:
-    """The same value as plain dicts and lists (for embedded answers and job records)."""
-    if isinstance(value, StreamDict):
-        return {k: materialize(v) for k, v in value.items()}
-    if isinstance(value, StreamList):
-        return [materialize(v) for v in value.items]
-    return value
