@@ -292,3 +292,14 @@ def test_snapshot_is_the_spec_edits_in_dependency_order(gdb):
             "attachment_deletes": 0,
         }
     }
+
+
+def test_guid_values_typed_by_hand_are_uploaded_in_arcgis_form(gdb):
+    conn = plain(gdb.path)
+    conn.execute(
+        "INSERT INTO Inspections (PointGlobalID, inspector) VALUES (?, 'typed')",
+        ("8c4b0f3e-1d2a-4b5c-9d8e-7f6a5b4c3d2e",),
+    )
+    conn.close()
+    (add,) = feature_edits(gdb.snapshot_upload(), 3)[0]["adds"]
+    assert add["attributes"]["PointGlobalID"] == "{8C4B0F3E-1D2A-4B5C-9D8E-7F6A5B4C3D2E}"

@@ -154,6 +154,8 @@ def to_esri_converter(esri_type: str) -> Callable[[Any], Any] | None:
         return _to_esri_date
     if esri_type == BLOB:
         return _to_esri_blob
+    if esri_type in (GLOBALID, GUID):
+        return normalize_guid  # people type GUIDs in any case, with or without braces
     return None
 
 

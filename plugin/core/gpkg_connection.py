@@ -11,19 +11,21 @@ from .geometry import gpkg_envelope, gpkg_is_empty
 #: Milliseconds a writer waits for another connection's lock before failing.
 BUSY_TIMEOUT_MS = 60_000
 
-_last_blob: bytes | None = None
-_last_env: tuple | None = None
+# (blob, envelope) of the last call, replaced in one assignment so threads cannot mix them.
+_last: tuple = (None, None)
 
 
 def _envelope(blob):
     # The rtree triggers call ST_MinX/MaxX/MinY/MaxY on the same blob in a row: parse it once.
-    global _last_blob, _last_env
+    global _last
     if blob is None:
         return None
-    if blob is not _last_blob and blob != _last_blob:
-        _last_env = gpkg_envelope(blob)
-        _last_blob = blob
-    return _last_env
+    last = _last
+    if blob is last[0] or blob == last[0]:
+        return last[1]
+    env = gpkg_envelope(blob)
+    _last = (blob, env)
+    return env
 
 
 def _st_is_empty(blob):
