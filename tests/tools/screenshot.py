@@ -141,7 +141,7 @@ def _edit_locally(folder: Path) -> None:
 # -- inside QGIS -------------------------------------------------------------------------------
 def inside_qgis() -> None:
     from qgis.core import QgsProject
-    from qgis.PyQt.QtCore import QTimer
+    from qgis.PyQt.QtCore import Qt, QTimer
     from qgis.PyQt.QtWidgets import QDockWidget
     from qgis.utils import iface, loadPlugin, plugins, startPlugin
 
@@ -171,6 +171,7 @@ def inside_qgis() -> None:
         plugin.action.setChecked(True)
         dock = plugin.dock
         state["dock"] = dock
+        window.resizeDocks([dock], [470], Qt.Orientation.Horizontal)
         dock.open_map(os.environ["OMS_SCREENSHOT_MAP"])
         loaded = dock.add_to_map()
         extent = None
