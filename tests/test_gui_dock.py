@@ -415,3 +415,33 @@ def test_a_download_only_service_is_shown_as_such_and_defaults_to_download(
     assert "(download only)" in dock.contentTree.topLevelItem(0).text(0)
     assert "Download only" in dock.capabilitiesLabel.text()
     assert dock.directionCombo.currentText() == "Download server changes only"
+
+
+def test_features_added_and_moved_in_qgis_reach_the_service(dock, demo_map, reference_server):
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY
+
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    points = _layer(dock, POINTS)
+    moved = _by_name(points, seed.POINT_NAMES[5])
+    x, y = seed.mercator(seed.BASE_LON + 0.001, seed.BASE_LAT + 0.0005)
+
+    assert points.startEditing()
+    new = QgsFeature(points.fields())
+    new["name"] = "Added in QGIS"
+    new["category"] = 2
+    new.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+    assert points.addFeature(new)
+    assert points.changeGeometry(moved.id(), QgsGeometry.fromPointXY(QgsPointXY(x + 50, y + 50)))
+    assert points.commitChanges(), points.commitErrors()
+
+    task = _sync_and_wait(dock)
+
+    assert task.succeeded, dock.statusLabel.text()
+    server = {f["attributes"]["name"]: f for f in reference_server.query_all(seed.DEMO_SERVICE, 0)}
+    added = server["Added in QGIS"]
+    assert added["attributes"]["GlobalID"]  # minted locally, kept by the server
+    assert added["geometry"]["x"] == pytest.approx(x, abs=0.01)
+    assert added["attributes"]["category"] == 2
+    assert server[seed.POINT_NAMES[5]]["geometry"]["x"] == pytest.approx(x + 50, abs=0.01)
+    assert _by_name(points, "Added in QGIS")["GlobalID"] == added["attributes"]["GlobalID"]
