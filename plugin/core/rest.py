@@ -274,10 +274,15 @@ class ReplicaResultFile:
         return dest
 
     def close(self) -> None:
+        """Delete the file. Never raises: on Windows a reader still holding the file open
+        makes this fail, and a leftover temporary file must not mask the real error."""
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        except OSError as error:
+            log.warning("Could not delete the temporary result file %s: %s", self.path, error)
+            return
         try:
             self.path.parent.rmdir()
         except OSError:

@@ -741,6 +741,7 @@ class _GeodatabaseSync:
             self.progress(0.7, "Applying changes to the geodatabase")
             # Cancelling here rolls the whole commit back; the journal then lets the next
             # sync pick the upload up again.
+            events = None
             try:
                 header, events = result.read()
                 report = self.gdb.commit_sync(
@@ -756,6 +757,10 @@ class _GeodatabaseSync:
                 # Only the result file raises ServiceError here (cut off or damaged); nothing
                 # was committed and the journal still holds the upload.
                 raise NetworkError(f"The result from the server was damaged: {error}") from error
+            finally:
+                # Release the file before it is deleted (Windows refuses to delete open files).
+                if events is not None and hasattr(events, "close"):
+                    events.close()
         if entry is not None:
             self.gdb.journal_close(entry)
         self._merge(report)
