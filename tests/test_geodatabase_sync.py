@@ -582,3 +582,27 @@ def test_downloaded_attachment_delete_and_update_respect_local_edits(gdb):
     assert conflict.is_attachment and conflict.attributes["ATT_NAME"] == "renamed locally"
     commit(gdb, None, [{"id": 0, "attachments": {"deleteIds": [existing]}}])
     assert gdb.conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone() == (0,)
+
+
+def test_geodatabase_stays_a_valid_geopackage_after_edits_and_syncs(gdb):
+    validate = pytest.importorskip("osgeo_utils.samples.validate_gpkg")
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'mine' WHERE OBJECTID = 1")
+    conn.execute("INSERT INTO Points (name) VALUES ('new')")
+    conn.close()
+    snapshot = gdb.snapshot_upload()
+    reply = [
+        {
+            "id": 0,
+            "features": {
+                "adds": [lj.point_feature(700)],
+                "updates": [server_feature(gdb.gids[1], name="theirs")],
+                "deleteIds": [gdb.gids[2]],
+            },
+        }
+    ]
+    commit(gdb, snapshot, reply)
+    errors = validate.check(
+        gdb.path, abort_at_first_error=False, warning_msg=False, warning_as_error=True
+    )
+    assert errors == []

@@ -143,6 +143,10 @@ class Geodatabase:
         name = os.path.basename(path)
         if not os.path.isfile(path):
             raise GeodatabaseError(f"The geodatabase {path} does not exist.")
+        if not os.access(path, os.W_OK):
+            raise GeodatabaseError(
+                f"The geodatabase {name} is read-only; sync needs to write to it."
+            )
         try:
             conn = connect(path)
         except sqlite3.DatabaseError as exc:
