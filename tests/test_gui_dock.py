@@ -445,3 +445,38 @@ def test_features_added_and_moved_in_qgis_reach_the_service(dock, demo_map, refe
     assert added["attributes"]["category"] == 2
     assert server[seed.POINT_NAMES[5]]["geometry"]["x"] == pytest.approx(x + 50, abs=0.01)
     assert _by_name(points, "Added in QGIS")["GlobalID"] == added["attributes"]["GlobalID"]
+
+
+def test_an_attachment_added_through_the_related_table_reaches_the_service(
+    dock, demo_map, reference_server
+):
+    from qgis.core import QgsFeature
+    from qgis.PyQt.QtCore import QByteArray
+
+    dock.open_map(demo_map)
+    loaded = dock.add_to_map()
+    attachments = loaded[0].attachment_layers[POINTS]
+    parent = _by_name(_layer(dock, POINTS), seed.POINT_NAMES[6])
+    data = b"\x89PNG\r\n\x1a\n offline photo"
+
+    assert attachments.startEditing()
+    row = QgsFeature(attachments.fields())
+    row["REL_GLOBALID"] = parent["GlobalID"]
+    row["ATT_NAME"] = "field_photo.png"
+    row["CONTENT_TYPE"] = "image/png"
+    row["DATA_SIZE"] = len(data)
+    row["DATA"] = QByteArray(data)
+    assert attachments.addFeature(row)
+    assert attachments.commitChanges(), attachments.commitErrors()
+
+    task = _sync_and_wait(dock)
+
+    assert task.succeeded, dock.statusLabel.text()
+    on_server = [
+        a
+        for a in reference_server.attachments(seed.DEMO_SERVICE, POINTS)
+        if a["name"] == "field_photo.png"
+    ]
+    assert len(on_server) == 1
+    assert on_server[0]["parentGlobalId"] == parent["GlobalID"]
+    assert on_server[0]["data"] == data
