@@ -512,3 +512,37 @@ def test_layers_resource_lists_every_layer_and_table_description(demo):
     assert [lay["id"] for lay in body["layers"]] == [0, 1, 2]
     assert [t["name"] for t in body["tables"]] == ["Inspections"]
     assert body["layers"][0] == get(f"{demo}/0")
+
+
+def test_area_filters_are_exact_for_lines_and_polygons(demo):
+    from tests.featureservice.seed import BASE_LAT, BASE_LON, mercator
+
+    cx, cy = mercator(BASE_LON + 0.006, BASE_LAT + 0.004)
+
+    def polygon_names(xmin, ymin, xmax, ymax):
+        body = get(
+            f"{demo}/2/query",
+            geometry=f"{cx + xmin},{cy + ymin},{cx + xmax},{cy + ymax}",
+            outFields="name",
+            returnGeometry=False,
+        )
+        return [f["attributes"]["name"] for f in body["features"]]
+
+    assert polygon_names(820, 50, 880, 100) == []  # between the two parts of "Twin fields"
+    assert polygon_names(170, 120, 230, 180) == []  # inside the pond (a hole)
+    assert polygon_names(140, 120, 160, 180) == ["Park with pond"]  # across the pond's shore
+    assert polygon_names(50, 50, 60, 60) == ["Park with pond"]  # inside the park
+    assert polygon_names(-1000, -1000, 2000, 2000) == [
+        "Park with pond",
+        "Twin fields",
+        "Forest (multipart with hole)",
+        "Plaza",
+    ]
+    lines = get(f"{demo}/1/query", where="1=1", outFields="name")["features"]
+    first = lines[0]["geometry"]["paths"][0]  # a bent line: its bbox has empty corners
+    x0, y0 = first[0]
+    corner = f"{x0 + 1},{y0 + 30},{x0 + 10},{y0 + 40}"
+    assert get(f"{demo}/1/query", geometry=corner, returnIdsOnly=True)["objectIds"] == []
+    assert get(
+        f"{demo}/1/query", geometry=f"{x0 - 5},{y0 - 5},{x0 + 5},{y0 + 5}", returnIdsOnly=True
+    )["objectIds"] == [1]

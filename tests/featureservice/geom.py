@@ -235,6 +235,64 @@ def point_in_polygon(x: float, y: float, rings: list) -> bool:
     return sum(point_in_ring(x, y, ring) for ring in rings) % 2 == 1
 
 
+def envelope_rings(box) -> list:
+    xmin, ymin, xmax, ymax = box
+    return [[[xmin, ymin], [xmin, ymax], [xmax, ymax], [xmax, ymin], [xmin, ymin]]]
+
+
+def _orientation(a, b, c) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def _on_segment(a, b, c) -> bool:
+    return min(a[0], b[0]) <= c[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= c[1] <= max(a[1], b[1])
+
+
+def segments_intersect(p1, p2, q1, q2) -> bool:
+    d1, d2 = _orientation(q1, q2, p1), _orientation(q1, q2, p2)
+    d3, d4 = _orientation(p1, p2, q1), _orientation(p1, p2, q2)
+    if (
+        ((d1 > 0) != (d2 > 0))
+        and d1 != 0
+        and d2 != 0
+        and ((d3 > 0) != (d4 > 0))
+        and d3 != 0
+        and d4 != 0
+    ):
+        return True
+    return (
+        (d1 == 0 and _on_segment(q1, q2, p1))
+        or (d2 == 0 and _on_segment(q1, q2, p2))
+        or (d3 == 0 and _on_segment(p1, p2, q1))
+        or (d4 == 0 and _on_segment(p1, p2, q2))
+    )
+
+
+def _edges(parts: list):
+    for part in parts:
+        for i in range(len(part) - 1):
+            yield part[i], part[i + 1]
+
+
+def intersects_area(geometry: dict | None, rings: list) -> bool:
+    """Exact "intersects" of any Esri geometry with an area given as rings (even-odd rule)."""
+    if not geometry:
+        return False
+    if "x" in geometry:
+        return geometry["x"] is not None and point_in_polygon(geometry["x"], geometry["y"], rings)
+    if "points" in geometry:
+        return any(point_in_polygon(p[0], p[1], rings) for p in geometry["points"])
+    parts = geometry.get("paths") or geometry.get("rings") or []
+    if any(point_in_polygon(c[0], c[1], rings) for part in parts for c in part):
+        return True
+    if "rings" in geometry and any(
+        point_in_polygon(c[0], c[1], parts) for ring in rings for c in ring
+    ):
+        return True  # the area lies inside the feature
+    area_edges = list(_edges(rings))
+    return any(segments_intersect(a, b, c, d) for a, b in _edges(parts) for c, d in area_edges)
+
+
 def to_geojson(geom: dict | None) -> dict | None:
     """Esri JSON -> GeoJSON geometry (Esri outer rings are clockwise, holes anticlockwise)."""
     if not geom:

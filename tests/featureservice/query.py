@@ -1,8 +1,8 @@
 """The layer `query` operation and the row filters it shares with createReplica.
 
-Spatial filters: rows are pre-selected by bounding-box intersection in SQL; for point layers
-queried with a polygon the point-in-polygon test is exact, for lines and polygons the
-bounding boxes decide (good enough for a test service, and documented in the README)."""
+Spatial filters: rows are pre-selected by bounding-box intersection in SQL, then envelopes and
+polygons are tested exactly ("intersects": a vertex inside, the area inside, or crossing
+edges). Point and polyline filter geometries use the bounding boxes only."""
 
 from __future__ import annotations
 
@@ -62,11 +62,15 @@ def build_filter(
         if box is not None:
             sql = f"({sql}) AND _xmax >= ? AND _xmin <= ? AND _ymax >= ? AND _ymin <= ?"
             params = params + [box[0], box[2], box[1], box[3]]
-            if "rings" in g and layer.geometry_type == "esriGeometryPoint":
-                rings = g["rings"]
+            area = g["rings"] if "rings" in g else geom.envelope_rings(box) if "xmin" in g else None
+            # Points against an envelope are already exact; everything else against an area is
+            # tested geometrically after the bounding-box pre-selection.
+            if area is not None and ("rings" in g or layer.geometry_type != "esriGeometryPoint"):
 
-                def exact(row, rings=rings):
-                    return geom.point_in_polygon(row["_xmin"], row["_ymin"], rings)
+                def exact(row, area=area):
+                    return geom.intersects_area(
+                        json.loads(row["_geom"]) if row["_geom"] else None, area
+                    )
 
     return RowFilter(sql, params, exact)
 
@@ -187,7 +191,7 @@ def run_query(tx: Tx, service: dict, layer: Layer, params: Params) -> tuple[dict
     if params.get_bool("returnCountOnly", False):
         if row_filter.exact is None:
             return {"count": tx.count(layer, row_filter.sql, row_filter.params)}, "json"
-        rows = tx.select(layer, row_filter.sql, row_filter.params, columns="_xmin, _ymin")
+        rows = tx.select(layer, row_filter.sql, row_filter.params, columns="_geom")
         return {"count": sum(1 for r in rows if row_filter.exact(r))}, "json"
     if params.get_bool("returnIdsOnly", False):
         rows = tx.select(
@@ -195,7 +199,7 @@ def run_query(tx: Tx, service: dict, layer: Layer, params: Params) -> tuple[dict
             row_filter.sql,
             row_filter.params,
             order_by=order,
-            columns=f"{quote(layer.oid_field)}, _xmin, _ymin",
+            columns=f"{quote(layer.oid_field)}, _geom",
         )
         ids = [r[0] for r in rows if row_filter.exact is None or row_filter.exact(r)]
         return {"objectIdFieldName": layer.oid_field, "objectIds": ids}, "json"
