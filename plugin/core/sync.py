@@ -38,9 +38,14 @@ from .errors import (
     ServiceError,
 )
 from .jobs import Job
-from .jsonstream import read_result
 from .offline_map import GeodatabaseEntry, OfflineMap, OfflineMapUpdateCapabilities
-from .rest import ArcGISClient, BadAnswerError, CredentialProvider, supports_async
+from .rest import (
+    ArcGISClient,
+    BadAnswerError,
+    CredentialProvider,
+    ReplicaResultFile,
+    supports_async,
+)
 
 ProgressCallback = Callable[[Optional[float], str], None]
 CancelCallback = Callable[[], bool]
@@ -915,23 +920,26 @@ def _apply_scheduled_updates(
                 raise CancelledError("The sync was cancelled.")
             progress(number / max(1, len(pending.deltas)), f"Applying scheduled update {gen}")
             folder = Path(tempfile.mkdtemp(prefix="offline-map-sync-"))
-            path = folder / f"d_{gen}.json"
-            try:
+            with ReplicaResultFile(folder / f"d_{gen}.json") as package:
                 client.download(
                     f"{portal_url.rstrip('/')}/content/items/{entry.package_item_id}/resources/{name}",
-                    path,
+                    package.path,
                     cancel=cancel,
                 )
                 if keep_deltas_in is not None:
-                    keep_deltas_in.mkdir(parents=True, exist_ok=True)
-                    (keep_deltas_in / f"{Path(entry.file).stem}_d_{gen}.json").write_bytes(
-                        path.read_bytes()
+                    package.copy_to(keep_deltas_in / f"{Path(entry.file).stem}_d_{gen}.json")
+                header, events = package.read()
+                try:
+                    report = gdb.commit_sync(
+                        None,
+                        header,
+                        events,
+                        direction=SyncDirection.DOWNLOAD,
+                        kind="update_package",
+                        cancel=cancel,
                     )
-                header, events = read_result(path)
-                report = gdb.commit_sync(None, header, events, direction=SyncDirection.DOWNLOAD)
-            finally:
-                path.unlink(missing_ok=True)
-                folder.rmdir()
+                finally:
+                    events.close()
             _merge_report(report, results)
             offline_map.replace_geodatabase_entry(replace(entry, generation=gen))
             entry = replace(entry, generation=gen)
