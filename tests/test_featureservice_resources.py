@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -481,6 +482,8 @@ def test_command_line_prints_base_url_and_serves(tmp_path):
         text=True,
     )
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the server printed nothing within 60 s"
         line = proc.stdout.readline().strip()
         assert line.startswith("http://127.0.0.1:") and line.endswith("/arcgis")
         assert error_code(get(f"{line}/rest/services/Demo/FeatureServer")) == 499
