@@ -143,12 +143,10 @@ class Geodatabase:
         name = os.path.basename(path)
         if not os.path.isfile(path):
             raise GeodatabaseError(f"The geodatabase {path} does not exist.")
-        if not os.access(path, os.W_OK):
-            raise GeodatabaseError(
-                f"The geodatabase {name} is read-only; sync needs to write to it."
-            )
+        # A read-only file (e.g. a map on a DVD) can still be looked at; writes will fail.
+        read_only = not os.access(path, os.W_OK)
         try:
-            conn = connect(path)
+            conn = connect(path, read_only=read_only)
         except sqlite3.DatabaseError as exc:
             raise GeodatabaseError(f"{name} is damaged or not a GeoPackage ({exc}).") from exc
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from .geometry import gpkg_envelope, gpkg_is_empty
 
@@ -53,18 +55,28 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("ST_MaxY", 1, _coord(3), **kwargs)
 
 
-def connect(path: str) -> sqlite3.Connection:
+def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     """Open a GeoPackage for reading and writing next to QGIS/GDAL.
 
     Autocommit mode (transactions are explicit, see :func:`transaction`), WAL journal so that
     QGIS can read while sync writes, and a busy timeout instead of immediate "database is locked".
+    ``read_only`` opens a file that cannot be written (no journal change, writes fail).
     """
+    target = path
+    if read_only:
+        target = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
     conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        target,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+        uri=read_only,
     )
     try:
         register_functions(conn)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if read_only:
+            return conn
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
