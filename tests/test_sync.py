@@ -383,67 +383,55 @@ def test_server_changes_of_every_kind_are_downloaded(server, tmp_path, sync_mode
     assert not local.has_pending()
 
 
-def test_attachments_travel_both_ways(server, tmp_path, sync_model):
+def test_attachment_adds_updates_and_deletes_travel_both_ways(server, tmp_path, sync_model):
     map_a = take_offline(server, tmp_path / "a", sync_model)
     map_b = take_offline(server, tmp_path / "b", sync_model)
-    a = Local(map_a)
-    attach = a.layers[POINTS].attachment_table
-    assert attach, "the Points layer has attachments"
-    with Geodatabase.open(a.path) as gdb:
-        gdb_layers = {layer.id: layer for layer in gdb.layers}
-    con = sqlite3.connect(a.path, isolation_level=None)
-    try:
-        columns = [r[1] for r in con.execute(f'PRAGMA table_info("{attach}")')]
-        before = con.execute(f'SELECT COUNT(*) FROM "{attach}"').fetchone()[0]
-    finally:
-        con.close()
-    assert gdb_layers[POINTS].has_attachments
-    payload = b"\x89PNG fake image bytes \x00\x01"
-    row = _attachment_row(columns, point_gid(0), "photo é.png", "image/png", payload)
-    con = sqlite3.connect(a.path, isolation_level=None)
+    a, b = Local(map_a), Local(map_b)
+    table = a.layers[POINTS].attachment_table
+    seeded = server.attachments(DEMO, POINTS)
+    assert table and len(seeded) >= 2, "the seed has attachments on Points"
+    changed, removed = seeded[0]["globalId"].upper(), seeded[1]["globalId"].upper()
+    new_attachment = new_guid()
+    con = a._connect()
     try:
         con.execute(
-            f'INSERT INTO "{attach}" ({", ".join(row)}) VALUES ({", ".join("?" * len(row))})',
-            list(row.values()),
+            f'INSERT INTO "{table}" (GLOBALID, REL_GLOBALID, CONTENT_TYPE, ATT_NAME, DATA_SIZE, DATA)'
+            " VALUES (?, ?, 'image/png', 'photo é.png', 4, ?)",
+            [new_attachment, point_gid(0), b"\x89PNG"],
         )
+        con.execute(
+            f'UPDATE "{table}" SET DATA = ?, DATA_SIZE = 3 WHERE upper(GLOBALID) = ?',
+            [b"new", changed],
+        )
+        con.execute(f'DELETE FROM "{table}" WHERE upper(GLOBALID) = ?', [removed])
     finally:
         con.close()
 
     result_a = sync_map(map_a)
     assert_no_errors(result_a)
-    assert result_for(result_a, POINTS).uploaded.attachments == 1
+    assert result_for(result_a, POINTS).uploaded.attachments == 3
+    on_server = {att["globalId"].upper(): att for att in server.attachments(DEMO, POINTS)}
+    assert on_server[new_attachment]["data"] == b"\x89PNG"
+    assert on_server[new_attachment]["name"] == "photo é.png"
+    assert on_server[new_attachment]["parentGlobalId"].upper() == point_gid(0)
+    assert on_server[changed]["data"] == b"new"
+    assert removed not in on_server
 
     result_b = sync_map(map_b)
     assert_no_errors(result_b)
-    assert result_for(result_b, POINTS).downloaded.attachments == 1
-    con = sqlite3.connect(Local(map_b).path)
+    assert result_for(result_b, POINTS).downloaded.attachments == 3
+    con = b._connect()
     try:
-        after = con.execute(f'SELECT COUNT(*) FROM "{attach}"').fetchone()[0]
-        blobs = [r[0] for r in con.execute(f'SELECT * FROM "{attach}"').fetchall()]
+        in_b = {
+            str(gid).upper(): bytes(data)
+            for gid, data in con.execute(f'SELECT GLOBALID, DATA FROM "{table}"')
+        }
     finally:
         con.close()
-    assert after == before + 1
-    assert blobs
-
-
-def _attachment_row(columns, parent, name, content_type, data) -> dict:
-    """Fill the attachment table's columns by their (case-insensitive) role."""
-    row = {}
-    for column in columns:
-        low = column.lower()
-        if low in ("globalid", "global_id"):
-            row[column] = new_guid()
-        elif low in ("rel_globalid", "parentglobalid", "parent_globalid", "parent_global_id"):
-            row[column] = parent
-        elif low in ("att_name", "name"):
-            row[column] = name
-        elif low in ("content_type", "contenttype"):
-            row[column] = content_type
-        elif low in ("data_size", "size"):
-            row[column] = len(data)
-        elif low == "data":
-            row[column] = data
-    return row
+    assert in_b[new_attachment] == b"\x89PNG"
+    assert in_b[changed] == b"new"
+    assert removed not in in_b
+    assert len(in_b) == len(seeded)
 
 
 def test_upload_only_leaves_server_changes_for_a_later_sync(server, tmp_path, sync_model):
