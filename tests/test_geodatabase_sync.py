@@ -606,3 +606,18 @@ def test_geodatabase_stays_a_valid_geopackage_after_edits_and_syncs(gdb):
         gdb.path, abort_at_first_error=False, warning_msg=False, warning_as_error=True
     )
     assert errors == []
+
+
+def test_commit_waits_for_another_writer_then_says_the_geodatabase_is_busy(gdb, monkeypatch):
+    monkeypatch.setattr("plugin.core.gpkg_connection.BUSY_TIMEOUT_MS", 200)
+    with Geodatabase.open(gdb.path) as impatient:
+        other = writer(gdb)
+        other.execute("BEGIN IMMEDIATE")  # e.g. QGIS in the middle of saving edits
+        try:
+            with pytest.raises(GeodatabaseError, match="busy"):
+                impatient.commit_sync(None, lj.sync_header(101), iter([]), direction=DOWN)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        impatient.commit_sync(None, lj.sync_header(101), iter([]), direction=DOWN)
+    assert gdb.replica.server_gen == 101

@@ -275,6 +275,10 @@ class Geodatabase:
         description is stored). Returns rows stored per layer id (attachments not included).
         Raises :class:`CancelledError` when ``cancel()`` turns true (the caller deletes the file).
         """
+        with _sqlite_errors(self.path, "storing the downloaded data"):
+            return self._load(header, events, fetch_attachment, progress, cancel)
+
+    def _load(self, header, events, fetch_attachment, progress, cancel) -> dict[int, int]:
         conn = self.conn
         layers = self._layers_by_id
         codecs = {lid: FeatureCodec(lyr) for lid, lyr in layers.items()}
@@ -412,7 +416,8 @@ class Geodatabase:
         new features). Nothing is cleared here: :meth:`commit_sync` does that once the server
         has answered.
         """
-        return build_snapshot(self.conn, self._layers, layer_ids=layer_ids, only_adds=only_adds)
+        with _sqlite_errors(self.path, "reading the local edits"):
+            return build_snapshot(self.conn, self._layers, layer_ids=layer_ids, only_adds=only_adds)
 
     # -- committing a sync ------------------------------------------------------------------
 
@@ -437,6 +442,21 @@ class Geodatabase:
         accepted). The new generation(s) are stored only when ``direction`` downloads. On any
         exception (including :class:`CancelledError`) nothing is changed.
         """
+        with _sqlite_errors(self.path, "the synchronization"):
+            return self._commit(
+                snapshot,
+                header,
+                events,
+                direction=direction,
+                layer_ids=layer_ids,
+                fetch_attachment=fetch_attachment,
+                progress=progress,
+                cancel=cancel,
+                kind=kind,
+            )
+
+    def _commit(self, snapshot, header, events, **kwargs) -> CommitReport:
+        direction = kwargs.pop("direction")
         return _commit_sync(
             self.conn,
             self._layers_by_id,
@@ -444,12 +464,8 @@ class Geodatabase:
             header,
             events,
             direction=SyncDirection(direction),
-            layer_ids=layer_ids,
-            fetch_attachment=fetch_attachment,
-            progress=progress,
-            cancel=cancel,
-            kind=kind,
             started_at=None,
+            **kwargs,
         )
 
     # -- upload journal ---------------------------------------------------------------------
@@ -508,7 +524,8 @@ class Geodatabase:
 
     def restore_conflict(self, conflict_id: int) -> None:
         """Make the conflict's local version a pending edit again (uploaded at the next sync)."""
-        _conflicts.restore_conflict(self.conn, self._layers_by_id, int(conflict_id))
+        with _sqlite_errors(self.path, "restoring the conflict"):
+            _conflicts.restore_conflict(self.conn, self._layers_by_id, int(conflict_id))
 
     def dismiss_conflict(self, conflict_id: int) -> None:
         """Forget a conflict; the server's version stands."""
@@ -537,6 +554,24 @@ class Geodatabase:
                 }
             )
         return out
+
+
+@contextmanager
+def _sqlite_errors(path: str, action: str) -> Iterator[None]:
+    """SQLite failures as GeodatabaseError with a message a GIS user can act on."""
+    name = os.path.basename(path)
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            raise GeodatabaseError(
+                f"{name} is busy: another program is writing to it. Save or stop the edits "
+                f"there, then try {action} again."
+            ) from exc
+        raise GeodatabaseError(f"{action.capitalize()} failed in {name}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise GeodatabaseError(f"{action.capitalize()} failed in {name}: {exc}") from exc
 
 
 def _entry_id(entry: int | JournalEntry) -> int:
