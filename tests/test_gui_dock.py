@@ -166,7 +166,7 @@ def test_an_edit_made_with_qgis_editing_reaches_the_service(dock, demo_map, refe
         feature.id(), points.fields().lookupField("notes"), "edited in QGIS"
     )
     assert points.commitChanges()
-    dock.refresh()
+    # The panel follows saved edits by itself.
     assert "1 changed" in dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS)
 
     task = _sync_and_wait(dock)

@@ -8,6 +8,7 @@ only collects parameters, starts tasks and shows their results.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.last_result: Any = None
         self.last_error: BaseException | None = None
         self.updates_info: Any = None
+        self._watched: set[str] = set()
 
         for label, direction in (
             (tr("Both ways (upload and download)"), SyncDirection.BIDIRECTIONAL),
@@ -129,6 +131,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self._remember_recent(str(offline_map.folder))
         self._restore_auth()
         self.refresh()
+        self._watch_layers()
         self._set_default_parameters()
         self.resultsTable.setRowCount(0)
         self.statusLabel.setText("")
@@ -294,6 +297,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         except OfflineMapSyncError as error:
             self._show_error(str(error))
             return []
+        self._watch_layers()
         count = sum(len(item.layers) for item in loaded)
         self._push(
             tr("Added {0} layers and tables of '{1}'.").format(count, self.offline_map.title)
@@ -301,6 +305,18 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         if self.iface is not None and self.offline_map.initial_extent:
             self._zoom_to_initial_extent()
         return loaded
+
+    def _watch_layers(self) -> None:
+        # Saving edits in QGIS changes what is pending: keep the tree's counts current.
+        for layer in map_layers.offline_map_layers(self.offline_map.folder):
+            if layer.id() not in self._watched:
+                self._watched.add(layer.id())
+                layer.afterCommitChanges.connect(self._layer_saved)
+                layer.willBeDeleted.connect(partial(self._watched.discard, layer.id()))
+
+    def _layer_saved(self) -> None:
+        if self.offline_map is not None and self.task is None:
+            self._fill_tree()
 
     def _zoom_to_initial_extent(self) -> None:
         from qgis.core import QgsCoordinateTransform, QgsProject, QgsRectangle
