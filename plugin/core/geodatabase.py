@@ -433,6 +433,7 @@ class Geodatabase:
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         kind: str = "sync",
+        started_at: str | None = None,
     ) -> CommitReport:
         """Commit a synchronizeReplica result (or an update package: ``snapshot=None``,
         ``direction=DOWNLOAD``, ``kind="update_package"``) in ONE transaction.
@@ -440,7 +441,8 @@ class Geodatabase:
         ``header``/``events`` are jsonstream's; ``header`` is read after ``events`` is
         exhausted. Upload results apply to ``snapshot`` (edits without a result count as
         accepted). The new generation(s) are stored only when ``direction`` downloads. On any
-        exception (including :class:`CancelledError`) nothing is changed.
+        exception (including :class:`CancelledError`) nothing is changed. ``kind`` and
+        ``started_at`` (ISO 8601 UTC text; default: now) go into the history row.
         """
         with _sqlite_errors(self.path, "the synchronization"):
             return self._commit(
@@ -453,6 +455,7 @@ class Geodatabase:
                 progress=progress,
                 cancel=cancel,
                 kind=kind,
+                started_at=started_at,
             )
 
     def _commit(self, snapshot, header, events, **kwargs) -> CommitReport:
@@ -464,7 +467,6 @@ class Geodatabase:
             header,
             events,
             direction=SyncDirection(direction),
-            started_at=None,
             **kwargs,
         )
 

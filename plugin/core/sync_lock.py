@@ -100,7 +100,7 @@ def sync_lock(gpkg_path: str, *, timeout: float = 0.0) -> Iterator[None]:
     fd = None
     try:
         lock_path = lock_path_for(gpkg_path)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
         while not _try_os_lock(fd):
             if time.monotonic() >= deadline:
                 owner = _owner_text(lock_path)
