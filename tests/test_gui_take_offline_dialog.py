@@ -118,3 +118,52 @@ def test_the_canvas_extent_is_the_area_in_the_canvas_crs(qgis_iface, tmp_path):
         shown.yMaximum(),
     )
     assert area["xmin"] <= 950000 and area["xmax"] >= 952000
+
+
+def test_listed_layers_left_unchecked_are_taken_offline_empty(
+    qgis_iface, reference_server, tmp_path
+):
+    from qgis.PyQt.QtCore import Qt
+
+    from plugin.take_offline_request import TakeOfflineJob
+    from plugin.task import wait_for_task
+    from tests.featureservice import seed
+
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.portalEdit.setText(reference_server.portal_url)
+    dialog.itemEdit.setText(seed.DEMO_WEBMAP_ID)
+    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+    task = dialog.list_layers()
+    assert task is not None
+    assert wait_for_task(task, 60)
+
+    titles = [dialog.layersList.item(row).text() for row in range(dialog.layersList.count())]
+    assert sorted(titles) == sorted(["Points", "Lines", "Polygons", "Inspections (table)"])
+    polygons = dialog.layersList.item(titles.index("Polygons"))
+    polygons.setCheckState(Qt.CheckState.Unchecked)
+
+    request = dialog.request()
+    service_url = reference_server.service_url(seed.DEMO_SERVICE)
+    assert request.schema_only_layers == [(service_url, 2)]
+
+    offline_map = TakeOfflineJob(request).run().offline_map
+    counts = {}
+    entry = offline_map.geodatabases[0]
+    with offline_map.open_geodatabase(entry) as geodatabase:
+        from osgeo import ogr
+
+        source = ogr.Open(str(entry.path))
+        for layer in geodatabase.layers:
+            counts[layer.id] = source.GetLayerByName(layer.table_name).GetFeatureCount()
+        source = None
+    assert counts[2] == 0
+    assert counts[0] == seed.DEMO_COUNTS[0]
+
+
+def test_changing_the_source_forgets_the_listed_layers(qgis_iface):
+    from qgis.PyQt.QtWidgets import QListWidgetItem
+
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.layersList.addItem(QListWidgetItem("Points"))
+    dialog.itemEdit.setText(ITEM)
+    assert dialog.layersList.count() == 0

@@ -7,17 +7,22 @@ It only collects what the user wants; the dock turns the answer into a core
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsMapLayerProxyModel, QgsProject
 from qgis.gui import QgsFileWidget
-from qgis.PyQt import uic
-from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QWidget
+from qgis.PyQt import sip, uic
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QListWidgetItem, QWidget
 
+from ..auth import credentials_from_auth_config
+from ..core.errors import OfflineMapSyncError
 from ..layers import esri_envelope
 from ..resources import tr, ui_path
-from ..take_offline_request import TakeOfflineRequest
+from ..take_offline_request import TakeOfflineRequest, list_source_layers
+from ..task import CallJob, start_job_task
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("take_offline_dialog.ui"))
 
@@ -45,6 +50,16 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
             widget.toggled.connect(self._update_enabled)
         self.canvasRadio.toggled.connect(self._update_enabled)
         self.buttonBox.button(QDialogButtonBox.StandardButton.Ok).setText(tr("Take offline"))
+        self.listLayersButton.clicked.connect(self.list_layers)
+        # A layer list read for another source would be wrong: forget it when the source changes.
+        for signal in (
+            self.portalEdit.textChanged,
+            self.itemEdit.textChanged,
+            self.servicesEdit.textChanged,
+            self.webmapRadio.toggled,
+        ):
+            signal.connect(self.layersList.clear)
+        self.task = None
         self._update_enabled()
 
     def _update_enabled(self, *_args) -> None:
@@ -65,6 +80,15 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
             raise ValueError(
                 tr("The folder {0} is not empty; choose a new or empty folder.").format(folder)
             )
+        request = self._source(folder)
+        request.area_of_interest = self._area_of_interest()
+        for row in range(self.layersList.count()):
+            item = self.layersList.item(row)
+            if item.checkState() != Qt.CheckState.Checked:
+                request.schema_only_layers.append(tuple(item.data(Qt.ItemDataRole.UserRole)))
+        return request
+
+    def _source(self, folder: Path) -> TakeOfflineRequest:
         request = TakeOfflineRequest(
             folder=folder,
             include_attachments=self.attachmentsCheck.isChecked(),
@@ -93,8 +117,44 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
                     tr("{0} is not a feature service URL (…/FeatureServer).").format(bad[0])
                 )
             request.service_urls = urls
-        request.area_of_interest = self._area_of_interest()
         return request
+
+    # -- layers ----------------------------------------------------------------------------
+    def list_layers(self):
+        """Read the source's layers in a background task and list them, all checked."""
+        if self.task is not None:
+            return None
+        try:
+            request = self._source(Path())
+            # Prepared here on the main thread: the auth manager must not be asked from a task.
+            credentials = credentials_from_auth_config(request.authcfg, request.auth_url)
+        except (ValueError, OfflineMapSyncError) as error:
+            self.messageLabel.setText(str(error))
+            return None
+        self.messageLabel.setText(tr("Reading the layers…"))
+        self.listLayersButton.setEnabled(False)
+        job = CallJob(partial(list_source_layers, request, credentials))
+        self.task = start_job_task(tr("Listing layers"), job, on_done=self._layers_listed)
+        return self.task
+
+    def _layers_listed(self, task) -> None:
+        if sip.isdeleted(self):
+            return
+        self.task = None
+        self.listLayersButton.setEnabled(True)
+        if not task.succeeded:
+            self.messageLabel.setText(str(task.error) if task.error else tr("Cancelled."))
+            return
+        self.layersList.clear()
+        for layer in task.result:
+            text = tr("{0} (table)").format(layer.title) if layer.is_table else layer.title
+            item = QListWidgetItem(text)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            item.setData(Qt.ItemDataRole.UserRole, [layer.service_url, layer.layer_id])
+            item.setToolTip(f"{layer.service_url}/{layer.layer_id}")
+            self.layersList.addItem(item)
+        self.messageLabel.setText("")
 
     def _area_of_interest(self) -> dict[str, Any] | None:
         if self.canvasRadio.isChecked() and self.iface is not None:
