@@ -151,9 +151,14 @@ def test_take_offline_and_sync_with_qgis_process(reference_server, tmp_path):
             _alg("takemapoffline"),
             f"--SERVICE_URLS={reference_server.service_url(seed.DEMO_SERVICE)}",
             "--EXTENT=935000,6000000,955000,6010000 [EPSG:3857]",
+            f"--SCHEMA_ONLY_LAYERS={reference_server.service_url(seed.DEMO_SERVICE)}/1",
             f"--OUTPUT={folder}",
         )
         assert taken["results"]["LAYER_COUNT"] == 4, taken
+        source = ogr.Open(str(next(folder.glob("*.gpkg"))))
+        assert source.GetLayerByName("Lines").GetFeatureCount() == 0  # taken offline empty
+        assert source.GetLayerByName("Points").GetFeatureCount() == seed.DEMO_COUNTS[0]
+        source = None
         _edit_point(folder, seed.POINT_NAMES[0], "notes", "from qgis_process")
 
         synced = runner.run_json(

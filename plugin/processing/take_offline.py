@@ -30,6 +30,7 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
         return tr(
             "Takes a web map (PORTAL_URL + WEBMAP_ITEM_ID) or feature services (SERVICE_URLS, one per "
             "line or separated by commas) offline on demand, for an area (EXTENT; empty = everything), "
+            "with the layers listed in SCHEMA_ONLY_LAYERS taken offline empty, "
             "into a new or empty folder: one GeoPackage per service plus offline_map.json. The "
             "services must allow sync. Open the folder with the Offline Map Sync panel, or sync it "
             "with 'Synchronize offline map'."
@@ -52,6 +53,14 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
         self.addParameter(QgsProcessingParameterExtent("EXTENT", tr("Area"), optional=True))
         self.addParameter(
             QgsProcessingParameterBoolean("INCLUDE_ATTACHMENTS", tr("Include attachments"), True)
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "SCHEMA_ONLY_LAYERS",
+                tr("Layers taken offline empty (layer URLs …/FeatureServer/<id>)"),
+                multiLine=True,
+                optional=True,
+            )
         )
         self.addParameter(QgsProcessingParameterString("TITLE", tr("Title"), optional=True))
         self.add_auth_parameter()
@@ -76,6 +85,16 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
             include_attachments=self.parameterAsBool(parameters, "INCLUDE_ATTACHMENTS", context),
             title=self.parameterAsString(parameters, "TITLE", context).strip(),
         )
+        empty = self.parameterAsString(parameters, "SCHEMA_ONLY_LAYERS", context)
+        for text in empty.replace(",", "\n").splitlines():
+            service_url, _, layer_id = text.strip().rstrip("/").rpartition("/")
+            if not text.strip():
+                continue
+            if not layer_id.isdigit() or "/featureserver" not in service_url.lower():
+                raise QgsProcessingException(
+                    tr("{0} is not a layer URL (…/FeatureServer/<id>).").format(text.strip())
+                )
+            request.schema_only_layers.append((service_url, int(layer_id)))
         if bool(request.portal_url and request.webmap_item_id) == bool(urls):
             raise QgsProcessingException(
                 tr("Give either PORTAL_URL and WEBMAP_ITEM_ID, or SERVICE_URLS.")
