@@ -126,7 +126,6 @@ def _add_geodatabase(
 ) -> LoadedGeodatabase:
     result = LoadedGeodatabase(entry, group)
     path = str(entry.path or offline_map.folder / entry.file)
-    titles = {layer.id: layer for layer in entry.layers}
     # Spatial layers top first in the tree (the last drawn is on top), then the tables.
     spatial = sorted(
         (layer for layer in entry.layers if not layer.is_table),
@@ -149,7 +148,7 @@ def _add_geodatabase(
         node.setItemVisibilityChecked(layer_entry.visible)
         result.layers[layer_entry.id] = layer
     _add_attachment_tables(offline_map, entry, definitions, result, path, project)
-    _add_relations(entry, definitions, result, titles, project)
+    _add_relations(entry, definitions, result, project)
     return result
 
 
@@ -289,7 +288,6 @@ def _add_relations(
     entry: GeodatabaseEntry,
     definitions: dict[int, Any],
     result: LoadedGeodatabase,
-    titles: dict[int, Any],
     project: QgsProject,
 ) -> None:
     """A QGIS relation for each relationship class whose two ends are both loaded."""
