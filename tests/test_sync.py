@@ -646,8 +646,10 @@ def test_rollback_on_failure_with_one_bad_edit(server, tmp_path, rollback):
 @pytest.mark.parametrize(
     "fault", ["drop_before_commit", "drop_after_commit", "http502", "html_error", "truncated_json"]
 )
-def test_fault_during_sync_then_plain_resync_equals_a_fault_free_run(server, tmp_path, fault):
-    offline_map = take_offline(server, tmp_path / "map")
+def test_fault_during_sync_then_plain_resync_equals_a_fault_free_run(
+    server, tmp_path, fault, sync_model
+):
+    offline_map = take_offline(server, tmp_path / "map", sync_model)
     local = Local(offline_map)
     added = local.add(POINTS, "POINT (950500 6003500)", name="Added once")
     local.update(POINTS, point_gid(0), name="Updated once")
@@ -891,6 +893,42 @@ def test_a_second_sync_of_the_same_geodatabase_is_refused_while_one_runs(server,
     ):
         task.sync_geodatabase(params, local.path).run()
     task.sync_geodatabase(params, local.path).run()
+
+
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from plugin.core.geodatabase import Geodatabase
+
+with Geodatabase.open(sys.argv[2]) as gdb, gdb.sync_lock():
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_sync_running_in_another_process_is_reported_and_nothing_changes(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    local.update(POINTS, point_gid(0), name="Waits for the other process")
+    root = Path(__file__).resolve().parent.parent
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(root), str(local.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = sync_map(offline_map)
+    finally:
+        holder.communicate("go\n", timeout=60)
+    message = result.geodatabase_errors[local.path.name]
+    assert "already" in message.lower()
+    assert local.pending()[POINTS]["updates"] == 1
+    assert_no_errors(sync_map(offline_map))
+    assert server_rows(server, POINTS)[point_gid(0)]["attributes"]["name"] == (
+        "Waits for the other process"
+    )
 
 
 # -- the offline map task ------------------------------------------------------------------
