@@ -480,3 +480,23 @@ def test_an_attachment_added_through_the_related_table_reaches_the_service(
     assert len(on_server) == 1
     assert on_server[0]["parentGlobalId"] == parent["GlobalID"]
     assert on_server[0]["data"] == data
+
+
+def test_an_unreachable_service_is_reported_per_layer_and_in_the_message_bar(
+    dock, demo_map, reference_server, qgis_iface
+):
+    from qgis.core import Qgis
+
+    dock.open_map(demo_map)
+    qgis_iface.messageBar().clear_messages()
+    reference_server.stop()
+
+    task = _sync_and_wait(dock)
+
+    assert task.succeeded  # the job ran; the geodatabase failed and says why
+    rows = {row[0]: row for row in dock.result_rows()}
+    assert rows["Points"][5] != ""
+    assert rows["Points"][5] == rows["Inspections (table)"][5]
+    assert dock.last_result.has_errors
+    warnings = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Warning)
+    assert any("Synchronized with errors" in message for message in warnings)
