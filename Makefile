@@ -49,6 +49,10 @@ DIST ?= dist
 package:
 	@$(PY_SYS) tests/tools/package.py "$(DIST)" $(PLUGIN_FILES)
 
+# Speed and memory figures, side by side with ogr2ogr and QGIS "Package layers" (minutes).
+bench: setup
+	$(PY) tests/tools/bench.py --json .bench/bench.json
+
 deploy:
 	@mkdir -p $(QGIS_PROFILE_DIR)/python/plugins
 	@ln -sfn $(CURDIR) $(QGIS_PROFILE_DIR)/python/plugins/$(PLUGIN_NAME)
