@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import portal
 from .auth import Auth
+from .bulk import bulk_update
 from .edits import (
     AttachmentEditor,
     EditContext,
@@ -116,6 +117,9 @@ def _rules() -> Map:
             r("/arcgis/admin/clearFaults", "admin_clear_faults"),
             r("/arcgis/admin/expireTokens", "admin_expire_tokens"),
             r("/arcgis/admin/expireResults", "admin_expire_results"),
+            r("/arcgis/admin/stats", "admin_stats"),
+            r("/arcgis/admin/resetStats", "admin_reset_stats"),
+            r("/arcgis/admin/bulkUpdate", "admin_bulk_update"),
         ]
     )
 
@@ -170,13 +174,32 @@ class ReferenceApp:
         self.url_map = _rules()
         self._jobs: list[threading.Thread] = []
         self._jobs_lock = threading.Lock()
+        self._stats = {"requests": 0, "bytesOut": 0}
+        self._stats_lock = threading.Lock()
 
     # --- WSGI --------------------------------------------------------------------------------
 
     def __call__(self, environ, start_response):
         request = ServiceRequest(environ)
+        if request.path.startswith("/arcgis/admin/"):  # test switches are not traffic
+            return self.handle(request, environ)(environ, start_response)
+        self._count(requests=1)
         response = self.handle(request, environ)
-        return response(environ, start_response)
+        return _CountingBody(response(environ, start_response), self._count)
+
+    def _count(self, requests: int = 0, bytes_out: int = 0) -> None:
+        with self._stats_lock:
+            self._stats["requests"] += requests
+            self._stats["bytesOut"] += bytes_out
+
+    def stats(self) -> dict:
+        """Requests served and response bytes sent since the last reset (admin calls excluded)."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def reset_stats(self) -> None:
+        with self._stats_lock:
+            self._stats = {"requests": 0, "bytesOut": 0}
 
     def handle(self, request: Request, environ) -> Response:
         adapter = self.url_map.bind_to_environ(environ)
@@ -331,6 +354,25 @@ class ReferenceApp:
     def ep_admin_expire_tokens(self, request, params, env):
         self.auth.expire_all()
         return json_response({"success": True})
+
+    def ep_admin_stats(self, request, params, env):
+        return json_response(self.stats())
+
+    def ep_admin_reset_stats(self, request, params, env):
+        self.reset_stats()
+        return json_response({"success": True})
+
+    def ep_admin_bulk_update(self, request, params, env):
+        service = require(params.get("service"), "service")
+        layer_id = params.get_int("layer", 0)
+        count = params.get_int("count", 0)
+        with self.store.write() as tx:
+            layer = tx.layer(service, layer_id)
+            try:
+                result = bulk_update(tx, layer, count, params.get("field") or None)
+            except ValueError as exc:
+                raise bad_request(str(exc)) from exc
+        return json_response({"success": True, **result})
 
     def ep_admin_expire_results(self, request, params, env):
         return json_response({"success": True, "expired": self.expire_results()})
@@ -835,6 +877,24 @@ class ReferenceApp:
 
     def expire_old_results(self) -> None:
         self.expire_results(older_than=time.time() - RESULT_TTL_SECONDS)
+
+
+class _CountingBody:
+    """A WSGI body that reports the bytes it hands to the server."""
+
+    def __init__(self, body, count: Callable[..., None]):
+        self._body = body
+        self._count = count
+
+    def __iter__(self):
+        for chunk in self._body:
+            self._count(bytes_out=len(chunk))
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
 
 
 def _failure_details(entries: list[dict]) -> list[str]:
