@@ -275,6 +275,11 @@ def create_geopackage(
         if info.get("type") != "Table" and info.get("geometryType")
     ]
     srs = spatial_reference(service_info, layer_infos) if spatial_ids else None
+    for lid, info in layer_infos.items():  # refuse bad layers before any file exists
+        try:
+            layer_definition(lid, info, "check", 0, "geom")
+        except UnsupportedGeometryError as exc:
+            raise GeodatabaseError(f"{info.get('name')}: {exc}") from exc
     driver = gdal.GetDriverByName("GPKG")
     if driver is None:
         raise GeodatabaseError("GDAL has no GeoPackage driver; the geodatabase cannot be created.")
@@ -285,12 +290,19 @@ def create_geopackage(
             ds = None
     if ds is None:
         raise GeodatabaseError(f"Cannot create the GeoPackage {path}: {gdal.GetLastErrorMsg()}")
+    message = None
     try:
-        return _create_tables(ds, srs, layer_infos)
+        layers = _create_tables(ds, srs, layer_infos)
     except RuntimeError as exc:  # GDAL with exceptions enabled (e.g. by another plugin)
-        raise GeodatabaseError(f"Cannot create the GeoPackage {path}: {exc}") from exc
-    finally:
-        ds = None  # closes the file
+        message = f"Cannot create the GeoPackage {path}: {exc}"
+    except GeodatabaseError as exc:
+        message = str(exc)
+    # Close the file before anyone removes it; the caught exception (and the frames holding
+    # GDAL objects) is gone once the except blocks end.
+    ds = None
+    if message is not None:
+        raise GeodatabaseError(message)
+    return layers
 
 
 def _create_tables(ds, srs, layer_infos: dict[int, dict]) -> list[LayerDef]:
