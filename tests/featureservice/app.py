@@ -22,7 +22,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
-from . import portal
+from . import packages, portal
 from .auth import Auth
 from .bulk import bulk_update
 from .edits import (
@@ -113,10 +113,15 @@ def _rules() -> Map:
             r("/arcgis/sharing/rest/portals/self", "portal_self"),
             r("/arcgis/sharing/rest/content/items/<item_id>", "item"),
             r("/arcgis/sharing/rest/content/items/<item_id>/data", "item_data"),
+            r("/arcgis/sharing/rest/content/items/<item_id>/relatedItems", "related_items"),
+            r("/arcgis/sharing/rest/content/items/<item_id>/resources", "item_resources"),
+            r("/arcgis/sharing/rest/content/items/<item_id>/resources/<name>", "item_resource"),
             r("/arcgis/admin/faults", "admin_faults"),
             r("/arcgis/admin/clearFaults", "admin_clear_faults"),
             r("/arcgis/admin/expireTokens", "admin_expire_tokens"),
             r("/arcgis/admin/expireResults", "admin_expire_results"),
+            r("/arcgis/admin/prepareMapAreas", "admin_prepare_map_areas"),
+            r("/arcgis/admin/refreshPackages", "admin_refresh_packages"),
             r("/arcgis/admin/stats", "admin_stats"),
             r("/arcgis/admin/resetStats", "admin_reset_stats"),
             r("/arcgis/admin/bulkUpdate", "admin_bulk_update"),
@@ -140,6 +145,9 @@ OPERATIONS = {
     "delete_attachments": "deleteAttachments",
     "item": "items",
     "item_data": "data",
+    "related_items": "relatedItems",
+    "item_resources": "resources",
+    "item_resource": "resource",
     "all_layers": "layers",
 }
 PUBLIC = {"info", "generate_token", "portal_info", "portal_self", "result"}
@@ -330,8 +338,39 @@ class ReferenceApp:
             return json_response(portal.item(tx, item_id, env.root_url))
 
     def ep_item_data(self, request, params, env, item_id):
+        package = packages.package_data_file(self.data_dir, item_id)
+        if package is not None:
+            return send_file(package, request.environ, mimetype="application/json", max_age=0)
         with self.store.read() as tx:
             return json_response(portal.item_data(tx, item_id, env.root_url))
+
+    # Preplanned map areas and scheduled update packages live in packages.py.
+    def ep_related_items(self, request, params, env, item_id):
+        with self.store.read() as tx:
+            return json_response(
+                packages.related_items(tx, item_id, params, f"{env.root_url}/rest/services")
+            )
+
+    def ep_item_resources(self, request, params, env, item_id):
+        with self.store.read() as tx:
+            return json_response(packages.resources(tx, item_id))
+
+    def ep_item_resource(self, request, params, env, item_id, name):
+        with self.store.read() as tx:
+            path = packages.resource_file(tx, self.data_dir, item_id, name)
+        return send_file(path, request.environ, mimetype="application/json", max_age=0)
+
+    def ep_admin_prepare_map_areas(self, request, params, env):
+        return json_response({"mapAreas": packages.prepare_map_areas(self.store, self.data_dir)})
+
+    def ep_admin_refresh_packages(self, request, params, env):
+        reports = packages.refresh_packages(
+            self.store,
+            self.data_dir,
+            max_count=params.get_int("maxCount"),
+            max_age=float(params.get("maxAge")) if params.get("maxAge") else None,
+        )
+        return json_response({"packages": [r.to_json() for r in reports]})
 
     def ep_admin_faults(self, request, params, env):
         if params.get("kind"):

@@ -149,6 +149,23 @@ class ReferenceServer:
     def reset_stats(self) -> None:
         self.app.reset_stats()
 
+    # --- preplanned map areas (packages.py) -----------------------------------------------------
+
+    def prepare_map_areas(self) -> list[str]:
+        """Create the demo web map's preplanned map areas and their packages (once); returns
+        the area item ids."""
+        from .packages import prepare_map_areas
+
+        return prepare_map_areas(self.app.store, self.data_dir)
+
+    def refresh_packages(
+        self, max_count: int | None = None, max_age: float | None = None, now: float | None = None
+    ) -> list:
+        """Run the scheduled-update job on every package (see packages.refresh_packages)."""
+        from .packages import refresh_packages
+
+        return refresh_packages(self.app.store, self.data_dir, max_count, max_age, now)
+
     # --- direct data access --------------------------------------------------------------------
 
     def apply_edits(
