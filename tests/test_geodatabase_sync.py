@@ -621,3 +621,23 @@ def test_commit_waits_for_another_writer_then_says_the_geodatabase_is_busy(gdb, 
             other.close()
         impatient.commit_sync(None, lj.sync_header(101), iter([]), direction=DOWN)
     assert gdb.replica.server_gen == 101
+
+
+def test_qgis_reads_the_old_state_while_a_sync_is_writing(gdb, qgis_app):
+    from qgis.core import QgsVectorLayer
+
+    seen = []
+
+    def events():
+        for i in range(3000):
+            yield 0, "features.adds", lj.point_feature(5000 + i)
+        # The write transaction is open here: a reader must neither block nor see half of it.
+        layer = QgsVectorLayer(f"{gdb.path}|layername=Points", "reader", "ogr")
+        seen.append(sum(1 for _ in layer.getFeatures()))
+        del layer
+
+    commit(gdb, None, [], gen=101)  # warm up: the file is in WAL mode from the start
+    gdb.commit_sync(None, lj.sync_header(102), events(), direction=DOWN)
+    assert seen == [5]
+    layer = QgsVectorLayer(f"{gdb.path}|layername=Points", "after", "ogr")
+    assert sum(1 for _ in layer.getFeatures()) == 3005
