@@ -500,3 +500,43 @@ def test_an_unreachable_service_is_reported_per_layer_and_in_the_message_bar(
     assert dock.last_result.has_errors
     warnings = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Warning)
     assert any("Synchronized with errors" in message for message in warnings)
+
+
+def test_a_scheduled_updates_map_shows_its_updates_and_applies_them(
+    dock, reference_server, tmp_path
+):
+    # An ahead-of-time map whose portal serves update packages (helpers of the sync tests).
+    from plugin.core.enums import PreplannedUpdateMode
+    from tests.test_rest import ScriptedServer
+    from tests.test_sync import ScheduledUpdatesPortal, make_ahead_of_time, take_offline
+
+    scripted = ScriptedServer()
+    try:
+        portal = ScheduledUpdatesPortal(scripted)
+        offline_map, generation = make_ahead_of_time(
+            take_offline(reference_server, tmp_path / "ahead"),
+            portal,
+            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
+        )
+        assert dock.open_map(offline_map.folder)
+        dock.add_to_map()
+        points = _layer(dock, POINTS)
+        global_id = _by_name(points, seed.POINT_NAMES[0])["GlobalID"]
+        update = {"attributes": {"GlobalID": global_id, "name": "From an update package"}}
+        portal.add_delta(generation + 1, [{"id": 0, "features": {"updates": [update]}}])
+
+        assert "scheduled update packages" in dock.capabilitiesLabel.text()
+        assert dock.scheduledUpdatesCheck.isEnabled()
+        assert dock.scheduledUpdatesCheck.isChecked()
+        assert dock.directionCombo.currentText() == "Download server changes only"
+        check = dock.check_for_updates()
+        assert wait_for_task(check, WAIT)
+        assert "Download: updates are available." in dock.capabilitiesLabel.text()
+        assert "Scheduled updates to download" in dock.capabilitiesLabel.text()
+
+        task = _sync_and_wait(dock)
+
+        assert task.succeeded, dock.statusLabel.text()
+        assert _by_name(points, "From an update package")["GlobalID"] == global_id
+    finally:
+        scripted.stop()
