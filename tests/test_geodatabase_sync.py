@@ -641,3 +641,47 @@ def test_qgis_reads_the_old_state_while_a_sync_is_writing(gdb, qgis_app):
     assert seen == [5]
     layer = QgsVectorLayer(f"{gdb.path}|layername=Points", "after", "ogr")
     assert sum(1 for _ in layer.getFeatures()) == 3005
+
+
+_KILLED_DURING_APPLY = """
+import sys, time
+from plugin.core.enums import SyncDirection
+from plugin.core.geodatabase import Geodatabase
+from tests import layer_json as lj
+
+def events():
+    for i in range(3000):
+        yield 0, "features.adds", lj.point_feature(7000 + i)
+    print("applying", flush=True)
+    time.sleep(120)  # killed here, in the middle of the transaction
+
+with Geodatabase.open(sys.argv[1]) as gdb:
+    gdb.commit_sync(None, lj.sync_header(999), events(), direction=SyncDirection.DOWNLOAD)
+"""
+
+
+def test_process_killed_during_apply_leaves_the_old_state(gdb):
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'pending' WHERE OBJECTID = 1")
+    conn.close()
+    before = gdb.conn.execute("SELECT * FROM Points ORDER BY OBJECTID").fetchall()
+    gdb.close()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_DURING_APPLY, gdb.path],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _readline(proc, 120).strip() == "applying"
+    finally:
+        proc.kill()
+        proc.wait(60)
+    with Geodatabase.open(gdb.path) as again:
+        assert again.conn.execute("SELECT * FROM Points ORDER BY OBJECTID").fetchall() == before
+        assert again.replica.server_gen == 100
+        assert again.pending_counts()[0]["updates"] == 1
+        assert again.history() == []
+        again.commit_sync(None, lj.sync_header(101), iter([]), direction=BI)
+        assert again.replica.server_gen == 101
