@@ -11,9 +11,11 @@ from qgis.core import QgsApplication, QgsProcessingException
 
 from plugin.processing.provider import PROVIDER_ID, OfflineMapSyncProvider
 from tests.featureservice import seed
+from tests.test_gui_auth import auth_manager as _auth_manager_fixture
 from tests.tools.qgis_process import QgisProcess
 
 POINTS = 0
+auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, shared
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +172,29 @@ def test_take_offline_and_sync_with_qgis_process(reference_server, tmp_path):
         assert _server_points(reference_server)[seed.POINT_NAMES[0]]["notes"] == "from qgis_process"
     finally:
         runner.close()
+
+
+def test_a_secured_service_with_an_auth_configuration(
+    processing, secured_reference_server, auth_manager, tmp_path
+):
+    config_id = auth_manager("Basic", username="bob", password="bob-secret")
+    folder = tmp_path / "secured"
+    taken = processing.run(
+        _alg("takemapoffline"),
+        {
+            "SERVICE_URLS": secured_reference_server.service_url(seed.DEMO_SERVICE),
+            "AUTHCFG": config_id,
+            "OUTPUT": str(folder),
+        },
+    )
+    assert taken["LAYER_COUNT"] == 4
+    _edit_point(folder, seed.POINT_NAMES[0], "notes", "by bob")
+
+    synced = processing.run(
+        _alg("synchronizeofflinemap"), {"OFFLINE_MAP": str(folder), "AUTHCFG": config_id}
+    )
+
+    assert synced["UPLOADED"] == 1
+    assert _server_points(secured_reference_server)[seed.POINT_NAMES[0]]["notes"] == "by bob"
+    with pytest.raises(QgsProcessingException):
+        processing.run(_alg("synchronizeofflinemap"), {"OFFLINE_MAP": str(folder)})

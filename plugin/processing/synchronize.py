@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessingException,
     QgsProcessingOutputBoolean,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
@@ -57,7 +58,8 @@ class SynchronizeOfflineMapAlgorithm(OfflineMapAlgorithm):
             "Uploads the local edits of an offline map to its feature services and downloads the "
             "server's changes (or only one of the two). Conflicts follow 'the last synchronized edit "
             "wins'; local versions that lose go to the conflict log. Outputs the counts and a JSON "
-            "or HTML report with one row per layer and table."
+            "or HTML report with one row per layer and table. Fails when no geodatabase could be "
+            "synchronized; partial failures set HAS_ERRORS."
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
@@ -118,8 +120,6 @@ class SynchronizeOfflineMapAlgorithm(OfflineMapAlgorithm):
             task = OfflineMapSyncTask(offline_map, self.credentials)
             params = task.create_default_offline_map_sync_parameters()
         except OfflineMapSyncError as error:
-            from qgis.core import QgsProcessingException
-
             raise QgsProcessingException(str(error)) from None
         params.sync_direction = DIRECTIONS[self.parameterAsEnum(parameters, "DIRECTION", context)]
         params.rollback_on_failure = self.parameterAsBool(
@@ -159,4 +159,11 @@ class SynchronizeOfflineMapAlgorithm(OfflineMapAlgorithm):
         report = self.parameterAsFileOutput(parameters, "REPORT", context)
         if report:
             outputs["REPORT"] = write_report(report, tr("Offline map sync"), summary, rows)
+        if offline_map.geodatabases and len(result.geodatabase_errors) == len(
+            offline_map.geodatabases
+        ):
+            # Nothing synchronized at all: fail, so that scripts see a non-zero exit status.
+            raise QgsProcessingException(
+                tr("The sync failed: {0}").format("; ".join(result.geodatabase_errors.values()))
+            )
         return outputs
