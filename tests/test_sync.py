@@ -37,8 +37,14 @@ from plugin.core.geodatabase import Geodatabase
 from plugin.core.geodatabase_model import ConflictReason
 from plugin.core.gpkg_connection import register_functions
 from plugin.core.jobs import JobStatus
-from plugin.core.offline_map import OfflineMap
-from plugin.core.rest import ArcGISClient, TokenCredentials
+from plugin.core.offline_map import (
+    GeodatabaseEntry,
+    LayerEntry,
+    MapSource,
+    OfflineMap,
+    OfflineMapManifest,
+)
+from plugin.core.rest import ArcGISClient, ReplicaResultFile, TokenCredentials
 from plugin.core.sync import (
     GeodatabaseSyncTask,
     LoadStatus,
@@ -1257,3 +1263,107 @@ def test_generate_refuses_an_existing_file_and_a_failed_run_leaves_nothing(serve
     server.clear_faults()
     assert sorted(p.name for p in out.iterdir()) == ["there.gpkg"]
     assert fast_client().replicas(url) == replicas_before
+
+
+def take_package_offline(server, folder: Path, client) -> tuple[OfflineMap, str]:
+    """An ahead-of-time map of the reference portal's first map area (Demo package), made the
+    way a preplanned download does: the package's createReplica data into a geodatabase."""
+    portal = server.portal_url
+    area = server.prepare_map_areas()[0]
+    packages = client.portal_related_items(portal, area, "Area2Package")
+    package = next(p for p in packages if f"/{DEMO}/FeatureServer" in p["url"])
+    service_url = package["properties"]["serviceUrl"]
+    info = client.service_info(service_url)
+    layer_ids = package["properties"]["layers"]
+    layer_infos = {
+        k: v for k, v in client.all_layer_infos(service_url, info).items() if k in layer_ids
+    }
+    folder.mkdir()
+    path = folder / "Demo.gpkg"
+    with ReplicaResultFile(folder.parent / "package-data" / "data.json") as data:
+        data.path.parent.mkdir()
+        client.download(f"{portal}/content/items/{package['id']}/data", data.path)
+        header, events = data.read()
+        gdb = Geodatabase.create(
+            path,
+            service_url=service_url,
+            service_info=info,
+            layer_infos=layer_infos,
+            replica_name=header["replicaName"],
+            sync_model=SyncModel.PER_REPLICA,
+        )
+        try:
+            gdb.load_replica(header, events)
+            generation = gdb.replica.server_gen
+        finally:
+            gdb.close()
+    manifest = OfflineMapManifest(
+        title="Area",
+        source=MapSource(
+            portal_url=portal, webmap_item_id=seed.DEMO_WEBMAP_ID, map_area_item_id=area
+        ),
+        update_mode=PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
+        geodatabases=(
+            GeodatabaseEntry(
+                file=path.name,
+                service_url=service_url,
+                title=DEMO,
+                layers=tuple(
+                    LayerEntry(
+                        id=i,
+                        title=layer_infos[i]["name"],
+                        is_table=layer_infos[i]["type"] == "Table",
+                    )
+                    for i in sorted(layer_infos)
+                ),
+                download_only=True,
+                package_item_id=package["id"],
+                generation=generation,
+            ),
+        ),
+    )
+    OfflineMap.write_manifest(folder, manifest)
+    return OfflineMap.open(folder), package["id"]
+
+
+def test_reference_portal_scheduled_updates_are_found_and_applied(server, tmp_path):
+    client = fast_client()
+    offline_map, _ = take_package_offline(server, tmp_path / "area", client)
+    local = Local(offline_map)
+    gid = sorted(local.rows(POINTS))[0]
+    server.apply_edits(
+        DEMO, POINTS, updates=[{"attributes": {"GlobalID": gid, "name": "Refreshed"}}]
+    )
+    server.refresh_packages()
+
+    task = OfflineMapSyncTask(offline_map, client=client)
+    info = task.check_for_updates()
+    assert info.download_availability == OfflineUpdateAvailability.AVAILABLE
+    assert info.scheduled_updates_download_size > 0
+    result = task.create_offline_map_sync_job(
+        task.create_default_offline_map_sync_parameters()
+    ).run()
+
+    assert_no_errors(result)
+    assert result_for(result, POINTS).downloaded.updates == 1
+    assert local.rows(POINTS)[gid]["name"] == "Refreshed"
+    again = OfflineMapSyncTask(offline_map.folder, client=client).check_for_updates()
+    assert again.download_availability == OfflineUpdateAvailability.NONE
+
+
+def test_reference_portal_purge_makes_an_old_copy_reopen(server, tmp_path):
+    client = fast_client()
+    offline_map, _ = take_package_offline(server, tmp_path / "area", client)
+    local = Local(offline_map)
+    gid = sorted(local.rows(POINTS))[0]
+    for name in ("First", "Second"):
+        server.apply_edits(DEMO, POINTS, updates=[{"attributes": {"GlobalID": gid, "name": name}}])
+        server.refresh_packages(max_count=1)  # the second refresh purges the first delta
+
+    task = OfflineMapSyncTask(offline_map, client=client)
+    assert task.check_for_updates().is_mobile_map_package_reopen_required
+    result = task.create_offline_map_sync_job(
+        task.create_default_offline_map_sync_parameters()
+    ).run()
+    assert result.is_mobile_map_package_reopen_required
+    assert local.rows(POINTS)[gid]["name"] not in ("First", "Second")
