@@ -247,6 +247,7 @@ def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
     assert task.succeeded
     rows = {row[0]: row for row in dock.result_rows()}
     assert rows["Points"][4] == "1"  # one conflict
+    assert dock.conflictsButton.text() == "Conflict log (1)…"
     dialog = dock.conflict_dialog()
     assert dialog.row_count() == 1
     assert dialog.conflictTable.item(0, 1).text() == "Points"
@@ -256,6 +257,7 @@ def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
     dialog.conflictTable.selectRow(0)
     assert dialog.restore_selected()
     assert dialog.row_count() == 0
+    assert dock.conflictsButton.text() == "Conflict log…"
     assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) != ""
 
 

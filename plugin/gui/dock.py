@@ -160,7 +160,27 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         """Read the map again: tree with pending edits, capabilities, parameter defaults."""
         self._fill_tree()
         self._show_capabilities()
+        self._show_conflict_count()
         self._update_state()
+
+    def conflict_count(self) -> int:
+        """Entries in the open map's conflict log (0 when none or no map)."""
+        if self.offline_map is None:
+            return 0
+        count = 0
+        try:
+            for entry in self.offline_map.geodatabases:
+                with self.offline_map.open_geodatabase(entry) as geodatabase:
+                    count += len(geodatabase.conflicts())
+        except OfflineMapSyncError:
+            return 0
+        return count
+
+    def _show_conflict_count(self) -> None:
+        count = self.conflict_count()
+        self.conflictsButton.setText(
+            tr("Conflict log ({0})…").format(count) if count else tr("Conflict log…")
+        )
 
     def _fill_tree(self) -> None:
         self.contentTree.clear()
