@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Optional
 
 from . import conflicts as _conflicts
+from . import field_values as fv
 from . import tracking
 from .commit import commit_sync as _commit_sync
 from .commit import parse_gen, parse_layer_gens
@@ -598,8 +599,10 @@ def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:
         f"CREATE INDEX {quote('oms_' + t + '_globalid')} ON {quote(t)} ({quote(lyr.global_id_field)})"
     )
     tracked = [f.name for f in lyr.uploadable_fields]
+    kinds = {f.name: "date" for f in lyr.uploadable_fields if f.esri_type == fv.DATE}
     if lyr.geometry_column:
         tracked.append(lyr.geometry_column)
+        kinds[lyr.geometry_column] = "geometry"
     tracking.create_triggers(
         conn,
         t,
@@ -607,6 +610,7 @@ def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:
         global_id=lyr.global_id_field,
         tracked_columns=tracked,
         attachment_table=lyr.attachment_table,
+        column_kinds=kinds,
     )
     if lyr.attachment_table:
         a = lyr.attachment_table

@@ -105,6 +105,34 @@ def _norm_guid(expr: str) -> str:
     return f"('{{' || upper(trim({expr}, '{{}} ')) || '}}')"
 
 
+def _wkb_part(expr: str) -> str:
+    """The WKB of a GeoPackage blob (header and envelope skipped), in SQL."""
+    return (
+        f"substr({expr}, 1 + CASE hex(substr({expr}, 4, 1)) "
+        "WHEN '03' THEN 40 WHEN '02' THEN 40 WHEN '05' THEN 56 WHEN '04' THEN 56 "
+        "WHEN '07' THEN 56 WHEN '06' THEN 56 WHEN '09' THEN 72 WHEN '08' THEN 72 ELSE 8 END)"
+    )
+
+
+def changed_sql(column: str, kind: str = "") -> str:
+    """SQL that is true when ``column`` really changed between OLD and NEW.
+
+    Writers such as QGIS rewrite whole rows; other GDAL versions may format an unchanged date
+    or geometry header differently. Those rewrites must not count as edits (they would upload
+    stale values over other people's changes), so dates compare as instants and geometries by
+    their WKB.
+    """
+    old, new = f"OLD.{quote(column)}", f"NEW.{quote(column)}"
+    if kind == "date":
+        return (
+            f"({old} IS NOT {new} AND (julianday({old}) IS NULL "
+            f"OR julianday({old}) IS NOT julianday({new})))"
+        )
+    if kind == "geometry":
+        return f"({old} IS NOT {new} AND {_wkb_part(old)} IS NOT {_wkb_part(new)})"
+    return f"{old} IS NOT {new}"
+
+
 def trigger_names(table: str) -> list[str]:
     return [f"oms_{table}_{suffix}" for suffix in ("insert", "guard", "repair", "update", "delete")]
 
@@ -118,6 +146,7 @@ def create_triggers(
     tracked_columns: Sequence[str],
     attachment_table: str | None = None,
     parent: tuple[str, str] | None = None,
+    column_kinds: dict[str, str] | None = None,
 ) -> None:
     """Install the tracking triggers on ``table``.
 
@@ -125,8 +154,10 @@ def create_triggers(
     geometry). ``attachment_table``: for a layer with attachments, its ``__ATTACH`` table
     (deleting a row deletes its attachments). ``parent``: for an ``__ATTACH`` table, the
     parent (table, GlobalID column): deleting an attachment together with its parent is not
-    a separate edit.
+    a separate edit. ``column_kinds``: "date" or "geometry" for columns compared by value
+    rather than by their stored bytes (see :func:`changed_sql`).
     """
+    kinds = column_kinds or {}
     t, tl = quote(table), literal(table)
     f, g = quote(fid), quote(global_id)
     names = [quote(n) for n in trigger_names(table)]
@@ -173,11 +204,11 @@ def create_triggers(
         END"""
     )
     if tracked_columns:
-        changed = " OR ".join(f"OLD.{quote(c)} IS NOT NEW.{quote(c)}" for c in tracked_columns)
+        changed = " OR ".join(changed_sql(c, kinds.get(c, "")) for c in tracked_columns)
         field_rows = "\n".join(
             f"INSERT OR REPLACE INTO oms_changed_fields (table_name, fid, field, seq) "
             f"SELECT {tl}, NEW.{f}, {literal(c)}, {_SEQ} "
-            f"WHERE OLD.{quote(c)} IS NOT NEW.{quote(c)};"
+            f"WHERE {changed_sql(c, kinds.get(c, ''))};"
             for c in tracked_columns
         )
         conn.execute(
