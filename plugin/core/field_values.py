@@ -131,10 +131,6 @@ def _to_esri_blob(value: Any) -> Any:
     return value
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 def to_gpkg_converter(esri_type: str) -> Callable[[Any], Any] | None:
     """Converter for values arriving from the service (``None`` = store as is)."""
     if esri_type == DATE:
@@ -180,5 +176,4 @@ __all__ = [
     "to_esri_converter",
     "json_safe",
     "from_json_safe",
-    "_identity",
 ]
