@@ -378,11 +378,6 @@ class Geodatabase:
         for lid, lgen in parse_layer_gens(header.get("layerServerGens")).items():
             conn.execute("UPDATE oms_layers SET server_gen = ? WHERE layer_id = ?", (lgen, lid))
 
-    def set_replica(self, header: dict) -> None:
-        """Store replica ID / generation(s) from a header (e.g. a preplanned package's item)."""
-        with transaction(self.conn):
-            self._store_replica_header(header)
-
     def _update_extents(self) -> None:
         for lyr in self._layers:
             if not lyr.geometry_column:
