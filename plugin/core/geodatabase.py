@@ -5,6 +5,12 @@ one table per service layer/table, ``<table>__ATTACH`` tables for attachments, a
 bookkeeping in ``oms_`` tables outside ``gpkg_contents``. Local edits by any writer are tracked
 by triggers (see :mod:`tracking`); the sync machinery reads them as an :class:`UploadSnapshot`
 and commits a sync's results with :meth:`Geodatabase.commit_sync` in one transaction.
+
+This class is the entry point; the work lives in modules named for it:
+``schema`` (tables from the layer JSON), ``tracking`` (bookkeeping tables and triggers),
+``upload`` (snapshots of local edits), ``commit`` (applying a sync's results),
+``conflicts`` (the conflict log), ``sync_lock``, ``row_codec`` and ``field_values``
+(rows and values between Esri JSON and GeoPackage), ``gpkg_connection`` (SQLite setup).
 """
 
 from __future__ import annotations

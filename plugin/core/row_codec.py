@@ -58,7 +58,7 @@ class FeatureCodec:
         for name, conv in zip(self.field_names, self._to_gpkg):
             v = attrs.get(name)
             values.append(conv(v) if conv is not None and v is not None else v)
-        oid = feature.get("attributes", {}).get(self.fid)
+        oid = (feature.get("attributes") or {}).get(self.fid)
         if oid is None:
             oid = next((v for k, v in attrs.items() if k.lower() == self.fid.lower()), None)
         return oid, values
