@@ -96,3 +96,49 @@ def test_bulk_update_from_python_uses_the_named_field_and_refuses_unusable_ones(
         f"{server.root_url}/admin/bulkUpdate", service=DEMO_SERVICE, layer=3, count=1, field="nope"
     )
     assert error_code(body) == 400
+
+
+def test_sync_listeners_see_committed_uploads_in_commit_order_and_not_rolled_back_ones(
+    reference_server,
+):
+    server = reference_server
+    records = []
+    server.add_sync_listener(records.append)
+    url = server.service_url(DEMO_SERVICE)
+    replica = post(
+        f"{url}/createReplica",
+        replicaName="observed",
+        layers="0",
+        transportType=EMBEDDED,
+        syncModel="perReplica",
+    )
+    gid = server.query_all(DEMO_SERVICE, 0)[0]["attributes"]["GlobalID"]
+    missing = "{11111111-2222-3333-4444-555555555555}"
+
+    def upload(name: str, target: str, rollback: bool) -> dict:
+        edits = [
+            {"id": 0, "features": {"updates": [{"attributes": {"GlobalID": target, "name": name}}]}}
+        ]
+        return post(
+            f"{url}/synchronizeReplica",
+            replicaID=replica["replicaID"],
+            replicaServerGen=replica["replicaServerGen"],
+            syncDirection="upload",
+            transportType=EMBEDDED,
+            rollbackOnFailure=rollback,
+            edits=edits,
+        )
+
+    upload("first", gid, False)
+    assert error_code(upload("refused", missing, True)) == 400  # rolled back: not observed
+    upload("second", gid, False)
+    upload("rejected", missing, False)  # committed with an edit error: observed with its result
+
+    assert [r["edits"][0]["features"]["updates"][0]["attributes"]["name"] for r in records] == [
+        "first",
+        "second",
+        "rejected",
+    ]
+    assert records[0]["replicaID"] == replica["replicaID"]
+    assert records[0]["gen"] < records[1]["gen"]
+    assert records[2]["results"][0]["updateResults"][0]["error"]["code"] == 1019

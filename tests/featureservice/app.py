@@ -184,6 +184,9 @@ class ReferenceApp:
         self._jobs_lock = threading.Lock()
         self._stats = {"requests": 0, "bytesOut": 0}
         self._stats_lock = threading.Lock()
+        #: Called with a record of every committed synchronizeReplica upload, in commit order:
+        #: {"service", "replicaID", "gen", "edits" (as uploaded), "results" (per layer id)}.
+        self.sync_listeners: list[Callable[[dict], None]] = []
 
     # --- WSGI --------------------------------------------------------------------------------
 
@@ -199,6 +202,13 @@ class ReferenceApp:
         with self._stats_lock:
             self._stats["requests"] += requests
             self._stats["bytesOut"] += bytes_out
+
+    def _sync_committed(self, record: dict) -> None:
+        for listener in list(self.sync_listeners):
+            try:
+                listener(record)
+            except Exception:  # an observer's bug must not fail the request
+                traceback.print_exc(file=sys.stderr)
 
     def stats(self) -> dict:
         """Requests served and response bytes sent since the last reset (admin calls excluded)."""
@@ -292,7 +302,11 @@ class ReferenceApp:
         if endpoint not in PUBLIC and not endpoint.startswith("admin_") and endpoint != "catalog":
             user = self.auth.user_for(request, params)
         env = Env(
-            root_url=root_url, results_dir=self.results_dir, user=user, auth_on=self.auth.enabled
+            root_url=root_url,
+            results_dir=self.results_dir,
+            user=user,
+            auth_on=self.auth.enabled,
+            on_sync_commit=self._sync_committed if self.sync_listeners else None,
         )
         handler: Callable[..., Response] = getattr(self, f"ep_{endpoint}")
         return handler(request, params, env, **args)

@@ -17,7 +17,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import geom
 from .edits import (
@@ -52,6 +52,8 @@ class Env:
     results_dir: Path
     user: str | None = None
     auth_on: bool = False
+    #: Observer of committed sync uploads (tests): called with a record after the commit.
+    on_sync_commit: Callable[[dict], None] | None = None
 
     def service_url(self, service: str) -> str:
         return f"{self.root_url}/rest/services/{service}/FeatureServer"
@@ -642,6 +644,15 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
         )
 
     new_gen = tx.current_gen(name)
+    if env.on_sync_commit is not None and _has_edits(upload_edits):
+        record = {
+            "service": name,
+            "replicaID": replica["replicaID"],
+            "gen": new_gen,
+            "edits": upload_edits,
+            "results": results,
+        }
+        tx.after_commit.append(lambda: env.on_sync_commit(record))
     scopes = replica_scopes(tx, service, replica)
     doc = StreamDict(replicaName=replica["replicaName"], replicaID=replica["replicaID"])
     layer_entries = []

@@ -142,6 +142,13 @@ class ReferenceServer:
             Params({"username": username, "password": self.users[username]})
         )["token"]
 
+    def add_sync_listener(self, listener) -> None:
+        """`listener(record)` is called after every committed synchronizeReplica upload, in
+        commit order (under the writer lock): record = {"service", "replicaID", "gen",
+        "edits" (the layers' uploaded edits as sent), "results" (per layer id: addResults,
+        updateResults, deleteResults, attachmentResults)}. For model-based tests."""
+        self.app.sync_listeners.append(listener)
+
     def stats(self) -> dict:
         """{"requests": n, "bytesOut": n} served since the last reset (admin calls excluded)."""
         return self.app.stats()

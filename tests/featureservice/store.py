@@ -218,6 +218,9 @@ class Store:
                     conn.rollback()
                     raise
                 conn.commit()
+                # Still under the writer lock: observers see commits in commit order.
+                for callback in tx.after_commit:
+                    callback()
             finally:
                 conn.close()
 
@@ -229,6 +232,8 @@ class Tx:
         self.conn = conn
         self.write = write
         self._gens: dict[str, int] = {}
+        #: Called (in order) once this transaction has committed (test observers).
+        self.after_commit: list = []
         self._layer_cache: dict[tuple[str, int], Layer] = {}
 
     # --- services and layers -------------------------------------------------------------
