@@ -143,7 +143,11 @@ class GeodatabaseEntry:
 
     ``file`` is relative to the map folder; ``path`` is the absolute path, filled in when the
     map is opened. ``package_item_id`` and ``generation`` are set for ahead-of-time maps only:
-    the package item the data came from and the generation the local copy is at.
+    the package item the data came from and the generation the local copy is at (the
+    geodatabase itself holds the authoritative generation; this copy is for people and tools
+    reading the manifest). ``upload_replica_id``: for maps that upload new features, the
+    upload-only replica registered for them (the package's own replica is shared by every
+    copy of the area and never uploads).
     """
 
     file: str
@@ -153,6 +157,7 @@ class GeodatabaseEntry:
     download_only: bool = False
     package_item_id: str | None = None
     generation: int | None = None
+    upload_replica_id: str | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -177,6 +182,8 @@ class GeodatabaseEntry:
             data["package_item_id"] = self.package_item_id
         if self.generation is not None:
             data["generation"] = self.generation
+        if self.upload_replica_id:
+            data["upload_replica_id"] = self.upload_replica_id
         return data
 
     @classmethod
@@ -189,6 +196,7 @@ class GeodatabaseEntry:
             download_only=bool(data.get("download_only", False)),
             package_item_id=data.get("package_item_id"),
             generation=None if data.get("generation") is None else int(data["generation"]),
+            upload_replica_id=data.get("upload_replica_id"),
         )
 
 

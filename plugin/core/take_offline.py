@@ -1,10 +1,13 @@
-"""Take a map offline on demand: one createReplica per feature service, into GeoPackages.
+"""Take a map offline: on demand (one createReplica per feature service) or ahead of time
+(download a preplanned map area's packages), into GeoPackages.
 
-The flow mirrors the SDK's ``OfflineMapTask.generateOfflineMap``: read the web map (or take the
+On demand mirrors the SDK's ``OfflineMapTask.generateOfflineMap``: read the web map (or take the
 given service URLs), check that every service can sync, create a replica of each service for
 the area of interest, stream each result file into its own geodatabase, and write the offline
-map's manifest last. A run that fails or is cancelled removes every file it made and
-unregisters the replicas it created, so there is never a half-made map.
+map's manifest last. Ahead of time mirrors ``downloadPreplannedOfflineMap``: list the web map's
+map areas, download the chosen area's package per service, and record the update mode. A run
+that fails or is cancelled removes every file it made and unregisters the replicas it created,
+so there is never a half-made map.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ from .offline_map import (
     OfflineMapManifest,
 )
 from .rest import JOB_FAILED, ArcGISClient, BadAnswerError
+from .updates import (
+    PackageInfo,
+    ScheduledUpdateSource,
+    adopt_replica,
+    geodatabase_from_package,
+    install_adds_only_guards,
+    local_generation,
+)
 
 _FEATURE_SERVER = re.compile(
     r"^(?P<service>.+?/FeatureServer)(?:/(?P<layer>\d+))?/?$", re.IGNORECASE
@@ -111,6 +122,55 @@ class GenerateOfflineMapResult:
     @property
     def has_errors(self) -> bool:
         """True when an operational layer or table of the map could not be taken offline."""
+        return any(not layer.basemap for layer in self.skipped_layers)
+
+
+@dataclass(frozen=True)
+class PreplannedMapArea:
+    """A preplanned map area of a web map (SDK ``PreplannedMapArea``).
+
+    ``area_of_interest`` is the area's Esri JSON geometry (with ``spatialReference``);
+    ``extent`` the portal item's ``[[xmin, ymin], [xmax, ymax]]`` in degrees; ``packages`` one
+    per feature service, with their sizes.
+    """
+
+    item_id: str
+    title: str
+    area_of_interest: dict[str, Any] | None
+    extent: list | None
+    packages: tuple[PackageInfo, ...]
+    snippet: str = ""
+
+    @property
+    def size(self) -> int:
+        """Bytes to download: the sum of the package sizes."""
+        return sum(package.size for package in self.packages)
+
+
+@dataclass
+class DownloadPreplannedOfflineMapParameters:
+    """What to download for a map area (SDK ``DownloadPreplannedOfflineMapParameters``).
+
+    ``update_mode`` decides how the map is kept current: NoUpdates, SyncWithFeatureServices
+    (the geodatabases get replicas of their own and sync like on-demand ones),
+    DownloadScheduledUpdates (read-only updates from the portal's update packages) or
+    DownloadScheduledUpdatesAndUploadNewFeatures (those, plus uploading new features only).
+    """
+
+    map_area: PreplannedMapArea
+    update_mode: PreplannedUpdateMode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class DownloadPreplannedOfflineMapResult:
+    """The offline map made from a map area, and the web map layers left out."""
+
+    offline_map: OfflineMap
+    skipped_layers: tuple[SkippedLayer, ...] = ()
+
+    @property
+    def has_errors(self) -> bool:
         return any(not layer.basemap for layer in self.skipped_layers)
 
 
@@ -187,6 +247,41 @@ class OfflineMapTask:
         """A job that makes the offline map in ``folder`` (new or empty). Call ``run()`` or
         ``start()`` on it."""
         return GenerateOfflineMapJob(self, parameters, Path(folder))
+
+    # -- ahead of time ---------------------------------------------------------------------------
+    def preplanned_map_areas(self) -> list[PreplannedMapArea]:
+        """The web map's preplanned map areas (portal ``Map2Area``), each with its packages
+        (``Area2Package``) and their sizes. Empty for a web map without areas."""
+        if not self.webmap_item_id:
+            raise ValueError("Preplanned map areas belong to a web map; this task has none.")
+        client, portal = self.client, self.portal_url
+        areas = []
+        for item in client.portal_related_items(portal, self.webmap_item_id, "Map2Area", "forward"):
+            packages = client.portal_related_items(portal, item["id"], "Area2Package", "forward")
+            geometry = (item.get("properties") or {}).get("geometry")
+            areas.append(
+                PreplannedMapArea(
+                    item_id=str(item["id"]),
+                    title=str(item.get("title") or item["id"]),
+                    area_of_interest=geometry if isinstance(geometry, dict) else None,
+                    extent=item.get("extent"),
+                    packages=tuple(PackageInfo.from_item(p) for p in packages),
+                    snippet=str(item.get("snippet") or ""),
+                )
+            )
+        return areas
+
+    def create_default_download_preplanned_offline_map_parameters(
+        self, map_area: PreplannedMapArea
+    ) -> DownloadPreplannedOfflineMapParameters:
+        """Download ``map_area`` and keep it current by syncing with its feature services."""
+        return DownloadPreplannedOfflineMapParameters(map_area=map_area, title=map_area.title)
+
+    def download_preplanned_offline_map(
+        self, parameters: DownloadPreplannedOfflineMapParameters, folder: str | os.PathLike[str]
+    ) -> DownloadPreplannedOfflineMapJob:
+        """A job that downloads a map area into ``folder`` (new or empty)."""
+        return DownloadPreplannedOfflineMapJob(self, parameters, Path(folder))
 
 
 # -- the job ---------------------------------------------------------------------------------
@@ -602,6 +697,201 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                 webmap_title=item.get("title"),
             )
         return MapSource(service_urls=task.service_urls)
+
+
+class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
+    """Downloads a preplanned map area (SDK ``DownloadPreplannedOfflineMapJob``); result:
+    :class:`DownloadPreplannedOfflineMapResult`.
+
+    Each package becomes a geodatabase at the package's generation. With
+    SyncWithFeatureServices each geodatabase is registered as a replica of its own (the
+    package's replica belongs to the portal's refresh job); with
+    DownloadScheduledUpdatesAndUploadNewFeatures an upload-only replica is registered for new
+    features and edits of downloaded features are refused by the geodatabase.
+    """
+
+    def __init__(
+        self,
+        task: OfflineMapTask,
+        parameters: DownloadPreplannedOfflineMapParameters,
+        folder: Path,
+    ) -> None:
+        area = parameters.map_area
+        super().__init__(
+            task,
+            GenerateOfflineMapParameters(
+                area_of_interest=area.area_of_interest, title=parameters.title or area.title
+            ),
+            folder,
+        )
+        self.preplanned = parameters
+
+    def _execute(self) -> DownloadPreplannedOfflineMapResult:  # type: ignore[override]
+        area_params = self.preplanned
+        map_area = area_params.map_area
+        mode = PreplannedUpdateMode(area_params.update_mode)
+        if not map_area.packages:
+            raise ServiceError(f"The map area '{map_area.title}' has no packages to download.")
+        area = (
+            parse_area_of_interest(map_area.area_of_interest) if map_area.area_of_interest else None
+        )
+        made = _Made()
+        self._prepare_folder(made)
+        try:
+            self._report(0.0, f"Reading the map area '{map_area.title}'")
+            plans, skipped, initial_extent = self._plan()
+            by_url = {plan.service_url.lower(): plan for plan in plans}
+            entries = []
+            share = 0.9 / len(map_area.packages)
+            for index, package in enumerate(map_area.packages):
+                plan = by_url.pop(_clean_service_url(package.service_url).lower(), None)
+                if plan is None:
+                    skipped.append(
+                        SkippedLayer(
+                            package.title,
+                            package.service_url,
+                            "the package's service is not in the web map",
+                        )
+                    )
+                    continue
+                start = 0.05 + index * share
+                entries.append(
+                    self._download_package(plan, package, area, mode, made, start, start + share)
+                )
+            for plan in by_url.values():
+                for layer in plan.layers:
+                    skipped.append(
+                        SkippedLayer(
+                            layer.title,
+                            layer_url(plan.service_url, layer.id),
+                            "the map area has no package for this layer's service",
+                        )
+                    )
+            if not entries:
+                raise ServiceError(
+                    f"None of the packages of the map area '{map_area.title}' belongs to the web map."
+                )
+            self._check_cancelled()
+            self._report(0.97, "Writing the offline map")
+            source = self._source()
+            manifest = OfflineMapManifest(
+                title=self.parameters.title or map_area.title,
+                source=MapSource(
+                    portal_url=source.portal_url,
+                    webmap_item_id=source.webmap_item_id,
+                    webmap_title=source.webmap_title,
+                    map_area_item_id=map_area.item_id,
+                ),
+                update_mode=mode,
+                geodatabases=tuple(entries),
+                area_of_interest=map_area.area_of_interest,
+                initial_extent=_initial_extent(area, initial_extent, plans),
+            )
+            OfflineMap.write_manifest(self.folder, manifest)
+            offline_map = OfflineMap.open(self.folder)
+        except BaseException:
+            self._undo(made)
+            raise
+        self._report(1.0, f"The map area '{offline_map.title}' is offline")
+        return DownloadPreplannedOfflineMapResult(offline_map, tuple(skipped))
+
+    def _download_package(
+        self,
+        plan: _ServicePlan,
+        package: PackageInfo,
+        area: tuple[str, dict] | None,
+        mode: PreplannedUpdateMode,
+        made: _Made,
+        start: float,
+        end: float,
+    ) -> GeodatabaseEntry:
+        from .geodatabase import Geodatabase
+
+        source = ScheduledUpdateSource(self.task.client, self.task.portal_url or "")
+        final = self.folder / plan.file
+        partial = self.folder / f".{Path(plan.file).stem}.partial.gpkg"
+        made.files.extend([partial, final])
+        middle = start + (end - start) * 0.8
+        self._report(start, f"Downloading the package of {plan.title}")
+        wanted = set(package.layer_ids) or set(plan.layer_infos)
+        layer_infos = {k: v for k, v in plan.layer_infos.items() if k in wanted}
+        geodatabase_from_package(
+            source,
+            package,
+            partial,
+            service_info=plan.service_info,
+            layer_infos=layer_infos,
+            progress=self._sub_progress(start, middle),
+            cancel=self._cancel_requested,
+        )
+        upload_replica_id = None
+        with Geodatabase.open(partial) as geodatabase:
+            generation = local_generation(geodatabase)
+            if mode == PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES:
+                self._report(middle, f"Registering {plan.title} for sync")
+                replica_id, name = self._register(plan, area, made, upload_only=False)
+                # Same data and generation, our own replica: syncs download from the package's
+                # generation on, and the portal's package replica stays the refresh job's.
+                adopt_replica(geodatabase, replica_id, name)
+            elif mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES:
+                if plan.download_only:
+                    raise NotSyncEnabledError(
+                        f"The service {plan.service_url} takes no edits, so new features cannot "
+                        "be uploaded to it; choose DownloadScheduledUpdates."
+                    )
+                self._report(middle, f"Registering {plan.title} for uploading new features")
+                upload_replica_id, _ = self._register(plan, area, made, upload_only=True)
+                install_adds_only_guards(geodatabase)
+        self._check_cancelled()
+        _move_database(partial, final)
+        return GeodatabaseEntry(
+            file=plan.file,
+            service_url=plan.service_url,
+            title=plan.title,
+            layers=tuple(layer for layer in plan.layers if layer.id in layer_infos),
+            download_only=plan.download_only,
+            package_item_id=package.item_id,
+            generation=generation,
+            upload_replica_id=upload_replica_id,
+        )
+
+    def _register(
+        self, plan: _ServicePlan, area: tuple[str, dict] | None, made: _Made, *, upload_only: bool
+    ) -> tuple[str, str]:
+        """Register a replica of the service for the area; its data is not needed."""
+        client = self.task.client
+        name = _replica_name(self.parameters.title or plan.title)
+        params = self._replica_parameters(plan, area, name)
+        params["returnAttachments"] = "false"
+        if upload_only:
+            # An upload-only replica receives nothing, so it needs no rows either.
+            params["syncDirection"] = "upload"
+            params["layerQueries"] = json.dumps(
+                {
+                    str(layer_id): {"queryOption": "none", "useGeometry": False}
+                    for layer_id in sorted(plan.layer_infos)
+                }
+            )
+        replica = _Replica(plan.service_url, name)
+        made.replicas.append(replica)
+        try:
+            result = client.create_replica(
+                plan.service_url,
+                params,
+                cancel=self._cancel_requested,
+                on_status_url=lambda url: setattr(replica, "status_url", url),
+            )
+        except ServiceError as error:
+            replica.refused = not isinstance(error, BadAnswerError)
+            raise
+        with result:
+            replica.id = result.header().get("replicaID")
+        if not replica.id:
+            raise ServiceError(
+                f"The service {plan.service_url} registered no replica for the map area.",
+                url=plan.service_url,
+            )
+        return str(replica.id), name
 
 
 # -- area of interest ------------------------------------------------------------------------
