@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import tempfile
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
+from . import updates
 from .enums import (
     AttachmentSyncDirection,
     OfflineUpdateAvailability,
@@ -43,7 +43,6 @@ from .rest import (
     ArcGISClient,
     BadAnswerError,
     CredentialProvider,
-    ReplicaResultFile,
     supports_async,
 )
 
@@ -87,6 +86,9 @@ class SyncGeodatabaseParameters:
     upload_only_new_features: bool = False
     keep_geodatabase_deltas: bool = False
     deltas_folder: Path | None = None
+    #: Sync as this replica instead of the geodatabase's own (the upload-only replica of an
+    #: ahead-of-time map that uploads new features; its package replica never uploads).
+    replica_id: str | None = None
 
     def direction_of(self, layer_id: int) -> SyncDirection:
         for option in self.layer_options:
@@ -694,7 +696,7 @@ class _GeodatabaseSync:
     def _request(self, direction: SyncDirection, edits: list | None) -> dict:
         caps = self.info.get("syncCapabilities") or {}
         request: dict[str, Any] = {
-            "replicaID": self.gdb.replica.replica_id,
+            "replicaID": self.params.replica_id or self.gdb.replica.replica_id,
             "syncDirection": direction.wire,
             "async": supports_async(self.info),
             "transportType": "esriTransportTypeUrl",
@@ -853,100 +855,6 @@ def _merge_report(report: Any, results: dict[int, SyncLayerResult]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Scheduled update packages (ahead-of-time maps, spec §6)
-
-_DELTA_NAME = re.compile(r"^d_(\d+)(?:\.json)?$")
-
-
-@dataclass(frozen=True)
-class _ScheduledUpdates:
-    """The update packages a geodatabase at ``generation`` still needs, oldest first."""
-
-    generation: int
-    deltas: list[tuple[int, str, int]]  # (generation, resource name, size)
-    reopen_required: bool
-
-    @property
-    def size(self) -> int:
-        return sum(size for _, _, size in self.deltas)
-
-
-def _local_generation(gdb: Any) -> int:
-    replica = gdb.replica
-    if SyncModel(replica.sync_model) == SyncModel.PER_LAYER and replica.layer_gens:
-        return min(int(g) for g in replica.layer_gens.values())
-    return int(replica.server_gen or 0)
-
-
-def _scheduled_updates(
-    client: ArcGISClient, portal_url: str, entry: GeodatabaseEntry, generation: int
-) -> _ScheduledUpdates:
-    item = client.portal_item(portal_url, entry.package_item_id)
-    properties = item.get("properties") or {}
-    last_purged = properties.get("lastPurgedGen", item.get("lastPurgedGen"))
-    deltas = []
-    for resource in client.portal_item_resources(portal_url, entry.package_item_id):
-        name = str(resource.get("resource") or "")
-        match = _DELTA_NAME.match(name.rsplit("/", 1)[-1])
-        if match and int(match.group(1)) > generation:
-            deltas.append((int(match.group(1)), name, int(resource.get("size") or 0)))
-    deltas.sort()
-    reopen = last_purged is not None and generation <= int(last_purged)
-    return _ScheduledUpdates(generation, [] if reopen else deltas, reopen)
-
-
-def _apply_scheduled_updates(
-    client: ArcGISClient,
-    portal_url: str,
-    offline_map: OfflineMap,
-    entry: GeodatabaseEntry,
-    gdb: Any,
-    results: dict[int, SyncLayerResult],
-    *,
-    keep_deltas_in: Path | None,
-    progress: ProgressCallback,
-    cancel: CancelCallback,
-) -> bool:
-    """Download and apply, in generation order, the update packages the geodatabase lacks.
-
-    Returns True when the packages it needs were purged (the map must be taken offline anew).
-    """
-    with gdb.sync_lock():
-        pending = _scheduled_updates(client, portal_url, entry, _local_generation(gdb))
-        if pending.reopen_required:
-            return True
-        for number, (gen, name, _size) in enumerate(pending.deltas):
-            if cancel():
-                raise CancelledError("The sync was cancelled.")
-            progress(number / max(1, len(pending.deltas)), f"Applying scheduled update {gen}")
-            folder = Path(tempfile.mkdtemp(prefix="offline-map-sync-"))
-            with ReplicaResultFile(folder / f"d_{gen}.json") as package:
-                client.download(
-                    f"{portal_url.rstrip('/')}/content/items/{entry.package_item_id}/resources/{name}",
-                    package.path,
-                    cancel=cancel,
-                )
-                if keep_deltas_in is not None:
-                    package.copy_to(keep_deltas_in / f"{Path(entry.file).stem}_d_{gen}.json")
-                header, events = package.read()
-                try:
-                    report = gdb.commit_sync(
-                        None,
-                        header,
-                        events,
-                        direction=SyncDirection.DOWNLOAD,
-                        kind="update_package",
-                        cancel=cancel,
-                    )
-                finally:
-                    events.close()
-            _merge_report(report, results)
-            offline_map.replace_geodatabase_entry(replace(entry, generation=gen))
-            entry = replace(entry, generation=gen)
-    return False
-
-
-# ---------------------------------------------------------------------------------------------
 # The offline map
 
 
@@ -1045,12 +953,14 @@ class OfflineMapSyncTask:
                     if pending:
                         upload = OfflineUpdateAvailability.AVAILABLE
                 if offline_map.update_capabilities.supports_scheduled_updates_for_features:
-                    updates = _scheduled_updates(
-                        self.client, self._portal_url(), entry, _local_generation(gdb)
+                    needed = updates.ScheduledUpdateSource(self.client, self._portal_url()).check(
+                        entry.package_item_id,
+                        updates.local_generation(gdb),
+                        gdb.replica.replica_id,
                     )
-                    reopen = reopen or updates.reopen_required
-                    size += updates.size
-                    if updates.deltas:
+                    reopen = reopen or needed.reopen_required
+                    size += needed.download_size
+                    if needed.available:
                         download = OfflineUpdateAvailability.AVAILABLE
         if mode == PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES and offline_map.geodatabases:
             download = OfflineUpdateAvailability.INDETERMINATE
@@ -1138,6 +1048,7 @@ class OfflineMapSyncJob(Job):
                             ),
                             keep_geodatabase_deltas=params.keep_geodatabase_deltas,
                             deltas_folder=deltas_folder,
+                            replica_id=entry.upload_replica_id,
                         )
                         middle = end if not scheduled else start + (end - start) / 2
                         for layer_result in task.synchronize(
@@ -1149,21 +1060,21 @@ class OfflineMapSyncJob(Job):
                             layer_results[layer_result.layer_id] = _with_entry_names(
                                 layer_result, layer_results.get(layer_result.layer_id)
                             )
-                    if scheduled:
-                        reopen = _apply_scheduled_updates(
-                            self.task.client,
-                            self.task._portal_url(),
-                            offline_map,
-                            entry,
-                            gdb,
-                            layer_results,
-                            keep_deltas_in=deltas_folder
-                            if params.keep_geodatabase_deltas
-                            else None,
-                            progress=self._sub_progress(start + (end - start) / 2, end),
-                            cancel=self._cancel_requested,
-                        )
-                        result.is_mobile_map_package_reopen_required |= reopen
+                # Scheduled updates run after the upload of new features (which must come first
+                # when the geodatabase has to be downloaded anew), with the file closed here.
+                if scheduled:
+                    outcome = updates.update_geodatabase(
+                        self.task.client,
+                        self.task._portal_url(),
+                        offline_map,
+                        entry,
+                        keep_deltas_in=deltas_folder if params.keep_geodatabase_deltas else None,
+                        progress=self._sub_progress(start + (end - start) / 2, end),
+                        cancel=self._cancel_requested,
+                    )
+                    for report in outcome.reports:
+                        _merge_report(report, layer_results)
+                    result.is_mobile_map_package_reopen_required |= outcome.replaced
             except CancelledError:
                 raise
             except Exception as error:
