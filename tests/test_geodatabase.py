@@ -339,3 +339,31 @@ def test_per_layer_generations_are_stored(tmp_path):
     assert gdb.replica.sync_model == SyncModel.PER_LAYER
     assert gdb.replica.layer_gens == {0: 12, 1: 13}
     gdb.close()
+
+
+def test_bulk_load_fills_the_spatial_index_and_feature_counts_and_keeps_the_triggers(loaded):
+    gdb, _points = loaded
+    conn = sqlite3.connect(gdb.path)
+    from plugin.core.gpkg_connection import register_functions
+
+    register_functions(conn)
+    boxes = conn.execute("SELECT id, minx, maxx, miny, maxy FROM rtree_Points_geom ORDER BY id")
+    assert boxes.fetchall() == [
+        (i, 100.0 + i, 100.0 + i, 200.0 + i, 200.0 + i) for i in range(1, 6)
+    ]
+    counts = dict(conn.execute("SELECT table_name, feature_count FROM gpkg_ogr_contents"))
+    assert counts["Points"] == 5 and counts["Polygons"] == 1 and counts["Inspections"] == 3
+    triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert {
+        "rtree_Points_geom_insert",
+        "trigger_insert_feature_count_Points",
+        "oms_Points_insert",
+    } <= triggers
+    blob = conn.execute("SELECT geom FROM Points WHERE OBJECTID = 1").fetchone()[0]
+    conn.execute("INSERT INTO Points (name, geom) VALUES ('after load', ?)", (blob,))
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM rtree_Points_geom").fetchone() == (6,)
+    assert conn.execute(
+        "SELECT feature_count FROM gpkg_ogr_contents WHERE table_name = 'Points'"
+    ).fetchone() == (6,)
+    conn.close()

@@ -26,6 +26,7 @@ from typing import Optional
 from . import conflicts as _conflicts
 from . import field_values as fv
 from . import tracking
+from .bulk_insert import bulk_insert
 from .commit import commit_sync as _commit_sync
 from .commit import parse_gen, parse_layer_gens
 from .conflicts import now_text
@@ -312,11 +313,13 @@ class Geodatabase:
                     )
                 else:
                     codec = codecs[lid]
-                    cols = [codec.fid, *codec.columns]
-                    conn.executemany(
-                        f"INSERT INTO {codec.table} ({', '.join(quote(c) for c in cols)})"
-                        f" VALUES ({', '.join('?' for _ in cols)})",
+                    bulk_insert(
+                        conn,
+                        codec.layer.table_name,
+                        codec.fid,
+                        codec.columns,
                         rows,
+                        geometry_column=codec.geom,
                     )
                 rows.clear()
 
@@ -352,7 +355,7 @@ class Geodatabase:
                 raise CancelledError("Taking the map offline was cancelled.")
             flush()
             self._store_replica_header(header)
-            self._update_extents()
+            self._update_layer_statistics()
             tracking.set_tracking(conn, True)
         except BaseException:
             if conn.in_transaction:
@@ -384,7 +387,19 @@ class Geodatabase:
         for lid, lgen in parse_layer_gens(header.get("layerServerGens")).items():
             conn.execute("UPDATE oms_layers SET server_gen = ? WHERE layer_id = ?", (lgen, lid))
 
-    def _update_extents(self) -> None:
+    def _update_layer_statistics(self) -> None:
+        """Extents and feature counts where GDAL and QGIS look for them (no full scans later)."""
+        tables = [lyr.table_name for lyr in self._layers]
+        tables += [lyr.attachment_table for lyr in self._layers if lyr.attachment_table]
+        has_counts = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'gpkg_ogr_contents'"
+        ).fetchone()
+        for table in tables if has_counts else ():
+            self.conn.execute(
+                f"UPDATE gpkg_ogr_contents SET feature_count = (SELECT count(*) FROM {quote(table)})"
+                " WHERE lower(table_name) = lower(?)",
+                (table,),
+            )
         for lyr in self._layers:
             if not lyr.geometry_column:
                 continue

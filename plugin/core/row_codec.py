@@ -14,6 +14,10 @@ from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID
 _MISSING = object()
 
 
+def _convert(conv, value):
+    return None if value is None else conv(value)
+
+
 class FeatureCodec:
     """Converts one layer's features: Esri JSON <-> (columns, values) of its table."""
 
@@ -25,6 +29,7 @@ class FeatureCodec:
         self.geom = layer.geometry_column
         self.field_names = [f.name for f in layer.fields]
         self._to_gpkg = [fv.to_gpkg_converter(f.esri_type) for f in layer.fields]
+        self._fields_and_converters = list(zip(self.field_names, self._to_gpkg))
         self._lower = {f.name.lower(): f.name for f in layer.fields}
         self._lower[layer.object_id_field.lower()] = layer.object_id_field
         self._by_name = {f.name: f for f in layer.fields}
@@ -37,7 +42,7 @@ class FeatureCodec:
     def _attributes(self, feature: dict) -> dict:
         attrs = feature.get("attributes") or {}
         # Field names are case-insensitive on ArcGIS; match them the same way when needed.
-        if any(k not in self._by_name for k in attrs):
+        if not self._by_name.keys() >= attrs.keys():
             attrs = {self._lower.get(k.lower(), k): v for k, v in attrs.items()}
         return attrs
 
@@ -52,16 +57,14 @@ class FeatureCodec:
     def full_row(self, feature: dict) -> tuple[Any, list]:
         """(server ObjectID or None, values for :attr:`columns`); absent fields are NULL."""
         attrs = self._attributes(feature)
-        values: list = []
+        get = attrs.get
+        values = [
+            get(name) if conv is None else _convert(conv, get(name))
+            for name, conv in self._fields_and_converters
+        ]
         if self.geom:
-            values.append(self.geometry_blob(feature.get("geometry")))
-        for name, conv in zip(self.field_names, self._to_gpkg):
-            v = attrs.get(name)
-            values.append(conv(v) if conv is not None and v is not None else v)
-        oid = (feature.get("attributes") or {}).get(self.fid)
-        if oid is None:
-            oid = next((v for k, v in attrs.items() if k.lower() == self.fid.lower()), None)
-        return oid, values
+            values.insert(0, self.geometry_blob(feature.get("geometry")))
+        return get(self.fid), values
 
     def present_row(self, feature: dict) -> tuple[tuple[str, ...], list]:
         """Only the columns the feature carries (a partial update must not null the others)."""
