@@ -16,7 +16,7 @@ QGIS_PROFILE_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)
 
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup test lint format package deploy clean demo stress bench
+.PHONY: setup test lint format package deploy clean demo screenshot stress bench
 
 setup: $(VENV)/.setup-done
 
@@ -48,6 +48,14 @@ format: setup
 DIST ?= dist
 package:
 	@$(PY_SYS) tests/tools/package.py "$(DIST)" $(PLUGIN_FILES)
+
+# The main job, on the bundled reference service: take offline, edit both sides, sync.
+demo: setup
+	$(PY) -m tests.tools.demo $(DEMO_ARGS)
+
+# QGIS (under Xvfb) with the panel and the demo map, saved as a PNG for reviewers.
+screenshot: setup
+	$(PY) -m tests.tools.screenshot $(SCREENSHOT_ARGS)
 
 # Speed and memory figures, side by side with ogr2ogr and QGIS "Package layers" (minutes).
 bench: setup
