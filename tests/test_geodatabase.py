@@ -367,3 +367,22 @@ def test_bulk_load_fills_the_spatial_index_and_feature_counts_and_keeps_the_trig
         "SELECT feature_count FROM gpkg_ogr_contents WHERE table_name = 'Points'"
     ).fetchone() == (6,)
     conn.close()
+
+
+def test_large_attachments_are_committed_in_small_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr("plugin.core.geodatabase.LOAD_BATCH_BYTES", 1000)
+    gdb = make_gdb(tmp_path / "demo.gpkg")
+    point = lj.point_feature(1)
+    parent = point["attributes"]["GlobalID"]
+    events = [(0, "features", point)]
+    events += [(0, "attachments", lj.attachment(parent, data=bytes(600))) for _ in range(4)]
+    messages = []
+    gdb.load_replica(
+        lj.replica_header(), iter(events), progress=lambda f, m: messages.append((f, m))
+    )
+    assert messages == [(None, "Stored 3 rows"), (None, "Stored 5 rows"), (1.0, "Stored 5 rows")]
+    assert gdb.conn.execute("SELECT count(*), sum(DATA_SIZE) FROM Points__ATTACH").fetchone() == (
+        4,
+        2400,
+    )
+    gdb.close()

@@ -68,6 +68,7 @@ __all__ = [
 
 _GPKG_APPLICATION_IDS = {0x47504B47, 0x47503130, 0x47503131}  # "GPKG", "GP10", "GP11"
 LOAD_BATCH_SIZE = 5000
+LOAD_BATCH_BYTES = 32 * 1024 * 1024
 
 ProgressFn = Callable[[Optional[float], str], None]
 CancelFn = Callable[[], bool]
@@ -297,7 +298,7 @@ class Geodatabase:
         }
         buffers: dict[tuple[int, bool], list] = {}
         stored: dict[int, int] = dict.fromkeys(layers, 0)
-        total = 0
+        total = since_commit = buffered_bytes = 0
 
         def flush() -> None:
             for (lid, is_att), rows in buffers.items():
@@ -335,13 +336,16 @@ class Geodatabase:
                     buffers.setdefault((lid, False), []).append([oid, *values])
                     stored[lid] += 1
                 elif section == "attachments" and lid in att_codecs:
-                    buffers.setdefault((lid, True), []).append(
-                        att_codecs[lid].row(item, fetch_attachment)
-                    )
+                    row = att_codecs[lid].row(item, fetch_attachment)
+                    buffered_bytes += len(row[-1] or b"")
+                    buffers.setdefault((lid, True), []).append(row)
                 else:
                     continue
                 total += 1
-                if total % LOAD_BATCH_SIZE == 0:
+                since_commit += 1
+                # Batches are bounded by rows and by attachment bytes (photos are large).
+                if since_commit >= LOAD_BATCH_SIZE or buffered_bytes >= LOAD_BATCH_BYTES:
+                    since_commit = buffered_bytes = 0
                     if cancel is not None and cancel():
                         raise CancelledError("Taking the map offline was cancelled.")
                     flush()
