@@ -41,6 +41,7 @@ from .row_codec import AttachmentCodec, FeatureCodec
 from .tracking import next_seq, set_tracking
 
 BATCH_SIZE = 1000
+BATCH_BYTES = 32 * 1024 * 1024
 _CHUNK = 500
 NOT_FOUND_CODE = 1019
 
@@ -588,6 +589,7 @@ def _batches(
     """Group consecutive download events of one layer and section; results go to ``commit``."""
     key = None
     items: list = []
+    size = 0
     for layer_id, section, item in events:
         if section in _RESULT_SECTIONS:
             if isinstance(item, dict):
@@ -596,11 +598,14 @@ def _batches(
         if section not in _DOWNLOAD_SECTIONS:
             continue
         new_key = (int(layer_id), section)
-        if new_key != key or len(items) >= BATCH_SIZE:
+        # Batches are bounded by count and by attachment bytes (photos are large).
+        if new_key != key or len(items) >= BATCH_SIZE or size >= BATCH_BYTES:
             if items:
                 yield key[0], key[1], items
-            key, items = new_key, []
+            key, items, size = new_key, [], 0
         items.append(item)
+        if isinstance(item, dict) and isinstance(item.get("data"), str):
+            size += len(item["data"])
     if items:
         yield key[0], key[1], items
 
