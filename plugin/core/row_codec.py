@@ -139,7 +139,7 @@ class AttachmentCodec:
         data = row.get("DATA")
         return {
             "globalId": row.get("GLOBALID"),
-            "parentGlobalId": row.get("REL_GLOBALID"),
+            "parentGlobalId": fv.normalize_guid(row.get("REL_GLOBALID")),
             "name": row.get("ATT_NAME"),
             "contentType": row.get("CONTENT_TYPE"),
             "data": base64.b64encode(bytes(data)).decode("ascii") if data is not None else None,
