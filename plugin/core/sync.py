@@ -1060,6 +1060,20 @@ class OfflineMapSyncJob(Job):
                             layer_results[layer_result.layer_id] = _with_entry_names(
                                 layer_result, layer_results.get(layer_result.layer_id)
                             )
+                    if _uploads_only_new_features(mode):
+                        # Never silently dropped: they stay local and are reported.
+                        for layer_id, count in updates.edits_not_uploadable(gdb).items():
+                            if layer_id in layer_results:
+                                layer_results[layer_id].edit_errors.append(
+                                    EditError(
+                                        global_id=None,
+                                        kind="update",
+                                        code=None,
+                                        message=f"{count} local change(s) to features that came "
+                                        "from the service were not uploaded: this map uploads "
+                                        "only new features. They stay in the geodatabase.",
+                                    )
+                                )
                 # Scheduled updates run after the upload of new features (which must come first
                 # when the geodatabase has to be downloaded anew), with the file closed here.
                 if scheduled:
@@ -1120,6 +1134,10 @@ class OfflineMapSyncJob(Job):
             )
             for layer in entry.layers
         }
+
+
+def _uploads_only_new_features(mode: PreplannedUpdateMode) -> bool:
+    return mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
 
 
 def _with_entry_names(result: SyncLayerResult, blank: SyncLayerResult | None) -> SyncLayerResult:

@@ -427,6 +427,18 @@ def install_adds_only_guards(gdb: Geodatabase) -> None:
                 )
 
 
+def edits_not_uploadable(gdb: Geodatabase) -> dict[int, int]:
+    """Pending changes of downloaded features (updates and deletes of rows and attachments) per
+    layer id: what a map that uploads only new features cannot send. They stay in the
+    geodatabase; the sync reports them."""
+    counts = {}
+    for layer_id, pending in gdb.pending_counts().items():
+        total = sum(n for key, n in pending.items() if not key.endswith("adds"))
+        if total:
+            counts[layer_id] = total
+    return counts
+
+
 def has_adds_only_guards(gdb: Geodatabase) -> bool:
     names = {
         r[0] for r in gdb.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")

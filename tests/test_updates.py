@@ -1,0 +1,284 @@
+"""Scheduled update packages: purged packages, uploading only new features, interruptions."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from plugin.core.enums import OfflineUpdateAvailability, PreplannedUpdateMode, SyncDirection
+from plugin.core.geodatabase import Geodatabase
+from plugin.core.offline_map import OfflineMap
+from plugin.core.sync import OfflineMapSyncTask
+from tests.preplanned_helpers import (
+    DEMO_SERVICE,
+    POINTS,
+    add_local_point,
+    assert_matches_service,
+    edit_local,
+    fast_client,
+    first_point,
+    generation,
+    local_rows,
+    server_rows,
+    take_area_offline,
+    update_history,
+)
+
+UPLOAD_NEW = PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
+SCHEDULED = PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES
+
+
+def _sync(offline_map: OfflineMap, client=None, listener=None, **overrides):
+    task = OfflineMapSyncTask(offline_map.folder, client=client or fast_client())
+    params = task.create_default_offline_map_sync_parameters()
+    for key, value in overrides.items():
+        setattr(params, key, value)
+    job = task.create_offline_map_sync_job(params)
+    if listener is not None:
+        job.add_progress_listener(listener)
+    return job.run()
+
+
+def _check(offline_map: OfflineMap):
+    return OfflineMapSyncTask(offline_map.folder, client=fast_client()).check_for_updates()
+
+
+def _three_refreshes(server) -> list[int]:
+    """Three server edits, each followed by a refresh; the three delta generations."""
+    gid = first_point(server)
+    gens = []
+    for name in ("One", "Two", "Three"):
+        server.apply_edits(DEMO_SERVICE, POINTS, updates=[{"GlobalID": gid, "name": name}])
+        server.refresh_packages()
+        gens.append(server.server_gen(DEMO_SERVICE))
+    return gens
+
+
+# -- purged packages ---------------------------------------------------------------------------------
+def test_purged_packages_replace_the_geodatabase_after_uploading_new_features(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", UPLOAD_NEW)
+    start = generation(offline_map)
+    new_gid = add_local_point(offline_map, "Collected before the purge")
+    gid = first_point(server)
+    for name in ("Purged", "Kept"):
+        server.apply_edits(DEMO_SERVICE, POINTS, updates=[{"GlobalID": gid, "name": name}])
+        server.refresh_packages(max_count=1)
+    info = _check(offline_map)
+    assert info.is_mobile_map_package_reopen_required
+    assert info.download_availability == OfflineUpdateAvailability.AVAILABLE
+    assert info.upload_availability == OfflineUpdateAvailability.AVAILABLE
+
+    result = _sync(offline_map)
+
+    assert not result.has_errors, result.geodatabase_errors
+    assert result.is_mobile_map_package_reopen_required
+    assert server_rows(server, POINTS)[new_gid]["name"] == "Collected before the purge"
+    rows = local_rows(offline_map, POINTS)
+    assert rows[gid]["name"] == "Kept"  # the fresh package is current
+    assert generation(offline_map) > start
+    assert OfflineMap.open(offline_map.folder).geodatabases[0].generation == generation(offline_map)
+    with Geodatabase.open(offline_map.geodatabases[0].path) as gdb:
+        assert not gdb.has_pending_edits()
+    # The replaced geodatabase still refuses edits of downloaded features.
+    with pytest.raises(sqlite3.IntegrityError, match="only new features"):
+        edit_local(offline_map, "UPDATE {points} SET name = 'x' WHERE GlobalID = ?", gid)
+    # The uploaded feature comes back with the next scheduled update: nothing was lost.
+    server.refresh_packages()
+    assert not _sync(offline_map).has_errors
+    assert local_rows(offline_map, POINTS)[new_gid]["name"] == "Collected before the purge"
+    assert_matches_service(server, offline_map)
+    assert _check(offline_map).download_availability == OfflineUpdateAvailability.NONE
+
+
+def test_purged_packages_with_edits_that_cannot_be_uploaded_refuse_with_upload_required(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    local_gid = add_local_point(offline_map, "Never uploaded in this mode")
+    gid = first_point(server)
+    for name in ("Purged", "Kept"):
+        server.apply_edits(DEMO_SERVICE, POINTS, updates=[{"GlobalID": gid, "name": name}])
+        server.refresh_packages(max_count=1)
+    before = generation(offline_map)
+
+    result = _sync(offline_map)
+
+    (message,) = result.geodatabase_errors.values()
+    assert message.startswith("Upload required")
+    assert not result.is_mobile_map_package_reopen_required
+    assert local_rows(offline_map, POINTS)[local_gid]["name"] == "Never uploaded in this mode"
+    assert generation(offline_map) == before
+
+
+# -- upload new features -------------------------------------------------------------------------
+def test_upload_new_features_mode_uploads_adds_and_refuses_edits_of_downloaded_features(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", UPLOAD_NEW)
+    gid = first_point(server)
+    assert _check(offline_map).upload_availability == OfflineUpdateAvailability.NONE
+
+    with pytest.raises(sqlite3.IntegrityError, match="only new features"):
+        edit_local(offline_map, "UPDATE {points} SET name = 'changed' WHERE GlobalID = ?", gid)
+    with pytest.raises(sqlite3.IntegrityError, match="only new features"):
+        edit_local(offline_map, "DELETE FROM {points} WHERE GlobalID = ?", gid)
+    new_gid = add_local_point(offline_map, "Collected")
+    # A new feature may be edited until it is uploaded.
+    edit_local(
+        offline_map, "UPDATE {points} SET name = 'Collected, fixed' WHERE GlobalID = ?", new_gid
+    )
+    server.apply_edits(DEMO_SERVICE, POINTS, updates=[{"GlobalID": gid, "name": "From a package"}])
+    server.refresh_packages()
+    info = _check(offline_map)
+    assert info.upload_availability == OfflineUpdateAvailability.AVAILABLE
+    assert info.download_availability == OfflineUpdateAvailability.AVAILABLE
+    params = OfflineMapSyncTask(offline_map.folder).create_default_offline_map_sync_parameters()
+    assert params.sync_direction == SyncDirection.BIDIRECTIONAL
+
+    result = _sync(offline_map)
+
+    assert not result.has_errors, result.geodatabase_errors
+    points = next(r for r in result.layer_results if r.layer_id == POINTS)
+    assert points.uploaded.adds == 1
+    assert server_rows(server, POINTS)[new_gid]["name"] == "Collected, fixed"
+    assert local_rows(offline_map, POINTS)[gid]["name"] == "From a package"
+    assert local_rows(offline_map, POINTS)[gid]["name"] == server_rows(server, POINTS)[gid]["name"]
+    info = _check(offline_map)
+    assert info.upload_availability == OfflineUpdateAvailability.NONE
+    assert info.download_availability == OfflineUpdateAvailability.NONE
+    # The upload went through a replica of its own, not the shared package replica: the next
+    # refresh carries the new feature to every copy of the area.
+    (report,) = server.refresh_packages()[:1]
+    assert report.stored is not None
+    assert not _sync(offline_map).has_errors
+    assert_matches_service(server, offline_map)
+
+
+def test_upload_new_features_mode_reports_edits_that_bypassed_the_guards(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", UPLOAD_NEW)
+    gid = first_point(server)
+    original = server_rows(server, POINTS)[gid]["name"]
+    with Geodatabase.open(offline_map.geodatabases[0].path) as gdb:
+        # A writer that removed the guard (e.g. an older copy of the plugin).
+        table = gdb.layer(POINTS).table_name
+        gdb.conn.execute(f'DROP TRIGGER "oms_{table}_addsonly_update"')
+        gdb.conn.execute(f'UPDATE "{table}" SET name = ? WHERE GlobalID = ?', ("Local", gid))
+
+    result = _sync(offline_map)
+
+    assert server_rows(server, POINTS)[gid]["name"] == original  # not uploaded...
+    with Geodatabase.open(offline_map.geodatabases[0].path) as gdb:
+        assert gdb.has_pending_edits()  # ...and not dropped: still pending, still local
+    assert local_rows(offline_map, POINTS)[gid]["name"] == "Local"
+    points = next(r for r in result.layer_results if r.layer_id == POINTS)
+    (error,) = points.edit_errors
+    assert "uploads only new features" in error.message
+    assert result.has_errors
+
+
+# -- interruptions -------------------------------------------------------------------------------
+def test_connection_dropped_mid_series_completes_next_time_without_applying_twice(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    gens = _three_refreshes(server)
+
+    def drop_after_first(percent: int, message: str) -> None:
+        if message == f"Applied scheduled update {gens[0]}":
+            server.inject_fault("resource", "drop_before_commit", count=10)
+
+    result = _sync(offline_map, client=fast_client(retries=1), listener=drop_after_first)
+
+    (message,) = result.geodatabase_errors.values()
+    assert "interrupted" in message or "connection" in message.lower()
+    assert update_history(offline_map) == gens[:1]
+    assert OfflineMap.open(offline_map.folder).geodatabases[0].generation == gens[0]
+    assert _check(offline_map).download_availability == OfflineUpdateAvailability.AVAILABLE
+    server.clear_faults()
+
+    result = _sync(offline_map)
+
+    assert not result.has_errors
+    assert update_history(offline_map) == gens  # each exactly once, in order
+    assert_matches_service(server, offline_map)
+
+
+def test_error_mid_series_rolls_back_that_package_and_the_next_sync_continues(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    gens = _three_refreshes(server)
+
+    def fail_on_second(percent: int, message: str) -> None:
+        if message == f"Applying scheduled update {gens[1]}":
+            raise RuntimeError("power cut")
+
+    result = _sync(offline_map, listener=fail_on_second)
+
+    assert "power cut" in next(iter(result.geodatabase_errors.values()))
+    assert update_history(offline_map) == gens[:1]
+    assert not _sync(offline_map).has_errors
+    assert update_history(offline_map) == gens
+    assert_matches_service(server, offline_map)
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from plugin.core.rest import ArcGISClient
+    from plugin.core.sync import OfflineMapSyncTask
+
+    folder, doomed = sys.argv[1], sys.argv[2]
+    task = OfflineMapSyncTask(folder, client=ArcGISClient(retries=0, timeout=30))
+    job = task.create_offline_map_sync_job(task.create_default_offline_map_sync_parameters())
+
+    def cancel():
+        # Called inside the commit's transaction: the process dies half-way through it.
+        if job.message == f"Applying scheduled update {doomed}":
+            os._exit(9)
+        return False
+
+    job._cancel_requested = cancel
+    job.run()
+    sys.exit(0)
+    """
+)
+
+
+def test_process_killed_while_applying_a_package_completes_on_the_next_sync(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    gens = _three_refreshes(server)
+
+    child = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, str(offline_map.folder), str(gens[1])],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert child.returncode == 9, child.stderr
+    assert update_history(offline_map) == gens[:1]
+    assert generation(offline_map) == gens[0]
+    result = _sync(offline_map)
+    assert not result.has_errors, result.geodatabase_errors
+    assert update_history(offline_map) == gens
+    assert_matches_service(server, offline_map)
