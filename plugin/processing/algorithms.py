@@ -7,6 +7,9 @@ def all_algorithms() -> list:
     """Fresh instances of every algorithm the provider offers."""
     from .check_updates import CheckForUpdatesAlgorithm
     from .conflicts import ListConflictsAlgorithm, ResolveConflictAlgorithm
+    from .generate_geodatabase import GenerateGeodatabaseAlgorithm
+    from .remove import RemoveGeodatabaseAlgorithm, RemoveOfflineMapAlgorithm
+    from .sync_geodatabase import SyncGeodatabaseAlgorithm
     from .synchronize import SynchronizeOfflineMapAlgorithm
     from .take_offline import TakeMapOfflineAlgorithm
 
@@ -16,4 +19,8 @@ def all_algorithms() -> list:
         CheckForUpdatesAlgorithm(),
         ListConflictsAlgorithm(),
         ResolveConflictAlgorithm(),
+        GenerateGeodatabaseAlgorithm(),
+        SyncGeodatabaseAlgorithm(),
+        RemoveOfflineMapAlgorithm(),
+        RemoveGeodatabaseAlgorithm(),
     ]

@@ -1,0 +1,161 @@
+"""Processing algorithms: remove an offline map, or one stand-alone geodatabase, after
+unregistering its replicas (see :mod:`plugin.core.removal`)."""
+
+from __future__ import annotations
+
+import json
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+)
+
+from ..core.errors import OfflineMapSyncError
+from ..resources import tr
+from .base import OfflineMapAlgorithm
+
+DISCARD = "DISCARD_PENDING_EDITS"
+UNREACHABLE = "REMOVE_IF_UNREACHABLE"
+GEODATABASE = "GEODATABASE"
+
+
+class _RemovalAlgorithm(OfflineMapAlgorithm):
+    """Shared parameters, outputs and reporting of the two removal algorithms."""
+
+    def add_removal_parameters(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                DISCARD, tr("Discard local edits that were never uploaded"), False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                UNREACHABLE,
+                tr("Remove the local copy even if the service cannot be reached"),
+                False,
+            )
+        )
+        self.add_auth_parameter()
+        self.addOutput(QgsProcessingOutputNumber("UNREGISTERED", tr("Replicas unregistered")))
+        self.addOutput(
+            QgsProcessingOutputString("LEFT_REGISTERED", tr("Replicas still registered (JSON)"))
+        )
+        self.addOutput(QgsProcessingOutputNumber("DISCARDED_EDITS", tr("Local edits discarded")))
+        self.addOutput(QgsProcessingOutputString("REMOVED", tr("Removed files (JSON)")))
+
+    def removal_parameters(self, parameters, context):
+        from ..core.removal import RemovalParameters
+
+        return RemovalParameters(
+            discard_pending_edits=self.parameterAsBool(parameters, DISCARD, context),
+            remove_locally_if_unreachable=self.parameterAsBool(parameters, UNREACHABLE, context),
+        )
+
+    def outputs(self, result, feedback) -> dict:
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
+        feedback.pushInfo(
+            tr("Removed {0}: {1} replicas unregistered, {2} files and folders deleted.").format(
+                result.title, len(result.unregistered), len(result.removed)
+            )
+        )
+        return {
+            "UNREGISTERED": len(result.unregistered),
+            "LEFT_REGISTERED": json.dumps(
+                [
+                    {
+                        "geodatabase": r.geodatabase,
+                        "service_url": r.service_url,
+                        "replica_id": r.replica_id,
+                        "reason": reason,
+                    }
+                    for r, reason in result.left_registered
+                ],
+                ensure_ascii=False,
+            ),
+            "DISCARDED_EDITS": result.discarded_edits,
+            "REMOVED": json.dumps([str(p) for p in result.removed], ensure_ascii=False),
+        }
+
+
+class RemoveOfflineMapAlgorithm(_RemovalAlgorithm):
+    NAME = "removeofflinemap"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("Remove offline map")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Unregisters the offline map's replicas on their feature services, then deletes its "
+            "geodatabases, manifest and deltas (and the folder when nothing else is in it). "
+            "Refused while local edits have not been uploaded unless DISCARD_PENDING_EDITS is "
+            "set. When a service cannot be reached nothing is deleted, unless "
+            "REMOVE_IF_UNREACHABLE is set: the replica then stays registered on the service. "
+            "Remove the map's layers from the project first."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.add_offline_map_parameter()
+        self.add_removal_parameters()
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        offline_map = self.open_offline_map(parameters, context)
+        url = offline_map.source.portal_url or next(
+            (e.service_url for e in offline_map.geodatabases), ""
+        )
+        self.prepare_credentials(parameters, context, url)
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        from ..core.removal import RemoveOfflineMapJob
+
+        offline_map = self.open_offline_map(parameters, context)
+        job = RemoveOfflineMapJob(
+            offline_map, self.removal_parameters(parameters, context), self.credentials
+        )
+        return self.outputs(self.run_job(job, feedback), feedback)
+
+
+class RemoveGeodatabaseAlgorithm(_RemovalAlgorithm):
+    NAME = "removegeodatabase"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("Remove geodatabase")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Unregisters the replica of a stand-alone geodatabase (made by 'Generate geodatabase "
+            "from a feature service') and deletes the GeoPackage and its deltas. Same rules as "
+            "'Remove offline map'; a geodatabase that belongs to an offline map is refused "
+            "(remove the map)."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.addParameter(
+            QgsProcessingParameterFile(GEODATABASE, tr("Geodatabase"), extension="gpkg")
+        )
+        self.add_removal_parameters()
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        from ..core.geodatabase import Geodatabase
+
+        url = ""
+        try:
+            with Geodatabase.open(self.parameterAsFile(parameters, GEODATABASE, context)) as gdb:
+                url = gdb.replica.service_url
+        except OfflineMapSyncError:
+            pass  # a damaged file can still be removed; processAlgorithm says what it can
+        self.prepare_credentials(parameters, context, url)
+        return True
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        from ..core.removal import RemoveGeodatabaseJob
+
+        job = RemoveGeodatabaseJob(
+            self.parameterAsFile(parameters, GEODATABASE, context),
+            self.removal_parameters(parameters, context),
+            self.credentials,
+        )
+        return self.outputs(self.run_job(job, feedback), feedback)
