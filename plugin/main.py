@@ -7,6 +7,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
+from .message_log import install_message_log_handler, remove_message_log_handler
 from .resources import PLUGIN_NAME, icon_path, tr
 
 
@@ -26,6 +27,8 @@ class OfflineMapSyncPlugin:
 
     # Processing -----------------------------------------------------------------------
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API name)
+        # Also here, not only in initGui: qgis_process calls initProcessing alone.
+        install_message_log_handler()
         if self.provider is not None:
             return
         from .processing.provider import OfflineMapSyncProvider
@@ -96,3 +99,4 @@ class OfflineMapSyncPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        remove_message_log_handler()
