@@ -319,7 +319,9 @@ class _Commit:
             conn.executemany(
                 f"UPDATE {quote(table)} SET {assignments} WHERE {quote(fid_col)} = ?", rows
             )
-        for cols, rows in inserts.items():
+        # Rows keeping the server's ObjectID first: an automatic fid taken earlier in the same
+        # batch could be one of those ObjectIDs (checked free before any insert ran).
+        for cols, rows in sorted(inserts.items(), key=lambda group: fid_col not in group[0]):
             conn.executemany(
                 f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in cols)}) "
                 f"VALUES ({', '.join('?' for _ in cols)})",
