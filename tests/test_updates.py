@@ -119,6 +119,30 @@ def test_purged_packages_with_edits_that_cannot_be_uploaded_refuse_with_upload_r
     assert generation(offline_map) == before
 
 
+def test_rebuilt_package_replaces_the_geodatabase_with_the_new_replica(reference_server, tmp_path):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    gid = first_point(server)
+    server.apply_edits(DEMO_SERVICE, POINTS, updates=[{"GlobalID": gid, "name": "Rebuilt"}])
+    (package_id,) = {e.package_item_id for e in offline_map.geodatabases}
+    server.recreate_packages()
+    info = _check(offline_map)
+    assert info.is_mobile_map_package_reopen_required
+    assert info.scheduled_updates_download_size > 0
+
+    result = _sync(offline_map)
+
+    assert not result.has_errors, result.geodatabase_errors
+    assert result.is_mobile_map_package_reopen_required
+    new_replica = fast_client().portal_item(server.portal_url, package_id)["properties"][
+        "replicaID"
+    ]
+    with Geodatabase.open(offline_map.geodatabases[0].path) as gdb:
+        assert gdb.replica.replica_id == new_replica
+    assert_matches_service(server, offline_map)
+    assert not _check(offline_map).is_mobile_map_package_reopen_required
+
+
 # -- upload new features -------------------------------------------------------------------------
 def test_upload_new_features_mode_uploads_adds_and_refuses_edits_of_downloaded_features(
     reference_server, tmp_path

@@ -204,6 +204,34 @@ def _relate(tx: Tx, origin: str, destination: str, kind: str, idx: int) -> None:
 def _create_package(
     tx: Tx, data_dir: Path, spec: AreaSpec, geometry: dict, service: str, layer_ids: list[int]
 ) -> str:
+    package_id = uuid.uuid4().hex
+    replica, size = _package_replica(tx, data_dir, package_id, geometry, service, layer_ids)
+    item = {
+        "id": package_id,
+        "owner": "seed",
+        "title": f"{spec.title} - {service}",
+        "type": PACKAGE_TYPE,
+        "typeKeywords": ["Data", "Map Area", "Offline", "Sync", "Feature Service"],
+        "url": "{services}/" + service + "/FeatureServer",
+        "size": size,
+        "created": now_ms(),
+        "modified": now_ms(),
+        "properties": {
+            "serviceUrl": "{services}/" + service + "/FeatureServer",
+            "layers": sorted(layer_ids),
+            "geometry": geometry,
+            **_package_gens(replica),
+            "lastPurgedGen": None,
+        },
+    }
+    tx.save_item(package_id, item, None)
+    return package_id
+
+
+def _package_replica(
+    tx: Tx, data_dir: Path, package_id: str, geometry: dict, service: str, layer_ids: list[int]
+) -> tuple[dict, int]:
+    """A server-side createReplica over the area, written as the package data."""
     definition = tx.service(service)
     queries = {}
     for layer_id in layer_ids:
@@ -214,7 +242,6 @@ def _create_package(
             "useGeometry": not is_table,
             "includeRelated": True,
         }
-    package_id = uuid.uuid4().hex
     params = Params(
         {
             "replicaName": f"MapArea_{package_id[:12]}",
@@ -234,25 +261,38 @@ def _create_package(
     doc, replica = create_replica(tx, env, definition, params)
     assert replica is not None
     size = _write_doc(item_folder(data_dir, package_id) / "data.json", doc)
-    item = {
-        "id": package_id,
-        "owner": "seed",
-        "title": f"{spec.title} - {service}",
-        "type": PACKAGE_TYPE,
-        "typeKeywords": ["Data", "Map Area", "Offline", "Sync", "Feature Service"],
-        "url": "{services}/" + service + "/FeatureServer",
-        "size": size,
-        "created": now_ms(),
-        "modified": now_ms(),
-        "properties": {
-            "serviceUrl": "{services}/" + service + "/FeatureServer",
-            "layers": sorted(layer_ids),
-            **_package_gens(replica),
-            "lastPurgedGen": None,
-        },
-    }
-    tx.save_item(package_id, item, None)
-    return package_id
+    return replica, size
+
+
+def recreate_packages(store: Store, data_dir: Path) -> list[str]:
+    """Build every package again on a NEW replica (as re-creating a map area's packages does):
+    new data and replica ID, the old replica unregistered and its deltas deleted. Copies of
+    the old package must download the new one. Returns the package item ids."""
+    with store.read() as tx:
+        ids = package_ids(tx)
+    for package_id in ids:
+        with store.write() as tx:
+            item, _ = tx.item(package_id)
+            props = item["properties"]
+            old = tx.replica(props["replicaID"])
+            replica, size = _package_replica(
+                tx, data_dir, package_id, props["geometry"], old["service"], props["layers"]
+            )
+            tx.delete_replica(old["replicaID"])
+            folder = item_folder(data_dir, package_id) / "resources"
+            for (name,) in tx.conn.execute(
+                "SELECT name FROM item_resources WHERE item_id = ?", (package_id,)
+            ).fetchall():
+                (folder / name).unlink(missing_ok=True)
+            tx.conn.execute("DELETE FROM item_resources WHERE item_id = ?", (package_id,))
+            for key in ("replicaServerGen", "layerServerGens", "latestGen"):
+                props.pop(key, None)
+            props.update(_package_gens(replica))
+            props["lastPurgedGen"] = None
+            item["size"] = size
+            item["modified"] = now_ms()
+            tx.save_item(package_id, item, None)
+    return ids
 
 
 def _package_gens(replica: dict) -> dict:
@@ -521,11 +561,11 @@ def package_data_file(data_dir: Path, item_id: str) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.featureservice.packages prepare|refresh --data DIR [...]``."""
+    """``python -m tests.featureservice.packages prepare|refresh|recreate --data DIR [...]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m tests.featureservice.packages")
-    parser.add_argument("command", choices=("prepare", "refresh"))
+    parser.add_argument("command", choices=("prepare", "refresh", "recreate"))
     parser.add_argument("--data", required=True, type=Path, help="the server's data folder")
     parser.add_argument("--max-count", type=int, default=None, help="keep at most N deltas")
     parser.add_argument(
@@ -535,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(args.data / "service.sqlite")
     if args.command == "prepare":
         print(json.dumps({"mapAreas": prepare_map_areas(store, args.data)}))
+    elif args.command == "recreate":
+        print(json.dumps({"packages": recreate_packages(store, args.data)}))
     else:
         reports = refresh_packages(store, args.data, args.max_count, args.max_age)
         print(json.dumps({"packages": [r.to_json() for r in reports]}, indent=2))

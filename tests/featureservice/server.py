@@ -173,6 +173,12 @@ class ReferenceServer:
 
         return refresh_packages(self.app.store, self.data_dir, max_count, max_age, now)
 
+    def recreate_packages(self) -> list[str]:
+        """Build every package again on a new replica (see packages.recreate_packages)."""
+        from .packages import recreate_packages
+
+        return recreate_packages(self.app.store, self.data_dir)
+
     # --- direct data access --------------------------------------------------------------------
 
     def apply_edits(
