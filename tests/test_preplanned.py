@@ -293,3 +293,36 @@ def test_keep_geodatabase_deltas_keeps_the_applied_packages_beside_the_map(
 
     kept = tmp_path / "map_deltas" / f"{offline_map.geodatabases[0].path.stem}_{stored}"
     assert json.loads(kept.read_text(encoding="utf-8"))["replicaServerGen"] == int(stored[2:-5])
+
+
+def test_scheduled_updates_work_with_token_authentication(secured_reference_server, tmp_path):
+    from plugin.core.rest import ArcGISClient, TokenCredentials
+
+    server = secured_reference_server
+    client = ArcGISClient(
+        TokenCredentials(server.token_url, "alice", "alice-secret"), backoff=0.01, retries=1
+    )
+    offline_map = take_area_offline(
+        server,
+        tmp_path / "map",
+        PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
+        client,
+    )
+    gid = first_point(server)
+    server.apply_edits(DEMO_SERVICE, POINTS, updates=[{"GlobalID": gid, "name": "Secured"}])
+    server.refresh_packages()
+    anonymous = requests.get(
+        f"{server.portal_url}/content/items/{offline_map.geodatabases[0].package_item_id}/resources",
+        params={"f": "json"},
+        timeout=10,
+    ).json()
+    assert anonymous["error"]["code"] == 499
+
+    task = OfflineMapSyncTask(offline_map, client=client)
+    assert task.check_for_updates().download_availability == OfflineUpdateAvailability.AVAILABLE
+    result = task.create_offline_map_sync_job(
+        task.create_default_offline_map_sync_parameters()
+    ).run()
+
+    assert not result.has_errors, result.geodatabase_errors
+    assert local_rows(offline_map, POINTS)[gid]["name"] == "Secured"
