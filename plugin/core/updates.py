@@ -578,7 +578,17 @@ def update_geodatabase(
                 kept = target.with_name(f"{target.stem}.before-{stamp}.gpkg")
                 shutil.copyfile(target, kept)
                 outcome.kept_previous = kept
-            replace_geopackage(fresh, target)
+                progress(None, f"The previous copy, with its conflicts, was kept as {kept.name}")
+            try:
+                replace_geopackage(fresh, target)
+            except OSError as error:
+                # Windows refuses to replace a file another program (QGIS) holds open.
+                remove_geopackage(fresh)
+                raise OfflineMapSyncError(
+                    f"{entry.file} must be downloaded again but cannot be replaced "
+                    f"({error.strerror or error}). Remove the map's layers from the project "
+                    "and sync again; nothing was changed."
+                ) from None
             note_generation(new_gen)
             outcome.replaced = True
             progress(1.0, f"{entry.title or entry.file} was downloaded again")
