@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsEditorWidgetSetup,
     QgsLayerTreeGroup,
@@ -37,6 +38,18 @@ PROPERTY_FILE = "offline_map_sync/file"
 PROPERTY_LAYER_ID = "offline_map_sync/layer_id"
 PROPERTY_ATTACHMENTS = "offline_map_sync/attachments_of"
 GROUP_PROPERTY = "offline_map_sync/group"
+
+# QGIS 3.36 / 3.28 moved these enums to Qgis; the class-scoped ones are gone in QGIS 4.
+WKT1_ESRI = (
+    Qgis.CrsWktVariant.Wkt1Esri
+    if hasattr(Qgis, "CrsWktVariant")
+    else QgsCoordinateReferenceSystem.WktVariant.WKT1_ESRI
+)
+COMPOSITION = (
+    Qgis.RelationshipStrength.Composition
+    if hasattr(Qgis, "RelationshipStrength")
+    else QgsRelation.RelationStrength.Composition
+)
 
 try:  # QGIS >= 3.18 converts ArcGIS REST renderers; feature-detected so older builds still load.
     from qgis.core import QgsArcGisRestUtils
@@ -65,7 +78,7 @@ def esri_spatial_reference(crs: QgsCoordinateReferenceSystem) -> dict[str, Any]:
         if code == 3857:
             return {"wkid": 102100, "latestWkid": 3857}
         return {"wkid": code}
-    return {"wkt": crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT1_ESRI)}
+    return {"wkt": crs.toWkt(WKT1_ESRI)}
 
 
 def qgis_crs(spatial_reference: dict[str, Any] | None) -> QgsCoordinateReferenceSystem:
@@ -345,7 +358,7 @@ def _relation(
     relation.setReferencingLayer(referencing.id())
     relation.addFieldPair(referencing_field, referenced_field)
     if composition:
-        relation.setStrength(QgsRelation.RelationStrength.Composition)
+        relation.setStrength(COMPOSITION)
     return relation if relation.isValid() else None
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+
+try:  # Qt6 (QGIS 4) moved QAction to QtGui; QGIS's PyQt6 shim does not re-export it.
+    from qgis.PyQt.QtGui import QAction
+except ImportError:  # Qt5
+    from qgis.PyQt.QtWidgets import QAction
 
 from .message_log import install_message_log_handler, remove_message_log_handler
 from .resources import PLUGIN_NAME, icon_path, tr
