@@ -27,7 +27,13 @@ from urllib.parse import urlsplit
 import requests
 
 from . import jsonstream
-from .errors import AuthenticationError, CancelledError, NetworkError, ServiceError
+from .errors import (
+    AuthenticationError,
+    CancelledError,
+    NetworkError,
+    OfflineMapSyncError,
+    ServiceError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -567,6 +573,21 @@ class ArcGISClient:
         )
         return {layer_id: self.layer_info(service_url, layer_id) for layer_id in wanted}
 
+    def service_layers(self, service_url: str) -> dict[int, dict]:
+        """Every layer and table definition by id in one request (``.../FeatureServer/layers``),
+        falling back to one request per layer for servers without that resource."""
+        try:
+            body = self.get_json(f"{service_url.rstrip('/')}/layers")
+        except ServiceError as error:
+            if isinstance(error, (AuthenticationError, BadAnswerError)):
+                raise
+            return self.all_layer_infos(service_url)
+        return {
+            int(entry["id"]): entry
+            for entry in (body.get("layers") or []) + (body.get("tables") or [])
+            if isinstance(entry, dict) and "id" in entry
+        }
+
     # -- jobs and result files ---------------------------------------------------------------
     def poll_job(
         self,
@@ -836,8 +857,16 @@ class ArcGISClient:
                         f"The download from {_host(url)} was cut off ({received} of {total} bytes)."
                     )
             except requests.RequestException as error:
+                _unlink(part)
                 raise NetworkError(
                     f"The download from {_host(url)} was interrupted ({type(error).__name__})."
+                ) from None
+            except OSError as error:
+                # Disk full, folder not writable: not retried, said in words.
+                _unlink(part)
+                raise OfflineMapSyncError(
+                    f"The download from {_host(url)} could not be saved in {dest.parent}: "
+                    f"{error.strerror or error}. Free some disk space or choose another folder."
                 ) from None
             except BaseException:
                 _unlink(part)

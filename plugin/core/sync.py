@@ -45,6 +45,7 @@ from .rest import (
     CredentialProvider,
     supports_async,
 )
+from .schema import ATTACHMENT_FID
 
 ProgressCallback = Callable[[Optional[float], str], None]
 CancelCallback = Callable[[], bool]
@@ -54,6 +55,19 @@ log = logging.getLogger(__name__)
 _GUID = re.compile(r"^\{?[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?$")
 
 RESYNC_HINT = "Syncing again will resolve it; no local edit is lost."
+
+#: Largest attachment a sync uploads. Uploads carry attachments inline as base64 (spec §3), so
+#: one attachment costs several times its size in memory; larger ones stay pending, reported.
+MAX_ATTACHMENT_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+class SchemaChangedError(OfflineMapSyncError):
+    """The service's layers changed since the geodatabase was made (a field removed, a type
+    changed, a layer gone) in a way that makes syncing unsafe. ``changes``: one line each."""
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,6 +103,8 @@ class SyncGeodatabaseParameters:
     #: Sync as this replica instead of the geodatabase's own (the upload-only replica of an
     #: ahead-of-time map that uploads new features; its package replica never uploads).
     replica_id: str | None = None
+    #: Attachments larger than this are not uploaded (they stay pending and are reported).
+    max_attachment_upload_bytes: int = MAX_ATTACHMENT_UPLOAD_BYTES
 
     def direction_of(self, layer_id: int) -> SyncDirection:
         for option in self.layer_options:
@@ -139,6 +155,8 @@ class OfflineMapSyncParameters:
         PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
     )
     keep_geodatabase_deltas: bool = False
+    #: Attachments larger than this are not uploaded (they stay pending and are reported).
+    max_attachment_upload_bytes: int = MAX_ATTACHMENT_UPLOAD_BYTES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,6 +625,7 @@ class _GeodatabaseSync:
         try:
             self.progress(0.0, f"Connecting to {self.url}")
             self.info = self.task.load()
+            self._check_schema()
             self._check_cancel()
             with gdb.sync_lock():
                 self._run()
@@ -614,6 +633,15 @@ class _GeodatabaseSync:
         except (NetworkError, BadAnswerError) as error:
             raise NetworkError(
                 f"The sync with {self.url} was interrupted: {error} {RESYNC_HINT}"
+            ) from error
+        except OSError as error:
+            # A full disk or an unwritable folder (temporary result file, deltas): the
+            # geodatabase is only written in its own transactions, so it is unchanged.
+            where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+            raise OfflineMapSyncError(
+                f"The sync of {Path(gdb.path).name} could not write a file{where}: "
+                f"{error.strerror or error}. Free some disk space or check the folder, then "
+                f"sync again. {RESYNC_HINT}"
             ) from error
         return [self.results[k] for k in sorted(self.results)]
 
@@ -644,6 +672,8 @@ class _GeodatabaseSync:
                     "The service is download-only: local edits stay in the geodatabase and "
                     "are not uploaded.",
                 )
+            elif self._oversized_attachments(upload_ids):
+                pass  # reported per layer; every local edit stays pending, downloads go on
             else:
                 candidate = gdb.snapshot_upload(
                     layer_ids=upload_ids if per_layer else None,
@@ -806,6 +836,52 @@ class _GeodatabaseSync:
             result = self._submit(request, entry)
         self._commit(result, snapshot, SyncDirection.UPLOAD, None, entry)
 
+    # -- checks ------------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        """Refuse to sync when the service's layers changed incompatibly since the geodatabase
+        was made: uploads would be refused edit by edit and downloads would store values of
+        the wrong type. New fields are fine (they are not downloaded)."""
+        current = self.client.service_layers(self.url)
+        changes = []
+        for layer in self.gdb.layers:
+            for change in schema_changes(layer, current.get(int(layer.id))):
+                changes.append(f"{layer.name}: {change}")
+        if changes:
+            raise SchemaChangedError(
+                f"The service {self.url} changed since this geodatabase was made "
+                f"({'; '.join(changes)}). Nothing was synchronized and local edits stay "
+                "pending. Take the data offline again to get the new structure (upload or copy "
+                "pending edits first), or ask the service owner to restore the fields.",
+                changes,
+            )
+
+    def _oversized_attachments(self, layer_ids: list[int]) -> bool:
+        """Report pending attachments too large to upload on their layers; True if any."""
+        limit = int(self.params.max_attachment_upload_bytes)
+        found = False
+        for layer in self.gdb.layers:
+            if layer.id not in layer_ids or not layer.attachment_table:
+                continue
+            table = layer.attachment_table
+            rows = self.gdb.conn.execute(
+                f'SELECT a."ATT_NAME", a."REL_GLOBALID", length(a."DATA") FROM "{table}" a '
+                f'WHERE length(a."DATA") > ? AND EXISTS (SELECT 1 FROM oms_changes c WHERE '
+                f"c.table_name = ? AND c.fid = a.\"{ATTACHMENT_FID}\" AND c.op <> 'delete')",
+                (limit, table),
+            ).fetchall()
+            if not rows:
+                continue
+            found = True
+            listed = ", ".join(
+                f"'{name}' ({_megabytes(size)}) of feature {parent}" for name, parent, size in rows
+            )
+            self.results[layer.id].error = (
+                f"Local edits were not uploaded: the attachment {listed} is larger than the "
+                f"{_megabytes(limit)} a sync can upload. Remove it or replace it with a smaller "
+                "file; every local edit stays pending until then."
+            )
+        return found
+
     # -- helpers -----------------------------------------------------------------------------
     def _phase(self, start: float, end: float) -> ProgressCallback:
         def progress(fraction: float | None, message: str) -> None:
@@ -831,6 +907,48 @@ class _GeodatabaseSync:
 
     def _merge(self, report: Any) -> None:
         _merge_report(report, self.results)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+_TYPE_FAMILIES = {
+    "esriFieldTypeSmallInteger": "integer",
+    "esriFieldTypeInteger": "integer",
+    "esriFieldTypeBigInteger": "integer",
+    "esriFieldTypeOID": "integer",
+    "esriFieldTypeSingle": "real",
+    "esriFieldTypeDouble": "real",
+    "esriFieldTypeGlobalID": "guid",
+    "esriFieldTypeGUID": "guid",
+    "esriFieldTypeDate": "date",
+    "esriFieldTypeTimestampOffset": "date",
+}
+
+
+def schema_changes(layer: Any, current: dict | None) -> list[str]:
+    """What changed in a layer's service definition (``current``, None = gone) that makes
+    syncing the stored ``layer`` unsafe: removed uploadable fields, changed field types,
+    another geometry type."""
+    if current is None:
+        return ["the layer or table no longer exists on the service"]
+    changes = []
+    fields = {str(f.get("name", "")).lower(): f for f in current.get("fields") or []}
+    for stored in layer.fields:
+        now = fields.get(stored.name.lower())
+        if now is None:
+            if stored.uploadable:
+                changes.append(f"the field '{stored.name}' was removed")
+            continue
+        old_type, new_type = stored.esri_type, str(now.get("type") or "")
+        if _TYPE_FAMILIES.get(old_type, old_type) != _TYPE_FAMILIES.get(new_type, new_type):
+            changes.append(f"the field '{stored.name}' changed from {old_type} to {new_type}")
+    stored_geometry = layer.geometry_type
+    new_geometry = current.get("geometryType")
+    if stored_geometry and new_geometry and stored_geometry != new_geometry:
+        changes.append(f"the geometry type changed from {stored_geometry} to {new_geometry}")
+    return changes
 
 
 def _merge_report(report: Any, results: dict[int, SyncLayerResult]) -> None:
@@ -1017,7 +1135,13 @@ class OfflineMapSyncJob(Job):
         self.parameters = params
 
     def _execute(self) -> OfflineMapSyncResult:
-        offline_map = self.task._loaded_map()
+        try:
+            offline_map = self.task._loaded_map()
+        except GeodatabaseError:
+            # A damaged geodatabase is reported below with its name; the others still sync.
+            if self.task.offline_map is None:
+                raise
+            offline_map = self.task.offline_map
         params = self.parameters
         mode = offline_map.update_mode
         result = OfflineMapSyncResult()
@@ -1047,6 +1171,7 @@ class OfflineMapSyncJob(Job):
                                 == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
                             ),
                             keep_geodatabase_deltas=params.keep_geodatabase_deltas,
+                            max_attachment_upload_bytes=params.max_attachment_upload_bytes,
                             deltas_folder=deltas_folder,
                             replica_id=entry.upload_replica_id,
                         )
