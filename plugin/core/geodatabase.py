@@ -169,10 +169,19 @@ class Geodatabase:
         if app_id not in _GPKG_APPLICATION_IDS or "gpkg_contents" not in tables:
             conn.close()
             raise GeodatabaseError(f"{name} is not a GeoPackage.")
-        if not {"oms_meta", "oms_layers", "oms_state", "oms_changes"} <= tables:
+        if not {"oms_meta", "oms_layers", "oms_state", "oms_changes"} & tables:
             conn.close()
             raise GeodatabaseError(
                 f"{name} is a GeoPackage but not an offline-map geodatabase (no sync information)."
+            )
+        missing = sorted(set(tracking.BOOKKEEPING_TABLES) - tables)
+        if missing:
+            # Some but not all: someone dropped tables; syncing would fail half-way.
+            conn.close()
+            raise GeodatabaseError(
+                f"{name} has damaged sync information (the tables {', '.join(missing)} are "
+                "missing), so it can no longer be synchronized. Its data is unchanged and still "
+                "opens in QGIS; take the map offline again and copy any edits across."
             )
         try:
             row = conn.execute("SELECT value FROM oms_meta WHERE key = 'format_version'").fetchone()

@@ -84,6 +84,18 @@ BOOKKEEPING_DDL = (
         conflicts INTEGER NOT NULL DEFAULT 0)""",
 )
 
+#: Every bookkeeping table; a geodatabase lacking some of them is damaged.
+BOOKKEEPING_TABLES = (
+    "oms_meta",
+    "oms_layers",
+    "oms_state",
+    "oms_changes",
+    "oms_changed_fields",
+    "oms_journal",
+    "oms_conflicts",
+    "oms_history",
+)
+
 #: A braced upper-case version-4 GUID from SQLite built-ins (what ArcGIS mints).
 MINT_GUID_SQL = (
     "'{' || hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "
