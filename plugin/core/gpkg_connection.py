@@ -74,6 +74,9 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     )
     try:
         register_functions(conn)
+        # GDAL's spatial-index triggers call the ST_ functions above; Python cannot mark them
+        # "innocuous", so SQLite builds with trusted_schema off would refuse them in triggers.
+        conn.execute("PRAGMA trusted_schema = ON")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if read_only:
             return conn
