@@ -386,3 +386,17 @@ def test_large_attachments_are_committed_in_small_batches(tmp_path, monkeypatch)
         2400,
     )
     gdb.close()
+
+
+def test_our_connections_can_run_gdal_spatial_index_triggers(loaded):
+    from plugin.core.gpkg_connection import connect
+
+    gdb, _points = loaded
+    conn = connect(gdb.path)
+    # Some SQLite builds distrust schemas by default, which forbids our ST_ functions in triggers.
+    assert conn.execute("PRAGMA trusted_schema").fetchone() == (1,)
+    conn.execute(
+        "UPDATE Points SET geom = (SELECT geom FROM Points WHERE OBJECTID = 2) WHERE OBJECTID = 1"
+    )
+    assert conn.execute("SELECT minx FROM rtree_Points_geom WHERE id = 1").fetchone() == (102.0,)
+    conn.close()
