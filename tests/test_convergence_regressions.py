@@ -35,3 +35,43 @@ def test_downloaded_adds_whose_object_id_is_taken_do_not_collide_with_the_next_o
     assert rows["{BBBBBBBB-0000-4000-8000-000000000002}"] == 6
     assert rows["{AAAAAAAA-0000-4000-8000-000000000001}"] not in (2, 6)
     assert len(rows) == 7
+
+
+# -- with the reference service -------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="KNOWN BUG (plugin/core/commit.py, apply_pending_row): a download-only sync that "
+    "restores a locally deleted feature (the server updated it, the server wins) does not "
+    "restore the attachments the local delete removed; the replica stays without them. Found by "
+    "python tests/tools/stress.py --seed 3 --rounds 30 --replicas 3",
+)
+def test_download_only_sync_restoring_a_locally_deleted_feature_restores_its_attachments(
+    reference_server, tmp_path
+):
+    from plugin.core.enums import SyncModel
+    from tests.featureservice import seed
+    from tests.test_sync import Local, sync_map, take_offline
+
+    server = reference_server
+    offline_map = take_offline(server, tmp_path / "map", SyncModel.PER_REPLICA)
+    local = Local(offline_map)
+    gid = seed.guid(seed.DEMO_SERVICE, 0, 0)  # Points #0 has an attachment
+    on_server = [a for a in server.attachments(seed.DEMO_SERVICE, 0) if a["parentGlobalId"] == gid]
+    assert on_server
+    server.apply_edits(seed.DEMO_SERVICE, 0, updates=[{"GlobalID": gid, "name": "server"}])
+    local.delete(0, gid)  # the local delete also removes the row's attachments
+
+    sync_map(offline_map, SyncDirection.DOWNLOAD)  # the server's update wins: row comes back
+
+    assert local.rows(0)[gid]["name"] == "server"
+    assert [c.local_operation for c in local.conflicts()] == ["delete"]
+    con = local._connect()
+    try:
+        attachments = con.execute(
+            "SELECT GLOBALID FROM Points__ATTACH WHERE REL_GLOBALID = ?", (gid,)
+        ).fetchall()
+    finally:
+        con.close()
+    assert sorted(a[0] for a in attachments) == sorted(a["globalId"] for a in on_server)
