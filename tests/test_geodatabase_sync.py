@@ -685,3 +685,28 @@ def test_process_killed_during_apply_leaves_the_old_state(gdb):
         assert again.history() == []
         again.commit_sync(None, lj.sync_header(101), iter([]), direction=BI)
         assert again.replica.server_gen == 101
+
+
+def test_download_only_layers_of_a_per_layer_sync_let_the_server_win(gdb):
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'mine' WHERE OBJECTID = 1")
+    conn.execute("UPDATE Lines SET name = 'my line' WHERE OBJECTID = 1")
+    conn.close()
+    line_gid = gdb.conn.execute("SELECT GlobalID FROM Lines WHERE OBJECTID = 1").fetchone()[0]
+    snapshot = gdb.snapshot_upload(layer_ids=[1])  # Points (0) only downloads in this sync
+    reply = [
+        {"id": 0, "features": {"updates": [server_feature(gdb.gids[0], name="theirs")]}},
+        {
+            "id": 1,
+            "features": {"updates": [{"attributes": {"GlobalID": line_gid, "name": "their line"}}]},
+        },
+    ]
+    commit(gdb, snapshot, reply)
+    assert point(gdb, gdb.gids[0], "name") == ("theirs",)
+    assert [c.global_id for c in gdb.conflicts()] == [gdb.gids[0]]
+    # Lines uploaded its edit in this sync: what the download says is the server's state after
+    # that upload, taken without a conflict.
+    assert gdb.conn.execute("SELECT name FROM Lines WHERE OBJECTID = 1").fetchone() == (
+        "their line",
+    )
+    assert not gdb.has_pending_edits()

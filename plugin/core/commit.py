@@ -121,7 +121,11 @@ class _Commit:
         self.direction = direction
         # Fields changed after this threshold are local edits this sync did not upload.
         self.threshold = snapshot.seq if snapshot is not None else 0
-        self.server_wins = not direction.uploads
+        # Layers whose local edits this sync uploads; in the others (a download-only sync, or
+        # download-only layers of a per-layer sync) the server's version wins.
+        self.upload_layers = None
+        if snapshot is not None and snapshot.layer_ids is not None:
+            self.upload_layers = set(snapshot.layer_ids)
         self.fetch_attachment = fetch_attachment
         self.counts: dict[int, LayerCommitCounts] = {}
         self._pending: dict[tuple[int, bool], _Pending] = {}
@@ -135,6 +139,11 @@ class _Commit:
         self.touched_layers: set[int] = set()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def server_wins(self, layer_id: int) -> bool:
+        if not self.direction.uploads:
+            return True
+        return self.upload_layers is not None and layer_id not in self.upload_layers
 
     def count(self, layer_id: int) -> LayerCommitCounts:
         c = self.counts.get(layer_id)
@@ -360,7 +369,7 @@ class _Commit:
         pend = self.pending(layer, is_att)
         key = (layer.id, is_att, gid)
         if op == "delete":
-            if not self.server_wins:
+            if not self.server_wins(layer.id):
                 return False  # the local delete is (being) uploaded and wins
             self.conflict(
                 layer, is_att, gid, "delete", ConflictReason.OVERWRITTEN_BY_DOWNLOAD, None
@@ -370,7 +379,7 @@ class _Commit:
             self.conflicted.add(key)
             self.write_row(table, fid_col, fid, cols, values)
             return True
-        if self.server_wins:
+        if self.server_wins(layer.id):
             local = read_local_row(self.conn, layer, is_att, gid)
             self.conflict(layer, is_att, gid, op, ConflictReason.OVERWRITTEN_BY_DOWNLOAD, local)
             self.clear_pending(table, pfid, gid)

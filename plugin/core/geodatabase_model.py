@@ -93,6 +93,8 @@ class UploadSnapshot:
     edits: list[dict]
     counts: dict[int, dict[str, int]]
     only_adds: bool = False
+    #: The layers whose edits were taken (None = all): a per-layer sync's uploading layers.
+    layer_ids: tuple[int, ...] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -104,6 +106,7 @@ class UploadSnapshot:
             "edits": self.edits,
             "counts": {str(k): v for k, v in self.counts.items()},
             "only_adds": self.only_adds,
+            "layer_ids": None if self.layer_ids is None else list(self.layer_ids),
         }
 
     @classmethod
@@ -113,6 +116,7 @@ class UploadSnapshot:
             edits=list(data.get("edits") or []),
             counts={int(k): dict(v) for k, v in (data.get("counts") or {}).items()},
             only_adds=bool(data.get("only_adds", False)),
+            layer_ids=None if data.get("layer_ids") is None else tuple(data["layer_ids"]),
         )
 
 

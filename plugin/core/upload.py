@@ -186,7 +186,13 @@ def build_snapshot(
                 counts[layer.id] = layer_counts
     finally:
         conn.execute("COMMIT")
-    return UploadSnapshot(seq=seq, edits=edits, counts=counts, only_adds=only_adds)
+    return UploadSnapshot(
+        seq=seq,
+        edits=edits,
+        counts=counts,
+        only_adds=only_adds,
+        layer_ids=None if wanted is None else tuple(sorted(wanted)),
+    )
 
 
 def pending_counts(conn: sqlite3.Connection, layers: list[LayerDef]) -> dict[int, dict[str, int]]:
