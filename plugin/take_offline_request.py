@@ -1,5 +1,6 @@
-"""A request to take a map offline, as the dialog and the Processing algorithm collect it, and
-the job that carries it out with the core ``OfflineMapTask``."""
+"""A request to take a map offline, as the dialog and the Processing algorithms collect it, and
+the job that carries it out with the core ``OfflineMapTask``: on demand (an area of interest) or
+ahead of time (a preplanned map area's packages)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.enums import PreplannedUpdateMode
+from .core.errors import OfflineMapSyncError
 from .core.jobs import Job
 from .core.rest import ArcGISClient, CredentialProvider
-from .core.take_offline import GenerateOfflineMapResult, LayerQuery, OfflineMapTask
+from .core.take_offline import (
+    DownloadPreplannedOfflineMapResult,
+    GenerateOfflineMapResult,
+    LayerQuery,
+    OfflineMapTask,
+    PreplannedMapArea,
+)
+from .resources import tr
 
 _LAYER_URL = re.compile(r"^(.+?/FeatureServer)/(\d+)/?$", re.IGNORECASE)
 
@@ -20,7 +30,11 @@ _LAYER_URL = re.compile(r"^(.+?/FeatureServer)/(\d+)/?$", re.IGNORECASE)
 class TakeOfflineRequest:
     """What to take offline: a web map (portal + item) or service URLs, an area, a folder.
 
-    ``authcfg`` is the id of a QGIS authentication configuration (never a secret itself).
+    Ahead of time instead of on demand: set ``map_area`` (an area listed by
+    :func:`list_map_areas`) or ``map_area_name`` (its item id or title, looked up when the job
+    runs) and ``update_mode``; the area of interest, attachments and schema-only layers are then
+    the package's and are ignored. ``authcfg`` is the id of a QGIS authentication configuration
+    (never a secret itself).
     """
 
     folder: Path
@@ -33,6 +47,14 @@ class TakeOfflineRequest:
     authcfg: str = ""
     #: Layers taken offline without rows (schema only), as (service URL, layer id).
     schema_only_layers: list[tuple[str, int]] = field(default_factory=list)
+    map_area: PreplannedMapArea | None = None
+    map_area_name: str = ""
+    update_mode: PreplannedUpdateMode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+
+    @property
+    def is_preplanned(self) -> bool:
+        """True when a preplanned map area is downloaded instead of taking the map on demand."""
+        return self.map_area is not None or bool(self.map_area_name.strip())
 
     @property
     def auth_url(self) -> str:
@@ -40,9 +62,11 @@ class TakeOfflineRequest:
         return self.portal_url or (self.service_urls[0] if self.service_urls else "")
 
 
-class TakeOfflineJob(Job[GenerateOfflineMapResult]):
+class TakeOfflineJob(Job):
     """Reads the web map or services and makes the offline map, all in the job's thread
-    (reading a web map already goes to the network)."""
+    (reading a web map already goes to the network). The result is a
+    ``GenerateOfflineMapResult``, or a ``DownloadPreplannedOfflineMapResult`` for a map area;
+    both have ``offline_map`` and ``skipped_layers``."""
 
     def __init__(
         self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
@@ -65,8 +89,10 @@ class TakeOfflineJob(Job[GenerateOfflineMapResult]):
             if self._inner is not None:
                 self._inner.cancel()
 
-    def _execute(self) -> GenerateOfflineMapResult:
+    def _execute(self) -> GenerateOfflineMapResult | DownloadPreplannedOfflineMapResult:
         request = self.request
+        if request.is_preplanned:
+            return self._download_map_area()
         self._report(0.0, "Reading the map")
         parameters = self.offline_task.create_default_generate_offline_map_parameters(
             request.area_of_interest
@@ -77,7 +103,23 @@ class TakeOfflineJob(Job[GenerateOfflineMapResult]):
         for service_url, layer_id in request.schema_only_layers:
             parameters.set_layer_query(service_url, layer_id, LayerQuery(query_option="none"))
         self._check_cancelled()
-        inner = self.offline_task.generate_offline_map(parameters, request.folder)
+        return self._run_inner(self.offline_task.generate_offline_map(parameters, request.folder))
+
+    def _download_map_area(self) -> DownloadPreplannedOfflineMapResult:
+        request = self.request
+        area = request.map_area
+        if area is None:
+            self._report(0.0, "Reading the map areas")
+            area = find_map_area(self.offline_task.preplanned_map_areas(), request.map_area_name)
+        self._check_cancelled()
+        task = self.offline_task
+        parameters = task.create_default_download_preplanned_offline_map_parameters(area)
+        parameters.update_mode = PreplannedUpdateMode(request.update_mode)
+        if request.title:
+            parameters.title = request.title
+        return self._run_inner(task.download_preplanned_offline_map(parameters, request.folder))
+
+    def _run_inner(self, inner: Job):
         inner.add_progress_listener(lambda percent, message: self._report(percent / 100.0, message))
         with self._inner_lock:
             self._inner = inner
@@ -141,3 +183,61 @@ def list_source_layers(
                     )
                 )
     return found
+
+
+def list_map_areas(
+    request: TakeOfflineRequest, credentials: CredentialProvider | None = None
+) -> list[PreplannedMapArea]:
+    """The preplanned map areas of the request's web map, with their package sizes (network).
+
+    Raises ValueError when the request names no web map (services have no map areas).
+    """
+    if not (request.portal_url and request.webmap_item_id):
+        raise ValueError("Preplanned map areas belong to a web map: give a portal and an item ID.")
+    task = OfflineMapTask(
+        portal_url=request.portal_url,
+        webmap_item_id=request.webmap_item_id,
+        client=ArcGISClient(credentials),
+    )
+    return task.preplanned_map_areas()
+
+
+def find_map_area(areas: list[PreplannedMapArea], name: str) -> PreplannedMapArea:
+    """The area whose item id or title is ``name`` (ids first; titles ignore case).
+
+    Raises OfflineMapSyncError naming the areas there are when none (or several) match.
+    """
+    wanted = name.strip()
+    by_id = [area for area in areas if area.item_id == wanted]
+    if by_id:
+        return by_id[0]
+    by_title = [area for area in areas if area.title.strip().lower() == wanted.lower()]
+    if len(by_title) == 1:
+        return by_title[0]
+    if not areas:
+        raise OfflineMapSyncError("The web map has no preplanned map areas.")
+    choices = "; ".join(f"'{area.title}' ({area.item_id})" for area in areas)
+    if by_title:
+        raise OfflineMapSyncError(
+            f"Several map areas are titled '{wanted}': give the item ID of one of {choices}."
+        )
+    raise OfflineMapSyncError(f"The web map has no map area '{wanted}'. Its map areas: {choices}.")
+
+
+def update_mode_labels() -> list[tuple[PreplannedUpdateMode, str]]:
+    """The update modes of a preplanned map area, in the order the dialog offers them."""
+    return [
+        (
+            PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
+            tr("Synchronize with the feature services (edit and sync)"),
+        ),
+        (
+            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
+            tr("Download the portal's scheduled updates (read-only)"),
+        ),
+        (
+            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
+            tr("Scheduled updates, and upload new features"),
+        ),
+        (PreplannedUpdateMode.NO_UPDATES, tr("No updates (a read-only copy)")),
+    ]

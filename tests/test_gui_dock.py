@@ -542,3 +542,35 @@ def test_a_scheduled_updates_map_shows_its_updates_and_applies_them(
         assert _by_name(points, "From an update package")["GlobalID"] == global_id
     finally:
         scripted.stop()
+
+
+def test_a_preplanned_map_area_is_downloaded_as_a_task_in_the_chosen_update_mode(
+    dock, reference_server, tmp_path
+):
+    from plugin.core.enums import PreplannedUpdateMode
+    from plugin.take_offline_request import list_map_areas
+
+    reference_server.prepare_map_areas()
+    request = TakeOfflineRequest(
+        folder=tmp_path / "west",
+        portal_url=reference_server.portal_url,
+        webmap_item_id=seed.DEMO_WEBMAP_ID,
+        update_mode=PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
+    )
+    request.map_area = next(a for a in list_map_areas(request) if a.title == "West half")
+
+    task = dock.start_take_offline(request)
+    assert task is not None
+    assert "West half" in dock.statusLabel.text()
+    assert wait_for_task(task, WAIT)
+
+    assert task.succeeded, dock.statusLabel.text()
+    assert dock.offline_map.folder == (tmp_path / "west").absolute()
+    assert dock.offline_map.update_mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES
+    assert dock.offline_map.source.map_area_item_id == request.map_area.item_id
+    assert "scheduled update packages" in dock.capabilitiesLabel.text()
+    assert dock.scheduledUpdatesCheck.isEnabled()
+    loaded = dock.add_to_map()
+    points = loaded[0].layers[POINTS]
+    # The west half of the demo area holds some of the points, not all.
+    assert 0 < points.featureCount() < seed.DEMO_COUNTS[POINTS]

@@ -167,3 +167,80 @@ def test_changing_the_source_forgets_the_listed_layers(qgis_iface):
     dialog.layersList.addItem(QListWidgetItem("Points"))
     dialog.itemEdit.setText(ITEM)
     assert dialog.layersList.count() == 0
+
+
+def _list_areas(dialog, server):
+    server.prepare_map_areas()
+    dialog.portalEdit.setText(server.portal_url)
+    from tests.featureservice import seed
+
+    dialog.itemEdit.setText(seed.DEMO_WEBMAP_ID)
+    dialog.preplannedRadio.setChecked(True)
+    task = dialog.list_areas()
+    assert task is not None
+    from plugin.task import wait_for_task
+
+    assert wait_for_task(task, 60)
+    return [dialog.areasList.item(row).text() for row in range(dialog.areasList.count())]
+
+
+def test_preplanned_areas_are_listed_with_their_download_size(qgis_iface, reference_server):
+    dialog = TakeOfflineDialog(qgis_iface)
+
+    texts = _list_areas(dialog, reference_server)
+
+    assert [t.split(" — ")[0] for t in texts] == ["Whole demo area", "West half"]
+    assert all(t.endswith(("KB", "MB", "bytes")) for t in texts), texts
+    assert dialog.selected_area().title == "Whole demo area"
+    assert dialog.selected_area().size > 0
+    # A map area comes as its packages were made: no layer choice, no attachments switch.
+    assert not dialog.layersGroup.isEnabled()
+    assert not dialog.attachmentsCheck.isEnabled()
+
+
+def test_the_chosen_area_and_update_mode_make_the_request(qgis_iface, reference_server, tmp_path):
+    from plugin.core.enums import PreplannedUpdateMode
+
+    dialog = TakeOfflineDialog(qgis_iface)
+    texts = _list_areas(dialog, reference_server)
+    dialog.areasList.setCurrentRow(next(i for i, t in enumerate(texts) if t.startswith("West")))
+    mode = PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES
+    dialog.updateModeCombo.setCurrentIndex(dialog.updateModeCombo.findData(int(mode)))
+    dialog.folderWidget.setFilePath(str(tmp_path / "west"))
+
+    request = dialog.request()
+
+    assert request.is_preplanned
+    assert request.map_area.title == "West half"
+    assert request.update_mode == mode
+    assert request.area_of_interest is None
+    assert request.schema_only_layers == []
+
+
+def test_a_preplanned_area_needs_a_web_map_and_a_chosen_area(qgis_iface, tmp_path):
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+    dialog.portalEdit.setText("http://h/arcgis/sharing/rest")
+    dialog.itemEdit.setText(ITEM)
+    dialog.preplannedRadio.setChecked(True)
+    assert "Choose a map area" in _message(dialog)
+
+    dialog.servicesRadio.setChecked(True)
+    assert not dialog.preplannedRadio.isEnabled()
+    assert dialog.wholeRadio.isChecked()
+    assert dialog.layersGroup.isEnabled()
+
+
+def test_a_web_map_without_map_areas_says_so(qgis_iface, reference_server):
+    from plugin.task import wait_for_task
+    from tests.featureservice import seed
+
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.portalEdit.setText(reference_server.portal_url)
+    dialog.itemEdit.setText(seed.DEMO_WEBMAP_ID)
+    dialog.preplannedRadio.setChecked(True)
+    task = dialog.list_areas()
+    assert wait_for_task(task, 60)
+
+    assert dialog.areasList.count() == 0
+    assert "no preplanned map areas" in dialog.messageLabel.text()

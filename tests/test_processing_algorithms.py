@@ -65,8 +65,14 @@ def test_the_provider_offers_every_algorithm(processing):
     )
     assert names == [
         "checkforupdates",
+        "downloadpreplannedmaparea",
+        "generategeodatabase",
         "listconflicts",
+        "listpreplannedmapareas",
+        "removegeodatabase",
+        "removeofflinemap",
         "resolveconflict",
+        "synchronizegeodatabase",
         "synchronizeofflinemap",
         "takemapoffline",
     ]
@@ -198,3 +204,58 @@ def test_a_secured_service_with_an_auth_configuration(
     assert _server_points(secured_reference_server)[seed.POINT_NAMES[0]]["notes"] == "by bob"
     with pytest.raises(QgsProcessingException):
         processing.run(_alg("synchronizeofflinemap"), {"OFFLINE_MAP": str(folder)})
+
+
+def test_map_areas_are_listed_and_one_is_downloaded_by_title(
+    processing, reference_server, tmp_path
+):
+    from plugin.core.enums import PreplannedUpdateMode
+    from plugin.core.offline_map import OfflineMap
+
+    reference_server.prepare_map_areas()
+    web_map = {"PORTAL_URL": reference_server.portal_url, "WEBMAP_ITEM_ID": seed.DEMO_WEBMAP_ID}
+
+    listed = processing.run(_alg("listpreplannedmapareas"), dict(web_map))
+    areas = json.loads(listed["AREAS"])
+    assert listed["COUNT"] == 2
+    assert [a["title"] for a in areas] == ["Whole demo area", "West half"]
+    assert all(a["size"] > 0 and a["packages"] == 1 for a in areas)
+
+    taken = processing.run(
+        _alg("downloadpreplannedmaparea"),
+        {
+            **web_map,
+            "MAP_AREA": "west half",
+            "UPDATE_MODE": 2,  # the third choice: scheduled updates and new-feature uploads
+            "OUTPUT": str(tmp_path / "west"),
+        },
+    )
+
+    west = next(a for a in areas if a["title"] == "West half")
+    assert taken["MAP_AREA_ID"] == west["item_id"]
+    assert taken["UPDATE_MODE"] == "DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES"
+    assert taken["GEODATABASE_COUNT"] == 1
+    offline_map = OfflineMap.open(taken["OUTPUT"])
+    assert offline_map.update_mode == (
+        PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
+    )
+    assert offline_map.source.map_area_item_id == west["item_id"]
+
+
+def test_an_unknown_map_area_is_refused_naming_the_areas_there_are(
+    processing, reference_server, tmp_path
+):
+    reference_server.prepare_map_areas()
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run(
+            _alg("downloadpreplannedmaparea"),
+            {
+                "PORTAL_URL": reference_server.portal_url,
+                "WEBMAP_ITEM_ID": seed.DEMO_WEBMAP_ID,
+                "MAP_AREA": "East half",
+                "OUTPUT": str(tmp_path / "east"),
+            },
+        )
+    assert "no map area 'East half'" in str(raised.value)
+    assert "'West half'" in str(raised.value)
+    assert not (tmp_path / "east" / "offline_map.json").exists()

@@ -31,6 +31,7 @@ from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
 from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
+from .formatting import escape, size_text
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
 
@@ -191,7 +192,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             return
         self.mapLabel.setText(
             tr("<b>{0}</b><br>{1}").format(
-                _escape(offline_map.title), _escape(str(offline_map.folder))
+                escape(offline_map.title), escape(str(offline_map.folder))
             )
         )
         self.mapLabel.setTextFormat(Qt.TextFormat.RichText)
@@ -264,7 +265,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             lines.append(_availability_text(tr("Download"), info.download_availability))
             size = getattr(info, "scheduled_updates_download_size", 0) or 0
             if size:
-                lines.append(tr("Scheduled updates to download: {0}.").format(_size_text(size)))
+                lines.append(tr("Scheduled updates to download: {0}.").format(size_text(size)))
             if getattr(info, "is_mobile_map_package_reopen_required", False):
                 lines.append(tr("The map must be downloaded again: the updates it needs are gone."))
         else:
@@ -277,7 +278,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                 if waiting
                 else tr("No local edits are waiting.")
             )
-        return "<br>".join(_escape(line) for line in lines)
+        return "<br>".join(escape(line) for line in lines)
 
     def _show_capabilities(self) -> None:
         self.capabilitiesLabel.setText(self.capabilities_text())
@@ -518,7 +519,11 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             self._show_error(str(error))
             return None
         self._pending_authcfg = request.authcfg
-        return self._start(tr("Taking a map offline"), job, self._taken_offline)
+        if request.map_area is not None:
+            description = tr("Downloading the map area '{0}'").format(request.map_area.title)
+        else:
+            description = tr("Taking a map offline")
+        return self._start(description, job, self._taken_offline)
 
     def _taken_offline(self, task: JobTask) -> None:
         if task.succeeded:
@@ -741,15 +746,3 @@ def _availability_text(what: str, availability: Any) -> str:
     if value == OfflineUpdateAvailability.NONE:
         return tr("{0}: nothing to transfer.").format(what)
     return tr("{0}: cannot be known without synchronizing.").format(what)
-
-
-def _size_text(size: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024.0
-    return str(size)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

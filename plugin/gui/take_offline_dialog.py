@@ -1,6 +1,7 @@
 """The "Take offline" dialog (layout in ``ui/take_offline_dialog.ui``).
 
-It only collects what the user wants; the dock turns the answer into a core
+It only collects what the user wants, on demand (an area, layers) or ahead of time (a
+preplanned map area and its update mode); the dock turns the answer into a core
 ``OfflineMapTask`` job and runs it as a ``QgsTask``.
 """
 
@@ -18,11 +19,18 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QListWidgetItem, QWidget
 
 from ..auth import credentials_from_auth_config
+from ..core.enums import PreplannedUpdateMode
 from ..core.errors import OfflineMapSyncError
 from ..layers import esri_envelope
 from ..resources import tr, ui_path
-from ..take_offline_request import TakeOfflineRequest, list_source_layers
+from ..take_offline_request import (
+    TakeOfflineRequest,
+    list_map_areas,
+    list_source_layers,
+    update_mode_labels,
+)
 from ..task import CallJob, start_job_task
+from .formatting import size_text
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("take_offline_dialog.ui"))
 
@@ -46,11 +54,20 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self.folderWidget.setDialogTitle(tr("Folder for the new offline map"))
         self.layerCombo.setFilters(_SPATIAL_LAYERS)
         self.canvasRadio.setEnabled(iface is not None and iface.mapCanvas() is not None)
-        for widget in (self.webmapRadio, self.servicesRadio, self.wholeRadio, self.layerRadio):
+        for widget in (
+            self.webmapRadio,
+            self.servicesRadio,
+            self.wholeRadio,
+            self.canvasRadio,
+            self.layerRadio,
+            self.preplannedRadio,
+        ):
             widget.toggled.connect(self._update_enabled)
-        self.canvasRadio.toggled.connect(self._update_enabled)
+        for mode, label in update_mode_labels():
+            self.updateModeCombo.addItem(label, int(mode))
         self.buttonBox.button(QDialogButtonBox.StandardButton.Ok).setText(tr("Take offline"))
         self.listLayersButton.clicked.connect(self.list_layers)
+        self.listAreasButton.clicked.connect(self.list_areas)
         # A layer list read for another source would be wrong: forget it when the source changes.
         for signal in (
             self.portalEdit.textChanged,
@@ -59,6 +76,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
             self.webmapRadio.toggled,
         ):
             signal.connect(self.layersList.clear)
+            signal.connect(self.areasList.clear)
         self.task = None
         self._update_enabled()
 
@@ -68,6 +86,21 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
             widget.setEnabled(webmap)
         self.servicesEdit.setEnabled(not webmap)
         self.layerCombo.setEnabled(self.layerRadio.isChecked())
+        # Map areas belong to a web map; feature services have none.
+        self.preplannedRadio.setEnabled(webmap)
+        if not webmap and self.preplannedRadio.isChecked():
+            self.wholeRadio.setChecked(True)
+        preplanned = self.preplannedRadio.isChecked()
+        for widget in (
+            self.areasList,
+            self.listAreasButton,
+            self.updateModeLabel,
+            self.updateModeCombo,
+        ):
+            widget.setEnabled(preplanned)
+        # A map area comes as its packages were made: no layer choice, attachments included.
+        self.layersGroup.setEnabled(not preplanned)
+        self.attachmentsCheck.setEnabled(not preplanned)
 
     # -- the answer ------------------------------------------------------------------------
     def request(self) -> TakeOfflineRequest:
@@ -81,6 +114,14 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
                 tr("The folder {0} is not empty; choose a new or empty folder.").format(folder)
             )
         request = self._source(folder)
+        if self.preplannedRadio.isChecked():
+            request.map_area = self.selected_area()
+            if request.map_area is None:
+                raise ValueError(
+                    tr("Choose a map area (List map areas shows the web map's areas).")
+                )
+            request.update_mode = PreplannedUpdateMode(self.updateModeCombo.currentData())
+            return request
         request.area_of_interest = self._area_of_interest()
         for row in range(self.layersList.count()):
             item = self.layersList.item(row)
@@ -155,6 +196,52 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
             item.setToolTip(f"{layer.service_url}/{layer.layer_id}")
             self.layersList.addItem(item)
         self.messageLabel.setText("")
+
+    # -- preplanned map areas ----------------------------------------------------------------
+    def list_areas(self):
+        """Read the web map's preplanned map areas in a background task and list them."""
+        if self.task is not None:
+            return None
+        try:
+            request = self._source(Path())
+            credentials = credentials_from_auth_config(request.authcfg, request.auth_url)
+        except (ValueError, OfflineMapSyncError) as error:
+            self.messageLabel.setText(str(error))
+            return None
+        self.messageLabel.setText(tr("Reading the map areas…"))
+        self.listAreasButton.setEnabled(False)
+        job = CallJob(partial(list_map_areas, request, credentials))
+        self.task = start_job_task(tr("Listing map areas"), job, on_done=self._areas_listed)
+        return self.task
+
+    def _areas_listed(self, task) -> None:
+        if sip.isdeleted(self):
+            return
+        self.task = None
+        self._update_enabled()
+        if not task.succeeded:
+            self.messageLabel.setText(str(task.error) if task.error else tr("Cancelled."))
+            return
+        self.areasList.clear()
+        for area in task.result:
+            item = QListWidgetItem(
+                tr("{0} — {1}").format(area.title, size_text(area.size))
+                if area.size
+                else area.title
+            )
+            item.setData(Qt.ItemDataRole.UserRole, area)
+            item.setToolTip("\n".join(t for t in (area.snippet, area.item_id) if t))
+            self.areasList.addItem(item)
+        if self.areasList.count():
+            self.areasList.setCurrentRow(0)
+            self.messageLabel.setText("")
+        else:
+            self.messageLabel.setText(tr("This web map has no preplanned map areas."))
+
+    def selected_area(self):
+        """The ``PreplannedMapArea`` chosen in the list, or None."""
+        item = self.areasList.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
 
     def _area_of_interest(self) -> dict[str, Any] | None:
         if self.canvasRadio.isChecked() and self.iface is not None:

@@ -8,6 +8,7 @@ def all_algorithms() -> list:
     from .check_updates import CheckForUpdatesAlgorithm
     from .conflicts import ListConflictsAlgorithm, ResolveConflictAlgorithm
     from .generate_geodatabase import GenerateGeodatabaseAlgorithm
+    from .preplanned import DownloadPreplannedMapAreaAlgorithm, ListPreplannedMapAreasAlgorithm
     from .remove import RemoveGeodatabaseAlgorithm, RemoveOfflineMapAlgorithm
     from .sync_geodatabase import SyncGeodatabaseAlgorithm
     from .synchronize import SynchronizeOfflineMapAlgorithm
@@ -15,6 +16,8 @@ def all_algorithms() -> list:
 
     return [
         TakeMapOfflineAlgorithm(),
+        ListPreplannedMapAreasAlgorithm(),
+        DownloadPreplannedMapAreaAlgorithm(),
         SynchronizeOfflineMapAlgorithm(),
         CheckForUpdatesAlgorithm(),
         ListConflictsAlgorithm(),

@@ -1,0 +1,180 @@
+"""Processing algorithms for ahead-of-time maps: list a web map's preplanned map areas, and
+download one of them into an offline map folder with an update mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputFolder,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterString,
+)
+
+from ..core.errors import OfflineMapSyncError
+from ..resources import tr
+from ..take_offline_request import (
+    TakeOfflineJob,
+    TakeOfflineRequest,
+    list_map_areas,
+    update_mode_labels,
+)
+from .base import OfflineMapAlgorithm
+
+
+class _WebMapAlgorithm(OfflineMapAlgorithm):
+    """Shared: the web map parameters and the request they make."""
+
+    def add_web_map_parameters(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterString("PORTAL_URL", tr("Portal URL (…/sharing/rest)"))
+        )
+        self.addParameter(QgsProcessingParameterString("WEBMAP_ITEM_ID", tr("Web map item ID")))
+
+    def web_map_request(self, parameters, context, folder: str = "") -> TakeOfflineRequest:
+        portal = self.parameterAsString(parameters, "PORTAL_URL", context).strip()
+        item = self.parameterAsString(parameters, "WEBMAP_ITEM_ID", context).strip()
+        if not portal or not item:
+            raise QgsProcessingException(tr("Give PORTAL_URL and WEBMAP_ITEM_ID."))
+        return TakeOfflineRequest(folder=Path(folder), portal_url=portal, webmap_item_id=item)
+
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        self.prepare_credentials(
+            parameters, context, self.web_map_request(parameters, context).auth_url
+        )
+        return True
+
+
+class ListPreplannedMapAreasAlgorithm(_WebMapAlgorithm):
+    NAME = "listpreplannedmapareas"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("List preplanned map areas")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Lists the preplanned map areas of a web map (PORTAL_URL + WEBMAP_ITEM_ID): their item "
+            "IDs, titles and download sizes, as JSON in AREAS. Give one of them to 'Download "
+            "preplanned map area'."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.add_web_map_parameters()
+        self.add_auth_parameter()
+        self.addOutput(QgsProcessingOutputString("AREAS", tr("Map areas (JSON)")))
+        self.addOutput(QgsProcessingOutputNumber("COUNT", tr("Number of map areas")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        request = self.web_map_request(parameters, context)
+        try:
+            areas = list_map_areas(request, self.credentials)
+        except (OfflineMapSyncError, ValueError) as error:
+            raise QgsProcessingException(str(error)) from None
+        rows = [
+            {
+                "item_id": area.item_id,
+                "title": area.title,
+                "size": area.size,
+                "packages": len(area.packages),
+                "snippet": area.snippet,
+            }
+            for area in areas
+        ]
+        for row in rows:
+            feedback.pushInfo(
+                tr("{0} ({1}): {2} bytes in {3} packages").format(
+                    row["title"], row["item_id"], row["size"], row["packages"]
+                )
+            )
+        return {"AREAS": json.dumps(rows, ensure_ascii=False), "COUNT": len(rows)}
+
+
+class DownloadPreplannedMapAreaAlgorithm(_WebMapAlgorithm):
+    NAME = "downloadpreplannedmaparea"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr("Download preplanned map area")
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return tr(
+            "Takes a web map offline ahead of time: downloads the packages the portal prepared for "
+            "one of its preplanned map areas (MAP_AREA: the area's item ID or title) into a new or "
+            "empty folder, one GeoPackage per feature service plus offline_map.json. UPDATE_MODE "
+            "decides how the map is kept current: synchronizing with the feature services, the "
+            "portal's scheduled update packages (read-only, optionally uploading new features), or "
+            "not at all. Open the folder with the Offline Map Sync panel, or sync it with "
+            "'Synchronize offline map'."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
+        self.add_web_map_parameters()
+        self.addParameter(
+            QgsProcessingParameterString("MAP_AREA", tr("Map area (item ID or title)"))
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "UPDATE_MODE",
+                tr("Updates"),
+                options=[label for _, label in update_mode_labels()],
+                defaultValue=0,
+            )
+        )
+        self.addParameter(QgsProcessingParameterString("TITLE", tr("Title"), optional=True))
+        self.add_auth_parameter()
+        self.addParameter(
+            QgsProcessingParameterFolderDestination("OUTPUT", tr("Offline map folder"))
+        )
+        self.addOutput(QgsProcessingOutputFolder("OUTPUT", tr("Offline map folder")))
+        self.addOutput(QgsProcessingOutputString("TITLE", tr("Title")))
+        self.addOutput(QgsProcessingOutputString("MAP_AREA_ID", tr("Map area item ID")))
+        self.addOutput(QgsProcessingOutputString("UPDATE_MODE", tr("Update mode")))
+        self.addOutput(QgsProcessingOutputNumber("GEODATABASE_COUNT", tr("Geodatabases")))
+        self.addOutput(QgsProcessingOutputNumber("LAYER_COUNT", tr("Layers and tables")))
+        self.addOutput(QgsProcessingOutputString("SKIPPED", tr("Layers left out (JSON)")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        request = self.web_map_request(
+            parameters, context, self.parameterAsString(parameters, "OUTPUT", context)
+        )
+        request.map_area_name = self.parameterAsString(parameters, "MAP_AREA", context).strip()
+        if not request.map_area_name:
+            raise QgsProcessingException(
+                tr("Give MAP_AREA ('List preplanned map areas' shows them).")
+            )
+        modes = [mode for mode, _ in update_mode_labels()]
+        request.update_mode = modes[self.parameterAsEnum(parameters, "UPDATE_MODE", context)]
+        request.title = self.parameterAsString(parameters, "TITLE", context).strip()
+        try:
+            job = TakeOfflineJob(request, self.credentials)
+        except (OfflineMapSyncError, ValueError) as error:
+            raise QgsProcessingException(str(error)) from None
+        result = self.run_job(job, feedback)
+        offline_map = result.offline_map
+        for skipped in result.skipped_layers:
+            feedback.pushWarning(tr("Left out {0}: {1}").format(skipped.title, skipped.reason))
+        layers = sum(len(entry.layers) for entry in offline_map.geodatabases)
+        feedback.pushInfo(
+            tr("The map area '{0}' is offline in {1} ({2} layers and tables).").format(
+                offline_map.title, offline_map.folder, layers
+            )
+        )
+        return {
+            "OUTPUT": str(offline_map.folder),
+            "TITLE": offline_map.title,
+            "MAP_AREA_ID": offline_map.source.map_area_item_id or "",
+            "UPDATE_MODE": offline_map.update_mode.name,
+            "GEODATABASE_COUNT": len(offline_map.geodatabases),
+            "LAYER_COUNT": layers,
+            "SKIPPED": json.dumps(
+                [
+                    {"title": s.title, "url": s.url, "reason": s.reason}
+                    for s in result.skipped_layers
+                ],
+                ensure_ascii=False,
+            ),
+        }
