@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 
 from plugin.core.enums import (
@@ -13,6 +14,7 @@ from plugin.core.enums import (
     PreplannedUpdateMode,
     SyncDirection,
 )
+from plugin.core.errors import NetworkError
 from plugin.core.geodatabase import Geodatabase
 from plugin.core.offline_map import OfflineMap
 from plugin.core.sync import OfflineMapSyncTask
@@ -326,3 +328,18 @@ def test_scheduled_updates_work_with_token_authentication(secured_reference_serv
 
     assert not result.has_errors, result.geodatabase_errors
     assert local_rows(offline_map, POINTS)[gid]["name"] == "Secured"
+
+
+def test_failed_area_download_leaves_no_files_and_no_replica(reference_server, tmp_path):
+    client = fast_client(retries=0)
+    task, area = whole_area(reference_server, client)
+    params = task.create_default_download_preplanned_offline_map_parameters(area)
+    before = client.replicas(reference_server.service_url(DEMO_SERVICE))
+    # The package downloads; registering the geodatabase's own replica then fails.
+    reference_server.inject_fault("createReplica", "drop_after_commit", count=1)
+
+    with pytest.raises(NetworkError):
+        task.download_preplanned_offline_map(params, tmp_path / "map").run()
+
+    assert not (tmp_path / "map").exists()
+    assert client.replicas(reference_server.service_url(DEMO_SERVICE)) == before
