@@ -866,7 +866,7 @@ class ArcGISClient:
                 _unlink(part)
                 raise OfflineMapSyncError(
                     f"The download from {_host(url)} could not be saved in {dest.parent}: "
-                    f"{error.strerror or error}. Free some disk space or choose another folder."
+                    f"{error.strerror or error}. Free some disk space, then try again."
                 ) from None
             except BaseException:
                 _unlink(part)

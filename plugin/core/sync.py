@@ -464,6 +464,7 @@ class GenerateGeodatabaseJob(Job):
         replica_name = params.replica_name or f"{self.path.stem}_{uuid.uuid4().hex[:12]}"
         request = self._request(info, sorted(layer_infos), replica_name)
         partial = self.path.with_name(f".{self.path.stem}.partial.gpkg")
+        _check_writable_folder(partial)
         replica_id = None
         try:
             result = client.create_replica(
@@ -568,6 +569,27 @@ def _remove_geopackage(path: Path) -> None:
             Path(str(path) + suffix).unlink()
         except FileNotFoundError:
             pass
+        except OSError as error:  # cleanup must never hide the error that caused it
+            log.warning("Could not remove %s%s: %s", path, suffix, error)
+
+
+def _check_writable_folder(partial: Path) -> None:
+    """Fail before any replica exists when the GeoPackage cannot be written where asked."""
+    folder = partial.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise GeodatabaseError(f"The folder {folder} {what}; choose an existing folder.")
+    try:
+        with open(partial, "xb"):
+            pass
+        partial.unlink()
+    except FileExistsError:
+        pass  # a leftover of an earlier run: Geodatabase.create reports it
+    except OSError as error:
+        raise GeodatabaseError(
+            f"Cannot write in the folder {folder}: {error.strerror or error}. Choose another "
+            "folder."
+        ) from None
 
 
 def _rename_geopackage(source: Path, target: Path) -> None:
@@ -638,10 +660,12 @@ class _GeodatabaseSync:
             # A full disk or an unwritable folder (temporary result file, deltas): the
             # geodatabase is only written in its own transactions, so it is unchanged.
             where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+            reason = error.strerror or str(error)
+            if isinstance(error, (FileExistsError, NotADirectoryError)):
+                reason = "a file is in the way where a folder is expected"
             raise OfflineMapSyncError(
-                f"The sync of {Path(gdb.path).name} could not write a file{where}: "
-                f"{error.strerror or error}. Free some disk space or check the folder, then "
-                f"sync again. {RESYNC_HINT}"
+                f"The sync of {Path(gdb.path).name} could not write a file{where}: {reason}. "
+                f"Free some disk space or check the folder, then sync again. {RESYNC_HINT}"
             ) from error
         return [self.results[k] for k in sorted(self.results)]
 
