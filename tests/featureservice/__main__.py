@@ -1,5 +1,5 @@
 """Command line: `python -m tests.featureservice --data DIR --port 0 --seed demo
-[--user alice:secret ...] [--large N]` prints the base URL and serves until interrupted."""
+[--user alice:secret ...] [--large N] [--map-areas]` prints the base URL and serves until interrupted."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--large", type=int, default=0, metavar="N", help="add the 'Large' service with N points"
     )
+    parser.add_argument(
+        "--map-areas",
+        action="store_true",
+        help="prepare the demo web map's preplanned map areas and packages "
+        "(refresh them with `python -m tests.featureservice.packages refresh --data DIR`)",
+    )
     args = parser.parse_args(argv)
     users = {}
     for item in args.user:
@@ -35,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     server = ReferenceServer(
         args.data, seed=args.seed, users=users, port=args.port, large=args.large, host=args.host
     )
+    if args.map_areas:
+        server.prepare_map_areas()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
