@@ -306,3 +306,43 @@ def test_process_killed_while_applying_a_package_completes_on_the_next_sync(
     assert not result.has_errors, result.geodatabase_errors
     assert update_history(offline_map) == gens
     assert_matches_service(server, offline_map)
+
+
+def test_update_package_whose_generation_does_not_match_its_name_is_refused(
+    reference_server, tmp_path
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    gens = _three_refreshes(server)
+    package_id = offline_map.geodatabases[0].package_item_id
+    second = server.data_dir / "items" / package_id / "resources" / f"d_{gens[1]}.json"
+    text = second.read_text(encoding="utf-8")
+    second.write_text(
+        text.replace(f'"replicaServerGen":{gens[1]}', f'"replicaServerGen":{gens[2]}'),
+        encoding="utf-8",
+    )
+
+    result = _sync(offline_map)
+
+    assert "damaged" in next(iter(result.geodatabase_errors.values()))
+    assert update_history(offline_map) == gens[:1]  # stopped before the damaged one
+
+
+def test_package_properties_are_read_tolerantly():
+    from plugin.core.updates import PackageInfo
+
+    info = PackageInfo.from_item(
+        {
+            "id": "abc",
+            "size": "12",
+            "url": "https://example.com/arcgis/rest/services/S/FeatureServer/",
+            "properties": {
+                "replicaId": "{A}",
+                "syncModel": "perLayer",
+                "layerServerGens": '[{"id": 0, "serverGen": "7"}, {"id": 1, "serverGen": 5}]',
+                "lastPurgedGen": "3",
+            },
+        }
+    )
+    assert info.service_url == "https://example.com/arcgis/rest/services/S/FeatureServer"
+    assert (info.replica_id, info.generation, info.last_purged_gen, info.size) == ("{A}", 5, 3, 12)
