@@ -328,3 +328,40 @@ def test_rewrites_of_unchanged_dates_and_geometries_in_another_format_are_not_ed
         ("Points", 2, "observed"),
         ("Points", 3, "geom"),
     ]
+
+
+def test_tracking_triggers_lost_to_a_table_rebuild_are_restored_on_open(gdb):
+    from plugin.core.geodatabase import Geodatabase
+
+    conn = plain(gdb.path, spatial=True)
+    # What a table rebuild by an older GDAL (copy, drop, rename) leaves: no triggers of ours,
+    # and here one field fewer.
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'oms_Points_%'"
+    ).fetchall():
+        conn.execute(f'DROP TRIGGER "{name}"')
+    conn.execute('ALTER TABLE Points DROP COLUMN "notes"')
+    conn.execute("UPDATE Points SET name = 'untracked' WHERE OBJECTID = 2")
+    conn.close()
+    assert changes(gdb.path) == ([], [])
+    with Geodatabase.open(gdb.path) as again:
+        conn = plain(again.path, spatial=True)
+        conn.execute("UPDATE Points SET name = 'tracked again' WHERE OBJECTID = 1")
+        conn.close()
+        assert changes(again.path)[1] == [("Points", 1, "name")]
+
+
+def test_deleting_a_synchronized_field_is_refused(gdb):
+    from osgeo import gdal
+
+    ds = ogr.Open(gdb.path, 1)
+    layer = ds.GetLayerByName("Points")
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        # The tracking triggers name the field, so SQLite refuses to drop it.
+        assert layer.DeleteField(layer.GetLayerDefn().GetFieldIndex("notes")) != 0
+    finally:
+        gdal.PopErrorHandler()
+    layer = None
+    ds = None
+    assert "notes" in {r[1] for r in gdb.conn.execute("PRAGMA table_info(Points)")}

@@ -134,6 +134,7 @@ class Geodatabase:
                     "replica_name": replica_name,
                     "sync_model": SyncModel(sync_model).value,
                     "created_at": now_text(),
+                    "triggers_version": str(tracking.TRIGGERS_VERSION),
                 }
                 conn.executemany("INSERT INTO oms_meta (key, value) VALUES (?, ?)", meta.items())
                 for lyr in layers:
@@ -195,7 +196,13 @@ class Geodatabase:
                 f"{name} was written by a newer version of Offline Map Sync; update the plugin."
             )
         try:
-            return cls(path, conn)
+            gdb = cls(path, conn)
+            if not read_only:
+                try:
+                    _ensure_tracking(conn, gdb.layers)
+                except sqlite3.OperationalError:
+                    pass  # busy right now: the next open repairs them
+            return gdb
         except (sqlite3.DatabaseError, ValueError, KeyError) as exc:
             conn.close()
             raise GeodatabaseError(f"{name} has damaged sync information ({exc}).") from exc
@@ -627,11 +634,28 @@ def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:
     conn.execute(
         f"CREATE INDEX {quote('oms_' + t + '_globalid')} ON {quote(t)} ({quote(lyr.global_id_field)})"
     )
-    tracked = [f.name for f in lyr.uploadable_fields]
+    if lyr.attachment_table:
+        a = lyr.attachment_table
+        conn.execute(f"CREATE INDEX {quote('oms_' + a + '_globalid')} ON {quote(a)} (GLOBALID)")
+        conn.execute(f"CREATE INDEX {quote('oms_' + a + '_rel')} ON {quote(a)} (REL_GLOBALID)")
+    _install_triggers(conn, lyr)
+
+
+def _install_triggers(conn: sqlite3.Connection, lyr: LayerDef) -> None:
+    """(Re)create the tracking triggers of a layer and its attachments table."""
+    t = lyr.table_name
+
+    def columns(table: str) -> set[str]:
+        return {r[1].lower() for r in conn.execute(f"PRAGMA table_info({quote(table)})")}
+
+    present = columns(t)
+    tracked = [f.name for f in lyr.uploadable_fields if f.name.lower() in present]
     kinds = {f.name: "date" for f in lyr.uploadable_fields if f.esri_type == fv.DATE}
     if lyr.geometry_column:
         tracked.append(lyr.geometry_column)
         kinds[lyr.geometry_column] = "geometry"
+    for name in tracking.trigger_names(t):
+        conn.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
     tracking.create_triggers(
         conn,
         t,
@@ -643,8 +667,8 @@ def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:
     )
     if lyr.attachment_table:
         a = lyr.attachment_table
-        conn.execute(f"CREATE INDEX {quote('oms_' + a + '_globalid')} ON {quote(a)} (GLOBALID)")
-        conn.execute(f"CREATE INDEX {quote('oms_' + a + '_rel')} ON {quote(a)} (REL_GLOBALID)")
+        for name in tracking.trigger_names(a):
+            conn.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
         tracking.create_triggers(
             conn,
             a,
@@ -652,6 +676,33 @@ def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:
             global_id="GLOBALID",
             tracked_columns=list(ATTACHMENT_COLUMNS[1:]),
             parent=(t, lyr.global_id_field),
+        )
+
+
+def _ensure_tracking(conn: sqlite3.Connection, layers: list[LayerDef]) -> None:
+    """Re-create tracking triggers that are missing or from an older version of this code.
+
+    Tools that rebuild a table (e.g. deleting a field in QGIS) drop its triggers; without them
+    edits would go unnoticed.
+    """
+    row = conn.execute("SELECT value FROM oms_meta WHERE key = 'triggers_version'").fetchone()
+    current = row is not None and row[0] == str(tracking.TRIGGERS_VERSION)
+    existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    stale = []
+    for lyr in layers:
+        wanted = {tracking.trigger_names(lyr.table_name)[i] for i in (0, 1, 2, 4)}
+        if lyr.attachment_table:
+            wanted |= {tracking.trigger_names(lyr.attachment_table)[i] for i in (0, 1, 2, 4)}
+        if not current or not wanted <= existing:
+            stale.append(lyr)
+    if not stale:
+        return
+    with transaction(conn):
+        for lyr in stale:
+            _install_triggers(conn, lyr)
+        conn.execute(
+            "INSERT OR REPLACE INTO oms_meta (key, value) VALUES ('triggers_version', ?)",
+            (str(tracking.TRIGGERS_VERSION),),
         )
 
 

@@ -23,6 +23,8 @@ from .gpkg_connection import literal, quote
 
 #: Version of the bookkeeping schema written by this code (``oms_meta.format_version``).
 FORMAT_VERSION = 1
+#: Version of the trigger SQL; geodatabases with another one get their triggers re-created.
+TRIGGERS_VERSION = 2
 
 BOOKKEEPING_DDL = (
     "CREATE TABLE oms_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT)",
