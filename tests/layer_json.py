@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import uuid
 
+from plugin.core.enums import SyncModel
+from plugin.core.geodatabase import Geodatabase
+
 SERVICE_URL = "http://127.0.0.1:1/arcgis/rest/services/Demo/FeatureServer"
 SR = {"wkid": 102100, "latestWkid": 3857}
 EDIT_FIELDS_INFO = {
@@ -173,10 +176,18 @@ def inspections_table() -> dict:
 
 
 def layer_infos() -> dict[int, dict]:
+    return _layer_infos()
+
+
+def _layer_infos() -> dict[int, dict]:
     return {0: points_layer(), 1: lines_layer(), 2: polygons_layer(), 3: inspections_table()}
 
 
 def service_info() -> dict:
+    return _service_info()
+
+
+def _service_info() -> dict:
     return {
         "currentVersion": 10.91,
         "capabilities": "Query,Create,Update,Delete,Editing,Sync",
@@ -302,3 +313,28 @@ def edits_to_events(edits: list[dict]):
         for key, items in (entry.get("attachmentResults") or {}).items():
             for item in items:
                 yield lid, f"attachmentResults.{key}", item
+
+
+def make_gdb(path, layer_infos=None, service_info=None) -> Geodatabase:
+    """An empty geodatabase for the Demo-like service (or the given layer/service JSON)."""
+    return Geodatabase.create(
+        str(path),
+        service_url=SERVICE_URL,
+        service_info=service_info or _service_info(),
+        layer_infos=layer_infos or _layer_infos(),
+        replica_name="test replica",
+        sync_model=SyncModel.PER_REPLICA,
+    )
+
+
+def demo_events(n_points: int = 5):
+    """(points, createReplica events): points, two lines, a polygon, three inspections of the
+    first point and one attachment on it."""
+    points = [point_feature(i) for i in range(1, n_points + 1)]
+    first = points[0]["attributes"]["GlobalID"]
+    events = [(0, "features", p) for p in points]
+    events += [(1, "features", line_feature(i)) for i in (1, 2)]
+    events += [(2, "features", polygon_feature(1))]
+    events += [(3, "features", inspection_row(i, first)) for i in (1, 2, 3)]
+    events += [(0, "attachments", attachment(first, data=b"\x00\x01binary\xff"))]
+    return points, events

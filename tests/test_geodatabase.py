@@ -13,28 +13,7 @@ from plugin.core.enums import SyncModel
 from plugin.core.errors import CancelledError, GeodatabaseError
 from plugin.core.geodatabase import Geodatabase
 from tests import layer_json as lj
-
-
-def make_gdb(path, layer_infos=None, service_info=None) -> Geodatabase:
-    return Geodatabase.create(
-        str(path),
-        service_url=lj.SERVICE_URL,
-        service_info=service_info or lj.service_info(),
-        layer_infos=layer_infos or lj.layer_infos(),
-        replica_name="test replica",
-        sync_model=SyncModel.PER_REPLICA,
-    )
-
-
-def demo_events(n_points: int = 5):
-    points = [lj.point_feature(i) for i in range(1, n_points + 1)]
-    first = points[0]["attributes"]["GlobalID"]
-    events = [(0, "features", p) for p in points]
-    events += [(1, "features", lj.line_feature(i)) for i in (1, 2)]
-    events += [(2, "features", lj.polygon_feature(1))]
-    events += [(3, "features", lj.inspection_row(i, first)) for i in (1, 2, 3)]
-    events += [(0, "attachments", lj.attachment(first, data=b"\x00\x01binary\xff"))]
-    return points, events
+from tests.layer_json import demo_events, make_gdb
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from plugin.core.errors import GeodatabaseError, SyncInProgressError
 from plugin.core.geodatabase import ConflictReason, Geodatabase
 from plugin.core.gpkg_connection import register_functions
 from tests import layer_json as lj
-from tests.test_geodatabase import demo_events, make_gdb
+from tests.layer_json import demo_events, make_gdb
 
 BI = SyncDirection.BIDIRECTIONAL
 DOWN = SyncDirection.DOWNLOAD

@@ -13,7 +13,7 @@ from osgeo import ogr
 
 from plugin.core.gpkg_connection import register_functions
 from tests import layer_json as lj
-from tests.test_geodatabase import demo_events, make_gdb
+from tests.layer_json import demo_events, make_gdb
 
 GUID_RE = re.compile(r"^\{[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}\}$")
 
