@@ -10,7 +10,7 @@ from osgeo import gdal, ogr
 
 from plugin.core import field_values as fv
 from plugin.core.enums import SyncModel
-from plugin.core.errors import CancelledError, GeodatabaseError
+from plugin.core.errors import CancelledError, GeodatabaseError, UnsupportedGeometryError
 from plugin.core.geodatabase import Geodatabase
 from tests import layer_json as lj
 from tests.layer_json import demo_events, make_gdb
@@ -379,3 +379,13 @@ def test_our_connections_can_run_gdal_spatial_index_triggers(loaded):
     )
     assert conn.execute("SELECT minx FROM rtree_Points_geom WHERE id = 1").fetchone() == (102.0,)
     conn.close()
+
+
+def test_a_curved_feature_stops_the_load_with_the_layer_named(tmp_path):
+    gdb = make_gdb(tmp_path / "demo.gpkg")
+    curved = lj.line_feature(1)
+    curved["geometry"] = {"curvePaths": [[[0, 0], {"c": [[2, 0], [1, 1]]}]]}
+    with pytest.raises(UnsupportedGeometryError, match="^Lines: Curved"):
+        gdb.load_replica(lj.replica_header(), iter([(1, "features", curved)]))
+    assert gdb.replica.replica_id is None
+    gdb.close()

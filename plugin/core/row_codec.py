@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 from . import field_values as fv
+from .errors import UnsupportedGeometryError
 from .geodatabase_model import LayerDef
 from .geometry import esri_to_gpkg, gpkg_to_esri
 from .gpkg_connection import quote
@@ -52,7 +53,12 @@ class FeatureCodec:
 
     def geometry_blob(self, geometry: dict | None) -> bytes | None:
         layer = self.layer
-        return esri_to_gpkg(geometry, layer.geometry_type, layer.srs_id, layer.has_z, layer.has_m)
+        try:
+            return esri_to_gpkg(
+                geometry, layer.geometry_type, layer.srs_id, layer.has_z, layer.has_m
+            )
+        except UnsupportedGeometryError as exc:
+            raise UnsupportedGeometryError(f"{layer.name}: {exc}") from None
 
     def full_row(self, feature: dict) -> tuple[Any, list]:
         """(server ObjectID or None, values for :attr:`columns`); absent fields are NULL."""
