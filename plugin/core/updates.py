@@ -227,21 +227,24 @@ class ScheduledUpdateSource:
 
 
 # -- applying update packages --------------------------------------------------------------------
-def _checked_header(package: ReplicaResultFile, update: UpdatePackage) -> dict:
-    """The package's header, complete, with the generation it brings (must match its name)."""
+def _checked_header(package: ReplicaResultFile, update: UpdatePackage, gdb: Geodatabase) -> dict:
+    """The package's header, complete, carrying the generation it brings (which must match its
+    name) in the form the geodatabase stores: a package whose generation were not stored would
+    be applied again by the next run."""
     header = dict(package.header())
     gen = parse_gen(header.get("replicaServerGen"))
     layer_gens = parse_layer_gens(header.get("layerServerGens"))
     if gen is None and layer_gens:
         gen = max(layer_gens.values())
-    if gen is None:
-        # Our packages always say; be tolerant of a server that only names the file.
-        header["replicaServerGen"] = update.generation
-    elif gen != update.generation:
+    if gen is not None and gen != update.generation:
         raise ServiceError(
             f"The scheduled update {update.resource} is damaged: it holds generation {gen}, "
             f"not {update.generation}."
         )
+    # Tolerate servers that only name the file, or give the other sync model's generations.
+    header["replicaServerGen"] = update.generation
+    if SyncModel(gdb.replica.sync_model) == SyncModel.PER_LAYER:
+        header["layerServerGens"] = {layer.id: update.generation for layer in gdb.layers}
     return header
 
 
@@ -273,7 +276,7 @@ def apply_update_packages(
             continue
         progress(number / max(1, len(ordered)), f"Downloading scheduled update {update.generation}")
         with source.download_update(item_id, update, cancel=cancel) as package:
-            header = _checked_header(package, update)
+            header = _checked_header(package, update, gdb)
             if keep_deltas_in is not None:
                 stem = Path(gdb.path).stem
                 package.copy_to(Path(keep_deltas_in) / f"{stem}_d_{update.generation}.json")
