@@ -574,3 +574,134 @@ def test_a_preplanned_map_area_is_downloaded_as_a_task_in_the_chosen_update_mode
     points = loaded[0].layers[POINTS]
     # The west half of the demo area holds some of the points, not all.
     assert 0 < points.featureCount() < seed.DEMO_COUNTS[POINTS]
+
+
+def _replica_ids(server):
+    client = ArcGISClient()
+    return {
+        str(r.get("replicaID")).strip("{}").lower()
+        for r in client.replicas(server.service_url(seed.DEMO_SERVICE))
+    }
+
+
+def _own_replica_id(folder):
+    from plugin.core.offline_map import OfflineMap
+
+    offline_map = OfflineMap.open(folder)
+    with offline_map.open_geodatabase(offline_map.geodatabases[0]) as geodatabase:
+        return str(geodatabase.replica.replica_id).strip("{}").lower()
+
+
+def _remove_and_wait(dock):
+    task = dock.remove_map()
+    assert task is not None, dock.statusLabel.text()
+    assert wait_for_task(task, WAIT), "the removal did not finish in time"
+    # A retry (remove locally anyway) starts a second task from the first one's end.
+    if dock.task is not None:
+        assert wait_for_task(dock.task, WAIT)
+    return task
+
+
+def test_remove_unregisters_the_replica_deletes_the_map_and_its_layers(
+    dock, demo_map, reference_server
+):
+    from plugin.core.removal import RemovalParameters
+
+    replica_id = _own_replica_id(demo_map)
+    assert replica_id in _replica_ids(reference_server)
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    asked = []
+    dock.confirm_removal = lambda plan, layers: asked.append((plan, layers)) or RemovalParameters()
+
+    task = _remove_and_wait(dock)
+
+    assert task.succeeded, dock.statusLabel.text()
+    plan, layers = asked[0]
+    assert plan.pending_total == 0 and len(plan.replicas) == 1
+    assert len(layers) == 5
+    assert not demo_map.exists()
+    assert replica_id not in _replica_ids(reference_server)
+    assert offline_map_layers(demo_map) == []
+    assert dock.offline_map is None
+    assert str(demo_map) not in dock.recent_maps()
+    assert not dock.removeButton.isEnabled()
+
+
+def test_pending_edits_are_named_and_must_be_confirmed_before_removal(
+    dock, demo_map, reference_server
+):
+    from osgeo import ogr
+    from qgis.PyQt.QtWidgets import QDialogButtonBox
+
+    from plugin.gui.remove_dialog import RemoveDialog
+
+    source = ogr.Open(str(next(demo_map.glob("*.gpkg"))), update=1)
+    layer = source.GetLayerByName("Points")
+    feature = layer.GetNextFeature()
+    feature.SetField("notes", "never uploaded")
+    layer.SetFeature(feature)
+    source = None
+    dock.open_map(demo_map)
+    shown = []
+
+    def cancel(plan, layers):
+        dialog = RemoveDialog(plan, len(layers))
+        shown.append(
+            (
+                dialog.pending_lines(),
+                dialog.buttonBox.button(QDialogButtonBox.StandardButton.Ok).isEnabled(),
+            )
+        )
+        dialog.discardCheck.setChecked(True)
+        shown.append(dialog.buttonBox.button(QDialogButtonBox.StandardButton.Ok).isEnabled())
+        shown.append(dialog.parameters())
+        return None  # the user cancels
+
+    dock.confirm_removal = cancel
+    assert dock.remove_map() is None
+
+    (lines, enabled_before), enabled_after, parameters = shown
+    assert len(lines) == 1 and lines[0].startswith("Points: 1 edits")
+    assert not enabled_before and enabled_after
+    assert parameters.discard_pending_edits
+    assert demo_map.exists() and dock.offline_map is not None
+
+    dock.confirm_removal = lambda plan, layers: parameters
+    task = _remove_and_wait(dock)
+
+    assert task.succeeded, dock.statusLabel.text()
+    assert not demo_map.exists()
+    assert dock.last_removal.discarded_edits == 1
+
+
+def test_an_unreachable_service_offers_to_remove_the_local_copy_anyway(
+    dock, demo_map, reference_server
+):
+    from plugin.core.removal import RemovalParameters, UnregisterError
+
+    dock.open_map(demo_map)
+    dock.add_to_map()
+    dock.confirm_removal = lambda plan, layers: RemovalParameters()
+    asked = []
+    dock.confirm_remove_locally = lambda error: asked.append(error) or False
+    # Connection refused is final: no need to wait through the client's retry pauses.
+    dock._client = lambda: ArcGISClient(retries=1, backoff=0.01)
+    reference_server.stop()
+
+    task = _remove_and_wait(dock)
+
+    # Declined: nothing is deleted and the map comes back into the project.
+    assert isinstance(task.error, UnregisterError)
+    assert len(asked) == 1
+    assert "cannot be reached" in str(asked[0])
+    assert demo_map.exists() and dock.offline_map is not None
+    assert len(offline_map_layers(demo_map)) == 5
+
+    dock.confirm_remove_locally = lambda error: True
+    _remove_and_wait(dock)
+
+    assert not demo_map.exists()
+    assert dock.offline_map is None
+    assert offline_map_layers(demo_map) == []
+    assert any("still registered" in w for w in dock.last_removal.warnings)

@@ -84,6 +84,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.last_result: Any = None
         self.last_error: BaseException | None = None
         self.updates_info: Any = None
+        #: The ``RemovalResult`` of the last map removed from the panel.
+        self.last_removal: Any = None
         self._watched: set[str] = set()
 
         for label, direction in (
@@ -102,6 +104,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.syncButton.clicked.connect(self.sync)
         self.cancelButton.clicked.connect(self.cancel)
         self.conflictsButton.clicked.connect(self.show_conflicts)
+        self.removeButton.clicked.connect(self.remove_map)
         self.authSelect.selectedConfigIdChanged.connect(self._remember_auth)
 
         self._fill_recent()
@@ -558,6 +561,104 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         except OfflineMapSyncError as error:
             self._show_error(str(error))
 
+    # -- removal -----------------------------------------------------------------------------
+    def confirm_removal(self, plan, layers: list):
+        """Show the removal confirmation; the confirmed ``RemovalParameters``, or None."""
+        from .remove_dialog import RemoveDialog
+
+        dialog = RemoveDialog(plan, len(layers), self)
+        if not dialog.exec():
+            return None
+        return dialog.parameters()
+
+    def confirm_remove_locally(self, error) -> bool:
+        """Ask whether to delete the local copy although its replicas stay registered."""
+        answer = QMessageBox.question(
+            self,
+            tr("Remove offline map"),
+            tr(
+                "{0}\n\nRemove the local copy anyway? Its replicas then stay registered on the "
+                "services (an administrator can remove them there)."
+            ).format(error),
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def remove_map(self) -> JobTask | None:
+        """Confirm, then remove the open map in a background task: its replicas are
+        unregistered and its files deleted (see ``plugin.core.removal``)."""
+        if self.offline_map is None or self.task is not None:
+            return None
+        from ..core.removal import plan_offline_map_removal
+
+        try:
+            plan = plan_offline_map_removal(self.offline_map)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+            return None
+        layers = map_layers.offline_map_layers(self.offline_map.folder)
+        parameters = self.confirm_removal(plan, layers)
+        if parameters is None:
+            return None
+        return self._start_removal(parameters, bool(layers))
+
+    def _start_removal(self, parameters, had_layers: bool) -> JobTask | None:
+        from ..core.removal import RemoveOfflineMapJob
+
+        try:
+            job = RemoveOfflineMapJob(self.offline_map, parameters, client=self._client())
+        except OfflineMapSyncError as error:
+            self._show_error(str(error))
+            return None
+        # QGIS must let go of the GeoPackages before they are deleted (Windows locks open
+        # files); the layers come back if the removal does not happen.
+        map_layers.remove_offline_map_from_project(self.offline_map.folder)
+        return self._start(
+            tr("Removing '{0}'").format(self.offline_map.title),
+            job,
+            partial(self._removal_done, parameters, had_layers),
+        )
+
+    def _removal_done(self, parameters, had_layers: bool, task: JobTask) -> None:
+        from dataclasses import replace
+
+        from ..core.removal import UnregisterError
+
+        if task.succeeded:
+            self._map_removed(task.result)
+            return
+        if (
+            isinstance(task.error, UnregisterError)
+            and not parameters.remove_locally_if_unreachable
+            and self.confirm_remove_locally(task.error)
+        ):
+            again = replace(parameters, remove_locally_if_unreachable=True)
+            if self._start_removal(again, had_layers) is not None:
+                return
+        if had_layers and self.offline_map is not None:
+            try:
+                map_layers.add_offline_map_to_project(self.offline_map)
+                self._watch_layers()
+            except OfflineMapSyncError as error:
+                self._show_error(str(error))
+
+    def _map_removed(self, result) -> None:
+        folder = str(self.offline_map.folder)
+        self._forget_recent(folder)
+        _save_auth(folder, "")
+        self.offline_map = None
+        self.updates_info = None
+        self.last_removal = result
+        self.resultsTable.setRowCount(0)
+        self.refresh()
+        warnings = result.warnings
+        message = tr("Removed '{0}'.").format(result.title)
+        if warnings:
+            self._push(" ".join([message, *warnings]), Qgis.MessageLevel.Warning)
+        else:
+            self._push(message, Qgis.MessageLevel.Success)
+
     # -- tasks -------------------------------------------------------------------------------
     def _client(self):
         from ..core.rest import ArcGISClient
@@ -624,6 +725,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.openButton.setEnabled(not busy)
         self.recentCombo.setEnabled(not busy)
         self.conflictsButton.setEnabled(has_map)
+        self.removeButton.setEnabled(has_map and not busy)
         self.scheduledUpdatesCheck.setEnabled(
             bool(capabilities and capabilities.supports_scheduled_updates_for_features)
         )
@@ -650,6 +752,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def _remember_recent(self, folder: str) -> None:
         folders = [folder] + [f for f in self.recent_maps() if f != folder]
         QgsSettings().setValue(SETTINGS_RECENT, folders[:MAX_RECENT])
+        self._fill_recent()
+
+    def _forget_recent(self, folder: str) -> None:
+        QgsSettings().setValue(SETTINGS_RECENT, [f for f in self.recent_maps() if f != folder])
         self._fill_recent()
 
     def _fill_recent(self) -> None:

@@ -1,0 +1,94 @@
+"""The "Remove offline map" confirmation (layout in ``ui/remove_dialog.ui``).
+
+Shows what a removal involves, from the core's ``RemovalPlan``: the replicas unregistered, the
+folder deleted, and by name every layer whose local edits were never uploaded. Those edits are
+lost, so the Remove button stays disabled until the user ticks that they are discarded.
+"""
+
+from __future__ import annotations
+
+from qgis.PyQt import uic
+from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QWidget
+
+from ..core.removal import RemovalParameters, RemovalPlan
+from ..resources import tr, ui_path
+from .formatting import escape
+
+FORM_CLASS, _ = uic.loadUiType(ui_path("remove_dialog.ui"))
+
+
+class RemoveDialog(QDialog, FORM_CLASS):
+    """Asks to confirm removing an offline map; ``parameters()`` is the answer."""
+
+    def __init__(
+        self, plan: RemovalPlan, layers_in_project: int = 0, parent: QWidget | None = None
+    ):
+        super().__init__(parent)
+        self.setupUi(self)
+        self.plan = plan
+        self.remove_button = self.buttonBox.button(QDialogButtonBox.StandardButton.Ok)
+        self.remove_button.setText(tr("Remove"))
+        self.questionLabel.setText(self._question())
+
+        self.pendingList.clear()
+        for line in self.pending_lines():
+            self.pendingList.addItem(line)
+        needs_confirmation = plan.needs_discard_confirmation
+        self.pendingGroup.setVisible(needs_confirmation)
+        if plan.pending_total:
+            self.discardCheck.setText(tr("Discard these {0} edits").format(plan.pending_total))
+        else:
+            self.discardCheck.setText(tr("Remove it although its edits cannot be checked"))
+        self.discardCheck.toggled.connect(self._update_enabled)
+
+        details = []
+        if plan.conflicts_total:
+            details.append(
+                tr("The conflict log's {0} entries are deleted too.").format(plan.conflicts_total)
+            )
+        if layers_in_project:
+            details.append(
+                tr("Its {0} layers are removed from the project.").format(layers_in_project)
+            )
+        self.detailsLabel.setText(" ".join(details))
+        self.detailsLabel.setVisible(bool(details))
+        self._update_enabled()
+
+    def _question(self) -> str:
+        plan = self.plan
+        where = escape(str(plan.folder)) if plan.folder else ""
+        text = tr("Remove the offline map <b>{0}</b>?").format(escape(plan.title)) + "<br>"
+        if len(plan.replicas) == 1:
+            text += tr(
+                "Its replica is unregistered from its feature service and its files are deleted "
+                "from {0}."
+            ).format(where)
+        elif plan.replicas:
+            text += tr(
+                "Its {0} replicas are unregistered from their feature services and its files "
+                "are deleted from {1}."
+            ).format(len(plan.replicas), where)
+        else:
+            text += tr("Its files are deleted from {0}.").format(where)
+        return text + " " + tr("This cannot be undone.")
+
+    def pending_lines(self) -> list[str]:
+        """One line per layer with pending edits (and per unreadable geodatabase)."""
+        lines = []
+        for gdb in self.plan.geodatabases:
+            for title, count in gdb.pending.items():
+                lines.append(tr("{0}: {1} edits ({2})").format(title, count, gdb.path.name))
+            if gdb.error:
+                lines.append(tr("{0} cannot be read: {1}").format(gdb.path.name, gdb.error))
+        return lines
+
+    def _update_enabled(self, *_args) -> None:
+        confirmed = not self.plan.needs_discard_confirmation or self.discardCheck.isChecked()
+        self.remove_button.setEnabled(confirmed)
+
+    def parameters(self) -> RemovalParameters:
+        """What the user confirmed (only meaningful after the dialog was accepted)."""
+        return RemovalParameters(
+            discard_pending_edits=self.plan.needs_discard_confirmation
+            and self.discardCheck.isChecked()
+        )
