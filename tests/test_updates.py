@@ -346,3 +346,22 @@ def test_package_properties_are_read_tolerantly():
     )
     assert info.service_url == "https://example.com/arcgis/rest/services/S/FeatureServer"
     assert (info.replica_id, info.generation, info.last_purged_gen, info.size) == ("{A}", 5, 3, 12)
+
+
+def test_per_layer_packages_are_applied_once_each(reference_server, tmp_path):
+    from tests.featureservice.packages import prepare_map_areas
+
+    server = reference_server
+    prepare_map_areas(server.app.store, server.data_dir, sync_model="perLayer")
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    with Geodatabase.open(offline_map.geodatabases[0].path) as gdb:
+        assert gdb.replica.sync_model.value == "perLayer"
+    gens = _three_refreshes(server)
+
+    assert not _sync(offline_map).has_errors
+    assert not _sync(offline_map).has_errors
+
+    assert update_history(offline_map) == gens
+    with Geodatabase.open(offline_map.geodatabases[0].path) as gdb:
+        assert set(gdb.replica.layer_gens.values()) == {gens[-1]}
+    assert_matches_service(server, offline_map)

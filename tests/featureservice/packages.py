@@ -136,8 +136,10 @@ def prepare_map_areas(
     data_dir: Path,
     webmap_id: str = DEMO_WEBMAP_ID,
     areas: tuple[AreaSpec, ...] = DEFAULT_AREAS,
+    sync_model: str = "perReplica",
 ) -> list[str]:
-    """Create the web map's map areas and their packages (once); return the area item ids."""
+    """Create the web map's map areas and their packages (once); return the area item ids.
+    ``sync_model`` is that of the packages' replicas (``perReplica`` or ``perLayer``)."""
     with store.write() as tx:
         _ensure_tables(tx)
         existing = related_ids(tx, webmap_id, MAP2AREA)
@@ -187,7 +189,9 @@ def prepare_map_areas(
             tx.save_item(area_id, area_item, {"areaGeometry": geometry})
             _relate(tx, webmap_id, area_id, MAP2AREA, index)
             for number, (service, layer_ids) in enumerate(services.items()):
-                package_id = _create_package(tx, data_dir, spec, geometry, service, layer_ids)
+                package_id = _create_package(
+                    tx, data_dir, spec, geometry, service, layer_ids, sync_model
+                )
                 _relate(tx, area_id, package_id, AREA2PACKAGE, number)
             area_ids.append(area_id)
         return area_ids
@@ -202,10 +206,18 @@ def _relate(tx: Tx, origin: str, destination: str, kind: str, idx: int) -> None:
 
 
 def _create_package(
-    tx: Tx, data_dir: Path, spec: AreaSpec, geometry: dict, service: str, layer_ids: list[int]
+    tx: Tx,
+    data_dir: Path,
+    spec: AreaSpec,
+    geometry: dict,
+    service: str,
+    layer_ids: list[int],
+    sync_model: str,
 ) -> str:
     package_id = uuid.uuid4().hex
-    replica, size = _package_replica(tx, data_dir, package_id, geometry, service, layer_ids)
+    replica, size = _package_replica(
+        tx, data_dir, package_id, geometry, service, layer_ids, sync_model
+    )
     item = {
         "id": package_id,
         "owner": "seed",
@@ -229,7 +241,13 @@ def _create_package(
 
 
 def _package_replica(
-    tx: Tx, data_dir: Path, package_id: str, geometry: dict, service: str, layer_ids: list[int]
+    tx: Tx,
+    data_dir: Path,
+    package_id: str,
+    geometry: dict,
+    service: str,
+    layer_ids: list[int],
+    sync_model: str,
 ) -> tuple[dict, int]:
     """A server-side createReplica over the area, written as the package data."""
     definition = tx.service(service)
@@ -252,7 +270,7 @@ def _package_replica(
             "inSR": json.dumps(geometry["spatialReference"]),
             "returnAttachments": "true",
             "returnAttachmentsDataByUrl": "false",
-            "syncModel": "perReplica",
+            "syncModel": sync_model,
             "syncDirection": "download",
             "dataFormat": "json",
         }
@@ -276,7 +294,13 @@ def recreate_packages(store: Store, data_dir: Path) -> list[str]:
             props = item["properties"]
             old = tx.replica(props["replicaID"])
             replica, size = _package_replica(
-                tx, data_dir, package_id, props["geometry"], old["service"], props["layers"]
+                tx,
+                data_dir,
+                package_id,
+                props["geometry"],
+                old["service"],
+                props["layers"],
+                old["syncModel"],
             )
             tx.delete_replica(old["replicaID"])
             folder = item_folder(data_dir, package_id) / "resources"
