@@ -211,6 +211,9 @@ def test_upload_new_features_mode_reports_edits_that_bypassed_the_guards(
     (error,) = points.edit_errors
     assert "uploads only new features" in error.message
     assert result.has_errors
+    # The sync put the guard back.
+    with pytest.raises(sqlite3.IntegrityError, match="only new features"):
+        edit_local(offline_map, "UPDATE {points} SET name = 'again' WHERE GlobalID = ?", gid)
 
 
 # -- interruptions -------------------------------------------------------------------------------

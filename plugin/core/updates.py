@@ -446,7 +446,9 @@ def has_adds_only_guards(gdb: Geodatabase) -> bool:
     names = {
         r[0] for r in gdb.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     }
-    return all(_guard_names(layer.table_name)[0] in names for layer in gdb.layers)
+    tables = [layer.table_name for layer in gdb.layers]
+    tables += [layer.attachment_table for layer in gdb.layers if layer.attachment_table]
+    return all(name in names for table in tables for name in _guard_names(table))
 
 
 # -- one geodatabase of an ahead-of-time map ---------------------------------------------------------
@@ -506,6 +508,12 @@ def update_geodatabase(
     gdb = offline_map.open_geodatabase(entry)
     try:
         with gdb.sync_lock():
+            uploads_new_only = offline_map.update_mode == (
+                PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
+            )
+            if uploads_new_only and not has_adds_only_guards(gdb):
+                # Tools that rebuild a table (QGIS deleting a field) drop its triggers.
+                install_adds_only_guards(gdb)
             progress(0.0, f"Looking for scheduled updates of {entry.title or entry.file}")
             needed = source.check(
                 entry.package_item_id, local_generation(gdb), gdb.replica.replica_id
@@ -555,9 +563,7 @@ def update_geodatabase(
                 from .geodatabase import Geodatabase
 
                 with Geodatabase.open(fresh) as new_gdb:
-                    if guarded or offline_map.update_mode == (
-                        PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
-                    ):
+                    if guarded or uploads_new_only:
                         install_adds_only_guards(new_gdb)
                     later = source.check(
                         entry.package_item_id, local_generation(new_gdb), needed.package.replica_id
