@@ -103,7 +103,8 @@ def test_open_map_shows_its_geodatabases_layers_and_capabilities_in_words(dock, 
     top = dock.contentTree.topLevelItem(0)
     children = sorted(top.child(i).text(0) for i in range(top.childCount()))
     assert children == sorted(["Points", "Lines", "Polygons", "Inspections (table)"])
-    assert dock.pending_text(top.data(0, dock_role())[0]) == ""
+    assert dock.pending_text(top.data(0, dock_role())[0]) == "0 pending"
+    assert dock.pending_text(top.data(0, dock_role())[0], POINTS) == "0"
     text = dock.capabilitiesLabel.text()
     assert "synchronizes with its feature services" in text
     assert "No local edits are waiting" in text
@@ -180,7 +181,7 @@ def test_an_edit_made_with_qgis_editing_reaches_the_service(dock, demo_map, refe
         for f in reference_server.query_all(seed.DEMO_SERVICE, POINTS)
     }
     assert server_rows[name]["notes"] == "edited in QGIS"
-    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) == ""
+    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) == "0"
 
 
 def test_server_changes_come_down_and_the_layer_shows_them(dock, demo_map, reference_server):
@@ -258,7 +259,7 @@ def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
     assert dialog.restore_selected()
     assert dialog.row_count() == 0
     assert dock.conflictsButton.text() == "Conflict log…"
-    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) != ""
+    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) == "1 added"
 
 
 def test_dismissing_a_conflict_keeps_the_server_version(dock, demo_map, reference_server):
@@ -278,7 +279,7 @@ def test_dismissing_a_conflict_keeps_the_server_version(dock, demo_map, referenc
     assert dialog.dismiss_selected()
 
     assert dialog.row_count() == 0
-    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) == ""
+    assert dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS) == "0"
     assert points.featureCount() == count == seed.DEMO_COUNTS[POINTS] - 1
 
 

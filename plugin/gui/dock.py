@@ -207,9 +207,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         for entry in offline_map.geodatabases:
             gdb_counts = counts.get(entry.file, {})
             total = sum(sum(c.values()) for c in gdb_counts.values())
-            top = QTreeWidgetItem(
-                [entry.title or entry.file, tr("{0} pending").format(total) if total else ""]
-            )
+            top = QTreeWidgetItem([entry.title or entry.file, tr("{0} pending").format(total)])
             top.setToolTip(0, f"{entry.file}\n{entry.service_url}")
             top.setData(0, ROLE_KEY, (entry.file, None))
             if entry.download_only:
@@ -217,7 +215,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             self.contentTree.addTopLevelItem(top)
             for layer in _tree_order(entry.layers):
                 name = layer.title if not layer.is_table else tr("{0} (table)").format(layer.title)
-                child = QTreeWidgetItem([name, describe_counts(gdb_counts.get(layer.id))])
+                # "0", not an empty cell: an empty one reads like "unknown".
+                pending = describe_counts(gdb_counts.get(layer.id)) or "0"
+                child = QTreeWidgetItem([name, pending])
                 child.setData(0, ROLE_KEY, (entry.file, layer.id))
                 top.addChild(child)
             top.setExpanded(True)
