@@ -155,8 +155,28 @@ class Geodatabase:
             raise GeodatabaseError(f"The geodatabase {path} does not exist.")
         # A read-only file (e.g. a map on a DVD) can still be looked at; writes will fail.
         read_only = not os.access(path, os.W_OK)
+        # Look before SQLite does: it would turn an empty file into a database on open.
+        try:
+            with open(path, "rb") as fh:
+                header = fh.read(16)
+        except OSError as exc:
+            raise GeodatabaseError(f"{name} cannot be read ({exc.strerror or exc}).") from exc
+        if header != b"SQLite format 3\x00":
+            why = "the file is empty" if not header else "it is not an SQLite file"
+            raise GeodatabaseError(f"{name} is damaged or not a GeoPackage ({why}).")
         try:
             conn = connect(path, read_only=read_only)
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "locked" in text or "busy" in text:
+                raise GeodatabaseError(
+                    f"{name} is busy: another program is writing to it. Try again shortly."
+                ) from exc
+            # I/O trouble (full disk, unwritable folder for the -wal/-shm files), not damage.
+            raise GeodatabaseError(
+                f"{name} cannot be opened ({exc}). The disk may be full or its folder not "
+                "writable; the file itself was not changed."
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise GeodatabaseError(f"{name} is damaged or not a GeoPackage ({exc}).") from exc
         try:
