@@ -1062,6 +1062,16 @@ class OfflineMapSyncTask:
         assert self.offline_map is not None
         return self.offline_map
 
+    def _map_even_if_damaged(self) -> OfflineMap:
+        """The map whose manifest opened, even when one of its geodatabases is damaged: a
+        sync reports that one by name and still syncs the others."""
+        try:
+            return self._loaded_map()
+        except GeodatabaseError:
+            if self.offline_map is None:
+                raise
+            return self.offline_map
+
     # -- what can be done --------------------------------------------------------------------
     @property
     def update_capabilities(self) -> OfflineMapUpdateCapabilities:
@@ -1124,7 +1134,7 @@ class OfflineMapSyncTask:
     def create_default_offline_map_sync_parameters(self) -> OfflineMapSyncParameters:
         """Defaults reflecting the map: bidirectional for maps that sync with their services
         (download when every geodatabase is download-only), download for scheduled updates."""
-        offline_map = self._loaded_map()
+        offline_map = self._map_even_if_damaged()
         mode = offline_map.update_mode
         all_download_only = bool(offline_map.geodatabases) and all(
             e.download_only for e in offline_map.geodatabases
@@ -1159,13 +1169,7 @@ class OfflineMapSyncJob(Job):
         self.parameters = params
 
     def _execute(self) -> OfflineMapSyncResult:
-        try:
-            offline_map = self.task._loaded_map()
-        except GeodatabaseError:
-            # A damaged geodatabase is reported below with its name; the others still sync.
-            if self.task.offline_map is None:
-                raise
-            offline_map = self.task.offline_map
+        offline_map = self.task._map_even_if_damaged()
         params = self.parameters
         mode = offline_map.update_mode
         result = OfflineMapSyncResult()
