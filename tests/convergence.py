@@ -125,6 +125,7 @@ class StressConfig:
     auth: bool = False
     fault_rate: float = 0.5  # chance that a sync attempt gets faults armed
     kill_rate: float = 0.25  # chance that a sync attempt's worker is killed at a progress point
+    concurrent_rate: float = 0.15  # chance that the user edits while a sync is running
     max_edits: int = 4  # edits per editing replica and round: 1..max_edits
     hot_rate: float = 0.5  # chance that an edit targets the shared "hot" features
     sync_model: str = "mixed"  # "perReplica", "perLayer" or "mixed" (alternating)
@@ -145,6 +146,7 @@ class StressConfig:
         for name, flag in (
             ("fault_rate", "--fault-rate"),
             ("kill_rate", "--kill-rate"),
+            ("concurrent_rate", "--concurrent-rate"),
             ("max_edits", "--max-edits"),
             ("hot_rate", "--hot-rate"),
             ("sync_model", "--sync-model"),
@@ -915,12 +917,14 @@ class Worker:
             lines.put(line)
         lines.put(None)
 
-    def sync(self, command: dict, kill_at: int | None) -> tuple[str, dict]:
-        """Run one sync. `kill_at`: kill the worker (SIGKILL) at that progress message.
-        Returns ("done", result), ("killed", {"at": message}) or ("hung", {...})."""
+    def sync(self, command: dict, kill_at: int | None, on_pause=None) -> tuple[str, dict]:
+        """Run one sync. `kill_at`: kill the worker (SIGKILL) at that progress message;
+        `on_pause(number, message)` runs while the worker waits at each progress message.
+        Returns ("done", result), ("killed", {"at": message}), ("hung" | "crashed", {...})."""
         if self.proc is None or self.proc.poll() is not None:
             self._start()
-        command = dict(command, handshake=kill_at is not None)
+        handshake = kill_at is not None or on_pause is not None
+        command = dict(command, handshake=handshake)
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
         deadline = time.monotonic() + SYNC_TIMEOUT
@@ -938,10 +942,12 @@ class Worker:
             if message.get("done"):
                 return "done", message
             seen += 1
-            if kill_at is not None:
-                if seen >= kill_at:
-                    self.kill()
-                    return "killed", {"at": message.get("message")}
+            if kill_at is not None and seen >= kill_at:
+                self.kill()
+                return "killed", {"at": message.get("message")}
+            if handshake:
+                if on_pause is not None:
+                    on_pause(seen, message.get("message") or "")
                 self.proc.stdin.write("go\n")
                 self.proc.stdin.flush()
 
@@ -1245,12 +1251,25 @@ class Stress:
                 self.log("  tokens expired")
             if self.rng.random() < self.config.kill_rate:
                 kill_at = self.rng.randint(1, 8)
+        on_pause = None
+        if faults and self.rng.random() < self.config.concurrent_rate:
+            edit_at = self.rng.randint(1, 6)
+            edits = self.rng.randint(1, 2)
+
+            def on_pause(number: int, message: str) -> None:
+                # Not while the worker is inside its commit transaction ("Applied ..."): the
+                # user's writer would wait for it, and it waits for us.
+                if number == edit_at and not message.startswith("Applied"):
+                    self.log(f"  r{replica.index} edits during the sync, at {message!r}")
+                    for _ in range(edits):
+                        self.edit(replica)
+
         command = {
             "folder": str(replica.folder),
             "direction": direction,
             "token_url": self.server.token_url if self.config.auth else None,
         }
-        outcome, details = self.worker.sync(command, kill_at)
+        outcome, details = self.worker.sync(command, kill_at, on_pause)
         if armed:
             left = sum(f["remaining"] for f in self.server.app.faults.pending())
             self.report.faults_armed += armed
