@@ -663,7 +663,7 @@ def test_pending_edits_are_named_and_must_be_confirmed_before_removal(
     assert dock.remove_map() is None
 
     (lines, enabled_before), enabled_after, parameters = shown
-    assert len(lines) == 1 and lines[0].startswith("Points: 1 edits")
+    assert len(lines) == 1 and lines[0].startswith("Points: 1 edit ")
     assert not enabled_before and enabled_after
     assert parameters.discard_pending_edits
     assert demo_map.exists() and dock.offline_map is not None

@@ -47,7 +47,7 @@ def test_pending_edits_are_listed_per_layer_and_must_be_discarded_explicitly(qgi
     assert not dialog.pendingGroup.isHidden()
     assert dialog.pending_lines() == [
         "Points: 2 edits (Demo.gpkg)",
-        "Inspections: 1 edits (Demo.gpkg)",
+        "Inspections: 1 edit (Demo.gpkg)",
     ]
     assert dialog.discardCheck.text() == "Discard these 3 edits"
     assert not _remove_enabled(dialog)

@@ -194,8 +194,8 @@ def test_preplanned_areas_are_listed_with_their_download_size(qgis_iface, refere
     assert dialog.selected_area().title == "Whole demo area"
     assert dialog.selected_area().size > 0
     # A map area comes as its packages were made: no layer choice, no attachments switch.
-    assert not dialog.layersGroup.isEnabled()
-    assert not dialog.attachmentsCheck.isEnabled()
+    assert dialog.layersGroup.isHidden()
+    assert dialog.attachmentsCheck.isHidden()
 
 
 def test_the_chosen_area_and_update_mode_make_the_request(qgis_iface, reference_server, tmp_path):
@@ -228,7 +228,8 @@ def test_a_preplanned_area_needs_a_web_map_and_a_chosen_area(qgis_iface, tmp_pat
     dialog.servicesRadio.setChecked(True)
     assert not dialog.preplannedRadio.isEnabled()
     assert dialog.wholeRadio.isChecked()
-    assert dialog.layersGroup.isEnabled()
+    assert not dialog.layersGroup.isHidden()
+    assert dialog.areasList.isHidden()
 
 
 def test_a_web_map_without_map_areas_says_so(qgis_iface, reference_server):

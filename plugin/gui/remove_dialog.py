@@ -36,7 +36,11 @@ class RemoveDialog(QDialog, FORM_CLASS):
         needs_confirmation = plan.needs_discard_confirmation
         self.pendingGroup.setVisible(needs_confirmation)
         if plan.pending_total:
-            self.discardCheck.setText(tr("Discard these {0} edits").format(plan.pending_total))
+            self.discardCheck.setText(
+                tr("Discard this edit")
+                if plan.pending_total == 1
+                else tr("Discard these {0} edits").format(plan.pending_total)
+            )
         else:
             self.discardCheck.setText(tr("Remove it although its edits cannot be checked"))
         self.discardCheck.toggled.connect(self._update_enabled)
@@ -77,7 +81,7 @@ class RemoveDialog(QDialog, FORM_CLASS):
         lines = []
         for gdb in self.plan.geodatabases:
             for title, count in gdb.pending.items():
-                lines.append(tr("{0}: {1} edits ({2})").format(title, count, gdb.path.name))
+                lines.append(tr("{0}: {1} ({2})").format(title, _edits(count), gdb.path.name))
             if gdb.error:
                 lines.append(tr("{0} cannot be read: {1}").format(gdb.path.name, gdb.error))
         return lines
@@ -92,3 +96,7 @@ class RemoveDialog(QDialog, FORM_CLASS):
             discard_pending_edits=self.plan.needs_discard_confirmation
             and self.discardCheck.isChecked()
         )
+
+
+def _edits(count: int) -> str:
+    return tr("1 edit") if count == 1 else tr("{0} edits").format(count)

@@ -49,6 +49,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
     def __init__(self, iface=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.iface = iface
+        self.task = None
         self.setupUi(self)
         self.folderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folderWidget.setDialogTitle(tr("Folder for the new offline map"))
@@ -77,7 +78,6 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         ):
             signal.connect(self.layersList.clear)
             signal.connect(self.areasList.clear)
-        self.task = None
         self._update_enabled()
 
     def _update_enabled(self, *_args) -> None:
@@ -91,16 +91,21 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         if not webmap and self.preplannedRadio.isChecked():
             self.wholeRadio.setChecked(True)
         preplanned = self.preplannedRadio.isChecked()
+        # Only the choices that apply are shown: a map area comes as its packages were made
+        # (no layer choice, attachments included).
         for widget in (
             self.areasList,
             self.listAreasButton,
             self.updateModeLabel,
             self.updateModeCombo,
         ):
-            widget.setEnabled(preplanned)
-        # A map area comes as its packages were made: no layer choice, attachments included.
-        self.layersGroup.setEnabled(not preplanned)
-        self.attachmentsCheck.setEnabled(not preplanned)
+            widget.setVisible(preplanned)
+        self.listAreasButton.setEnabled(self.task is None)
+        self.layersGroup.setVisible(not preplanned)
+        self.attachmentsCheck.setVisible(not preplanned)
+        self.titleEdit.setPlaceholderText(
+            tr("The map area's title") if preplanned else tr("The web map's or the services' name")
+        )
 
     # -- the answer ------------------------------------------------------------------------
     def request(self) -> TakeOfflineRequest:
