@@ -173,6 +173,7 @@ class StressReport:
     edits: int = 0  # edit operations made by users
     edit_values: int = 0  # values written (fields, geometries, adds, deletes, attachments)
     uploads_committed: int = 0
+    replayed_adds: int = 0  # adds the service received again (resent after a lost answer)
     lost: int = 0
     duplicates: int = 0
     divergences: int = 0
@@ -196,7 +197,7 @@ class StressReport:
             f"faults injected:   {self.faults_fired} fired of {self.faults_armed} armed, "
             f"{self.result_expiries} result expiries, {self.token_expiries} token expiries",
             f"edits made:        {self.edits} ({self.edit_values} values)",
-            f"uploads committed: {self.uploads_committed}",
+            f"uploads committed: {self.uploads_committed} ({self.replayed_adds} replayed adds)",
             f"conflicts logged:  {self.conflicts}",
             f"edits lost:        {self.lost}",
             f"duplicates:        {self.duplicates}",
@@ -425,6 +426,7 @@ class ServiceModel:
         self.infos = infos
         self.features = {lid: dict(rows) for lid, rows in initial.features.items()}
         self.attachments = {lid: dict(rows) for lid, rows in initial.attachments.items()}
+        self.replayed_adds = 0  # adds whose row already existed: resent uploads
 
     def state(self) -> State:
         return State(self.features, self.attachments)
@@ -443,6 +445,7 @@ class ServiceModel:
                 gid = norm_guid(_attribute(attributes, info.gid_field))
                 row = attributes_row(info, attributes, feature.get("geometry"))
                 if gid in rows:
+                    self.replayed_adds += 1
                     self._overwrite(rows[gid], row, "geometry" in feature)
                 else:
                     stored = Row(dict.fromkeys(info.fields), row.geom)
@@ -828,6 +831,9 @@ def _emit(message: dict) -> None:
     sys.stdout.flush()
 
 
+_CREDENTIALS: dict = {}
+
+
 def _worker_sync(command: dict) -> dict:
     """One sync of the worker; returns the final report line."""
     from plugin.core.enums import SyncDirection
@@ -836,7 +842,11 @@ def _worker_sync(command: dict) -> dict:
 
     credentials = None
     if command.get("token_url"):
-        credentials = TokenCredentials(command["token_url"], USER, PASSWORD)
+        # One sign-in per worker, as in a QGIS session: the cached token may expire meanwhile.
+        credentials = _CREDENTIALS.get(command["token_url"])
+        if credentials is None:
+            credentials = TokenCredentials(command["token_url"], USER, PASSWORD)
+            _CREDENTIALS[command["token_url"]] = credentials
     client = ArcGISClient(
         credentials, backoff=0.01, poll_interval=0.02, timeout=15, retries=2, job_timeout=60
     )
@@ -1251,12 +1261,21 @@ class Stress:
                 self.log("  tokens expired")
             if self.rng.random() < self.config.kill_rate:
                 kill_at = self.rng.randint(1, 8)
-        on_pause = None
+        edit_at = expire_at = None
+        edits = 0
         if faults and self.rng.random() < self.config.concurrent_rate:
             edit_at = self.rng.randint(1, 6)
             edits = self.rng.randint(1, 2)
+        if faults and self.config.auth and self.rng.random() < 0.15:
+            expire_at = self.rng.randint(1, 6)  # the worker's cached token dies mid-sync
+        on_pause = None
+        if edit_at is not None or expire_at is not None:
 
             def on_pause(number: int, message: str) -> None:
+                if number == expire_at:
+                    self.report.token_expiries += 1
+                    self.server.expire_tokens()
+                    self.log(f"  tokens expired during the sync, at {message!r}")
                 # Not while the worker is inside its commit transaction ("Applied ..."): the
                 # user's writer would wait for it, and it waits for us.
                 if number == edit_at and not message.startswith("Applied"):
@@ -1344,6 +1363,7 @@ class Stress:
                     item.row, item.with_geometry = payload
                 carried[(index, lid, is_att, gid)].append(item)
 
+        report.replayed_adds = self.model.replayed_adds
         service = service_state(self.server, self.infos)
         dups = list(service.duplicates)
         for lid, rows in service.features.items():
@@ -1461,7 +1481,7 @@ class Stress:
         if v.is_att:
             attrs = c.attributes or {}
             data = attrs.get("DATA")
-            data = base64.b64decode(data) if isinstance(data, str) else data
+            data = data if isinstance(data, (bytes, bytearray)) else None
             return (attrs.get("ATT_NAME"), data_print(data)) == v.value
         if v.key == GEOM:
             return geometry_print(c.geometry) == v.value
