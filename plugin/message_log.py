@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
-from qgis.core import Qgis, QgsMessageLog
+from qgis.core import Qgis, QgsMessageLog, QgsSettings
 
 from .resources import PLUGIN_NAME
 
@@ -21,6 +21,8 @@ PACKAGE_LOGGER = __name__.rpartition(".")[0]
 #: How our handler is recognised, also when it was installed by an older copy of this module
 #: (a plugin reload imports the module again, so ``isinstance`` would not see the old one).
 HANDLER_NAME = "offline_map_sync.qgis_message_log"
+#: QGIS setting naming the level to log at (DEBUG, INFO, WARNING, ERROR); INFO when unset.
+SETTINGS_LOG_LEVEL = "OfflineMapSync/logLevel"
 
 # The REST client never logs secrets; this is a second line of defence for messages that
 # quote a URL or a form body.
@@ -64,9 +66,20 @@ class QgsMessageLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def install_message_log_handler(level: int = logging.INFO) -> logging.Handler:
+def configured_level() -> int:
+    """The level from the QGIS setting ``OfflineMapSync/logLevel`` (INFO when unset or unknown);
+    DEBUG adds every request line, for support cases."""
+    name = str(QgsSettings().value(SETTINGS_LOG_LEVEL, "INFO") or "INFO").strip().upper()
+    level = logging.getLevelName(name)
+    return level if isinstance(level, int) else logging.INFO
+
+
+def install_message_log_handler(level: int | None = None) -> logging.Handler:
     """Install the handler on the package logger (once: an earlier one is replaced) and make
-    the package log at ``level`` unless it was already set more verbose. Returns the handler."""
+    the package log at ``level`` (default: :func:`configured_level`) unless it was already set
+    more verbose. Returns the handler."""
+    if level is None:
+        level = configured_level()
     remove_message_log_handler()
     logger = logging.getLogger(PACKAGE_LOGGER)
     handler = QgsMessageLogHandler()

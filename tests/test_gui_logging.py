@@ -167,3 +167,20 @@ def test_processing_only_load_installs_the_handler(log_panel):
         assert log_panel.texts("from qgis_process")
     finally:
         plugin.unload()
+
+
+def test_the_log_level_comes_from_a_qgis_setting(qgis_iface, log_panel):
+    from qgis.core import QgsSettings
+
+    settings = QgsSettings()
+    settings.setValue(message_log.SETTINGS_LOG_LEVEL, "debug")
+    plugin = OfflineMapSyncPlugin(qgis_iface)
+    try:
+        plugin.initGui()
+        logging.getLogger(CORE_LOGGER).debug("GET http://h/arcgis/rest/services/Demo")
+    finally:
+        plugin.unload()
+        settings.remove(message_log.SETTINGS_LOG_LEVEL)
+
+    assert log_panel.texts("GET http://h/arcgis") != []
+    assert message_log.configured_level() == logging.INFO
