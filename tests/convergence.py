@@ -126,6 +126,7 @@ class StressConfig:
     fault_rate: float = 0.5  # chance that a sync attempt gets faults armed
     kill_rate: float = 0.25  # chance that a sync attempt's worker is killed at a progress point
     concurrent_rate: float = 0.15  # chance that the user edits while a sync is running
+    timed_kills: bool = False  # kill after a random delay instead (not exactly reproducible)
     max_edits: int = 4  # edits per editing replica and round: 1..max_edits
     hot_rate: float = 0.5  # chance that an edit targets the shared "hot" features
     sync_model: str = "mixed"  # "perReplica", "perLayer" or "mixed" (alternating)
@@ -143,6 +144,8 @@ class StressConfig:
         defaults = StressConfig()
         if self.auth:
             parts.append("--auth")
+        if self.timed_kills:
+            parts.append("--timed-kills")
         for name, flag in (
             ("fault_rate", "--fault-rate"),
             ("kill_rate", "--kill-rate"),
@@ -927,8 +930,15 @@ class Worker:
             lines.put(line)
         lines.put(None)
 
-    def sync(self, command: dict, kill_at: int | None, on_pause=None) -> tuple[str, dict]:
+    def sync(
+        self,
+        command: dict,
+        kill_at: int | None,
+        on_pause=None,
+        kill_after: float | None = None,
+    ) -> tuple[str, dict]:
         """Run one sync. `kill_at`: kill the worker (SIGKILL) at that progress message;
+        `kill_after`: kill it after that many seconds (wherever it is: not reproducible);
         `on_pause(number, message)` runs while the worker waits at each progress message.
         Returns ("done", result), ("killed", {"at": message}), ("hung" | "crashed", {...})."""
         if self.proc is None or self.proc.poll() is not None:
@@ -937,13 +947,19 @@ class Worker:
         command = dict(command, handshake=handshake)
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
-        deadline = time.monotonic() + SYNC_TIMEOUT
+        started = time.monotonic()
+        deadline = started + SYNC_TIMEOUT
+        kill_time = None if kill_after is None else started + kill_after
         seen = 0
+        last = ""
         while True:
+            until = deadline if kill_time is None else min(deadline, kill_time)
             try:
-                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                line = self.lines.get(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
                 self.kill()
+                if kill_time is not None and time.monotonic() < deadline:
+                    return "killed", {"at": f"{kill_after:.3f} s, after {last!r}"}
                 return "hung", {"after": seen}
             if line is None:
                 self.proc = None
@@ -952,6 +968,7 @@ class Worker:
             if message.get("done"):
                 return "done", message
             seen += 1
+            last = message.get("message") or ""
             if kill_at is not None and seen >= kill_at:
                 self.kill()
                 return "killed", {"at": message.get("message")}
@@ -1248,7 +1265,7 @@ class Stress:
         self.tick += 1
         self.report.sync_attempts += 1
         armed = 0
-        kill_at = None
+        kill_at = kill_after = None
         if faults:
             armed = self._arm_faults()
             if self.rng.random() < 0.1:
@@ -1261,6 +1278,8 @@ class Stress:
                 self.log("  tokens expired")
             if self.rng.random() < self.config.kill_rate:
                 kill_at = self.rng.randint(1, 8)
+                if self.config.timed_kills:
+                    kill_at, kill_after = None, self.rng.uniform(0.0, 0.25)
         edit_at = expire_at = None
         edits = 0
         if faults and self.rng.random() < self.config.concurrent_rate:
@@ -1288,7 +1307,7 @@ class Stress:
             "direction": direction,
             "token_url": self.server.token_url if self.config.auth else None,
         }
-        outcome, details = self.worker.sync(command, kill_at, on_pause)
+        outcome, details = self.worker.sync(command, kill_at, on_pause, kill_after)
         if armed:
             left = sum(f["remaining"] for f in self.server.app.faults.pending())
             self.report.faults_armed += armed
@@ -1306,7 +1325,8 @@ class Stress:
         elif details.get("error"):
             self.report.syncs_failed += 1
         text = details.get("error") or details.get("at") or ""
-        self.log(f"  sync r{replica.index} {direction} kill_at={kill_at}: {outcome} {text[:150]}")
+        kill = kill_at if kill_after is None else f"{kill_after:.3f}s"
+        self.log(f"  sync r{replica.index} {direction} kill={kill}: {outcome} {text[:150]}")
         return outcome if outcome != "done" or not details.get("error") else "failed"
 
     # -- rounds --------------------------------------------------------------------------

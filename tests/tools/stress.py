@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--auth", action="store_true", help="token auth on (and tokens expire)")
+    parser.add_argument(
+        "--timed-kills",
+        action="store_true",
+        help="kill sync workers after a random delay, anywhere (timing is not reproducible)",
+    )
     parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate)
     parser.add_argument("--kill-rate", type=float, default=defaults.kill_rate)
     parser.add_argument("--concurrent-rate", type=float, default=defaults.concurrent_rate)
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         replicas=args.replicas,
         auth=args.auth,
+        timed_kills=args.timed_kills,
         fault_rate=args.fault_rate,
         kill_rate=args.kill_rate,
         concurrent_rate=args.concurrent_rate,
