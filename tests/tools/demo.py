@@ -5,8 +5,10 @@
 3. edits the offline copy the way any writer would (GDAL/OGR on the GeoPackage) and edits the
    service as another user, including a conflict (a point changed here, deleted there),
 4. synchronizes with ``qgis_process`` (``offlinemapsync:synchronizeofflinemap``),
-5. prints the per-layer result and the conflict log, checks the service got the edits,
-6. tells how to open the same map in QGIS with the plugin.
+5. prints the per-layer result and the conflict log,
+6. ahead of time: lists the web map's preplanned map areas, downloads one
+   (``downloadpreplannedmaparea``) and removes it again (``removeofflinemap``),
+7. checks the service got the edits, tells how to open the same map in QGIS with the plugin.
 
 Run: ``make demo`` (or ``.venv/bin/python -m tests.tools.demo [--out DIR] [--keep-serving]``).
 """
@@ -146,6 +148,33 @@ def main(argv: list[str] | None = None) -> int:
                 f"{entry['reason']} (local {entry['local_operation']})"
             )
 
+        step("Ahead of time: the web map's preplanned map areas")
+        server.prepare_map_areas()
+        web_map = {"PORTAL_URL": server.portal_url, "WEBMAP_ITEM_ID": seed.DEMO_WEBMAP_ID}
+        listed = run(runner, "listpreplannedmapareas", **web_map)
+        for area in json.loads(listed["AREAS"]):
+            print(f"   '{area['title']}': {area['size']} bytes to download ({area['item_id']})")
+        area_folder = out / "west_half"
+        downloaded = run(
+            runner,
+            "downloadpreplannedmaparea",
+            **web_map,
+            MAP_AREA="West half",
+            UPDATE_MODE=0,
+            OUTPUT=str(area_folder),
+        )
+        print(
+            f"   'West half' is offline in {downloaded['OUTPUT']} "
+            f"({downloaded['LAYER_COUNT']:.0f} layers and tables, {downloaded['UPDATE_MODE']})"
+        )
+
+        step("Removing the map area again")
+        removed = run(runner, "removeofflinemap", OFFLINE_MAP=str(area_folder))
+        print(
+            f"   {removed['UNREGISTERED']:.0f} replica unregistered from the service, "
+            f"{len(json.loads(removed['REMOVED']))} files and folders deleted"
+        )
+
         step("Checking the service")
         after = {
             p["attributes"]["name"]: p["attributes"] for p in server.query_all(seed.DEMO_SERVICE, 0)
@@ -157,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("the offline point was added", "New bench (added offline)" in after),
             ("the server delete stands", deleted_there not in after),
+            ("the map area was removed", not area_folder.exists()),
         ]
         for text, ok in checks:
             print(f"   [{'ok' if ok else 'FAILED'}] {text}")
