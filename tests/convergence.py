@@ -18,11 +18,13 @@ What happens
 - Then one or two replicas synchronize (the plugin's `OfflineMapSyncTask`) in a random
   direction, in a separate worker process. Before a sync the service may be armed with faults
   (HTTP 500/502/503, HTML pages, cut-off JSON, connections dropped before or after the commit
-  of the request), result files and tokens may be expired (tokens when `auth` is on), and the
-  worker may be killed with SIGKILL at a random progress point of the sync (the worker stops
-  at every new progress message until told to go on, so the kill lands exactly there: before
-  the upload, after the job started, while the downloaded changes are being applied inside the
-  geodatabase transaction, ...).
+  of the request), result files may be expired, and the worker may be killed with SIGKILL at a
+  random progress point of the sync (the worker stops at every new progress message until told
+  to go on, so the kill lands exactly there: before the upload, after the job started, while
+  the downloaded changes are being applied inside the geodatabase transaction, ...), or, with
+  `timed_kills`, after a random delay (anywhere, but not exactly reproducible). At a paused
+  progress point the user may also edit the replica being synchronized, and (with `auth`) the
+  service may expire every token, so the worker's cached sign-in dies mid-sync.
 - Final round: faults off, every replica syncs bidirectionally, pass after pass, until a whole
   pass commits no upload (at least two passes).
 
