@@ -710,3 +710,25 @@ def test_download_only_layers_of_a_per_layer_sync_let_the_server_win(gdb):
         "their line",
     )
     assert not gdb.has_pending_edits()
+
+
+def test_download_only_sync_restoring_a_locally_deleted_feature_brings_its_attachments_back(gdb):
+    attachments = gdb.conn.execute("SELECT GLOBALID, DATA FROM Points__ATTACH").fetchall()
+    conn = writer(gdb)
+    conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
+    conn.close()
+    reply = [{"id": 0, "features": {"updates": [server_feature(gdb.gids[0], name="server")]}}]
+    commit(gdb, None, reply, direction=DOWN)  # the server updated it: its version wins
+    assert point(gdb, gdb.gids[0], "name") == ("server",)
+    assert [c.local_operation for c in gdb.conflicts()] == ["delete"]
+    assert gdb.conn.execute("SELECT GLOBALID, DATA FROM Points__ATTACH").fetchall() == attachments
+    assert not gdb.has_pending_edits()
+
+
+def test_attachments_of_a_feature_deleted_on_both_sides_are_removed(gdb):
+    conn = writer(gdb)
+    conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
+    conn.close()
+    commit(gdb, None, [{"id": 0, "features": {"deleteIds": [gdb.gids[0]]}}])
+    assert gdb.conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone() == (0,)
+    assert not gdb.has_pending_edits() and gdb.conflicts() == []

@@ -11,6 +11,7 @@ import struct
 import pytest
 from osgeo import ogr
 
+from plugin.core.enums import SyncDirection
 from plugin.core.gpkg_connection import register_functions
 from tests import layer_json as lj
 from tests.layer_json import demo_events, make_gdb
@@ -146,14 +147,19 @@ def test_attachment_edits_are_tracked_and_go_with_their_feature(gdb):
     conn.execute("UPDATE Points__ATTACH SET ATT_NAME = 'renamed.png' WHERE ATTACHMENTID = 1")
     rows, _fields = changes(gdb.path)
     assert rows == [("Points__ATTACH", 1, "update"), ("Points__ATTACH", 2, "add")]
-    # Deleting a feature deletes its attachments; they are not separate edits.
+    # Deleting a feature takes its attachment edits with it: a never-uploaded attachment goes,
+    # an uploaded one stays (without its pending edit) until the server acknowledges the delete.
     conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
     conn.execute("DELETE FROM Points WHERE OBJECTID = 2")
-    remaining = conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone()[0]
+    remaining = conn.execute("SELECT ATTACHMENTID FROM Points__ATTACH").fetchall()
     conn.close()
-    assert remaining == 0
-    rows, _fields = changes(gdb.path)
-    assert rows == [("Points", 1, "delete"), ("Points", 2, "delete")]
+    assert remaining == [(1,)]
+    rows, fields = changes(gdb.path)
+    assert rows == [("Points", 1, "delete"), ("Points", 2, "delete")] and fields == []
+    snapshot = gdb.snapshot_upload()
+    assert "attachments" not in snapshot.edits[0]
+    gdb.commit_sync(snapshot, lj.sync_header(101), iter([]), direction=SyncDirection.BIDIRECTIONAL)
+    assert gdb.conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone() == (0,)
 
 
 def test_ogr_writes_are_tracked_field_by_field(gdb):

@@ -428,6 +428,7 @@ class _Commit:
             op, pfid, _seq = p
             if op == "delete":
                 self.clear_pending(table, None, gid)  # deleted on both sides
+                deleted_parents.append(gid)  # its attachments waited for this
                 continue
             local = read_local_row(self.conn, layer, is_att, gid)
             self.conflict(layer, is_att, gid, op, ConflictReason.DELETED_ON_SERVER, local)
@@ -516,6 +517,8 @@ class _Commit:
             else:
                 setattr(c, f"uploaded_{kind}s", getattr(c, f"uploaded_{kind}s") + 1)
             self.clear_pending(table, fid, gid, upto=upto)
+            if kind == "delete" and not is_att and fid is None:
+                self.delete_attachments_of(layer, [gid])  # kept until the server agreed
             if kind == "add" and fid is None and not self._tombstone(table, gid):
                 # Deleted locally while its add was in flight: the delete trigger dropped the
                 # pending add, but the server has the row now, so delete it at the next upload.
@@ -530,6 +533,8 @@ class _Commit:
         c.edit_errors.append(edit_error)
         if kind == "delete" and code == NOT_FOUND_CODE:
             self.clear_pending(table, None, gid, upto=upto)  # gone on both sides: nothing lost
+            if not is_att and fid is None:
+                self.delete_attachments_of(layer, [gid])
             return
         local = self.preimages.get(key)
         if local is None and fid is not None:
@@ -542,6 +547,8 @@ class _Commit:
         self.conflict(layer, is_att, gid, kind, reason, local, code, message)
         if kind == "delete":
             self.clear_pending(table, None, gid, upto=upto)
+            if not is_att and fid is None:
+                self.delete_attachments_of(layer, [gid])  # the local copy stays as deleted
             return
         if code == NOT_FOUND_CODE or kind == "add":
             # The server does not have the row: neither should this copy (the conflict log has it).

@@ -165,12 +165,8 @@ def restore_conflict(
         seq = next_seq(conn)
         if local_op == "delete":
             if existing is not None:
+                # Its attachments stay until the server acknowledges the delete (see tracking).
                 conn.execute(f"DELETE FROM {t} WHERE {quote(fid_col)} = ?", (existing[0],))
-                if not is_att and layer.attachment_table:
-                    conn.execute(
-                        f"DELETE FROM {quote(layer.attachment_table)} WHERE REL_GLOBALID = ?",
-                        (gid,),
-                    )
             conn.execute(
                 "INSERT INTO oms_changes (table_name, fid, global_id, op, seq)"
                 " VALUES (?, ?, ?, 'delete', ?)",

@@ -24,7 +24,7 @@ from .gpkg_connection import literal, quote
 #: Version of the bookkeeping schema written by this code (``oms_meta.format_version``).
 FORMAT_VERSION = 1
 #: Version of the trigger SQL; geodatabases with another one get their triggers re-created.
-TRIGGERS_VERSION = 2
+TRIGGERS_VERSION = 3
 
 BOOKKEEPING_DDL = (
     "CREATE TABLE oms_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT)",
@@ -248,7 +248,17 @@ def create_triggers(
         )
     cascade = ""
     if attachment_table is not None:
-        cascade = f"DELETE FROM {quote(attachment_table)} WHERE {quote('REL_GLOBALID')} = OLD.{g};"
+        # The row's attachments stay until the server has acknowledged the delete (a sync
+        # where the server's version wins brings the row back, and they belong to it); only
+        # attachments never uploaded go now, and pending edits of the others are dropped.
+        a, al = quote(attachment_table), literal(attachment_table)
+        own = f"SELECT ATTACHMENTID FROM {a} WHERE REL_GLOBALID = OLD.{g}"
+        cascade = (
+            f"DELETE FROM {a} WHERE REL_GLOBALID = OLD.{g} AND ATTACHMENTID IN "
+            f"(SELECT fid FROM oms_changes WHERE table_name = {al} AND op = 'add');\n"
+            f"DELETE FROM oms_changed_fields WHERE table_name = {al} AND fid IN ({own});\n"
+            f"DELETE FROM oms_changes WHERE table_name = {al} AND op = 'update' AND fid IN ({own});"
+        )
     conn.execute(
         f"""CREATE TRIGGER {names[4]} AFTER DELETE ON {t} WHEN {_TRACKING_ON}
         BEGIN
