@@ -15,6 +15,7 @@ What happens
   GDAL/OGR, attachments as rows of the `__ATTACH` tables, related Inspections rows — with a bias
   towards a small "hot" set of features so that replicas edit the same features on purpose.
   New rows get a GlobalID from the harness or (sometimes) from the database's own trigger.
+  Now and then another user edits the service directly (updates, adds, deletes).
 - Then one or two replicas synchronize (the plugin's `OfflineMapSyncTask`) in a random
   direction, in a separate worker process. Before a sync the service may be armed with faults
   (HTTP 500/502/503, HTML pages, cut-off JSON, connections dropped before or after the commit
@@ -30,8 +31,8 @@ What happens
 
 The model ("the last synchronized edit wins, per attribute and geometry", spec §4)
 ---------------------------------------------------------------------------------
-The service's state is a fold of the seed data over every upload the service committed, in
-commit order. The order comes from the service itself (a listener called under its writer lock
+The service's state is a fold of the seed data over every upload the service committed (and
+every direct edit of the other user), in commit order. The order comes from the service itself (a listener called under its writer lock
 after each committed synchronizeReplica upload): with killed clients and dropped connections
 the harness cannot know when (or whether) an upload committed — a job started by a killed
 worker may commit during somebody else's sync; an upload whose answer was lost is resent by
@@ -129,6 +130,7 @@ class StressConfig:
     kill_rate: float = 0.25  # chance that a sync attempt's worker is killed at a progress point
     concurrent_rate: float = 0.15  # chance that the user edits while a sync is running
     timed_kills: bool = False  # kill after a random delay instead (not exactly reproducible)
+    office_rate: float = 0.2  # chance per round that another user edits the service directly
     max_edits: int = 4  # edits per editing replica and round: 1..max_edits
     hot_rate: float = 0.5  # chance that an edit targets the shared "hot" features
     sync_model: str = "mixed"  # "perReplica", "perLayer" or "mixed" (alternating)
@@ -152,6 +154,7 @@ class StressConfig:
             ("fault_rate", "--fault-rate"),
             ("kill_rate", "--kill-rate"),
             ("concurrent_rate", "--concurrent-rate"),
+            ("office_rate", "--office-rate"),
             ("max_edits", "--max-edits"),
             ("hot_rate", "--hot-rate"),
             ("sync_model", "--sync-model"),
@@ -176,6 +179,7 @@ class StressReport:
     token_expiries: int = 0
     result_expiries: int = 0
     edits: int = 0  # edit operations made by users
+    office_edits: int = 0  # edits made directly on the service by another user
     edit_values: int = 0  # values written (fields, geometries, adds, deletes, attachments)
     uploads_committed: int = 0
     replayed_adds: int = 0  # adds the service received again (resent after a lost answer)
@@ -201,7 +205,8 @@ class StressReport:
             f"{self.kills} killed, {self.final_passes} final passes)",
             f"faults injected:   {self.faults_fired} fired of {self.faults_armed} armed, "
             f"{self.result_expiries} result expiries, {self.token_expiries} token expiries",
-            f"edits made:        {self.edits} ({self.edit_values} values)",
+            f"edits made:        {self.edits} offline ({self.edit_values} values), "
+            f"{self.office_edits} on the service",
             f"uploads committed: {self.uploads_committed} ({self.replayed_adds} replayed adds)",
             f"conflicts logged:  {self.conflicts}",
             f"edits lost:        {self.lost}",
@@ -1089,13 +1094,15 @@ class Stress:
             Value(replica.index, self.tick, lid, gid, key, value, edit=self.report.edits, **kw)
         )
 
-    def _value(self, replica: Replica, f: FieldInfo) -> Any:
+    def _value(self, replica: Replica | None, f: FieldInfo) -> Any:
+        """A new value for `f`, unique where the type allows (`replica` None: the office)."""
         n = self._next()
+        who = "office" if replica is None else f"r{replica.index}"
         t = f.esri_type
         if f.codes:
             return self.rng.choice(f.codes)
         if t == "esriFieldTypeString":
-            text = f"r{replica.index}.{n} äé+&'\"%"
+            text = f"{who}.{n} äé+&'\"%"
             return text[: f.length] if f.length else text
         if t == "esriFieldTypeSmallInteger":
             return n % 32000
@@ -1108,7 +1115,7 @@ class Stress:
         if t == "esriFieldTypeDate":
             return DATE_BASE + n * 60_000
         if t == "esriFieldTypeGUID":
-            points = replica.gids(POINTS)
+            points = sorted(self.model_points()) if replica is None else replica.gids(POINTS)
             if f.name.lower() == "pointglobalid" and points:
                 return self.rng.choice(points)
             return norm_guid(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
@@ -1117,9 +1124,13 @@ class Stress:
     def _editable(self, info: LayerInfo) -> list[FieldInfo]:
         return [f for f in info.fields.values() if f.esri_type != "esriFieldTypeSingle"]
 
-    def _geometry(self, replica: Replica, lid: int) -> tuple[str, dict]:
+    def model_points(self) -> list[str]:
+        return [f["attributes"]["GlobalID"] for f in self.server.query_all(SERVICE, POINTS)]
+
+    def _geometry(self, replica: Replica | None, lid: int) -> tuple[str, dict]:
         n = self._next()
-        x, y = X0 + n * 7.0, Y0 + replica.index * 11.0 + (n % 13)
+        row = -1 if replica is None else replica.index
+        x, y = X0 + n * 7.0, Y0 + row * 11.0 + (n % 13)
         if lid == POINTS:
             return f"POINT ({x} {y})", {"x": x, "y": y}
         if lid == LINES:
@@ -1248,6 +1259,63 @@ class Stress:
             self.report.edits += 1
             self.log(f"  r{replica.index} {op} {agid[:9]}")
 
+    def office_edit(self) -> None:
+        """Another user edits the service directly (not through a replica): an update of
+        attributes or geometry, an add, or a delete. Recorded in the commit order like an
+        upload (nothing else commits meanwhile: jobs of killed workers were waited for)."""
+        lid = self.rng.choice([POINTS, LINES, POLYGONS, INSPECTIONS])
+        info = self.infos[lid]
+        gids = sorted(
+            norm_guid(f["attributes"][info.gid_field]) for f in self.server.query_all(SERVICE, lid)
+        )
+        op = self.rng.choices(["update", "add", "delete"], [8, 2, 1])[0]
+        if op != "add" and len(gids) <= 2:
+            return
+        self.server.app.wait_for_jobs(timeout=30)
+        edits: dict[str, list] = {}
+        feature: dict[str, Any] = {"attributes": {}}
+        if op == "update":
+            hot = [g for g in self.hot.get(lid, []) if g in gids]
+            gid = self.rng.choice(hot if hot and self.rng.random() < 0.5 else gids)
+            feature["attributes"][info.gid_field] = gid
+            if info.geometry_column and self.rng.random() < 0.4:
+                feature["geometry"] = self._geometry(None, lid)[1]
+            else:
+                for f in self.rng.sample(self._editable(info), k=self.rng.randint(1, 2)):
+                    feature["attributes"][f.name] = self._value(None, f)
+            edits["updates"] = [feature]
+        elif op == "add":
+            gid = norm_guid(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
+            self.minted.add(gid)
+            feature["attributes"][info.gid_field] = gid
+            for f in self._editable(info):
+                feature["attributes"][f.name] = self._value(None, f)
+            if info.geometry_column:
+                feature["geometry"] = self._geometry(None, lid)[1]
+            edits["adds"] = [feature]
+        else:
+            gid = self.rng.choice(gids)
+            edits["deleteIds"] = [gid]
+        results = self.server.apply_edits(
+            SERVICE,
+            lid,
+            adds=edits.get("adds", ()),
+            updates=edits.get("updates", ()),
+            deletes=edits.get("deleteIds", ()),
+        )
+        self.commits.append(
+            (
+                self.tick,
+                {
+                    "replicaID": None,
+                    "edits": [{"id": lid, "features": edits}],
+                    "results": {lid: results},
+                },
+            )
+        )
+        self.report.office_edits += 1
+        self.log(f"  office {op} {lid} {gid[:9]}")
+
     # -- syncs ---------------------------------------------------------------------------
     def _arm_faults(self) -> int:
         armed = 0
@@ -1338,6 +1406,8 @@ class Stress:
         for replica in editors:
             for _ in range(self.rng.randint(1, self.config.max_edits)):
                 self.edit(replica)
+        if self.rng.random() < self.config.office_rate:
+            self.office_edit()
         for _ in range(self.rng.randint(1, 2)):
             replica = self.rng.choice(self.replicas)
             allowed = [d.strip().upper() for d in self.config.directions.split(",")]
@@ -1365,11 +1435,11 @@ class Stress:
     # -- checks --------------------------------------------------------------------------
     def check(self) -> None:
         report = self.report
-        report.uploads_committed = len(self.commits)
+        report.uploads_committed = sum(1 for _t, r in self.commits if r["replicaID"])
         carried: dict[tuple, list[Carried]] = defaultdict(list)
         by_replica = {r.replica_id: r.index for r in self.replicas}
         for tick, record in self.commits:
-            index = by_replica.get(norm_guid(record["replicaID"]))
+            index = by_replica.get(norm_guid(record["replicaID"] or ""))
             for lid, is_att, kind, gid, applied, payload in self.model.apply(record["edits"]):
                 reported = _result_success(record["results"], lid, is_att, kind, gid)
                 if reported is not None and reported != applied:

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate)
     parser.add_argument("--kill-rate", type=float, default=defaults.kill_rate)
     parser.add_argument("--concurrent-rate", type=float, default=defaults.concurrent_rate)
+    parser.add_argument("--office-rate", type=float, default=defaults.office_rate)
     parser.add_argument("--max-edits", type=int, default=defaults.max_edits)
     parser.add_argument("--hot-rate", type=float, default=defaults.hot_rate)
     parser.add_argument(
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         fault_rate=args.fault_rate,
         kill_rate=args.kill_rate,
         concurrent_rate=args.concurrent_rate,
+        office_rate=args.office_rate,
         max_edits=args.max_edits,
         hot_rate=args.hot_rate,
         sync_model=args.sync_model,
