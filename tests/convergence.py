@@ -1022,6 +1022,7 @@ class Stress:
         self.worker = Worker(self.workdir / "worker-stderr.log")
         self.server = None
         self.hot: dict[int, list[str]] = {}
+        self.dismissed: dict[int, list] = defaultdict(list)  # conflicts users dismissed
         self.log_lines: list[str] = []
 
     def log(self, text: str) -> None:
@@ -1161,6 +1162,7 @@ class Stress:
             ("attachment_add", 8),
             ("attachment_update", 5),
             ("attachment_delete", 4),
+            ("conflict", 4),
         ]
         op = self.rng.choices([o for o, _ in operations], [w for _, w in operations])[0]
         spatial = [POINTS, LINES, POLYGONS]
@@ -1173,7 +1175,9 @@ class Stress:
             lid = POINTS
         info = self.infos[lid]
         self.tick += 1
-        if op == "update":
+        if op == "conflict":
+            self.resolve_conflict(replica)
+        elif op == "update":
             gid = self._target(replica, lid)
             if gid is None:
                 return
@@ -1258,6 +1262,56 @@ class Stress:
                 self._record(replica, POINTS, agid, ATT_DELETE, True, is_att=True, parent=parent)
             self.report.edits += 1
             self.log(f"  r{replica.index} {op} {agid[:9]}")
+
+    def resolve_conflict(self, replica: Replica) -> None:
+        """The user restores (mostly) or dismisses a logged conflict. A restored local version
+        is a new edit of every value it holds; a dismissed one stays accounted for."""
+        from plugin.core.geodatabase import Geodatabase
+
+        with Geodatabase.open(replica.path) as gdb:
+            conflicts = gdb.conflicts()
+            if not conflicts:
+                return
+            c = self.rng.choice(conflicts)
+            gid = norm_guid(c.global_id)
+            restore = self.rng.random() < 0.7
+            if restore:
+                info = self.infos[c.layer_id]
+                exists = gid in (
+                    [a for a, _p in replica.attachment_rows(c.layer_id)]
+                    if c.is_attachment
+                    else replica.gids(c.layer_id)
+                )
+                gdb.restore_conflict(c.id)
+            else:
+                gdb.dismiss_conflict(c.id)
+        self.report.edits += 1
+        if not restore:
+            self.dismissed[replica.index].append(c)
+            self.log(f"  r{replica.index} dismisses conflict {c.local_operation} {gid[:9]}")
+            return
+        self.log(f"  r{replica.index} restores conflict {c.local_operation} {gid[:9]}")
+        attrs = {str(k).lower(): v for k, v in (c.attributes or {}).items()}
+        if c.is_attachment:
+            parent = norm_guid(attrs.get("rel_globalid"))
+            if c.local_operation == "delete":
+                self._record(replica, c.layer_id, gid, ATT_DELETE, True, is_att=True, parent=parent)
+            else:
+                data = attrs.get("data")
+                data = data if isinstance(data, (bytes, bytearray)) else None
+                value = (attrs.get("att_name"), data_print(data))
+                self._record(replica, c.layer_id, gid, ATT, value, is_att=True, parent=parent)
+            return
+        if c.local_operation == "delete":
+            self._record(replica, c.layer_id, gid, DELETE, True)
+            return
+        if not exists:
+            self._record(replica, c.layer_id, gid, ADD, True)
+        for name, f in info.fields.items():
+            if name in attrs:
+                self._record(replica, c.layer_id, gid, name, norm_value(f.esri_type, attrs[name]))
+        if info.geometry_column and c.geometry is not None:
+            self._record(replica, c.layer_id, gid, GEOM, geometry_print(c.geometry))
 
     def office_edit(self) -> None:
         """Another user edits the service directly (not through a replica): an update of
@@ -1527,7 +1581,7 @@ class Stress:
                 parents[(v.replica, v.layer, v.gid)].append(v)
         logged: dict[tuple, list] = defaultdict(list)
         for index, items in conflicts.items():
-            for c in items:
+            for c in items + self.dismissed[index]:
                 logged[(index, c.layer_id, c.is_attachment, norm_guid(c.global_id))].append(c)
         lost = []
         for v in self.values:
