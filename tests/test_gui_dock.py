@@ -169,6 +169,7 @@ def test_an_edit_made_with_qgis_editing_reaches_the_service(dock, demo_map, refe
     assert points.commitChanges()
     # The panel follows saved edits by itself.
     assert "1 changed" in dock.pending_text(dock.offline_map.geodatabases[0].file, POINTS)
+    assert "Local edits are waiting" in dock.capabilitiesLabel.text()
 
     task = _sync_and_wait(dock)
 

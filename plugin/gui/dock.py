@@ -341,6 +341,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def _layer_saved(self) -> None:
         if self.offline_map is not None and self.task is None:
             self._fill_tree()
+            self._show_capabilities()
 
     def _zoom_to_initial_extent(self) -> None:
         from qgis.core import QgsCoordinateTransform, QgsProject, QgsRectangle

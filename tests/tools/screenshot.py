@@ -4,7 +4,9 @@ Outside QGIS (``python -m tests.tools.screenshot [--out PNG]``): starts the refe
 takes the demo web map offline, makes a local edit, then starts the real QGIS desktop under
 ``xvfb-run`` in a throw-away profile with this working copy as an enabled plugin, and runs this
 same file inside it (``qgis --code``). Inside QGIS: opens the panel, opens the map, adds it to
-the project, synchronizes it through the task manager, and saves a PNG of the main window.
+the project, synchronizes it through the task manager, edits a feature with QGIS's editing
+tools, saves PNGs of the Take offline dialog (preplanned map areas listed) and of the Remove
+confirmation (``<name>_take_offline.png``, ``<name>_remove.png``), and last the main window.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = work / "Offline demo map"
             _take_offline(server.portal_url, seed.DEMO_WEBMAP_ID, folder)
             _edit_locally(folder)
+            server.prepare_map_areas()
 
             profiles = work / "profiles"
             plugins = profiles / "profiles" / "default" / "python" / "plugins"
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                     STAGE_VARIABLE: "inside",
                     "OMS_SCREENSHOT_MAP": str(folder),
                     "OMS_SCREENSHOT_PNG": str(png),
+                    "OMS_SCREENSHOT_PORTAL": server.portal_url,
+                    "OMS_SCREENSHOT_WEBMAP": seed.DEMO_WEBMAP_ID,
                     "XDG_RUNTIME_DIR": str(work / "runtime"),
                 },
             )
@@ -154,8 +159,83 @@ def inside_qgis() -> None:
         QgsProject.instance().setDirty(False)
         os._exit(0)
 
+    png = Path(os.environ["OMS_SCREENSHOT_PNG"])
+
+    def ours(module: str):
+        # Inside QGIS the plugin is the package "offline_map_sync", not "plugin".
+        import importlib
+
+        return importlib.import_module(f"{name}.plugin.{module}")
+
+    def guarded(function, *args):
+        # An error in a timer callback would vanish inside QGIS: note it and carry on.
+        def call():
+            try:
+                function(*args)
+            except Exception:  # noqa: BLE001
+                import traceback
+
+                with open(png.with_suffix(".log"), "a", encoding="utf-8") as log:
+                    log.write(traceback.format_exc())
+                finish()
+
+        return call
+
+    def side_png(suffix: str) -> str:
+        return str(png.with_name(f"{png.stem}_{suffix}.png"))
+
+    def edit_after_sync() -> None:
+        # A pending edit made the QGIS way, so the panel and the removal dialog show one.
+        layers = ours("layers")
+        dock = state["dock"]
+        for layer in layers.offline_map_layers(dock.offline_map.folder):
+            if layer.customProperty(layers.PROPERTY_LAYER_ID) == 0 and layer.customProperty(
+                layers.PROPERTY_ATTACHMENTS
+            ) in (None, ""):
+                feature = next(layer.getFeatures())
+                layer.startEditing()
+                layer.changeAttributeValue(
+                    feature.id(), layer.fields().lookupField("notes"), "Edited after the sync"
+                )
+                layer.commitChanges()
+                break
+
+    def take_offline_dialog() -> None:
+        dialog = ours("gui.take_offline_dialog").TakeOfflineDialog(iface, iface.mainWindow())
+        state["take_offline"] = dialog
+        dialog.portalEdit.setText(os.environ["OMS_SCREENSHOT_PORTAL"])
+        dialog.itemEdit.setText(os.environ["OMS_SCREENSHOT_WEBMAP"])
+        dialog.preplannedRadio.setChecked(True)
+        dialog.folderWidget.setFilePath(str(Path.home() / "Offline maps" / "West half"))
+        dialog.show()
+        task = dialog.list_areas()
+
+        def listed(_task=None) -> None:
+            dialog.areasList.setCurrentRow(dialog.areasList.count() - 1)
+            QTimer.singleShot(500, guarded(grab_dialog, dialog, "take_offline", remove_dialog))
+
+        if task is None:
+            listed()
+        else:
+            task.done.connect(guarded(listed))
+
+    def remove_dialog() -> None:
+        dock = state["dock"]
+        plan = ours("core.removal").plan_offline_map_removal(dock.offline_map)
+        layers = ours("layers").offline_map_layers(dock.offline_map.folder)
+        dialog = ours("gui.remove_dialog").RemoveDialog(plan, len(layers), iface.mainWindow())
+        state["remove"] = dialog
+        dialog.show()
+        QTimer.singleShot(500, guarded(grab_dialog, dialog, "remove", finish))
+
+    def grab_dialog(dialog, suffix: str, then) -> None:
+        dialog.grab().save(side_png(suffix), "PNG")
+        dialog.close()
+        QTimer.singleShot(300, guarded(then))
+
     def after_sync(_task) -> None:
-        QTimer.singleShot(1500, finish)
+        guarded(edit_after_sync)()
+        QTimer.singleShot(1000, guarded(take_offline_dialog))
 
     def start() -> None:
         if name not in plugins:
