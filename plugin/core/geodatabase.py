@@ -45,7 +45,7 @@ from .geodatabase_model import (
     ReplicaInfo,
     UploadSnapshot,
 )
-from .gpkg_connection import connect, quote, transaction
+from .gpkg_connection import BUSY_TIMEOUT_MS, connect, quote, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID, create_geopackage, layer_definition
 from .sync_lock import sync_lock as _sync_lock
@@ -717,13 +717,18 @@ def _ensure_tracking(conn: sqlite3.Connection, layers: list[LayerDef]) -> None:
             stale.append(lyr)
     if not stale:
         return
-    with transaction(conn):
-        for lyr in stale:
-            _install_triggers(conn, lyr)
-        conn.execute(
-            "INSERT OR REPLACE INTO oms_meta (key, value) VALUES ('triggers_version', ?)",
-            (str(tracking.TRIGGERS_VERSION),),
-        )
+    # Opening must not hang behind a running sync: wait briefly, else repair at a later open.
+    conn.execute("PRAGMA busy_timeout = 2000")
+    try:
+        with transaction(conn):
+            for lyr in stale:
+                _install_triggers(conn, lyr)
+            conn.execute(
+                "INSERT OR REPLACE INTO oms_meta (key, value) VALUES ('triggers_version', ?)",
+                (str(tracking.TRIGGERS_VERSION),),
+            )
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def _remove_files(path: str) -> None:
