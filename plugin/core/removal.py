@@ -347,8 +347,8 @@ class _Removal:
             self._check_pending(plan)
             self.check_cancelled()
             result = RemovalResult(title=plan.title, shared_replicas_kept=shared)
+            # No cancelling from here on: a half-unregistered map could no longer sync.
             self._unregister(plan, result)
-            self.check_cancelled()
             result.discarded_edits = plan.pending_total
             result.discarded_conflicts = plan.conflicts_total
             self.progress(0.7, "Deleting the local files")
@@ -421,7 +421,6 @@ class _Removal:
         for number, replica in enumerate(replicas):
             if reachable[replica.service_url]:
                 continue
-            self.check_cancelled()
             self.progress(
                 0.2 + 0.5 * number / len(replicas),
                 f"Unregistering the replica of {replica.geodatabase}",

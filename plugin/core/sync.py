@@ -37,6 +37,7 @@ from .errors import (
     OfflineMapSyncError,
     ServiceError,
 )
+from .gpkg_connection import quote
 from .jobs import Job
 from .offline_map import GeodatabaseEntry, OfflineMap, OfflineMapUpdateCapabilities
 from .rest import (
@@ -888,9 +889,9 @@ class _GeodatabaseSync:
                 continue
             table = layer.attachment_table
             rows = self.gdb.conn.execute(
-                f'SELECT a."ATT_NAME", a."REL_GLOBALID", length(a."DATA") FROM "{table}" a '
+                f'SELECT a."ATT_NAME", a."REL_GLOBALID", length(a."DATA") FROM {quote(table)} a '
                 f'WHERE length(a."DATA") > ? AND EXISTS (SELECT 1 FROM oms_changes c WHERE '
-                f"c.table_name = ? AND c.fid = a.\"{ATTACHMENT_FID}\" AND c.op <> 'delete')",
+                f"c.table_name = ? AND c.fid = a.{quote(ATTACHMENT_FID)} AND c.op <> 'delete')",
                 (limit, table),
             ).fetchall()
             if not rows:
