@@ -732,3 +732,35 @@ def test_attachments_of_a_feature_deleted_on_both_sides_are_removed(gdb):
     commit(gdb, None, [{"id": 0, "features": {"deleteIds": [gdb.gids[0]]}}])
     assert gdb.conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone() == (0,)
     assert not gdb.has_pending_edits() and gdb.conflicts() == []
+
+
+def _reject(gid, code=1000):
+    return {"globalId": gid, "success": False, "error": {"code": code, "description": "No."}}
+
+
+def test_rejected_update_puts_the_servers_values_back_locally(gdb):
+    original = point(gdb, gdb.gids[0], "name, visits")
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'bad', visits = 1 WHERE OBJECTID = 1")
+    snapshot = gdb.snapshot_upload()
+    conn.execute("UPDATE Points SET visits = 2, height = 9 WHERE OBJECTID = 1")  # during the sync
+    conn.close()
+    commit(gdb, snapshot, [{"id": 0, "updateResults": [_reject(gdb.gids[0])]}])
+    # name goes back to the server's value; visits and height were edited again: still pending.
+    assert point(gdb, gdb.gids[0], "name, visits, height") == (original[0], 2, 9.0)
+    assert pending(gdb) == [("Points", "update", gdb.gids[0], ["height", "visits"])]
+    (conflict,) = gdb.conflicts()
+    assert conflict.attributes["name"] == "bad" and conflict.attributes["visits"] == 2
+
+
+def test_a_field_rejected_after_an_accepted_upload_returns_to_the_accepted_value(gdb):
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'accepted' WHERE OBJECTID = 1")
+    first = gdb.snapshot_upload()
+    conn.execute("UPDATE Points SET name = 'rejected later' WHERE OBJECTID = 1")
+    conn.close()
+    commit(gdb, first, [])
+    second = gdb.snapshot_upload()
+    commit(gdb, second, [{"id": 0, "updateResults": [_reject(gdb.gids[0])]}])
+    assert point(gdb, gdb.gids[0], "name") == ("accepted",)
+    assert not gdb.has_pending_edits()

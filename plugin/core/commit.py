@@ -491,9 +491,11 @@ class _Commit:
                                 (edit.get("attributes") or {}).get(layer.global_id_field)
                             )
                         if gid:
-                            self.apply_result(layer, is_att, kind, gid, snapshot.seq)
+                            self.apply_result(layer, is_att, kind, gid, snapshot.seq, edit)
 
-    def apply_result(self, layer: LayerDef, is_att: bool, kind: str, gid: str, upto: int) -> None:
+    def apply_result(
+        self, layer: LayerDef, is_att: bool, kind: str, gid: str, upto: int, edit=None
+    ) -> None:
         key = (layer.id, is_att, gid)
         table, fid_col, gid_col, _cols = table_spec(layer, is_att)
         result = self.results.get((layer.id, is_att, kind), {}).get(gid)
@@ -517,6 +519,8 @@ class _Commit:
             else:
                 setattr(c, f"uploaded_{kind}s", getattr(c, f"uploaded_{kind}s") + 1)
             self.clear_pending(table, fid, gid, upto=upto)
+            if kind in ("add", "update") and not is_att and fid is not None and edit:
+                self.rebase_old_values(layer, fid, edit)
             if kind == "delete" and not is_att and fid is None:
                 self.delete_attachments_of(layer, [gid])  # kept until the server agreed
             if kind == "add" and fid is None and not self._tombstone(table, gid):
@@ -558,7 +562,35 @@ class _Commit:
                 if not is_att:
                     self.delete_attachments_of(layer, [gid])
             return
+        if not is_att and fid is not None and key not in self.preimages:
+            # The server keeps its version and this download did not bring it: put the
+            # rejected fields back to what they were before the edit (the server's values).
+            self.revert_fields(layer, fid, upto)
         self.clear_pending(table, fid, gid, upto=upto)
+
+    def rebase_old_values(self, layer: LayerDef, fid: int, edit: dict) -> None:
+        """After an accepted upload, the server holds the uploaded values: fields edited again
+        since then must fall back to those, not to older ones, if their next upload fails."""
+        cols, values = self.codec(layer).present_row(edit)
+        self.conn.executemany(
+            "UPDATE oms_changed_fields SET old_value = ?, has_old = 1"
+            " WHERE table_name = ? AND fid = ? AND field = ?",
+            [(v, layer.table_name, fid, c) for c, v in zip(cols, values)],
+        )
+
+    def revert_fields(self, layer: LayerDef, fid: int, upto: int) -> None:
+        rows = self.conn.execute(
+            "SELECT field, old_value FROM oms_changed_fields WHERE table_name = ? AND fid = ?"
+            " AND seq <= ? AND has_old = 1",
+            (layer.table_name, fid, upto),
+        ).fetchall()
+        if rows:
+            assignments = ", ".join(f"{quote(field)} = ?" for field, _old in rows)
+            self.conn.execute(
+                f"UPDATE {quote(layer.table_name)} SET {assignments}"
+                f" WHERE {quote(layer.object_id_field)} = ?",
+                [old for _field, old in rows] + [fid],
+            )
 
     def _tombstone(self, table: str, gid: str) -> bool:
         return (

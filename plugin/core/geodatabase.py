@@ -721,6 +721,7 @@ def _ensure_tracking(conn: sqlite3.Connection, layers: list[LayerDef]) -> None:
     conn.execute("PRAGMA busy_timeout = 2000")
     try:
         with transaction(conn):
+            tracking.upgrade_bookkeeping(conn)
             for lyr in stale:
                 _install_triggers(conn, lyr)
             conn.execute(

@@ -24,7 +24,7 @@ from .gpkg_connection import literal, quote
 #: Version of the bookkeeping schema written by this code (``oms_meta.format_version``).
 FORMAT_VERSION = 1
 #: Version of the trigger SQL; geodatabases with another one get their triggers re-created.
-TRIGGERS_VERSION = 3
+TRIGGERS_VERSION = 4
 
 BOOKKEEPING_DDL = (
     "CREATE TABLE oms_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT)",
@@ -53,6 +53,8 @@ BOOKKEEPING_DDL = (
         fid INTEGER NOT NULL,
         field TEXT NOT NULL,
         seq INTEGER NOT NULL,
+        old_value,
+        has_old INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (table_name, fid, field)) WITHOUT ROWID""",
     """CREATE TABLE oms_journal (
         id INTEGER PRIMARY KEY,
@@ -219,9 +221,14 @@ def create_triggers(
     )
     if tracked_columns:
         changed = " OR ".join(changed_sql(c, kinds.get(c, "")) for c in tracked_columns)
+        # Per field: the sequence number of its last change, and the value it had before its
+        # first pending change (what the server still has if the upload is rejected).
         field_rows = "\n".join(
-            f"INSERT OR REPLACE INTO oms_changed_fields (table_name, fid, field, seq) "
-            f"SELECT {tl}, NEW.{f}, {literal(c)}, {_SEQ} "
+            f"UPDATE oms_changed_fields SET seq = {_SEQ} WHERE table_name = {tl} "
+            f"AND fid = NEW.{f} AND field = {literal(c)} AND {changed_sql(c, kinds.get(c, ''))};\n"
+            f"INSERT OR IGNORE INTO oms_changed_fields "
+            f"(table_name, fid, field, seq, old_value, has_old) "
+            f"SELECT {tl}, NEW.{f}, {literal(c)}, {_SEQ}, OLD.{quote(c)}, 1 "
             f"WHERE {changed_sql(c, kinds.get(c, ''))};"
             for c in tracked_columns
         )
@@ -274,6 +281,15 @@ def create_triggers(
           {cascade}
         END"""
     )
+
+
+def upgrade_bookkeeping(conn: sqlite3.Connection) -> None:
+    """Add bookkeeping columns that geodatabases made by earlier versions lack."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(oms_changed_fields)")}
+    if "old_value" not in columns:
+        conn.execute("ALTER TABLE oms_changed_fields ADD COLUMN old_value")
+    if "has_old" not in columns:
+        conn.execute("ALTER TABLE oms_changed_fields ADD COLUMN has_old INTEGER NOT NULL DEFAULT 0")
 
 
 def set_tracking(conn: sqlite3.Connection, enabled: bool) -> None:
