@@ -8,14 +8,16 @@ Rules (spec §4, ARCHITECTURE "Synchronizing one geodatabase"):
 - Downloaded rows are matched by GlobalID. A downloaded update writes every field it carries
   except the fields with local changes still pending after this sync (sequence number above the
   upload snapshot): those keep the local value and win at the next upload.
-- In a download-only sync (or an update package) a row with pending local edits that the server
-  changed loses: its local version goes to the conflict log, the server's version is written,
-  the pending edit is dropped.
+- In a download-only sync, an update package, or a layer that does not upload in this sync,
+  a row with pending local edits that the server changed loses: its local version goes to the
+  conflict log, the server's version is written, the pending edit is dropped.
 - A downloaded delete of a locally edited row saves the local version in the conflict log.
-- Acknowledged uploads leave the pending set only up to the snapshot's sequence number.
+- Acknowledged uploads leave the pending set only up to the snapshot's sequence number. A
+  feature's attachments, kept after a local delete, go once the server acknowledges it.
 - Rejected uploads go to the conflict log with the server's error; error 1019 ("not found":
   the server deleted the row) also removes the row locally; a rejected add is removed locally
-  too (the server does not have it; restoring the conflict re-adds it).
+  too (the server does not have it; restoring the conflict re-adds it); a rejected update
+  puts the fields back to the values the server kept.
 """
 
 from __future__ import annotations
