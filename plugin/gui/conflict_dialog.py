@@ -90,8 +90,9 @@ class ConflictDialog(QDialog, FORM_CLASS):
                 conflict.created_at,
             )
             for column, value in enumerate(values):
-                item = QTableWidgetItem(value)
-                item.setToolTip(value)
+                text = "" if value is None else str(value)
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
                 if column == 0:
                     item.setData(ROLE_KEY, (entry.file, conflict.id))
                 self.conflictTable.setItem(row, column, item)
