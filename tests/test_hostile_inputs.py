@@ -531,3 +531,69 @@ def test_a_full_disk_while_downloading_fails_clearly_and_the_next_sync_finishes(
     assert local.rows(POINTS)[point_gid(3)]["notes"] == long_notes
     on_server = server_rows(reference_server, POINTS)
     assert len(on_server) == seed.DEMO_COUNTS[POINTS] + 1
+
+
+SYNC_AS_ANOTHER_USER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from plugin.core.rest import ArcGISClient
+from plugin.core.sync import OfflineMapSyncTask
+
+task = OfflineMapSyncTask(sys.argv[2], client=ArcGISClient(retries=0, poll_interval=0.02))
+job = task.create_offline_map_sync_job(task.create_default_offline_map_sync_parameters())
+print(job.run().geodatabase_errors.get("Demo.gpkg", ""))
+"""
+
+
+@pytest.fixture
+def world_readable_folder():
+    """A folder another user can reach (pytest's tmp_path is private to root)."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="oms-readonly-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            os.chmod(path, 0o755)
+    shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("folder_read_only", [True, False], ids=["folder", "files only"])
+def test_a_read_only_map_fails_clearly_for_a_user_who_cannot_write_it(
+    reference_server, world_readable_folder, folder_read_only
+):
+    import os
+
+    if not hasattr(os, "setuid"):
+        pytest.skip("needs POSIX users")
+    offline_map, local, added = with_pending_edits(reference_server, world_readable_folder / "map")
+    before = local_state(local.path)
+    for path in offline_map.folder.iterdir():
+        os.chmod(path, 0o444)
+    if folder_read_only:
+        os.chmod(offline_map.folder, 0o555)
+    data = local.path.read_bytes()
+
+    def as_nobody() -> None:
+        # root ignores file permissions: the sync runs as an ordinary user, as in real life
+        os.setgid(65534)
+        os.setuid(65534)
+
+    child = subprocess.run(
+        [sys.executable, "-c", SYNC_AS_ANOTHER_USER, str(ROOT), str(offline_map.folder)],
+        preexec_fn=as_nobody,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert child.returncode == 0, child.stderr
+    assert "read-only" in child.stdout, child.stdout
+    assert "damaged" not in child.stdout
+    assert local.path.read_bytes() == data
+    os.chmod(offline_map.folder, 0o755)
+    assert local_state(local.path) == before
+    assert added not in server_rows(reference_server, POINTS)

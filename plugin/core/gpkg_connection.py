@@ -65,6 +65,11 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     target = path
     if read_only:
         target = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+        wal = os.fspath(path) + "-wal"
+        if not os.path.exists(wal) or os.path.getsize(wal) == 0:
+            # Nothing to replay: without "immutable" SQLite refuses a WAL-mode file it cannot
+            # write ("attempt to write a readonly database"), wanting to create -wal/-shm.
+            target += "&immutable=1"
     conn = sqlite3.connect(
         target,
         timeout=BUSY_TIMEOUT_MS / 1000,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -647,6 +648,8 @@ class _GeodatabaseSync:
             )
         try:
             self.progress(0.0, f"Connecting to {self.url}")
+            if getattr(gdb, "path", None):
+                _check_writable(Path(gdb.path))
             self.info = self.task.load()
             self._check_schema()
             self._check_cancel()
@@ -662,11 +665,14 @@ class _GeodatabaseSync:
             # geodatabase is only written in its own transactions, so it is unchanged.
             where = f" ({error.filename})" if getattr(error, "filename", None) else ""
             reason = error.strerror or str(error)
+            advice = "Free some disk space or check the folder"
             if isinstance(error, (FileExistsError, NotADirectoryError)):
                 reason = "a file is in the way where a folder is expected"
+            elif isinstance(error, PermissionError):
+                advice = "Check that you may write to that folder"
             raise OfflineMapSyncError(
                 f"The sync of {Path(gdb.path).name} could not write a file{where}: {reason}. "
-                f"Free some disk space or check the folder, then sync again. {RESYNC_HINT}"
+                f"{advice}, then sync again. {RESYNC_HINT}"
             ) from error
         return [self.results[k] for k in sorted(self.results)]
 
@@ -932,6 +938,20 @@ class _GeodatabaseSync:
 
     def _merge(self, report: Any) -> None:
         _merge_report(report, self.results)
+
+
+def _check_writable(path: Path) -> None:
+    """A geodatabase the user cannot write (read-only file or folder, e.g. a map on a DVD or a
+    shared drive) can be viewed but not synchronized: say so before anything is sent."""
+    folder = path.parent
+    if os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK):
+        return
+    what = "file" if not os.access(path, os.W_OK) else "folder"
+    raise GeodatabaseError(
+        f"{path.name} is read-only (its {what} cannot be written): it can be viewed but not "
+        "synchronized. Copy the offline map to a folder you can write to and sync the copy; "
+        "nothing was changed."
+    )
 
 
 def _megabytes(size: int) -> str:
