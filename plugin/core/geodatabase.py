@@ -186,6 +186,12 @@ class Geodatabase:
             }
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if read_only and "readonly" in str(exc).lower():
+                # Its -wal file holds changes SQLite must replay, which it cannot do here.
+                raise GeodatabaseError(
+                    f"{name} cannot be opened in a folder you cannot write to while it has "
+                    f"changes waiting in {name}-wal. Copy the offline map to a writable folder."
+                ) from exc
             raise GeodatabaseError(f"{name} is damaged or not a GeoPackage ({exc}).") from exc
         if app_id not in _GPKG_APPLICATION_IDS or "gpkg_contents" not in tables:
             conn.close()
