@@ -597,3 +597,50 @@ def test_a_read_only_map_fails_clearly_for_a_user_who_cannot_write_it(
     os.chmod(offline_map.folder, 0o755)
     assert local_state(local.path) == before
     assert added not in server_rows(reference_server, POINTS)
+
+
+OPEN_AS_ANOTHER_USER = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from plugin.core.errors import GeodatabaseError
+from plugin.core.geodatabase import Geodatabase
+
+try:
+    Geodatabase.open(sys.argv[2]).close()
+    print("opened")
+except GeodatabaseError as error:
+    print(error)
+"""
+
+
+def test_a_read_only_copy_with_changes_waiting_in_its_wal_says_so(
+    reference_server, world_readable_folder
+):
+    import os
+    import shutil
+
+    offline_map = take_offline(reference_server, world_readable_folder / "map")
+    path = offline_map.geodatabases[0].path
+    copy = world_readable_folder / "copy"
+    copy.mkdir()
+    writer = sqlite3.connect(path, isolation_level=None)
+    register_functions(writer)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("UPDATE Points SET name = 'in the WAL' WHERE GlobalID = ?", [point_gid(0)])
+    for suffix in ("", "-wal"):
+        shutil.copyfile(str(path) + suffix, str(copy / path.name) + suffix)
+    writer.close()
+    assert (copy / (path.name + "-wal")).stat().st_size > 0
+    for item in copy.iterdir():
+        os.chmod(item, 0o444)
+    os.chmod(copy, 0o555)
+
+    child = subprocess.run(
+        [sys.executable, "-c", OPEN_AS_ANOTHER_USER, str(ROOT), str(copy / path.name)],
+        preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert "changes waiting in Demo.gpkg-wal" in child.stdout, child.stdout + child.stderr

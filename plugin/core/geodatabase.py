@@ -186,7 +186,8 @@ class Geodatabase:
             }
         except sqlite3.DatabaseError as exc:
             conn.close()
-            if read_only and "readonly" in str(exc).lower():
+            text = str(exc).lower()
+            if read_only and ("readonly" in text or "unable to open" in text):
                 # Its -wal file holds changes SQLite must replay, which it cannot do here.
                 raise GeodatabaseError(
                     f"{name} cannot be opened in a folder you cannot write to while it has "
