@@ -437,14 +437,36 @@ class ServiceModel:
         self.features = {lid: dict(rows) for lid, rows in initial.features.items()}
         self.attachments = {lid: dict(rows) for lid, rows in initial.attachments.items()}
         self.replayed_adds = 0  # adds whose row already existed: resent uploads
+        self.initial_features = {lid: set(rows) for lid, rows in initial.features.items()}
+        self.initial_attachments = {lid: set(rows) for lid, rows in initial.attachments.items()}
+        #: (layer, is attachment, GlobalID) -> [(commit tick, exists afterwards)]
+        self.timeline: dict[tuple, list[tuple[int, bool]]] = defaultdict(list)
 
     def state(self) -> State:
         return State(self.features, self.attachments)
 
-    def apply(self, edits: list[dict]) -> list[tuple]:
-        """Apply one committed upload; returns the predicted outcome of every edit as
-        (layer id, is attachment, kind, GlobalID, success, values or None)."""
+    def exists(self, lid: int, is_att: bool, gid: str, tick: int) -> bool:
+        """Whether the row (or attachment) existed on the service just before `tick`."""
+        present = gid in (self.initial_attachments if is_att else self.initial_features).get(
+            lid, ()
+        )
+        for when, now in self.timeline.get((lid, is_att, gid), []):
+            if when >= tick:
+                break
+            present = now
+        return present
+
+    def removed_since(self, lid: int, is_att: bool, gid: str, tick: int) -> bool:
+        """Whether the service removed the row (or attachment) at or after `tick`."""
+        return any(
+            when >= tick and not now for when, now in self.timeline.get((lid, is_att, gid), [])
+        )
+
+    def apply(self, edits: list[dict], tick: int = 0) -> list[tuple]:
+        """Apply one committed upload (committed at `tick`); returns the predicted outcome of
+        every edit as (layer id, is attachment, kind, GlobalID, success, values or None)."""
         out: list[tuple] = []
+        cascaded: list[tuple[int, str]] = []
         for entry in edits:
             lid = int(entry["id"])
             info = self.infos[lid]
@@ -477,6 +499,7 @@ class ServiceModel:
                     atts = self.attachments.get(lid, {})
                     for agid in [a for a, r in atts.items() if r.parent == gid]:
                         del atts[agid]
+                        cascaded.append((lid, agid))
                 out.append((lid, False, "delete", gid, True, None))
         for entry in edits:
             lid = int(entry["id"])
@@ -516,6 +539,10 @@ class ServiceModel:
                 agid = norm_guid(ident)
                 atts.pop(agid, None)
                 out.append((lid, True, "delete", agid, True, None))
+        touched = {(o[0], o[1], o[3]) for o in out} | {(lid, True, a) for lid, a in cascaded}
+        for lid, is_att, gid in sorted(touched, key=str):
+            now = gid in (self.attachments if is_att else self.features).get(lid, {})
+            self.timeline[(lid, is_att, gid)].append((tick, now))
         return out
 
     @staticmethod
@@ -1024,11 +1051,16 @@ class Stress:
         self.hot: dict[int, list[str]] = {}
         self.dismissed: dict[int, list] = defaultdict(list)  # conflicts users dismissed
         self.log_lines: list[str] = []
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Every edit, fault and sync, kept with the working folder (for failed runs).
+        self._log_file = open(self.workdir / "stress.log", "w", encoding="utf-8")  # noqa: SIM115
 
     def log(self, text: str) -> None:
         self.log_lines.append(text)
         if self.config.verbose:
             print(text, flush=True)
+        if self._log_file is not None:
+            self._log_file.write(text + "\n")
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -1494,7 +1526,7 @@ class Stress:
         by_replica = {r.replica_id: r.index for r in self.replicas}
         for tick, record in self.commits:
             index = by_replica.get(norm_guid(record["replicaID"] or ""))
-            for lid, is_att, kind, gid, applied, payload in self.model.apply(record["edits"]):
+            for lid, is_att, kind, gid, applied, payload in self.model.apply(record["edits"], tick):
                 reported = _result_success(record["results"], lid, is_att, kind, gid)
                 if reported is not None and reported != applied:
                     report.problems.append(
@@ -1586,10 +1618,13 @@ class Stress:
         lost = []
         for v in self.values:
             key = (v.replica, v.layer, v.is_att, v.gid)
-            if v.key in (DELETE, ATT_DELETE):
-                final = (service.attachments if v.is_att else service.features).get(v.layer, {})
-                if v.gid not in final:
-                    continue  # whoever deleted it, the row is gone as this user wanted
+            if v.key in (DELETE, ATT_DELETE) and (
+                not self.model.exists(v.layer, v.is_att, v.gid, v.tick)
+                or self.model.removed_since(v.layer, v.is_att, v.gid, v.tick)
+            ):
+                # Gone from the service when this user deleted it, or removed since (by anyone;
+                # a later add or restore may have brought it back: a later edit).
+                continue
             if any(self._carries(c, v) for c in carried.get(key, []) if c.tick >= v.tick):
                 continue
             if any(self._logs(c, v) for c in logged.get(key, [])):
@@ -1658,7 +1693,11 @@ class Stress:
             self.final_round()
             self.server.app.wait_for_jobs(timeout=30)
             self.check()
+            for line in self.report.lines() + self.report.problems:
+                self.log(line)
         finally:
+            self._log_file.close()
+            self._log_file = None
             self.worker.close()
             if self.server is not None:
                 self.server.stop()
