@@ -40,13 +40,7 @@ def test_downloaded_adds_whose_object_id_is_taken_do_not_collide_with_the_next_o
 # -- with the reference service -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN BUG (plugin/core/commit.py, apply_pending_row): a download-only sync that "
-    "restores a locally deleted feature (the server updated it, the server wins) does not "
-    "restore the attachments the local delete removed; the replica stays without them. Found by "
-    "python tests/tools/stress.py --seed 3 --rounds 30 --replicas 3",
-)
+# Found by python tests/tools/stress.py --seed 3 --rounds 30 --replicas 3 (fixed in commit.py).
 def test_download_only_sync_restoring_a_locally_deleted_feature_restores_its_attachments(
     reference_server, tmp_path
 ):
