@@ -19,7 +19,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "__init__.py", *sorted((ROOT / "plugin").rglob("*.py"))]
+# tests/tools/screenshot.py runs inside the QGIS desktop too.
+SOURCES = [
+    ROOT / "__init__.py",
+    *sorted((ROOT / "plugin").rglob("*.py")),
+    *sorted((ROOT / "tests" / "tools").glob("*.py")),
+]
 UI_FILES = sorted((ROOT / "ui").glob("*.ui"))
 
 

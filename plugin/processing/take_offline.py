@@ -33,7 +33,8 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
             "with the layers listed in SCHEMA_ONLY_LAYERS taken offline empty, "
             "into a new or empty folder: one GeoPackage per service plus offline_map.json. The "
             "services must allow sync. Open the folder with the Offline Map Sync panel, or sync it "
-            "with 'Synchronize offline map'."
+            "with 'Synchronize offline map'. To download a preplanned map area instead, use "
+            "'Download preplanned map area'."
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
