@@ -65,3 +65,16 @@ def test_an_unreadable_geodatabase_must_be_confirmed_too(qgis_app):
     assert not _remove_enabled(dialog)
     dialog.discardCheck.setChecked(True)
     assert _remove_enabled(dialog)
+
+
+def test_edits_not_saved_in_qgis_are_named_and_must_be_confirmed(qgis_app):
+    dialog = RemoveDialog(_plan(), 5, None, ["Points"])
+
+    assert dialog.pending_lines() == ["Points: edits not saved in QGIS"]
+    assert not dialog.pendingGroup.isHidden()
+    assert dialog.discardCheck.text() == "Discard these edits"
+    assert not _remove_enabled(dialog)
+    dialog.discardCheck.setChecked(True)
+    assert _remove_enabled(dialog)
+    # Nothing pending in the geodatabase: the core need not be told to discard anything.
+    assert not dialog.parameters().discard_pending_edits

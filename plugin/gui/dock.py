@@ -567,7 +567,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         """Show the removal confirmation; the confirmed ``RemovalParameters``, or None."""
         from .remove_dialog import RemoveDialog
 
-        dialog = RemoveDialog(plan, len(layers), self)
+        unsaved = [layer.name() for layer in layers if layer.isEditable() and layer.isModified()]
+        dialog = RemoveDialog(plan, len(layers), self, unsaved)
         if not dialog.exec():
             return None
         return dialog.parameters()

@@ -21,11 +21,17 @@ class RemoveDialog(QDialog, FORM_CLASS):
     """Asks to confirm removing an offline map; ``parameters()`` is the answer."""
 
     def __init__(
-        self, plan: RemovalPlan, layers_in_project: int = 0, parent: QWidget | None = None
+        self,
+        plan: RemovalPlan,
+        layers_in_project: int = 0,
+        parent: QWidget | None = None,
+        unsaved_layers: list[str] | tuple[str, ...] = (),
     ):
         super().__init__(parent)
         self.setupUi(self)
         self.plan = plan
+        #: Names of the map's layers with edits not yet saved in QGIS (lost with the layers).
+        self.unsaved_layers = list(unsaved_layers)
         self.remove_button = self.buttonBox.button(QDialogButtonBox.StandardButton.Ok)
         self.remove_button.setText(tr("Remove"))
         self.questionLabel.setText(self._question())
@@ -33,16 +39,8 @@ class RemoveDialog(QDialog, FORM_CLASS):
         self.pendingList.clear()
         for line in self.pending_lines():
             self.pendingList.addItem(line)
-        needs_confirmation = plan.needs_discard_confirmation
-        self.pendingGroup.setVisible(needs_confirmation)
-        if plan.pending_total:
-            self.discardCheck.setText(
-                tr("Discard this edit")
-                if plan.pending_total == 1
-                else tr("Discard these {0} edits").format(plan.pending_total)
-            )
-        else:
-            self.discardCheck.setText(tr("Remove it although its edits cannot be checked"))
+        self.pendingGroup.setVisible(self.needs_confirmation)
+        self.discardCheck.setText(self._discard_text())
         self.discardCheck.toggled.connect(self._update_enabled)
 
         details = []
@@ -84,10 +82,28 @@ class RemoveDialog(QDialog, FORM_CLASS):
                 lines.append(tr("{0}: {1} ({2})").format(title, _edits(count), gdb.path.name))
             if gdb.error:
                 lines.append(tr("{0} cannot be read: {1}").format(gdb.path.name, gdb.error))
+        lines.extend(
+            tr("{0}: edits not saved in QGIS").format(name) for name in self.unsaved_layers
+        )
         return lines
 
+    @property
+    def needs_confirmation(self) -> bool:
+        """True when something unrecoverable (edits, unreadable files) goes with the map."""
+        return self.plan.needs_discard_confirmation or bool(self.unsaved_layers)
+
+    def _discard_text(self) -> str:
+        total = self.plan.pending_total
+        if total == 1 and not self.unsaved_layers:
+            return tr("Discard this edit")
+        if total:
+            return tr("Discard these {0} edits").format(total)
+        if self.unsaved_layers:
+            return tr("Discard these edits")
+        return tr("Remove it although its edits cannot be checked")
+
     def _update_enabled(self, *_args) -> None:
-        confirmed = not self.plan.needs_discard_confirmation or self.discardCheck.isChecked()
+        confirmed = not self.needs_confirmation or self.discardCheck.isChecked()
         self.remove_button.setEnabled(confirmed)
 
     def parameters(self) -> RemovalParameters:
