@@ -15,7 +15,8 @@ What happens
   GDAL/OGR, attachments as rows of the `__ATTACH` tables, related Inspections rows — with a bias
   towards a small "hot" set of features so that replicas edit the same features on purpose.
   New rows get a GlobalID from the harness or (sometimes) from the database's own trigger.
-  Now and then another user edits the service directly (updates, adds, deletes).
+  Users also restore (or dismiss) entries of their conflict log. Now and then another user
+  edits the service directly (updates, adds, deletes).
 - Then one or two replicas synchronize (the plugin's `OfflineMapSyncTask`) in a random
   direction, in a separate worker process. Before a sync the service may be armed with faults
   (HTTP 500/502/503, HTML pages, cut-off JSON, connections dropped before or after the commit
@@ -32,11 +33,12 @@ What happens
 The model ("the last synchronized edit wins, per attribute and geometry", spec §4)
 ---------------------------------------------------------------------------------
 The service's state is a fold of the seed data over every upload the service committed (and
-every direct edit of the other user), in commit order. The order comes from the service itself (a listener called under its writer lock
-after each committed synchronizeReplica upload): with killed clients and dropped connections
-the harness cannot know when (or whether) an upload committed — a job started by a killed
-worker may commit during somebody else's sync; an upload whose answer was lost is resent by
-the client's journal and then simply counts again, at the resend's place in the order. Fold
+every direct edit of the other user), in commit order. The order comes from the service
+itself (a listener called under its writer lock after each committed synchronizeReplica
+upload): with killed clients and dropped connections the harness cannot know when (or
+whether) an upload committed — a job started by a killed worker may commit during somebody
+else's sync; an upload whose answer was lost is resent by the client's journal and then simply
+counts again, at the resend's place in the order. Fold
 rules, per layer, features before attachments, adds then updates then deletes (the spec's
 order):
 - add: creates the row with the values it carries; an add whose GlobalID exists (a replay)
@@ -61,7 +63,10 @@ Checks after the final round
    conflict log holding the row with that value (a local version that lost: rejected, deleted
    on the service, or overwritten by a download-only sync), or (c) a later local edit of the
    same field (or a local delete of the row / of the attachment's parent) by the same replica,
-   which replaced the value before it was uploaded. Values are unique per edit (strings,
+   which replaced the value before it was uploaded. A restored conflict is a new edit of
+   every value it holds; a dismissed one still accounts for its values (the user chose). A
+   local delete is also accounted for when the row was already gone from the service, or the
+   service removed it later (by anyone). Values are unique per edit (strings,
    numbers, dates, coordinates) so (a) and (b) cannot match by accident, except for
    coded-value fields, which are few.
 4. Nothing is duplicated: no GlobalID twice in any table (service or replica, features or
