@@ -27,6 +27,8 @@ What happens
   `timed_kills`, after a random delay (anywhere, but not exactly reproducible). At a paused
   progress point the user may also edit the replica being synchronized, and (with `auth`) the
   service may expire every token, so the worker's cached sign-in dies mid-sync.
+- Per-layer replicas sometimes sync each layer in its own direction (GeodatabaseSyncTask with
+  SyncLayerOption: bidirectional, upload, download or none per layer).
 - Final round: faults off, every replica syncs bidirectionally, pass after pass, until a whole
   pass commits no upload (at least two passes).
 
@@ -136,6 +138,7 @@ class StressConfig:
     concurrent_rate: float = 0.15  # chance that the user edits while a sync is running
     timed_kills: bool = False  # kill after a random delay instead (not exactly reproducible)
     office_rate: float = 0.2  # chance per round that another user edits the service directly
+    per_layer_rate: float = 0.25  # chance that a per-layer replica syncs each layer its own way
     max_edits: int = 4  # edits per editing replica and round: 1..max_edits
     hot_rate: float = 0.5  # chance that an edit targets the shared "hot" features
     sync_model: str = "mixed"  # "perReplica", "perLayer" or "mixed" (alternating)
@@ -160,6 +163,7 @@ class StressConfig:
             ("kill_rate", "--kill-rate"),
             ("concurrent_rate", "--concurrent-rate"),
             ("office_rate", "--office-rate"),
+            ("per_layer_rate", "--per-layer-rate"),
             ("max_edits", "--max-edits"),
             ("hot_rate", "--hot-rate"),
             ("sync_model", "--sync-model"),
@@ -620,6 +624,8 @@ class Replica:
         self.path = gpkg
         self.infos = infos
         self.replica_id: str | None = None
+        self.sync_model = "perReplica"
+        self.service_url = ""
 
     def connect(self) -> sqlite3.Connection:
         from plugin.core.gpkg_connection import register_functions
@@ -880,7 +886,12 @@ def _worker_sync(command: dict) -> dict:
     """One sync of the worker; returns the final report line."""
     from plugin.core.enums import SyncDirection
     from plugin.core.rest import ArcGISClient, TokenCredentials
-    from plugin.core.sync import OfflineMapSyncTask
+    from plugin.core.sync import (
+        GeodatabaseSyncTask,
+        OfflineMapSyncTask,
+        SyncGeodatabaseParameters,
+        SyncLayerOption,
+    )
 
     credentials = None
     if command.get("token_url"):
@@ -904,23 +915,37 @@ def _worker_sync(command: dict) -> dict:
             sys.stdin.readline()  # the parent answers "go" (or kills this process)
 
     try:
-        task = OfflineMapSyncTask(command["folder"], client=client)
-        params = task.create_default_offline_map_sync_parameters()
-        params.sync_direction = SyncDirection[command["direction"]]
-        job = task.create_offline_map_sync_job(params)
-        job.add_progress_listener(listener)
-        result = job.run()
-    except Exception as error:  # reported, not raised: the parent decides
-        return {"done": True, "error": f"{type(error).__name__}: {error}"}
+        if command.get("layer_directions"):
+            # One geodatabase, per-layer directions (SDK GeodatabaseSyncTask + SyncLayerOption).
+            gdb_task = GeodatabaseSyncTask(command["service_url"], client=client)
+            gdb_params = SyncGeodatabaseParameters(
+                layer_options=[
+                    SyncLayerOption(int(lid), SyncDirection[name])
+                    for lid, name in command["layer_directions"].items()
+                ]
+            )
+            job = gdb_task.sync_geodatabase(gdb_params, command["gpkg"])
+            job.add_progress_listener(listener)
+            results = job.run()
+            error = None
+        else:
+            task = OfflineMapSyncTask(command["folder"], client=client)
+            params = task.create_default_offline_map_sync_parameters()
+            params.sync_direction = SyncDirection[command["direction"]]
+            job = task.create_offline_map_sync_job(params)
+            job.add_progress_listener(listener)
+            result = job.run()
+            results = result.all_results()
+            error = "; ".join(result.geodatabase_errors.values()) or None
+    except Exception as failure:  # reported, not raised: the parent decides
+        return {"done": True, "error": f"{type(failure).__name__}: {failure}"}
     return {
         "done": True,
-        "error": "; ".join(result.geodatabase_errors.values()) or None,
+        "error": error,
         "edit_errors": [
-            [r.layer_id, e.kind, e.code, e.global_id]
-            for r in result.all_results()
-            for e in r.edit_errors
+            [r.layer_id, e.kind, e.code, e.global_id] for r in results for e in r.edit_errors
         ],
-        "conflicts": sum(r.conflicts for r in result.all_results()),
+        "conflicts": sum(r.conflicts for r in results),
     }
 
 
@@ -1115,6 +1140,8 @@ class Stress:
             replica_id = norm_guid(gdb.replica.replica_id)
         replica = Replica(index, folder, Path(gpkg), infos)
         replica.replica_id = replica_id
+        replica.sync_model = model
+        replica.service_url = self.server.service_url(SERVICE)
         self.log(f"replica {index}: {model}, {replica_id}")
         return replica
 
@@ -1468,6 +1495,21 @@ class Stress:
             "direction": direction,
             "token_url": self.server.token_url if self.config.auth else None,
         }
+        if (
+            faults
+            and replica.sync_model == "perLayer"
+            and self.rng.random() < self.config.per_layer_rate
+        ):
+            # Each layer its own way (download-only layers lose their pending edits).
+            names = ["BIDIRECTIONAL", "UPLOAD", "DOWNLOAD", "NONE"]
+            command["layer_directions"] = {
+                str(lid): self.rng.choices(names, [4, 2, 2, 1])[0] for lid in sorted(self.infos)
+            }
+            command["gpkg"] = str(replica.path)
+            command["service_url"] = replica.service_url
+            direction = "layers " + ",".join(
+                f"{lid}:{d[:2]}" for lid, d in command["layer_directions"].items()
+            )
         outcome, details = self.worker.sync(command, kill_at, on_pause, kill_after)
         if armed:
             left = sum(f["remaining"] for f in self.server.app.faults.pending())

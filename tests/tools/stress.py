@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-rate", type=float, default=defaults.kill_rate)
     parser.add_argument("--concurrent-rate", type=float, default=defaults.concurrent_rate)
     parser.add_argument("--office-rate", type=float, default=defaults.office_rate)
+    parser.add_argument("--per-layer-rate", type=float, default=defaults.per_layer_rate)
     parser.add_argument("--max-edits", type=int, default=defaults.max_edits)
     parser.add_argument("--hot-rate", type=float, default=defaults.hot_rate)
     parser.add_argument(
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_rate=args.kill_rate,
         concurrent_rate=args.concurrent_rate,
         office_rate=args.office_rate,
+        per_layer_rate=args.per_layer_rate,
         max_edits=args.max_edits,
         hot_rate=args.hot_rate,
         sync_model=args.sync_model,
