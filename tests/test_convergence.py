@@ -38,6 +38,19 @@ def test_token_expiry_and_auth_do_not_break_convergence(tmp_path):
     assert report.ok, "\n".join(report.lines() + report.problems + [config.reproducer()])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_long_run_with_every_kind_of_trouble(tmp_path, seed):
+    # Not in `make test` (marked slow): about a minute each.
+    config = StressConfig(
+        seed=seed, rounds=150, replicas=4, auth=True, hot_rate=0.7, concurrent_rate=0.3
+    )
+
+    report = run_stress(config, tmp_path)
+
+    assert report.ok, "\n".join(report.lines() + report.problems + [config.reproducer()])
+
+
 # -- the model and the normalisation the checks rely on ------------------------------------
 
 
