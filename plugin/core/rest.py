@@ -436,7 +436,7 @@ class ArcGISClient:
         verify: bool = True,
         backoff: float = 0.5,
         poll_interval: float = 0.5,
-        max_poll_interval: float = 5.0,
+        max_poll_interval: float = 3.0,
         job_timeout: float | None = 6 * 3600,
     ) -> None:
         self.credentials = credentials or CredentialProvider()
@@ -625,7 +625,8 @@ class ArcGISClient:
                     "The server job did not finish in time. Syncing again will pick it up."
                 )
             _sleep(interval, cancel)
-            interval = min(self.max_poll_interval, interval * 1.5)
+            # Grow slowly: a job that ends just after a poll should not wait long for the next.
+            interval = min(self.max_poll_interval, interval * 1.25)
 
     def fetch_result(
         self,
