@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         f"stress: seed {config.seed}, {config.rounds} rounds, {config.replicas} replicas",
         flush=True,
     )
-    report = run_stress(config, workdir)
+    try:
+        report = run_stress(config, workdir)
+    except Exception:
+        traceback.print_exc()
+        print(f"FAILED: the run itself broke (working folder kept: {workdir})")
+        print(f"reproduce: {config.reproducer()}")
+        return 2
     print("\n".join(report.lines()))
     if report.ok:
         if not args.workdir:
