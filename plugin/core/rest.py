@@ -435,7 +435,7 @@ class ArcGISClient:
         session: requests.Session | None = None,
         verify: bool = True,
         backoff: float = 0.5,
-        poll_interval: float = 0.5,
+        poll_interval: float = 0.25,
         max_poll_interval: float = 3.0,
         job_timeout: float | None = 6 * 3600,
     ) -> None:
