@@ -195,7 +195,9 @@ class StressReport:
     lost: int = 0
     duplicates: int = 0
     divergences: int = 0
-    conflicts: int = 0
+    conflicts: int = 0  # conflict-log entries made (still logged + restored + dismissed)
+    conflicts_restored: int = 0
+    conflicts_dismissed: int = 0
     final_passes: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -217,7 +219,8 @@ class StressReport:
             f"edits made:        {self.edits} offline ({self.edit_values} values), "
             f"{self.office_edits} on the service",
             f"uploads committed: {self.uploads_committed} ({self.replayed_adds} replayed adds)",
-            f"conflicts logged:  {self.conflicts}",
+            f"conflicts logged:  {self.conflicts} ({self.conflicts_restored} restored, "
+            f"{self.conflicts_dismissed} dismissed by users)",
             f"edits lost:        {self.lost}",
             f"duplicates:        {self.duplicates}",
             f"divergences:       {self.divergences}",
@@ -1350,7 +1353,10 @@ class Stress:
             else:
                 gdb.dismiss_conflict(c.id)
         self.report.edits += 1
-        if not restore:
+        if restore:
+            self.report.conflicts_restored += 1
+        else:
+            self.report.conflicts_dismissed += 1
             self.dismissed[replica.index].append(c)
             self.log(f"  r{replica.index} dismisses conflict {c.local_operation} {gid[:9]}")
             return
@@ -1614,6 +1620,7 @@ class Stress:
                 divergences.append(f"replica {replica.index} still has an unfinished upload")
             conflicts[replica.index] = replica_conflicts
             report.conflicts += len(replica_conflicts)
+        report.conflicts += report.conflicts_restored + report.conflicts_dismissed
         lost = self._lost(carried, conflicts, service)
         report.edit_values = len(self.values)
         report.duplicates = len(dups)
