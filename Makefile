@@ -57,6 +57,12 @@ demo: setup
 screenshot: setup
 	$(PY) -m tests.tools.screenshot $(SCREENSHOT_ARGS)
 
+# The convergence-under-faults suite, long (ROUNDS=1000 SEED=1 by default; minutes).
+ROUNDS ?= 1000
+SEED ?= 1
+stress: setup
+	$(PY) tests/tools/stress.py --rounds $(ROUNDS) --seed $(SEED) --replicas 3
+
 # Speed and memory figures, side by side with ogr2ogr and QGIS "Package layers" (minutes).
 bench: setup
 	$(PY) tests/tools/bench.py --json .bench/bench.json
