@@ -3,23 +3,33 @@ prepared on the main thread, and running a core job with Processing's feedback."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from qgis.core import (
     Qgis,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputBoolean,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterAuthConfig,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
 )
 from qgis.PyQt.QtGui import QIcon
 
 from ..auth import credentials_from_auth_config
+from ..core.enums import SyncDirection
 from ..core.errors import CancelledError, OfflineMapSyncError
 from ..core.jobs import Job
 from ..core.offline_map import OfflineMap
 from ..resources import icon_path, tr
+from .reports import write_report
 
 # QGIS 3.36 moved these enums to Qgis; older versions only have the class-scoped ones.
 FOLDER_BEHAVIOR = (
@@ -35,6 +45,9 @@ INTEGER_TYPE = (
 
 OFFLINE_MAP = "OFFLINE_MAP"
 AUTHCFG = "AUTHCFG"
+REPORT = "REPORT"
+# The DIRECTION enum parameter's options, in order.
+DIRECTIONS = (SyncDirection.BIDIRECTIONAL, SyncDirection.UPLOAD, SyncDirection.DOWNLOAD)
 
 
 class OfflineMapAlgorithm(QgsProcessingAlgorithm):
@@ -73,6 +86,26 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
             )
         )
 
+    def add_report_parameter(self, description: str) -> None:
+        """The optional REPORT file destination (JSON, or HTML when it ends in .html)."""
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                REPORT,
+                description,
+                fileFilter=tr("JSON files (*.json);;HTML files (*.html)"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def write_report_output(
+        self, parameters, context, outputs: dict, title: str, summary: dict, rows: list
+    ) -> None:
+        """Write the report when REPORT was given, and put its path in ``outputs``."""
+        report = self.parameterAsFileOutput(parameters, REPORT, context)
+        if report:
+            outputs[REPORT] = write_report(report, title, summary, rows)
+
     def open_offline_map(self, parameters, context) -> OfflineMap:
         folder = self.parameterAsFile(parameters, OFFLINE_MAP, context)
         try:
@@ -88,6 +121,45 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
             self.credentials = credentials_from_auth_config(authcfg, url)
         except OfflineMapSyncError as error:
             raise QgsProcessingException(str(error)) from None
+
+    def prepare_offline_map_credentials(self, parameters, context) -> None:
+        """``prepare_credentials`` for the offline map in OFFLINE_MAP: its portal, or else its
+        first feature service."""
+        offline_map = self.open_offline_map(parameters, context)
+        url = offline_map.source.portal_url or next(
+            (e.service_url for e in offline_map.geodatabases), ""
+        )
+        self.prepare_credentials(parameters, context, url)
+
+    def take_offline(self, request, feedback, done_message: str) -> tuple[Any, dict]:
+        """Run a ``TakeOfflineJob`` for ``request``; report the layers left out and
+        ``done_message`` (formatted with title, folder and layer count). Returns the offline map
+        and the outputs both take-offline algorithms share."""
+        from ..take_offline_request import TakeOfflineJob
+
+        try:
+            job = TakeOfflineJob(request, self.credentials)
+        except (OfflineMapSyncError, ValueError) as error:
+            raise QgsProcessingException(str(error)) from None
+        result = self.run_job(job, feedback)
+        offline_map = result.offline_map
+        for skipped in result.skipped_layers:
+            feedback.pushWarning(tr("Left out {0}: {1}").format(skipped.title, skipped.reason))
+        layers = sum(len(entry.layers) for entry in offline_map.geodatabases)
+        feedback.pushInfo(done_message.format(offline_map.title, offline_map.folder, layers))
+        return offline_map, {
+            "OUTPUT": str(offline_map.folder),
+            "TITLE": offline_map.title,
+            "GEODATABASE_COUNT": len(offline_map.geodatabases),
+            "LAYER_COUNT": layers,
+            "SKIPPED": json.dumps(
+                [
+                    {"title": s.title, "url": s.url, "reason": s.reason}
+                    for s in result.skipped_layers
+                ],
+                ensure_ascii=False,
+            ),
+        }
 
     def run_job(self, job: Job, feedback) -> Any:
         """Run ``job`` here, with progress, messages and cancel bridged to ``feedback``."""
@@ -110,3 +182,54 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(error)) from None
         except OfflineMapSyncError as error:
             raise QgsProcessingException(str(error)) from None
+
+
+class SyncAlgorithm(OfflineMapAlgorithm):
+    """Shared by the two sync algorithms: direction and rollback parameters, and the counts,
+    per-layer results and report they output."""
+
+    def add_direction_parameter(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "DIRECTION",
+                tr("Direction"),
+                options=[tr("Both ways"), tr("Upload only"), tr("Download only")],
+                defaultValue=0,
+            )
+        )
+
+    def add_rollback_parameter(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "ROLLBACK_ON_FAILURE", tr("Roll back the whole upload if one edit fails"), False
+            )
+        )
+
+    def add_sync_outputs(self) -> None:
+        """The REPORT parameter and every output of a sync."""
+        self.add_report_parameter(tr("Sync report"))
+        self.addOutput(QgsProcessingOutputNumber("UPLOADED", tr("Rows and attachments uploaded")))
+        self.addOutput(
+            QgsProcessingOutputNumber("DOWNLOADED", tr("Rows and attachments downloaded"))
+        )
+        self.addOutput(QgsProcessingOutputNumber("EDIT_ERRORS", tr("Edits the server refused")))
+        self.addOutput(QgsProcessingOutputNumber("CONFLICTS", tr("New conflict-log entries")))
+        self.addOutput(QgsProcessingOutputBoolean("HAS_ERRORS", tr("Had errors")))
+        self.addOutput(QgsProcessingOutputString("RESULTS", tr("Results per layer (JSON)")))
+        self.addOutput(QgsProcessingOutputFile(REPORT, tr("Sync report")))
+
+    def direction(self, parameters, context) -> SyncDirection:
+        return DIRECTIONS[self.parameterAsEnum(parameters, "DIRECTION", context)]
+
+    def rollback_on_failure(self, parameters, context) -> bool:
+        return self.parameterAsBool(parameters, "ROLLBACK_ON_FAILURE", context)
+
+    def sync_outputs(
+        self, parameters, context, title: str, summary: dict, rows: list[dict]
+    ) -> dict:
+        """The outputs of a sync: the upper-case keys of ``summary``, the per-layer ``rows`` as
+        JSON in RESULTS, and the report (summary and rows) when REPORT was given."""
+        outputs = {key: value for key, value in summary.items() if key.isupper()}
+        outputs["RESULTS"] = json.dumps(rows, ensure_ascii=False, default=str)
+        self.write_report_output(parameters, context, outputs, title, summary, rows)
+        return outputs

@@ -56,11 +56,7 @@ class CheckForUpdatesAlgorithm(OfflineMapAlgorithm):
         )
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        offline_map = self.open_offline_map(parameters, context)
-        url = offline_map.source.portal_url or next(
-            (e.service_url for e in offline_map.geodatabases), ""
-        )
-        self.prepare_credentials(parameters, context, url)
+        self.prepare_offline_map_credentials(parameters, context)
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)

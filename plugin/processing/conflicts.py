@@ -8,7 +8,6 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
@@ -16,7 +15,6 @@ from qgis.core import (
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
 from .base import INTEGER_TYPE, OfflineMapAlgorithm
-from .reports import write_report
 
 
 def conflict_dicts(offline_map) -> list[dict]:
@@ -64,15 +62,7 @@ class ListConflictsAlgorithm(OfflineMapAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
         self.add_offline_map_parameter()
-        self.addParameter(
-            QgsProcessingParameterFileDestination(
-                "REPORT",
-                tr("Conflict report"),
-                fileFilter=tr("JSON files (*.json);;HTML files (*.html)"),
-                optional=True,
-                createByDefault=False,
-            )
-        )
+        self.add_report_parameter(tr("Conflict report"))
         self.addOutput(QgsProcessingOutputNumber("CONFLICT_COUNT", tr("Conflict-log entries")))
         self.addOutput(QgsProcessingOutputString("CONFLICTS", tr("Conflicts (JSON)")))
         self.addOutput(QgsProcessingOutputFile("REPORT", tr("Conflict report")))
@@ -94,14 +84,14 @@ class ListConflictsAlgorithm(OfflineMapAlgorithm):
             "CONFLICT_COUNT": len(rows),
             "CONFLICTS": json.dumps(rows, ensure_ascii=False, default=str),
         }
-        report = self.parameterAsFileOutput(parameters, "REPORT", context)
-        if report:
-            outputs["REPORT"] = write_report(
-                report,
-                tr("Offline map conflicts"),
-                {"offline_map": str(offline_map.folder), "CONFLICT_COUNT": len(rows)},
-                rows,
-            )
+        self.write_report_output(
+            parameters,
+            context,
+            outputs,
+            tr("Offline map conflicts"),
+            {"offline_map": str(offline_map.folder), "CONFLICT_COUNT": len(rows)},
+            rows,
+        )
         return outputs
 
 

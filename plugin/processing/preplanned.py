@@ -19,7 +19,6 @@ from qgis.core import (
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
 from ..take_offline_request import (
-    TakeOfflineJob,
     TakeOfflineRequest,
     list_map_areas,
     update_mode_labels,
@@ -149,32 +148,11 @@ class DownloadPreplannedMapAreaAlgorithm(_WebMapAlgorithm):
         modes = [mode for mode, _ in update_mode_labels()]
         request.update_mode = modes[self.parameterAsEnum(parameters, "UPDATE_MODE", context)]
         request.title = self.parameterAsString(parameters, "TITLE", context).strip()
-        try:
-            job = TakeOfflineJob(request, self.credentials)
-        except (OfflineMapSyncError, ValueError) as error:
-            raise QgsProcessingException(str(error)) from None
-        result = self.run_job(job, feedback)
-        offline_map = result.offline_map
-        for skipped in result.skipped_layers:
-            feedback.pushWarning(tr("Left out {0}: {1}").format(skipped.title, skipped.reason))
-        layers = sum(len(entry.layers) for entry in offline_map.geodatabases)
-        feedback.pushInfo(
-            tr("The map area '{0}' is offline in {1} ({2} layers and tables).").format(
-                offline_map.title, offline_map.folder, layers
-            )
+        offline_map, outputs = self.take_offline(
+            request,
+            feedback,
+            tr("The map area '{0}' is offline in {1} ({2} layers and tables)."),
         )
-        return {
-            "OUTPUT": str(offline_map.folder),
-            "TITLE": offline_map.title,
-            "MAP_AREA_ID": offline_map.source.map_area_item_id or "",
-            "UPDATE_MODE": offline_map.update_mode.name,
-            "GEODATABASE_COUNT": len(offline_map.geodatabases),
-            "LAYER_COUNT": layers,
-            "SKIPPED": json.dumps(
-                [
-                    {"title": s.title, "url": s.url, "reason": s.reason}
-                    for s in result.skipped_layers
-                ],
-                ensure_ascii=False,
-            ),
-        }
+        outputs["MAP_AREA_ID"] = offline_map.source.map_area_item_id or ""
+        outputs["UPDATE_MODE"] = offline_map.update_mode.name
+        return outputs

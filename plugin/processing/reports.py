@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..resources import tr
+
 
 def write_report(path: str, title: str, summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """Write ``summary`` and ``rows`` to ``path``: HTML when it ends in .htm/.html, else JSON."""
@@ -20,6 +22,48 @@ def write_report(path: str, title: str, summary: dict[str, Any], rows: list[dict
             json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
         )
     return str(target)
+
+
+def sync_result_dicts(result) -> list[dict[str, Any]]:
+    """One plain dict per layer/table of an ``OfflineMapSyncResult`` (for reports and JSON)."""
+    rows = []
+    for layer in result.all_results():
+        rows.append(
+            {
+                "geodatabase": layer.geodatabase_path.name if layer.geodatabase_path else "",
+                "layer_id": layer.layer_id,
+                "name": layer.name,
+                "is_table": layer.is_table,
+                "uploaded": layer.uploaded.total,
+                "downloaded": layer.downloaded.total,
+                "uploaded_counts": dict(vars(layer.uploaded)),
+                "downloaded_counts": dict(vars(layer.downloaded)),
+                "edit_errors": [
+                    {"global_id": e.global_id, "kind": e.kind, "code": e.code, "message": e.message}
+                    for e in layer.edit_errors
+                ],
+                "conflicts": layer.conflicts,
+                "error": layer.error,
+            }
+        )
+    return rows
+
+
+def sync_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The UPLOADED, DOWNLOADED, EDIT_ERRORS and CONFLICTS totals of ``sync_result_dicts`` rows."""
+    return {
+        "UPLOADED": sum(r["uploaded"] for r in rows),
+        "DOWNLOADED": sum(r["downloaded"] for r in rows),
+        "EDIT_ERRORS": sum(len(r["edit_errors"]) for r in rows),
+        "CONFLICTS": sum(r["conflicts"] for r in rows),
+    }
+
+
+def sync_row_line(row: dict[str, Any]) -> str:
+    """One line of feedback for a ``sync_result_dicts`` row."""
+    return tr("{0}: {1} up, {2} down, {3} edit errors, {4} conflicts").format(
+        row["name"], row["uploaded"], row["downloaded"], len(row["edit_errors"]), row["conflicts"]
+    )
 
 
 def _html(title: str, summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:

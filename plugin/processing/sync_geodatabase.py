@@ -5,23 +5,15 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingOutputBoolean,
-    QgsProcessingOutputFile,
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterString,
 )
 
 from ..core.enums import SyncDirection, SyncModel
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
-from .base import OfflineMapAlgorithm
-from .reports import write_report
-from .synchronize import DIRECTIONS, sync_result_dicts
+from .base import SyncAlgorithm
+from .reports import sync_result_dicts, sync_row_line, sync_totals
 
 GEODATABASE = "GEODATABASE"
 _DIRECTION_WORDS = {d.wire: d for d in SyncDirection}
@@ -49,7 +41,7 @@ def parse_layer_directions(text: str) -> dict[int, SyncDirection]:
     return directions
 
 
-class SyncGeodatabaseAlgorithm(OfflineMapAlgorithm):
+class SyncGeodatabaseAlgorithm(SyncAlgorithm):
     NAME = "synchronizegeodatabase"
 
     def displayName(self) -> str:  # noqa: N802 (QGIS API name)
@@ -69,14 +61,7 @@ class SyncGeodatabaseAlgorithm(OfflineMapAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(GEODATABASE, tr("Geodatabase"), extension="gpkg")
         )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                "DIRECTION",
-                tr("Direction"),
-                options=[tr("Both ways"), tr("Upload only"), tr("Download only")],
-                defaultValue=0,
-            )
-        )
+        self.add_direction_parameter()
         self.addParameter(
             QgsProcessingParameterString(
                 "LAYER_DIRECTIONS",
@@ -84,30 +69,9 @@ class SyncGeodatabaseAlgorithm(OfflineMapAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterBoolean(
-                "ROLLBACK_ON_FAILURE", tr("Roll back the whole upload if one edit fails"), False
-            )
-        )
+        self.add_rollback_parameter()
         self.add_auth_parameter()
-        self.addParameter(
-            QgsProcessingParameterFileDestination(
-                "REPORT",
-                tr("Sync report"),
-                fileFilter=tr("JSON files (*.json);;HTML files (*.html)"),
-                optional=True,
-                createByDefault=False,
-            )
-        )
-        self.addOutput(QgsProcessingOutputNumber("UPLOADED", tr("Rows and attachments uploaded")))
-        self.addOutput(
-            QgsProcessingOutputNumber("DOWNLOADED", tr("Rows and attachments downloaded"))
-        )
-        self.addOutput(QgsProcessingOutputNumber("EDIT_ERRORS", tr("Edits the server refused")))
-        self.addOutput(QgsProcessingOutputNumber("CONFLICTS", tr("New conflict-log entries")))
-        self.addOutput(QgsProcessingOutputBoolean("HAS_ERRORS", tr("Had errors")))
-        self.addOutput(QgsProcessingOutputString("RESULTS", tr("Results per layer (JSON)")))
-        self.addOutput(QgsProcessingOutputFile("REPORT", tr("Sync report")))
+        self.add_sync_outputs()
 
     def _replica(self, parameters, context):
         from ..core.geodatabase import Geodatabase
@@ -129,8 +93,6 @@ class SyncGeodatabaseAlgorithm(OfflineMapAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        import json
-
         from ..core.sync import GeodatabaseSyncTask, OfflineMapSyncResult, SyncLayerOption
 
         path, replica, layer_ids = self._replica(parameters, context)
@@ -155,7 +117,7 @@ class SyncGeodatabaseAlgorithm(OfflineMapAlgorithm):
                     "direction, LAYER_DIRECTIONS is ignored."
                 )
             )
-        direction = DIRECTIONS[self.parameterAsEnum(parameters, "DIRECTION", context)]
+        direction = self.direction(parameters, context)
         try:
             task = GeodatabaseSyncTask(replica.service_url, self.credentials)
             params = task.create_default_sync_geodatabase_parameters(path, direction)
@@ -166,9 +128,7 @@ class SyncGeodatabaseAlgorithm(OfflineMapAlgorithm):
                 SyncLayerOption(o.layer_id, layer_directions.get(o.layer_id, o.sync_direction))
                 for o in params.layer_options
             ]
-        params.rollback_on_failure = self.parameterAsBool(
-            parameters, "ROLLBACK_ON_FAILURE", context
-        )
+        params.rollback_on_failure = self.rollback_on_failure(parameters, context)
         results = self.run_job(task.sync_geodatabase(params, path), feedback)
         rows = sync_result_dicts(
             OfflineMapSyncResult(
@@ -177,28 +137,12 @@ class SyncGeodatabaseAlgorithm(OfflineMapAlgorithm):
             )
         )
         for row in rows:
-            feedback.pushInfo(
-                tr("{0}: {1} up, {2} down, {3} edit errors, {4} conflicts").format(
-                    row["name"],
-                    row["uploaded"],
-                    row["downloaded"],
-                    len(row["edit_errors"]),
-                    row["conflicts"],
-                )
-            )
+            feedback.pushInfo(sync_row_line(row))
             for error in row["edit_errors"]:
                 feedback.reportError(f"{row['name']} {error['global_id']}: {error['message']}")
         summary = {
             "geodatabase": str(path),
-            "UPLOADED": sum(r["uploaded"] for r in rows),
-            "DOWNLOADED": sum(r["downloaded"] for r in rows),
-            "EDIT_ERRORS": sum(len(r["edit_errors"]) for r in rows),
-            "CONFLICTS": sum(r["conflicts"] for r in rows),
+            **sync_totals(rows),
             "HAS_ERRORS": any(r["error"] or r["edit_errors"] for r in rows),
         }
-        outputs = {key: value for key, value in summary.items() if key.isupper()}
-        outputs["RESULTS"] = json.dumps(rows, ensure_ascii=False, default=str)
-        report = self.parameterAsFileOutput(parameters, "REPORT", context)
-        if report:
-            outputs["REPORT"] = write_report(report, tr("Geodatabase sync"), summary, rows)
-        return outputs
+        return self.sync_outputs(parameters, context, tr("Geodatabase sync"), summary, rows)

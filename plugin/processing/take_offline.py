@@ -13,10 +13,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.errors import OfflineMapSyncError
 from ..layers import esri_envelope
 from ..resources import tr
-from ..take_offline_request import TakeOfflineJob, TakeOfflineRequest
+from ..take_offline_request import TakeOfflineRequest
 from .base import OfflineMapAlgorithm
 
 
@@ -114,35 +113,11 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        import json
         from pathlib import Path
 
         request = self._request(parameters, context)
         request.folder = Path(request.folder)
-        try:
-            job = TakeOfflineJob(request, self.credentials)
-        except (OfflineMapSyncError, ValueError) as error:
-            raise QgsProcessingException(str(error)) from None
-        result = self.run_job(job, feedback)
-        offline_map = result.offline_map
-        for skipped in result.skipped_layers:
-            feedback.pushWarning(tr("Left out {0}: {1}").format(skipped.title, skipped.reason))
-        layers = sum(len(entry.layers) for entry in offline_map.geodatabases)
-        feedback.pushInfo(
-            tr("The map '{0}' is offline in {1} ({2} layers and tables).").format(
-                offline_map.title, offline_map.folder, layers
-            )
+        _, outputs = self.take_offline(
+            request, feedback, tr("The map '{0}' is offline in {1} ({2} layers and tables).")
         )
-        return {
-            "OUTPUT": str(offline_map.folder),
-            "TITLE": offline_map.title,
-            "GEODATABASE_COUNT": len(offline_map.geodatabases),
-            "LAYER_COUNT": layers,
-            "SKIPPED": json.dumps(
-                [
-                    {"title": s.title, "url": s.url, "reason": s.reason}
-                    for s in result.skipped_layers
-                ],
-                ensure_ascii=False,
-            ),
-        }
+        return outputs
