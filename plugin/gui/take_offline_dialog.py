@@ -168,6 +168,17 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
     # -- layers ----------------------------------------------------------------------------
     def list_layers(self):
         """Read the source's layers in a background task and list them, all checked."""
+        return self._list_in_background(
+            list_source_layers,
+            self.listLayersButton,
+            tr("Reading the layers…"),
+            tr("Listing layers"),
+            self._layers_listed,
+        )
+
+    def _list_in_background(self, function, button, message: str, title: str, on_done):
+        """Run ``function(request, credentials)`` for the source in a task; ``None`` when one is
+        already running or the source is incomplete (the message label says why)."""
         if self.task is not None:
             return None
         try:
@@ -177,19 +188,26 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         except (ValueError, OfflineMapSyncError) as error:
             self.messageLabel.setText(str(error))
             return None
-        self.messageLabel.setText(tr("Reading the layers…"))
-        self.listLayersButton.setEnabled(False)
-        job = CallJob(partial(list_source_layers, request, credentials))
-        self.task = start_job_task(tr("Listing layers"), job, on_done=self._layers_listed)
+        self.messageLabel.setText(message)
+        button.setEnabled(False)
+        job = CallJob(partial(function, request, credentials))
+        self.task = start_job_task(title, job, on_done=on_done)
         return self.task
 
-    def _layers_listed(self, task) -> None:
+    def _listing_succeeded(self, task, enable_buttons) -> bool:
+        """Forget the finished listing ``task`` and call ``enable_buttons``; False (with the
+        reason shown) when it failed or the dialog is gone."""
         if sip.isdeleted(self):
-            return
+            return False
         self.task = None
-        self.listLayersButton.setEnabled(True)
+        enable_buttons()
         if not task.succeeded:
             self.messageLabel.setText(str(task.error) if task.error else tr("Cancelled."))
+            return False
+        return True
+
+    def _layers_listed(self, task) -> None:
+        if not self._listing_succeeded(task, lambda: self.listLayersButton.setEnabled(True)):
             return
         self.layersList.clear()
         for layer in task.result:
@@ -205,27 +223,16 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
     # -- preplanned map areas ----------------------------------------------------------------
     def list_areas(self):
         """Read the web map's preplanned map areas in a background task and list them."""
-        if self.task is not None:
-            return None
-        try:
-            request = self._source(Path())
-            credentials = credentials_from_auth_config(request.authcfg, request.auth_url)
-        except (ValueError, OfflineMapSyncError) as error:
-            self.messageLabel.setText(str(error))
-            return None
-        self.messageLabel.setText(tr("Reading the map areas…"))
-        self.listAreasButton.setEnabled(False)
-        job = CallJob(partial(list_map_areas, request, credentials))
-        self.task = start_job_task(tr("Listing map areas"), job, on_done=self._areas_listed)
-        return self.task
+        return self._list_in_background(
+            list_map_areas,
+            self.listAreasButton,
+            tr("Reading the map areas…"),
+            tr("Listing map areas"),
+            self._areas_listed,
+        )
 
     def _areas_listed(self, task) -> None:
-        if sip.isdeleted(self):
-            return
-        self.task = None
-        self._update_enabled()
-        if not task.succeeded:
-            self.messageLabel.setText(str(task.error) if task.error else tr("Cancelled."))
+        if not self._listing_succeeded(task, self._update_enabled):
             return
         self.areasList.clear()
         for area in task.result:
