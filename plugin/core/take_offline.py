@@ -113,9 +113,7 @@ class SkippedLayer:
 
 
 @dataclass(frozen=True)
-class GenerateOfflineMapResult:
-    """The offline map made, and the web map layers left out (basemaps, non-feature layers)."""
-
+class _TakeOfflineResult:
     offline_map: OfflineMap
     skipped_layers: tuple[SkippedLayer, ...] = ()
 
@@ -123,6 +121,11 @@ class GenerateOfflineMapResult:
     def has_errors(self) -> bool:
         """True when an operational layer or table of the map could not be taken offline."""
         return any(not layer.basemap for layer in self.skipped_layers)
+
+
+@dataclass(frozen=True)
+class GenerateOfflineMapResult(_TakeOfflineResult):
+    """The offline map made, and the web map layers left out (basemaps, non-feature layers)."""
 
 
 @dataclass(frozen=True)
@@ -163,15 +166,8 @@ class DownloadPreplannedOfflineMapParameters:
 
 
 @dataclass(frozen=True)
-class DownloadPreplannedOfflineMapResult:
+class DownloadPreplannedOfflineMapResult(_TakeOfflineResult):
     """The offline map made from a map area, and the web map layers left out."""
-
-    offline_map: OfflineMap
-    skipped_layers: tuple[SkippedLayer, ...] = ()
-
-    @property
-    def has_errors(self) -> bool:
-        return any(not layer.basemap for layer in self.skipped_layers)
 
 
 def layer_url(service_url: str, layer_id: int) -> str:
@@ -234,12 +230,16 @@ class OfflineMapTask:
         with attachments, titled like the web map (or the services)."""
         if area_of_interest is not None:
             parse_area_of_interest(area_of_interest)
+        return GenerateOfflineMapParameters(
+            area_of_interest=area_of_interest, title=self.default_title()
+        )
+
+    def default_title(self) -> str:
+        """The web map's title, or the names of the services."""
         if self.webmap_item_id:
             item, _ = self.webmap()
-            title = str(item.get("title") or self.webmap_item_id)
-        else:
-            title = ", ".join(_service_name(url) for url in self.service_urls)
-        return GenerateOfflineMapParameters(area_of_interest=area_of_interest, title=title)
+            return str(item.get("title") or self.webmap_item_id)
+        return ", ".join(_service_name(url) for url in self.service_urls)
 
     def generate_offline_map(
         self, parameters: GenerateOfflineMapParameters, folder: str | os.PathLike[str]
@@ -352,7 +352,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             self._check_cancelled()
             self._report(0.97, "Writing the offline map")
             manifest = OfflineMapManifest(
-                title=self.parameters.title or self._default_title(),
+                title=self.parameters.title or self.task.default_title(),
                 source=self._source(),
                 update_mode=PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
                 geodatabases=tuple(entries),
@@ -488,26 +488,14 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
     ) -> GeodatabaseEntry:
         from .geodatabase import Geodatabase
 
-        client = self.task.client
         replica_name = _replica_name(self.parameters.title or plan.title)
         params = self._replica_parameters(plan, area, replica_name)
         sync_model = SyncModel(params["syncModel"])
         middle = start + (end - start) * 0.4
         self._report(start, f"Requesting the data of {plan.title}")
-        replica = _Replica(plan.service_url, replica_name)
-        made.replicas.append(replica)
-        try:
-            result = client.create_replica(
-                plan.service_url,
-                params,
-                progress=self._sub_progress(start, middle),
-                cancel=self._cancel_requested,
-                on_status_url=lambda url: setattr(replica, "status_url", url),
-            )
-        except ServiceError as error:
-            # An ArcGIS error answer means no replica was made; a garbled answer means maybe.
-            replica.refused = not isinstance(error, BadAnswerError)
-            raise
+        replica, result = self._create_replica(
+            plan, params, made, progress=self._sub_progress(start, middle)
+        )
         events = None
         try:
             # The header fills in as the events are read: replicaID normally comes first, the
@@ -515,9 +503,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             header, events = result.read()
             replica.id = header.get("replicaID")
             self._check_cancelled()
-            final = self.folder / plan.file
-            partial = self.folder / f".{Path(plan.file).stem}.partial.gpkg"
-            made.files.extend([partial, final])
+            partial, final = self._files_of(plan, made)
             self._report(middle, f"Storing the data of {plan.title}")
             geodatabase = Geodatabase.create(
                 partial,
@@ -553,6 +539,35 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             layers=tuple(plan.layers),
             download_only=plan.download_only,
         )
+
+    def _create_replica(
+        self, plan: _ServicePlan, params: dict, made: _Made, progress=None
+    ) -> tuple[_Replica, Any]:
+        """Ask the service for a replica, noting it in ``made`` first so that a failure can
+        unregister it."""
+        replica = _Replica(plan.service_url, params["replicaName"])
+        made.replicas.append(replica)
+        try:
+            result = self.task.client.create_replica(
+                plan.service_url,
+                params,
+                progress=progress,
+                cancel=self._cancel_requested,
+                on_status_url=lambda url: setattr(replica, "status_url", url),
+            )
+        except ServiceError as error:
+            # An ArcGIS error answer means no replica was made; a garbled answer means maybe.
+            replica.refused = not isinstance(error, BadAnswerError)
+            raise
+        return replica, result
+
+    def _files_of(self, plan: _ServicePlan, made: _Made) -> tuple[Path, Path]:
+        """The partial file the geodatabase is built in and its final name, both noted in
+        ``made`` to be deleted on failure."""
+        final = self.folder / plan.file
+        partial = self.folder / f".{Path(plan.file).stem}.partial.gpkg"
+        made.files.extend([partial, final])
+        return partial, final
 
     def _replica_parameters(
         self, plan: _ServicePlan, area: tuple[str, dict] | None, replica_name: str
@@ -681,12 +696,6 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             if attempt < len(waits):
                 time.sleep(waits[attempt])
 
-    def _default_title(self) -> str:
-        if self.task.webmap_item_id:
-            item, _ = self.task.webmap()
-            return str(item.get("title") or self.task.webmap_item_id)
-        return ", ".join(_service_name(url) for url in self.task.service_urls)
-
     def _source(self) -> MapSource:
         task = self.task
         if task.webmap_item_id:
@@ -808,9 +817,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         from .geodatabase import Geodatabase
 
         source = ScheduledUpdateSource(self.task.client, self.task.portal_url or "")
-        final = self.folder / plan.file
-        partial = self.folder / f".{Path(plan.file).stem}.partial.gpkg"
-        made.files.extend([partial, final])
+        partial, final = self._files_of(plan, made)
         middle = start + (end - start) * 0.8
         self._report(start, f"Downloading the package of {plan.title}")
         wanted = set(package.layer_ids) or set(plan.layer_infos)
@@ -859,7 +866,6 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         self, plan: _ServicePlan, area: tuple[str, dict] | None, made: _Made, *, upload_only: bool
     ) -> tuple[str, str]:
         """Register a replica of the service for the area; its data is not needed."""
-        client = self.task.client
         name = _replica_name(self.parameters.title or plan.title)
         params = self._replica_parameters(plan, area, name)
         params["returnAttachments"] = "false"
@@ -872,18 +878,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
                     for layer_id in sorted(plan.layer_infos)
                 }
             )
-        replica = _Replica(plan.service_url, name)
-        made.replicas.append(replica)
-        try:
-            result = client.create_replica(
-                plan.service_url,
-                params,
-                cancel=self._cancel_requested,
-                on_status_url=lambda url: setattr(replica, "status_url", url),
-            )
-        except ServiceError as error:
-            replica.refused = not isinstance(error, BadAnswerError)
-            raise
+        replica, result = self._create_replica(plan, params, made)
         with result:
             replica.id = result.header().get("replicaID")
         if not replica.id:
