@@ -38,7 +38,7 @@ from .geodatabase_model import (
     LayerDef,
     UploadSnapshot,
 )
-from .gpkg_connection import quote
+from .gpkg_connection import quote, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .tracking import next_seq, set_tracking
 
@@ -683,8 +683,7 @@ def commit_sync(
     wanted = None if layer_ids is None else {int(i) for i in layer_ids}
     active = layers
     started_at = started_at or now_text()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         set_tracking(conn, False)
         commit = _Commit(conn, active, snapshot, direction, fetch_attachment)
         applied = 0
@@ -746,9 +745,4 @@ def commit_sync(
         )
         report.history_id = int(cur.lastrowid)
         set_tracking(conn, True)
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return report

@@ -15,7 +15,7 @@ from . import field_values as fv
 from .errors import GeodatabaseError
 from .geodatabase_model import Conflict, ConflictReason, LayerDef
 from .geometry import gpkg_to_esri
-from .gpkg_connection import quote
+from .gpkg_connection import quote, transaction
 from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID
 from .tracking import next_seq, set_tracking
 
@@ -136,8 +136,7 @@ def restore_conflict(
     update is written back (re-inserted if the row is gone) and marked as a pending add or as
     an update of all its uploadable fields and geometry, so the next upload sends it whole.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         layer_id, gid, is_att, local_op, attributes, geometry = _load(conn, conflict_id)
         layer = layers.get(layer_id)
         if layer is None:
@@ -215,11 +214,6 @@ def restore_conflict(
                 )
         conn.execute("DELETE FROM oms_conflicts WHERE id = ?", (conflict_id,))
         set_tracking(conn, True)
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def dismiss_conflict(conn: sqlite3.Connection, conflict_id: int) -> None:

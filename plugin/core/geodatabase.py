@@ -509,11 +509,13 @@ class Geodatabase:
         ``started_at`` (ISO 8601 UTC text; default: now) go into the history row.
         """
         with _sqlite_errors(self.path, "the synchronization"):
-            return self._commit(
+            return _commit_sync(
+                self.conn,
+                self._layers_by_id,
                 snapshot,
                 header,
                 events,
-                direction=direction,
+                direction=SyncDirection(direction),
                 layer_ids=layer_ids,
                 fetch_attachment=fetch_attachment,
                 progress=progress,
@@ -521,18 +523,6 @@ class Geodatabase:
                 kind=kind,
                 started_at=started_at,
             )
-
-    def _commit(self, snapshot, header, events, **kwargs) -> CommitReport:
-        direction = kwargs.pop("direction")
-        return _commit_sync(
-            self.conn,
-            self._layers_by_id,
-            snapshot,
-            header,
-            events,
-            direction=SyncDirection(direction),
-            **kwargs,
-        )
 
     # -- upload journal ---------------------------------------------------------------------
 
