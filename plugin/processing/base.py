@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputBoolean,
     QgsProcessingOutputFile,
+    QgsProcessingOutputFolder,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterAuthConfig,
@@ -19,7 +20,9 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 from qgis.PyQt.QtGui import QIcon
 
@@ -130,6 +133,19 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
             (e.service_url for e in offline_map.geodatabases), ""
         )
         self.prepare_credentials(parameters, context, url)
+
+    def add_take_offline_outputs(self) -> None:
+        """TITLE, AUTHCFG and the OUTPUT folder parameters, and the outputs of ``take_offline``."""
+        self.addParameter(QgsProcessingParameterString("TITLE", tr("Title"), optional=True))
+        self.add_auth_parameter()
+        self.addParameter(
+            QgsProcessingParameterFolderDestination("OUTPUT", tr("Offline map folder"))
+        )
+        self.addOutput(QgsProcessingOutputFolder("OUTPUT", tr("Offline map folder")))
+        self.addOutput(QgsProcessingOutputString("TITLE", tr("Title")))
+        self.addOutput(QgsProcessingOutputNumber("GEODATABASE_COUNT", tr("Geodatabases")))
+        self.addOutput(QgsProcessingOutputNumber("LAYER_COUNT", tr("Layers and tables")))
+        self.addOutput(QgsProcessingOutputString("SKIPPED", tr("Layers left out (JSON)")))
 
     def take_offline(self, request, feedback, done_message: str) -> tuple[Any, dict]:
         """Run a ``TakeOfflineJob`` for ``request``; report the layers left out and

@@ -8,11 +8,9 @@ from pathlib import Path
 
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingOutputFolder,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterString,
 )
 
@@ -123,18 +121,9 @@ class DownloadPreplannedMapAreaAlgorithm(_WebMapAlgorithm):
                 defaultValue=0,
             )
         )
-        self.addParameter(QgsProcessingParameterString("TITLE", tr("Title"), optional=True))
-        self.add_auth_parameter()
-        self.addParameter(
-            QgsProcessingParameterFolderDestination("OUTPUT", tr("Offline map folder"))
-        )
-        self.addOutput(QgsProcessingOutputFolder("OUTPUT", tr("Offline map folder")))
-        self.addOutput(QgsProcessingOutputString("TITLE", tr("Title")))
+        self.add_take_offline_outputs()
         self.addOutput(QgsProcessingOutputString("MAP_AREA_ID", tr("Map area item ID")))
         self.addOutput(QgsProcessingOutputString("UPDATE_MODE", tr("Update mode")))
-        self.addOutput(QgsProcessingOutputNumber("GEODATABASE_COUNT", tr("Geodatabases")))
-        self.addOutput(QgsProcessingOutputNumber("LAYER_COUNT", tr("Layers and tables")))
-        self.addOutput(QgsProcessingOutputString("SKIPPED", tr("Layers left out (JSON)")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         request = self.web_map_request(

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingOutputFolder,
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterExtent,
-    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterString,
 )
 
@@ -62,16 +58,7 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(QgsProcessingParameterString("TITLE", tr("Title"), optional=True))
-        self.add_auth_parameter()
-        self.addParameter(
-            QgsProcessingParameterFolderDestination("OUTPUT", tr("Offline map folder"))
-        )
-        self.addOutput(QgsProcessingOutputFolder("OUTPUT", tr("Offline map folder")))
-        self.addOutput(QgsProcessingOutputString("TITLE", tr("Title")))
-        self.addOutput(QgsProcessingOutputNumber("GEODATABASE_COUNT", tr("Geodatabases")))
-        self.addOutput(QgsProcessingOutputNumber("LAYER_COUNT", tr("Layers and tables")))
-        self.addOutput(QgsProcessingOutputString("SKIPPED", tr("Layers left out (JSON)")))
+        self.add_take_offline_outputs()
 
     def _request(self, parameters, context) -> TakeOfflineRequest:
         services = self.parameterAsString(parameters, "SERVICE_URLS", context)
