@@ -55,6 +55,9 @@ def credentials_from_auth_config(
     - anything else QGIS can apply to a request (OAuth2, API header...): the HTTP headers QGIS
       adds, captured now.
 
+    Secrets only go to ``url``'s site (its host and sibling hosts of its domain): a web map may
+    list other organisations' services.
+
     Returns None for an empty ``authcfg``. Raises AuthenticationError when the configuration
     does not exist or cannot be used; the message never contains a secret.
     """
@@ -87,7 +90,7 @@ def credentials_from_auth_config(
             raise AuthenticationError(
                 tr("The authentication configuration '{0}' has no token.").format(config.name())
             )
-        return StaticTokenCredentials(token)
+        return StaticTokenCredentials(token, url)
     headers = _headers_qgis_adds(authcfg, url)
     if not headers:
         raise AuthenticationError(
@@ -95,7 +98,7 @@ def credentials_from_auth_config(
                 "The authentication configuration '{0}' ({1}) cannot be used for ArcGIS services."
             ).format(config.name(), method)
         )
-    return HeaderCredentials(headers)
+    return HeaderCredentials(headers, url)
 
 
 def _headers_qgis_adds(authcfg: str, url: str) -> dict[str, str]:

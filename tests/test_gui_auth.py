@@ -7,7 +7,7 @@ from qgis.core import QgsApplication, QgsAuthMethodConfig
 
 from plugin.auth import credentials_from_auth_config, token_url_for
 from plugin.core.errors import AuthenticationError
-from plugin.core.rest import StaticTokenCredentials, TokenCredentials
+from plugin.core.rest import HeaderCredentials, StaticTokenCredentials, TokenCredentials
 
 MASTER_PASSWORD = "offline-map-sync-tests"
 
@@ -72,3 +72,21 @@ def test_no_config_means_no_credentials(qgis_app):
 def test_an_unknown_config_is_a_clear_error(qgis_app):
     with pytest.raises(AuthenticationError, match="does not exist"):
         credentials_from_auth_config("nosuch1", "http://h/")
+
+
+def test_an_esri_token_is_only_sent_to_the_site_it_was_configured_for(auth_manager):
+    # A web map may list other organisations' services: they must not receive our token.
+    config_id = auth_manager("EsriToken", token="abc123")
+    credentials = credentials_from_auth_config(config_id, "https://www.arcgis.com/sharing/rest")
+    assert credentials.token_for("https://services3.arcgis.com/x/arcgis/rest/services") == "abc123"
+    assert credentials.token_for("https://gis.example.com/arcgis/rest/services/y") is None
+
+
+def test_captured_headers_are_only_sent_to_their_site():
+    credentials = HeaderCredentials(
+        {"Authorization": "Bearer secret"}, "https://gis.example.com/portal/sharing/rest"
+    )
+    assert credentials.headers("https://gis.example.com/server/rest/services/a") == {
+        "Authorization": "Bearer secret"
+    }
+    assert credentials.headers("https://other.org/arcgis/rest/services/a") == {}

@@ -99,7 +99,7 @@ class CredentialProvider:
 
     ``token_for(url)`` returns the token to send as the ``token`` parameter (or None),
     ``refresh(url)`` is called once after the server answered 498 (invalid/expired token),
-    ``headers()`` returns extra HTTP headers (e.g. an OAuth2 ``Authorization``).
+    ``headers(url)`` returns extra HTTP headers (e.g. an OAuth2 ``Authorization``).
     Implementations must be thread-safe: a job thread and the UI may ask at the same time.
     """
 
@@ -109,17 +109,37 @@ class CredentialProvider:
     def refresh(self, url: str) -> None:
         return None
 
-    def headers(self) -> dict:
+    def headers(self, url: str) -> dict:
         return {}
 
 
-class StaticTokenCredentials(CredentialProvider):
-    """A token obtained elsewhere (e.g. from QGIS's authentication manager); cannot refresh."""
+def same_site(site_url: str, url: str) -> bool:
+    """True when ``url`` is on the host of ``site_url``, or on a sibling host of the same domain
+    (``services3.arcgis.com`` for ``www.arcgis.com``): where its credentials may be sent."""
+    mine = urlsplit(site_url).hostname or ""
+    theirs = urlsplit(url).hostname or ""
+    if mine == theirs:
+        return True
+    if mine.replace(".", "").isdigit() or mine.count(".") < 2:
+        return False
+    domain = ".".join(mine.split(".")[-2:])
+    return theirs.endswith("." + domain)
 
-    def __init__(self, token: str) -> None:
+
+class StaticTokenCredentials(CredentialProvider):
+    """A token obtained elsewhere (e.g. from QGIS's authentication manager); cannot refresh.
+
+    With ``site_url`` the token is only sent to that site (see :func:`same_site`): a web map
+    may list services of other organisations, which must not receive it.
+    """
+
+    def __init__(self, token: str, site_url: str | None = None) -> None:
         self._token = token
+        self._site_url = site_url
 
     def token_for(self, url: str) -> str | None:
+        if self._site_url is not None and not same_site(self._site_url, url):
+            return None
         return self._token
 
     def __repr__(self) -> str:
@@ -127,12 +147,16 @@ class StaticTokenCredentials(CredentialProvider):
 
 
 class HeaderCredentials(CredentialProvider):
-    """Fixed HTTP headers, e.g. ``{"Authorization": "Bearer ..."}`` for OAuth2."""
+    """Fixed HTTP headers, e.g. ``{"Authorization": "Bearer ..."}`` for OAuth2; with
+    ``site_url`` only sent to that site (see :func:`same_site`)."""
 
-    def __init__(self, headers: dict) -> None:
+    def __init__(self, headers: dict, site_url: str | None = None) -> None:
         self._headers = dict(headers)
+        self._site_url = site_url
 
-    def headers(self) -> dict:
+    def headers(self, url: str) -> dict:
+        if self._site_url is not None and not same_site(self._site_url, url):
+            return {}
         return dict(self._headers)
 
     def __repr__(self) -> str:
@@ -175,14 +199,7 @@ class TokenCredentials(CredentialProvider):
         return f"TokenCredentials({self.token_url!r}, {self.username!r}, password=***)"
 
     def _same_site(self, url: str) -> bool:
-        mine = urlsplit(self.token_url).hostname or ""
-        theirs = urlsplit(url).hostname or ""
-        if mine == theirs:
-            return True
-        if mine.replace(".", "").isdigit() or mine.count(".") < 2:
-            return False
-        domain = ".".join(mine.split(".")[-2:])
-        return theirs.endswith("." + domain)
+        return same_site(self.token_url, url)
 
     def token_for(self, url: str) -> str | None:
         if not self._same_site(url):
@@ -452,9 +469,9 @@ class ArcGISClient:
         self.request_count = 0
 
     # -- plumbing --------------------------------------------------------------------------
-    def _headers(self) -> dict:
+    def _headers(self, url: str) -> dict:
         headers = {"User-Agent": _USER_AGENT}
-        headers.update(self.credentials.headers())
+        headers.update(self.credentials.headers(url))
         return headers
 
     def _with_token(self, url: str, params: dict) -> dict:
@@ -472,13 +489,17 @@ class ArcGISClient:
                 return self.session.get(
                     url,
                     params=params,
-                    headers=self._headers(),
+                    headers=self._headers(url),
                     timeout=self.timeout,
                     verify=self.verify,
                     stream=stream,
                 )
             return self.session.post(
-                url, data=params, headers=self._headers(), timeout=self.timeout, verify=self.verify
+                url,
+                data=params,
+                headers=self._headers(url),
+                timeout=self.timeout,
+                verify=self.verify,
             )
         except requests.exceptions.SSLError:
             raise NetworkError(
