@@ -53,3 +53,33 @@ def test_make_package_builds_an_installable_zip(tmp_path):
     forbidden = [n for n in names if n.split("/")[1] in ("tests", ".ci", "Makefile", ".venv")]
     assert forbidden == []
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_the_zip_alone_is_a_working_plugin(tmp_path):
+    # What "Install from ZIP" gives a user: the zip's folder, without this repository beside it.
+    done = subprocess.run(
+        ["make", "-s", "package", f"DIST={tmp_path / 'dist'}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (archive_path,) = (tmp_path / "dist").glob("offline_map_sync-*.zip")
+    with zipfile.ZipFile(archive_path) as archive:
+        archive.extractall(tmp_path / "installed")
+    runner = QgisProcess(
+        tmp_path / "profile", plugin_dir=tmp_path / "installed" / "offline_map_sync"
+    )
+    try:
+        listing = runner.run_json("list")
+        # Running an algorithm imports the core from the zip's copy, and bad input is explained.
+        missing = tmp_path / "no such map"
+        done = runner.run("run", "offlinemapsync:checkforupdates", "--", f"OFFLINE_MAP={missing}")
+    finally:
+        runner.close()
+    assert done.returncode != 0
+    assert f"The offline map folder {missing} does not exist." in done.stdout + done.stderr
+    algorithms = listing["providers"]["offlinemapsync"]["algorithms"]
+    for name in ("takemapoffline", "synchronizeofflinemap", "checkforupdates", "removeofflinemap"):
+        assert f"offlinemapsync:{name}" in algorithms, sorted(algorithms)
