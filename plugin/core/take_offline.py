@@ -13,6 +13,7 @@ so there is never a half-made map.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -50,6 +51,8 @@ from .updates import (
     install_adds_only_guards,
     local_generation,
 )
+
+log = logging.getLogger(__name__)
 
 _FEATURE_SERVER = re.compile(
     r"^(?P<service>.+?/FeatureServer)(?:/(?P<layer>\d+))?/?$", re.IGNORECASE
@@ -657,8 +660,14 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         for replica in made.replicas:
             try:
                 self._unregister(replica)
-            except Exception:
-                pass
+            except Exception as error:  # noqa: BLE001 (cleanup must not hide the first error)
+                # The replica may stay registered on the service: say so in the log.
+                log.warning(
+                    "Could not unregister the replica %s of %s: %s",
+                    replica.name,
+                    replica.service_url,
+                    error,
+                )
         for path in made.files:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 try:
