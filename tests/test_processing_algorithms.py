@@ -259,3 +259,31 @@ def test_an_unknown_map_area_is_refused_naming_the_areas_there_are(
     assert "no map area 'East half'" in str(raised.value)
     assert "'West half'" in str(raised.value)
     assert not (tmp_path / "east" / "offline_map.json").exists()
+
+
+def test_a_token_in_a_web_map_layer_url_stays_out_of_the_skipped_output(
+    processing, reference_server, tmp_path
+):
+    from tests.test_take_offline import FIELD_MAP_ID, field_map_data, save_item
+
+    data = field_map_data()
+    data["baseMap"]["baseMapLayers"] = [
+        {
+            "id": "imagery",
+            "title": "Imagery",
+            "url": "https://tiles.example.com/Imagery/MapServer?token=SECRET-IN-WEBMAP&f=json",
+            "layerType": "ArcGISTiledMapServiceLayer",
+        }
+    ]
+    save_item(reference_server, FIELD_MAP_ID, {"title": "Field map", "type": "Web Map"}, data)
+    taken = processing.run(
+        _alg("takemapoffline"),
+        {
+            "PORTAL_URL": reference_server.portal_url,
+            "WEBMAP_ITEM_ID": FIELD_MAP_ID,
+            "OUTPUT": str(tmp_path / "map"),
+        },
+    )
+    skipped = {s["title"]: s["url"] for s in json.loads(taken["SKIPPED"])}
+    assert skipped["Imagery"] == "https://tiles.example.com/Imagery/MapServer?f=json"
+    assert "SECRET-IN-WEBMAP" not in taken["SKIPPED"]

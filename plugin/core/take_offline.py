@@ -41,6 +41,7 @@ from .offline_map import (
     MapSource,
     OfflineMap,
     OfflineMapManifest,
+    strip_credentials,
 )
 from .rest import JOB_FAILED, ArcGISClient, BadAnswerError
 from .updates import (
@@ -113,6 +114,10 @@ class SkippedLayer:
     reason: str
     #: Basemap layers stay online by design; they are listed but are not errors.
     basemap: bool = False
+
+    def __post_init__(self) -> None:
+        # Web maps may keep a token or API key in a layer URL: it must not reach reports or logs.
+        object.__setattr__(self, "url", strip_credentials(self.url))
 
 
 @dataclass(frozen=True)
