@@ -474,3 +474,17 @@ def test_http_403_with_a_sign_in_page_is_an_authentication_error(scripted):
         fast_client().get_json(scripted.url + "/svc")
     assert caught.value.code == 403
     assert len(scripted.hits["/svc"]) == 1  # not a transient failure: no retry
+
+
+def test_a_post_answered_with_a_redirect_is_not_resent_with_its_token(scripted):
+    # The form carries the token: following the redirect would hand it to another host.
+    scripted.routes["/svc/applyEdits"] = Response(
+        "", status=307, headers={"Location": scripted.url + "/elsewhere/applyEdits"}
+    )
+    scripted.routes["/elsewhere/applyEdits"] = {"success": True}
+    client = fast_client(credentials=StaticTokenCredentials("secret-token-123"))
+    with pytest.raises(ServiceError) as caught:
+        client.post_json(scripted.url + "/svc/applyEdits", {"edits": "[]"})
+    assert "redirected" in str(caught.value)
+    assert "secret-token-123" not in str(caught.value)
+    assert scripted.hits["/elsewhere/applyEdits"] == []

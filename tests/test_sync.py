@@ -1158,8 +1158,6 @@ def test_scheduled_updates_are_listed_sized_and_applied_in_generation_order(
     assert again.scheduled_updates_download_size == 0
 
 
-
-
 def test_upload_new_features_mode_uploads_only_adds_and_downloads_packages(
     server, scripted, tmp_path
 ):
@@ -1334,4 +1332,3 @@ def test_reference_portal_scheduled_updates_are_found_and_applied(server, tmp_pa
     assert local.rows(POINTS)[gid]["name"] == "Refreshed"
     again = OfflineMapSyncTask(offline_map.folder, client=client).check_for_updates()
     assert again.download_availability == OfflineUpdateAvailability.NONE
-

@@ -115,9 +115,12 @@ class Job(Generic[T]):
             self._progress = 100
             self._status = JobStatus.SUCCEEDED
             message, listeners = self._message, list(self._listeners)
-        for listener in listeners:
-            listener(100, message)
-        self._done_event.set()
+        try:
+            for listener in listeners:
+                listener(100, message)
+        finally:
+            # wait() must return even if a listener fails on the final report.
+            self._done_event.set()
         return result
 
     def start(self) -> Job[T]:

@@ -230,7 +230,9 @@ class TokenCredentials(CredentialProvider):
                 timeout=self._timeout,
                 verify=self._verify,
                 headers={"Referer": self._referer, "User-Agent": _USER_AGENT},
+                allow_redirects=False,
             )
+            _refuse_redirect(response, self.token_url)
         except requests.RequestException as error:
             raise NetworkError(
                 f"Could not reach the sign-in server at {_host(self.token_url)}: "
@@ -494,13 +496,17 @@ class ArcGISClient:
                     verify=self.verify,
                     stream=stream,
                 )
-            return self.session.post(
+            # A form may carry a token: never resend it to wherever a redirect points.
+            response = self.session.post(
                 url,
                 data=params,
                 headers=self._headers(url),
                 timeout=self.timeout,
                 verify=self.verify,
+                allow_redirects=False,
             )
+            _refuse_redirect(response, url)
+            return response
         except requests.exceptions.SSLError:
             raise NetworkError(
                 f"The secure connection to {_host(url)} failed (certificate problem)."
@@ -957,6 +963,18 @@ def _unlink(path: Path) -> None:
 def _check_cancel(cancel: CancelCallback | None) -> None:
     if cancel is not None and cancel():
         raise CancelledError("The operation was cancelled.")
+
+
+def _refuse_redirect(response: requests.Response, url: str) -> None:
+    """Raise when a POST was answered with a redirect (its form is not sent on)."""
+    if not response.is_redirect:
+        return
+    target = _safe_url(response.headers.get("Location") or "")
+    raise ServiceError(
+        f"The server redirected the request to {target or 'another address'}. Use that address "
+        "(for example its https:// form) for the service or portal instead.",
+        url=_safe_url(url),
+    )
 
 
 def _sleep(seconds: float, cancel: CancelCallback | None) -> None:
