@@ -22,6 +22,7 @@ from plugin.core.rest import (
     BadAnswerError,
     StaticTokenCredentials,
     TokenCredentials,
+    same_site,
     supports_async,
 )
 
@@ -488,3 +489,18 @@ def test_a_post_answered_with_a_redirect_is_not_resent_with_its_token(scripted):
     assert "redirected" in str(caught.value)
     assert "secret-token-123" not in str(caught.value)
     assert scripted.hits["/elsewhere/applyEdits"] == []
+
+
+@pytest.mark.parametrize(
+    ("site", "url", "shared"),
+    [
+        ("https://www.arcgis.com", "https://services3.arcgis.com/abc/arcgis/rest/services/x", True),
+        ("https://gis.example.co.uk/portal", "https://maps.example.co.uk/server/rest", True),
+        ("https://gis.example.co.uk/portal", "https://gis.attacker.co.uk/server/rest", False),
+        ("https://gis.city.gov.au/portal", "https://evil.gov.au/rest", False),
+        ("https://example.co.uk/portal", "https://other.co.uk/rest", False),
+        ("https://gis.example.com/portal", "https://example.org/rest", False),
+    ],
+)
+def test_credentials_stay_within_their_own_site(site, url, shared):
+    assert same_site(site, url) is shared

@@ -122,8 +122,41 @@ def same_site(site_url: str, url: str) -> bool:
         return True
     if mine.replace(".", "").isdigit() or mine.count(".") < 2:
         return False
-    domain = ".".join(mine.split(".")[-2:])
+    labels = mine.split(".")
+    # Without a public-suffix list: "gis.example.co.uk" must not share with every ".co.uk".
+    keep = 3 if len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL_SUFFIXES else 2
+    if len(labels) <= keep:
+        return False
+    domain = ".".join(labels[-keep:])
     return theirs.endswith("." + domain)
+
+
+# Second-level labels that country-code domains sell registrations under (co.uk, com.au, …).
+_SECOND_LEVEL_SUFFIXES = frozenset(
+    [
+        "ac",
+        "co",
+        "com",
+        "edu",
+        "go",
+        "gob",
+        "gouv",
+        "gov",
+        "govt",
+        "gv",
+        "lg",
+        "ltd",
+        "mil",
+        "ne",
+        "net",
+        "nhs",
+        "nic",
+        "or",
+        "org",
+        "plc",
+        "sch",
+    ]
+)
 
 
 class StaticTokenCredentials(CredentialProvider):
