@@ -134,11 +134,12 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.last_error = None
         self._remember_recent(str(offline_map.folder))
         self._restore_auth()
+        # Cleared before refresh(), so that what it finds (a damaged geodatabase) stays shown.
+        self.resultsTable.setRowCount(0)
+        self.statusLabel.setText("")
         self.refresh()
         self._watch_layers()
         self._set_default_parameters()
-        self.resultsTable.setRowCount(0)
-        self.statusLabel.setText("")
         self.map_opened.emit(str(offline_map.folder))
         return True
 
@@ -199,29 +200,40 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             )
         )
         self.mapLabel.setTextFormat(Qt.TextFormat.RichText)
-        try:
-            counts = offline_map.local_edit_counts()
-        except OfflineMapSyncError as error:
-            self._show_error(str(error))
-            counts = {}
         for entry in offline_map.geodatabases:
-            gdb_counts = counts.get(entry.file, {})
+            # Per geodatabase: a damaged one must not hide the pending edits of the others.
+            gdb_counts, error = self._pending_counts(entry)
             total = sum(sum(c.values()) for c in gdb_counts.values())
-            top = QTreeWidgetItem([entry.title or entry.file, tr("{0} pending").format(total)])
+            pending = tr("{0} pending").format(total) if error is None else tr("cannot be read")
+            top = QTreeWidgetItem([entry.title or entry.file, pending])
             top.setToolTip(0, f"{entry.file}\n{entry.service_url}")
+            if error is not None:
+                top.setToolTip(1, error)
+                self._show_error(error)
             top.setData(0, ROLE_KEY, (entry.file, None))
             if entry.download_only:
                 top.setText(0, tr("{0} (download only)").format(top.text(0)))
             self.contentTree.addTopLevelItem(top)
             for layer in _tree_order(entry.layers):
                 name = layer.title if not layer.is_table else tr("{0} (table)").format(layer.title)
-                # "0", not an empty cell: an empty one reads like "unknown".
-                pending = describe_counts(gdb_counts.get(layer.id)) or "0"
+                # "0", not an empty cell: an empty one reads like "unknown" (which it is when
+                # the geodatabase cannot be read).
+                pending = (
+                    "" if error is not None else describe_counts(gdb_counts.get(layer.id)) or "0"
+                )
                 child = QTreeWidgetItem([name, pending])
                 child.setData(0, ROLE_KEY, (entry.file, layer.id))
                 top.addChild(child)
             top.setExpanded(True)
         self.contentTree.resizeColumnToContents(0)
+
+    def _pending_counts(self, entry) -> tuple[dict, str | None]:
+        """A geodatabase's pending-edit counts per layer, or ({}, why) when it cannot be read."""
+        try:
+            with self.offline_map.open_geodatabase(entry) as geodatabase:
+                return geodatabase.pending_counts(), None
+        except OfflineMapSyncError as error:
+            return {}, str(error)
 
     def pending_text(self, file: str, layer_id: int | None = None) -> str:
         """The pending-edits text the tree shows for a geodatabase or one of its layers."""
@@ -272,15 +284,22 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             if getattr(info, "is_mobile_map_package_reopen_required", False):
                 lines.append(tr("The map must be downloaded again: the updates it needs are gone."))
         else:
-            try:
-                waiting = offline_map.has_local_edits()
-            except OfflineMapSyncError:
-                waiting = False
-            lines.append(
-                tr("Local edits are waiting to be uploaded.")
-                if waiting
-                else tr("No local edits are waiting.")
-            )
+            waiting, unreadable = False, []
+            for entry in offline_map.geodatabases:
+                counts, error = self._pending_counts(entry)
+                if error is not None:
+                    unreadable.append(entry.file)
+                elif any(any(c.values()) for c in counts.values()):
+                    waiting = True
+            if waiting:
+                lines.append(tr("Local edits are waiting to be uploaded."))
+            if unreadable:
+                # Never "no edits are waiting" when a geodatabase could not be looked at.
+                lines.append(
+                    tr("The local edits of {0} cannot be read.").format(", ".join(unreadable))
+                )
+            elif not waiting:
+                lines.append(tr("No local edits are waiting."))
         return "<br>".join(escape(line) for line in lines)
 
     def _show_capabilities(self) -> None:
