@@ -20,10 +20,12 @@ from plugin.core.take_offline import OfflineMapTask
 from plugin.gui.dock import OfflineMapSyncDock
 from plugin.task import wait_for_task
 from tests.featureservice import seed
+from tests.test_gui_auth import auth_manager as _auth_manager_fixture
 from tests.test_hostile_inputs import local_state
 from tests.test_sync import POINTS, Local, fast_client, point_gid, server_rows, take_offline
 
 WAIT = 60
+auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, shared
 
 
 @pytest.fixture
@@ -284,3 +286,43 @@ def test_an_unreachable_service_fails_the_sync_clearly_and_the_next_sync_converg
     assert task.succeeded and not dock.last_result.has_errors, dock.result_rows()
     assert dock.pending_text("Demo.gpkg", POINTS) == "0"
     assert added in server_rows(reference_server, POINTS)
+
+
+def test_an_html_page_from_a_secured_service_shows_neither_token_nor_password(
+    dock, secured_reference_server, auth_manager, tmp_path, qgis_iface
+):
+    from plugin.take_offline_request import TakeOfflineRequest
+
+    server = secured_reference_server
+    del dock._client  # the panel's own client, with the QGIS auth configuration
+    config_id = auth_manager("Basic", username="alice", password="alice-secret")
+    request = TakeOfflineRequest(
+        folder=tmp_path / "secured_map",
+        portal_url=server.portal_url,
+        webmap_item_id=seed.DEMO_WEBMAP_ID,
+        authcfg=config_id,
+    )
+    task = dock.start_take_offline(request)
+    assert wait_for_task(task, WAIT) and task.succeeded, dock.statusLabel.text()
+    server.inject_fault("synchronizeReplica", "html_error", count=10)
+
+    _sync_and_wait(dock)
+
+    tokens = list(server.app.auth._tokens)
+    assert tokens  # the sync signed in: there is a token that must not be shown
+    shown = [
+        dock.statusLabel.text(),
+        dock.capabilitiesLabel.text(),
+        *_error_cells(dock),
+        *(
+            message
+            for messages in qgis_iface.messageBar().messages.values()
+            for message in messages
+        ),
+    ]
+    assert any("web page instead of data" in text for text in shown), shown
+    for text in shown:
+        _assert_clear(text)
+        assert "alice-secret" not in text
+        assert not any(token in text for token in tokens), text
+    _assert_usable(dock)
