@@ -177,6 +177,7 @@ def test_a_damaged_geopackage_is_named_in_the_panel_its_bytes_untouched_and_the_
         assert "damaged or not a GeoPackage" in text, text
     warnings = _messages(qgis_iface, Qgis.MessageLevel.Warning)
     assert any("Synchronized with errors" in message for message in warnings), warnings
+    assert dock.statusLabel.text() != "Done.", "a sync with errors must not read as all fine"
     for message in _messages(qgis_iface, Qgis.MessageLevel.Critical):
         _assert_clear(message)
     _assert_usable(dock)
@@ -244,6 +245,7 @@ def test_a_garbled_server_answer_fails_the_sync_clearly_and_the_next_sync_conver
         "Synchronized with errors" in message
         for message in _messages(qgis_iface, Qgis.MessageLevel.Warning)
     )
+    assert dock.statusLabel.text().startswith("Synchronized with errors"), dock.statusLabel.text()
     _assert_usable(dock)
     assert local_state(local.path)[1] == before[1]  # no row changed locally
     if kind == "html_error":  # nothing reached the server: every edit is still pending

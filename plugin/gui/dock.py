@@ -464,6 +464,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                     Qgis.MessageLevel.Warning,
                 )
             elif result.has_errors:
+                # The task itself succeeded ("Done."), but the user must not read that as "all fine".
+                self.statusLabel.setText(tr("Synchronized with errors: see the results below."))
                 self._push(
                     tr("Synchronized with errors: see the results in the panel."),
                     Qgis.MessageLevel.Warning,
