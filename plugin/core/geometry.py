@@ -135,27 +135,13 @@ def esri_to_gpkg(
     dim = 2 + (1 if has_z else 0) + (1 if has_m else 0)
     if kind == POINT:
         return _encode_point(geom, srs_id, has_z, has_m, dim)
-    src = _source_dims(geom, has_z, has_m)
-    if kind == MULTIPOINT:
-        parts = geom.get("points")
-        if parts is None:
-            if not geom:
-                return None
-            raise UnsupportedGeometryError("A multipoint geometry needs 'points'.")
-        return _encode_multipoint(parts, srs_id, has_z, has_m, dim, src)
-    if kind == POLYLINE:
-        paths = geom.get("paths")
-        if paths is None:
-            if not geom:
-                return None
-            raise UnsupportedGeometryError("A line geometry needs 'paths'.")
-        return _encode_multilinestring(paths, srs_id, has_z, has_m, dim, src)
-    rings = geom.get("rings")
-    if rings is None:
+    key, label, encode = _PART_ENCODERS.get(kind, _PART_ENCODERS[POLYGON])
+    parts = geom.get(key)
+    if parts is None:
         if not geom:
             return None
-        raise UnsupportedGeometryError("A polygon geometry needs 'rings'.")
-    return _encode_multipolygon(rings, srs_id, has_z, has_m, dim, src)
+        raise UnsupportedGeometryError(f"A {label} geometry needs '{key}'.")
+    return encode(parts, srs_id, has_z, has_m, dim, _source_dims(geom, has_z, has_m))
 
 
 def _source_dims(geom: dict, has_z: bool, has_m: bool) -> tuple[bool, bool]:
@@ -381,6 +367,14 @@ def _encode_multipolygon(rings, srs_id, has_z, has_m, dim, src) -> bytes:
             body.append(struct.pack(f"<{len(flat)}d", *flat))
         all_coords.extend(outer.flat)  # holes lie inside their exterior
     return _pack_header(srs_id, all_coords, dim, has_z, not polygons) + b"".join(body)
+
+
+# Esri geometry type -> (key of its vertex arrays, name for messages, encoder).
+_PART_ENCODERS = {
+    MULTIPOINT: ("points", "multipoint", _encode_multipoint),
+    POLYLINE: ("paths", "line", _encode_multilinestring),
+    POLYGON: ("rings", "polygon", _encode_multipolygon),
+}
 
 
 # ---------------------------------------------------------------------------------------------
