@@ -329,19 +329,26 @@ def dock_role():
     return ROLE_KEY
 
 
-def test_a_secured_service_is_used_through_a_qgis_auth_configuration(
-    dock, secured_reference_server, auth_manager, tmp_path
-):
-    server = secured_reference_server
-    config_id = auth_manager("Basic", username="alice", password="alice-secret")
+def take_secured_map_offline(dock, server, auth_manager, folder, password="alice-secret"):
+    """Take the demo web map offline through the dock's own task, signed in as alice by a QGIS
+    Basic auth configuration with ``password``; the finished task and the configuration id."""
+    config_id = auth_manager("Basic", username="alice", password=password)
     request = TakeOfflineRequest(
-        folder=tmp_path / "secured_map",
+        folder=folder,
         portal_url=server.portal_url,
         webmap_item_id=seed.DEMO_WEBMAP_ID,
         authcfg=config_id,
     )
     task = dock.start_take_offline(request)
     assert wait_for_task(task, WAIT)
+    return task, config_id
+
+
+def test_a_secured_service_is_used_through_a_qgis_auth_configuration(
+    dock, secured_reference_server, auth_manager, tmp_path
+):
+    server = secured_reference_server
+    task, config_id = take_secured_map_offline(dock, server, auth_manager, tmp_path / "secured_map")
     assert task.succeeded, dock.statusLabel.text()
     # The map remembers which configuration it uses (its id only, never the password).
     assert dock.authSelect.configId() == config_id
@@ -365,15 +372,13 @@ def test_a_secured_service_is_used_through_a_qgis_auth_configuration(
 def test_wrong_credentials_fail_with_a_message_and_no_secret(
     dock, secured_reference_server, auth_manager, tmp_path
 ):
-    config_id = auth_manager("Basic", username="alice", password="wrong-password")
-    request = TakeOfflineRequest(
-        folder=tmp_path / "secured_map",
-        portal_url=secured_reference_server.portal_url,
-        webmap_item_id=seed.DEMO_WEBMAP_ID,
-        authcfg=config_id,
+    task, _ = take_secured_map_offline(
+        dock,
+        secured_reference_server,
+        auth_manager,
+        tmp_path / "secured_map",
+        password="wrong-password",
     )
-    task = dock.start_take_offline(request)
-    assert wait_for_task(task, WAIT)
 
     assert not task.succeeded
     assert "alice" in dock.statusLabel.text()

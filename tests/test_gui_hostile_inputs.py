@@ -21,6 +21,7 @@ from plugin.gui.dock import OfflineMapSyncDock
 from plugin.task import wait_for_task
 from tests.featureservice import seed
 from tests.test_gui_auth import auth_manager as _auth_manager_fixture
+from tests.test_gui_dock import take_secured_map_offline
 from tests.test_hostile_inputs import local_state
 from tests.test_sync import POINTS, Local, fast_client, point_gid, server_rows, take_offline
 
@@ -293,19 +294,10 @@ def test_an_unreachable_service_fails_the_sync_clearly_and_the_next_sync_converg
 def test_an_html_page_from_a_secured_service_shows_neither_token_nor_password(
     dock, secured_reference_server, auth_manager, tmp_path, qgis_iface
 ):
-    from plugin.take_offline_request import TakeOfflineRequest
-
     server = secured_reference_server
     del dock._client  # the panel's own client, with the QGIS auth configuration
-    config_id = auth_manager("Basic", username="alice", password="alice-secret")
-    request = TakeOfflineRequest(
-        folder=tmp_path / "secured_map",
-        portal_url=server.portal_url,
-        webmap_item_id=seed.DEMO_WEBMAP_ID,
-        authcfg=config_id,
-    )
-    task = dock.start_take_offline(request)
-    assert wait_for_task(task, WAIT) and task.succeeded, dock.statusLabel.text()
+    task, _ = take_secured_map_offline(dock, server, auth_manager, tmp_path / "secured_map")
+    assert task.succeeded, dock.statusLabel.text()
     server.inject_fault("synchronizeReplica", "html_error", count=10)
 
     _sync_and_wait(dock)
