@@ -495,10 +495,7 @@ def _download(
             adds.append(feature)
         else:
             updates.append(feature)
-    # A row deleted and later re-created with the same GlobalID (a replayed add) is not gone.
-    delete_ids = [
-        g for g in tx.deleted_since(layer, "f", since, rid) if tx.row_by_gid(layer, g) is None
-    ]
+    delete_ids = tx.deleted_since(layer, "f", since, rid)
     features = {"adds": adds, "updates": updates, "deleteIds": delete_ids}
     count = len(adds) + len(updates) + len(delete_ids)
     attachments = None
@@ -516,11 +513,7 @@ def _download(
                     continue
                 item = _attachment_json(env, layer, att, parents[att["parent_globalid"]], by_url)
                 (att_adds if att["created_gen"] > since else att_updates).append(item)
-        att_deletes = [
-            g
-            for g in tx.deleted_since(layer, "a", since, rid)
-            if tx.attachment_by_gid(layer, g) is None
-        ]
+        att_deletes = tx.deleted_since(layer, "a", since, rid)
         attachments = {"adds": att_adds, "updates": att_updates, "deleteIds": att_deletes}
         count += len(att_adds) + len(att_updates) + len(att_deletes)
     return features, attachments, count

@@ -359,9 +359,22 @@ class Tx:
     def deleted_since(
         self, layer: Layer, kind: str, gen: int, exclude_replica: str | None
     ) -> list[str]:
+        """GlobalIDs deleted after `gen` by anyone but `exclude_replica` and not present now.
+
+        A row deleted and later re-created with the same GlobalID (a replayed add) is not gone;
+        one query checks that for all of them instead of a look-up per GlobalID.
+        """
+        if kind == "f":
+            present = f"SELECT 1 FROM {layer.table} WHERE {quote(layer.gid_field)} = t.globalid"
+        else:
+            present = (
+                "SELECT 1 FROM attachments a WHERE a.service = t.service "
+                "AND a.layer_id = t.layer_id AND a.globalid = t.globalid"
+            )
         rows = self.conn.execute(
-            "SELECT DISTINCT globalid FROM tombstones WHERE service = ? AND layer_id = ? AND kind = ? "
-            "AND gen > ? AND replica IS NOT ? ORDER BY globalid",
+            "SELECT DISTINCT t.globalid FROM tombstones t WHERE t.service = ? AND t.layer_id = ? "
+            f"AND t.kind = ? AND t.gen > ? AND t.replica IS NOT ? AND NOT EXISTS ({present}) "
+            "ORDER BY t.globalid",
             (layer.service, layer.id, kind, gen, exclude_replica),
         )
         return [r[0] for r in rows]
