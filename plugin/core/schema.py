@@ -48,27 +48,19 @@ def spatial_reference(service_info: dict, layer_infos: dict[int, dict]):
     for sr in candidates:
         if not isinstance(sr, dict):
             continue
-        codes = [sr.get("latestWkid"), sr.get("wkid")]
-        for code in codes:
-            if code is None:
-                continue
-            code = _WKID_ALIASES.get(int(code), int(code))
-            srs = osr.SpatialReference()
-            for user_input in (f"EPSG:{code}", f"ESRI:{code}"):
-                with _quiet_gdal():
-                    try:
-                        ok = srs.SetFromUserInput(user_input) == 0
-                    except RuntimeError:
-                        ok = False
-                if ok:
-                    _traditional_axis_order(srs)
-                    return srs
+        user_inputs = []
+        for code in (sr.get("latestWkid"), sr.get("wkid")):
+            if code is not None:
+                code = _WKID_ALIASES.get(int(code), int(code))
+                user_inputs += [f"EPSG:{code}", f"ESRI:{code}"]
         wkt = sr.get("wkt") or sr.get("wkt2")
         if wkt:
+            user_inputs.append(wkt)
+        for user_input in user_inputs:
             srs = osr.SpatialReference()
             with _quiet_gdal():
                 try:
-                    ok = srs.SetFromUserInput(wkt) == 0
+                    ok = srs.SetFromUserInput(user_input) == 0
                 except RuntimeError:
                     ok = False
             if ok:
