@@ -476,7 +476,9 @@ class GenerateGeodatabaseJob(Job):
                 cancel=self._cancel_requested,
             )
             with result:
-                header = result.header()
+                # One pass over the file: the header fills in as the events are read, so a
+                # replicaID that follows the data is picked up after load_replica (or by name).
+                header, events = result.read()
                 replica_id = header.get("replicaID")
                 self._report(0.4, "Storing the data")
                 gdb = Geodatabase.create(
@@ -490,12 +492,17 @@ class GenerateGeodatabaseJob(Job):
                 try:
                     gdb.load_replica(
                         header,
-                        result.events(),
+                        events,
                         progress=self._sub_progress(0.4, 0.98),
                         cancel=self._cancel_requested,
                     )
+                    replica_id = header.get("replicaID") or replica_id
                 finally:
                     gdb.close()
+                    # Close the reader before the result file is deleted (Windows).
+                    close = getattr(events, "close", None)
+                    if close is not None:
+                        close()
             _rename_geopackage(partial, self.path)
         except BaseException:
             _remove_geopackage(partial)
