@@ -87,6 +87,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         #: The ``RemovalResult`` of the last map removed from the panel.
         self.last_removal: Any = None
         self._watched: set[str] = set()
+        # Per geodatabase file, what _fill_tree read: (counts per layer, error). The
+        # capabilities text reuses it rather than opening every geodatabase a second time.
+        self._pending: dict[str, tuple[dict, str | None]] = {}
 
         for label, direction in (
             (tr("Both ways (upload and download)"), SyncDirection.BIDIRECTIONAL),
@@ -189,6 +192,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
 
     def _fill_tree(self) -> None:
         self.contentTree.clear()
+        self._pending = {}
         offline_map = self.offline_map
         self.introLabel.setVisible(offline_map is None)
         if offline_map is None:
@@ -203,6 +207,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         for entry in offline_map.geodatabases:
             # Per geodatabase: a damaged one must not hide the pending edits of the others.
             gdb_counts, error = self._pending_counts(entry)
+            self._pending[entry.file] = (gdb_counts, error)
             total = sum(sum(c.values()) for c in gdb_counts.values())
             pending = tr("{0} pending").format(total) if error is None else tr("cannot be read")
             top = QTreeWidgetItem([entry.title or entry.file, pending])
@@ -286,7 +291,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         else:
             waiting, unreadable = False, []
             for entry in offline_map.geodatabases:
-                counts, error = self._pending_counts(entry)
+                counts, error = self._pending.get(entry.file) or self._pending_counts(entry)
                 if error is not None:
                     unreadable.append(entry.file)
                 elif any(any(c.values()) for c in counts.values()):
