@@ -288,9 +288,11 @@ class Tx:
 
     def layers(self, service: str) -> list[Layer]:
         rows = self.conn.execute(
-            "SELECT layer_id FROM layers WHERE service = ? ORDER BY layer_id", (service,)
+            "SELECT service, layer_id, table_name, definition FROM layers WHERE service = ? "
+            "ORDER BY layer_id",
+            (service,),
         ).fetchall()
-        return [self.layer(service, r["layer_id"]) for r in rows]
+        return [self._cached_layer(service, row["layer_id"], row) for row in rows]
 
     def layer(self, service: str, layer_id: int) -> Layer:
         key = (service.lower(), layer_id)
@@ -307,10 +309,16 @@ class Tx:
                 f"Layer {layer_id} does not exist in service '{service}'.",
                 [f"Invalid layer id: {layer_id}"],
             )
-        info = json.loads(row["definition"])
-        layer = Layer(row["service"], layer_id, row["table_name"], info, info["fields"])
-        self._layer_cache[key] = layer
-        return layer
+        return self._cached_layer(service, layer_id, row)
+
+    def _cached_layer(self, service: str, layer_id: int, row: sqlite3.Row) -> Layer:
+        key = (service.lower(), layer_id)
+        if key not in self._layer_cache:
+            info = json.loads(row["definition"])
+            self._layer_cache[key] = Layer(
+                row["service"], layer_id, row["table_name"], info, info["fields"]
+            )
+        return self._layer_cache[key]
 
     # --- generations ---------------------------------------------------------------------
 
