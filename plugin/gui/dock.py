@@ -175,14 +175,12 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         """Entries in the open map's conflict log (0 when none or no map)."""
         if self.offline_map is None:
             return 0
-        count = 0
+        from .conflict_dialog import conflict_rows
+
         try:
-            for entry in self.offline_map.geodatabases:
-                with self.offline_map.open_geodatabase(entry) as geodatabase:
-                    count += len(geodatabase.conflicts())
+            return len(conflict_rows(self.offline_map))
         except OfflineMapSyncError:
             return 0
-        return count
 
     def _show_conflict_count(self) -> None:
         count = self.conflict_count()
