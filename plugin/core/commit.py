@@ -38,13 +38,12 @@ from .geodatabase_model import (
     LayerDef,
     UploadSnapshot,
 )
-from .gpkg_connection import quote, transaction
+from .gpkg_connection import quote, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .tracking import next_seq, set_tracking
 
 BATCH_SIZE = 1000
 BATCH_BYTES = 32 * 1024 * 1024
-_CHUNK = 500
 NOT_FOUND_CODE = 1019
 
 _DOWNLOAD_SECTIONS = {
@@ -174,16 +173,8 @@ class _Commit:
         return c
 
     def lookup_fids(self, table: str, gid_col: str, fid_col: str, gids: list[str]) -> dict:
-        out = {}
-        for i in range(0, len(gids), _CHUNK):
-            part = gids[i : i + _CHUNK]
-            sql = (
-                f"SELECT {quote(gid_col)}, {quote(fid_col)} FROM {quote(table)} "
-                f"WHERE {quote(gid_col)} IN ({', '.join('?' for _ in part)})"
-            )
-            for gid, fid in self.conn.execute(sql, part):
-                out[gid] = fid
-        return out
+        sql = f"SELECT {quote(gid_col)}, {quote(fid_col)} FROM {quote(table)} WHERE {quote(gid_col)} IN"
+        return dict(select_in(self.conn, sql, gids))
 
     def clear_pending(self, table: str, fid: int | None, gid: str, *, upto: int | None = None):
         """Drop pending changes of a row (all, or only those up to sequence ``upto``)."""
@@ -243,31 +234,21 @@ class _Commit:
         if not layer.attachment_table or not parent_gids:
             return
         att = self.pending(layer, True)
+        table = quote(layer.attachment_table)
         if att.by_gid:
-            for part_start in range(0, len(parent_gids), _CHUNK):
-                part = parent_gids[part_start : part_start + _CHUNK]
-                sql = (
-                    f"SELECT GLOBALID FROM {quote(layer.attachment_table)} "
-                    f"WHERE REL_GLOBALID IN ({', '.join('?' for _ in part)})"
-                )
-                for (agid,) in self.conn.execute(sql, part).fetchall():
-                    agid = fv.normalize_guid(agid)
-                    p = att.by_gid.pop(agid, None) if agid else None
-                    if p is None:
-                        continue
-                    local = read_local_row(self.conn, layer, True, agid)
-                    self.conflict(layer, True, agid, p[0], ConflictReason.DELETED_ON_SERVER, local)
-                    self.clear_pending(layer.attachment_table, p[1], agid)
-                    self.conflicted.add((layer.id, True, agid))
+            sql = f"SELECT GLOBALID FROM {table} WHERE REL_GLOBALID IN"
+            for (agid,) in select_in(self.conn, sql, parent_gids):
+                agid = fv.normalize_guid(agid)
+                p = att.by_gid.pop(agid, None) if agid else None
+                if p is None:
+                    continue
+                local = read_local_row(self.conn, layer, True, agid)
+                self.conflict(layer, True, agid, p[0], ConflictReason.DELETED_ON_SERVER, local)
+                self.clear_pending(layer.attachment_table, p[1], agid)
+                self.conflicted.add((layer.id, True, agid))
         # Look first: most deleted rows have no attachments, and a lookup is cheaper than a delete.
-        with_attachments = []
-        for start in range(0, len(parent_gids), _CHUNK):
-            part = parent_gids[start : start + _CHUNK]
-            sql = (
-                f"SELECT DISTINCT REL_GLOBALID FROM {quote(layer.attachment_table)} "
-                f"WHERE REL_GLOBALID IN ({', '.join('?' for _ in part)})"
-            )
-            with_attachments.extend(r[0] for r in self.conn.execute(sql, part))
+        sql = f"SELECT DISTINCT REL_GLOBALID FROM {table} WHERE REL_GLOBALID IN"
+        with_attachments = [r[0] for r in select_in(self.conn, sql, parent_gids)]
         self.conn.executemany(
             f"DELETE FROM {quote(layer.attachment_table)} WHERE REL_GLOBALID = ?",
             [(g,) for g in with_attachments],

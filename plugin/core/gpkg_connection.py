@@ -120,3 +120,17 @@ def quote(name: str) -> str:
 def literal(text: str) -> str:
     """An SQL string literal in single quotes."""
     return "'" + text.replace("'", "''") + "'"
+
+
+# Stay far below SQLite's host-parameter limit of old versions (999).
+IN_CHUNK = 500
+
+
+def select_in(conn: sqlite3.Connection, sql: str, values: list) -> list[tuple]:
+    """All rows of ``sql`` (which ends in ``IN``) for ``values``, queried in chunks of
+    :data:`IN_CHUNK` so any number of values fits SQLite's parameter limit."""
+    rows: list[tuple] = []
+    for start in range(0, len(values), IN_CHUNK):
+        part = values[start : start + IN_CHUNK]
+        rows.extend(conn.execute(f"{sql} ({', '.join('?' for _ in part)})", part))
+    return rows

@@ -6,12 +6,10 @@ import sqlite3
 from collections.abc import Iterable
 
 from .geodatabase_model import LayerDef, UploadSnapshot, empty_counts
-from .gpkg_connection import quote
+from .gpkg_connection import quote, select_in
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID
 from .tracking import current_seq
-
-_CHUNK = 500  # stay far below SQLite's host-parameter limit of old versions (999)
 
 
 def layer_order(layers: Iterable[LayerDef]) -> list[LayerDef]:
@@ -42,24 +40,12 @@ def layer_order(layers: Iterable[LayerDef]) -> list[LayerDef]:
     return ordered
 
 
-def _chunks(items: list, size: int = _CHUNK):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 def _fetch_rows(
     conn: sqlite3.Connection, table: str, fid_col: str, columns: list[str], fids: list[int]
 ) -> dict[int, dict]:
-    out: dict[int, dict] = {}
     select = ", ".join(quote(c) for c in [fid_col, *columns])
-    for part in _chunks(fids):
-        sql = (
-            f"SELECT {select} FROM {quote(table)} "
-            f"WHERE {quote(fid_col)} IN ({', '.join('?' for _ in part)})"
-        )
-        for row in conn.execute(sql, part):
-            out[row[0]] = dict(zip(columns, row[1:]))
-    return out
+    sql = f"SELECT {select} FROM {quote(table)} WHERE {quote(fid_col)} IN"
+    return {row[0]: dict(zip(columns, row[1:])) for row in select_in(conn, sql, fids)}
 
 
 def _pending(conn: sqlite3.Connection, table: str, seq: int, only_adds: bool):
