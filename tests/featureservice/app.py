@@ -303,7 +303,7 @@ class ReferenceApp:
         params = Params.from_request(request)
         root_url = request.host_url.rstrip("/") + "/arcgis"
         user = None
-        if endpoint not in PUBLIC and not endpoint.startswith("admin_") and endpoint != "catalog":
+        if endpoint not in PUBLIC and not endpoint.startswith("admin_"):
             user = self.auth.user_for(request, params)
         env = Env(
             root_url=root_url,
@@ -330,8 +330,6 @@ class ReferenceApp:
         )
 
     def ep_catalog(self, request, params, env):
-        if self.auth.enabled:
-            self.auth.user_for(request, params)
         with self.store.read() as tx:
             names = tx.service_names()
         return json_response(
