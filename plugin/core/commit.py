@@ -282,7 +282,7 @@ class _Commit:
         existing = self.lookup_fids(table, gid_col, fid_col, list(latest))
         pend = self.pending(layer, is_att)
         updates: dict[tuple, list] = {}
-        inserts: dict[tuple, list] = {}
+        new_rows: list[tuple] = []  # (cols, values, server ObjectID or None)
         n = 0
         for gid, item in latest.items():
             if is_att:
@@ -300,12 +300,19 @@ class _Commit:
             if fid is not None:
                 updates.setdefault(cols, []).append([*values, fid])
             else:
-                if not is_att:
-                    oid = (item.get("attributes") or {}).get(layer.object_id_field)
-                    if isinstance(oid, int) and not self.fid_taken(table, fid_col, oid):
-                        cols, values = (*cols, fid_col), [*values, oid]
-                inserts.setdefault(cols, []).append(values)
+                oid = None if is_att else (item.get("attributes") or {}).get(layer.object_id_field)
+                new_rows.append((cols, values, oid if isinstance(oid, int) else None))
             n += 1
+        # New rows keep the server's ObjectID as fid where it is free: one look-up for the
+        # batch, after the pending rows above were written and before any insert runs.
+        sql = f"SELECT {quote(fid_col)} FROM {quote(table)} WHERE {quote(fid_col)} IN"
+        wanted = [oid for _c, _v, oid in new_rows if oid is not None]
+        taken = {fid for (fid,) in select_in(conn, sql, wanted)}
+        inserts: dict[tuple, list] = {}
+        for cols, values, oid in new_rows:
+            if oid is not None and oid not in taken:
+                cols, values = (*cols, fid_col), [*values, oid]
+            inserts.setdefault(cols, []).append(values)
         for cols, rows in updates.items():
             assignments = ", ".join(f"{quote(c)} = ?" for c in cols)
             conn.executemany(
@@ -326,10 +333,6 @@ class _Commit:
             c.downloaded_adds += n
         else:
             c.downloaded_updates += n
-
-    def fid_taken(self, table: str, fid_col: str, fid: int) -> bool:
-        sql = f"SELECT 1 FROM {quote(table)} WHERE {quote(fid_col)} = ?"
-        return self.conn.execute(sql, (fid,)).fetchone() is not None
 
     def write_row(self, table, fid_col, fid, cols, values) -> None:
         if fid is None:
@@ -422,15 +425,10 @@ class _Commit:
             n += 1
         if by_oid:
             local_adds = {p[1] for p in pend.by_gid.values() if p[0] == "add"}
-            for oid in by_oid:
-                if oid in local_adds:
-                    continue
-                row = self.conn.execute(
-                    f"SELECT {quote(gid_col)} FROM {quote(table)} WHERE {quote(fid_col)} = ?",
-                    (oid,),
-                ).fetchone()
-                if row is not None and row[0]:
-                    plain.append(fv.normalize_guid(row[0]))
+            oids = [oid for oid in by_oid if oid not in local_adds]
+            sql = f"SELECT {quote(fid_col)}, {quote(gid_col)} FROM {quote(table)} WHERE {quote(fid_col)} IN"
+            gids = dict(select_in(self.conn, sql, oids))
+            plain.extend(fv.normalize_guid(gids[oid]) for oid in oids if gids.get(oid))
         if plain:
             existing = self.lookup_fids(table, gid_col, fid_col, plain)
             self.conn.executemany(
