@@ -503,9 +503,10 @@ class GenerateGeodatabaseJob(Job):
                     close = getattr(events, "close", None)
                     if close is not None:
                         close()
-            _rename_geopackage(partial, self.path)
+            updates.replace_geopackage(partial, self.path)
+            updates.remove_geopackage(partial)  # what is left: its .synclock
         except BaseException:
-            _remove_geopackage(partial)
+            updates.remove_geopackage(partial)
             self._unregister(replica_id, replica_name)
             raise
         self._report(1.0, f"Created {self.path.name}")
@@ -572,16 +573,6 @@ class GenerateGeodatabaseJob(Job):
         return request
 
 
-def _remove_geopackage(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal", ".synclock"):
-        try:
-            Path(str(path) + suffix).unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as error:  # cleanup must never hide the error that caused it
-            log.warning("Could not remove %s%s: %s", path, suffix, error)
-
-
 def _check_writable_folder(partial: Path) -> None:
     """Fail before any replica exists when the GeoPackage cannot be written where asked."""
     folder = partial.parent
@@ -599,16 +590,6 @@ def _check_writable_folder(partial: Path) -> None:
             f"Cannot write in the folder {folder}: {error.strerror or error}. Choose another "
             "folder."
         ) from None
-
-
-def _rename_geopackage(source: Path, target: Path) -> None:
-    source.replace(target)
-    # Closing the last connection normally folds the WAL back in; if not, it moves along.
-    for suffix in ("-wal", "-shm"):
-        sidecar = Path(str(source) + suffix)
-        if sidecar.exists():
-            sidecar.replace(Path(str(target) + suffix))
-    _remove_geopackage(Path(str(source) + ".synclock"))
 
 
 def _counts_from(counts: Any, prefix: str) -> SyncCounts:

@@ -21,6 +21,7 @@ deletions of the features that came from the service.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from .geodatabase_model import CommitReport
     from .offline_map import GeodatabaseEntry, OfflineMap
     from .rest import ArcGISClient
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Optional[float], str], None]
 CancelCallback = Callable[[], bool]
@@ -368,12 +371,15 @@ def _part(progress: ProgressCallback, start: float, end: float) -> ProgressCallb
 
 
 def remove_geopackage(path: Path) -> None:
-    """Delete a GeoPackage and its sidecar files, quietly."""
+    """Delete a GeoPackage and its sidecar files. Never raises: cleanup must never hide the
+    error that caused it (a file that cannot be removed is logged)."""
     for suffix in ("", "-wal", "-shm", "-journal", ".synclock"):
         try:
             os.unlink(f"{path}{suffix}")
-        except OSError:
+        except FileNotFoundError:
             pass
+        except OSError as error:
+            log.warning("Could not remove %s%s: %s", path, suffix, error)
 
 
 def replace_geopackage(new: Path, target: Path) -> None:
