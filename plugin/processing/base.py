@@ -47,6 +47,7 @@ INTEGER_TYPE = (
 )
 
 OFFLINE_MAP = "OFFLINE_MAP"
+GEODATABASE = "GEODATABASE"
 AUTHCFG = "AUTHCFG"
 REPORT = "REPORT"
 # The DIRECTION enum parameter's options, in order.
@@ -80,6 +81,11 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
                 tr("Offline map folder"),
                 behavior=FOLDER_BEHAVIOR,
             )
+        )
+
+    def add_geodatabase_parameter(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterFile(GEODATABASE, tr("Geodatabase"), extension="gpkg")
         )
 
     def add_auth_parameter(self) -> None:
@@ -132,6 +138,20 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
         url = offline_map.source.portal_url or next(
             (e.service_url for e in offline_map.geodatabases), ""
         )
+        self.prepare_credentials(parameters, context, url)
+
+    def prepare_geodatabase_credentials(self, parameters, context) -> None:
+        """``prepare_credentials`` for the feature service of the GeoPackage in GEODATABASE.
+        An unreadable file gets none: processAlgorithm says what is wrong with it (Processing
+        hides prepareAlgorithm's messages)."""
+        from ..core.geodatabase import Geodatabase
+
+        url = ""
+        try:
+            with Geodatabase.open(self.parameterAsFile(parameters, GEODATABASE, context)) as gdb:
+                url = gdb.replica.service_url
+        except OfflineMapSyncError:
+            pass
         self.prepare_credentials(parameters, context, url)
 
     def add_take_offline_outputs(self) -> None:

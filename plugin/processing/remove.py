@@ -9,16 +9,13 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterFile,
 )
 
-from ..core.errors import OfflineMapSyncError
 from ..resources import tr
-from .base import OfflineMapAlgorithm
+from .base import GEODATABASE, OfflineMapAlgorithm
 
 DISCARD = "DISCARD_PENDING_EDITS"
 UNREACHABLE = "REMOVE_IF_UNREACHABLE"
-GEODATABASE = "GEODATABASE"
 
 
 class _RemovalAlgorithm(OfflineMapAlgorithm):
@@ -129,21 +126,12 @@ class RemoveGeodatabaseAlgorithm(_RemovalAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        self.addParameter(
-            QgsProcessingParameterFile(GEODATABASE, tr("Geodatabase"), extension="gpkg")
-        )
+        self.add_geodatabase_parameter()
         self.add_removal_parameters()
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        from ..core.geodatabase import Geodatabase
-
-        url = ""
-        try:
-            with Geodatabase.open(self.parameterAsFile(parameters, GEODATABASE, context)) as gdb:
-                url = gdb.replica.service_url
-        except OfflineMapSyncError:
-            pass  # a damaged file can still be removed; processAlgorithm says what it can
-        self.prepare_credentials(parameters, context, url)
+        # A damaged file can still be removed; processAlgorithm says what it can.
+        self.prepare_geodatabase_credentials(parameters, context)
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)

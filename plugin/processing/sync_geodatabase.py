@@ -3,19 +3,14 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingException,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterString,
-)
+from qgis.core import QgsProcessingException, QgsProcessingParameterString
 
 from ..core.enums import SyncDirection, SyncModel
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
-from .base import SyncAlgorithm
+from .base import GEODATABASE, SyncAlgorithm
 from .reports import sync_result_dicts, sync_row_line, sync_totals
 
-GEODATABASE = "GEODATABASE"
 _DIRECTION_WORDS = {d.wire: d for d in SyncDirection}
 _DIRECTION_WORDS["both"] = SyncDirection.BIDIRECTIONAL
 
@@ -58,9 +53,7 @@ class SyncGeodatabaseAlgorithm(SyncAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API name)
-        self.addParameter(
-            QgsProcessingParameterFile(GEODATABASE, tr("Geodatabase"), extension="gpkg")
-        )
+        self.add_geodatabase_parameter()
         self.add_direction_parameter()
         self.addParameter(
             QgsProcessingParameterString(
@@ -84,12 +77,7 @@ class SyncGeodatabaseAlgorithm(SyncAlgorithm):
             raise QgsProcessingException(str(error)) from None
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        # An unreadable file is reported by processAlgorithm: Processing hides prepare's messages.
-        try:
-            url = self._replica(parameters, context)[1].service_url
-        except QgsProcessingException:
-            url = ""
-        self.prepare_credentials(parameters, context, url)
+        self.prepare_geodatabase_credentials(parameters, context)
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
