@@ -35,6 +35,7 @@ from typing import Any
 from .errors import ApiError, bad_request
 from .jsonwriter import StreamDict, StreamList, write_json
 from .params import Params
+from .portal import absolute_urls, existing_item
 from .replicas import (
     RESPONSE_DATA,
     Env,
@@ -511,32 +512,18 @@ def related_items(tx: Tx, item_id: str, params: Params, services_url: str) -> di
     kind = params.get("relationshipType") or params.get("relationshipTypes")
     if not kind:
         raise bad_request("'relationshipType' must be specified.")
-    if tx.item(item_id) is None:
-        raise ApiError(
-            400,
-            f"Item '{item_id[:64]}' does not exist or is inaccessible.",
-            ["Item does not exist or is inaccessible."],
-        )
+    existing_item(tx, item_id)
     items = []
     for other in related_ids(tx, item_id, str(kind), params.get("direction") or "forward"):
         found = tx.item(other)
         if found is not None:
-            items.append(_absolute(found[0], services_url))
+            items.append(absolute_urls(found[0], services_url))
     return {"total": len(items), "relatedItems": items}
-
-
-def _absolute(value: Any, services_url: str) -> Any:
-    return json.loads(json.dumps(value).replace("{services}", services_url))
 
 
 def resources(tx: Tx, item_id: str) -> dict:
     """``items/<id>/resources?f=json``: every resource with its size and creation time."""
-    if tx.item(item_id) is None:
-        raise ApiError(
-            400,
-            f"Item '{item_id[:64]}' does not exist or is inaccessible.",
-            ["Item does not exist or is inaccessible."],
-        )
+    existing_item(tx, item_id)
     rows = (
         tx.conn.execute(
             "SELECT name, size, created FROM item_resources WHERE item_id = ? ORDER BY gen, name",

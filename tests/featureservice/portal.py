@@ -8,13 +8,15 @@ from .errors import ApiError
 from .store import Tx
 
 
-def _absolute(value, services_url: str):
-    # Item data is stored with a "{services}" placeholder so that URLs follow the server's port.
+def absolute_urls(value, services_url: str):
+    """`value` with the stored "{services}" placeholder replaced by the server's services URL."""
+    # Item data is stored with a placeholder so that URLs follow the server's port.
     text = json.dumps(value).replace("{services}", services_url)
     return json.loads(text)
 
 
-def item(tx: Tx, item_id: str, root_url: str) -> dict:
+def existing_item(tx: Tx, item_id: str) -> tuple[dict, dict | None]:
+    """The item and its data; raises the portal's error for an unknown item."""
     found = tx.item(item_id)
     if found is None:
         raise ApiError(
@@ -22,18 +24,15 @@ def item(tx: Tx, item_id: str, root_url: str) -> dict:
             f"Item '{item_id[:64]}' does not exist or is inaccessible.",
             ["Item does not exist or is inaccessible."],
         )
-    return _absolute(found[0], f"{root_url}/rest/services")
+    return found
+
+
+def item(tx: Tx, item_id: str, root_url: str) -> dict:
+    return absolute_urls(existing_item(tx, item_id)[0], f"{root_url}/rest/services")
 
 
 def item_data(tx: Tx, item_id: str, root_url: str) -> dict:
-    found = tx.item(item_id)
-    if found is None:
-        raise ApiError(
-            400,
-            f"Item '{item_id[:64]}' does not exist or is inaccessible.",
-            ["Item does not exist or is inaccessible."],
-        )
-    return _absolute(found[1] or {}, f"{root_url}/rest/services")
+    return absolute_urls(existing_item(tx, item_id)[1] or {}, f"{root_url}/rest/services")
 
 
 def portal_self(root_url: str, auth_on: bool) -> dict:
