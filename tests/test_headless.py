@@ -18,6 +18,21 @@ def qgis_process(tmp_path_factory):
     runner.close()
 
 
+@pytest.fixture(scope="module")
+def plugin_zip(tmp_path_factory) -> Path:
+    """The zip `make package` builds, built once for the tests that read or install it."""
+    dist = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        ["make", "-s", "package", f"DIST={dist}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return dist
+
+
 def test_qgis_process_lists_the_provider(qgis_process):
     listing = qgis_process.run_json("list")
     provider = listing["providers"].get("offlinemapsync")
@@ -26,16 +41,8 @@ def test_qgis_process_lists_the_provider(qgis_process):
     assert provider["is_active"]
 
 
-def test_make_package_builds_an_installable_zip(tmp_path):
-    done = subprocess.run(
-        ["make", "-s", "package", f"DIST={tmp_path}"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    zips = list(Path(tmp_path).glob("offline_map_sync-*.zip"))
+def test_make_package_builds_an_installable_zip(plugin_zip):
+    zips = list(plugin_zip.glob("offline_map_sync-*.zip"))
     assert len(zips) == 1
     with zipfile.ZipFile(zips[0]) as archive:
         names = archive.namelist()
@@ -55,17 +62,9 @@ def test_make_package_builds_an_installable_zip(tmp_path):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
-def test_the_zip_alone_is_a_working_plugin(tmp_path):
+def test_the_zip_alone_is_a_working_plugin(plugin_zip, tmp_path):
     # What "Install from ZIP" gives a user: the zip's folder, without this repository beside it.
-    done = subprocess.run(
-        ["make", "-s", "package", f"DIST={tmp_path / 'dist'}"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    (archive_path,) = (tmp_path / "dist").glob("offline_map_sync-*.zip")
+    (archive_path,) = plugin_zip.glob("offline_map_sync-*.zip")
     with zipfile.ZipFile(archive_path) as archive:
         archive.extractall(tmp_path / "installed")
     runner = QgisProcess(
