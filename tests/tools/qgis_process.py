@@ -7,6 +7,7 @@ assuming: a candidate is used only if ``--version`` succeeds with it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_FOLDER_NAME = "offline_map_sync"
 
 
+@functools.cache  # probing starts QGIS: do it once per Python process
 def find_qgis_process() -> str:
     """Path of a working ``qgis_process`` executable, or raise FileNotFoundError."""
     candidates = []
