@@ -21,9 +21,10 @@ import shutil
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from .enums import AttachmentSyncDirection, PreplannedUpdateMode, SyncModel
@@ -346,9 +347,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             if self.parameters.area_of_interest
             else None
         )
-        made = _Made()
-        self._prepare_folder(made)
-        try:
+        with self._undone_on_failure() as made:
             self._report(0.0, "Reading the map")
             plans, skipped, initial_extent = self._plan()
             self._check_cancelled()
@@ -359,23 +358,37 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                 entries.append(self._take_service_offline(plan, area, made, start, start + share))
             self._check_cancelled()
             self._report(0.97, "Writing the offline map")
-            manifest = OfflineMapManifest(
-                title=self.parameters.title or self.task.default_title(),
-                source=self._source(),
-                update_mode=PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
-                geodatabases=tuple(entries),
-                area_of_interest=self.parameters.area_of_interest,
-                initial_extent=_initial_extent(area, initial_extent, plans),
+            offline_map = self._write_map(
+                OfflineMapManifest(
+                    title=self.parameters.title or self.task.default_title(),
+                    source=self._source(),
+                    update_mode=PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
+                    geodatabases=tuple(entries),
+                    area_of_interest=self.parameters.area_of_interest,
+                    initial_extent=_initial_extent(area, initial_extent, plans),
+                )
             )
-            OfflineMap.write_manifest(self.folder, manifest)
-            offline_map = OfflineMap.open(self.folder)
-        except BaseException:
-            self._undo(made)
-            raise
         self._report(1.0, f"The map '{offline_map.title}' is offline")
         return GenerateOfflineMapResult(offline_map, tuple(skipped))
 
     # -- steps -------------------------------------------------------------------------------
+    @contextmanager
+    def _undone_on_failure(self) -> Iterator[_Made]:
+        """Prepare the map's folder and yield the record of what the run makes; if the run
+        fails (or is cancelled) all of it is undone."""
+        made = _Made()
+        self._prepare_folder(made)
+        try:
+            yield made
+        except BaseException:
+            self._undo(made)
+            raise
+
+    def _write_map(self, manifest: OfflineMapManifest) -> OfflineMap:
+        """Write the manifest into the folder and open the finished map (which checks it)."""
+        OfflineMap.write_manifest(self.folder, manifest)
+        return OfflineMap.open(self.folder)
+
     def _prepare_folder(self, made: _Made) -> None:
         folder = self.folder
         if folder.exists():
@@ -758,9 +771,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         area = (
             parse_area_of_interest(map_area.area_of_interest) if map_area.area_of_interest else None
         )
-        made = _Made()
-        self._prepare_folder(made)
-        try:
+        with self._undone_on_failure() as made:
             self._report(0.0, f"Reading the map area '{map_area.title}'")
             plans, skipped, initial_extent = self._plan()
             by_url = {plan.service_url.lower(): plan for plan in plans}
@@ -797,24 +808,21 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
             self._check_cancelled()
             self._report(0.97, "Writing the offline map")
             source = self._source()
-            manifest = OfflineMapManifest(
-                title=self.parameters.title or map_area.title,
-                source=MapSource(
-                    portal_url=source.portal_url,
-                    webmap_item_id=source.webmap_item_id,
-                    webmap_title=source.webmap_title,
-                    map_area_item_id=map_area.item_id,
-                ),
-                update_mode=mode,
-                geodatabases=tuple(entries),
-                area_of_interest=map_area.area_of_interest,
-                initial_extent=_initial_extent(area, initial_extent, plans),
+            offline_map = self._write_map(
+                OfflineMapManifest(
+                    title=self.parameters.title or map_area.title,
+                    source=MapSource(
+                        portal_url=source.portal_url,
+                        webmap_item_id=source.webmap_item_id,
+                        webmap_title=source.webmap_title,
+                        map_area_item_id=map_area.item_id,
+                    ),
+                    update_mode=mode,
+                    geodatabases=tuple(entries),
+                    area_of_interest=map_area.area_of_interest,
+                    initial_extent=_initial_extent(area, initial_extent, plans),
+                )
             )
-            OfflineMap.write_manifest(self.folder, manifest)
-            offline_map = OfflineMap.open(self.folder)
-        except BaseException:
-            self._undo(made)
-            raise
         self._report(1.0, f"The map area '{offline_map.title}' is offline")
         return DownloadPreplannedOfflineMapResult(offline_map, tuple(skipped))
 
