@@ -40,6 +40,7 @@ from .geodatabase_model import (
 )
 from .gpkg_connection import quote, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
+from .schema import refresh_extent
 from .tracking import next_seq, set_tracking
 
 BATCH_SIZE = 1000
@@ -587,20 +588,7 @@ class _Commit:
 
     def update_extents(self) -> None:
         for lid in self.touched_layers:
-            layer = self.layers[lid]
-            if not layer.geometry_column:
-                continue
-            rtree = quote(f"rtree_{layer.table_name}_{layer.geometry_column}")
-            try:
-                self.conn.execute(
-                    f"UPDATE gpkg_contents SET min_x = (SELECT min(minx) FROM {rtree}),"
-                    f" max_x = (SELECT max(maxx) FROM {rtree}), min_y = (SELECT min(miny) FROM {rtree}),"
-                    f" max_y = (SELECT max(maxy) FROM {rtree}),"
-                    " last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE table_name = ?",
-                    (layer.table_name,),
-                )
-            except sqlite3.OperationalError:
-                pass  # no spatial index: GDAL computes the extent itself
+            refresh_extent(self.conn, self.layers[lid], mark_changed=True)
 
 
 def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool) -> EditError:

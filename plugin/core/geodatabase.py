@@ -47,7 +47,13 @@ from .geodatabase_model import (
 )
 from .gpkg_connection import BUSY_TIMEOUT_MS, connect, quote, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
-from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID, create_geopackage, layer_definition
+from .schema import (
+    ATTACHMENT_COLUMNS,
+    ATTACHMENT_FID,
+    create_geopackage,
+    layer_definition,
+    refresh_extent,
+)
 from .sync_lock import sync_lock as _sync_lock
 from .upload import build_snapshot, pending_counts
 
@@ -448,18 +454,7 @@ class Geodatabase:
                 (table,),
             )
         for lyr in self._layers:
-            if not lyr.geometry_column:
-                continue
-            rtree = quote(f"rtree_{lyr.table_name}_{lyr.geometry_column}")
-            try:
-                self.conn.execute(
-                    f"UPDATE gpkg_contents SET min_x = (SELECT min(minx) FROM {rtree}),"
-                    f" max_x = (SELECT max(maxx) FROM {rtree}), min_y = (SELECT min(miny) FROM {rtree}),"
-                    f" max_y = (SELECT max(maxy) FROM {rtree}) WHERE table_name = ?",
-                    (lyr.table_name,),
-                )
-            except sqlite3.OperationalError:
-                pass
+            refresh_extent(self.conn, lyr, mark_changed=False)
 
     # -- local edits ------------------------------------------------------------------------
 

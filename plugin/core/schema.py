@@ -8,6 +8,7 @@ expect; the ``oms_`` bookkeeping and the tracking triggers are added afterwards 
 from __future__ import annotations
 
 import re
+import sqlite3
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -15,6 +16,7 @@ from . import field_values as fv
 from .errors import GeodatabaseError, UnsupportedGeometryError
 from .geodatabase_model import FieldDef, LayerDef
 from .geometry import normalize_geometry_type
+from .gpkg_connection import quote
 
 #: Columns of a ``<table>__ATTACH`` table (after its ATTACHMENTID primary key).
 ATTACHMENT_COLUMNS = ("GLOBALID", "REL_GLOBALID", "CONTENT_TYPE", "ATT_NAME", "DATA_SIZE", "DATA")
@@ -365,3 +367,22 @@ def _create_tables(ds, srs, layer_infos: dict[int, dict]) -> list[LayerDef]:
         layers.append(layer)
     ds.FlushCache()
     return layers
+
+
+def refresh_extent(conn: sqlite3.Connection, layer: LayerDef, *, mark_changed: bool) -> None:
+    """Store ``layer``'s extent in ``gpkg_contents`` from its spatial index (GDAL and QGIS read
+    it there instead of scanning); ``mark_changed`` also stamps ``last_change`` with now.
+    Nothing happens for a table without geometry or without a spatial index."""
+    if not layer.geometry_column:
+        return
+    rtree = quote(f"rtree_{layer.table_name}_{layer.geometry_column}")
+    stamp = ", last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')" if mark_changed else ""
+    try:
+        conn.execute(
+            f"UPDATE gpkg_contents SET min_x = (SELECT min(minx) FROM {rtree}),"
+            f" max_x = (SELECT max(maxx) FROM {rtree}), min_y = (SELECT min(miny) FROM {rtree}),"
+            f" max_y = (SELECT max(maxy) FROM {rtree}){stamp} WHERE table_name = ?",
+            (layer.table_name,),
+        )
+    except sqlite3.OperationalError:
+        pass  # no spatial index: GDAL computes the extent itself
