@@ -60,13 +60,16 @@ class ReferenceServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> ReferenceServer:
-        if self._server is not None:
-            return self
+    def _bind(self) -> None:
         self._server = make_server(
             self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler
         )
-        self.port = self._server.server_port
+        self.port = self._server.server_port  # the port picked when 0 was asked for
+
+    def start(self) -> ReferenceServer:
+        if self._server is not None:
+            return self
+        self._bind()
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -75,10 +78,7 @@ class ReferenceServer:
 
     def serve_forever(self) -> None:
         """Runs in the calling thread until interrupted (for the command line)."""
-        self._server = make_server(
-            self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self.port = self._server.server_port
+        self._bind()
         print(self.root_url, flush=True)
         try:
             self._server.serve_forever(poll_interval=0.2)
