@@ -31,6 +31,7 @@ from ..core.enums import SyncDirection
 from ..core.errors import CancelledError, OfflineMapSyncError
 from ..core.jobs import Job
 from ..core.offline_map import OfflineMap
+from ..layers import esri_envelope
 from ..resources import icon_path, tr
 from .reports import write_report
 
@@ -139,6 +140,20 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
             (e.service_url for e in offline_map.geodatabases), ""
         )
         self.prepare_credentials(parameters, context, url)
+
+    def area_of_interest(self, parameters, context, name: str = "EXTENT") -> dict | None:
+        """The extent parameter ``name`` as an Esri envelope, None when not given or empty; in
+        the project's CRS when the extent names none. Call from ``prepareAlgorithm``: it may
+        read the project and its layers, which belong to the main thread."""
+        if not parameters.get(name):
+            return None
+        rect = self.parameterAsExtent(parameters, name, context)
+        crs = self.parameterAsExtentCrs(parameters, name, context)
+        if rect.isNull() or rect.isEmpty():
+            return None
+        if not crs.isValid() and context.project():
+            crs = context.project().crs()
+        return esri_envelope(rect, crs)
 
     def prepare_geodatabase_credentials(self, parameters, context) -> None:
         """``prepare_credentials`` for the feature service of the GeoPackage in GEODATABASE.

@@ -17,7 +17,6 @@ from qgis.core import (
 
 from ..core.enums import SyncModel
 from ..core.errors import OfflineMapSyncError
-from ..layers import esri_envelope
 from ..resources import tr
 from .base import OfflineMapAlgorithm
 
@@ -98,6 +97,7 @@ class GenerateGeodatabaseAlgorithm(OfflineMapAlgorithm):
         # A bad URL is reported by processAlgorithm: Processing hides prepare's messages.
         url = self.parameterAsString(parameters, "SERVICE_URL", context).strip()
         self.prepare_credentials(parameters, context, url)
+        self.extent = self.area_of_interest(parameters, context)
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
@@ -108,18 +108,10 @@ class GenerateGeodatabaseAlgorithm(OfflineMapAlgorithm):
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         if not output.lower().endswith(".gpkg"):
             output += ".gpkg"
-        extent = None
-        if parameters.get("EXTENT"):
-            rect = self.parameterAsExtent(parameters, "EXTENT", context)
-            crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
-            if not rect.isNull() and not rect.isEmpty():
-                if not crs.isValid() and context.project():
-                    crs = context.project().crs()
-                extent = esri_envelope(rect, crs)
         wanted = parse_layer_ids(self.parameterAsString(parameters, "LAYERS", context))
         try:
             task = GeodatabaseSyncTask(url, self.credentials)
-            params = task.create_default_generate_geodatabase_parameters(extent)
+            params = task.create_default_generate_geodatabase_parameters(self.extent)
         except OfflineMapSyncError as error:
             raise QgsProcessingException(str(error)) from None
         if wanted:

@@ -9,7 +9,6 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..layers import esri_envelope
 from ..resources import tr
 from ..take_offline_request import TakeOfflineRequest
 from .base import OfflineMapAlgorithm
@@ -86,23 +85,19 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
             raise QgsProcessingException(
                 tr("Give either PORTAL_URL and WEBMAP_ITEM_ID, or SERVICE_URLS.")
             )
-        if parameters.get("EXTENT"):
-            rect = self.parameterAsExtent(parameters, "EXTENT", context)
-            crs = self.parameterAsExtentCrs(parameters, "EXTENT", context)
-            if not rect.isNull() and not rect.isEmpty():
-                if not crs.isValid():
-                    crs = context.project().crs() if context.project() else crs
-                request.area_of_interest = esri_envelope(rect, crs)
+        request.area_of_interest = self.area_of_interest(parameters, context)
         return request
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        self.prepare_credentials(parameters, context, self._request(parameters, context).auth_url)
+        # Read once, here on the main thread (the extent may come from the project's layers).
+        self.request = self._request(parameters, context)
+        self.prepare_credentials(parameters, context, self.request.auth_url)
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         from pathlib import Path
 
-        request = self._request(parameters, context)
+        request = self.request
         request.folder = Path(request.folder)
         _, outputs = self.take_offline(
             request, feedback, tr("The map '{0}' is offline in {1} ({2} layers and tables).")
