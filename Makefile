@@ -8,7 +8,6 @@ PY_SYS := $(shell [ -x $(VENV)/bin/python ] && echo $(VENV)/bin/python || echo p
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-gdal gdal-bin xvfb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PLUGIN_NAME := offline_map_sync
-VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 # Files that make up the installed plugin (everything else is development material).
 PLUGIN_FILES := metadata.txt __init__.py LICENSE README.md plugin ui resources
 PROFILE ?= default
