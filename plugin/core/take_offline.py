@@ -52,6 +52,7 @@ from .updates import (
     geodatabase_from_package,
     install_adds_only_guards,
     local_generation,
+    remove_geopackage,
 )
 
 log = logging.getLogger(__name__)
@@ -687,11 +688,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                     error,
                 )
         for path in made.files:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                try:
-                    os.unlink(f"{path}{suffix}")
-                except OSError:
-                    pass
+            remove_geopackage(path)
         if made.folder_created:
             shutil.rmtree(self.folder, ignore_errors=True)
 
