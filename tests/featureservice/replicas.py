@@ -489,8 +489,9 @@ def _download(
     rid = replica["replicaID"]
     changed = sorted(tx.changed_since(layer, "f", since, rid))
     adds, updates = [], []
+    project = replica_projector(replica)
     for row in scope.rows_by_gid(tx, changed):
-        feature = row_to_feature(layer, row, project=replica_projector(replica))
+        feature = row_to_feature(layer, row, project=project)
         if row["_created_gen"] > since and row["_created_by"] != rid:
             adds.append(feature)
         else:
