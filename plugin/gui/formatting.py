@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 
 def size_text(size: float) -> str:
     """A byte count for people: ``"512 bytes"``, ``"1.5 MB"``."""
@@ -14,4 +16,4 @@ def size_text(size: float) -> str:
 
 def escape(text: str) -> str:
     """``text`` safe to put into a rich-text label."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(text, quote=False)
