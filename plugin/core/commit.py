@@ -41,7 +41,7 @@ from .geodatabase_model import (
 from .gpkg_connection import quote, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import refresh_extent
-from .tracking import next_seq, set_tracking
+from .tracking import drop_pending, next_seq, set_tracking
 
 BATCH_SIZE = 1000
 BATCH_BYTES = 32 * 1024 * 1024
@@ -180,41 +180,34 @@ class _Commit:
     def clear_pending(self, table: str, fid: int | None, gid: str, *, upto: int | None = None):
         """Drop pending changes of a row (all, or only those up to sequence ``upto``)."""
         conn = self.conn
+        if upto is None:
+            drop_pending(conn, table, fid, gid)
+            return
         if fid is not None:
-            if upto is None:
+            rec = conn.execute(
+                "SELECT op, seq FROM oms_changes WHERE table_name = ? AND fid = ?"
+                " AND op <> 'delete'",
+                (table, fid),
+            ).fetchone()
+            if rec is not None and rec[1] <= upto:
+                drop_pending(conn, table, fid, gid)
+                return
+            if rec is not None:
                 conn.execute(
-                    "DELETE FROM oms_changed_fields WHERE table_name = ? AND fid = ?", (table, fid)
+                    "DELETE FROM oms_changed_fields WHERE table_name = ? AND fid = ? AND seq <= ?",
+                    (table, fid, upto),
                 )
-                conn.execute(
-                    "DELETE FROM oms_changes WHERE table_name = ? AND fid = ? AND op <> 'delete'",
-                    (table, fid),
-                )
-            else:
-                rec = conn.execute(
-                    "SELECT op, seq FROM oms_changes WHERE table_name = ? AND fid = ?"
-                    " AND op <> 'delete'",
-                    (table, fid),
-                ).fetchone()
-                if rec is not None and rec[1] <= upto:
-                    self.clear_pending(table, fid, gid)
-                elif rec is not None:
+                if rec[0] == "add":  # the server has the row now: later edits are updates
                     conn.execute(
-                        "DELETE FROM oms_changed_fields WHERE table_name = ? AND fid = ?"
-                        " AND seq <= ?",
-                        (table, fid, upto),
+                        "UPDATE oms_changes SET op = 'update' WHERE table_name = ?"
+                        " AND fid = ? AND op = 'add'",
+                        (table, fid),
                     )
-                    if rec[0] == "add":  # the server has the row now: later edits are updates
-                        conn.execute(
-                            "UPDATE oms_changes SET op = 'update' WHERE table_name = ?"
-                            " AND fid = ? AND op = 'add'",
-                            (table, fid),
-                        )
-        sql = "DELETE FROM oms_changes WHERE table_name = ? AND op = 'delete' AND global_id = ?"
-        params: tuple = (table, gid)
-        if upto is not None:
-            sql += " AND seq <= ?"
-            params = (table, gid, upto)
-        conn.execute(sql, params)
+        conn.execute(
+            "DELETE FROM oms_changes WHERE table_name = ? AND op = 'delete' AND global_id = ?"
+            " AND seq <= ?",
+            (table, gid, upto),
+        )
 
     def conflict(self, layer, is_att, gid, local_op, reason, local_row, code=None, message=""):
         record_conflict(

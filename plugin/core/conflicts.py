@@ -17,7 +17,7 @@ from .geodatabase_model import Conflict, ConflictReason, LayerDef
 from .geometry import gpkg_to_esri
 from .gpkg_connection import quote, transaction
 from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID
-from .tracking import next_seq, set_tracking
+from .tracking import drop_pending, next_seq, set_tracking
 
 
 def now_text() -> str:
@@ -148,19 +148,7 @@ def restore_conflict(
         ).fetchone()
         set_tracking(conn, False)
         # Whatever was pending for this row before is replaced by the restored version.
-        if existing is not None:
-            conn.execute(
-                "DELETE FROM oms_changed_fields WHERE table_name = ? AND fid = ?",
-                (table, existing[0]),
-            )
-            conn.execute(
-                "DELETE FROM oms_changes WHERE table_name = ? AND fid = ? AND op <> 'delete'",
-                (table, existing[0]),
-            )
-        conn.execute(
-            "DELETE FROM oms_changes WHERE table_name = ? AND op = 'delete' AND global_id = ?",
-            (table, gid),
-        )
+        drop_pending(conn, table, existing[0] if existing is not None else None, gid)
         seq = next_seq(conn)
         if local_op == "delete":
             if existing is not None:

@@ -305,3 +305,20 @@ def next_seq(conn: sqlite3.Connection) -> int:
     """Allocate a sequence number (for changes recorded by the code itself, e.g. restores)."""
     conn.execute("UPDATE oms_state SET seq = seq + 1")
     return current_seq(conn)
+
+
+def drop_pending(conn: sqlite3.Connection, table: str, fid: int | None, global_id: str) -> None:
+    """Forget every pending change of one row: its changed fields and pending add/update (by
+    ``fid``, when the row exists locally) and a pending delete (by ``global_id``)."""
+    if fid is not None:
+        conn.execute(
+            "DELETE FROM oms_changed_fields WHERE table_name = ? AND fid = ?", (table, fid)
+        )
+        conn.execute(
+            "DELETE FROM oms_changes WHERE table_name = ? AND fid = ? AND op <> 'delete'",
+            (table, fid),
+        )
+    conn.execute(
+        "DELETE FROM oms_changes WHERE table_name = ? AND op = 'delete' AND global_id = ?",
+        (table, global_id),
+    )
