@@ -139,13 +139,7 @@ def _add_geodatabase(
 ) -> LoadedGeodatabase:
     result = LoadedGeodatabase(entry, group)
     path = str(entry.path or offline_map.folder / entry.file)
-    # Spatial layers top first in the tree (the last drawn is on top), then the tables.
-    spatial = sorted(
-        (layer for layer in entry.layers if not layer.is_table),
-        key=lambda layer: -(layer.draw_order if layer.draw_order is not None else -1),
-    )
-    tables = [layer for layer in entry.layers if layer.is_table]
-    for layer_entry in spatial + tables:
+    for layer_entry in tree_order(entry.layers):
         definition = definitions.get(layer_entry.id)
         if definition is None:
             continue
@@ -163,6 +157,16 @@ def _add_geodatabase(
     _add_attachment_tables(offline_map, entry, definitions, result, path, project)
     _add_relations(entry, definitions, result, project)
     return result
+
+
+def tree_order(layers) -> list:
+    """Layer entries as the layer tree shows them: spatial layers top first (the last drawn is
+    on top), then the tables."""
+    spatial = sorted(
+        (layer for layer in layers if not layer.is_table),
+        key=lambda layer: -(layer.draw_order if layer.draw_order is not None else -1),
+    )
+    return spatial + [layer for layer in layers if layer.is_table]
 
 
 def _tag(layer: QgsVectorLayer, folder: Path, file: str, layer_id: int) -> None:

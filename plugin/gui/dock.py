@@ -217,7 +217,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             if entry.download_only:
                 top.setText(0, tr("{0} (download only)").format(top.text(0)))
             self.contentTree.addTopLevelItem(top)
-            for layer in _tree_order(entry.layers):
+            for layer in map_layers.tree_order(entry.layers):
                 name = layer.title if not layer.is_table else tr("{0} (table)").format(layer.title)
                 # "0", not an empty cell: an empty one reads like "unknown" (which it is when
                 # the geodatabase cannot be read).
@@ -814,15 +814,6 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API name)
         self.closed.emit()
         super().closeEvent(event)
-
-
-def _tree_order(layers) -> list:
-    """Layers as the project's layer tree shows them: top-drawn first, then the tables."""
-    spatial = sorted(
-        (layer for layer in layers if not layer.is_table),
-        key=lambda layer: -(layer.draw_order if layer.draw_order is not None else -1),
-    )
-    return spatial + [layer for layer in layers if layer.is_table]
 
 
 def _save_auth(folder: str, authcfg: str) -> None:
