@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from .geometry import gpkg_envelope
 from .gpkg_connection import quote
+from .tracking import trigger_names
 
 
 def _triggers(conn: sqlite3.Connection, names: list[str]) -> list[tuple[str, str]]:
@@ -45,7 +46,7 @@ def bulk_insert(
     rtree_trigger = f"rtree_{table}_{geometry_column}_insert" if geometry_column else None
     count_trigger = f"trigger_insert_feature_count_{table}"
     suspended = _triggers(
-        conn, [n for n in (rtree_trigger, count_trigger, f"oms_{table}_insert") if n]
+        conn, [n for n in (rtree_trigger, count_trigger, trigger_names(table)[0]) if n]
     )
     for name, _sql in suspended:
         conn.execute(f"DROP TRIGGER {quote(name)}")
