@@ -3,7 +3,7 @@ journal entries, commit reports and conflicts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -185,19 +185,8 @@ class LayerCommitCounts:
         )
 
     def to_json(self) -> dict:
-        return {
-            "layer_id": self.layer_id,
-            "uploaded_adds": self.uploaded_adds,
-            "uploaded_updates": self.uploaded_updates,
-            "uploaded_deletes": self.uploaded_deletes,
-            "uploaded_attachments": self.uploaded_attachments,
-            "downloaded_adds": self.downloaded_adds,
-            "downloaded_updates": self.downloaded_updates,
-            "downloaded_deletes": self.downloaded_deletes,
-            "downloaded_attachments": self.downloaded_attachments,
-            "conflicts": self.conflicts,
-            "edit_errors": [e.__dict__ for e in self.edit_errors],
-        }
+        """All counts and the edit errors as plain JSON-ready values (field names as keys)."""
+        return asdict(self)
 
 
 @dataclass
