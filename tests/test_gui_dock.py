@@ -25,6 +25,7 @@ from plugin.take_offline_request import TakeOfflineRequest
 from plugin.task import wait_for_task
 from tests.featureservice import seed
 from tests.test_gui_auth import auth_manager as _auth_manager_fixture
+from tests.test_layers import take_demo_web_map_offline
 
 POINTS, LINES, POLYGONS, INSPECTIONS = 0, 1, 2, 3
 auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, shared
@@ -34,13 +35,7 @@ WAIT = 60
 @pytest.fixture
 def demo_map(reference_server, tmp_path):
     """The demo web map taken offline by the core (what the dock's task does, faster)."""
-    task = OfflineMapTask(
-        portal_url=reference_server.portal_url,
-        webmap_item_id=seed.DEMO_WEBMAP_ID,
-        client=ArcGISClient(),
-    )
-    parameters = task.create_default_generate_offline_map_parameters(None)
-    return task.generate_offline_map(parameters, tmp_path / "demo_map").run().offline_map.folder
+    return take_demo_web_map_offline(reference_server, tmp_path / "demo_map").folder
 
 
 @pytest.fixture

@@ -21,15 +21,20 @@ from tests.featureservice import seed
 POINTS = 0
 
 
-@pytest.fixture
-def demo_map(reference_server, tmp_path):
+def take_demo_web_map_offline(server, folder):
+    """The demo web map taken offline into ``folder`` by the core, with its defaults."""
     task = OfflineMapTask(
-        portal_url=reference_server.portal_url,
+        portal_url=server.portal_url,
         webmap_item_id=seed.DEMO_WEBMAP_ID,
         client=ArcGISClient(),
     )
     parameters = task.create_default_generate_offline_map_parameters(None)
-    return task.generate_offline_map(parameters, tmp_path / "map").run().offline_map
+    return task.generate_offline_map(parameters, folder).run().offline_map
+
+
+@pytest.fixture
+def demo_map(reference_server, tmp_path):
+    return take_demo_web_map_offline(reference_server, tmp_path / "map")
 
 
 @pytest.fixture
