@@ -506,7 +506,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         ]
 
     def _show_result(self, result: Any) -> int:
-        rows = list(sync_result_rows(result, self.offline_map))
+        rows = sync_result_rows(result)
         self.resultsTable.setRowCount(len(rows))
         for row, values in enumerate(rows):
             for column, value in enumerate(values):
@@ -826,7 +826,7 @@ def _save_auth(folder: str, authcfg: str) -> None:
     settings.setValue(SETTINGS_AUTH, configs)
 
 
-def sync_result_rows(result: Any, offline_map: OfflineMap | None = None) -> list[list[str]]:
+def sync_result_rows(result: Any) -> list[list[str]]:
     """Rows "layer, up, down, edit errors, conflicts, error" of an ``OfflineMapSyncResult``."""
     rows = []
     for layer_result in result.all_results():
