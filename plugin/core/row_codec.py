@@ -31,6 +31,9 @@ class FeatureCodec:
         self.field_names = [f.name for f in layer.fields]
         self._to_gpkg = [fv.to_gpkg_converter(f.esri_type) for f in layer.fields]
         self._fields_and_converters = list(zip(self.field_names, self._to_gpkg))
+        self._to_esri = [
+            (f.name, fv.to_esri_converter(f.esri_type)) for f in layer.uploadable_fields
+        ]
         self._lower = {f.name.lower(): f.name for f in layer.fields}
         self._lower[layer.object_id_field.lower()] = layer.object_id_field
         self._by_name = {f.name: f for f in layer.fields}
@@ -98,12 +101,11 @@ class FeatureCodec:
         """Attributes for an upload: GlobalID plus the uploadable fields (or only ``fields``)."""
         out = {self.gid: row.get(self.gid)}
         wanted = None if fields is None else {f.lower() for f in fields}
-        for f in self.layer.uploadable_fields:
-            if wanted is not None and f.name.lower() not in wanted:
+        for name, conv in self._to_esri:
+            if wanted is not None and name.lower() not in wanted:
                 continue
-            v = row.get(f.name)
-            conv = fv.to_esri_converter(f.esri_type)
-            out[f.name] = conv(v) if conv is not None and v is not None else v
+            v = row.get(name)
+            out[name] = conv(v) if conv is not None and v is not None else v
         return out
 
 
