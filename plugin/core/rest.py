@@ -460,6 +460,49 @@ def supports_async(service_info: dict) -> bool:
     return bool(_pick(caps, "supportsAsync", "supportsASync"))
 
 
+def create_replica_request(
+    service_info: dict,
+    *,
+    replica_name: str,
+    layer_queries: dict[str, dict],
+    sync_model: str,
+    sync_direction: str,
+    return_attachments: bool,
+    attachments_sync_direction: str,
+    area: tuple[str, dict] | None = None,
+) -> dict:
+    """``createReplica`` parameters (spec section 2) for the layers of ``layer_queries``
+    (wire values for the model and directions; ``area`` is ``(geometryType, geometry)``).
+
+    Attachments come inline, the job runs async where the service supports it, the attachment
+    direction is sent only to services that take it, and the replica is asked for in the
+    service's spatial reference (the geodatabase is created in that one).
+    """
+    request: dict[str, Any] = {
+        "replicaName": replica_name,
+        "layers": sorted(int(layer_id) for layer_id in layer_queries),
+        "layerQueries": layer_queries,
+        "returnAttachments": return_attachments,
+        "returnAttachmentsDataByUrl": False,
+        "async": supports_async(service_info),
+        "syncModel": sync_model,
+        "syncDirection": sync_direction,
+        "transportType": "esriTransportTypeUrl",
+        "dataFormat": "json",
+    }
+    if (service_info.get("syncCapabilities") or {}).get("supportsAttachmentsSyncDirection"):
+        request["attachmentsSyncDirection"] = attachments_sync_direction
+    if area is not None:
+        geometry_type, geometry = area
+        request["geometry"] = geometry
+        request["geometryType"] = geometry_type
+        if geometry.get("spatialReference"):
+            request["inSR"] = geometry["spatialReference"]
+    if service_info.get("spatialReference"):
+        request["replicaSR"] = service_info["spatialReference"]
+    return request
+
+
 def status_url_of(answer: dict) -> str | None:
     return _pick(answer, "statusUrl", "statusURL")
 

@@ -45,6 +45,7 @@ from .rest import (
     ArcGISClient,
     BadAnswerError,
     CredentialProvider,
+    create_replica_request,
     supports_async,
 )
 from .schema import ATTACHMENT_FID
@@ -544,33 +545,22 @@ class GenerateGeodatabaseJob(Job):
                 "useGeometry": bool(option.use_geometry and params.extent is not None),
                 "includeRelated": option.include_related,
             }
-        request: dict[str, Any] = {
-            "replicaName": replica_name,
-            "layers": layer_ids,
-            "layerQueries": queries,
-            "returnAttachments": params.return_attachments,
-            "returnAttachmentsDataByUrl": False,
-            "async": supports_async(info),
-            "syncModel": SyncModel(params.sync_model).value,
-            "syncDirection": SyncDirection(params.sync_direction).wire,
-            "transportType": "esriTransportTypeUrl",
-            "dataFormat": "json",
-        }
-        if (info.get("syncCapabilities") or {}).get("supportsAttachmentsSyncDirection"):
-            request["attachmentsSyncDirection"] = AttachmentSyncDirection(
+        extent = params.extent
+        area = None
+        if extent is not None:
+            area = ("esriGeometryPolygon" if "rings" in extent else "esriGeometryEnvelope", extent)
+        return create_replica_request(
+            info,
+            replica_name=replica_name,
+            layer_queries=queries,
+            sync_model=SyncModel(params.sync_model).value,
+            sync_direction=SyncDirection(params.sync_direction).wire,
+            return_attachments=params.return_attachments,
+            attachments_sync_direction=AttachmentSyncDirection(
                 params.attachment_sync_direction
-            ).value
-        if params.extent is not None:
-            extent = params.extent
-            request["geometry"] = extent
-            request["geometryType"] = (
-                "esriGeometryPolygon" if "rings" in extent else "esriGeometryEnvelope"
-            )
-            if extent.get("spatialReference"):
-                request["inSR"] = extent["spatialReference"]
-        if info.get("spatialReference"):
-            request["replicaSR"] = info["spatialReference"]
-        return request
+            ).value,
+            area=area,
+        )
 
 
 def _check_writable_folder(partial: Path) -> None:

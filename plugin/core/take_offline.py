@@ -12,7 +12,6 @@ so there is never a half-made map.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -44,7 +43,7 @@ from .offline_map import (
     OfflineMapManifest,
     strip_credentials,
 )
-from .rest import JOB_FAILED, ArcGISClient, BadAnswerError
+from .rest import JOB_FAILED, ArcGISClient, BadAnswerError, create_replica_request
 from .updates import (
     PackageInfo,
     ScheduledUpdateSource,
@@ -604,38 +603,22 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             sync_model = SyncModel.PER_LAYER
         else:
             sync_model = SyncModel.PER_LAYER if per_layer else SyncModel.PER_REPLICA
-        params: dict[str, Any] = {
-            "replicaName": replica_name,
-            "layers": ",".join(str(layer_id) for layer_id in sorted(plan.layer_infos)),
-            "layerQueries": json.dumps(self._layer_queries(plan, area is not None)),
-            "transportType": "esriTransportTypeUrl",
-            "returnAttachments": "true" if parameters.include_attachments else "false",
-            "returnAttachmentsDataByUrl": "false",
-            "async": "true"
-            if sync.get("supportsAsync", sync.get("supportsASync", False))
-            else "false",
-            "syncModel": sync_model.value,
-            "syncDirection": "bidirectional",
-            "dataFormat": "json",
-        }
-        if sync.get("supportsAttachmentsSyncDirection"):
-            # Without downloaded attachments, new ones taken in the field can still go up.
-            direction = (
-                AttachmentSyncDirection.BIDIRECTIONAL
-                if parameters.include_attachments
-                else AttachmentSyncDirection.UPLOAD
-            )
-            params["attachmentsSyncDirection"] = direction.value
-        if area is not None:
-            geometry_type, geometry = area
-            params["geometry"] = json.dumps(geometry)
-            params["geometryType"] = geometry_type
-            params["inSR"] = json.dumps(geometry["spatialReference"])
-        service_sr = plan.service_info.get("spatialReference")
-        if service_sr:
-            # The geodatabase is created in the service's spatial reference: ask for exactly that.
-            params["replicaSR"] = json.dumps(service_sr)
-        return params
+        # Without downloaded attachments, new ones taken in the field can still go up.
+        attachments = (
+            AttachmentSyncDirection.BIDIRECTIONAL
+            if parameters.include_attachments
+            else AttachmentSyncDirection.UPLOAD
+        )
+        return create_replica_request(
+            plan.service_info,
+            replica_name=replica_name,
+            layer_queries=self._layer_queries(plan, area is not None),
+            sync_model=sync_model.value,
+            sync_direction="bidirectional",
+            return_attachments=parameters.include_attachments,
+            attachments_sync_direction=attachments.value,
+            area=area,
+        )
 
     def _layer_queries(self, plan: _ServicePlan, has_area: bool) -> dict[str, dict]:
         parameters = self.parameters
@@ -887,16 +870,14 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         """Register a replica of the service for the area; its data is not needed."""
         name = _replica_name(self.parameters.title or plan.title)
         params = self._replica_parameters(plan, area, name)
-        params["returnAttachments"] = "false"
+        params["returnAttachments"] = False
         if upload_only:
             # An upload-only replica receives nothing, so it needs no rows either.
             params["syncDirection"] = "upload"
-            params["layerQueries"] = json.dumps(
-                {
-                    str(layer_id): {"queryOption": "none", "useGeometry": False}
-                    for layer_id in sorted(plan.layer_infos)
-                }
-            )
+            params["layerQueries"] = {
+                str(layer_id): {"queryOption": "none", "useGeometry": False}
+                for layer_id in sorted(plan.layer_infos)
+            }
         replica, result = self._create_replica(plan, params, made)
         with result:
             replica.id = result.header().get("replicaID")
