@@ -44,6 +44,14 @@ def token_url_for(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def offline_map_auth_url(offline_map) -> str:
+    """The URL an offline map's credentials are for: its portal, or else its first feature
+    service ("" when it has neither)."""
+    return offline_map.source.portal_url or next(
+        (entry.service_url for entry in offline_map.geodatabases), ""
+    )
+
+
 def credentials_from_auth_config(
     authcfg: str | None, url: str, *, token_url: str | None = None
 ) -> CredentialProvider | None:

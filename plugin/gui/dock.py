@@ -25,7 +25,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import layers as map_layers
-from ..auth import credentials_from_auth_config
+from ..auth import credentials_from_auth_config, offline_map_auth_url
 from ..core.enums import OfflineUpdateAvailability, PreplannedScheduledUpdatesOption, SyncDirection
 from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
@@ -689,11 +689,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def _client(self):
         from ..core.rest import ArcGISClient
 
-        url = self.offline_map.source.portal_url or (
-            self.offline_map.geodatabases[0].service_url if self.offline_map.geodatabases else ""
-        )
         # Prepared here, on the main thread: the auth manager must never be asked from a task.
-        credentials = credentials_from_auth_config(self.authSelect.configId(), url)
+        credentials = credentials_from_auth_config(
+            self.authSelect.configId(), offline_map_auth_url(self.offline_map)
+        )
         return ArcGISClient(credentials)
 
     def _start(self, description: str, job, on_done) -> JobTask:

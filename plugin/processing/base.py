@@ -26,7 +26,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..auth import credentials_from_auth_config
+from ..auth import credentials_from_auth_config, offline_map_auth_url
 from ..core.enums import SyncDirection
 from ..core.errors import CancelledError, OfflineMapSyncError
 from ..core.jobs import Job
@@ -136,10 +136,7 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
         """``prepare_credentials`` for the offline map in OFFLINE_MAP: its portal, or else its
         first feature service."""
         offline_map = self.open_offline_map(parameters, context)
-        url = offline_map.source.portal_url or next(
-            (e.service_url for e in offline_map.geodatabases), ""
-        )
-        self.prepare_credentials(parameters, context, url)
+        self.prepare_credentials(parameters, context, offline_map_auth_url(offline_map))
 
     def area_of_interest(self, parameters, context, name: str = "EXTENT") -> dict | None:
         """The extent parameter ``name`` as an Esri envelope, None when not given or empty; in
