@@ -198,16 +198,9 @@ class ScheduledUpdateSource:
         self, item_id: str, update: UpdatePackage, *, cancel: CancelCallback | None = None
     ) -> ReplicaResultFile:
         """Download one update package to a temporary file (the caller closes it)."""
-        path = _temp_result_path()
-        result = ReplicaResultFile(path)
-        try:
-            self.client.download(
-                f"{self._item_url(item_id)}/resources/{update.resource}", path, cancel=cancel
-            )
-        except BaseException:
-            result.close()
-            raise
-        return result
+        return self._download(
+            f"{self._item_url(item_id)}/resources/{update.resource}", cancel=cancel
+        )
 
     def download_package(
         self,
@@ -217,12 +210,20 @@ class ScheduledUpdateSource:
         cancel: CancelCallback | None = None,
     ) -> ReplicaResultFile:
         """Download the package data (a createReplica result) to a temporary file."""
+        return self._download(f"{self._item_url(item_id)}/data", progress=progress, cancel=cancel)
+
+    def _download(
+        self,
+        url: str,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> ReplicaResultFile:
+        # The temporary file goes again if the download fails.
         path = _temp_result_path()
         result = ReplicaResultFile(path)
         try:
-            self.client.download(
-                f"{self._item_url(item_id)}/data", path, progress=progress, cancel=cancel
-            )
+            self.client.download(url, path, progress=progress, cancel=cancel)
         except BaseException:
             result.close()
             raise
