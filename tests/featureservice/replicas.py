@@ -504,7 +504,7 @@ def _download(
         att_changed = tx.changed_since(layer, "a", since, rid)
         att_adds, att_updates = [], []
         if att_changed:
-            rows = [a for a in tx.attachments_of(layer) if a["globalid"] in att_changed]
+            rows = tx.attachments_by_gid(layer, sorted(att_changed))
             parents = {
                 r[layer.gid_field]: r[layer.oid_field]
                 for r in scope.rows_by_gid(tx, sorted({a["parent_globalid"] for a in rows}))

@@ -491,6 +491,18 @@ class Tx:
             ).fetchall()
         return out
 
+    def attachments_by_gid(self, layer: Layer, globalids: list[str]) -> list[sqlite3.Row]:
+        """The attachments with these GlobalIDs, in attachment id order."""
+        out: list[sqlite3.Row] = []
+        for start in range(0, len(globalids), 500):
+            chunk = globalids[start : start + 500]
+            out += self.conn.execute(
+                f"SELECT * FROM attachments WHERE service = ? AND layer_id = ? AND globalid IN "
+                f"({', '.join('?' * len(chunk))})",
+                (layer.service, layer.id, *chunk),
+            ).fetchall()
+        return sorted(out, key=lambda a: a["attachment_id"])
+
     def attachment_by_gid(self, layer: Layer, globalid: str) -> sqlite3.Row | None:
         return self.conn.execute(
             "SELECT * FROM attachments WHERE service = ? AND layer_id = ? AND globalid = ?",
