@@ -301,17 +301,20 @@ class ReplicaResultFile:
     """A downloaded replica result (createReplica / synchronizeReplica) on disk.
 
     Read it with :meth:`read` (``(header, events)`` from :func:`jsonstream.read_result`), or
-    :meth:`header` / :meth:`events`. The file lives in a temporary folder; :meth:`close` (or
-    the ``with`` block) deletes it.
+    :meth:`header`. The file lives in a temporary folder; :meth:`close` (or the ``with``
+    block) closes the readers it handed out and deletes it.
     """
 
     def __init__(self, path: Path, *, source_url: str | None = None) -> None:
         self.path = Path(path)
         self.source_url = source_url
         self._header: dict | None = None
+        self._readers: list[Iterator[jsonstream.Event]] = []
 
     def read(self) -> tuple[dict, Iterator[jsonstream.Event]]:
-        return jsonstream.read_result(self.path)
+        header, events = jsonstream.read_result(self.path)
+        self._readers.append(events)
+        return header, events
 
     def header(self) -> dict:
         """All top-level values (reads through the file once if some follow the data)."""
@@ -322,9 +325,6 @@ class ReplicaResultFile:
             self._header = header
         return self._header
 
-    def events(self) -> Iterator[jsonstream.Event]:
-        return self.read()[1]
-
     def copy_to(self, dest: str | Path) -> Path:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -334,6 +334,12 @@ class ReplicaResultFile:
     def close(self) -> None:
         """Delete the file. Never raises: on Windows a reader still holding the file open
         makes this fail, and a leftover temporary file must not mask the real error."""
+        # Readers not read to the end still hold the file open (Windows refuses to delete it).
+        for events in self._readers:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        self._readers.clear()
         try:
             self.path.unlink()
         except FileNotFoundError:

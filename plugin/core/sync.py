@@ -500,10 +500,6 @@ class GenerateGeodatabaseJob(Job):
                     replica_id = header.get("replicaID") or replica_id
                 finally:
                     gdb.close()
-                    # Close the reader before the result file is deleted (Windows).
-                    close = getattr(events, "close", None)
-                    if close is not None:
-                        close()
             updates.replace_geopackage(partial, self.path)
             updates.remove_geopackage(partial)  # what is left: its .synclock
         except BaseException:
@@ -786,8 +782,7 @@ class _GeodatabaseSync:
             self._keep_deltas(snapshot, result)
             self.progress(0.7, "Applying changes to the geodatabase")
             # Cancelling here rolls the whole commit back; the journal then lets the next
-            # sync pick the upload up again.
-            events = None
+            # sync pick the upload up again. The reader is closed with the result file.
             try:
                 header, events = result.read()
                 report = self.gdb.commit_sync(
@@ -803,10 +798,6 @@ class _GeodatabaseSync:
                 # Only the result file raises ServiceError here (cut off or damaged); nothing
                 # was committed and the journal still holds the upload.
                 raise NetworkError(f"The result from the server was damaged: {error}") from error
-            finally:
-                # Release the file before it is deleted (Windows refuses to delete open files).
-                if events is not None and hasattr(events, "close"):
-                    events.close()
         if entry is not None:
             self.gdb.journal_close(entry)
         self._merge(report)

@@ -517,7 +517,6 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         replica, result = self._create_replica(
             plan, params, made, progress=self._sub_progress(start, middle)
         )
-        events = None
         try:
             # The header fills in as the events are read: replicaID normally comes first, the
             # rest is complete by the time load_replica reaches the end of the file.
@@ -546,11 +545,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             finally:
                 geodatabase.close()
         finally:
-            # Close the reader before deleting its file (Windows refuses to delete open files).
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-            result.close()
+            result.close()  # closes the reader too
         self._check_cancelled()
         _move_database(partial, final)
         return GeodatabaseEntry(

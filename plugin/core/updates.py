@@ -288,21 +288,15 @@ def apply_update_packages(
                 (number + 0.5) / max(1, len(ordered)),
                 f"Applying scheduled update {update.generation}",
             )
-            _, events = package.read()
-            try:
-                report = gdb.commit_sync(
-                    None,
-                    header,
-                    events,
-                    direction=SyncDirection.DOWNLOAD,
-                    kind="update_package",
-                    cancel=cancel,
-                )
-            finally:
-                # Release the file before it is deleted (Windows refuses to delete open files).
-                close = getattr(events, "close", None)
-                if close is not None:
-                    close()
+            _, events = package.read()  # closed with the package
+            report = gdb.commit_sync(
+                None,
+                header,
+                events,
+                direction=SyncDirection.DOWNLOAD,
+                kind="update_package",
+                cancel=cancel,
+            )
         applied.append((update.generation, report))
         progress(
             (number + 1) / max(1, len(ordered)), f"Applied scheduled update {update.generation}"
@@ -337,27 +331,20 @@ def geodatabase_from_package(
         with source.download_package(
             package.item_id, progress=_part(progress, 0.0, 0.4), cancel=cancel
         ) as data:
-            header, events = data.read()
+            header, events = data.read()  # closed with the data file
+            sync_model = SyncModel(header.get("syncModel") or package.sync_model.value)
+            gdb = Geodatabase.create(
+                path,
+                service_url=package.service_url,
+                service_info=service_info,
+                layer_infos=layer_infos,
+                replica_name=str(header.get("replicaName") or package.title),
+                sync_model=sync_model,
+            )
             try:
-                sync_model = SyncModel(header.get("syncModel") or package.sync_model.value)
-                gdb = Geodatabase.create(
-                    path,
-                    service_url=package.service_url,
-                    service_info=service_info,
-                    layer_infos=layer_infos,
-                    replica_name=str(header.get("replicaName") or package.title),
-                    sync_model=sync_model,
-                )
-                try:
-                    gdb.load_replica(
-                        header, events, progress=_part(progress, 0.4, 1.0), cancel=cancel
-                    )
-                finally:
-                    gdb.close()
+                gdb.load_replica(header, events, progress=_part(progress, 0.4, 1.0), cancel=cancel)
             finally:
-                close = getattr(events, "close", None)
-                if close is not None:
-                    close()
+                gdb.close()
     except BaseException:
         remove_geopackage(path)
         raise
