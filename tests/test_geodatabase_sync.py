@@ -84,7 +84,7 @@ def test_acknowledged_edits_leave_the_pending_set_with_the_new_generation(gdb):
     assert not gdb.has_pending_edits()
     assert gdb.replica.server_gen == 150
     counts = report.layers[0]
-    assert (counts.uploaded_adds, counts.uploaded_updates, counts.uploaded_deletes) == (1, 1, 1)
+    assert (counts.uploaded.adds, counts.uploaded.updates, counts.uploaded.deletes) == (1, 1, 1)
     assert report.edit_errors == [] and report.conflicts == 0
     assert gdb.journal_open_entry() is None, f"journal entry {entry} still open"
     (history,) = gdb.history()
@@ -184,8 +184,8 @@ def test_downloaded_changes_are_applied_by_globalid_without_being_tracked(gdb):
     assert data == {existing_att: b"updated", att_gid: b"new"}
     assert not gdb.has_pending_edits()
     c = report.layers[0]
-    assert (c.downloaded_adds, c.downloaded_updates, c.downloaded_deletes) == (1, 1, 1)
-    assert c.downloaded_attachments == 2 and report.layers[3].downloaded_adds == 1
+    assert (c.downloaded.adds, c.downloaded.updates, c.downloaded.deletes) == (1, 1, 1)
+    assert c.downloaded.attachments == 2 and report.layers[3].downloaded.adds == 1
     assert gdb.replica.server_gen == 120
     # The spatial index follows the downloaded geometry.
     conn = writer(gdb)
@@ -248,7 +248,7 @@ def test_downloaded_delete_of_a_locally_edited_row_goes_to_the_conflict_log(gdb)
     assert conflict.local_operation == "update" and conflict.attributes["notes"] == "my notes"
     # Its attachment went with it, and the download counts it once.
     assert gdb.conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone() == (0,)
-    assert report.layers[0].downloaded_deletes == 1
+    assert report.layers[0].downloaded.deletes == 1
 
 
 def test_update_of_server_deleted_feature_goes_to_conflicts(gdb):
@@ -290,7 +290,7 @@ def test_rejected_add_goes_to_conflicts_and_restoring_adds_it_again(gdb):
         snapshot,
         [{"id": 0, "addResults": [{"globalId": gid, "success": False, "error": error}]}],
     )
-    assert report.edit_errors[0].description == "Invalid value for category."
+    assert report.edit_errors[0].message == "Invalid value for category."
     assert point(gdb, gid) is None and not gdb.has_pending_edits()
     (conflict,) = gdb.conflicts()
     assert conflict.reason == ConflictReason.EDIT_REJECTED and conflict.error_code == 1000
@@ -404,8 +404,8 @@ def test_large_download_is_applied_in_batches_in_one_transaction(gdb):
             yield 0, "features.deleteIds", gid(i)
 
     report = gdb.commit_sync(None, lj.sync_header(200), events(), direction=DOWN)
-    assert report.layers[0].downloaded_adds == 20000
-    assert report.layers[0].downloaded_deletes == 10000
+    assert report.layers[0].downloaded.adds == 20000
+    assert report.layers[0].downloaded.deletes == 10000
     assert gdb.conn.execute("SELECT count(*) FROM Points").fetchone() == (10005,)
     assert gdb.conn.execute("SELECT count(*) FROM rtree_Points_geom").fetchone() == (10005,)
     assert point(gdb, gid(1), "OBJECTID") == (10_001,)

@@ -23,8 +23,8 @@ from plugin.core.rest import (
     StaticTokenCredentials,
     TokenCredentials,
     same_site,
-    supports_async,
 )
+from plugin.core.service import supports_async
 
 
 class ScriptedServer:

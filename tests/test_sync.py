@@ -982,6 +982,38 @@ def test_default_parameters_follow_a_download_only_service(server, tmp_path):
     )
 
 
+def test_service_advertising_only_editing_is_taken_offline_two_way_and_edits_upload(
+    server, tmp_path
+):
+    # "Editing" without Create/Update/Delete still means the service takes edits.
+    server.set_capabilities(seed.READONLY_SERVICE, "Query,Editing,Sync")
+    offline_map = take_offline(server, tmp_path / "map", service=seed.READONLY_SERVICE)
+    assert not offline_map.geodatabases[0].download_only
+    service_url = server.service_url(seed.READONLY_SERVICE)
+    gdb_task = GeodatabaseSyncTask(service_url, client=fast_client())
+    path = offline_map.geodatabases[0].path
+    defaults = gdb_task.create_default_sync_geodatabase_parameters(path)
+    assert defaults.sync_direction == SyncDirection.BIDIRECTIONAL
+    generate = gdb_task.create_default_generate_geodatabase_parameters()
+    assert generate.sync_direction == SyncDirection.BIDIRECTIONAL
+    task = OfflineMapSyncTask(offline_map, client=fast_client())
+    assert (
+        task.create_default_offline_map_sync_parameters().sync_direction
+        == SyncDirection.BIDIRECTIONAL
+    )
+    gid = seed.guid(seed.READONLY_SERVICE, POINTS, 0)
+    Local(offline_map).update(POINTS, gid, name="Edited offline")
+
+    result = sync_map(offline_map)
+
+    assert_no_errors(result)
+    assert result_for(result, POINTS).uploaded.updates == 1
+    assert server_rows(server, POINTS, seed.READONLY_SERVICE)[gid]["attributes"]["name"] == (
+        "Edited offline"
+    )
+    assert not Local(offline_map).has_pending()
+
+
 def test_job_in_a_thread_reports_progress_messages_and_result(server, tmp_path):
     offline_map = take_offline(server, tmp_path / "map")
     Local(offline_map).update(POINTS, point_gid(0), name="Threaded")

@@ -33,7 +33,6 @@ from .errors import CancelledError
 from .geodatabase_model import (
     CommitReport,
     ConflictReason,
-    EditError,
     LayerCommitCounts,
     LayerDef,
     UploadSnapshot,
@@ -41,6 +40,7 @@ from .geodatabase_model import (
 from .gpkg_connection import quote, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import refresh_extent
+from .sync_model import RejectedEdit
 from .tracking import drop_pending, next_seq, set_tracking
 
 BATCH_SIZE = 1000
@@ -320,13 +320,8 @@ class _Commit:
                 f"VALUES ({', '.join('?' for _ in cols)})",
                 rows,
             )
-        c = self.count(layer.id)
-        if is_att:
-            c.downloaded_attachments += n
-        elif kind == "adds":
-            c.downloaded_adds += n
-        else:
-            c.downloaded_updates += n
+        operation = "add" if kind == "adds" else "update"
+        self.count(layer.id).downloaded.count(operation, is_attachment=is_att, number=n)
 
     def write_row(self, table, fid_col, fid, cols, values) -> None:
         if fid is None:
@@ -433,11 +428,7 @@ class _Commit:
             deleted_parents.extend(existing)
         if not is_att:
             self.delete_attachments_of(layer, deleted_parents)
-        c = self.count(layer.id)
-        if is_att:
-            c.downloaded_attachments += n
-        else:
-            c.downloaded_deletes += n
+        self.count(layer.id).downloaded.count("delete", is_attachment=is_att, number=n)
 
     # -- upload results ---------------------------------------------------------------------
 
@@ -489,10 +480,7 @@ class _Commit:
         fid = row[0] if row else None
         c = self.count(layer.id)
         if not failed:
-            if is_att:
-                c.uploaded_attachments += 1
-            else:
-                setattr(c, f"uploaded_{kind}s", getattr(c, f"uploaded_{kind}s") + 1)
+            c.uploaded.count(kind, is_attachment=is_att)
             self.clear_pending(table, fid, gid, upto=upto)
             if kind in ("add", "update") and not is_att and fid is not None and edit:
                 self.rebase_old_values(layer, fid, edit)
@@ -508,7 +496,7 @@ class _Commit:
                 )
             return
         edit_error = _edit_error(layer, kind, gid, result, is_att)
-        code, message = edit_error.code, edit_error.description
+        code, message = edit_error.code, edit_error.message
         c.edit_errors.append(edit_error)
         if kind == "delete" and code == NOT_FOUND_CODE:
             self.clear_pending(table, None, gid, upto=upto)  # gone on both sides: nothing lost
@@ -584,7 +572,7 @@ class _Commit:
             refresh_extent(self.conn, self.layers[lid], mark_changed=True)
 
 
-def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool) -> EditError:
+def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool) -> RejectedEdit:
     error = result.get("error") or {}
     code = error.get("code")
     try:
@@ -592,7 +580,7 @@ def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool
     except (TypeError, ValueError):
         code = None
     message = str(error.get("description") or error.get("message") or "The edit was rejected.")
-    return EditError(layer.id, gid, kind, code, message, is_att)
+    return RejectedEdit(layer.id, gid, kind, code, message, is_att)
 
 
 def _batches(
@@ -693,12 +681,7 @@ def commit_sync(
                 kind,
                 direction.wire,
                 server_gen,
-                json.dumps(
-                    {
-                        str(lid): {k: v for k, v in c.to_json().items() if k != "edit_errors"}
-                        for lid, c in report.layers.items()
-                    }
-                ),
+                json.dumps({str(lid): c.history_counts() for lid, c in report.layers.items()}),
                 json.dumps([e.__dict__ for e in report.edit_errors]),
                 report.conflicts,
             ),

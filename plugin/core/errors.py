@@ -57,3 +57,12 @@ class CancelledError(OfflineMapSyncError):
 
 class UnsupportedGeometryError(OfflineMapSyncError):
     """A geometry that cannot be stored or sent (curves, unknown types)."""
+
+
+class SchemaChangedError(OfflineMapSyncError):
+    """The service's layers changed since the geodatabase was made (a field removed, a type
+    changed, a layer gone) in a way that makes syncing unsafe. ``changes``: one line each."""
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 from .enums import SyncModel
+from .sync_model import RejectedEdit, SyncCounts
 
 #: Keys of the per-layer pending and snapshot counts.
 COUNT_KEYS = (
@@ -138,55 +139,24 @@ class JournalEntry:
         return self.snapshot.edits
 
 
-@dataclass(frozen=True)
-class EditError:
-    """A local edit the service rejected."""
-
-    layer_id: int
-    global_id: str
-    operation: str  # "add" | "update" | "delete"
-    code: int | None
-    description: str
-    is_attachment: bool = False
-
-
 @dataclass
 class LayerCommitCounts:
     """What one commit did to one layer or table."""
 
     layer_id: int
-    uploaded_adds: int = 0
-    uploaded_updates: int = 0
-    uploaded_deletes: int = 0
-    uploaded_attachments: int = 0
-    downloaded_adds: int = 0
-    downloaded_updates: int = 0
-    downloaded_deletes: int = 0
-    downloaded_attachments: int = 0
+    uploaded: SyncCounts = field(default_factory=SyncCounts)
+    downloaded: SyncCounts = field(default_factory=SyncCounts)
     conflicts: int = 0
-    edit_errors: list[EditError] = field(default_factory=list)
+    edit_errors: list[RejectedEdit] = field(default_factory=list)
 
-    @property
-    def uploaded(self) -> int:
-        return (
-            self.uploaded_adds
-            + self.uploaded_updates
-            + self.uploaded_deletes
-            + self.uploaded_attachments
-        )
-
-    @property
-    def downloaded(self) -> int:
-        return (
-            self.downloaded_adds
-            + self.downloaded_updates
-            + self.downloaded_deletes
-            + self.downloaded_attachments
-        )
-
-    def to_json(self) -> dict:
-        """All counts and the edit errors as plain JSON-ready values (field names as keys)."""
-        return asdict(self)
+    def history_counts(self) -> dict[str, int]:
+        """The counts as a sync history row stores them (``uploaded_adds``...)."""
+        flat = {"layer_id": self.layer_id}
+        for direction, counts in (("uploaded", self.uploaded), ("downloaded", self.downloaded)):
+            for kind, number in asdict(counts).items():
+                flat[f"{direction}_{kind}"] = number
+        flat["conflicts"] = self.conflicts
+        return flat
 
 
 @dataclass
@@ -199,7 +169,7 @@ class CommitReport:
     history_id: int | None = None
 
     @property
-    def edit_errors(self) -> list[EditError]:
+    def edit_errors(self) -> list[RejectedEdit]:
         return [e for c in self.layers.values() for e in c.edit_errors]
 
     @property

@@ -34,6 +34,7 @@ from .errors import (
     OfflineMapSyncError,
     ServiceError,
 )
+from .service import supports_async
 
 log = logging.getLogger(__name__)
 
@@ -458,12 +459,6 @@ def _pick(mapping: dict, *keys: str) -> Any:
         if lowered.get(key.lower()):
             return lowered[key.lower()]
     return None
-
-
-def supports_async(service_info: dict) -> bool:
-    """Whether the service runs sync operations as jobs (``supportsAsync``/``supportsASync``)."""
-    caps = service_info.get("syncCapabilities") or {}
-    return bool(_pick(caps, "supportsAsync", "supportsASync"))
 
 
 def create_replica_request(

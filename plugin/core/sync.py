@@ -15,9 +15,7 @@ import logging
 import os
 import re
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -34,10 +32,12 @@ from .errors import (
     CancelledError,
     GeodatabaseError,
     NetworkError,
-    NotSyncEnabledError,
     OfflineMapSyncError,
+    SchemaChangedError,
     ServiceError,
 )
+from .geodatabase import Geodatabase
+from .geodatabase_model import CommitReport, JournalEntry, UploadSnapshot
 from .gpkg_connection import quote
 from .jobs import Job
 from .offline_map import GeodatabaseEntry, OfflineMap, OfflineMapUpdateCapabilities
@@ -45,11 +45,35 @@ from .rest import (
     ArcGISClient,
     BadAnswerError,
     CredentialProvider,
+    ReplicaResultFile,
     create_replica_request,
-    supports_async,
 )
 from .schema import ATTACHMENT_FID
+from .service import (
+    accepts_edits,
+    check_sync_allowed,
+    schema_changes,
+    supports_async,
+    supports_per_layer_sync,
+    supports_rollback_on_failure,
+)
+from .sync_model import (
+    MAX_ATTACHMENT_UPLOAD_BYTES,
+    GenerateGeodatabaseParameters,
+    GenerateLayerOption,
+    LoadStatus,
+    OfflineMapSyncParameters,
+    OfflineMapSyncResult,
+    OfflineMapUpdatesInfo,
+    RejectedEdit,
+    SyncCounts,
+    SyncGeodatabaseParameters,
+    SyncLayerOption,
+    SyncLayerResult,
+)
 
+#: A geodatabase, or the path of one to open (and close again) for the call.
+GeodatabaseOrPath = Union[Geodatabase, str, Path]
 ProgressCallback = Callable[[Optional[float], str], None]
 CancelCallback = Callable[[], bool]
 
@@ -59,223 +83,9 @@ _GUID = re.compile(r"^\{?[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?$"
 
 RESYNC_HINT = "Syncing again will resolve it; no local edit is lost."
 
-#: Largest attachment a sync uploads. Uploads carry attachments inline as base64 (spec §3), so
-#: one attachment costs several times its size in memory; larger ones stay pending, reported.
-MAX_ATTACHMENT_UPLOAD_BYTES = 50 * 1024 * 1024
-
-
-class SchemaChangedError(OfflineMapSyncError):
-    """The service's layers changed since the geodatabase was made (a field removed, a type
-    changed, a layer gone) in a way that makes syncing unsafe. ``changes``: one line each."""
-
-    def __init__(self, message: str, changes: list[str]) -> None:
-        super().__init__(message)
-        self.changes = changes
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameters
-
-
-@dataclass
-class SyncLayerOption:
-    """Direction of one layer or table in a per-layer sync (SDK ``SyncLayerOption``)."""
-
-    layer_id: int
-    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
-
-
-@dataclass
-class SyncGeodatabaseParameters:
-    """How to synchronize one geodatabase (SDK ``SyncGeodatabaseParameters``).
-
-    ``layer_options`` gives per-layer directions; they are honoured when the geodatabase is a
-    per-layer replica (for a per-replica one every layer moves in ``sync_direction``).
-    ``upload_only_new_features`` restricts the upload to added rows (maps in mode
-    DownloadScheduledUpdatesAndUploadNewFeatures). With ``keep_geodatabase_deltas`` the uploaded
-    edits and the downloaded result file are copied into ``deltas_folder`` (default: a folder
-    ``<geodatabase name>_deltas`` next to the geodatabase).
-    """
-
-    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
-    rollback_on_failure: bool = False
-    layer_options: list[SyncLayerOption] = field(default_factory=list)
-    upload_only_new_features: bool = False
-    keep_geodatabase_deltas: bool = False
-    deltas_folder: Path | None = None
-    #: Sync as this replica instead of the geodatabase's own (the upload-only replica of an
-    #: ahead-of-time map that uploads new features; its package replica never uploads).
-    replica_id: str | None = None
-    #: Attachments larger than this are not uploaded (they stay pending and are reported).
-    max_attachment_upload_bytes: int = MAX_ATTACHMENT_UPLOAD_BYTES
-
-    def direction_of(self, layer_id: int) -> SyncDirection:
-        for option in self.layer_options:
-            if int(option.layer_id) == int(layer_id):
-                return SyncDirection(option.sync_direction)
-        return SyncDirection(self.sync_direction)
-
-
-@dataclass
-class GenerateLayerOption:
-    """Which rows of one layer or table a new geodatabase gets (SDK ``GenerateLayerOption``).
-
-    ``query_option``: ``"useFilter"`` (``where_clause`` and, with ``use_geometry``, the extent),
-    ``"all"`` or ``"none"`` (schema only).
-    """
-
-    layer_id: int
-    where_clause: str = "1=1"
-    use_geometry: bool = True
-    query_option: str = "useFilter"
-    include_related: bool = True
-
-
-@dataclass
-class GenerateGeodatabaseParameters:
-    """What a new geodatabase holds (SDK ``GenerateGeodatabaseParameters``).
-
-    ``extent`` is an Esri JSON envelope or polygon with its ``spatialReference`` (None = the
-    whole service). ``sync_model`` per layer needs ``supportsPerLayerSync``.
-    """
-
-    extent: dict | None = None
-    layer_options: list[GenerateLayerOption] = field(default_factory=list)
-    return_attachments: bool = True
-    sync_model: SyncModel = SyncModel.PER_REPLICA
-    attachment_sync_direction: AttachmentSyncDirection = AttachmentSyncDirection.BIDIRECTIONAL
-    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
-    replica_name: str = ""
-
-
-@dataclass
-class OfflineMapSyncParameters:
-    """How to synchronize an offline map (SDK ``OfflineMapSyncParameters``)."""
-
-    sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL
-    rollback_on_failure: bool = False
-    preplanned_scheduled_updates_option: PreplannedScheduledUpdatesOption = (
-        PreplannedScheduledUpdatesOption.DOWNLOAD_ALL_UPDATES
-    )
-    keep_geodatabase_deltas: bool = False
-    #: Attachments larger than this are not uploaded (they stay pending and are reported).
-    max_attachment_upload_bytes: int = MAX_ATTACHMENT_UPLOAD_BYTES
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class SyncCounts:
-    """Rows and attachments moved in one direction for one layer or table."""
-
-    adds: int = 0
-    updates: int = 0
-    deletes: int = 0
-    attachments: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.adds + self.updates + self.deletes + self.attachments
-
-    def add(self, other: SyncCounts) -> None:
-        self.adds += other.adds
-        self.updates += other.updates
-        self.deletes += other.deletes
-        self.attachments += other.attachments
-
-
-@dataclass(frozen=True)
-class EditError:
-    """One uploaded edit the server rejected (SDK ``FeatureEditResult`` with an error).
-
-    ``kind`` is ``add``, ``update``, ``delete`` or ``attachment add``/``update``/``delete``.
-    The local version of the row is kept in the geodatabase's conflict log.
-    """
-
-    global_id: str | None
-    kind: str
-    code: int | None
-    message: str
-
-
-@dataclass
-class SyncLayerResult:
-    """The outcome for one layer or table (SDK ``SyncLayerResult``).
-
-    ``error`` is set when the whole layer (or its whole geodatabase) failed to sync;
-    ``edit_errors`` lists rejected edits; ``conflicts`` counts local versions that lost and were
-    saved to the conflict log during this sync.
-    """
-
-    layer_id: int
-    name: str
-    is_table: bool = False
-    service_url: str = ""
-    geodatabase_path: Path | None = None
-    error: str | None = None
-    edit_errors: list[EditError] = field(default_factory=list)
-    uploaded: SyncCounts = field(default_factory=SyncCounts)
-    downloaded: SyncCounts = field(default_factory=SyncCounts)
-    conflicts: int = 0
-
-    @property
-    def has_errors(self) -> bool:
-        return self.error is not None or bool(self.edit_errors)
-
-
-@dataclass
-class OfflineMapSyncResult:
-    """The outcome of an offline map sync (SDK ``OfflineMapSyncResult``)."""
-
-    layer_results: list[SyncLayerResult] = field(default_factory=list)
-    table_results: list[SyncLayerResult] = field(default_factory=list)
-    is_mobile_map_package_reopen_required: bool = False
-    #: Whole-geodatabase failures: geodatabase file name -> message.
-    geodatabase_errors: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def has_errors(self) -> bool:
-        return bool(self.geodatabase_errors) or any(
-            r.has_errors for r in self.layer_results + self.table_results
-        )
-
-    def all_results(self) -> list[SyncLayerResult]:
-        return self.layer_results + self.table_results
-
-
-@dataclass(frozen=True)
-class OfflineMapUpdatesInfo:
-    """What a sync would bring (SDK ``OfflineMapUpdatesInfo``)."""
-
-    download_availability: OfflineUpdateAvailability
-    upload_availability: OfflineUpdateAvailability
-    scheduled_updates_download_size: int = 0
-    is_mobile_map_package_reopen_required: bool = False
-
-
-class LoadStatus(str, Enum):
-    """SDK ``LoadStatus``."""
-
-    NOT_LOADED = "notLoaded"
-    LOADING = "loading"
-    LOADED = "loaded"
-    FAILED_TO_LOAD = "failedToLoad"
-
 
 # ---------------------------------------------------------------------------------------------
 # One geodatabase
-
-
-def _capabilities(info: dict) -> set[str]:
-    return {c.strip().lower() for c in str(info.get("capabilities") or "").split(",") if c.strip()}
-
-
-def service_accepts_uploads(info: dict) -> bool:
-    """A service with Sync but without Create/Update/Delete is download-only (spec §1)."""
-    caps = _capabilities(info)
-    return bool(caps & {"create", "update", "delete", "editing"})
 
 
 class GeodatabaseSyncTask:
@@ -297,11 +107,7 @@ class GeodatabaseSyncTask:
         """Fetch (once) and return the service description; refuses non-sync services."""
         if self._service_info is None:
             info = self.client.service_info(self.feature_service_url)
-            if "sync" not in _capabilities(info):
-                raise NotSyncEnabledError(
-                    f"The service {self.feature_service_url} does not allow sync: its "
-                    f"capabilities are {info.get('capabilities') or 'none'}."
-                )
+            check_sync_allowed(info, self.feature_service_url)
             self._service_info = info
         return self._service_info
 
@@ -312,7 +118,7 @@ class GeodatabaseSyncTask:
     # -- parameters --------------------------------------------------------------------------
     def create_default_sync_geodatabase_parameters(
         self,
-        geodatabase: Any,
+        geodatabase: GeodatabaseOrPath,
         sync_direction: SyncDirection = SyncDirection.BIDIRECTIONAL,
     ) -> SyncGeodatabaseParameters:
         """Defaults for ``geodatabase``: bidirectional (download only when the service takes
@@ -320,7 +126,7 @@ class GeodatabaseSyncTask:
         with _opened(geodatabase) as gdb:
             info = self.load()
             direction = sync_direction
-            if direction.uploads and not service_accepts_uploads(info):
+            if direction.uploads and not accepts_edits(info):
                 direction = SyncDirection.DOWNLOAD
             options = []
             if SyncModel(gdb.replica.sync_model) == SyncModel.PER_LAYER:
@@ -333,18 +139,15 @@ class GeodatabaseSyncTask:
         """Every layer and table for ``extent`` with attachments; per-layer sync where the
         service supports it; download-only for services that take no edits."""
         info = self.load()
-        caps = info.get("syncCapabilities") or {}
         ids = sorted(int(e["id"]) for e in (info.get("layers") or []) + (info.get("tables") or []))
         return GenerateGeodatabaseParameters(
             extent=extent,
             layer_options=[GenerateLayerOption(i, use_geometry=extent is not None) for i in ids],
             sync_model=(
-                SyncModel.PER_LAYER if caps.get("supportsPerLayerSync") else SyncModel.PER_REPLICA
+                SyncModel.PER_LAYER if supports_per_layer_sync(info) else SyncModel.PER_REPLICA
             ),
             sync_direction=(
-                SyncDirection.BIDIRECTIONAL
-                if service_accepts_uploads(info)
-                else SyncDirection.DOWNLOAD
+                SyncDirection.BIDIRECTIONAL if accepts_edits(info) else SyncDirection.DOWNLOAD
             ),
         )
 
@@ -356,12 +159,12 @@ class GeodatabaseSyncTask:
 
     # -- jobs --------------------------------------------------------------------------------
     def sync_geodatabase(
-        self, params: SyncGeodatabaseParameters, geodatabase: Any
+        self, params: SyncGeodatabaseParameters, geodatabase: GeodatabaseOrPath
     ) -> SyncGeodatabaseJob:
         """A job that synchronizes ``geodatabase`` (a Geodatabase or a path); start or run it."""
         return SyncGeodatabaseJob(self, params, geodatabase)
 
-    def unregister_geodatabase(self, geodatabase_or_replica_id: Any) -> None:
+    def unregister_geodatabase(self, geodatabase_or_replica_id: GeodatabaseOrPath) -> None:
         """Unregister the replica on the service so it stops tracking changes for it."""
         if isinstance(geodatabase_or_replica_id, str) and _GUID.match(geodatabase_or_replica_id):
             replica_id = geodatabase_or_replica_id
@@ -373,7 +176,7 @@ class GeodatabaseSyncTask:
     # -- the algorithm -----------------------------------------------------------------------
     def synchronize(
         self,
-        geodatabase: Any,
+        geodatabase: GeodatabaseOrPath,
         params: SyncGeodatabaseParameters,
         *,
         progress: ProgressCallback | None = None,
@@ -401,14 +204,12 @@ def _never() -> bool:
 class _opened:
     """Use a Geodatabase as given, or open (and afterwards close) one from a path."""
 
-    def __init__(self, geodatabase: Any) -> None:
+    def __init__(self, geodatabase: GeodatabaseOrPath) -> None:
         self._given = geodatabase
-        self._owned = None
+        self._owned: Geodatabase | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Geodatabase:
         if isinstance(self._given, (str, Path)):
-            from .geodatabase import Geodatabase
-
             self._owned = Geodatabase.open(self._given)
             return self._owned
         return self._given
@@ -423,7 +224,10 @@ class SyncGeodatabaseJob(Job):
     :class:`SyncLayerResult`."""
 
     def __init__(
-        self, task: GeodatabaseSyncTask, params: SyncGeodatabaseParameters, geodatabase: Any
+        self,
+        task: GeodatabaseSyncTask,
+        params: SyncGeodatabaseParameters,
+        geodatabase: GeodatabaseOrPath,
     ) -> None:
         super().__init__()
         self.task = task
@@ -453,8 +257,6 @@ class GenerateGeodatabaseJob(Job):
         self.path = path.absolute()
 
     def _execute(self) -> Path:
-        from .geodatabase import Geodatabase
-
         if self.path.exists():
             raise GeodatabaseError(f"{self.path} already exists; choose a new file name.")
         task, params = self.task, self.parameters
@@ -578,16 +380,6 @@ def _check_writable_folder(partial: Path) -> None:
         ) from None
 
 
-def _counts_from(counts: Any, prefix: str) -> SyncCounts:
-    """``<prefix>_adds``... of a commit report's per-layer counts."""
-    return SyncCounts(
-        adds=int(getattr(counts, f"{prefix}_adds", 0) or 0),
-        updates=int(getattr(counts, f"{prefix}_updates", 0) or 0),
-        deletes=int(getattr(counts, f"{prefix}_deletes", 0) or 0),
-        attachments=int(getattr(counts, f"{prefix}_attachments", 0) or 0),
-    )
-
-
 class _GeodatabaseSync:
     """One run of the one-geodatabase algorithm (kept apart so its state is per run)."""
 
@@ -610,7 +402,7 @@ class _GeodatabaseSync:
         if self.cancel():
             raise CancelledError("The sync was cancelled.")
 
-    def execute(self, gdb: Any) -> list[SyncLayerResult]:
+    def execute(self, gdb: Geodatabase) -> list[SyncLayerResult]:
         self.gdb = gdb
         for layer in gdb.layers:
             self.results[layer.id] = SyncLayerResult(
@@ -671,7 +463,7 @@ class _GeodatabaseSync:
 
         snapshot = None
         if upload_ids and gdb.has_pending_edits():
-            if not service_accepts_uploads(self.info):
+            if not accepts_edits(self.info):
                 self.progress(
                     None,
                     "The service is download-only: local edits stay in the geodatabase and "
@@ -729,7 +521,6 @@ class _GeodatabaseSync:
         self._commit(result, snapshot, direction, download_ids if per_layer else None, entry)
 
     def _request(self, direction: SyncDirection, edits: list | None) -> dict:
-        caps = self.info.get("syncCapabilities") or {}
         request: dict[str, Any] = {
             "replicaID": self.params.replica_id or self.gdb.replica.replica_id,
             "syncDirection": direction.wire,
@@ -739,13 +530,13 @@ class _GeodatabaseSync:
             "returnIdsForAdds": False,
             "returnAttachmentsDatabyURL": False,
         }
-        if caps.get("supportsRollbackOnFailure", True) is not False:
+        if supports_rollback_on_failure(self.info):
             request["rollbackOnFailure"] = bool(self.params.rollback_on_failure)
         if edits is not None:
             request["edits"] = edits
         return request
 
-    def _submit(self, request: dict, entry: Any):
+    def _submit(self, request: dict, entry: JournalEntry | None) -> ReplicaResultFile:
         """Send the request and return the result file; journal bookkeeping on failure."""
 
         def on_status_url(url: str) -> None:
@@ -772,11 +563,11 @@ class _GeodatabaseSync:
 
     def _commit(
         self,
-        result: Any,
-        snapshot: Any,
+        result: ReplicaResultFile,
+        snapshot: UploadSnapshot | None,
         direction: SyncDirection,
         layer_ids: list[int] | None,
-        entry: Any,
+        entry: JournalEntry | None,
     ) -> None:
         with result:
             self._keep_deltas(snapshot, result)
@@ -802,10 +593,10 @@ class _GeodatabaseSync:
             self.gdb.journal_close(entry)
         self._merge(report)
 
-    def _finish_journal(self, entry: Any) -> None:
+    def _finish_journal(self, entry: JournalEntry) -> None:
         """Complete an upload whose answer never arrived: the server may or may not have it."""
         result = None
-        status_url = getattr(entry, "status_url", None)
+        status_url = entry.status_url
         if status_url:
             try:
                 final = self.client.poll_job(
@@ -890,7 +681,7 @@ class _GeodatabaseSync:
 
         return progress
 
-    def _keep_deltas(self, snapshot: Any, result: Any) -> None:
+    def _keep_deltas(self, snapshot: UploadSnapshot | None, result: ReplicaResultFile) -> None:
         if not self.params.keep_geodatabase_deltas:
             return
         gdb_path = Path(self.gdb.path)
@@ -905,7 +696,7 @@ class _GeodatabaseSync:
             )
         result.copy_to(folder / f"{base}_download.json")
 
-    def _merge(self, report: Any) -> None:
+    def _merge(self, report: CommitReport) -> None:
         _merge_report(report, self.results)
 
 
@@ -927,63 +718,16 @@ def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-_TYPE_FAMILIES = {
-    "esriFieldTypeSmallInteger": "integer",
-    "esriFieldTypeInteger": "integer",
-    "esriFieldTypeBigInteger": "integer",
-    "esriFieldTypeOID": "integer",
-    "esriFieldTypeSingle": "real",
-    "esriFieldTypeDouble": "real",
-    "esriFieldTypeGlobalID": "guid",
-    "esriFieldTypeGUID": "guid",
-    "esriFieldTypeDate": "date",
-    "esriFieldTypeTimestampOffset": "date",
-}
-
-
-def schema_changes(layer: Any, current: dict | None) -> list[str]:
-    """What changed in a layer's service definition (``current``, None = gone) that makes
-    syncing the stored ``layer`` unsafe: removed uploadable fields, changed field types,
-    another geometry type."""
-    if current is None:
-        return ["the layer or table no longer exists on the service"]
-    changes = []
-    fields = {str(f.get("name", "")).lower(): f for f in current.get("fields") or []}
-    for stored in layer.fields:
-        now = fields.get(stored.name.lower())
-        if now is None:
-            if stored.uploadable:
-                changes.append(f"the field '{stored.name}' was removed")
-            continue
-        old_type, new_type = stored.esri_type, str(now.get("type") or "")
-        if _TYPE_FAMILIES.get(old_type, old_type) != _TYPE_FAMILIES.get(new_type, new_type):
-            changes.append(f"the field '{stored.name}' changed from {old_type} to {new_type}")
-    stored_geometry = layer.geometry_type
-    new_geometry = current.get("geometryType")
-    if stored_geometry and new_geometry and stored_geometry != new_geometry:
-        changes.append(f"the geometry type changed from {stored_geometry} to {new_geometry}")
-    return changes
-
-
-def _merge_report(report: Any, results: dict[int, SyncLayerResult]) -> None:
+def _merge_report(report: CommitReport, results: dict[int, SyncLayerResult]) -> None:
     """Add a geodatabase commit report's per-layer counts and errors to ``results``."""
     for layer_id, counts in report.layers.items():
         result = results.get(int(layer_id))
         if result is None:
             continue
-        result.uploaded.add(_counts_from(counts, "uploaded"))
-        result.downloaded.add(_counts_from(counts, "downloaded"))
+        result.uploaded.add(counts.uploaded)
+        result.downloaded.add(counts.downloaded)
         result.conflicts += int(counts.conflicts or 0)
-        for error in counts.edit_errors:
-            kind = f"attachment {error.operation}" if error.is_attachment else error.operation
-            result.edit_errors.append(
-                EditError(
-                    global_id=error.global_id,
-                    kind=kind,
-                    code=error.code,
-                    message=error.description or "",
-                )
-            )
+        result.edit_errors.extend(counts.edit_errors)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1208,9 +952,10 @@ class OfflineMapSyncJob(Job):
                         for layer_id, count in updates.edits_not_uploadable(gdb).items():
                             if layer_id in layer_results:
                                 layer_results[layer_id].edit_errors.append(
-                                    EditError(
+                                    RejectedEdit(
+                                        layer_id=layer_id,
                                         global_id=None,
-                                        kind="update",
+                                        operation="update",
                                         code=None,
                                         message=f"{count} local change(s) to features that came "
                                         "from the service were not uploaded: this map uploads "
@@ -1291,15 +1036,18 @@ def _with_entry_names(result: SyncLayerResult, blank: SyncLayerResult | None) ->
 
 
 __all__: Iterable[str] = [
-    "EditError",
-    "GeodatabaseError",
+    "GenerateGeodatabaseParameters",
+    "GenerateLayerOption",
     "GeodatabaseSyncTask",
     "LoadStatus",
+    "MAX_ATTACHMENT_UPLOAD_BYTES",
     "OfflineMapSyncJob",
     "OfflineMapSyncParameters",
     "OfflineMapSyncResult",
     "OfflineMapSyncTask",
     "OfflineMapUpdatesInfo",
+    "RejectedEdit",
+    "SchemaChangedError",
     "SyncCounts",
     "SyncGeodatabaseJob",
     "SyncGeodatabaseParameters",

@@ -44,6 +44,12 @@ from .offline_map import (
     strip_credentials,
 )
 from .rest import JOB_FAILED, ArcGISClient, BadAnswerError, create_replica_request
+from .service import (
+    accepts_edits,
+    check_sync_allowed,
+    supports_per_layer_sync,
+    supports_per_replica_sync,
+)
 from .updates import (
     PackageInfo,
     ScheduledUpdateSource,
@@ -436,16 +442,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
     def _check_service(self, plan: _ServicePlan, skipped: list[SkippedLayer]) -> None:
         client = self.task.client
         info = client.service_info(plan.service_url)
-        capabilities = str(info.get("capabilities") or "")
-        names = {c.strip().lower() for c in capabilities.split(",") if c.strip()}
-        if "sync" not in names:
-            raise NotSyncEnabledError(
-                f"The service {plan.service_url} does not allow sync: its capabilities are {capabilities or 'empty'}."
-            )
-        if info.get("syncEnabled") is False:
-            raise NotSyncEnabledError(
-                f"The service {plan.service_url} has sync turned off (syncEnabled is false)."
-            )
+        check_sync_allowed(info, plan.service_url)
         infos = client.all_layer_infos(plan.service_url, info)
         if not plan.layers:
             plan.layers = _layers_of_service(info, infos)
@@ -497,7 +494,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         plan.layers = kept
         plan.service_info = info
         plan.layer_infos = {layer.id: infos[layer.id] for layer in kept}
-        plan.download_only = not names & {"create", "update", "delete"}
+        plan.download_only = not accepts_edits(info)
 
     def _take_service_offline(
         self,
@@ -589,9 +586,8 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         self, plan: _ServicePlan, area: tuple[str, dict] | None, replica_name: str
     ) -> dict:
         parameters = self.parameters
-        sync = plan.service_info.get("syncCapabilities") or {}
-        per_layer = bool(sync.get("supportsPerLayerSync", False))
-        per_replica = bool(sync.get("supportsPerReplicaSync", True))
+        per_layer = supports_per_layer_sync(plan.service_info)
+        per_replica = supports_per_replica_sync(plan.service_info)
         if parameters.sync_model is SyncModel.PER_REPLICA and per_replica:
             sync_model = SyncModel.PER_REPLICA
         elif parameters.sync_model is SyncModel.PER_LAYER and per_layer:
@@ -1102,11 +1098,9 @@ def _global_id_field(layer_info: dict) -> str | None:
 def _is_editable(plan: _ServicePlan, layer_id: int) -> bool:
     if plan.download_only:
         return False
-    capabilities = str(plan.layer_infos.get(layer_id, {}).get("capabilities") or "Create")
-    return bool(
-        {c.strip().lower() for c in capabilities.split(",")}
-        & {"create", "update", "delete", "editing"}
-    )
+    # A layer that does not say is as editable as its service.
+    layer_info = plan.layer_infos.get(layer_id, {})
+    return not layer_info.get("capabilities") or accepts_edits(layer_info)
 
 
 def _clean_service_url(url: str) -> str:

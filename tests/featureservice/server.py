@@ -240,6 +240,12 @@ class ReferenceServer:
         with self.app.store.write() as tx:
             return bulk_update(tx, tx.layer(service, layer_id), count, field)
 
+    def set_capabilities(self, service: str, capabilities: str) -> None:
+        """Advertise ``capabilities`` (e.g. ``"Query,Editing,Sync"``) for the service and its
+        layers from now on."""
+        with self.app.store.write() as tx:
+            tx.set_capabilities(service, capabilities)
+
     def query_all(self, service: str, layer_id: int) -> list[dict]:
         """Every feature of a layer (attributes + geometry), in OBJECTID order."""
         with self.app.store.read() as tx:

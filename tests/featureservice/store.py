@@ -286,6 +286,25 @@ class Tx:
                 (name, layer["id"], table, json.dumps(layer)),
             )
 
+    def set_capabilities(self, name: str, capabilities: str) -> None:
+        """Advertise ``capabilities`` for the service and each of its layers."""
+        definition = self.service(name)
+        definition.pop("_name", None)
+        definition["capabilities"] = capabilities
+        self.conn.execute(
+            "UPDATE services SET definition = ? WHERE name = ?", (json.dumps(definition), name)
+        )
+        rows = self.conn.execute(
+            "SELECT layer_id, definition FROM layers WHERE service = ?", (name,)
+        ).fetchall()
+        for row in rows:
+            layer = dict(json.loads(row["definition"]), capabilities=capabilities)
+            self.conn.execute(
+                "UPDATE layers SET definition = ? WHERE service = ? AND layer_id = ?",
+                (json.dumps(layer), name, row["layer_id"]),
+            )
+        self._layer_cache.clear()
+
     def layers(self, service: str) -> list[Layer]:
         rows = self.conn.execute(
             "SELECT service, layer_id, table_name, definition FROM layers WHERE service = ? "
