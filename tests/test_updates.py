@@ -332,7 +332,7 @@ def test_update_package_whose_generation_does_not_match_its_name_is_refused(
 
 
 def test_package_properties_are_read_tolerantly():
-    from plugin.core.updates import PackageInfo
+    from plugin.core.scheduled_updates import PackageInfo
 
     info = PackageInfo.from_item(
         {

@@ -80,6 +80,13 @@ class ReplicaInfo:
     server_gen: int | None
     layer_gens: dict[int, int]
 
+    @property
+    def data_generation(self) -> int:
+        """The generation the data is at (the oldest layer's for per-layer replicas)."""
+        if SyncModel(self.sync_model) == SyncModel.PER_LAYER and self.layer_gens:
+            return min(int(g) for g in self.layer_gens.values())
+        return int(self.server_gen or 0)
+
 
 @dataclass(frozen=True)
 class UploadSnapshot:

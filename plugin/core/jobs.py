@@ -155,12 +155,7 @@ class Job(Generic[T]):
 
     def _sub_progress(self, start: float, end: float) -> Callable[[float | None, str], None]:
         """A ``progress(fraction, message)`` callback mapping 0..1 onto ``start..end``."""
-
-        def progress(fraction: float | None, message: str = "") -> None:
-            overall = None if fraction is None else start + (end - start) * fraction
-            self._report(overall, message)
-
-        return progress
+        return sub_progress(self._report, start, end)
 
     def _cancel_requested(self) -> bool:
         """The ``cancel()`` callback handed to the REST client and the geodatabase."""
@@ -175,3 +170,15 @@ class Job(Generic[T]):
             self.run()
         except BaseException:
             pass
+
+
+def sub_progress(
+    progress: Callable[[float | None, str], None], start: float, end: float
+) -> Callable[[float | None, str], None]:
+    """A ``progress(fraction, message)`` callback reporting 0..1 as ``start..end`` of
+    ``progress`` (None, "still busy", stays None)."""
+
+    def report(fraction: float | None, message: str = "") -> None:
+        progress(None if fraction is None else start + (end - start) * fraction, message)
+
+    return report

@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import re
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
-from . import updates
+from . import scheduled_updates
 from .enums import (
     AttachmentSyncDirection,
     OfflineUpdateAvailability,
@@ -39,8 +38,9 @@ from .errors import (
 from .geodatabase import Geodatabase
 from .geodatabase_model import CommitReport, JournalEntry, UploadSnapshot
 from .gpkg_connection import quote
-from .jobs import Job
+from .jobs import Job, sub_progress
 from .offline_map import GeodatabaseEntry, OfflineMap, OfflineMapUpdateCapabilities
+from .replica_download import ReplicaDownloads, check_writable_folder, unique_replica_name
 from .rest import (
     ArcGISClient,
     BadAnswerError,
@@ -71,6 +71,7 @@ from .sync_model import (
     SyncLayerOption,
     SyncLayerResult,
 )
+from .tracking import edits_not_uploadable
 
 #: A geodatabase, or the path of one to open (and close again) for the call.
 GeodatabaseOrPath = Union[Geodatabase, str, Path]
@@ -266,70 +267,25 @@ class GenerateGeodatabaseJob(Job):
         layer_infos = client.all_layer_infos(task.feature_service_url, info)
         wanted = {o.layer_id for o in params.layer_options} or set(layer_infos)
         layer_infos = {k: v for k, v in layer_infos.items() if k in wanted}
-        replica_name = params.replica_name or f"{self.path.stem}_{uuid.uuid4().hex[:12]}"
+        replica_name = params.replica_name or unique_replica_name(self.path.stem)
         request = self._request(info, sorted(layer_infos), replica_name)
-        partial = self.path.with_name(f".{self.path.stem}.partial.gpkg")
-        _check_writable_folder(partial)
-        replica_id = None
+        check_writable_folder(self.path)
+        made = ReplicaDownloads(client, self._cancel_requested)
         try:
-            result = client.create_replica(
+            made.download_geodatabase(
                 task.feature_service_url,
                 request,
-                progress=self._sub_progress(0.05, 0.4),
-                cancel=self._cancel_requested,
+                self.path,
+                service_info=info,
+                layer_infos=layer_infos,
+                title=self.path.stem,
+                progress=self._sub_progress(0.05, 0.98),
             )
-            with result:
-                # One pass over the file: the header fills in as the events are read, so a
-                # replicaID that follows the data is picked up after load_replica (or by name).
-                header, events = result.read()
-                replica_id = header.get("replicaID")
-                self._report(0.4, "Storing the data")
-                gdb = Geodatabase.create(
-                    partial,
-                    service_url=task.feature_service_url,
-                    service_info=info,
-                    layer_infos=layer_infos,
-                    replica_name=replica_name,
-                    sync_model=params.sync_model,
-                )
-                try:
-                    gdb.load_replica(
-                        header,
-                        events,
-                        progress=self._sub_progress(0.4, 0.98),
-                        cancel=self._cancel_requested,
-                    )
-                    replica_id = header.get("replicaID") or replica_id
-                finally:
-                    gdb.close()
-            updates.replace_geopackage(partial, self.path)
-            updates.remove_geopackage(partial)  # what is left: its .synclock
         except BaseException:
-            updates.remove_geopackage(partial)
-            self._unregister(replica_id, replica_name)
+            made.undo()
             raise
         self._report(1.0, f"Created {self.path.name}")
         return self.path
-
-    def _unregister(self, replica_id: str | None, replica_name: str) -> None:
-        """Undo the replica of a failed run (found by its unique name when the result with
-        its id never arrived)."""
-        client, url = self.task.client, self.task.feature_service_url
-        try:
-            ids = (
-                [replica_id]
-                if replica_id
-                else [
-                    r.get("replicaID")
-                    for r in client.replicas(url)
-                    if r.get("replicaName") == replica_name
-                ]
-            )
-            for rid in ids:
-                if rid:
-                    client.unregister_replica(url, rid)
-        except OfflineMapSyncError as error:
-            log.warning("Could not unregister the replica of a failed generate: %s", error)
 
     def _request(self, info: dict, layer_ids: list[int], replica_name: str) -> dict:
         params = self.parameters
@@ -359,25 +315,6 @@ class GenerateGeodatabaseJob(Job):
             ).value,
             area=area,
         )
-
-
-def _check_writable_folder(partial: Path) -> None:
-    """Fail before any replica exists when the GeoPackage cannot be written where asked."""
-    folder = partial.parent
-    if not folder.is_dir():
-        what = "is a file" if folder.exists() else "does not exist"
-        raise GeodatabaseError(f"The folder {folder} {what}; choose an existing folder.")
-    try:
-        with open(partial, "xb"):
-            pass
-        partial.unlink()
-    except FileExistsError:
-        pass  # a leftover of an earlier run: Geodatabase.create reports it
-    except OSError as error:
-        raise GeodatabaseError(
-            f"Cannot write in the folder {folder}: {error.strerror or error}. Choose another "
-            "folder."
-        ) from None
 
 
 class _GeodatabaseSync:
@@ -675,11 +612,7 @@ class _GeodatabaseSync:
 
     # -- helpers -----------------------------------------------------------------------------
     def _phase(self, start: float, end: float) -> ProgressCallback:
-        def progress(fraction: float | None, message: str) -> None:
-            overall = None if fraction is None else start + (end - start) * fraction
-            self.progress(overall, message)
-
-        return progress
+        return sub_progress(self.progress, start, end)
 
     def _keep_deltas(self, snapshot: UploadSnapshot | None, result: ReplicaResultFile) -> None:
         if not self.params.keep_geodatabase_deltas:
@@ -839,9 +772,11 @@ class OfflineMapSyncTask:
                     if pending:
                         upload = OfflineUpdateAvailability.AVAILABLE
                 if offline_map.update_capabilities.supports_scheduled_updates_for_features:
-                    needed = updates.ScheduledUpdateSource(self.client, self._portal_url()).check(
+                    needed = scheduled_updates.ScheduledUpdateSource(
+                        self.client, self._portal_url()
+                    ).check(
                         entry.package_item_id,
-                        updates.local_generation(gdb),
+                        gdb.replica.data_generation,
                         gdb.replica.replica_id,
                     )
                     reopen = reopen or needed.reopen_required
@@ -949,7 +884,7 @@ class OfflineMapSyncJob(Job):
                             )
                     if _uploads_only_new_features(mode):
                         # Never silently dropped: they stay local and are reported.
-                        for layer_id, count in updates.edits_not_uploadable(gdb).items():
+                        for layer_id, count in edits_not_uploadable(gdb.pending_counts()).items():
                             if layer_id in layer_results:
                                 layer_results[layer_id].edit_errors.append(
                                     RejectedEdit(
@@ -965,7 +900,7 @@ class OfflineMapSyncJob(Job):
                 # Scheduled updates run after the upload of new features (which must come first
                 # when the geodatabase has to be downloaded anew), with the file closed here.
                 if scheduled:
-                    outcome = updates.update_geodatabase(
+                    outcome = scheduled_updates.update_geodatabase(
                         self.task.client,
                         self.task._portal_url(),
                         offline_map,

@@ -17,13 +17,10 @@ import math
 import os
 import re
 import shutil
-import tempfile
-import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from .enums import AttachmentSyncDirection, PreplannedUpdateMode, SyncModel
@@ -33,7 +30,9 @@ from .errors import (
     ServiceError,
     UnsupportedGeometryError,
 )
+from .geodatabase import Geodatabase
 from .geometry import normalize_geometry_type
+from .gpkg_files import move_geopackage
 from .jobs import Job
 from .offline_map import (
     GeodatabaseEntry,
@@ -43,30 +42,27 @@ from .offline_map import (
     OfflineMapManifest,
     strip_credentials,
 )
-from .rest import JOB_FAILED, ArcGISClient, BadAnswerError, create_replica_request
+from .replica_download import ReplicaDownloads, unique_replica_name
+from .rest import ArcGISClient, create_replica_request
+from .scheduled_updates import (
+    PackageInfo,
+    ScheduledUpdateSource,
+    adopt_replica,
+    geodatabase_from_package,
+)
 from .service import (
     accepts_edits,
     check_sync_allowed,
     supports_per_layer_sync,
     supports_per_replica_sync,
 )
-from .updates import (
-    PackageInfo,
-    ScheduledUpdateSource,
-    adopt_replica,
-    geodatabase_from_package,
-    install_adds_only_guards,
-    local_generation,
-    remove_geopackage,
-)
+from .tracking import install_adds_only_guards
 
 log = logging.getLogger(__name__)
 
 _FEATURE_SERVER = re.compile(
     r"^(?P<service>.+?/FeatureServer)(?:/(?P<layer>\d+))?/?$", re.IGNORECASE
 )
-# Pauses between looks for a replica whose creation outcome is unknown (about 4 s in all).
-_UNDO_WAITS = (0.2, 0.5, 1.0, 2.0)
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
 }
@@ -313,24 +309,6 @@ class _ServicePlan:
     file: str = ""
 
 
-@dataclass
-class _Replica:
-    service_url: str
-    name: str
-    id: str | None = None
-    status_url: str | None = None
-    refused: bool = False
-
-
-@dataclass
-class _Made:
-    """What a run has created so far, to undo it on failure."""
-
-    folder_created: bool = False
-    files: list[Path] = field(default_factory=list)
-    replicas: list[_Replica] = field(default_factory=list)
-
-
 class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
     """Makes an on-demand offline map (SDK ``GenerateOfflineMapJob``).
 
@@ -379,15 +357,17 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
 
     # -- steps -------------------------------------------------------------------------------
     @contextmanager
-    def _undone_on_failure(self) -> Iterator[_Made]:
+    def _undone_on_failure(self) -> Iterator[ReplicaDownloads]:
         """Prepare the map's folder and yield the record of what the run makes; if the run
         fails (or is cancelled) all of it is undone."""
-        made = _Made()
-        self._prepare_folder(made)
+        made = ReplicaDownloads(self.task.client, self._cancel_requested)
+        folder_created = self._prepare_folder()
         try:
             yield made
         except BaseException:
-            self._undo(made)
+            made.undo()
+            if folder_created:
+                shutil.rmtree(self.folder, ignore_errors=True)
             raise
 
     def _write_map(self, manifest: OfflineMapManifest) -> OfflineMap:
@@ -395,7 +375,8 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         OfflineMap.write_manifest(self.folder, manifest)
         return OfflineMap.open(self.folder)
 
-    def _prepare_folder(self, made: _Made) -> None:
+    def _prepare_folder(self) -> bool:
+        """Check the map's folder (new or empty); True when this run created it."""
         folder = self.folder
         if folder.exists():
             if not folder.is_dir():
@@ -413,7 +394,8 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                 raise OfflineMapSyncError(
                     f"The folder {folder} cannot be created: {error.strerror}."
                 ) from None
-            made.folder_created = True
+            return True
+        return False
 
     def _plan(self) -> tuple[list[_ServicePlan], list[SkippedLayer], dict | None]:
         task = self.task
@@ -500,51 +482,23 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         self,
         plan: _ServicePlan,
         area: tuple[str, dict] | None,
-        made: _Made,
+        made: ReplicaDownloads,
         start: float,
         end: float,
     ) -> GeodatabaseEntry:
-        from .geodatabase import Geodatabase
-
-        replica_name = _replica_name(self.parameters.title or plan.title)
-        params = self._replica_parameters(plan, area, replica_name)
-        sync_model = SyncModel(params["syncModel"])
-        middle = start + (end - start) * 0.4
-        self._report(start, f"Requesting the data of {plan.title}")
-        replica, result = self._create_replica(
-            plan, params, made, progress=self._sub_progress(start, middle)
+        request = self._replica_parameters(
+            plan, area, unique_replica_name(self.parameters.title or plan.title)
         )
-        try:
-            # The header fills in as the events are read: replicaID normally comes first, the
-            # rest is complete by the time load_replica reaches the end of the file.
-            header, events = result.read()
-            replica.id = header.get("replicaID")
-            self._check_cancelled()
-            partial, final = self._files_of(plan, made)
-            self._report(middle, f"Storing the data of {plan.title}")
-            geodatabase = Geodatabase.create(
-                partial,
-                service_url=plan.service_url,
-                service_info=plan.service_info,
-                layer_infos=plan.layer_infos,
-                replica_name=replica_name,
-                sync_model=sync_model,
-            )
-            try:
-                geodatabase.load_replica(
-                    header,
-                    events,
-                    fetch_attachment=self._attachment_fetcher(),
-                    progress=self._sub_progress(middle, end),
-                    cancel=self._cancel_requested,
-                )
-                replica.id = geodatabase.replica.replica_id or replica.id
-            finally:
-                geodatabase.close()
-        finally:
-            result.close()  # closes the reader too
-        self._check_cancelled()
-        _move_database(partial, final)
+        self._report(start, f"Requesting the data of {plan.title}")
+        made.download_geodatabase(
+            plan.service_url,
+            request,
+            self.folder / plan.file,
+            service_info=plan.service_info,
+            layer_infos=plan.layer_infos,
+            title=plan.title,
+            progress=self._sub_progress(start, end),
+        )
         return GeodatabaseEntry(
             file=plan.file,
             service_url=plan.service_url,
@@ -552,35 +506,6 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             layers=tuple(plan.layers),
             download_only=plan.download_only,
         )
-
-    def _create_replica(
-        self, plan: _ServicePlan, params: dict, made: _Made, progress=None
-    ) -> tuple[_Replica, Any]:
-        """Ask the service for a replica, noting it in ``made`` first so that a failure can
-        unregister it."""
-        replica = _Replica(plan.service_url, params["replicaName"])
-        made.replicas.append(replica)
-        try:
-            result = self.task.client.create_replica(
-                plan.service_url,
-                params,
-                progress=progress,
-                cancel=self._cancel_requested,
-                on_status_url=lambda url: setattr(replica, "status_url", url),
-            )
-        except ServiceError as error:
-            # An ArcGIS error answer means no replica was made; a garbled answer means maybe.
-            replica.refused = not isinstance(error, BadAnswerError)
-            raise
-        return replica, result
-
-    def _files_of(self, plan: _ServicePlan, made: _Made) -> tuple[Path, Path]:
-        """The partial file the geodatabase is built in and its final name, both noted in
-        ``made`` to be deleted on failure."""
-        final = self.folder / plan.file
-        partial = self.folder / f".{Path(plan.file).stem}.partial.gpkg"
-        made.files.extend([partial, final])
-        return partial, final
 
     def _replica_parameters(
         self, plan: _ServicePlan, area: tuple[str, dict] | None, replica_name: str
@@ -632,67 +557,6 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                 "includeRelated": bool(query.include_related),
             }
         return queries
-
-    def _attachment_fetcher(self) -> Callable[[str], bytes]:
-        client = self.task.client
-
-        def fetch(url: str) -> bytes:
-            # Attachments normally come inline; this is for servers that answer with URLs anyway.
-            handle, name = tempfile.mkstemp(prefix="oms-attachment-")
-            os.close(handle)
-            try:
-                client.download(url, name, cancel=self._cancel_requested)
-                return Path(name).read_bytes()
-            finally:
-                os.unlink(name)
-
-        return fetch
-
-    def _undo(self, made: _Made) -> None:
-        # Best effort and quiet: the error that brought us here is the one the user must see.
-        for replica in made.replicas:
-            try:
-                self._unregister(replica)
-            except Exception as error:  # noqa: BLE001 (cleanup must not hide the first error)
-                # The replica may stay registered on the service: say so in the log.
-                log.warning(
-                    "Could not unregister the replica %s of %s: %s",
-                    replica.name,
-                    replica.service_url,
-                    error,
-                )
-        for path in made.files:
-            remove_geopackage(path)
-        if made.folder_created:
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-    def _unregister(self, replica: _Replica) -> None:
-        """Unregister a replica this run asked for, finding its ID if the answer never came."""
-        client = self.task.client
-        # When the outcome of createReplica is unknown (connection lost, cancelled while the
-        # server job ran) the replica may appear a moment later: look again a few times.
-        waits = () if replica.refused else _UNDO_WAITS
-        for attempt in range(len(waits) + 1):
-            if not replica.id and replica.status_url:
-                status = client.get_json(replica.status_url)
-                replica.id = status.get("replicaID")
-                state = str(status.get("status") or "").replace(" ", "").lower()
-                if not replica.id and state in JOB_FAILED:
-                    return
-            if not replica.id:
-                replica.id = next(
-                    (
-                        item["replicaID"]
-                        for item in client.replicas(replica.service_url)
-                        if item.get("replicaName") == replica.name and item.get("replicaID")
-                    ),
-                    None,
-                )
-            if replica.id:
-                client.unregister_replica(replica.service_url, replica.id)
-                return
-            if attempt < len(waits):
-                time.sleep(waits[attempt])
 
     def _source(self) -> MapSource:
         task = self.task
@@ -803,14 +667,13 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         package: PackageInfo,
         area: tuple[str, dict] | None,
         mode: PreplannedUpdateMode,
-        made: _Made,
+        made: ReplicaDownloads,
         start: float,
         end: float,
     ) -> GeodatabaseEntry:
-        from .geodatabase import Geodatabase
-
         source = ScheduledUpdateSource(self.task.client, self.task.portal_url or "")
-        partial, final = self._files_of(plan, made)
+        final = self.folder / plan.file
+        partial = made.note_files(final)
         middle = start + (end - start) * 0.8
         self._report(start, f"Downloading the package of {plan.title}")
         wanted = set(package.layer_ids) or set(plan.layer_infos)
@@ -826,7 +689,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         )
         upload_replica_id = None
         with Geodatabase.open(partial) as geodatabase:
-            generation = local_generation(geodatabase)
+            generation = geodatabase.replica.data_generation
             if mode == PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES:
                 self._report(middle, f"Registering {plan.title} for sync")
                 replica_id, name = self._register(plan, area, made, upload_only=False)
@@ -841,9 +704,9 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
                     )
                 self._report(middle, f"Registering {plan.title} for uploading new features")
                 upload_replica_id, _ = self._register(plan, area, made, upload_only=True)
-                install_adds_only_guards(geodatabase)
+                install_adds_only_guards(geodatabase.conn, geodatabase.layers)
         self._check_cancelled()
-        _move_database(partial, final)
+        move_geopackage(partial, final)
         return GeodatabaseEntry(
             file=plan.file,
             service_url=plan.service_url,
@@ -856,10 +719,15 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         )
 
     def _register(
-        self, plan: _ServicePlan, area: tuple[str, dict] | None, made: _Made, *, upload_only: bool
+        self,
+        plan: _ServicePlan,
+        area: tuple[str, dict] | None,
+        made: ReplicaDownloads,
+        *,
+        upload_only: bool,
     ) -> tuple[str, str]:
         """Register a replica of the service for the area; its data is not needed."""
-        name = _replica_name(self.parameters.title or plan.title)
+        name = unique_replica_name(self.parameters.title or plan.title)
         params = self._replica_parameters(plan, area, name)
         params["returnAttachments"] = False
         if upload_only:
@@ -869,15 +737,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
                 str(layer_id): {"queryOption": "none", "useGeometry": False}
                 for layer_id in sorted(plan.layer_infos)
             }
-        replica, result = self._create_replica(plan, params, made)
-        with result:
-            replica.id = result.header().get("replicaID")
-        if not replica.id:
-            raise ServiceError(
-                f"The service {plan.service_url} registered no replica for the map area.",
-                url=plan.service_url,
-            )
-        return str(replica.id), name
+        return made.register(plan.service_url, params), name
 
 
 # -- area of interest ------------------------------------------------------------------------
@@ -1126,19 +986,3 @@ def _unique_file_name(title: str, taken: set[str]) -> str:
         number += 1
     taken.add(candidate.lower())
     return f"{candidate}.gpkg"
-
-
-def _replica_name(title: str) -> str:
-    # Unique, so a replica whose ID we never learned (cancelled mid-request) can be found by name.
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", title).strip("_")[:40] or "offline_map"
-    return f"{slug}_{uuid.uuid4().hex[:12]}"
-
-
-def _move_database(partial: Path, final: Path) -> None:
-    for suffix in ("-wal", "-shm"):
-        leftover = Path(f"{partial}{suffix}")
-        if leftover.exists() and leftover.stat().st_size > 0 and suffix == "-wal":
-            raise OfflineMapSyncError(f"The geodatabase {partial.name} was not closed cleanly.")
-        if leftover.exists():
-            leftover.unlink()
-    os.replace(partial, final)

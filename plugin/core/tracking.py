@@ -19,7 +19,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from .gpkg_connection import literal, quote
+from .geodatabase_model import LayerDef
+from .gpkg_connection import literal, quote, transaction
+from .schema import ATTACHMENT_FID
 
 #: Version of the bookkeeping schema written by this code (``oms_meta.format_version``).
 FORMAT_VERSION = 1
@@ -322,3 +324,60 @@ def drop_pending(conn: sqlite3.Connection, table: str, fid: int | None, global_i
         "DELETE FROM oms_changes WHERE table_name = ? AND op = 'delete' AND global_id = ?",
         (table, global_id),
     )
+
+
+# -- maps that upload only new features ---------------------------------------------------
+ADDS_ONLY_MESSAGE = (
+    "This offline map uploads only new features: features that came from the service cannot "
+    "be changed or deleted in it."
+)
+
+
+def _guard_names(table: str) -> tuple[str, str]:
+    return f"oms_{table}_addsonly_update", f"oms_{table}_addsonly_delete"
+
+
+def install_adds_only_guards(conn: sqlite3.Connection, layers: Sequence[LayerDef]) -> None:
+    """Make the geodatabase refuse (SQL error, whatever the writer) updates and deletes of
+    rows that are not pending local adds (maps that upload only new features). Sync itself
+    writes untracked and is not affected."""
+    tables = []
+    for layer in layers:
+        tables.append((layer.table_name, layer.object_id_field))
+        if layer.attachment_table:
+            tables.append((layer.attachment_table, ATTACHMENT_FID))
+    with transaction(conn):
+        for table, fid in tables:
+            t, tl, f = quote(table), literal(table), quote(fid)
+            not_new = (
+                "(SELECT tracking FROM oms_state) = 1 AND NOT EXISTS (SELECT 1 FROM oms_changes "
+                f"WHERE table_name = {tl} AND fid = OLD.{f} AND op = 'add')"
+            )
+            update_name, delete_name = _guard_names(table)
+            for name, event in ((update_name, "UPDATE"), (delete_name, "DELETE")):
+                conn.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
+                conn.execute(
+                    f"CREATE TRIGGER {quote(name)} BEFORE {event} ON {t} WHEN {not_new} "
+                    f"BEGIN SELECT RAISE(ABORT, {literal(ADDS_ONLY_MESSAGE)}); END"
+                )
+
+
+def edits_not_uploadable(pending_counts: dict[int, dict[str, int]]) -> dict[int, int]:
+    """Of a geodatabase's pending counts, the changes of downloaded features (updates and
+    deletes of rows and attachments) per layer id: what a map that uploads only new features
+    cannot send. They stay in the geodatabase; the sync reports them."""
+    counts = {}
+    for layer_id, pending in pending_counts.items():
+        total = sum(n for key, n in pending.items() if not key.endswith("adds"))
+        if total:
+            counts[layer_id] = total
+    return counts
+
+
+def has_adds_only_guards(conn: sqlite3.Connection, layers: Sequence[LayerDef]) -> bool:
+    """Whether every table carries the guards of :func:`install_adds_only_guards` (tools that
+    rebuild a table, like QGIS deleting a field, drop its triggers)."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    tables = [layer.table_name for layer in layers]
+    tables += [layer.attachment_table for layer in layers if layer.attachment_table]
+    return all(name in names for table in tables for name in _guard_names(table))

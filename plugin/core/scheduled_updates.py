@@ -1,4 +1,5 @@
-"""Scheduled update packages of ahead-of-time offline maps (spec §6): list, size, download, apply.
+"""Scheduled update packages of ahead-of-time offline maps (spec §6): list, size, download,
+apply.
 
 A preplanned map area has one package item per feature service. Its item ``properties`` carry
 the package's replica (``replicaID``, ``syncModel``, the generation(s) of its data) and
@@ -15,34 +16,32 @@ rebuilt on another replica, the geodatabase is replaced by a fresh download of t
 refusal (:class:`UploadRequiredError`), never a loss.
 
 Maps in the mode ``DownloadScheduledUpdatesAndUploadNewFeatures`` upload only new features:
-:func:`install_adds_only_guards` makes the geodatabase refuse, at edit time, changes to and
+:func:`~.tracking.install_adds_only_guards` makes the geodatabase refuse, at edit time, changes to and
 deletions of the features that came from the service.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 from .commit import parse_gen, parse_layer_gens
 from .enums import PreplannedUpdateMode, SyncDirection, SyncModel
 from .errors import CancelledError, GeodatabaseError, OfflineMapSyncError, ServiceError
-from .gpkg_connection import literal, quote, transaction
-from .rest import ReplicaResultFile
-from .schema import ATTACHMENT_FID
-
-if TYPE_CHECKING:
-    from .geodatabase import Geodatabase
-    from .geodatabase_model import CommitReport
-    from .offline_map import GeodatabaseEntry, OfflineMap
-    from .rest import ArcGISClient
+from .geodatabase import Geodatabase
+from .geodatabase_model import CommitReport
+from .gpkg_connection import transaction
+from .gpkg_files import move_geopackage, remove_geopackage
+from .jobs import sub_progress
+from .offline_map import GeodatabaseEntry, OfflineMap
+from .rest import ArcGISClient, ReplicaResultFile
+from .tracking import has_adds_only_guards, install_adds_only_guards
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,6 @@ ProgressCallback = Callable[[Optional[float], str], None]
 CancelCallback = Callable[[], bool]
 
 DELTA_NAME = re.compile(r"^d_(\d+)(?:\.json)?$", re.IGNORECASE)
-
-ADDS_ONLY_MESSAGE = (
-    "This offline map uploads only new features: features that came from the service cannot "
-    "be changed or deleted in it."
-)
 
 
 def _temp_result_path() -> Path:
@@ -144,14 +138,6 @@ class PackageUpdates:
     @property
     def available(self) -> bool:
         return self.reopen_required or bool(self.updates)
-
-
-def local_generation(gdb: Geodatabase) -> int:
-    """The generation a geodatabase's data is at (the oldest layer's for per-layer replicas)."""
-    replica = gdb.replica
-    if SyncModel(replica.sync_model) == SyncModel.PER_LAYER and replica.layer_gens:
-        return min(int(g) for g in replica.layer_gens.values())
-    return int(replica.server_gen or 0)
 
 
 def _same_guid(a: str | None, b: str | None) -> bool:
@@ -276,7 +262,7 @@ def apply_update_packages(
     for number, update in enumerate(ordered):
         if cancel is not None and cancel():
             raise CancelledError("The sync was cancelled; the updates applied so far are kept.")
-        if update.generation <= local_generation(gdb):
+        if update.generation <= gdb.replica.data_generation:
             continue
         progress(number / max(1, len(ordered)), f"Downloading scheduled update {update.generation}")
         with source.download_update(item_id, update, cancel=cancel) as package:
@@ -321,15 +307,13 @@ def geodatabase_from_package(
 
     ``service_info`` / ``layer_infos`` give the schema (the package data holds only rows).
     """
-    from .geodatabase import Geodatabase
-
     path = Path(path)
     if path.exists():
         raise GeodatabaseError(f"{path} already exists; choose an empty location.")
     progress = progress or (lambda fraction, message: None)
     try:
         with source.download_package(
-            package.item_id, progress=_part(progress, 0.0, 0.4), cancel=cancel
+            package.item_id, progress=sub_progress(progress, 0.0, 0.4), cancel=cancel
         ) as data:
             header, events = data.read()  # closed with the data file
             sync_model = SyncModel(header.get("syncModel") or package.sync_model.value)
@@ -342,45 +326,15 @@ def geodatabase_from_package(
                 sync_model=sync_model,
             )
             try:
-                gdb.load_replica(header, events, progress=_part(progress, 0.4, 1.0), cancel=cancel)
+                gdb.load_replica(
+                    header, events, progress=sub_progress(progress, 0.4, 1.0), cancel=cancel
+                )
             finally:
                 gdb.close()
     except BaseException:
         remove_geopackage(path)
         raise
     return path
-
-
-def _part(progress: ProgressCallback, start: float, end: float) -> ProgressCallback:
-    def report(fraction: float | None, message: str) -> None:
-        progress(None if fraction is None else start + (end - start) * fraction, message)
-
-    return report
-
-
-def remove_geopackage(path: Path) -> None:
-    """Delete a GeoPackage and its sidecar files. Never raises: cleanup must never hide the
-    error that caused it (a file that cannot be removed is logged)."""
-    for suffix in ("", "-wal", "-shm", "-journal", ".synclock"):
-        try:
-            os.unlink(f"{path}{suffix}")
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            log.warning("Could not remove %s%s: %s", path, suffix, error)
-
-
-def replace_geopackage(new: Path, target: Path) -> None:
-    """Move the closed GeoPackage ``new`` over ``target`` (sidecars included)."""
-    for suffix in ("-wal", "-shm"):
-        stale = Path(f"{target}{suffix}")
-        if stale.exists():
-            stale.unlink()
-    os.replace(new, target)
-    for suffix in ("-wal", "-shm"):
-        sidecar = Path(f"{new}{suffix}")
-        if sidecar.exists():
-            os.replace(sidecar, Path(f"{target}{suffix}"))
 
 
 def adopt_replica(gdb: Geodatabase, replica_id: str, replica_name: str) -> None:
@@ -393,56 +347,6 @@ def adopt_replica(gdb: Geodatabase, replica_id: str, replica_name: str) -> None:
             "INSERT OR REPLACE INTO oms_meta (key, value) VALUES (?, ?)",
             (("replica_id", replica_id), ("replica_name", replica_name)),
         )
-
-
-# -- upload only new features ------------------------------------------------------------------
-def _guard_names(table: str) -> tuple[str, str]:
-    return f"oms_{table}_addsonly_update", f"oms_{table}_addsonly_delete"
-
-
-def install_adds_only_guards(gdb: Geodatabase) -> None:
-    """Make the geodatabase refuse (SQL error, whatever the writer) updates and deletes of
-    rows that are not pending local adds. Sync itself writes untracked and is not affected."""
-    tables = []
-    for layer in gdb.layers:
-        tables.append((layer.table_name, layer.object_id_field))
-        if layer.attachment_table:
-            tables.append((layer.attachment_table, ATTACHMENT_FID))
-    with transaction(gdb.conn):
-        for table, fid in tables:
-            t, tl, f = quote(table), literal(table), quote(fid)
-            not_new = (
-                "(SELECT tracking FROM oms_state) = 1 AND NOT EXISTS (SELECT 1 FROM oms_changes "
-                f"WHERE table_name = {tl} AND fid = OLD.{f} AND op = 'add')"
-            )
-            update_name, delete_name = _guard_names(table)
-            for name, event in ((update_name, "UPDATE"), (delete_name, "DELETE")):
-                gdb.conn.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
-                gdb.conn.execute(
-                    f"CREATE TRIGGER {quote(name)} BEFORE {event} ON {t} WHEN {not_new} "
-                    f"BEGIN SELECT RAISE(ABORT, {literal(ADDS_ONLY_MESSAGE)}); END"
-                )
-
-
-def edits_not_uploadable(gdb: Geodatabase) -> dict[int, int]:
-    """Pending changes of downloaded features (updates and deletes of rows and attachments) per
-    layer id: what a map that uploads only new features cannot send. They stay in the
-    geodatabase; the sync reports them."""
-    counts = {}
-    for layer_id, pending in gdb.pending_counts().items():
-        total = sum(n for key, n in pending.items() if not key.endswith("adds"))
-        if total:
-            counts[layer_id] = total
-    return counts
-
-
-def has_adds_only_guards(gdb: Geodatabase) -> bool:
-    names = {
-        r[0] for r in gdb.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-    }
-    tables = [layer.table_name for layer in gdb.layers]
-    tables += [layer.attachment_table for layer in gdb.layers if layer.attachment_table]
-    return all(name in names for table in tables for name in _guard_names(table))
 
 
 # -- one geodatabase of an ahead-of-time map ---------------------------------------------------------
@@ -505,12 +409,12 @@ def update_geodatabase(
             uploads_new_only = offline_map.update_mode == (
                 PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
             )
-            if uploads_new_only and not has_adds_only_guards(gdb):
+            if uploads_new_only and not has_adds_only_guards(gdb.conn, gdb.layers):
                 # Tools that rebuild a table (QGIS deleting a field) drop its triggers.
-                install_adds_only_guards(gdb)
+                install_adds_only_guards(gdb.conn, gdb.layers)
             progress(0.0, f"Looking for scheduled updates of {entry.title or entry.file}")
             needed = source.check(
-                entry.package_item_id, local_generation(gdb), gdb.replica.replica_id
+                entry.package_item_id, gdb.replica.data_generation, gdb.replica.replica_id
             )
             if not needed.reopen_required:
                 for _, report in apply_update_packages(
@@ -524,7 +428,7 @@ def update_geodatabase(
                     cancel=cancel,
                 ):
                     outcome.reports.append(report)
-                note_generation(local_generation(gdb))
+                note_generation(gdb.replica.data_generation)
                 return outcome
             pending = gdb.has_pending_edits()
             if pending:
@@ -539,7 +443,7 @@ def update_geodatabase(
             has_conflicts = bool(gdb.conflicts())
             service_info = gdb.service_info
             layer_infos = {layer.id: layer.layer_json for layer in gdb.layers}
-            guarded = has_adds_only_guards(gdb)
+            guarded = has_adds_only_guards(gdb.conn, gdb.layers)
             target = Path(gdb.path)
             fresh = target.with_name(f".{target.stem}.fresh.gpkg")
             remove_geopackage(fresh)
@@ -550,28 +454,28 @@ def update_geodatabase(
                 fresh,
                 service_info=service_info,
                 layer_infos=layer_infos,
-                progress=_part(progress, 0.1, 0.8),
+                progress=sub_progress(progress, 0.1, 0.8),
                 cancel=cancel,
             )
             try:
-                from .geodatabase import Geodatabase
-
                 with Geodatabase.open(fresh) as new_gdb:
                     if guarded or uploads_new_only:
-                        install_adds_only_guards(new_gdb)
+                        install_adds_only_guards(new_gdb.conn, new_gdb.layers)
                     later = source.check(
-                        entry.package_item_id, local_generation(new_gdb), needed.package.replica_id
+                        entry.package_item_id,
+                        new_gdb.replica.data_generation,
+                        needed.package.replica_id,
                     )
                     for _, report in apply_update_packages(
                         new_gdb,
                         source,
                         entry.package_item_id,
                         later.updates,
-                        progress=_part(progress, 0.8, 0.95),
+                        progress=sub_progress(progress, 0.8, 0.95),
                         cancel=cancel,
                     ):
                         outcome.reports.append(report)
-                    new_gen = local_generation(new_gdb)
+                    new_gen = new_gdb.replica.data_generation
             except BaseException:
                 remove_geopackage(fresh)
                 raise
@@ -583,7 +487,7 @@ def update_geodatabase(
                 outcome.kept_previous = kept
                 progress(None, f"The previous copy, with its conflicts, was kept as {kept.name}")
             try:
-                replace_geopackage(fresh, target)
+                move_geopackage(fresh, target)
             except OSError as error:
                 # Windows refuses to replace a file another program (QGIS) holds open.
                 remove_geopackage(fresh)
