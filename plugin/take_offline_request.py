@@ -4,7 +4,6 @@ ahead of time (a preplanned map area's packages)."""
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,6 @@ from .core.take_offline import (
     PreplannedMapArea,
 )
 from .resources import tr
-
-_LAYER_URL = re.compile(r"^(.+?/FeatureServer)/(\d+)/?$", re.IGNORECASE)
 
 
 @dataclass
@@ -141,48 +138,21 @@ class SourceLayer:
 def list_source_layers(
     request: TakeOfflineRequest, credentials: CredentialProvider | None = None
 ) -> list[SourceLayer]:
-    """The feature-service layers and tables of the request's web map or services (network)."""
-    client = ArcGISClient(credentials)
-    found: list[SourceLayer] = []
-    if request.portal_url and request.webmap_item_id:
-        task = OfflineMapTask(
-            portal_url=request.portal_url, webmap_item_id=request.webmap_item_id, client=client
-        )
-        _, data = task.webmap()
-
-        def walk(items, is_table: bool) -> None:
-            for item in items or ():
-                if isinstance(item.get("layers"), list) and not item.get("url"):
-                    walk(item["layers"], is_table)
-                    continue
-                match = _LAYER_URL.match(str(item.get("url") or "").split("?")[0])
-                if match:
-                    found.append(
-                        SourceLayer(
-                            str(item.get("title") or match.group(2)),
-                            match.group(1),
-                            int(match.group(2)),
-                            is_table,
-                        )
-                    )
-
-        walk(data.get("operationalLayers"), False)
-        walk(data.get("tables"), True)
-        return found
-    for url in request.service_urls:
-        service_url = url.rstrip("/")
-        info = client.service_info(service_url)
-        for key, is_table in (("layers", False), ("tables", True)):
-            for item in info.get(key) or ():
-                found.append(
-                    SourceLayer(
-                        str(item.get("name", item.get("id"))),
-                        service_url,
-                        int(item["id"]),
-                        is_table,
-                    )
-                )
-    return found
+    """The feature-service layers and tables that the request takes offline (network): the
+    core's own reading of the web map or services, so the list matches what goes offline."""
+    webmap = bool(request.portal_url and request.webmap_item_id)
+    if not webmap and not request.service_urls:
+        return []
+    task = OfflineMapTask(
+        portal_url=request.portal_url if webmap else None,
+        webmap_item_id=request.webmap_item_id if webmap else None,
+        service_urls=None if webmap else request.service_urls,
+        client=ArcGISClient(credentials),
+    )
+    return [
+        SourceLayer(layer.title, plan.service_url, layer.id, layer.is_table)
+        for plan, layer in task.source_layers()
+    ]
 
 
 def list_map_areas(

@@ -30,6 +30,7 @@ from plugin.core.take_offline import (
     layer_url,
     parse_area_of_interest,
 )
+from plugin.take_offline_request import TakeOfflineRequest, list_source_layers
 from tests.featureservice import seed
 
 DEMO = seed.DEMO_SERVICE
@@ -714,6 +715,31 @@ def test_web_map_groups_filters_and_other_layer_kinds(reference_server, tmp_path
     assert points.keys() == server_gids(server, POINTS, where="category = 1")
     assert len(points) == 3
     assert len(local_features(demo.path, LINES)) == seed.DEMO_COUNTS[LINES]
+
+
+def test_listed_source_layers_are_what_goes_offline(reference_server, tmp_path):
+    # The dialog lists layers with the same reading of the web map (groups, duplicates,
+    # non-feature layers) and of layer URLs as the job that takes them offline.
+    server = reference_server
+    save_item(server, FIELD_MAP_ID, {"title": "Field map", "type": "Web Map"}, field_map_data())
+    webmap = TakeOfflineRequest(
+        tmp_path / "listed", portal_url=server.portal_url, webmap_item_id=FIELD_MAP_ID
+    )
+    layer_urls = TakeOfflineRequest(
+        tmp_path / "listed",
+        service_urls=[f"{server.service_url(DEMO)}/{LINES}/", server.service_url(DEMO) + "/0"],
+    )
+    for number, request in enumerate((webmap, layer_urls)):
+        listed = {(s.service_url, s.layer_id) for s in list_source_layers(request)}
+        task = OfflineMapTask(
+            portal_url=request.portal_url,
+            webmap_item_id=request.webmap_item_id,
+            service_urls=request.service_urls or None,
+            client=fast_client(),
+        )
+        offline_map = run(task, tmp_path / f"map{number}").offline_map
+        taken = {(e.service_url, layer.id) for e in offline_map.geodatabases for layer in e.layers}
+        assert listed == taken and listed
 
 
 def test_basemap_layers_left_online_are_not_errors(reference_server, tmp_path):

@@ -56,6 +56,41 @@ class PreplannedUpdateMode(IntEnum):
     DOWNLOAD_SCHEDULED_UPDATES = 2
     DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES = 3
 
+    @property
+    def syncs_with_feature_services(self) -> bool:
+        """Local edits go up to the feature services (all of them, or only new features)."""
+        return self in (
+            PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
+            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
+        )
+
+    @property
+    def downloads_from_feature_services(self) -> bool:
+        """Server changes come from the feature services, through replicas of the map's own
+        (otherwise the geodatabases hold their package's replica)."""
+        return self is PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+
+    @property
+    def uploads_only_new_features(self) -> bool:
+        """Only added features go up; downloaded features cannot be changed."""
+        return self is PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
+
+    @property
+    def takes_scheduled_updates(self) -> bool:
+        """Server changes come as the portal's scheduled update packages."""
+        return self in (
+            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
+            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
+        )
+
+    def feature_service_direction(self, requested: SyncDirection) -> SyncDirection:
+        """What a sync asked for ``requested`` exchanges with the feature services."""
+        if not self.syncs_with_feature_services:
+            return SyncDirection.NONE
+        if self.uploads_only_new_features:
+            return SyncDirection.UPLOAD if requested.uploads else SyncDirection.NONE
+        return requested
+
 
 class PreplannedScheduledUpdatesOption(IntEnum):
     """SDK ``PreplannedScheduledUpdatesOption``."""

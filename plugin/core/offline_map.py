@@ -392,14 +392,8 @@ class OfflineMap:
         """Whether the map syncs with its feature services and/or takes scheduled updates."""
         mode = self.update_mode
         has_geodatabases = bool(self._entries)
-        syncs = mode in (
-            PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
-            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
-        )
-        scheduled = mode in (
-            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES,
-            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
-        )
+        syncs = mode.syncs_with_feature_services
+        scheduled = mode.takes_scheduled_updates
         return OfflineMapUpdateCapabilities(
             supports_sync_with_feature_services=has_geodatabases and syncs,
             supports_scheduled_updates_for_features=has_geodatabases

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from .enums import PreplannedUpdateMode
 from .errors import (
     AuthenticationError,
     GeodatabaseError,
@@ -224,9 +223,7 @@ def _inspect(
 
 def _map_plan(offline_map: OfflineMap) -> RemovalPlan:
     plan = RemovalPlan(title=offline_map.title, folder=offline_map.folder)
-    shares_package_replica = (
-        offline_map.update_mode != PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
-    )
+    shares_package_replica = not offline_map.update_mode.downloads_from_feature_services
     for entry in offline_map.geodatabases:
 
         def replicas_of(gdb: Any, entry=entry) -> list[ReplicaRef]:
@@ -249,7 +246,7 @@ def _map_plan(offline_map: OfflineMap) -> RemovalPlan:
 def _shared_replicas(offline_map: OfflineMap) -> list[ReplicaRef]:
     from .geodatabase import Geodatabase
 
-    if offline_map.update_mode == PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES:
+    if offline_map.update_mode.downloads_from_feature_services:
         return []
     shared = []
     for entry in offline_map.geodatabases:

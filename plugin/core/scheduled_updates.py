@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .commit import parse_gen, parse_layer_gens
-from .enums import PreplannedUpdateMode, SyncDirection, SyncModel
+from .enums import SyncDirection, SyncModel
 from .errors import CancelledError, GeodatabaseError, OfflineMapSyncError, ServiceError
 from .geodatabase import Geodatabase
 from .geodatabase_model import CommitReport
@@ -406,9 +406,7 @@ def update_geodatabase(
     gdb = offline_map.open_geodatabase(entry)
     try:
         with gdb.sync_lock():
-            uploads_new_only = offline_map.update_mode == (
-                PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
-            )
+            uploads_new_only = offline_map.update_mode.uploads_only_new_features
             if uploads_new_only and not has_adds_only_guards(gdb.conn, gdb.layers):
                 # Tools that rebuild a table (QGIS deleting a field) drop its triggers.
                 install_adds_only_guards(gdb.conn, gdb.layers)

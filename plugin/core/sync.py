@@ -752,11 +752,8 @@ class OfflineMapSyncTask:
         """
         offline_map = self._loaded_map()
         mode = offline_map.update_mode
-        uploads_allowed = mode in (
-            PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
-            PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES,
-        )
-        only_adds = mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
+        uploads_allowed = mode.syncs_with_feature_services
+        only_adds = mode.uploads_only_new_features
         upload = OfflineUpdateAvailability.NONE
         download = OfflineUpdateAvailability.NONE
         size = 0
@@ -783,7 +780,7 @@ class OfflineMapSyncTask:
                     size += needed.download_size
                     if needed.available:
                         download = OfflineUpdateAvailability.AVAILABLE
-        if mode == PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES and offline_map.geodatabases:
+        if mode.downloads_from_feature_services and offline_map.geodatabases:
             download = OfflineUpdateAvailability.INDETERMINATE
         return OfflineMapUpdatesInfo(
             download_availability=download,
@@ -810,7 +807,7 @@ class OfflineMapSyncTask:
         )
         if mode == PreplannedUpdateMode.NO_UPDATES:
             direction = SyncDirection.NONE
-        elif mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES or all_download_only:
+        elif not mode.syncs_with_feature_services or all_download_only:
             direction = SyncDirection.DOWNLOAD
         else:
             direction = SyncDirection.BIDIRECTIONAL
@@ -863,10 +860,7 @@ class OfflineMapSyncJob(Job):
                         gdb_params = SyncGeodatabaseParameters(
                             sync_direction=direction,
                             rollback_on_failure=params.rollback_on_failure,
-                            upload_only_new_features=(
-                                mode
-                                == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
-                            ),
+                            upload_only_new_features=mode.uploads_only_new_features,
                             keep_geodatabase_deltas=params.keep_geodatabase_deltas,
                             max_attachment_upload_bytes=params.max_attachment_upload_bytes,
                             deltas_folder=deltas_folder,
@@ -882,7 +876,7 @@ class OfflineMapSyncJob(Job):
                             layer_results[layer_result.layer_id] = _with_entry_names(
                                 layer_result, layer_results.get(layer_result.layer_id)
                             )
-                    if _uploads_only_new_features(mode):
+                    if mode.uploads_only_new_features:
                         # Never silently dropped: they stay local and are reported.
                         for layer_id, count in edits_not_uploadable(gdb.pending_counts()).items():
                             if layer_id in layer_results:
@@ -934,13 +928,7 @@ class OfflineMapSyncJob(Job):
     def _feature_service_direction(
         self, entry: GeodatabaseEntry, mode: PreplannedUpdateMode
     ) -> SyncDirection:
-        direction = SyncDirection(self.parameters.sync_direction)
-        if mode == PreplannedUpdateMode.NO_UPDATES:
-            return SyncDirection.NONE
-        if mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES:
-            return SyncDirection.NONE  # changes come as update packages, not from the service
-        if mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES:
-            return SyncDirection.UPLOAD if direction.uploads else SyncDirection.NONE
+        direction = mode.feature_service_direction(SyncDirection(self.parameters.sync_direction))
         if entry.download_only and direction.uploads:
             return SyncDirection.DOWNLOAD if direction.downloads else SyncDirection.NONE
         return direction
@@ -957,10 +945,6 @@ class OfflineMapSyncJob(Job):
             )
             for layer in entry.layers
         }
-
-
-def _uploads_only_new_features(mode: PreplannedUpdateMode) -> bool:
-    return mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES
 
 
 def _with_entry_names(result: SyncLayerResult, blank: SyncLayerResult | None) -> SyncLayerResult:

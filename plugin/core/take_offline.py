@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 from .enums import AttachmentSyncDirection, PreplannedUpdateMode, SyncModel
 from .errors import (
@@ -40,7 +39,6 @@ from .offline_map import (
     MapSource,
     OfflineMap,
     OfflineMapManifest,
-    strip_credentials,
 )
 from .replica_download import ReplicaDownloads, unique_replica_name
 from .rest import ArcGISClient, create_replica_request
@@ -57,12 +55,20 @@ from .service import (
     supports_per_replica_sync,
 )
 from .tracking import install_adds_only_guards
+from .webmap import (
+    FEATURE_SERVER,
+    ServicePlan,
+    SkippedLayer,
+    clean_service_url,
+    fill_layers_from_service,
+    layer_url,
+    plans_from_service_urls,
+    plans_from_webmap,
+    service_name,
+)
 
 log = logging.getLogger(__name__)
 
-_FEATURE_SERVER = re.compile(
-    r"^(?P<service>.+?/FeatureServer)(?:/(?P<layer>\d+))?/?$", re.IGNORECASE
-)
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
 }
@@ -106,21 +112,6 @@ class GenerateOfflineMapParameters:
     def set_layer_query(self, service_url: str, layer_id: int, query: LayerQuery) -> None:
         """Set the query of one layer or table."""
         self.layer_queries[layer_url(service_url, layer_id)] = query
-
-
-@dataclass(frozen=True)
-class SkippedLayer:
-    """A layer of the web map that was not taken offline, and why."""
-
-    title: str
-    url: str
-    reason: str
-    #: Basemap layers stay online by design; they are listed but are not errors.
-    basemap: bool = False
-
-    def __post_init__(self) -> None:
-        # Web maps may keep a token or API key in a layer URL: it must not reach reports or logs.
-        object.__setattr__(self, "url", strip_credentials(self.url))
 
 
 @dataclass(frozen=True)
@@ -181,11 +172,6 @@ class DownloadPreplannedOfflineMapResult(_TakeOfflineResult):
     """The offline map made from a map area, and the web map layers left out."""
 
 
-def layer_url(service_url: str, layer_id: int) -> str:
-    """The key of a layer in ``GenerateOfflineMapParameters.layer_queries``."""
-    return f"{_clean_service_url(service_url)}/{int(layer_id)}"
-
-
 # -- the task ------------------------------------------------------------------------------------
 class OfflineMapTask:
     """Takes a web map (portal item) or a list of feature services offline on demand.
@@ -203,13 +189,13 @@ class OfflineMapTask:
         service_urls: Iterable[str] | None = None,
         client: Any = None,
     ) -> None:
-        urls = tuple(_clean_service_url(url) for url in service_urls or ())
+        urls = tuple(clean_service_url(url) for url in service_urls or ())
         if bool(portal_url and webmap_item_id) == bool(urls):
             raise ValueError(
                 "Give either a portal URL and web map item id, or feature service URLs."
             )
         for url in urls:
-            if not _FEATURE_SERVER.match(url):
+            if not FEATURE_SERVER.match(url):
                 raise ServiceError(
                     f"{url} is not a feature service URL (…/FeatureServer).", url=url
                 )
@@ -234,6 +220,25 @@ class OfflineMapTask:
             self._webmap = (item, data)
         return self._webmap
 
+    def plan_services(self, skipped: list[SkippedLayer]) -> list[ServicePlan]:
+        """The feature services that go offline, each with the layers and tables the web map
+        lists (plans from service URLs get theirs from the service, see
+        :meth:`source_layers`); web map layers left out go to ``skipped``."""
+        if self.webmap_item_id:
+            _, data = self.webmap()
+            return plans_from_webmap(data, skipped)
+        return plans_from_service_urls(self.service_urls)
+
+    def source_layers(self) -> list[tuple[ServicePlan, LayerEntry]]:
+        """Every layer and table that goes offline, with its service (reads the web map, or
+        each service's description)."""
+        skipped: list[SkippedLayer] = []
+        plans = self.plan_services(skipped)
+        for plan in plans:
+            if not plan.layers:
+                fill_layers_from_service(plan, self.client.service_info(plan.service_url), skipped)
+        return [(plan, layer) for plan in plans for layer in plan.layers]
+
     def create_default_generate_offline_map_parameters(
         self, area_of_interest: dict[str, Any] | None
     ) -> GenerateOfflineMapParameters:
@@ -250,7 +255,7 @@ class OfflineMapTask:
         if self.webmap_item_id:
             item, _ = self.webmap()
             return str(item.get("title") or self.webmap_item_id)
-        return ", ".join(_service_name(url) for url in self.service_urls)
+        return ", ".join(service_name(url) for url in self.service_urls)
 
     def generate_offline_map(
         self, parameters: GenerateOfflineMapParameters, folder: str | os.PathLike[str]
@@ -296,19 +301,6 @@ class OfflineMapTask:
 
 
 # -- the job ---------------------------------------------------------------------------------
-@dataclass
-class _ServicePlan:
-    service_url: str
-    title: str
-    layers: list[LayerEntry]
-    #: For service URLs: the layer ids asked for (None = every layer and table).
-    wanted_ids: list[int] | None = None
-    service_info: dict = field(default_factory=dict)
-    layer_infos: dict[int, dict] = field(default_factory=dict)
-    download_only: bool = False
-    file: str = ""
-
-
 class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
     """Makes an on-demand offline map (SDK ``GenerateOfflineMapJob``).
 
@@ -397,18 +389,16 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             return True
         return False
 
-    def _plan(self) -> tuple[list[_ServicePlan], list[SkippedLayer], dict | None]:
+    def _plan(self) -> tuple[list[ServicePlan], list[SkippedLayer], dict | None]:
         task = self.task
         skipped: list[SkippedLayer] = []
         initial_extent = None
+        plans = task.plan_services(skipped)
         if task.webmap_item_id:
             _, data = task.webmap()
-            plans = _plans_from_webmap(data, skipped)
             viewpoint = (data.get("initialState") or {}).get("viewpoint") or {}
             if isinstance(viewpoint.get("targetGeometry"), dict):
                 initial_extent = viewpoint["targetGeometry"]
-        else:
-            plans = _plans_from_service_urls(task.service_urls)
         if not plans:
             raise ServiceError("The map has no feature service layers that can be taken offline.")
         # Check every service before creating any replica: a refusal leaves nothing behind.
@@ -421,24 +411,12 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             plan.file = _unique_file_name(plan.title, names)
         return plans, skipped, initial_extent
 
-    def _check_service(self, plan: _ServicePlan, skipped: list[SkippedLayer]) -> None:
+    def _check_service(self, plan: ServicePlan, skipped: list[SkippedLayer]) -> None:
         client = self.task.client
         info = client.service_info(plan.service_url)
         check_sync_allowed(info, plan.service_url)
         infos = client.all_layer_infos(plan.service_url, info)
-        if not plan.layers:
-            plan.layers = _layers_of_service(info, infos)
-            if plan.wanted_ids is not None:
-                plan.layers = [layer for layer in plan.layers if layer.id in plan.wanted_ids]
-                for layer_id in plan.wanted_ids:
-                    if layer_id not in infos:
-                        skipped.append(
-                            SkippedLayer(
-                                str(layer_id),
-                                layer_url(plan.service_url, layer_id),
-                                "the service has no such layer",
-                            )
-                        )
+        fill_layers_from_service(plan, info, skipped)
         kept = []
         for layer in plan.layers:
             if layer.id not in infos:
@@ -480,7 +458,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
 
     def _take_service_offline(
         self,
-        plan: _ServicePlan,
+        plan: ServicePlan,
         area: tuple[str, dict] | None,
         made: ReplicaDownloads,
         start: float,
@@ -508,7 +486,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         )
 
     def _replica_parameters(
-        self, plan: _ServicePlan, area: tuple[str, dict] | None, replica_name: str
+        self, plan: ServicePlan, area: tuple[str, dict] | None, replica_name: str
     ) -> dict:
         parameters = self.parameters
         per_layer = supports_per_layer_sync(plan.service_info)
@@ -536,7 +514,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             area=area,
         )
 
-    def _layer_queries(self, plan: _ServicePlan, has_area: bool) -> dict[str, dict]:
+    def _layer_queries(self, plan: ServicePlan, has_area: bool) -> dict[str, dict]:
         parameters = self.parameters
         queries = {}
         for layer in plan.layers:
@@ -613,7 +591,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
             entries = []
             share = 0.9 / len(map_area.packages)
             for index, package in enumerate(map_area.packages):
-                plan = by_url.pop(_clean_service_url(package.service_url).lower(), None)
+                plan = by_url.pop(clean_service_url(package.service_url).lower(), None)
                 if plan is None:
                     skipped.append(
                         SkippedLayer(
@@ -663,7 +641,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
 
     def _download_package(
         self,
-        plan: _ServicePlan,
+        plan: ServicePlan,
         package: PackageInfo,
         area: tuple[str, dict] | None,
         mode: PreplannedUpdateMode,
@@ -690,13 +668,13 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         upload_replica_id = None
         with Geodatabase.open(partial) as geodatabase:
             generation = geodatabase.replica.data_generation
-            if mode == PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES:
+            if mode.downloads_from_feature_services:
                 self._report(middle, f"Registering {plan.title} for sync")
                 replica_id, name = self._register(plan, area, made, upload_only=False)
                 # Same data and generation, our own replica: syncs download from the package's
                 # generation on, and the portal's package replica stays the refresh job's.
                 adopt_replica(geodatabase, replica_id, name)
-            elif mode == PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES_AND_UPLOAD_NEW_FEATURES:
+            elif mode.uploads_only_new_features:
                 if plan.download_only:
                     raise NotSyncEnabledError(
                         f"The service {plan.service_url} takes no edits, so new features cannot "
@@ -720,7 +698,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
 
     def _register(
         self,
-        plan: _ServicePlan,
+        plan: ServicePlan,
         area: tuple[str, dict] | None,
         made: ReplicaDownloads,
         *,
@@ -807,7 +785,7 @@ def parse_area_of_interest(geometry: Any) -> tuple[str, dict]:
 
 
 def _initial_extent(
-    area: tuple[str, dict] | None, webmap_extent: dict | None, plans: list[_ServicePlan]
+    area: tuple[str, dict] | None, webmap_extent: dict | None, plans: list[ServicePlan]
 ) -> dict | None:
     # The data exists only inside the area of interest, so the map opens there; without one,
     # where the web map opens, else where the first service does.
@@ -842,108 +820,6 @@ def _envelope_of(area: tuple[str, dict]) -> dict:
     }
 
 
-# -- web map and services ----------------------------------------------------------------------
-def _plans_from_webmap(data: dict, skipped: list[SkippedLayer]) -> list[_ServicePlan]:
-    plans: dict[str, _ServicePlan] = {}
-    draw_order = 0
-
-    def add(layer: dict, is_table: bool, visible: bool) -> None:
-        nonlocal draw_order
-        title = str(layer.get("title") or layer.get("id") or "")
-        if layer.get("layerType") == "GroupLayer" or (
-            not layer.get("url") and isinstance(layer.get("layers"), list)
-        ):
-            for child in layer.get("layers") or ():
-                add(child, is_table, visible and layer.get("visibility", True) is not False)
-            return
-        url = str(layer.get("url") or "")
-        match = _FEATURE_SERVER.match(_clean_service_url(url)) if url else None
-        if not match or match.group("layer") is None:
-            reason = (
-                "it has no service URL (feature collection or sketch)"
-                if not url
-                else "only layers of feature services (…/FeatureServer/<id>) can be taken offline"
-            )
-            skipped.append(SkippedLayer(title, url, reason))
-            return
-        service_url, layer_id = match.group("service"), int(match.group("layer"))
-        plan = plans.get(service_url.lower())
-        if plan is None:
-            plan = plans[service_url.lower()] = _ServicePlan(
-                service_url, _service_name(service_url), []
-            )
-        if any(existing.id == layer_id for existing in plan.layers):
-            skipped.append(SkippedLayer(title, url, "the same layer is already in the map once"))
-            return
-        definition = (layer.get("layerDefinition") or {}).get("definitionExpression")
-        plan.layers.append(
-            LayerEntry(
-                id=layer_id,
-                title=title,
-                is_table=is_table,
-                visible=visible and layer.get("visibility", True) is not False,
-                opacity=float(layer.get("opacity", 1.0)),
-                draw_order=None if is_table else draw_order,
-                definition_expression=definition or None,
-                webmap_layer_id=str(layer["id"]) if layer.get("id") is not None else None,
-            )
-        )
-        if not is_table:
-            draw_order += 1
-
-    for layer in data.get("operationalLayers") or ():
-        add(layer, False, True)
-    for table in data.get("tables") or ():
-        add(table, True, True)
-    for layer in (data.get("baseMap") or {}).get("baseMapLayers") or ():
-        skipped.append(
-            SkippedLayer(
-                str(layer.get("title") or layer.get("id") or ""),
-                str(layer.get("url") or ""),
-                "basemap layers stay online",
-                basemap=True,
-            )
-        )
-    return list(plans.values())
-
-
-def _plans_from_service_urls(urls: Iterable[str]) -> list[_ServicePlan]:
-    plans: dict[str, _ServicePlan] = {}
-    for url in urls:
-        match = _FEATURE_SERVER.match(url)
-        assert match is not None  # checked by OfflineMapTask
-        service_url, layer = match.group("service"), match.group("layer")
-        plan = plans.get(service_url.lower())
-        if plan is None:
-            plan = _ServicePlan(service_url, _service_name(service_url), [], wanted_ids=[])
-            plans[service_url.lower()] = plan
-        if layer is None:
-            plan.wanted_ids = None
-        elif plan.wanted_ids is not None and int(layer) not in plan.wanted_ids:
-            plan.wanted_ids.append(int(layer))
-    return list(plans.values())
-
-
-def _layers_of_service(info: dict, infos: dict[int, dict]) -> list[LayerEntry]:
-    layers = [item for item in info.get("layers") or () if "id" in item]
-    tables = [item for item in info.get("tables") or () if "id" in item]
-    # The first layer of a service is the top one in ArcGIS's table of contents.
-    count = len(layers)
-    entries = [
-        LayerEntry(
-            id=int(item["id"]),
-            title=str(item.get("name", item["id"])),
-            draw_order=count - 1 - index,
-        )
-        for index, item in enumerate(layers)
-    ]
-    entries += [
-        LayerEntry(id=int(item["id"]), title=str(item.get("name", item["id"])), is_table=True)
-        for item in tables
-    ]
-    return entries
-
-
 def _global_id_field(layer_info: dict) -> str | None:
     name = layer_info.get("globalIdField")
     fields = layer_info.get("fields") or []
@@ -955,25 +831,12 @@ def _global_id_field(layer_info: dict) -> str | None:
     return None
 
 
-def _is_editable(plan: _ServicePlan, layer_id: int) -> bool:
+def _is_editable(plan: ServicePlan, layer_id: int) -> bool:
     if plan.download_only:
         return False
     # A layer that does not say is as editable as its service.
     layer_info = plan.layer_infos.get(layer_id, {})
     return not layer_info.get("capabilities") or accepts_edits(layer_info)
-
-
-def _clean_service_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _service_name(service_url: str) -> str:
-    segments = [s for s in urlsplit(service_url).path.split("/") if s]
-    for index, segment in enumerate(segments):
-        if segment.lower() == "featureserver" and index > 0:
-            return segments[index - 1]
-    return segments[-1] if segments else "service"
 
 
 def _unique_file_name(title: str, taken: set[str]) -> str:
