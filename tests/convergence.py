@@ -888,13 +888,10 @@ _CREDENTIALS: dict = {}
 def _worker_sync(command: dict) -> dict:
     """One sync of the worker; returns the final report line."""
     from plugin.core.enums import SyncDirection
+    from plugin.core.geodatabase_sync import GeodatabaseSyncTask
     from plugin.core.rest import ArcGISClient, TokenCredentials
-    from plugin.core.sync import (
-        GeodatabaseSyncTask,
-        OfflineMapSyncTask,
-        SyncGeodatabaseParameters,
-        SyncLayerOption,
-    )
+    from plugin.core.sync import OfflineMapSyncTask
+    from plugin.core.sync_model import SyncGeodatabaseParameters, SyncLayerOption
 
     credentials = None
     if command.get("token_url"):

@@ -22,17 +22,19 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsProcessingException
 
-from plugin.core.errors import GeodatabaseError, ManifestError, OfflineMapSyncError
+from plugin.core.errors import (
+    GeodatabaseError,
+    ManifestError,
+    OfflineMapSyncError,
+    SchemaChangedError,
+)
 from plugin.core.geodatabase import Geodatabase
+from plugin.core.geodatabase_sync import GeodatabaseSyncTask
 from plugin.core.gpkg_connection import register_functions
 from plugin.core.offline_map import OfflineMap
 from plugin.core.removal import remove_offline_map
-from plugin.core.sync import (
-    GeodatabaseSyncTask,
-    OfflineMapSyncTask,
-    SchemaChangedError,
-    SyncGeodatabaseParameters,
-)
+from plugin.core.sync import OfflineMapSyncTask
+from plugin.core.sync_model import SyncGeodatabaseParameters
 from plugin.core.take_offline import OfflineMapTask
 from tests.featureservice import seed
 from tests.test_processing_algorithms import _alg, processing  # noqa: F401 (fixture)

@@ -8,6 +8,7 @@ import pytest
 
 from plugin.core.errors import GeodatabaseError, SyncInProgressError
 from plugin.core.geodatabase import Geodatabase
+from plugin.core.geodatabase_sync import GeodatabaseSyncTask
 from plugin.core.removal import (
     PendingEditsError,
     RemovalParameters,
@@ -17,7 +18,6 @@ from plugin.core.removal import (
     remove_geodatabase,
     remove_offline_map,
 )
-from plugin.core.sync import GeodatabaseSyncTask
 from tests.test_sync import (
     DEMO,
     POINTS,

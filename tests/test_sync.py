@@ -35,6 +35,7 @@ from plugin.core.errors import (
 )
 from plugin.core.geodatabase import Geodatabase
 from plugin.core.geodatabase_model import ConflictReason
+from plugin.core.geodatabase_sync import GeodatabaseSyncTask
 from plugin.core.gpkg_connection import register_functions
 from plugin.core.jobs import JobStatus
 from plugin.core.offline_map import (
@@ -45,12 +46,11 @@ from plugin.core.offline_map import (
     OfflineMapManifest,
 )
 from plugin.core.rest import ArcGISClient, ReplicaResultFile, TokenCredentials
-from plugin.core.sync import (
-    GeodatabaseSyncTask,
+from plugin.core.sync import OfflineMapSyncTask
+from plugin.core.sync_model import (
     LoadStatus,
     OfflineMapSyncParameters,
     OfflineMapSyncResult,
-    OfflineMapSyncTask,
     SyncCounts,
     SyncGeodatabaseParameters,
     SyncLayerOption,

@@ -102,7 +102,7 @@ class GenerateGeodatabaseAlgorithm(OfflineMapAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         from ..core.geodatabase import Geodatabase
-        from ..core.sync import GeodatabaseSyncTask
+        from ..core.geodatabase_sync import GeodatabaseSyncTask
 
         url = self._service_url(parameters, context)
         output = self.parameterAsFileOutput(parameters, "OUTPUT", context)

@@ -81,7 +81,8 @@ class SyncGeodatabaseAlgorithm(SyncAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
-        from ..core.sync import GeodatabaseSyncTask, OfflineMapSyncResult, SyncLayerOption
+        from ..core.geodatabase_sync import GeodatabaseSyncTask
+        from ..core.sync_model import OfflineMapSyncResult, SyncLayerOption
 
         path, replica, layer_ids = self._replica(parameters, context)
         if not replica.service_url or not replica.replica_id:
