@@ -315,7 +315,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         super().__init__()
         self.task = task
         self.parameters = parameters
-        self.folder = folder.absolute()
+        self.builder = _MapBuilder(self, task, parameters, folder)
 
     def _execute(self) -> GenerateOfflineMapResult:
         area = (
@@ -323,9 +323,9 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             if self.parameters.area_of_interest
             else None
         )
-        with self._undone_on_failure() as made:
+        with self.builder.undone_on_failure() as made:
             self._report(0.0, "Reading the map")
-            plans, skipped, initial_extent = self._plan()
+            plans, skipped, initial_extent = self.builder.plan()
             self._check_cancelled()
             share = 0.9 / len(plans)
             entries = []
@@ -334,10 +334,10 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                 entries.append(self._take_service_offline(plan, area, made, start, start + share))
             self._check_cancelled()
             self._report(0.97, "Writing the offline map")
-            offline_map = self._write_map(
+            offline_map = self.builder.write_map(
                 OfflineMapManifest(
                     title=self.parameters.title or self.task.default_title(),
-                    source=self._source(),
+                    source=self.builder.source(),
                     update_mode=PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
                     geodatabases=tuple(entries),
                     area_of_interest=self.parameters.area_of_interest,
@@ -347,12 +347,58 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         self._report(1.0, f"The map '{offline_map.title}' is offline")
         return GenerateOfflineMapResult(offline_map, tuple(skipped))
 
-    # -- steps -------------------------------------------------------------------------------
+    def _take_service_offline(
+        self,
+        plan: ServicePlan,
+        area: tuple[str, dict] | None,
+        made: ReplicaDownloads,
+        start: float,
+        end: float,
+    ) -> GeodatabaseEntry:
+        request = self.builder.replica_parameters(
+            plan, area, unique_replica_name(self.parameters.title or plan.title)
+        )
+        self._report(start, f"Requesting the data of {plan.title}")
+        made.download_geodatabase(
+            plan.service_url,
+            request,
+            self.builder.folder / plan.file,
+            service_info=plan.service_info,
+            layer_infos=plan.layer_infos,
+            title=plan.title,
+            progress=self._sub_progress(start, end),
+        )
+        return GeodatabaseEntry(
+            file=plan.file,
+            service_url=plan.service_url,
+            title=plan.title,
+            layers=tuple(plan.layers),
+            download_only=plan.download_only,
+        )
+
+
+class _MapBuilder:
+    """The steps both take-offline jobs share: the map's folder, planning and checking the
+    services, replica requests and the manifest (composed into each job, so that either can
+    change without the other)."""
+
+    def __init__(
+        self,
+        job: Job,
+        task: OfflineMapTask,
+        parameters: GenerateOfflineMapParameters,
+        folder: Path,
+    ) -> None:
+        self.job = job
+        self.task = task
+        self.parameters = parameters
+        self.folder = folder.absolute()
+
     @contextmanager
-    def _undone_on_failure(self) -> Iterator[ReplicaDownloads]:
+    def undone_on_failure(self) -> Iterator[ReplicaDownloads]:
         """Prepare the map's folder and yield the record of what the run makes; if the run
         fails (or is cancelled) all of it is undone."""
-        made = ReplicaDownloads(self.task.client, self._cancel_requested)
+        made = ReplicaDownloads(self.task.client, self.job._cancel_requested)
         folder_created = self._prepare_folder()
         try:
             yield made
@@ -362,7 +408,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                 shutil.rmtree(self.folder, ignore_errors=True)
             raise
 
-    def _write_map(self, manifest: OfflineMapManifest) -> OfflineMap:
+    def write_map(self, manifest: OfflineMapManifest) -> OfflineMap:
         """Write the manifest into the folder and open the finished map (which checks it)."""
         OfflineMap.write_manifest(self.folder, manifest)
         return OfflineMap.open(self.folder)
@@ -389,7 +435,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             return True
         return False
 
-    def _plan(self) -> tuple[list[ServicePlan], list[SkippedLayer], dict | None]:
+    def plan(self) -> tuple[list[ServicePlan], list[SkippedLayer], dict | None]:
         task = self.task
         skipped: list[SkippedLayer] = []
         initial_extent = None
@@ -403,8 +449,8 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             raise ServiceError("The map has no feature service layers that can be taken offline.")
         # Check every service before creating any replica: a refusal leaves nothing behind.
         for index, plan in enumerate(plans):
-            self._report(0.05 * index / len(plans), f"Checking {plan.title}")
-            self._check_cancelled()
+            self.job._report(0.05 * index / len(plans), f"Checking {plan.title}")
+            self.job._check_cancelled()
             self._check_service(plan, skipped)
         names: set[str] = set()
         for plan in plans:
@@ -456,36 +502,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         plan.layer_infos = {layer.id: infos[layer.id] for layer in kept}
         plan.download_only = not accepts_edits(info)
 
-    def _take_service_offline(
-        self,
-        plan: ServicePlan,
-        area: tuple[str, dict] | None,
-        made: ReplicaDownloads,
-        start: float,
-        end: float,
-    ) -> GeodatabaseEntry:
-        request = self._replica_parameters(
-            plan, area, unique_replica_name(self.parameters.title or plan.title)
-        )
-        self._report(start, f"Requesting the data of {plan.title}")
-        made.download_geodatabase(
-            plan.service_url,
-            request,
-            self.folder / plan.file,
-            service_info=plan.service_info,
-            layer_infos=plan.layer_infos,
-            title=plan.title,
-            progress=self._sub_progress(start, end),
-        )
-        return GeodatabaseEntry(
-            file=plan.file,
-            service_url=plan.service_url,
-            title=plan.title,
-            layers=tuple(plan.layers),
-            download_only=plan.download_only,
-        )
-
-    def _replica_parameters(
+    def replica_parameters(
         self, plan: ServicePlan, area: tuple[str, dict] | None, replica_name: str
     ) -> dict:
         parameters = self.parameters
@@ -536,7 +553,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             }
         return queries
 
-    def _source(self) -> MapSource:
+    def source(self) -> MapSource:
         task = self.task
         if task.webmap_item_id:
             item, _ = task.webmap()
@@ -548,7 +565,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
         return MapSource(service_urls=task.service_urls)
 
 
-class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
+class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
     """Downloads a preplanned map area (SDK ``DownloadPreplannedOfflineMapJob``); result:
     :class:`DownloadPreplannedOfflineMapResult`.
 
@@ -565,17 +582,20 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         parameters: DownloadPreplannedOfflineMapParameters,
         folder: Path,
     ) -> None:
+        super().__init__()
         area = parameters.map_area
-        super().__init__(
+        self.task = task
+        self.preplanned = parameters
+        self.builder = _MapBuilder(
+            self,
             task,
             GenerateOfflineMapParameters(
                 area_of_interest=area.area_of_interest, title=parameters.title or area.title
             ),
             folder,
         )
-        self.preplanned = parameters
 
-    def _execute(self) -> DownloadPreplannedOfflineMapResult:  # type: ignore[override]
+    def _execute(self) -> DownloadPreplannedOfflineMapResult:
         area_params = self.preplanned
         map_area = area_params.map_area
         mode = PreplannedUpdateMode(area_params.update_mode)
@@ -584,9 +604,9 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         area = (
             parse_area_of_interest(map_area.area_of_interest) if map_area.area_of_interest else None
         )
-        with self._undone_on_failure() as made:
+        with self.builder.undone_on_failure() as made:
             self._report(0.0, f"Reading the map area '{map_area.title}'")
-            plans, skipped, initial_extent = self._plan()
+            plans, skipped, initial_extent = self.builder.plan()
             by_url = {plan.service_url.lower(): plan for plan in plans}
             entries = []
             share = 0.9 / len(map_area.packages)
@@ -620,10 +640,10 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
                 )
             self._check_cancelled()
             self._report(0.97, "Writing the offline map")
-            source = self._source()
-            offline_map = self._write_map(
+            source = self.builder.source()
+            offline_map = self.builder.write_map(
                 OfflineMapManifest(
-                    title=self.parameters.title or map_area.title,
+                    title=self.builder.parameters.title or map_area.title,
                     source=MapSource(
                         portal_url=source.portal_url,
                         webmap_item_id=source.webmap_item_id,
@@ -650,7 +670,7 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         end: float,
     ) -> GeodatabaseEntry:
         source = ScheduledUpdateSource(self.task.client, self.task.portal_url or "")
-        final = self.folder / plan.file
+        final = self.builder.folder / plan.file
         partial = made.note_files(final)
         middle = start + (end - start) * 0.8
         self._report(start, f"Downloading the package of {plan.title}")
@@ -705,8 +725,8 @@ class DownloadPreplannedOfflineMapJob(GenerateOfflineMapJob):
         upload_only: bool,
     ) -> tuple[str, str]:
         """Register a replica of the service for the area; its data is not needed."""
-        name = unique_replica_name(self.parameters.title or plan.title)
-        params = self._replica_parameters(plan, area, name)
+        name = unique_replica_name(self.builder.parameters.title or plan.title)
+        params = self.builder.replica_parameters(plan, area, name)
         params["returnAttachments"] = False
         if upload_only:
             # An upload-only replica receives nothing, so it needs no rows either.
