@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .enums import PreplannedUpdateMode
 from .errors import GeodatabaseError, ManifestError
+from .geodatabase_model import Conflict
 
 if TYPE_CHECKING:
     from .geodatabase import Geodatabase
@@ -198,6 +199,16 @@ class GeodatabaseEntry:
             generation=None if data.get("generation") is None else int(data["generation"]),
             upload_replica_id=data.get("upload_replica_id"),
         )
+
+
+@dataclass(frozen=True)
+class MapConflict:
+    """One entry of an offline map's conflict log, with the geodatabase and the layer title
+    (as the map names it) it belongs to."""
+
+    entry: GeodatabaseEntry
+    layer_title: str
+    conflict: Conflict
 
 
 @dataclass(frozen=True)
@@ -412,6 +423,18 @@ class OfflineMap:
                 f"The geodatabase {entry.file} of the offline map '{self.title}' is missing from {self._folder}."
             )
         return Geodatabase.open(path)
+
+    def conflicts(self) -> list[MapConflict]:
+        """Every entry of the conflict logs of the map's geodatabases, geodatabase by
+        geodatabase (oldest first within each)."""
+        found = []
+        for entry in self._entries:
+            titles = {layer.id: layer.title for layer in entry.layers}
+            with self.open_geodatabase(entry) as geodatabase:
+                for conflict in geodatabase.conflicts():
+                    title = titles.get(conflict.layer_id, conflict.table_name)
+                    found.append(MapConflict(entry, title, conflict))
+        return found
 
     def local_edit_counts(self) -> dict[str, dict[int, dict[str, int]]]:
         """Pending local edits not yet uploaded: per geodatabase file, per layer id, the counts

@@ -4,9 +4,10 @@ reports share."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from .enums import (
     AttachmentSyncDirection,
@@ -166,6 +167,19 @@ class RejectedEdit:
         """``add``, ``update``, ``delete`` or ``attachment add``/``update``/``delete``."""
         return f"attachment {self.operation}" if self.is_attachment else self.operation
 
+    def describe(self) -> str:
+        """``<kind> <GlobalID>: <message>``, for lists of errors."""
+        return f"{self.kind} {self.global_id or ''}: {self.message}".strip()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The edit as plain JSON-ready values."""
+        return {
+            "global_id": self.global_id,
+            "kind": self.kind,
+            "code": self.code,
+            "message": self.message,
+        }
+
 
 @dataclass
 class SyncLayerResult:
@@ -190,6 +204,28 @@ class SyncLayerResult:
     @property
     def has_errors(self) -> bool:
         return self.error is not None or bool(self.edit_errors)
+
+    @property
+    def error_text(self) -> str:
+        """The layer's error, or its rejected edits described one after the other."""
+        return self.error or "; ".join(e.describe() for e in self.edit_errors)
+
+    def as_row(self) -> dict[str, Any]:
+        """The result as one row of plain JSON-ready values (the dock's table and the
+        Processing reports are made from it)."""
+        return {
+            "geodatabase": self.geodatabase_path.name if self.geodatabase_path else "",
+            "layer_id": self.layer_id,
+            "name": self.name,
+            "is_table": self.is_table,
+            "uploaded": self.uploaded.total,
+            "downloaded": self.downloaded.total,
+            "uploaded_counts": asdict(self.uploaded),
+            "downloaded_counts": asdict(self.downloaded),
+            "edit_errors": [e.as_dict() for e in self.edit_errors],
+            "conflicts": self.conflicts,
+            "error": self.error,
+        }
 
 
 @dataclass

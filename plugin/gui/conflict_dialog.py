@@ -18,17 +18,6 @@ FORM_CLASS, _ = uic.loadUiType(ui_path("conflict_dialog.ui"))
 ROLE_KEY = Qt.ItemDataRole.UserRole
 
 
-def conflict_rows(offline_map: OfflineMap) -> list[tuple[Any, Any, str]]:
-    """Every conflict-log entry of the map: ``(geodatabase entry, conflict, layer title)``."""
-    rows = []
-    for entry in offline_map.geodatabases:
-        titles = {layer.id: layer.title for layer in entry.layers}
-        with offline_map.open_geodatabase(entry) as geodatabase:
-            for conflict in geodatabase.conflicts():
-                rows.append((entry, conflict, titles.get(conflict.layer_id, conflict.table_name)))
-    return rows
-
-
 def _reasons() -> dict[str, str]:
     return {
         "deleted_on_server": tr("The server deleted this row; your local {0} was kept here."),
@@ -79,12 +68,13 @@ class ConflictDialog(QDialog, FORM_CLASS):
 
     def reload(self) -> None:
         """Read the conflict log again from the geodatabases."""
-        rows = conflict_rows(self.offline_map)
+        rows = self.offline_map.conflicts()
         self.conflictTable.setRowCount(len(rows))
-        for row, (entry, conflict, title) in enumerate(rows):
+        for row, found in enumerate(rows):
+            entry, conflict = found.entry, found.conflict
             values = (
                 entry.title or entry.file,
-                title,
+                found.layer_title,
                 conflict.global_id,
                 describe_conflict(conflict),
                 conflict.created_at,

@@ -175,10 +175,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         """Entries in the open map's conflict log (0 when none or no map)."""
         if self.offline_map is None:
             return 0
-        from .conflict_dialog import conflict_rows
-
         try:
-            return len(conflict_rows(self.offline_map))
+            return len(self.offline_map.conflicts())
         except OfflineMapSyncError:
             return 0
 
@@ -829,21 +827,16 @@ def sync_result_rows(result: Any) -> list[list[str]]:
     """Rows "layer, up, down, edit errors, conflicts, error" of an ``OfflineMapSyncResult``."""
     rows = []
     for layer_result in result.all_results():
-        name = layer_result.name
-        if layer_result.is_table:
-            name = tr("{0} (table)").format(name)
+        row = layer_result.as_row()
+        name = tr("{0} (table)").format(row["name"]) if row["is_table"] else row["name"]
         rows.append(
             [
                 name,
-                str(layer_result.uploaded.total),
-                str(layer_result.downloaded.total),
-                str(len(layer_result.edit_errors)),
-                str(layer_result.conflicts),
-                layer_result.error
-                or "; ".join(
-                    f"{e.kind} {e.global_id or ''}: {e.message}".strip()
-                    for e in layer_result.edit_errors
-                ),
+                str(row["uploaded"]),
+                str(row["downloaded"]),
+                str(len(row["edit_errors"])),
+                str(row["conflicts"]),
+                layer_result.error_text,
             ]
         )
     return rows

@@ -20,30 +20,28 @@ from .base import INTEGER_TYPE, OfflineMapAlgorithm
 def conflict_dicts(offline_map) -> list[dict]:
     """Every conflict-log entry of the map as a plain dict (geometry and blobs left out)."""
     rows = []
-    for entry in offline_map.geodatabases:
-        titles = {layer.id: layer.title for layer in entry.layers}
-        with offline_map.open_geodatabase(entry) as geodatabase:
-            for conflict in geodatabase.conflicts():
-                rows.append(
-                    {
-                        "geodatabase": entry.file,
-                        "id": conflict.id,
-                        "layer_id": conflict.layer_id,
-                        "layer": titles.get(conflict.layer_id, conflict.table_name),
-                        "global_id": conflict.global_id,
-                        "is_attachment": conflict.is_attachment,
-                        "local_operation": conflict.local_operation,
-                        "reason": getattr(conflict.reason, "value", str(conflict.reason)),
-                        "error_code": conflict.error_code,
-                        "error_message": conflict.error_message,
-                        "created_at": conflict.created_at,
-                        "attributes": {
-                            k: v
-                            for k, v in conflict.attributes.items()
-                            if not isinstance(v, (bytes, bytearray, memoryview))
-                        },
-                    }
-                )
+    for found in offline_map.conflicts():
+        conflict = found.conflict
+        rows.append(
+            {
+                "geodatabase": found.entry.file,
+                "id": conflict.id,
+                "layer_id": conflict.layer_id,
+                "layer": found.layer_title,
+                "global_id": conflict.global_id,
+                "is_attachment": conflict.is_attachment,
+                "local_operation": conflict.local_operation,
+                "reason": getattr(conflict.reason, "value", str(conflict.reason)),
+                "error_code": conflict.error_code,
+                "error_message": conflict.error_message,
+                "created_at": conflict.created_at,
+                "attributes": {
+                    k: v
+                    for k, v in conflict.attributes.items()
+                    if not isinstance(v, (bytes, bytearray, memoryview))
+                },
+            }
+        )
     return rows
 
 

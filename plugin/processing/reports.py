@@ -26,27 +26,7 @@ def write_report(path: str, title: str, summary: dict[str, Any], rows: list[dict
 
 def sync_result_dicts(result) -> list[dict[str, Any]]:
     """One plain dict per layer/table of an ``OfflineMapSyncResult`` (for reports and JSON)."""
-    rows = []
-    for layer in result.all_results():
-        rows.append(
-            {
-                "geodatabase": layer.geodatabase_path.name if layer.geodatabase_path else "",
-                "layer_id": layer.layer_id,
-                "name": layer.name,
-                "is_table": layer.is_table,
-                "uploaded": layer.uploaded.total,
-                "downloaded": layer.downloaded.total,
-                "uploaded_counts": dict(vars(layer.uploaded)),
-                "downloaded_counts": dict(vars(layer.downloaded)),
-                "edit_errors": [
-                    {"global_id": e.global_id, "kind": e.kind, "code": e.code, "message": e.message}
-                    for e in layer.edit_errors
-                ],
-                "conflicts": layer.conflicts,
-                "error": layer.error,
-            }
-        )
-    return rows
+    return [layer.as_row() for layer in result.all_results()]
 
 
 def sync_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
