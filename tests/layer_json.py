@@ -1,6 +1,7 @@
-"""Layer JSON and features shaped like the reference service's "Demo" service, for the
-geodatabase tests (no server needed): Points (attachments, coded-value domains, dates, editor
-tracking), Lines, Polygons (holes, multipart) and the related table Inspections."""
+"""Layer JSON (the reference seed's "Demo" schema, see tests/featureservice/seed.py) and
+features for the geodatabase tests (no server needed): Points (attachments, coded-value
+domains, dates, editor tracking), Lines, Polygons (holes, multipart) and the related table
+Inspections."""
 
 from __future__ import annotations
 
@@ -9,14 +10,25 @@ import uuid
 
 from plugin.core.enums import SyncModel
 from plugin.core.geodatabase import Geodatabase
+from tests.featureservice import seed
 
 SERVICE_URL = "http://127.0.0.1:1/arcgis/rest/services/Demo/FeatureServer"
-SR = {"wkid": 102100, "latestWkid": 3857}
-EDIT_FIELDS_INFO = {
-    "creationDateField": "created_date",
-    "creatorField": "created_user",
-    "editDateField": "last_edited_date",
-    "editorField": "last_edited_user",
+SR = seed.SR
+CAPABILITIES = "Query,Create,Update,Delete,Editing,Sync"
+EXTENT = {"xmin": 0, "ymin": 0, "xmax": 1000, "ymax": 1000, "spatialReference": SR}
+
+# The reference seed's schema, with what the geodatabase tests pin on top: shorter domains, and
+# field types the reference service does not serve (BigInteger, DateOnly, a read-only field).
+_DOMAINS = {
+    "category": seed._coded(
+        "PointCategory", "short", [(1, "Fountain"), (2, "Viewpoint"), (3, "Other")]
+    ),
+    "status": seed._coded("PointStatus", "text", [("ok", "In order"), ("damaged", "Damaged")]),
+}
+_EXTRA_POINT_FIELDS = {  # inserted after the named field
+    "rating": seed._field("big", "esriFieldTypeBigInteger", "Big number"),
+    "observed": seed._field("day", "esriFieldTypeDateOnly", "Day"),
+    "ref_id": seed._field("Shape__Area", "esriFieldTypeDouble", editable=False),
 }
 
 
@@ -24,182 +36,38 @@ def new_guid() -> str:
     return "{" + str(uuid.uuid4()).upper() + "}"
 
 
-def _field(name, ftype, alias=None, length=None, editable=True, domain=None, nullable=True):
-    f = {"name": name, "type": ftype, "alias": alias or name, "nullable": nullable}
-    f["editable"] = editable
-    f["domain"] = domain
-    if length is not None:
-        f["length"] = length
-    return f
-
-
-def _coded(name, codes):
-    return {
-        "type": "codedValue",
-        "name": name,
-        "description": "",
-        "codedValues": [{"name": label, "code": code} for code, label in codes],
-    }
-
-
-def _system():
-    return [
-        _field("OBJECTID", "esriFieldTypeOID", editable=False, nullable=False),
-        _field("GlobalID", "esriFieldTypeGlobalID", length=38, editable=False, nullable=False),
-    ]
-
-
-def _tracking():
-    return [
-        _field("created_user", "esriFieldTypeString", length=255, editable=False),
-        _field("created_date", "esriFieldTypeDate", length=8, editable=False),
-        _field("last_edited_user", "esriFieldTypeString", length=255, editable=False),
-        _field("last_edited_date", "esriFieldTypeDate", length=8, editable=False),
-    ]
-
-
-def _common(layer_id, name, geometry_type=None):
-    layer = {
-        "id": layer_id,
-        "name": name,
-        "type": "Feature Layer" if geometry_type else "Table",
-        "objectIdField": "OBJECTID",
-        "globalIdField": "GlobalID",
-        "hasZ": False,
-        "hasM": False,
-        "hasAttachments": False,
-        "relationships": [],
-        "capabilities": "Query,Create,Update,Delete,Editing,Sync",
-        "editFieldsInfo": None,
-    }
-    if geometry_type:
-        layer["geometryType"] = geometry_type
-        layer["extent"] = {
-            "xmin": 0,
-            "ymin": 0,
-            "xmax": 1000,
-            "ymax": 1000,
-            "spatialReference": SR,
-        }
-    return layer
-
-
 def points_layer() -> dict:
-    layer = _common(0, "Points", "esriGeometryPoint")
-    layer["hasAttachments"] = True
-    layer["editFieldsInfo"] = dict(EDIT_FIELDS_INFO)
-    layer["fields"] = (
-        _system()
-        + [
-            _field("name", "esriFieldTypeString", "Name", length=100),
-            _field(
-                "category",
-                "esriFieldTypeSmallInteger",
-                "Category",
-                domain=_coded("PointCategory", [(1, "Fountain"), (2, "Viewpoint"), (3, "Other")]),
-            ),
-            _field(
-                "status",
-                "esriFieldTypeString",
-                "Status",
-                length=20,
-                domain=_coded("PointStatus", [("ok", "In order"), ("damaged", "Damaged")]),
-            ),
-            _field("height", "esriFieldTypeDouble", "Height (m)"),
-            _field("visits", "esriFieldTypeInteger", "Visits"),
-            _field("rating", "esriFieldTypeSingle", "Rating"),
-            _field("big", "esriFieldTypeBigInteger", "Big number"),
-            _field("observed", "esriFieldTypeDate", "Observed", length=8),
-            _field("day", "esriFieldTypeDateOnly", "Day"),
-            _field("notes", "esriFieldTypeString", "Notes", length=4000),
-            _field("ref_id", "esriFieldTypeGUID", "Reference", length=38),
-            _field("Shape__Area", "esriFieldTypeDouble", editable=False),
-        ]
-        + _tracking()
-    )
-    layer["relationships"] = [
-        {
-            "id": 0,
-            "name": "Points_Inspections",
-            "relatedTableId": 3,
-            "cardinality": "esriRelCardinalityOneToMany",
-            "role": "esriRelRoleOrigin",
-            "keyField": "GlobalID",
-            "composite": True,
-        }
-    ]
+    layer = seed.points_layer(0, CAPABILITIES, dict(EXTENT), True, 1000)
+    fields = []
+    for item in layer["fields"]:
+        if item["name"] in _DOMAINS:
+            item = dict(item, domain=_DOMAINS[item["name"]])
+        fields.append(item)
+        if item["name"] in _EXTRA_POINT_FIELDS:
+            fields.append(_EXTRA_POINT_FIELDS[item["name"]])
+    layer["fields"] = fields
     return layer
 
 
 def lines_layer() -> dict:
-    layer = _common(1, "Lines", "esriGeometryPolyline")
-    layer["fields"] = _system() + [
-        _field("name", "esriFieldTypeString", "Name", length=100),
-        _field("length_m", "esriFieldTypeDouble", "Length (m)"),
-    ]
-    return layer
+    return seed.lines_layer(dict(EXTENT))
 
 
 def polygons_layer() -> dict:
-    layer = _common(2, "Polygons", "esriGeometryPolygon")
-    layer["fields"] = _system() + [
-        _field("name", "esriFieldTypeString", "Name", length=100),
-        _field("owner_count", "esriFieldTypeSmallInteger", "Owners"),
-    ]
-    return layer
+    return seed.polygons_layer(dict(EXTENT))
 
 
 def inspections_table() -> dict:
-    table = _common(3, "Inspections")
-    table["editFieldsInfo"] = dict(EDIT_FIELDS_INFO)
-    table["fields"] = (
-        _system()
-        + [
-            _field("PointGlobalID", "esriFieldTypeGUID", "Point", length=38),
-            _field("inspector", "esriFieldTypeString", "Inspector", length=50),
-            _field("inspected", "esriFieldTypeDate", "Inspected", length=8),
-        ]
-        + _tracking()
-    )
-    table["relationships"] = [
-        {
-            "id": 0,
-            "name": "Points_Inspections",
-            "relatedTableId": 0,
-            "cardinality": "esriRelCardinalityOneToMany",
-            "role": "esriRelRoleDestination",
-            "keyField": "PointGlobalID",
-            "composite": True,
-        }
-    ]
-    return table
+    return seed.inspections_table(dict(EXTENT))
 
 
 def layer_infos() -> dict[int, dict]:
-    return _layer_infos()
-
-
-def _layer_infos() -> dict[int, dict]:
     return {0: points_layer(), 1: lines_layer(), 2: polygons_layer(), 3: inspections_table()}
 
 
 def service_info() -> dict:
-    return _service_info()
-
-
-def _service_info() -> dict:
-    return {
-        "currentVersion": 10.91,
-        "capabilities": "Query,Create,Update,Delete,Editing,Sync",
-        "syncEnabled": True,
-        "spatialReference": dict(SR),
-        "layers": [
-            {"id": 0, "name": "Points", "geometryType": "esriGeometryPoint"},
-            {"id": 1, "name": "Lines", "geometryType": "esriGeometryPolyline"},
-            {"id": 2, "name": "Polygons", "geometryType": "esriGeometryPolygon"},
-        ],
-        "tables": [{"id": 3, "name": "Inspections"}],
-    }
+    layers = list(layer_infos().values())
+    return seed.service_definition(CAPABILITIES, dict(EXTENT), layers, True, "Demo-like service")
 
 
 TRICKY_TEXT = 'Plus + and & "quoted" back\\slash apos\'trophe 100% Zürich 東京'
@@ -315,13 +183,18 @@ def edits_to_events(edits: list[dict]):
                 yield lid, f"attachmentResults.{key}", item
 
 
+# make_gdb's parameters shadow the module's functions of the same names.
+_DEFAULT_SERVICE_INFO = service_info
+_DEFAULT_LAYER_INFOS = layer_infos
+
+
 def make_gdb(path, layer_infos=None, service_info=None) -> Geodatabase:
     """An empty geodatabase for the Demo-like service (or the given layer/service JSON)."""
     return Geodatabase.create(
         str(path),
         service_url=SERVICE_URL,
-        service_info=service_info or _service_info(),
-        layer_infos=layer_infos or _layer_infos(),
+        service_info=service_info or _DEFAULT_SERVICE_INFO(),
+        layer_infos=layer_infos or _DEFAULT_LAYER_INFOS(),
         replica_name="test replica",
         sync_model=SyncModel.PER_REPLICA,
     )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,10 +48,6 @@ ProgressCallback = Callable[[Optional[float], str], None]
 CancelCallback = Callable[[], bool]
 
 DELTA_NAME = re.compile(r"^d_(\d+)(?:\.json)?$", re.IGNORECASE)
-
-
-def _temp_result_path() -> Path:
-    return Path(tempfile.mkdtemp(prefix="offline-map-sync-")) / "package.json"
 
 
 class UploadRequiredError(OfflineMapSyncError):
@@ -205,15 +200,8 @@ class ScheduledUpdateSource:
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
     ) -> ReplicaResultFile:
-        # The temporary file goes again if the download fails.
-        path = _temp_result_path()
-        result = ReplicaResultFile(path)
-        try:
-            self.client.download(url, path, progress=progress, cancel=cancel)
-        except BaseException:
-            result.close()
-            raise
-        return result
+        # Packages and update packages are result files (createReplica, synchronizeReplica).
+        return self.client.fetch_result(url, progress=progress, cancel=cancel)
 
 
 # -- applying update packages --------------------------------------------------------------------
