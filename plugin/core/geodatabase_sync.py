@@ -53,6 +53,7 @@ from .service import (
 from .sync_model import (
     GenerateGeodatabaseParameters,
     GenerateLayerOption,
+    LayerQuery,
     SyncGeodatabaseParameters,
     SyncLayerOption,
     SyncLayerResult,
@@ -124,7 +125,9 @@ class GeodatabaseSyncTask:
         ids = sorted(int(e["id"]) for e in (info.get("layers") or []) + (info.get("tables") or []))
         return GenerateGeodatabaseParameters(
             extent=extent,
-            layer_options=[GenerateLayerOption(i, use_geometry=extent is not None) for i in ids],
+            layer_options=[
+                GenerateLayerOption(i, LayerQuery(use_geometry=extent is not None)) for i in ids
+            ],
             sync_model=(
                 SyncModel.PER_LAYER if supports_per_layer_sync(info) else SyncModel.PER_REPLICA
             ),
@@ -274,12 +277,7 @@ class GenerateGeodatabaseJob(Job):
         queries = {}
         for layer_id in layer_ids:
             option = options.get(layer_id) or GenerateLayerOption(layer_id)
-            queries[str(layer_id)] = {
-                "queryOption": option.query_option,
-                "where": option.where_clause or "1=1",
-                "useGeometry": bool(option.use_geometry and params.extent is not None),
-                "includeRelated": option.include_related,
-            }
+            queries[str(layer_id)] = option.query.request(has_area=params.extent is not None)
         extent = params.extent
         area = None
         if extent is not None:

@@ -65,18 +65,38 @@ class SyncGeodatabaseParameters:
 
 
 @dataclass
-class GenerateLayerOption:
-    """Which rows of one layer or table a new geodatabase gets (SDK ``GenerateLayerOption``).
+class LayerQuery:
+    """Which rows of one layer or table go offline (one entry of REST ``layerQueries``).
 
-    ``query_option``: ``"useFilter"`` (``where_clause`` and, with ``use_geometry``, the extent),
-    ``"all"`` or ``"none"`` (schema only).
+    ``query_option``: ``"useFilter"`` (``where`` and, when ``use_geometry``, the area of
+    interest), ``"all"`` (every row) or ``"none"`` (schema only, no rows).
     """
 
-    layer_id: int
-    where_clause: str = "1=1"
+    where: str = "1=1"
     use_geometry: bool = True
     query_option: str = "useFilter"
     include_related: bool = True
+
+    def request(
+        self, *, has_area: bool, where: str | None = None, query_option: str | None = None
+    ) -> dict[str, Any]:
+        """The REST ``layerQueries`` entry (``has_area``: an area limits the rows of this
+        layer); ``where`` and ``query_option`` replace the query's own when given."""
+        text = (self.where if where is None else where) or ""
+        return {
+            "queryOption": query_option or self.query_option,
+            "where": text.strip() or "1=1",
+            "useGeometry": bool(self.use_geometry and has_area),
+            "includeRelated": bool(self.include_related),
+        }
+
+
+@dataclass
+class GenerateLayerOption:
+    """Which rows of one layer or table a new geodatabase gets (SDK ``GenerateLayerOption``)."""
+
+    layer_id: int
+    query: LayerQuery = field(default_factory=LayerQuery)
 
 
 @dataclass

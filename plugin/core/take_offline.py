@@ -54,6 +54,7 @@ from .service import (
     supports_per_layer_sync,
     supports_per_replica_sync,
 )
+from .sync_model import LayerQuery
 from .tracking import install_adds_only_guards
 from .webmap import (
     FEATURE_SERVER,
@@ -75,20 +76,6 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
 
 
 # -- parameters and results ------------------------------------------------------------------
-@dataclass
-class LayerQuery:
-    """Which rows of one layer or table go offline (one entry of REST ``layerQueries``).
-
-    ``query_option``: ``"useFilter"`` (``where`` and, when ``use_geometry``, the area of
-    interest), ``"all"`` (every row) or ``"none"`` (schema only, no rows).
-    """
-
-    where: str = "1=1"
-    use_geometry: bool = True
-    query_option: str = "useFilter"
-    include_related: bool = True
-
-
 @dataclass
 class GenerateOfflineMapParameters:
     """What to take offline (SDK ``GenerateOfflineMapParameters``).
@@ -545,12 +532,9 @@ class _MapBuilder:
             option = query.query_option
             if parameters.return_schema_only_for_editable_layers and _is_editable(plan, layer.id):
                 option = "none"
-            queries[str(layer.id)] = {
-                "queryOption": option,
-                "where": where or "1=1",
-                "useGeometry": bool(query.use_geometry and has_area and not layer.is_table),
-                "includeRelated": bool(query.include_related),
-            }
+            queries[str(layer.id)] = query.request(
+                has_area=has_area and not layer.is_table, where=where, query_option=option
+            )
         return queries
 
     def source(self) -> MapSource:
