@@ -46,6 +46,7 @@ __all__ = [
     "densifies",
     "DENSIFY_TOLERANCE",
     "GPKG_GEOMETRY_TYPE",
+    "GPKG_CURVE_GEOMETRY_TYPE",
 ]
 
 POINT = "esriGeometryPoint"
