@@ -499,7 +499,9 @@ class ReferenceApp:
         with self.store.write() as tx:
             definition = tx.service(service)
             self._check_editable(definition)
-            ctx = EditContext(user=env.user)
+            ctx = EditContext(
+                user=env.user, true_curve_client=params.get_bool("trueCurveClient", False)
+            )
             out = []
             failures = 0
             for entry in edits:
@@ -562,9 +564,10 @@ class ReferenceApp:
             definition = tx.service(service)
             self._check_editable(definition)
             layer = tx.layer(service, layer_id)
-            result = self._apply_layer(
-                tx, layer, EditContext(user=env.user), adds, updates, deletes, use_gids
+            ctx = EditContext(
+                user=env.user, true_curve_client=params.get_bool("trueCurveClient", False)
             )
+            result = self._apply_layer(tx, layer, ctx, adds, updates, deletes, use_gids)
             failures = sum(1 for key in result for r in result[key] if not r["success"])
             if failures and rollback:
                 raise ApiError(

@@ -218,7 +218,11 @@ def run_query(tx: Tx, service: dict, layer: Layer, params: Params) -> tuple[dict
     except geom.GeometryError as exc:
         raise bad_request(f"Invalid outSR: {exc}.") from exc
 
+    # ArcGIS answers true curves only when asked; otherwise it densifies them.
+    true_curves = params.get_bool("returnTrueCurves", False) and fmt != "geojson"
+
     def project(g):
+        g = g if true_curves else geom.densified(g)
         return geom.project(g, service_wkid, out_wkid) if projector else g
 
     if row_filter.exact is None:
