@@ -728,7 +728,6 @@ def seed_demo(tx: Tx) -> None:
         "authoringAppVersion": "1",
     }
     tx.save_item(DEMO_WEBMAP_ID, webmap_item, webmap_data)
-    seed_parcels(tx)
 
 
 # --- Parcels: true curves and rings as real services send them ---------------------------------
