@@ -173,6 +173,15 @@ def _layer_common(
     }
 
 
+def _fill_symbol(color: list[int], outline: list[int], width: float) -> dict:
+    return {
+        "type": "esriSFS",
+        "style": "esriSFSSolid",
+        "color": color,
+        "outline": {"type": "esriSLS", "style": "esriSLSSolid", "color": outline, "width": width},
+    }
+
+
 def _simple_renderer(symbol: dict) -> dict:
     return {
         "renderer": {"type": "simple", "symbol": symbol, "label": "", "description": ""},
@@ -317,19 +326,7 @@ def polygons_layer(extent: dict) -> dict:
         _field("area_ha", "esriFieldTypeDouble", "Area (ha)"),
         _field("owner_count", "esriFieldTypeSmallInteger", "Owners"),
     ]
-    layer["drawingInfo"] = _simple_renderer(
-        {
-            "type": "esriSFS",
-            "style": "esriSFSSolid",
-            "color": [76, 129, 205, 120],
-            "outline": {
-                "type": "esriSLS",
-                "style": "esriSLSSolid",
-                "color": [0, 0, 0, 255],
-                "width": 1,
-            },
-        }
-    )
+    layer["drawingInfo"] = _simple_renderer(_fill_symbol([76, 129, 205, 120], [0, 0, 0, 255], 1))
     return layer
 
 
@@ -758,17 +755,7 @@ def _named_layer(layer_id: int, name: str, geometry_type: str, extent: dict) -> 
             "width": 2,
         }
     else:
-        symbol = {
-            "type": "esriSFS",
-            "style": "esriSFSSolid",
-            "color": [255, 190, 120, 140],
-            "outline": {
-                "type": "esriSLS",
-                "style": "esriSLSSolid",
-                "color": [120, 60, 0, 255],
-                "width": 1.5,
-            },
-        }
+        symbol = _fill_symbol([255, 190, 120, 140], [120, 60, 0, 255], 1.5)
     layer["drawingInfo"] = _simple_renderer(symbol)
     return layer
 
