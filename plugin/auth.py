@@ -8,8 +8,6 @@ Secrets are never logged, shown or stored by this module.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from qgis.core import QgsApplication, QgsAuthMethodConfig
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtNetwork import QNetworkRequest
@@ -20,28 +18,15 @@ from .core.rest import (
     HeaderCredentials,
     StaticTokenCredentials,
     TokenCredentials,
+    guess_token_url,
 )
 from .resources import tr
 
 
 def token_url_for(url: str) -> str:
-    """Where ArcGIS hands out tokens for ``url`` (a service, server or portal URL).
-
-    ``https://host/arcgis/rest/services/...`` -> ``https://host/arcgis/tokens/generateToken``;
-    ``https://host/portal/sharing/rest`` -> ``https://host/portal/sharing/rest/generateToken``.
-    """
-    parts = urlsplit(url)
-    path = parts.path
-    lower = path.lower()
-    if "/rest/services" in lower:
-        root = path[: lower.index("/rest/services")]
-        path = f"{root}/tokens/generateToken"
-    elif "/sharing/rest" in lower:
-        root = path[: lower.index("/sharing/rest")]
-        path = f"{root}/sharing/rest/generateToken"
-    else:
-        path = path.rstrip("/") + "/tokens/generateToken"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    """Where ArcGIS usually hands out tokens for ``url`` (a service, server or portal URL); the
+    credentials ask the server itself first (see :func:`plugin.core.rest.discover_token_url`)."""
+    return guess_token_url(url)
 
 
 def offline_map_auth_url(offline_map) -> str:
@@ -57,8 +42,9 @@ def credentials_from_auth_config(
 ) -> CredentialProvider | None:
     """A credential provider for requests to ``url`` from the QGIS auth configuration ``authcfg``.
 
-    - Basic (username/password): an ArcGIS token from ``token_url`` (default: derived from
-      ``url``), generated when first needed and renewed when it expires;
+    - Basic (username/password): an ArcGIS token from ``token_url`` (default: the token service
+      ``url``'s server or portal names in its ``info``, else the usual one), generated when
+      first needed and renewed when it expires;
     - ESRI token: that token;
     - anything else QGIS can apply to a request (OAuth2, API header...): the HTTP headers QGIS
       adds, captured now.
@@ -91,7 +77,7 @@ def credentials_from_auth_config(
             raise AuthenticationError(
                 tr("The authentication configuration '{0}' has no username.").format(config.name())
             )
-        return TokenCredentials(token_url or token_url_for(url), username, password)
+        return TokenCredentials(token_url, username, password, site_url=url)
     if method == "EsriToken":
         token = config.config("token")
         if not token:

@@ -12,6 +12,7 @@ from plugin.core import field_values as fv
 from plugin.core.enums import SyncModel
 from plugin.core.errors import CancelledError, GeodatabaseError, UnsupportedGeometryError
 from plugin.core.geodatabase import Geodatabase
+from plugin.core.geometry import gpkg_to_esri
 from tests import layer_json as lj
 from tests.layer_json import demo_events, make_gdb
 
@@ -381,11 +382,48 @@ def test_our_connections_can_run_gdal_spatial_index_triggers(loaded):
     conn.close()
 
 
-def test_a_curved_feature_stops_the_load_with_the_layer_named(tmp_path):
+def test_a_malformed_curve_stops_the_load_with_the_layer_named(tmp_path):
+    gdb = make_gdb(tmp_path / "demo.gpkg")
+    curved = lj.line_feature(1)
+    curved["geometry"] = {"curvePaths": [[{"c": [[2, 0], [1, 1]]}]]}
+    with pytest.raises(UnsupportedGeometryError, match="^Lines: A curve segment"):
+        gdb.load_replica(lj.replica_header(), iter([(1, "features", curved)]))
+    assert gdb.replica.replica_id is None
+    gdb.close()
+
+
+def test_true_curve_layers_get_curved_columns_that_gdal_reads_as_curves(tmp_path):
+    service = {**lj.service_info(), "supportsTrueCurve": True, "allowTrueCurvesUpdates": True}
+    gdb = make_gdb(tmp_path / "curves.gpkg", service_info=service)
+    arc = {"curvePaths": [[[0.0, 0.0], {"c": [[2.0, 0.0], [1.0, 1.0]]}, [3.0, 0.0]]]}
+    curved = lj.line_feature(1)
+    curved["geometry"] = arc
+    gdb.load_replica(lj.replica_header(), iter([(1, "features", curved)]))
+    assert [lyr.true_curves for lyr in gdb.layers] == [False, True, True, False]
+    gdb.close()
+    with Geodatabase.open(tmp_path / "curves.gpkg") as again:  # the flag survives reopening
+        assert again.layer(1).true_curves and not again.layer(0).true_curves
+    ds = ogr.Open(str(tmp_path / "curves.gpkg"))
+    assert ds.GetLayerByName("Lines").GetGeomType() == ogr.wkbMultiCurve
+    assert ds.GetLayerByName("Polygons").GetGeomType() == ogr.wkbMultiSurface
+    assert ds.GetLayerByName("Points").GetGeomType() == ogr.wkbPoint
+    feature = ds.GetLayerByName("Lines").GetNextFeature()
+    assert feature.GetGeometryRef().ExportToIsoWkt() == (
+        "MULTICURVE (COMPOUNDCURVE (CIRCULARSTRING (0 0,1 1,2 0),(2 0,3 0)))"
+    )
+    feature = ds = None
+
+
+def test_a_curve_from_a_service_without_true_curve_support_is_densified(tmp_path):
     gdb = make_gdb(tmp_path / "demo.gpkg")
     curved = lj.line_feature(1)
     curved["geometry"] = {"curvePaths": [[[0, 0], {"c": [[2, 0], [1, 1]]}]]}
-    with pytest.raises(UnsupportedGeometryError, match="^Lines: Curved"):
-        gdb.load_replica(lj.replica_header(), iter([(1, "features", curved)]))
-    assert gdb.replica.replica_id is None
+    gdb.load_replica(lj.replica_header(), iter([(1, "features", curved)]))
+    table = gdb.layer(1).table_name
+    blob = gdb.conn.execute(f'SELECT geom FROM "{table}"').fetchone()[0]
+    back = gpkg_to_esri(blob, "esriGeometryPolyline")
+    assert "curvePaths" not in back
+    assert len(back["paths"][0]) > 10 and max(v[1] for v in back["paths"][0]) == pytest.approx(
+        1, 1e-3
+    )
     gdb.close()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import math
 import struct
 
 import pytest
 from osgeo import gdal, ogr, osr
 
 from plugin.core.errors import UnsupportedGeometryError
-from plugin.core.geometry import esri_to_gpkg, gpkg_envelope, gpkg_is_empty, gpkg_to_esri
+from plugin.core.geometry import (
+    DENSIFY_TOLERANCE,
+    densifies,
+    esri_to_gpkg,
+    gpkg_envelope,
+    gpkg_is_empty,
+    gpkg_to_esri,
+)
 
 POINT = "esriGeometryPoint"
 MULTIPOINT = "esriGeometryMultipoint"
@@ -254,24 +263,209 @@ def test_null_and_empty_geometries():
 @pytest.mark.parametrize(
     ("geom", "gtype"),
     [
-        ({"curvePaths": [[[0, 0], {"c": [[3, 3], [1, 4]]}]]}, POLYLINE),
-        ({"curveRings": [[[0, 0], {"a": [[0, 0], [5, 5], 0, 1]}, [0, 0]]]}, POLYGON),
         ({"paths": [[[0, 0], {"b": [[3, 3], [1, 4], [2, 2]]}]]}, POLYLINE),
         ({"rings": [[[0, 0], {"c": [[3, 3], [1, 4]]}, [0, 0]]]}, POLYGON),
+        ({"curvePaths": [[{"c": [[3, 3], [1, 4]]}]]}, POLYLINE),
+        ({"curvePaths": [[[0, 0], {"q": [[3, 3]]}]]}, POLYLINE),
+        ({"curvePaths": [[[0, 0], {"c": [[3, 3]]}]]}, POLYLINE),
         ({"x": 1, "y": 2}, "esriGeometryEnvelope"),
     ],
 )
-def test_curves_and_unknown_types_are_refused_with_a_clear_message(geom, gtype):
+def test_malformed_curves_and_unknown_types_are_refused_with_a_clear_message(geom, gtype):
     with pytest.raises(UnsupportedGeometryError) as info:
-        esri_to_gpkg(geom, gtype, 3857)
-    assert "offline" in str(info.value) or "supported" in str(info.value)
+        esri_to_gpkg(geom, gtype, 3857, true_curves=True)
+    assert any(w in str(info.value) for w in ("curve", "Curve", "supported"))
 
 
-def test_curved_blobs_from_other_writers_are_refused():
+# --- true curves ------------------------------------------------------------------------------
+
+# A parcel: straight west, south and east sides, a circular arc bulging north (centre (5, 10)
+# is not on it: the arc through (5, 15) is a half circle of radius 5).
+PARCEL = {
+    "curveRings": [
+        [[0.0, 0.0], [0.0, 10.0], {"c": [[10.0, 10.0], [5.0, 15.0]]}, [10.0, 0.0], [0.0, 0.0]]
+    ]
+}
+# A road: an arc, a straight piece, an old-style circular "a" arc (centre and direction).
+ROAD = {
+    "curvePaths": [
+        [
+            [0.0, 0.0],
+            {"c": [[10.0, 0.0], [5.0, 5.0]]},
+            [20.0, 0.0],
+            {"a": [[30.0, 0.0], [25.0, 0.0], 1, 1]},
+        ]
+    ]
+}
+
+
+def test_circular_arcs_are_stored_as_iso_curves_that_gdal_reads_back_unchanged():
+    blob = esri_to_gpkg(PARCEL, POLYGON, 3857, true_curves=True)
+    geom = _ogr(blob)
+    assert geom.ExportToIsoWkt() == (
+        "MULTISURFACE (CURVEPOLYGON (COMPOUNDCURVE ((0 0,10 0,10 10),"
+        "CIRCULARSTRING (10 10,5 15,0 10),(0 10,0 0))))"
+    )
+    # GDAL writes exactly these bytes for the geometry it read: QGIS saving an unchanged
+    # feature does not turn it into a geometry edit.
+    assert geom.ExportToIsoWkb() == _wkb(blob)
+    assert pytest.approx(geom.GetArea(), rel=1e-3) == 100 + math.pi * 25 / 2
+    assert gpkg_envelope(blob) == pytest.approx((0.0, 10.0, 0.0, 15.0))
+    assert gpkg_to_esri(blob, POLYGON) == PARCEL
+
+    blob = esri_to_gpkg(ROAD, POLYLINE, 3857, true_curves=True)
+    line = _ogr(blob)
+    assert line.ExportToIsoWkt() == (
+        "MULTICURVE (COMPOUNDCURVE (CIRCULARSTRING (0 0,5 5,10 0),(10 0,20 0),"
+        "CIRCULARSTRING (20 0,25 5,30 0)))"
+    )
+    assert line.ExportToIsoWkb() == _wkb(blob)
+    back = gpkg_to_esri(blob, POLYLINE)
+    assert back["curvePaths"][0][:3] == ROAD["curvePaths"][0][:3]
+    end, mid = back["curvePaths"][0][3]["c"]  # the "a" arc comes back as the "c" it is
+    assert end == [30.0, 0.0] and mid == pytest.approx([25.0, 5.0])
+
+
+def test_curves_are_read_from_curve_rings_even_when_densified_rings_come_too():
+    both = {**PARCEL, "rings": [[[0.0, 0.0], [0.0, 10.0], [10.0, 10.0], [10.0, 0.0], [0.0, 0.0]]]}
+    blob = esri_to_gpkg(both, POLYGON, 3857, true_curves=True)
+    assert gpkg_to_esri(blob, POLYGON) == PARCEL
+
+
+def test_curves_with_z_and_m_keep_their_vertices():
+    geom = {
+        "hasZ": True,
+        "hasM": True,
+        "curvePaths": [[[0.0, 0.0, 1.0, 5.0], {"c": [[10.0, 0.0, 3.0, 7.0], [5.0, 5.0]]}]],
+    }
+    blob = esri_to_gpkg(geom, POLYLINE, 3857, True, True, true_curves=True)
+    assert _ogr(blob).ExportToIsoWkt() == (
+        "MULTICURVE ZM (COMPOUNDCURVE ZM (CIRCULARSTRING ZM (0 0 1 5,5 5 2 6,10 0 3 7)))"
+    )
+    assert gpkg_to_esri(blob, POLYLINE, True, True) == geom
+
+
+def test_curved_geometries_from_qgis_come_back_as_c_segments():
     header = struct.pack("<2sBBi", b"GP", 0, 1, 3857)
-    arc = ogr.CreateGeometryFromWkt("CIRCULARSTRING (0 0,1 1,2 0)")
-    with pytest.raises(UnsupportedGeometryError, match="Curved"):
-        gpkg_to_esri(header + arc.ExportToIsoWkb(), POLYLINE)
+    for wkt, gtype, expected in (
+        (
+            "CIRCULARSTRING (0 0,1 1,2 0)",
+            POLYLINE,
+            {"curvePaths": [[[0.0, 0.0], {"c": [[2.0, 0.0], [1.0, 1.0]]}]]},
+        ),
+        (
+            "MULTISURFACE (CURVEPOLYGON (CIRCULARSTRING (0 0,2 2,0 4,-2 2,0 0)),((10 0,11 0,11 1,10 0)))",
+            POLYGON,
+            {
+                "curveRings": [
+                    [[0.0, 0.0], {"c": [[0.0, 4.0], [-2.0, 2.0]]}, {"c": [[0.0, 0.0], [2.0, 2.0]]}],
+                    [[10.0, 0.0], [11.0, 1.0], [11.0, 0.0], [10.0, 0.0]],
+                ]
+            },
+        ),
+    ):
+        wkb = ogr.CreateGeometryFromWkt(wkt).ExportToIsoWkb()
+        assert gpkg_to_esri(header + wkb, gtype) == expected, wkt
+
+
+def _max_distance_from(line: ogr.Geometry, points) -> float:
+    worst = 0.0
+    for x, y in points:
+        p = ogr.Geometry(ogr.wkbPoint)
+        p.AddPoint_2D(x, y)
+        worst = max(worst, line.Distance(p))
+    return worst
+
+
+def test_elliptic_arcs_and_beziers_are_densified_within_the_stated_tolerance():
+    # Upper half of an ellipse centred at the origin, semi-axes 100 and 40, counter-clockwise.
+    ellipse = {
+        "curvePaths": [[[100.0, 0.0], {"a": [[-100.0, 0.0], [0.0, 0.0], 0, 0, 0.0, 100.0, 0.4]}]]
+    }
+    bezier = {"curvePaths": [[[0.0, 0.0], {"b": [[90.0, 0.0], [30.0, 60.0], [60.0, -60.0]]}]]}
+    assert densifies(ellipse) and densifies(bezier) and not densifies(ROAD)
+    assert densifies(ROAD, true_curves=False)
+
+    line = _ogr(esri_to_gpkg(ellipse, POLYLINE, 3857, true_curves=True))
+    assert line.GetGeometryType() == ogr.wkbMultiLineString  # nothing left to keep as an arc
+    true_points = [
+        (100 * math.cos(t), 40 * math.sin(t)) for t in (math.pi * i / 997 for i in range(998))
+    ]
+    assert _max_distance_from(line, true_points) <= DENSIFY_TOLERANCE * 100
+    assert _ogr(esri_to_gpkg(ellipse, POLYLINE, 3857)).GetGeometryRef(0).GetY(1) > 0  # upper half
+
+    line = _ogr(esri_to_gpkg(bezier, POLYLINE, 3857, true_curves=True))
+    p0, p1, p2, p3 = (0, 0), (30, 60), (60, -60), (90, 0)
+
+    def b(t):
+        u = 1 - t
+        return tuple(
+            u**3 * a + 3 * u * u * t * c + 3 * u * t * t * d + t**3 * e
+            for a, c, d, e in zip(p0, p1, p2, p3)
+        )
+
+    size = math.dist(p0, p1) + math.dist(p1, p2) + math.dist(p2, p3)
+    assert _max_distance_from(line, [b(i / 997) for i in range(998)]) <= DENSIFY_TOLERANCE * size
+
+
+def test_arcs_in_a_linear_column_are_densified_like_gdal_linearizes_them():
+    blob = esri_to_gpkg(PARCEL, POLYGON, 3857)  # the layer's column is MULTIPOLYGON
+    geom = _ogr(blob)
+    assert geom.GetGeometryType() == ogr.wkbMultiPolygon
+    exact = _ogr(esri_to_gpkg(PARCEL, POLYGON, 3857, true_curves=True)).GetLinearGeometry()
+    assert geom.SymDifference(exact).GetArea() < 1e-3 * exact.GetArea()
+    assert "rings" in gpkg_to_esri(blob, POLYGON)
+
+
+def test_gdal_reads_the_densified_rings_arcgis_sends_where_we_keep_the_arc():
+    # GDAL's ESRIJSON reader ignores curveRings; given the densified rings ArcGIS sends next to
+    # them, it must describe the same shape as our exact curve.
+    exact = _ogr(esri_to_gpkg(PARCEL, POLYGON, 3857, true_curves=True))
+    arc = [
+        [5 + 5 * math.cos(math.pi * i / 64), 10 + 5 * math.sin(math.pi * i / 64)] for i in range(65)
+    ]
+    densified = {"rings": [[[0.0, 0.0], [0.0, 10.0], *arc[::-1], [10.0, 0.0], [0.0, 0.0]]]}
+    gdal_geom = ogr.CreateGeometryFromEsriJson(json.dumps({**PARCEL, **densified}))
+    assert gdal_geom is not None
+    assert gdal_geom.SymDifference(exact.GetLinearGeometry()).GetArea() < 1e-2 * gdal_geom.GetArea()
+
+
+# --- rings grouped by containment, as GDAL groups them ------------------------------------------
+
+SQUARE_CW = [[0.0, 0.0], [0.0, 10.0], [10.0, 10.0], [10.0, 0.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    "rings",
+    [
+        # One outer ring and a disjoint counter-clockwise ring: two polygons, not a "hole".
+        [SQUARE_CW, [[20.0, 0.0], [30.0, 0.0], [30.0, 10.0], [20.0, 10.0], [20.0, 0.0]]],
+        # A clockwise ring inside another: a hole all the same.
+        [SQUARE_CW, [[2.0, 2.0], [2.0, 8.0], [8.0, 8.0], [8.0, 2.0], [2.0, 2.0]]],
+        # The hole listed before its outer ring.
+        [[[2.0, 2.0], [8.0, 2.0], [8.0, 8.0], [2.0, 8.0], [2.0, 2.0]], SQUARE_CW],
+        # A lone counter-clockwise ring.
+        [[[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0], [0.0, 0.0]]],
+        # Outer, hole, island in the hole, and a hole touching the outer ring at a vertex.
+        [
+            [[0.0, 0.0], [0.0, 100.0], [100.0, 100.0], [100.0, 0.0], [0.0, 0.0]],
+            [[10.0, 10.0], [90.0, 10.0], [90.0, 90.0], [10.0, 90.0], [10.0, 10.0]],
+            [[40.0, 40.0], [40.0, 60.0], [60.0, 60.0], [60.0, 40.0], [40.0, 40.0]],
+            [[0.0, 0.0], [5.0, 2.0], [2.0, 5.0], [0.0, 0.0]],
+        ],
+    ],
+)
+def test_rings_are_grouped_by_containment_like_gdal(rings):
+    esri = {"rings": rings}
+    ours = _ogr(esri_to_gpkg(esri, POLYGON, 3857))
+    theirs = ogr.CreateGeometryFromEsriJson(json.dumps(esri))
+    assert ours.IsValid()
+    assert ours.GetArea() > 0
+    assert ours.GetGeometryCount() == (
+        theirs.GetGeometryCount() if theirs.GetGeometryType() == ogr.wkbMultiPolygon else 1
+    )
+    assert ours.Equals(theirs) or ours.SymDifference(theirs).GetArea() == 0
+    assert pytest.approx(ours.GetArea()) == theirs.GetArea()
 
 
 def test_wrong_geometry_kind_for_the_layer_is_refused():

@@ -52,7 +52,8 @@ def test_basic_config_becomes_token_credentials_without_showing_the_password(aut
     )
     assert isinstance(credentials, TokenCredentials)
     assert credentials.username == "alice"
-    assert credentials.token_url == "http://127.0.0.1:1/arcgis/tokens/generateToken"
+    # Nothing answers /rest/info on port 1: the usual token service is the fallback.
+    assert credentials.resolve_token_url() == "http://127.0.0.1:1/arcgis/tokens/generateToken"
     assert "alice-secret" not in repr(credentials)
 
 

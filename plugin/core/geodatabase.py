@@ -263,7 +263,12 @@ class Geodatabase:
             d = json.loads(definition)
             layers.append(
                 layer_definition(
-                    lid, d["layer_json"], table, int(d.get("srs_id") or 0), d.get("geometry_column")
+                    lid,
+                    d["layer_json"],
+                    table,
+                    int(d.get("srs_id") or 0),
+                    d.get("geometry_column"),
+                    true_curves=bool(d.get("true_curves")),
                 )
             )
         self._layers = layers
@@ -634,6 +639,7 @@ def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:
         "geometry_column": lyr.geometry_column,
         "srs_id": lyr.srs_id,
         "layer_json": lyr.layer_json,
+        "true_curves": lyr.true_curves,
     }
     conn.execute(
         "INSERT INTO oms_layers (layer_id, table_name, attachment_table, definition)"

@@ -56,6 +56,9 @@ class LayerDef:
     srs_id: int = 0
     attachment_table: str | None = None
     fields: tuple[FieldDef, ...] = ()
+    #: The geometry column is declared curved (MULTICURVE/MULTISURFACE): circular arcs are
+    #: stored as ISO curves instead of being densified.
+    true_curves: bool = False
 
     @property
     def uploadable_fields(self) -> tuple[FieldDef, ...]:

@@ -450,6 +450,10 @@ class _GeodatabaseSync:
             request["rollbackOnFailure"] = bool(self.params.rollback_on_failure)
         if edits is not None:
             request["edits"] = edits
+            if any(layer.true_curves for layer in self.gdb.layers):
+                # Circular arcs are kept exactly, so the service may accept our updates of
+                # curved features (onlyAllowTrueCurveUpdatesByTrueCurveClients).
+                request["trueCurveClient"] = True
         return request
 
     def _submit(self, request: dict, entry: JournalEntry | None) -> ReplicaResultFile:

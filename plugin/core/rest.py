@@ -200,24 +200,30 @@ class HeaderCredentials(CredentialProvider):
 class TokenCredentials(CredentialProvider):
     """Username and password exchanged for a token at ``token_url`` (``generateToken``).
 
+    Without a ``token_url`` the token service is discovered on first use from ``site_url``'s
+    server (``/rest/info``) or portal (``/sharing/rest/info``), see :func:`discover_token_url`.
     The token is cached until shortly before it expires and renewed on 498. It is only sent to
-    the token server's own site (same host, or a sibling host of the same domain such as
+    the site the credentials are for (same host, or a sibling host of the same domain such as
     ``services.arcgis.com`` for ``www.arcgis.com``), never to foreign hosts.
     """
 
     def __init__(
         self,
-        token_url: str,
+        token_url: str | None,
         username: str,
         password: str,
         *,
+        site_url: str | None = None,
         expiration_minutes: int = 60,
         referer: str = _USER_AGENT,
         session: requests.Session | None = None,
         timeout: float = 60,
         verify: bool = True,
     ) -> None:
+        if not token_url and not site_url:
+            raise ValueError("TokenCredentials needs a token_url or a site_url")
         self.token_url = token_url
+        self.site_url = site_url or token_url
         self.username = username
         self._password = password
         self._expiration = expiration_minutes
@@ -233,7 +239,15 @@ class TokenCredentials(CredentialProvider):
         return f"TokenCredentials({self.token_url!r}, {self.username!r}, password=***)"
 
     def _same_site(self, url: str) -> bool:
-        return same_site(self.token_url, url)
+        return same_site(self.site_url, url)
+
+    def resolve_token_url(self) -> str:
+        """The generateToken URL, discovered from the site's server or portal if not given."""
+        if not self.token_url:
+            self.token_url = discover_token_url(
+                self.site_url, session=self._session, timeout=self._timeout, verify=self._verify
+            )
+        return self.token_url
 
     def token_for(self, url: str) -> str | None:
         if not self._same_site(url):
@@ -249,6 +263,7 @@ class TokenCredentials(CredentialProvider):
             self._generate()
 
     def _generate(self) -> None:
+        token_url = self.resolve_token_url()
         data = {
             "username": self.username,
             "password": self._password,
@@ -259,20 +274,19 @@ class TokenCredentials(CredentialProvider):
         }
         try:
             response = self._session.post(
-                self.token_url,
+                token_url,
                 data=data,
                 timeout=self._timeout,
                 verify=self._verify,
                 headers={"Referer": self._referer, "User-Agent": _USER_AGENT},
                 allow_redirects=False,
             )
-            _refuse_redirect(response, self.token_url)
+            _refuse_redirect(response, token_url)
         except requests.RequestException as error:
             raise NetworkError(
-                f"Could not reach the sign-in server at {_host(self.token_url)}: "
-                f"{type(error).__name__}."
+                f"Could not reach the sign-in server at {_host(token_url)}: {type(error).__name__}."
             ) from None
-        body = _decode_json(response, self.token_url)
+        body = _decode_json(response, token_url)
         if "error" in body or not body.get("token"):
             error = body.get("error") or {}
             raise AuthenticationError(
@@ -281,7 +295,7 @@ class TokenCredentials(CredentialProvider):
                 "Check the username and password.",
                 code=error.get("code"),
                 details=error.get("details"),
-                url=_safe_url(self.token_url),
+                url=_safe_url(token_url),
             )
         self._token = body["token"]
         expires = body.get("expires")
@@ -292,6 +306,96 @@ class TokenCredentials(CredentialProvider):
             self._expires_at = 0.0
         if self._expires_at <= time.time():
             self._expires_at = time.time() + self._expiration * 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Where tokens come from
+
+
+def guess_token_url(url: str) -> str:
+    """Where ArcGIS Enterprise usually hands out tokens for ``url`` (a service, server or portal
+    URL): ``.../rest/services/...`` -> ``.../tokens/generateToken``, ``.../sharing/rest`` ->
+    ``.../sharing/rest/generateToken``. Only a fallback: see :func:`discover_token_url`."""
+    root, kind = _arcgis_root(url)
+    path = "/sharing/rest/generateToken" if kind == "portal" else "/tokens/generateToken"
+    return root + path
+
+
+def info_url_for(url: str) -> str:
+    """The public ``info`` resource that describes ``url``'s server or portal."""
+    root, kind = _arcgis_root(url)
+    return root + ("/sharing/rest/info" if kind == "portal" else "/rest/info")
+
+
+def _arcgis_root(url: str) -> tuple[str, str]:
+    """(``scheme://host/<instance>``, "server" or "portal") of an ArcGIS URL."""
+    parts = urlsplit(url)
+    path, lower = parts.path, parts.path.lower()
+    if "/rest/services" in lower:
+        path, kind = path[: lower.index("/rest/services")], "server"
+    elif "/sharing/rest" in lower:
+        path, kind = path[: lower.index("/sharing/rest")], "portal"
+    else:
+        path, kind = path.rstrip("/"), "server"
+    return f"{parts.scheme}://{parts.netloc}{path}", kind
+
+
+def token_url_from_info(info: Any) -> str | None:
+    """The generateToken URL an ``info`` answer names: ``authInfo.tokenServicesUrl``, or the
+    owning portal's (``owningSystemUrl``) for a server federated with a portal."""
+    if not isinstance(info, dict):
+        return None
+    auth = info.get("authInfo")
+    named = auth.get("tokenServicesUrl") if isinstance(auth, dict) else None
+    if isinstance(named, str) and named.strip():
+        return named.strip()
+    owner = info.get("owningSystemUrl")
+    if isinstance(owner, str) and owner.strip():
+        return owner.strip().rstrip("/") + "/sharing/rest/generateToken"
+    return None
+
+
+def discover_token_url(
+    url: str,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = 60,
+    verify: bool = True,
+) -> str:
+    """The token service for ``url``, as its server or portal names it in its ``info`` resource
+    (ArcGIS Online hosted services and federated servers sign in at their portal). Falls back
+    to :func:`guess_token_url` only when there is no answer. Raises AuthenticationError when
+    the named service is on another site or not https: the password would leave the site the
+    credentials are for."""
+    info_url = info_url_for(url)
+    named = None
+    try:
+        response = (session or requests).get(
+            info_url,
+            params={"f": "json"},
+            headers={"User-Agent": _USER_AGENT},
+            timeout=timeout,
+            verify=verify,
+            allow_redirects=False,
+        )
+        if response.status_code == 200:
+            named = token_url_from_info(_decode_json(response, info_url))
+    except (requests.RequestException, BadAnswerError):
+        named = None
+    if named is None:
+        return guess_token_url(url)
+    scheme = urlsplit(named).scheme.lower()
+    insecure = scheme != "https" and not (
+        scheme == "http" and urlsplit(url).scheme.lower() == "http"
+    )
+    if insecure or not same_site(url, named):
+        raise AuthenticationError(
+            f"{_host(url)} signs in at {_safe_url(named)}, another site or not over https; "
+            "your password is not sent there. Use a token or OAuth2 configuration for this "
+            "service instead.",
+            url=_safe_url(url),
+        )
+    return named
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +520,10 @@ def _decode_json(response: requests.Response, url: str) -> Any:
         ) from None
 
 
-def _error_from_body(body: Any, url: str) -> ServiceError | None:
+def _error_from_body(body: Any, url: str, http_status: int | None = None) -> ServiceError | None:
+    """The ServiceError an ArcGIS error body describes (None when it is no error). An error
+    without a code takes the HTTP status when that is an authentication status (a 403 with a
+    bare message is still "your account may not do this")."""
     if not isinstance(body, dict) or "error" not in body:
         return None
     error = body["error"] or {}
@@ -427,6 +534,8 @@ def _error_from_body(body: Any, url: str) -> ServiceError | None:
         code = int(code) if code is not None else None
     except (TypeError, ValueError):
         code = None
+    if code is None and http_status in AUTH_CODES:
+        code = http_status
     message = error.get("message") or error.get("description") or "Unknown error"
     details = [str(d) for d in (error.get("details") or []) if d]
     text = f"{message}"
@@ -436,7 +545,11 @@ def _error_from_body(body: Any, url: str) -> ServiceError | None:
         hint = {
             498: "The sign-in has expired or is invalid; sign in again.",
             499: "This service needs you to sign in.",
-            403: "Your account is not allowed to do this.",
+            403: (
+                "The account you signed in with lacks access to this. Sign in with another "
+                "account (choose another authentication configuration), or ask the owner to "
+                "share it with yours."
+            ),
             401: "This service needs you to sign in.",
         }[code]
         return AuthenticationError(
@@ -631,7 +744,7 @@ class ArcGISClient:
                         raise
                     # A sign-in page or an empty 401/403: still an authentication problem.
                     body = {"error": {"code": response.status_code, "message": response.reason}}
-            error = _error_from_body(body, url)
+            error = _error_from_body(body, url, response.status_code)
             if error is None:
                 return body
             if error.code == 498 and not refreshed:

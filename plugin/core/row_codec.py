@@ -58,7 +58,12 @@ class FeatureCodec:
         layer = self.layer
         try:
             return esri_to_gpkg(
-                geometry, layer.geometry_type, layer.srs_id, layer.has_z, layer.has_m
+                geometry,
+                layer.geometry_type,
+                layer.srs_id,
+                layer.has_z,
+                layer.has_m,
+                true_curves=layer.true_curves,
             )
         except UnsupportedGeometryError as exc:
             raise UnsupportedGeometryError(f"{layer.name}: {exc}") from None

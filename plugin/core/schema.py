@@ -15,7 +15,7 @@ from typing import Iterator
 from . import field_values as fv
 from .errors import GeodatabaseError, UnsupportedGeometryError
 from .geodatabase_model import FieldDef, LayerDef
-from .geometry import normalize_geometry_type
+from .geometry import GPKG_CURVE_GEOMETRY_TYPE, gpkg_geometry_type, normalize_geometry_type
 from .gpkg_connection import quote
 
 #: Columns of a ``<table>__ATTACH`` table (after its ATTACHMENTID primary key).
@@ -103,10 +103,29 @@ def _editor_tracking_fields(info: dict) -> set[str]:
     }
 
 
+def stores_true_curves(service_info: dict, info: dict) -> bool:
+    """Whether a line or polygon layer's features may hold true curves, so that its column is
+    declared curved: the layer (or else its service) says it supports or allows true curves."""
+    if info.get("type") == "Table" or not info.get("geometryType"):
+        return False
+    for source in (info, service_info):
+        for key in ("supportsTrueCurve", "allowTrueCurvesUpdates"):
+            if key in source:
+                return bool(source.get("supportsTrueCurve") or source.get("allowTrueCurvesUpdates"))
+    return False
+
+
 def layer_definition(
-    layer_id: int, info: dict, table_name: str, srs_id: int, geometry_column: str | None
+    layer_id: int,
+    info: dict,
+    table_name: str,
+    srs_id: int,
+    geometry_column: str | None,
+    *,
+    true_curves: bool = False,
 ) -> LayerDef:
-    """The :class:`LayerDef` of a service layer/table JSON."""
+    """The :class:`LayerDef` of a service layer/table JSON (``true_curves``: its geometry
+    column is declared curved, see :func:`stores_true_curves`)."""
     fields = info.get("fields") or []
     oid_field = info.get("objectIdField")
     gid_field = info.get("globalIdField")
@@ -166,6 +185,7 @@ def layer_definition(
         srs_id=srs_id if not is_table else 0,
         attachment_table=(table_name + ATTACHMENT_SUFFIX) if info.get("hasAttachments") else None,
         fields=tuple(defs),
+        true_curves=true_curves and not is_table and geometry_type in GPKG_CURVE_GEOMETRY_TYPE,
     )
 
 
@@ -245,11 +265,13 @@ def _ogr_domain(ogr, domain: dict, defn):
 
 def _ogr_geometry_type(ogr, layer: LayerDef) -> int:
     base = {
-        "esriGeometryPoint": ogr.wkbPoint,
-        "esriGeometryMultipoint": ogr.wkbMultiPoint,
-        "esriGeometryPolyline": ogr.wkbMultiLineString,
-        "esriGeometryPolygon": ogr.wkbMultiPolygon,
-    }[layer.geometry_type]
+        "POINT": ogr.wkbPoint,
+        "MULTIPOINT": ogr.wkbMultiPoint,
+        "MULTILINESTRING": ogr.wkbMultiLineString,
+        "MULTIPOLYGON": ogr.wkbMultiPolygon,
+        "MULTICURVE": ogr.wkbMultiCurve,
+        "MULTISURFACE": ogr.wkbMultiSurface,
+    }[gpkg_geometry_type(layer.geometry_type, layer.true_curves)]
     if layer.has_z:
         base = ogr.GT_SetZ(base)
     if layer.has_m:
@@ -286,7 +308,7 @@ def create_geopackage(
         raise GeodatabaseError(f"Cannot create the GeoPackage {path}: {gdal.GetLastErrorMsg()}")
     message = None
     try:
-        layers = _create_tables(ds, srs, layer_infos)
+        layers = _create_tables(ds, srs, service_info, layer_infos)
     except RuntimeError as exc:  # GDAL with exceptions enabled (e.g. by another plugin)
         message = f"Cannot create the GeoPackage {path}: {exc}"
     except GeodatabaseError as exc:
@@ -299,7 +321,7 @@ def create_geopackage(
     return layers
 
 
-def _create_tables(ds, srs, layer_infos: dict[int, dict]) -> list[LayerDef]:
+def _create_tables(ds, srs, service_info: dict, layer_infos: dict[int, dict]) -> list[LayerDef]:
     from osgeo import gdal, ogr
 
     taken: set[str] = set()
@@ -311,7 +333,14 @@ def _create_tables(ds, srs, layer_infos: dict[int, dict]) -> list[LayerDef]:
         field_names = {f.get("name", "").lower() for f in info.get("fields") or []}
         geom_col = "geom" if "geom" not in field_names else "geom_shape"
         try:
-            layer = layer_definition(lid, info, table, 0, geom_col)
+            layer = layer_definition(
+                lid,
+                info,
+                table,
+                0,
+                geom_col,
+                true_curves=stores_true_curves(service_info, info),
+            )
         except UnsupportedGeometryError as exc:
             raise GeodatabaseError(f"{info.get('name')}: {exc}") from exc
         if layer.attachment_table:

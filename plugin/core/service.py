@@ -6,8 +6,9 @@ here, so that taking a map offline, generating a geodatabase and synchronizing a
 
 from __future__ import annotations
 
-from .errors import NotSyncEnabledError
+from .errors import NotSyncEnabledError, UnsupportedGeometryError
 from .geodatabase_model import LayerDef
+from .geometry import normalize_geometry_type
 
 #: Capabilities that let a client send edits (spec §1). ``Editing`` alone means all three.
 _EDIT_CAPABILITIES = frozenset({"create", "update", "delete", "editing"})
@@ -81,6 +82,7 @@ _TYPE_FAMILIES = {
     "esriFieldTypeDate": "date",
     "esriFieldTypeTimestampOffset": "date",
 }
+_TYPE_FAMILIES_LOWER = {k.lower(): v for k, v in _TYPE_FAMILIES.items()}
 
 
 def schema_changes(layer: LayerDef, current: dict | None) -> list[str]:
@@ -98,10 +100,22 @@ def schema_changes(layer: LayerDef, current: dict | None) -> list[str]:
                 changes.append(f"the field '{stored.name}' was removed")
             continue
         old_type, new_type = stored.esri_type, str(now.get("type") or "")
-        if _TYPE_FAMILIES.get(old_type, old_type) != _TYPE_FAMILIES.get(new_type, new_type):
+        if _type_family(old_type) != _type_family(new_type):
             changes.append(f"the field '{stored.name}' changed from {old_type} to {new_type}")
     stored_geometry = layer.geometry_type
     new_geometry = current.get("geometryType")
-    if stored_geometry and new_geometry and stored_geometry != new_geometry:
+    if stored_geometry and new_geometry and not _same_geometry_type(stored_geometry, new_geometry):
         changes.append(f"the geometry type changed from {stored_geometry} to {new_geometry}")
     return changes
+
+
+def _type_family(esri_type: str) -> str:
+    # Esri enumerations are case-insensitive (services differ in spelling).
+    return _TYPE_FAMILIES_LOWER.get(esri_type.lower(), esri_type.lower())
+
+
+def _same_geometry_type(stored: str, current: str) -> bool:
+    try:
+        return normalize_geometry_type(stored) == normalize_geometry_type(current)
+    except UnsupportedGeometryError:
+        return stored.lower() == current.lower()

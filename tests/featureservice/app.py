@@ -38,7 +38,7 @@ from .errors import ApiError, EditError, bad_request
 from .faults import Faults
 from .jsonwriter import write_json
 from .params import Params
-from .query import build_filter, parse_json_param, require, run_query
+from .query import build_filter, parse_json_param, query_related_records, require, run_query
 from .replicas import (
     TRANSPORT_EMBEDDED,
     TRANSPORT_URL,
@@ -83,6 +83,10 @@ def _rules() -> Map:
             r(f"{SVC}/jobs/<job_id>", "jobs"),
             r(f"{SVC}/<int(signed=True):layer_id>", "layer"),
             r(f"{SVC}/<int(signed=True):layer_id>/query", "query"),
+            r(
+                f"{SVC}/<int(signed=True):layer_id>/queryRelatedRecords",
+                "query_related_records",
+            ),
             r(f"{SVC}/<int(signed=True):layer_id>/applyEdits", "layer_apply_edits"),
             r(f"{SVC}/<int(signed=True):layer_id>/queryAttachments", "query_attachments"),
             r(f"{SVC}/<int(signed=True):layer_id>/<int(signed=True):oid>", "feature"),
@@ -110,6 +114,7 @@ def _rules() -> Map:
             r("/arcgis/tokens/generateToken", "generate_token"),
             r("/arcgis/sharing/rest/generateToken", "generate_token"),
             r("/arcgis/sharing/rest", "portal_info"),
+            r("/arcgis/sharing/rest/info", "portal_rest_info"),
             r("/arcgis/sharing/rest/portals/self", "portal_self"),
             r("/arcgis/sharing/rest/content/items/<item_id>", "item"),
             r("/arcgis/sharing/rest/content/items/<item_id>/data", "item_data"),
@@ -138,6 +143,7 @@ OPERATIONS = {
     "unregister_replica": "unRegisterReplica",
     "replica": "replicas",
     "generate_token": "generateToken",
+    "query_related_records": "queryRelatedRecords",
     "query_attachments": "queryAttachments",
     "attachment": "attachments",
     "add_attachment": "addAttachment",
@@ -150,7 +156,7 @@ OPERATIONS = {
     "item_resource": "resource",
     "all_layers": "layers",
 }
-PUBLIC = {"info", "generate_token", "portal_info", "portal_self", "result"}
+PUBLIC = {"info", "generate_token", "portal_info", "portal_rest_info", "portal_self", "result"}
 
 
 def json_response(body: Any, status: int = 200, mimetype: str = "application/json") -> Response:
@@ -180,6 +186,12 @@ class ReferenceApp:
         self.auth = Auth(users)
         self.faults = Faults()
         self.url_map = _rules()
+        #: Answer like a server federated with its portal (and like ArcGIS Online hosted
+        #: services): /rest/info names the portal's token service and owningSystemUrl, and the
+        #: server's own /tokens/generateToken does not exist.
+        self.federated = False
+        #: The portal a federated server names (default: this server's own portal).
+        self.owning_system_url: str | None = None
         self._jobs: list[threading.Thread] = []
         self._jobs_lock = threading.Lock()
         self._stats = {"requests": 0, "bytesOut": 0}
@@ -288,6 +300,12 @@ class ReferenceApp:
                 status=status,
                 mimetype="text/html",
             )
+        if kind == "http403":
+            # A gateway or the server refusing the account, with a message but no error code.
+            body = {
+                "error": {"message": "This account has no access to the resource.", "details": []}
+            }
+            return json_response(body, 403)
         if kind == "html_error":
             page = "<html><head><title>Error</title></head><body><h1>Something went wrong</h1><p>Please try again later.</p></body></html>"
             return Response(page, status=int(fault.opts.get("status", 200)), mimetype="text/html")
@@ -318,16 +336,22 @@ class ReferenceApp:
     # --- catalog, tokens, portal, admin -----------------------------------------------------------
 
     def ep_info(self, request, params, env):
-        return json_response(
-            {
-                "currentVersion": 10.91,
-                "fullVersion": "10.9.1",
-                "authInfo": {
-                    "isTokenBasedSecurity": self.auth.enabled,
-                    "tokenServicesUrl": f"{env.root_url}/tokens/generateToken",
-                },
-            }
-        )
+        body = {
+            "currentVersion": 10.91,
+            "fullVersion": "10.9.1",
+            "authInfo": {
+                "isTokenBasedSecurity": self.auth.enabled,
+                "tokenServicesUrl": f"{env.root_url}/tokens/generateToken",
+            },
+        }
+        if self.federated:
+            portal_url = self.owning_system_url or env.root_url
+            body["owningSystemUrl"] = portal_url
+            body["authInfo"]["tokenServicesUrl"] = f"{portal_url}/sharing/rest/generateToken"
+        return json_response(body)
+
+    def ep_portal_rest_info(self, request, params, env):
+        return json_response(portal.portal_rest_info(env.root_url, self.auth.enabled))
 
     def ep_catalog(self, request, params, env):
         with self.store.read() as tx:
@@ -341,6 +365,8 @@ class ReferenceApp:
         )
 
     def ep_generate_token(self, request, params, env):
+        if self.federated and "/sharing/" not in request.path:
+            raise ApiError(404, "Not found: the server signs in at its portal.", [], 404)
         return json_response(self.auth.generate_token(params))
 
     def ep_portal_info(self, request, params, env):
@@ -480,6 +506,13 @@ class ReferenceApp:
             body, mimetype="application/geo+json" if fmt == "geojson" else "application/json"
         )
 
+    def ep_query_related_records(self, request, params, env, service, layer_id):
+        with self.store.read() as tx:
+            definition = tx.service(service)
+            layer = tx.layer(service, layer_id)
+            body = query_related_records(tx, definition, layer, params)
+        return json_response(body)
+
     # --- applyEdits -------------------------------------------------------------------------------
 
     def _check_editable(self, definition: dict) -> None:
@@ -499,7 +532,9 @@ class ReferenceApp:
         with self.store.write() as tx:
             definition = tx.service(service)
             self._check_editable(definition)
-            ctx = EditContext(user=env.user)
+            ctx = EditContext(
+                user=env.user, true_curve_client=params.get_bool("trueCurveClient", False)
+            )
             out = []
             failures = 0
             for entry in edits:
@@ -562,9 +597,10 @@ class ReferenceApp:
             definition = tx.service(service)
             self._check_editable(definition)
             layer = tx.layer(service, layer_id)
-            result = self._apply_layer(
-                tx, layer, EditContext(user=env.user), adds, updates, deletes, use_gids
+            ctx = EditContext(
+                user=env.user, true_curve_client=params.get_bool("trueCurveClient", False)
             )
+            result = self._apply_layer(tx, layer, ctx, adds, updates, deletes, use_gids)
             failures = sum(1 for key in result for r in result[key] if not r["success"])
             if failures and rollback:
                 raise ApiError(

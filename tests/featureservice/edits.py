@@ -39,6 +39,8 @@ class EditContext:
     replica_id: str | None = None
     now: int = field(default_factory=now_ms)
     geometry_wkid: int | None = None  # reference of geometries without one (a replica's replicaSR)
+    #: The request said trueCurveClient=true: the client keeps curve segments intact.
+    true_curve_client: bool = False
 
 
 def normalize_guid(value: Any) -> str | None:
@@ -269,7 +271,27 @@ class FeatureEditor:
         row = self._find(feature.get("attributes"), use_global_ids or self.sync)
         values = coerce_attributes(self.layer, feature.get("attributes") or {})
         carried, geometry = _geometry_of(self.layer, feature, self.ctx.geometry_wkid)
+        if carried:
+            self._check_true_curve_update(row)
         return self._savepoint(self._update, row, values, carried, geometry)
+
+    def _check_true_curve_update(self, row: sqlite3.Row) -> None:
+        """A stored geometry with true curves may only be replaced as the layer allows."""
+        stored = json.loads(row["_geom"]) if row["_geom"] else None
+        if not geom.has_curves(stored):
+            return
+        info = self.layer.info
+        if not info.get("allowTrueCurvesUpdates", True):
+            raise EditError(
+                INVALID_EDIT, "Geometries with true curves cannot be updated in this layer."
+            )
+        if info.get("onlyAllowTrueCurveUpdatesByTrueCurveClients") and not (
+            self.ctx.true_curve_client
+        ):
+            raise EditError(
+                INVALID_EDIT,
+                "Geometries with true curves can only be updated by true curve clients.",
+            )
 
     def _update(self, row: sqlite3.Row, values: dict, carried: bool, geometry) -> dict:
         gen = self._gen()

@@ -10,6 +10,7 @@ for any request. Kinds:
 - drop_before_commit: close the connection without answering, do nothing;
 - drop_after_commit: do the work (and commit it), then close the connection without answering;
 - delay: wait `seconds` (default 1) before doing the work;
+- http403: answer HTTP 403 with a JSON error that has a message but no code, do nothing;
 - html_error: answer HTTP 200 with an HTML error page instead of JSON, do nothing;
 - truncated_json: do the work, answer only the first half of the JSON body;
 - slow_job (async createReplica/synchronizeReplica only): the next job reports InProgress for
@@ -25,6 +26,7 @@ KINDS = (
     "http500",
     "http502",
     "http503",
+    "http403",
     "drop_before_commit",
     "drop_after_commit",
     "delay",

@@ -73,6 +73,11 @@ def _map_coords(geom: dict, fn) -> dict:
     if "x" in geom:
         if geom["x"] is not None and geom.get("y") is not None:
             out["x"], out["y"] = fn(geom["x"], geom["y"])
+    elif "curvePaths" in geom or "curveRings" in geom:
+        key = "curvePaths" if "curvePaths" in geom else "curveRings"
+        out[key] = [[_map_curve_item(item, coord) for item in part] for part in geom[key]]
+        out.pop("paths", None)
+        out.pop("rings", None)
     elif "points" in geom:
         out["points"] = [coord(c) for c in geom["points"]]
     elif "paths" in geom:
@@ -83,6 +88,16 @@ def _map_coords(geom: dict, fn) -> dict:
         out["xmin"], out["ymin"] = fn(geom["xmin"], geom["ymin"])
         out["xmax"], out["ymax"] = fn(geom["xmax"], geom["ymax"])
     return out
+
+
+def _map_curve_item(item, coord):
+    if not isinstance(item, dict):
+        return coord(item)
+    # Every position of a segment moves; the elliptic arc's axis length is kept (approximate).
+    ((key, values),) = item.items()
+    if key == "a":
+        return {"a": [coord(values[0]), coord(values[1])[:2], *values[2:]]}
+    return {key: [coord(values[0]), *(coord(v)[:2] for v in values[1:])]}
 
 
 def project(geom: dict | None, from_wkid: int | None, to_wkid: int | None) -> dict | None:
@@ -122,6 +137,8 @@ def validate(geom: Any, geometry_type: str) -> dict | None:
             raise GeometryError("point coordinates must be numbers")
     elif geometry_type == "esriGeometryMultipoint":
         _check_coords(geom.get("points"), "a multipoint", 1)
+    elif geometry_type in CURVE_KEY and CURVE_KEY[geometry_type] in geom:
+        _check_curve_parts(geom[CURVE_KEY[geometry_type]], geometry_type)
     elif geometry_type == "esriGeometryPolyline":
         paths = geom.get("paths")
         if not isinstance(paths, list) or not paths:
@@ -142,6 +159,7 @@ def validate(geom: Any, geometry_type: str) -> dict | None:
 def bbox(geom: dict | None) -> tuple[float, float, float, float] | None:
     if not geom:
         return None
+    geom = densified(geom)
     if "x" in geom:
         if geom["x"] is None:
             return None
@@ -278,6 +296,7 @@ def intersects_area(geometry: dict | None, rings: list) -> bool:
     """Exact "intersects" of any Esri geometry with an area given as rings (even-odd rule)."""
     if not geometry:
         return False
+    geometry = densified(geometry)
     if "x" in geometry:
         return geometry["x"] is not None and point_in_polygon(geometry["x"], geometry["y"], rings)
     if "points" in geometry:
@@ -297,6 +316,7 @@ def to_geojson(geom: dict | None) -> dict | None:
     """Esri JSON -> GeoJSON geometry (Esri outer rings are clockwise, holes anticlockwise)."""
     if not geom:
         return None
+    geom = densified(geom)
     if "x" in geom:
         if geom["x"] is None:
             return None
@@ -327,3 +347,128 @@ def to_geojson(geom: dict | None) -> dict | None:
             return {"type": "Polygon", "coordinates": polygons[0]}
         return {"type": "MultiPolygon", "coordinates": polygons}
     return None
+
+
+# --- true curves ------------------------------------------------------------------------------
+# Stored as the client sent them (curvePaths/curveRings with "c", "a" and "b" segments); a query
+# without returnTrueCurves gets them densified, as ArcGIS does.
+
+CURVE_KEY = {"esriGeometryPolyline": "curvePaths", "esriGeometryPolygon": "curveRings"}
+_DENSE_KEY = {"curvePaths": "paths", "curveRings": "rings"}
+_STEPS = 32  # chords per curve segment in densified answers
+
+
+def has_curves(geom: dict | None) -> bool:
+    return isinstance(geom, dict) and ("curvePaths" in geom or "curveRings" in geom)
+
+
+def _is_position(v: Any) -> bool:
+    return isinstance(v, list) and len(v) >= 2 and all(_is_number(x) for x in v[:2])
+
+
+def _check_curve_parts(parts: Any, geometry_type: str) -> None:
+    what = "a curved polyline path" if geometry_type == "esriGeometryPolyline" else "a curved ring"
+    if not isinstance(parts, list) or not parts:
+        raise GeometryError(f"{what} list must not be empty")
+    for part in parts:
+        if not isinstance(part, list) or len(part) < 2 or not _is_position(part[0]):
+            raise GeometryError(f"{what} must start with a vertex [x, y]")
+        for item in part[1:]:
+            if isinstance(item, dict):
+                if len(item) != 1 or next(iter(item)) not in ("c", "a", "b"):
+                    raise GeometryError(f"{what} has an unknown segment {list(item)[:3]}")
+                ((key, values),) = item.items()
+                wanted = {"c": 2, "a": 4, "b": 3}[key]
+                if not isinstance(values, list) or len(values) < wanted:
+                    raise GeometryError(f"{what} has a malformed '{key}' segment")
+                if not all(_is_position(v) for v in values[: 2 if key == "a" else wanted]):
+                    raise GeometryError(f"{what} has a '{key}' segment without positions")
+            elif not _is_position(item):
+                raise GeometryError(f"{what} has a vertex that is not [x, y]")
+
+
+def densified(geom: dict) -> dict:
+    """The geometry with curve segments replaced by chords (``paths``/``rings``)."""
+    if not has_curves(geom):
+        return geom
+    key = "curvePaths" if "curvePaths" in geom else "curveRings"
+    out = {k: v for k, v in geom.items() if k not in ("curvePaths", "curveRings")}
+    out[_DENSE_KEY[key]] = [_densify_part(part) for part in geom[key]]
+    return out
+
+
+def _densify_part(part: list) -> list:
+    out: list = []
+    for item in part:
+        if not isinstance(item, dict):
+            out.append(list(item))
+            continue
+        ((key, values),) = item.items()
+        start, end = out[-1], list(values[0])
+        out.extend(_chords(key, start, end, values))
+        out.append(end)
+    return out
+
+
+def _chords(key: str, start: list, end: list, values: list) -> list:
+    """Interior points of one curve segment (plain x, y)."""
+    if key == "b":
+        (x1, y1), (x2, y2) = values[1][:2], values[2][:2]
+        pts = []
+        for i in range(1, _STEPS):
+            t = i / _STEPS
+            u = 1 - t
+            pts.append(
+                [
+                    u**3 * start[0] + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t**3 * end[0],
+                    u**3 * start[1] + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t**3 * end[1],
+                ]
+            )
+        return pts
+    if key == "c":
+        center = _circumcenter(start, values[1], end)
+        if center is None:
+            return []
+        clockwise = _turn(start, values[1], end) < 0
+    else:
+        center = values[1][:2]
+        clockwise = bool(values[3])
+    ratio = float(values[6]) if key == "a" and len(values) >= 7 else 1.0
+    rotation = float(values[4]) if key == "a" and len(values) >= 7 else 0.0
+    cx, cy = center
+    cos_r, sin_r = math.cos(rotation), math.sin(rotation)
+
+    def param(p):  # the point's angle on the unrotated, unit-ratio ellipse
+        dx, dy = p[0] - cx, p[1] - cy
+        return math.atan2((-dx * sin_r + dy * cos_r) / ratio, dx * cos_r + dy * sin_r)
+
+    dx, dy = start[0] - cx, start[1] - cy
+    lx, ly = dx * cos_r + dy * sin_r, -dx * sin_r + dy * cos_r
+    major = math.hypot(lx, ly / ratio)
+    t0, t1 = param(start), param(end)
+    sweep = (t1 - t0) % (2 * math.pi) or 2 * math.pi
+    if clockwise:
+        sweep -= 2 * math.pi
+    pts = []
+    for i in range(1, _STEPS):
+        t = t0 + sweep * i / _STEPS
+        ex, ey = major * math.cos(t), major * ratio * math.sin(t)
+        pts.append([cx + ex * cos_r - ey * sin_r, cy + ex * sin_r + ey * cos_r])
+    return pts
+
+
+def _turn(a, b, c) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def _circumcenter(a, b, c):
+    if a[0] == c[0] and a[1] == c[1]:
+        return [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2]
+    d = 2 * _turn(a, b, c)
+    if d == 0:
+        return None
+    la, lb, lc = a[0] ** 2 + a[1] ** 2, b[0] ** 2 + b[1] ** 2, c[0] ** 2 + c[1] ** 2
+    # Circumcentre, written relative to the orientation determinant.
+    ux = (la * (c[1] - b[1]) + lb * (a[1] - c[1]) + lc * (b[1] - a[1])) / -d
+    uy = (la * (b[0] - c[0]) + lb * (c[0] - a[0]) + lc * (a[0] - b[0])) / -d
+    return [ux, uy]

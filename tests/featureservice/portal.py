@@ -35,6 +35,17 @@ def item_data(tx: Tx, item_id: str, root_url: str) -> dict:
     return absolute_urls(existing_item(tx, item_id)[1] or {}, f"{root_url}/rest/services")
 
 
+def portal_rest_info(root_url: str, auth_on: bool) -> dict:
+    """`/sharing/rest/info`: what clients (the ArcGIS API for Python, us) ask a portal first."""
+    return {
+        "owningSystemUrl": root_url,
+        "authInfo": {
+            "isTokenBasedSecurity": auth_on,
+            "tokenServicesUrl": f"{root_url}/sharing/rest/generateToken",
+        },
+    }
+
+
 def portal_self(root_url: str, auth_on: bool) -> dict:
     return {
         "id": "reference",

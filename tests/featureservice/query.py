@@ -218,7 +218,11 @@ def run_query(tx: Tx, service: dict, layer: Layer, params: Params) -> tuple[dict
     except geom.GeometryError as exc:
         raise bad_request(f"Invalid outSR: {exc}.") from exc
 
+    # ArcGIS answers true curves only when asked; otherwise it densifies them.
+    true_curves = params.get_bool("returnTrueCurves", False) and fmt != "geojson"
+
     def project(g):
+        g = g if true_curves else geom.densified(g)
         return geom.project(g, service_wkid, out_wkid) if projector else g
 
     if row_filter.exact is None:
@@ -295,3 +299,38 @@ def require(value: Any, name: str) -> Any:
             400, f"'{name}' must be specified.", [f"Missing required parameter '{name}'."]
         )
     return value
+
+
+def query_related_records(tx: Tx, service: dict, layer: Layer, params: Params) -> dict:
+    """`queryRelatedRecords`: for each of `objectIds`, the rows of the related layer or table
+    that relationship `relationshipId` links to it (through the two key fields)."""
+    raw_id = require(params.get("relationshipId"), "relationshipId")
+    try:
+        rel_id = int(raw_id)
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"Invalid relationshipId '{str(raw_id)[:40]}'.") from exc
+    mine = next((r for r in layer.info.get("relationships") or [] if r.get("id") == rel_id), None)
+    if mine is None:
+        raise bad_request(f"Relationship {rel_id} does not exist in {layer.name}.")
+    other = tx.layer(service["_name"], int(mine["relatedTableId"]))
+    theirs = next((r for r in other.info.get("relationships") or [] if r.get("id") == rel_id), None)
+    if theirs is None:
+        raise bad_request(f"Relationship {rel_id} is not defined on both ends.")
+    object_ids = _object_ids(params) or []
+    out_fields = _out_fields(other, params.get("outFields"))
+    with_geometry = params.get_bool("returnGeometry", True) and not other.is_table
+    groups = []
+    for oid in object_ids:
+        row = tx.row_by_oid(layer, oid)
+        if row is None or row[mine["keyField"]] is None:
+            continue
+        related = tx.select(other, f"{quote(theirs['keyField'])} = ?", (row[mine["keyField"]],))
+        records = [row_to_feature(other, r, out_fields, with_geometry) for r in related]
+        if records:
+            groups.append({"objectId": oid, "relatedRecords": records})
+    body: dict[str, Any] = {"fields": fields_json(other, out_fields)}
+    if not other.is_table:
+        body["geometryType"] = other.geometry_type
+        body["spatialReference"] = service["spatialReference"]
+    body["relatedRecordGroups"] = groups
+    return body

@@ -552,7 +552,10 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
         )
 
     ctx = EditContext(
-        user=env.user, replica_id=replica["replicaID"], geometry_wkid=replica.get("replicaSR")
+        user=env.user,
+        replica_id=replica["replicaID"],
+        geometry_wkid=replica.get("replicaSR"),
+        true_curve_client=params.get_bool("trueCurveClient", False),
     )
     results: dict[int, dict] = {}
     failures: list[str] = []

@@ -17,6 +17,7 @@ from .store import Tx
 DEMO_SERVICE = "Demo"
 READONLY_SERVICE = "ReadOnly"
 NOSYNC_SERVICE = "NoSync"
+PARCELS_SERVICE = "Parcels"
 LARGE_SERVICE = "Large"
 DEMO_WEBMAP_ID = "4f1e7c2a9b6d4e8f8a0b1c2d3e4f5a6b"
 
@@ -40,6 +41,10 @@ POINT_NAMES = [
 LINE_NAMES = ["Main street", "River path – west", "Fence 'A'", "Power line 5%", "Trail & track"]
 POLYGON_NAMES = ["Park with pond", "Twin fields", "Forest (multipart with hole)", "Plaza"]
 DEMO_COUNTS = {0: len(POINT_NAMES), 1: len(LINE_NAMES), 2: len(POLYGON_NAMES), 3: 8}
+PARCEL_NAMES = ["Cul-de-sac lot", "Round plaza", "Oval garden", "Yard with a curved pond"]
+CURB_NAMES = ["Curb return", "Garden path (Bézier)", "Old-style arc"]
+ODD_RING_NAMES = ["Two islands, one wound backwards", "Courtyard wound like its building"]
+PARCELS_COUNTS = {0: len(PARCEL_NAMES), 1: len(CURB_NAMES), 2: len(ODD_RING_NAMES)}
 
 
 def guid(*parts: object) -> str:
@@ -165,6 +170,15 @@ def _layer_common(
         "hasAttachments": False,
         "editFieldsInfo": None,
         "ownershipBasedAccessControlForFeatures": None,
+    }
+
+
+def _fill_symbol(color: list[int], outline: list[int], width: float) -> dict:
+    return {
+        "type": "esriSFS",
+        "style": "esriSFSSolid",
+        "color": color,
+        "outline": {"type": "esriSLS", "style": "esriSLSSolid", "color": outline, "width": width},
     }
 
 
@@ -312,19 +326,7 @@ def polygons_layer(extent: dict) -> dict:
         _field("area_ha", "esriFieldTypeDouble", "Area (ha)"),
         _field("owner_count", "esriFieldTypeSmallInteger", "Owners"),
     ]
-    layer["drawingInfo"] = _simple_renderer(
-        {
-            "type": "esriSFS",
-            "style": "esriSFSSolid",
-            "color": [76, 129, 205, 120],
-            "outline": {
-                "type": "esriSLS",
-                "style": "esriSLSSolid",
-                "color": [0, 0, 0, 255],
-                "width": 1,
-            },
-        }
-    )
+    layer["drawingInfo"] = _simple_renderer(_fill_symbol([76, 129, 205, 120], [0, 0, 0, 255], 1))
     return layer
 
 
@@ -723,6 +725,115 @@ def seed_demo(tx: Tx) -> None:
         "authoringAppVersion": "1",
     }
     tx.save_item(DEMO_WEBMAP_ID, webmap_item, webmap_data)
+
+
+# --- Parcels: true curves and rings as real services send them ---------------------------------
+# A service on enterprise data that stores true curves (circular arcs "c", an elliptic arc "a",
+# a Bézier "b", an old-style circular "a"), and a polygon layer whose rings follow Esri's winding
+# rule loosely. Kept out of the demo web map so that the Demo counts stay as they are.
+
+TRUE_CURVE_FLAGS = {
+    "supportsTrueCurve": True,
+    "allowTrueCurvesUpdates": True,
+    "onlyAllowTrueCurveUpdatesByTrueCurveClients": True,
+}
+
+
+def _named_layer(layer_id: int, name: str, geometry_type: str, extent: dict) -> dict:
+    layer = _layer_common(layer_id, name, "Query,Create,Update,Delete,Editing,Sync", extent, 1000)
+    layer["geometryType"] = geometry_type
+    layer["displayField"] = "name"
+    layer["fields"] = _system_fields() + [
+        _field("name", "esriFieldTypeString", "Name", length=100),
+        _field("parcel_no", "esriFieldTypeInteger", "Parcel number"),
+    ]
+    if geometry_type == "esriGeometryPolyline":
+        symbol = {
+            "type": "esriSLS",
+            "style": "esriSLSSolid",
+            "color": [168, 0, 132, 255],
+            "width": 2,
+        }
+    else:
+        symbol = _fill_symbol([255, 190, 120, 140], [120, 60, 0, 255], 1.5)
+    layer["drawingInfo"] = _simple_renderer(symbol)
+    return layer
+
+
+def parcels_geometries() -> dict[int, list[dict]]:
+    """Layer id -> Esri JSON geometries of the Parcels service (Web Mercator metres)."""
+    x, y = mercator(BASE_LON - 0.006, BASE_LAT + 0.006)
+    # Clockwise outer rings (Esri), arcs given by end point and a point on the arc.
+    lot = [[x, y], [x, y + 60], {"c": [[x + 60, y + 60], [x + 30, y + 90]]}, [x + 60, y], [x, y]]
+    px, py = x + 150, y + 30
+    plaza = [
+        [px, py - 30],
+        {"c": [[px, py + 30], [px - 30, py]]},
+        {"c": [[px, py - 30], [px + 30, py]]},
+    ]
+    gx, gy = x + 260, y
+    # Half an ellipse (semi-axes 50 and 25) over a straight south side, drawn clockwise.
+    oval = [[gx - 50, gy], {"a": [[gx + 50, gy], [gx, gy], 1, 1, 0.0, 50.0, 0.5]}, [gx - 50, gy]]
+    yx, yy = x, y - 150
+    yard = [[yx, yy], [yx, yy + 100], [yx + 100, yy + 100], [yx + 100, yy], [yx, yy]]
+    pond = [[yx + 30, yy + 30], {"c": [[yx + 70, yy + 30], [yx + 50, yy + 10]]}, [yx + 30, yy + 30]]
+    cx, cy = x, y - 260
+    curb = [
+        [cx, cy],
+        [cx + 40, cy],
+        {"c": [[cx + 70, cy + 30], [cx + 61.213, cy + 8.787]]},
+        [cx + 70, cy + 80],
+    ]
+    path = [[cx + 120, cy], {"b": [[cx + 220, cy], [cx + 150, cy + 60], [cx + 190, cy - 60]]}]
+    old_arc = [[cx + 260, cy], {"a": [[cx + 320, cy], [cx + 290, cy], 1, 1]}]
+    ox, oy = x + 400, y - 150
+    island = _box(ox, oy, ox + 80, oy + 80)
+    backwards = _box(ox + 120, oy, ox + 200, oy + 80, clockwise=False)  # disjoint, CCW
+    building = _box(ox, oy - 200, ox + 120, oy - 80)
+    courtyard = _box(ox + 30, oy - 170, ox + 90, oy - 110)  # inside, clockwise like its building
+    return {
+        0: [
+            {"curveRings": [lot]},
+            {"curveRings": [plaza]},
+            {"curveRings": [oval]},
+            {"curveRings": [yard, pond]},
+        ],
+        1: [{"curvePaths": [curb]}, {"curvePaths": [path]}, {"curvePaths": [old_arc]}],
+        2: [{"rings": [island, backwards]}, {"rings": [building, courtyard]}],
+    }
+
+
+def seed_parcels(tx: Tx) -> None:
+    geometries = parcels_geometries()
+    boxes = [_bbox(g) for gs in geometries.values() for g in gs]
+    extent = _extent(
+        min(b[0] for b in boxes) - 50,
+        min(b[1] for b in boxes) - 50,
+        max(b[2] for b in boxes) + 50,
+        max(b[3] for b in boxes) + 50,
+    )
+    layers = [
+        {**_named_layer(0, "Parcels", "esriGeometryPolygon", extent), **TRUE_CURVE_FLAGS},
+        {**_named_layer(1, "Curbs", "esriGeometryPolyline", extent), **TRUE_CURVE_FLAGS},
+        {**_named_layer(2, "Odd rings", "esriGeometryPolygon", extent), **TRUE_CURVE_FLAGS},
+    ]
+    definition = service_definition(
+        "Query,Create,Update,Delete,Editing,Sync", extent, layers, True, "Parcels with true curves"
+    )
+    definition.update(TRUE_CURVE_FLAGS)
+    tx.create_service(PARCELS_SERVICE, definition, layers)
+    names = {0: PARCEL_NAMES, 1: CURB_NAMES, 2: ODD_RING_NAMES}
+    for layer_id, shapes in geometries.items():
+        rows = [
+            {
+                "GlobalID": guid(PARCELS_SERVICE, layer_id, i),
+                "name": names[layer_id][i],
+                "parcel_no": 100 * (layer_id + 1) + i,
+                "_geometry": shape,
+            }
+            for i, shape in enumerate(shapes)
+        ]
+        _insert(tx, PARCELS_SERVICE, layer_id, rows)
 
 
 def seed_large(tx: Tx, count: int, seed: int = 42) -> None:

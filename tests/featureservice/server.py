@@ -11,7 +11,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from .app import ReferenceApp
 from .edits import EditContext, FeatureEditor, attribute_of, normalize_guid, row_to_feature
 from .errors import EditError
-from .seed import LARGE_SERVICE, seed_demo, seed_large
+from .seed import LARGE_SERVICE, PARCELS_SERVICE, seed_demo, seed_large, seed_parcels
 from .store import new_guid
 
 
@@ -53,6 +53,8 @@ class ReferenceServer:
             names = {n.lower() for n in tx.service_names()}
             if self.seed == "demo" and "demo" not in names:
                 seed_demo(tx)
+            if self.seed == "demo" and PARCELS_SERVICE.lower() not in names:
+                seed_parcels(tx)
             elif self.seed not in ("demo", "", "none", None):
                 raise ValueError(f"unknown seed {self.seed!r} (use 'demo' or '')")
             if self.large and LARGE_SERVICE.lower() not in names:

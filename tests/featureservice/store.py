@@ -146,7 +146,11 @@ class Layer:
 
     @property
     def geometry_type(self) -> str | None:
-        return None if self.is_table else self.info.get("geometryType")
+        """The canonical spelling: ArcGIS treats its enumerations case-insensitively."""
+        if self.is_table:
+            return None
+        spelled = self.info.get("geometryType")
+        return _GEOMETRY_TYPES.get(str(spelled).lower(), spelled)
 
     @property
     def oid_field(self) -> str:
@@ -169,6 +173,17 @@ class Layer:
             if f["name"].lower() == lower:
                 return f
         return None
+
+
+_GEOMETRY_TYPES = {
+    t.lower(): t
+    for t in (
+        "esriGeometryPoint",
+        "esriGeometryMultipoint",
+        "esriGeometryPolyline",
+        "esriGeometryPolygon",
+    )
+}
 
 
 def quote(name: str) -> str:

@@ -8,7 +8,9 @@
 5. prints the per-layer result and the conflict log,
 6. ahead of time: lists the web map's preplanned map areas, downloads one
    (``downloadpreplannedmaparea``) and removes it again (``removeofflinemap``),
-7. checks the service got the edits, tells how to open the same map in QGIS with the plugin.
+7. true curves: takes the "Parcels" service offline (``generategeodatabase``), pulls a lot's
+   arc further out with GDAL, synchronizes (``synchronizegeodatabase``): the arc arrives as an arc,
+8. checks the service got the edits, tells how to open the same map in QGIS with the plugin.
 
 Run: ``make demo`` (or ``.venv/bin/python -m tests.tools.demo [--out DIR] [--keep-serving]``).
 """
@@ -175,6 +177,41 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(json.loads(removed['REMOVED']))} files and folders deleted"
         )
 
+        step("True curves: the Parcels service as a geodatabase (generategeodatabase)")
+        parcels_gpkg = out / "parcels.gpkg"
+        run(
+            runner,
+            "generategeodatabase",
+            SERVICE_URL=server.service_url(seed.PARCELS_SERVICE),
+            OUTPUT=str(parcels_gpkg),
+        )
+        lot_name = seed.PARCEL_NAMES[0]
+        source = ogr.Open(str(parcels_gpkg), update=1)
+        parcels = source.GetLayerByName("Parcels")
+        parcels.SetAttributeFilter(f"name = '{sql(lot_name)}'")
+        lot = parcels.GetNextFeature()
+        curved_offline = lot.GetGeometryRef().ExportToIsoWkt()
+        print(f"   '{lot_name}' offline: {curved_offline[:110]}…")
+        # The user pulls the lot's arc 20 m further out (still a true arc).
+        (x, y) = seed.parcels_geometries()[0][0]["curveRings"][0][0]
+        lot.SetGeometry(
+            ogr.CreateGeometryFromWkt(
+                f"MULTISURFACE (CURVEPOLYGON (COMPOUNDCURVE (({x} {y},{x + 60} {y},"
+                f"{x + 60} {y + 60}),CIRCULARSTRING ({x + 60} {y + 60},{x + 30} {y + 110},"
+                f"{x} {y + 60}),({x} {y + 60},{x} {y}))))"
+            )
+        )
+        parcels.SetFeature(lot)
+        lot = parcels = source = None
+        run(runner, "synchronizegeodatabase", GEODATABASE=str(parcels_gpkg))
+        lot_now = next(
+            p
+            for p in server.query_all(seed.PARCELS_SERVICE, 0)
+            if p["attributes"]["name"] == lot_name
+        )["geometry"]
+        arc = next(s for s in lot_now.get("curveRings", [[]])[0] if isinstance(s, dict))
+        print(f"   on the service after the sync: {json.dumps(lot_now)[:110]}…")
+
         step("Checking the service")
         after = {
             p["attributes"]["name"]: p["attributes"] for p in server.query_all(seed.DEMO_SERVICE, 0)
@@ -187,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             ("the offline point was added", "New bench (added offline)" in after),
             ("the server delete stands", deleted_there not in after),
             ("the map area was removed", not area_folder.exists()),
+            ("the curved lot is a true curve offline", "CIRCULARSTRING" in curved_offline),
+            (
+                "the edited arc reached the service as an arc",
+                arc.get("c", [None, None])[1] == [x + 30, y + 110],
+            ),
         ]
         for text, ok in checks:
             print(f"   [{'ok' if ok else 'FAILED'}] {text}")
