@@ -1,7 +1,7 @@
 """An offline map's geodatabases as QGIS layers: loading, styling, relations, reloading.
 
-Each geodatabase becomes a layer-tree group holding its layers (in the web map's drawing order)
-and tables. Styling comes from the ``drawingInfo`` of the service's layer JSON that the
+The map becomes a layer-tree group named after it (a sub-group per geodatabase when it has
+several) holding its layers, in the web map's drawing order, and tables. Styling comes from the ``drawingInfo`` of the service's layer JSON that the
 geodatabase keeps, converted by QGIS's own ArcGIS REST renderer conversion; field aliases and
 coded-value domains make the attribute forms read like the service's. Relationship classes
 become QGIS relations, and each attachments table is related to its layer by GlobalID, so the
@@ -119,11 +119,14 @@ def add_offline_map_to_project(
     """
     project = project or QgsProject.instance()
     remove_offline_map_from_project(offline_map.folder, project)
-    root = project.layerTreeRoot()
+    # One group named after the map (two maps of the same service must not both read "Demo"),
+    # with a sub-group per geodatabase when there are several.
+    top = project.layerTreeRoot().insertGroup(0, offline_map.title or offline_map.folder.name)
+    top.setCustomProperty(GROUP_PROPERTY, _folder_key(offline_map.folder))
+    several = len(offline_map.geodatabases) > 1
     loaded = []
-    for index, entry in enumerate(offline_map.geodatabases):
-        group = root.insertGroup(index, entry.title or Path(entry.file).stem)
-        group.setCustomProperty(GROUP_PROPERTY, _folder_key(offline_map.folder))
+    for entry in offline_map.geodatabases:
+        group = top.addGroup(entry.title or Path(entry.file).stem) if several else top
         with offline_map.open_geodatabase(entry) as geodatabase:
             definitions = {layer.id: layer for layer in geodatabase.layers}
         loaded.append(_add_geodatabase(offline_map, entry, definitions, group, project))

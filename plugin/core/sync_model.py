@@ -267,6 +267,11 @@ class OfflineMapSyncResult:
     def all_results(self) -> list[SyncLayerResult]:
         return self.layer_results + self.table_results
 
+    @property
+    def failed(self) -> bool:
+        """True when nothing synchronized: every geodatabase failed as a whole."""
+        return bool(self.geodatabase_errors) and all(r.error for r in self.all_results())
+
 
 @dataclass(frozen=True)
 class OfflineMapUpdatesInfo:

@@ -12,6 +12,7 @@ from qgis.PyQt.QtWidgets import QDialog, QTableWidgetItem, QWidget
 from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
 from ..resources import tr, ui_path
+from .formatting import tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("conflict_dialog.ui"))
 
@@ -82,7 +83,7 @@ class ConflictDialog(QDialog, FORM_CLASS):
             for column, value in enumerate(values):
                 text = "" if value is None else str(value)
                 item = QTableWidgetItem(text)
-                item.setToolTip(text)
+                item.setToolTip(tooltip(text))
                 if column == 0:
                     item.setData(ROLE_KEY, (entry.file, conflict.id))
                 self.conflictTable.setItem(row, column, item)

@@ -31,7 +31,7 @@ from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
 from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
-from .formatting import escape, size_text
+from .formatting import escape, size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
 
@@ -207,9 +207,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             total = sum(sum(c.values()) for c in gdb_counts.values())
             pending = tr("{0} pending").format(total) if error is None else tr("cannot be read")
             top = QTreeWidgetItem([entry.title or entry.file, pending])
-            top.setToolTip(0, f"{entry.file}\n{entry.service_url}")
+            top.setToolTip(0, tooltip(f"{entry.file}\n{entry.service_url}"))
             if error is not None:
-                top.setToolTip(1, error)
+                top.setToolTip(1, tooltip(error))
                 self._show_error(error)
             top.setData(0, ROLE_KEY, (entry.file, None))
             if entry.download_only:
@@ -301,7 +301,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                 )
             elif not waiting:
                 lines.append(tr("No local edits are waiting."))
-        return "<br>".join(escape(line) for line in lines)
+        return "\n".join(lines)
 
     def _show_capabilities(self) -> None:
         self.capabilitiesLabel.setText(self.capabilities_text())
@@ -329,6 +329,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         if task.succeeded:
             self.updates_info = task.result
             self.statusLabel.setText(tr("Checked for updates."))
+        elif not task.cancelled:
+            self.statusLabel.setText(
+                tr("Could not check for updates: {0}").format(_error_text(task.error))
+            )
         self._show_capabilities()
 
     # -- adding to the project ---------------------------------------------------------------
@@ -399,7 +403,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def confirm_save_edits(self, layers: list) -> bool:
         """Ask whether to save the layers' unsaved edits before syncing (True = save them)."""
         names = ", ".join(layer.name() for layer in layers)
-        answer = QMessageBox.question(
+        answer = _ask(
             self,
             tr("Unsaved edits"),
             tr(
@@ -451,6 +455,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
 
     def _synced(self, task: JobTask) -> None:
         result = task.result if task.succeeded else None
+        # What a check for updates found is out of date once the sync ran.
+        self.updates_info = None
+        if not task.succeeded and not task.cancelled:
+            self.statusLabel.setText(tr("Sync failed: {0}").format(_error_text(task.error)))
         if self.offline_map is not None:
             if result is not None and result.is_mobile_map_package_reopen_required:
                 self._reopen()
@@ -464,6 +472,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                     tr("The map's data was replaced by a fresh download; it has been reopened."),
                     Qgis.MessageLevel.Warning,
                 )
+            elif result.failed:
+                why = "; ".join(dict.fromkeys(result.geodatabase_errors.values()))
+                self._show_error(tr("Sync failed: {0}").format(why))
             elif result.has_errors:
                 # The task itself succeeded ("Done."), but the user must not read that as "all fine".
                 self.statusLabel.setText(tr("Synchronized with errors: see the results below."))
@@ -509,7 +520,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         for row, values in enumerate(rows):
             for column, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
-                item.setToolTip(str(value))
+                item.setToolTip(tooltip(str(value)))
                 self.resultsTable.setItem(row, column, item)
         self.resultsTable.resizeColumnsToContents()
         return len(rows)
@@ -573,8 +584,15 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         from .conflict_dialog import ConflictDialog
 
         dialog = ConflictDialog(self.offline_map, self)
-        dialog.changed.connect(self.refresh)
+        dialog.changed.connect(self._conflicts_changed)
         return dialog
+
+    def _conflicts_changed(self) -> None:
+        # A restored or dismissed entry changed rows in the geodatabase: the layers and the
+        # canvas must show them, not only the panel's counts.
+        if self.offline_map is not None:
+            map_layers.reload_offline_map_layers(self.offline_map.folder)
+        self.refresh()
 
     def show_conflicts(self) -> None:
         if self.offline_map is None:
@@ -597,7 +615,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
 
     def confirm_remove_locally(self, error) -> bool:
         """Ask whether to delete the local copy although its replicas stay registered."""
-        answer = QMessageBox.question(
+        answer = _ask(
             self,
             tr("Remove offline map"),
             tr(
@@ -713,7 +731,6 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             # The plugin was unloaded while the task ran: the work is done, no panel to update.
             return
         self.task = None
-        self.progressBar.setValue(100 if task.succeeded else self.progressBar.value())
         if task.succeeded:
             self.statusLabel.setText(tr("Done."))
         elif task.cancelled:
@@ -752,7 +769,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.scheduledUpdatesCheck.setEnabled(
             bool(capabilities and capabilities.supports_scheduled_updates_for_features)
         )
-        self.progressBar.setVisible(busy or self.progressBar.value() > 0)
+        # A bar at 100 % (or stuck where a failure left it) reads as "done": only while busy.
+        self.progressBar.setVisible(busy)
 
     def _show_error(self, message: str, level=Qgis.MessageLevel.Critical) -> None:
         self.statusLabel.setText(message)
@@ -763,7 +781,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         if log:
             QgsMessageLog.logMessage(message, PLUGIN_NAME, Qgis.MessageLevel.Info)
         if self.iface is not None and self.iface.messageBar() is not None:
-            self.iface.messageBar().pushMessage(PLUGIN_NAME, message, level, 8)
+            # The message bar shows rich text (images loaded, links clickable): escaped, a
+            # server's or a file's text reads as typed.
+            self.iface.messageBar().pushMessage(PLUGIN_NAME, escape(message), level, 8)
 
     # -- settings ----------------------------------------------------------------------------
     def recent_maps(self) -> list[str]:
@@ -787,7 +807,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         for folder in self.recent_maps():
             self.recentCombo.addItem(Path(folder).name or folder, folder)
             self.recentCombo.setItemData(
-                self.recentCombo.count() - 1, folder, Qt.ItemDataRole.ToolTipRole
+                self.recentCombo.count() - 1, tooltip(folder), Qt.ItemDataRole.ToolTipRole
             )
         if self.offline_map is not None:
             index = self.recentCombo.findData(str(self.offline_map.folder))
@@ -811,6 +831,14 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API name)
         self.closed.emit()
         super().closeEvent(event)
+
+
+def _ask(parent: QWidget, title: str, text: str, buttons, default) -> QMessageBox.StandardButton:
+    """A question whose text (it may quote a server or a layer name) is shown as plain text."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, buttons, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setDefaultButton(default)
+    return QMessageBox.StandardButton(box.exec())
 
 
 def _save_auth(folder: str, authcfg: str) -> None:

@@ -74,9 +74,7 @@ class SynchronizeOfflineMapAlgorithm(SyncAlgorithm):
             "REOPEN_REQUIRED": result.is_mobile_map_package_reopen_required,
         }
         outputs = self.sync_outputs(parameters, context, tr("Offline map sync"), summary, rows)
-        if offline_map.geodatabases and len(result.geodatabase_errors) == len(
-            offline_map.geodatabases
-        ):
+        if result.failed:
             # Nothing synchronized at all: fail, so that scripts see a non-zero exit status.
             raise QgsProcessingException(
                 tr("The sync failed: {0}").format("; ".join(result.geodatabase_errors.values()))
