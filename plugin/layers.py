@@ -118,6 +118,11 @@ def add_offline_map_to_project(
     Returns what was made, per geodatabase. Raises GeodatabaseError for unreadable files.
     """
     project = project or QgsProject.instance()
+    # Every geodatabase is read first: an unreadable one must not leave the map half-loaded.
+    definitions = {}
+    for entry in offline_map.geodatabases:
+        with offline_map.open_geodatabase(entry) as geodatabase:
+            definitions[entry.file] = {layer.id: layer for layer in geodatabase.layers}
     remove_offline_map_from_project(offline_map.folder, project)
     # One group named after the map (two maps of the same service must not both read "Demo"),
     # with a sub-group per geodatabase when there are several.
@@ -127,9 +132,7 @@ def add_offline_map_to_project(
     loaded = []
     for entry in offline_map.geodatabases:
         group = top.addGroup(entry.title or Path(entry.file).stem) if several else top
-        with offline_map.open_geodatabase(entry) as geodatabase:
-            definitions = {layer.id: layer for layer in geodatabase.layers}
-        loaded.append(_add_geodatabase(offline_map, entry, definitions, group, project))
+        loaded.append(_add_geodatabase(offline_map, entry, definitions[entry.file], group, project))
     return loaded
 
 

@@ -12,6 +12,8 @@ for any request. Kinds:
 - delay: wait `seconds` (default 1) before doing the work;
 - html_error: answer HTTP 200 with an HTML error page instead of JSON, do nothing;
 - truncated_json: do the work, answer only the first half of the JSON body;
+- json_error: answer HTTP 200 with an ArcGIS JSON error carrying `message` (and `code`, default
+  400), do nothing;
 - slow_job (async createReplica/synchronizeReplica only): the next job reports InProgress for
   `polls` (default 3) status polls before showing its real status.
 """
@@ -30,6 +32,7 @@ KINDS = (
     "delay",
     "html_error",
     "truncated_json",
+    "json_error",
     "slow_job",
 )
 
