@@ -133,8 +133,12 @@ class ModalAnswer:
     def __exit__(self, *exc) -> None:
         self.wait()
         self.timer.stop()
-        if self.error is not None and exc[0] is None:
+        if exc[0] is not None:
+            return
+        if self.error is not None:
             raise self.error
+        if self.dialog is None:
+            raise AssertionError("the expected dialog never appeared")
 
     def wait(self, timeout: float = WAIT) -> None:
         deadline = time.monotonic() + timeout

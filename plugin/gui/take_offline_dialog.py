@@ -97,11 +97,15 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self._update_enabled()
 
     def _fit_to_screen(self) -> None:
-        # The choices scroll (ui file); the dialog itself, with its buttons, stays on screen.
+        # The choices scroll (ui file): the dialog is as tall as they need, but never taller
+        # than the screen, so that its buttons stay reachable.
         screen = (self.parentWidget() or self).screen()
+        contents = self.scrollContents.sizeHint()
+        width = max(self.width(), contents.width() + 40)
+        height = max(self.height(), contents.height() + self.buttonBox.sizeHint().height() + 40)
         if screen is not None:
-            room = screen.availableGeometry().height() - 60
-            self.resize(self.width(), max(300, min(self.height(), room)))
+            height = max(300, min(height, screen.availableGeometry().height() - 60))
+        self.resize(width, height)
 
     def _remembered(self) -> dict[str, Any]:
         return {
