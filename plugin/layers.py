@@ -30,6 +30,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from .core.errors import OfflineMapSyncError
 from .core.offline_map import GeodatabaseEntry, OfflineMap
 from .resources import tr
 
@@ -427,6 +428,29 @@ def layers_with_unsaved_edits(
         for layer in offline_map_layers(folder, project)
         if layer.isEditable() and layer.isModified()
     ]
+
+
+def save_edits_before_sync(
+    folder: Path | str, save: bool, project: QgsProject | None = None
+) -> list[QgsVectorLayer]:
+    """The rule of every door to a sync: edits not yet saved in QGIS are not in the
+    geodatabase, so a sync would silently leave them out. With ``save`` they are saved (the
+    layers stay in edit mode); without, OfflineMapSyncError names the layers. Returns the
+    layers saved."""
+    unsaved = layers_with_unsaved_edits(folder, project)
+    names = ", ".join(layer.name() for layer in unsaved)
+    if unsaved and not save:
+        raise OfflineMapSyncError(
+            tr("The sync did not start: save or discard the edits of {0} first.").format(names)
+        )
+    for layer in unsaved:
+        if not layer.commitChanges(False):
+            raise OfflineMapSyncError(
+                tr("The edits of {0} could not be saved: {1}").format(
+                    layer.name(), "; ".join(layer.commitErrors())
+                )
+            )
+    return unsaved
 
 
 def reload_offline_map_layers(folder: Path | str, project: QgsProject | None = None) -> int:

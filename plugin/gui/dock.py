@@ -420,23 +420,12 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         if self.offline_map is None or self.task is not None:
             return None
         unsaved = map_layers.layers_with_unsaved_edits(self.offline_map.folder)
-        if unsaved:
-            if not self.confirm_save_edits(unsaved):
-                self._show_error(
-                    tr("The sync did not start: save or discard the edits of {0} first.").format(
-                        ", ".join(layer.name() for layer in unsaved)
-                    ),
-                    level=Qgis.MessageLevel.Warning,
-                )
-                return None
-            for layer in unsaved:
-                if not layer.commitChanges(False):
-                    self._show_error(
-                        tr("The edits of {0} could not be saved: {1}").format(
-                            layer.name(), "; ".join(layer.commitErrors())
-                        )
-                    )
-                    return None
+        save = bool(unsaved) and self.confirm_save_edits(unsaved)
+        try:
+            map_layers.save_edits_before_sync(self.offline_map.folder, save)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error), level=Qgis.MessageLevel.Warning)
+            return None
         from ..core.sync import OfflineMapSyncTask
 
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingException, QgsProcessingParameterBoolean
 
 from ..core.enums import PreplannedScheduledUpdatesOption
+from .. import layers as map_layers
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
 from .base import SyncAlgorithm
@@ -35,12 +36,32 @@ class SynchronizeOfflineMapAlgorithm(SyncAlgorithm):
                 "SCHEDULED_UPDATES", tr("Download scheduled updates (ahead-of-time maps)"), True
             )
         )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "SAVE_EDITS",
+                tr("Save edits not yet saved in QGIS first (else the sync refuses to start)"),
+                False,
+            )
+        )
         self.add_auth_parameter()
         self.add_sync_outputs()
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        # Main thread: the project's layers may be saved here, and reloaded in postProcess.
         self.prepare_offline_map_credentials(parameters, context)
+        self.folder = self.open_offline_map(parameters, context).folder
+        save = self.parameterAsBool(parameters, "SAVE_EDITS", context)
+        try:
+            map_layers.save_edits_before_sync(self.folder, save, context.project())
+        except OfflineMapSyncError as error:
+            raise QgsProcessingException(str(error)) from None
         return True
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API name)
+        # The layers of the project show what the sync changed, as after the dock's sync.
+        if getattr(self, "folder", None) is not None:
+            map_layers.reload_offline_map_layers(self.folder, context.project())
+        return {}
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         from ..core.sync import OfflineMapSyncTask
