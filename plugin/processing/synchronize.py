@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingException, QgsProcessingParameterBoolean
 
-from ..core.enums import PreplannedScheduledUpdatesOption
 from .. import layers as map_layers
+from ..core.enums import PreplannedScheduledUpdatesOption
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
 from .base import SyncAlgorithm
