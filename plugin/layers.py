@@ -20,7 +20,11 @@ from typing import Any
 
 from qgis.core import (
     Qgis,
+    QgsAttributeEditorContainer,
+    QgsAttributeEditorField,
+    QgsAttributeEditorRelation,
     QgsCoordinateReferenceSystem,
+    QgsEditFormConfig,
     QgsEditorWidgetSetup,
     QgsLayerTreeGroup,
     QgsPalLayerSettings,
@@ -30,6 +34,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from .core import schema
 from .core.errors import OfflineMapSyncError
 from .core.offline_map import GeodatabaseEntry, OfflineMap
 from .resources import tr
@@ -50,6 +55,12 @@ COMPOSITION = (
     Qgis.RelationshipStrength.Composition
     if hasattr(Qgis, "RelationshipStrength")
     else QgsRelation.RelationStrength.Composition
+)
+
+DRAG_AND_DROP = (
+    Qgis.AttributeFormLayout.DragAndDrop
+    if hasattr(Qgis, "AttributeFormLayout")
+    else QgsEditFormConfig.EditorLayout.TabLayout
 )
 
 try:  # QGIS >= 3.18 converts ArcGIS REST renderers; feature-detected so older builds still load.
@@ -163,6 +174,10 @@ def _add_geodatabase(
         result.layers[layer_entry.id] = layer
     _add_attachment_tables(offline_map, entry, definitions, result, path, project)
     _add_relations(entry, definitions, result, project)
+    for layer_id, layer in result.layers.items():
+        _arrange_form(layer, definitions[layer_id].layer_json or {}, project)
+    for layer in result.attachment_layers.values():
+        _arrange_form(layer, {}, project, record=ATTACHMENT_KEY_FIELDS)
     return result
 
 
@@ -238,12 +253,7 @@ def _fill_label_expressions(labeling: Any, labeling_json: list) -> None:
 def _apply_fields(layer: QgsVectorLayer, layer_json: dict) -> None:
     """Aliases, coded-value domains as value maps, read-only system fields."""
     fields = layer.fields()
-    read_only = {
-        str(layer_json.get("objectIdField") or "").lower(),
-        str(layer_json.get("globalIdField") or "").lower(),
-    }
-    edit_info = layer_json.get("editFieldsInfo") or {}
-    read_only |= {str(value).lower() for value in edit_info.values() if isinstance(value, str)}
+    read_only = _record_fields(layer_json)
     for field_json in layer_json.get("fields") or ():
         name = field_json.get("name")
         index = fields.lookupField(name) if name else -1
@@ -262,6 +272,63 @@ def _apply_fields(layer: QgsVectorLayer, layer_json: dict) -> None:
             form_config = layer.editFormConfig()
             form_config.setReadOnly(index, True)
             layer.setEditFormConfig(form_config)
+
+
+def _record_fields(layer_json: dict) -> set[str]:
+    """Lower-case names of the fields a field worker need not see: ObjectID, GlobalID and the
+    editor-tracking fields."""
+    names = {
+        str(layer_json.get("objectIdField") or "").lower(),
+        str(layer_json.get("globalIdField") or "").lower(),
+    }
+    edit_info = layer_json.get("editFieldsInfo") or {}
+    names |= {str(value).lower() for value in edit_info.values() if isinstance(value, str)}
+    names |= {
+        str(f.get("name")).lower()
+        for f in layer_json.get("fields") or ()
+        if f.get("type") in ("esriFieldTypeOID", "esriFieldTypeGlobalID")
+    }
+    return names - {""}
+
+
+def _arrange_form(
+    layer: QgsVectorLayer, layer_json: dict, project: QgsProject, record: set[str] = frozenset()
+) -> None:
+    """A field-ready form: the fields to fill in first (aliases as labels), then the related
+    rows and attachments, then the "Record" fields (ObjectID, GlobalID, attachment keys,
+    editor tracking) read-only in a group at the end, collapsed where QGIS can (3.26+)."""
+    record = set(record) | _record_fields(layer_json)
+    config = layer.editFormConfig()
+    config.setLayout(DRAG_AND_DROP)
+    config.clearTabs()
+    root = config.invisibleRootContainer()
+    fields = layer.fields()
+    kept = []
+    for index in range(fields.count()):
+        name = fields.at(index).name()
+        if name.lower() in record:
+            kept.append((name, index))
+        elif name.lower() != "fid":
+            root.addChildElement(QgsAttributeEditorField(name, index, root))
+    for relation in project.relationManager().referencedRelations(layer):
+        element = QgsAttributeEditorRelation(relation, root)
+        # The widget QGIS's form designer gives a relation (without one QGIS 3.22 crashes).
+        element.setRelationWidgetTypeId("relation_editor")
+        element.setLabel(relation.name())
+        root.addChildElement(element)
+    if kept:
+        group = QgsAttributeEditorContainer(tr("Record"), root)
+        if hasattr(group, "setType"):
+            group.setType(Qgis.AttributeEditorContainerType.GroupBox)
+        else:
+            group.setIsGroupBox(True)
+        if hasattr(group, "setCollapsed"):
+            group.setCollapsed(True)
+        for name, index in kept:
+            group.addChildElement(QgsAttributeEditorField(name, index, group))
+            config.setReadOnly(index, True)
+        root.addChildElement(group)
+    layer.setEditFormConfig(config)
 
 
 def _add_attachment_tables(
@@ -288,7 +355,8 @@ def _add_attachment_tables(
         if data_index >= 0:
             attachments.setEditorWidgetSetup(data_index, QgsEditorWidgetSetup("Binary", {}))
         project.addMapLayer(attachments, False)
-        node = result.group.addLayer(attachments)
+        # Reachable, but not listed among the map's layers: a collapsed sub-group.
+        node = _attachments_group(result.group).addLayer(attachments)
         node.setItemVisibilityChecked(False)
         result.attachment_layers[layer_id] = attachments
         parent_key = _global_id_field(definition.layer_json or {}, layer)
@@ -306,6 +374,15 @@ def _add_attachment_tables(
             if relation is not None:
                 project.relationManager().addRelation(relation)
                 result.relations.append(relation)
+
+
+def _attachments_group(group: QgsLayerTreeGroup) -> QgsLayerTreeGroup:
+    found = group.findGroup(tr("Attachments"))
+    if found is None or found.parent() is not group:
+        found = group.addGroup(tr("Attachments"))
+        found.setExpanded(False)
+        found.setItemVisibilityChecked(False)
+    return found
 
 
 def _add_relations(
@@ -340,7 +417,7 @@ def _add_relations(
                 continue
             relation = _relation(
                 f"oms_{Path(entry.file).stem}_{relationship.get('id')}",
-                str(relationship.get("name") or destination_layer.name()),
+                _relation_title(relationship, destination_layer),
                 origin_layer,
                 origin_key,
                 destination_layer,
@@ -350,6 +427,15 @@ def _add_relations(
             if relation is not None:
                 project.relationManager().addRelation(relation)
                 result.relations.append(relation)
+
+
+def _relation_title(relationship: dict, related: QgsVectorLayer) -> str:
+    """The related layer's title; the service's relationship name too when it is worded for
+    people ("Inspections of the point"), not a table pair such as ``Points_Inspections``."""
+    name = str(relationship.get("name") or "").strip()
+    if not name or " " not in name or name == related.name():
+        return related.name()
+    return tr("{0} ({1})").format(name, related.name())
 
 
 def _relation(
@@ -398,6 +484,10 @@ def _global_id_field(layer_json: dict, layer: QgsVectorLayer) -> str | None:
 # The attachments table layout of the geodatabase (see plugin/core/geodatabase.py).
 ATTACHMENT_PARENT_FIELD = "REL_GLOBALID"
 ATTACHMENT_DATA_FIELD = "DATA"
+#: The attachments table's keys: its ID, its GlobalID and its parent's GlobalID.
+ATTACHMENT_KEY_FIELDS = frozenset(
+    name.lower() for name in (schema.ATTACHMENT_FID, *schema.ATTACHMENT_COLUMNS[:2])
+)
 
 
 def attachment_table_name(definition: Any) -> str:
@@ -476,8 +566,14 @@ def remove_offline_map_from_project(folder: Path | str, project: QgsProject | No
         project.removeMapLayers(list(ids))
     key = _folder_key(Path(folder))
     root = project.layerTreeRoot()
-    for group in root.findGroups(True) if hasattr(root, "findGroups") else root.children():
-        if isinstance(group, QgsLayerTreeGroup) and group.customProperty(GROUP_PROPERTY) == key:
-            parent = group.parent()
-            if parent is not None:
-                parent.removeChildNode(group)
+    groups = root.findGroups(True) if hasattr(root, "findGroups") else root.children()
+    # Collected first: removing a group deletes its sub-groups, which the walk would reach.
+    ours = [
+        group
+        for group in groups
+        if isinstance(group, QgsLayerTreeGroup) and group.customProperty(GROUP_PROPERTY) == key
+    ]
+    for group in ours:
+        parent = group.parent()
+        if parent is not None:
+            parent.removeChildNode(group)

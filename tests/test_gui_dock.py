@@ -870,3 +870,57 @@ def test_an_unreachable_service_offers_to_remove_the_local_copy_anyway(
     assert dock.offline_map is None
     assert offline_map_layers(demo_map) == []
     assert any("still registered" in w for w in dock.last_removal.warnings)
+
+
+def test_forms_are_field_ready_and_attachment_tables_stay_out_of_the_layer_list(
+    dock, demo_map, qgis_iface
+):
+    from qgis.core import QgsTrackedVectorLayerTools
+    from qgis.gui import QgsAttributeEditorContext, QgsAttributeForm, QgsGui
+    from qgis.PyQt import sip
+    from qgis.PyQt.QtWidgets import QGroupBox, QLabel
+
+    open_map(dock, demo_map)
+    add_to_map(dock)
+
+    top = QgsProject.instance().layerTreeRoot().findGroup(dock.offline_map.title)
+    assert [child.name() for child in top.children()] == [
+        "Points",
+        "Lines",
+        "Polygons",
+        "Inspections",
+        "Attachments",
+    ]
+    attachments_group = top.findGroup("Attachments")
+    assert not attachments_group.isExpanded()
+    assert [node.name() for node in attachments_group.children()] == ["Points attachments"]
+
+    points = _layer(dock, POINTS)
+    # What the QGIS application gives every form: its widgets and its layer tools.
+    QgsGui.editorWidgetRegistry().initEditors(qgis_iface.mapCanvas())
+    tools = QgsTrackedVectorLayerTools()
+    context = QgsAttributeEditorContext()
+    context.setVectorLayerTools(tools)
+    form = QgsAttributeForm(points, _by_name(points, seed.POINT_NAMES[0]), context)
+    form.resize(700, 1200)
+    form.show()
+    try:
+        labels = {label.text() for label in form.findChildren(QLabel) if label.isVisible()}
+        titles = [box.title() for box in form.findChildren(QGroupBox)]
+        # Aliases are the labels; relations carry the related layer's title, not the raw
+        # relationship name; the system fields sit in the "Record" group, read-only.
+        assert "Height (m)" in labels
+        assert "Inspections" in titles and "Attachments" in titles
+        assert not any("Points_Inspections" in text for text in labels | set(titles))
+        record = next(box for box in form.findChildren(QGroupBox) if box.title() == "Record")
+        record_labels = {label.text() for label in record.findChildren(QLabel)}
+        assert {"OBJECTID", "GlobalID", "created_user", "last_edited_date"} <= record_labels
+        assert "Height (m)" not in record_labels
+        config = points.editFormConfig()
+        for name in ("OBJECTID", "GlobalID", "created_user"):
+            assert config.readOnly(points.fields().lookupField(name)), name
+        assert not config.readOnly(points.fields().lookupField("height"))
+    finally:
+        form.hide()
+        sip.delete(form)  # before the layer tools it uses
+        del tools
