@@ -399,7 +399,7 @@ def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
     _edit(points, name, "status", "damaged")
     reference_server.apply_edits(seed.DEMO_SERVICE, POINTS, deletes=[feature["GlobalID"]])
     sync(dock)
-    assert _rows(dock)["Points"][4] == "1"  # one conflict
+    assert _rows(dock)["Points"][3:4] == ["1"]  # one conflict, counted once
     assert dock.conflictsButton.text() == "Conflict log (1)…"
     count = points.featureCount()
     repaints = []
@@ -580,7 +580,7 @@ def test_a_download_only_service_is_shown_as_such_and_defaults_to_download(
 
     assert "(download only)" in dock.contentTree.topLevelItem(0).text(0)
     assert "Download only" in dock.capabilitiesLabel.text()
-    assert dock.directionCombo.currentText() == "Download server changes only"
+    assert dock.directionCombo.currentText() == "Download only"
 
 
 def test_features_added_and_moved_in_qgis_reach_the_service(dock, demo_map, reference_server):
@@ -659,11 +659,11 @@ def test_an_unreachable_service_is_a_failed_sync_that_says_why(
     sync(dock)
 
     rows = _rows(dock)
-    assert rows["Points"][5] != ""
-    assert rows["Points"][5] == rows["Inspections (table)"][5]
+    assert rows["Points"][4] != ""
+    assert rows["Points"][4] == rows["Inspections (table)"][4]
     status = dock.statusLabel.text()
     assert status.startswith("Sync failed: "), status
-    assert rows["Points"][5] in status  # why
+    assert rows["Points"][4] in status  # why
     assert "Synchronized" not in status
     critical = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Critical)
     assert any("Sync failed" in message for message in critical), critical
@@ -697,7 +697,7 @@ def test_a_scheduled_updates_map_shows_its_updates_and_applies_them(
         assert "scheduled update packages" in dock.capabilitiesLabel.text()
         assert dock.scheduledUpdatesCheck.isEnabled()
         assert dock.scheduledUpdatesCheck.isChecked()
-        assert dock.directionCombo.currentText() == "Download server changes only"
+        assert dock.directionCombo.currentText() == "Download only"
         click(dock.checkUpdatesButton)
         wait_until_idle(dock)
         assert "Download: updates are available." in dock.capabilitiesLabel.text()
@@ -924,3 +924,50 @@ def test_forms_are_field_ready_and_attachment_tables_stay_out_of_the_layer_list(
         form.hide()
         sip.delete(form)  # before the layer tools it uses
         del tools
+
+
+def _cut(widget, text: str, room: int) -> bool:
+    return widget.fontMetrics().horizontalAdvance(text) > room
+
+
+def test_at_the_panels_default_width_no_text_is_cut(dock, demo_map, reference_server):
+    from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QPushButton
+
+    open_map(dock, demo_map)
+    add_to_map(dock)
+    points = _layer(dock, POINTS)
+    feature = _by_name(points, seed.POINT_NAMES[3])
+    _edit(points, seed.POINT_NAMES[3], "status", "damaged")
+    reference_server.apply_edits(seed.DEMO_SERVICE, POINTS, deletes=[feature["GlobalID"]])
+    sync(dock)
+    # The width QGIS gives a newly docked panel: its size hint, at most what it needs.
+    dock.resize(dock.minimumSizeHint().width(), dock.sizeHint().height())
+    QgsApplication.processEvents()
+
+    cut = [
+        w.text()
+        for w in dock.findChildren(QPushButton) + dock.findChildren(QCheckBox)
+        if w.isVisible() and _cut(w, w.text(), w.width() - 8)
+    ]
+    cut += [
+        c.currentText()
+        for c in dock.findChildren(QComboBox)
+        if c.isVisible() and _cut(c, c.currentText(), c.width() - 24)
+    ]
+    assert cut == []
+    table = dock.resultsTable
+    header = table.horizontalHeader()
+    sizes = [header.sectionSize(c) for c in range(table.columnCount())]
+    assert sum(sizes) <= table.viewport().width(), (sizes, table.viewport().width())
+    for column in range(table.columnCount()):
+        label = table.horizontalHeaderItem(column).text()
+        assert not _cut(header, label, header.sectionSize(column)), label
+        for row in range(table.rowCount()):
+            if table.columnSpan(row, 0) == 1:
+                text = table.item(row, column).text()
+                assert not _cut(table, text, header.sectionSize(column)), text
+    # The conflict's reason: on its own row under Points, across the table, wrapped.
+    assert table.item(0, 0).text() == "Points"
+    assert table.columnSpan(1, 0) == table.columnCount()
+    assert table.item(1, 0).text()
+    assert table.rowHeight(1) > table.rowHeight(0)

@@ -110,7 +110,7 @@ def test_take_offline_edit_sync_resolve_and_remove_by_clicks(
     sync(dock, press("Save"))
     assert not points.isModified()
     row = _rows(dock)["Points"]
-    assert row[4] == "1", dock.result_rows()  # the local version went to the conflict log
+    assert row[3] == "1", dock.result_rows()  # the local version went to the conflict log
     assert dock.conflictsButton.text() == "Conflict log (1)…"
 
     # The conflict log: closed without acting, nothing changes; then Restore.

@@ -18,6 +18,7 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QHeaderView,
     QMessageBox,
     QTableWidgetItem,
     QTreeWidgetItem,
@@ -91,13 +92,28 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         # capabilities text reuses it rather than opening every geodatabase a second time.
         self._pending: dict[str, tuple[dict, str | None]] = {}
 
-        for label, direction in (
-            (tr("Both ways (upload and download)"), SyncDirection.BIDIRECTIONAL),
-            (tr("Upload local edits only"), SyncDirection.UPLOAD),
-            (tr("Download server changes only"), SyncDirection.DOWNLOAD),
+        # Short labels (the panel is narrow); the tooltip says it in full.
+        for label, explanation, direction in (
+            (
+                tr("Both ways"),
+                tr("Upload local edits, download server changes"),
+                SyncDirection.BIDIRECTIONAL,
+            ),
+            (tr("Upload only"), tr("Upload local edits only"), SyncDirection.UPLOAD),
+            (tr("Download only"), tr("Download server changes only"), SyncDirection.DOWNLOAD),
         ):
             self.directionCombo.addItem(label, int(direction))
-        self.resultsTable.setColumnCount(6)
+            self.directionCombo.setItemData(
+                self.directionCombo.count() - 1, explanation, Qt.ItemDataRole.ToolTipRole
+            )
+        self.resultsTable.setColumnCount(4)
+        # Names and counts as wide as they need; a layer's details (errors) go on a row of their
+        # own under it, across the table, wrapped: all stays readable in a narrow panel.
+        header = self.resultsTable.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, 4):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
 
         self.openButton.clicked.connect(self.choose_folder)
         self.recentCombo.activated.connect(self._recent_chosen)
@@ -490,28 +506,40 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             self._show_error(str(error))
 
     def result_rows(self) -> list[list[str]]:
-        """The results table as text, row by row (what the user reads)."""
-        return [
-            [
-                (
-                    self.resultsTable.item(row, column).text()
-                    if self.resultsTable.item(row, column)
-                    else ""
-                )
-                for column in range(self.resultsTable.columnCount())
-            ]
-            for row in range(self.resultsTable.rowCount())
-        ]
+        """What the results table shows, per layer: name, up, down, conflicts and the details
+        (the row under it, or "")."""
+        table = self.resultsTable
+        rows: list[list[str]] = []
+        for row in range(table.rowCount()):
+            first = table.item(row, 0)
+            if first is not None and first.data(ROLE_KEY) == "details":
+                rows[-1][-1] = first.text()
+                continue
+            cells = [table.item(row, c) for c in range(table.columnCount())]
+            rows.append([cell.text() if cell else "" for cell in cells] + [""])
+        return rows
 
     def _show_result(self, result: Any) -> int:
         rows = sync_result_rows(result)
-        self.resultsTable.setRowCount(len(rows))
-        for row, values in enumerate(rows):
-            for column, value in enumerate(values):
+        table = self.resultsTable
+        table.clearSpans()
+        table.setRowCount(0)
+        for values in rows:
+            *counts, details = values
+            row = table.rowCount()
+            table.insertRow(row)
+            for column, value in enumerate(counts):
                 item = QTableWidgetItem(str(value))
-                item.setToolTip(tooltip(str(value)))
-                self.resultsTable.setItem(row, column, item)
-        self.resultsTable.resizeColumnsToContents()
+                item.setToolTip(tooltip(details or str(value)))
+                table.setItem(row, column, item)
+            if details:
+                table.insertRow(row + 1)
+                item = QTableWidgetItem(details)
+                item.setData(ROLE_KEY, "details")
+                item.setToolTip(tooltip(details))
+                table.setItem(row + 1, 0, item)
+                table.setSpan(row + 1, 0, 1, table.columnCount())
+        table.resizeRowsToContents()
         return len(rows)
 
     def cancel(self) -> None:
@@ -841,7 +869,10 @@ def _save_auth(folder: str, authcfg: str) -> None:
 
 
 def sync_result_rows(result: Any) -> list[list[str]]:
-    """Rows "layer, up, down, edit errors, conflicts, error" of an ``OfflineMapSyncResult``."""
+    """Rows "layer, up, down, conflicts, details" of an ``OfflineMapSyncResult``.
+
+    A refused edit is counted once: its local version is in the conflict log (the conflicts
+    count), and the server's reason is in the details."""
     rows = []
     for layer_result in result.all_results():
         row = layer_result.as_row()
@@ -851,7 +882,6 @@ def sync_result_rows(result: Any) -> list[list[str]]:
                 name,
                 str(row["uploaded"]),
                 str(row["downloaded"]),
-                str(len(row["edit_errors"])),
                 str(row["conflicts"]),
                 layer_result.error_text,
             ]
