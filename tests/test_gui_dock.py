@@ -410,8 +410,9 @@ def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
 
     assert seen["rows"] == 1
     assert seen["cells"][1] == "Points"
+    assert seen["cells"][2] == name  # named by the layer's display field
     assert "deleted" in seen["cells"][3]
-    assert feature["GlobalID"] in " ".join(seen["tooltips"])
+    assert feature["GlobalID"] in seen["tooltips"][2]  # its GlobalID in the tooltip
     assert seen["after"] == 0
     assert dock.conflictsButton.text() == "Conflict log…"
     assert dock.pending_text(_gdb(dock), POINTS) == "1 added"
