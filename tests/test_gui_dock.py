@@ -400,6 +400,8 @@ def test_a_conflict_shows_in_the_results_and_the_log_and_can_be_restored(
     reference_server.apply_edits(seed.DEMO_SERVICE, POINTS, deletes=[feature["GlobalID"]])
     sync(dock)
     assert _rows(dock)["Points"][3:4] == ["1"]  # one conflict, counted once
+    details = _rows(dock)["Points"][4]
+    assert details.startswith(f"update {name}: "), details  # named for people
     assert dock.conflictsButton.text() == "Conflict log (1)…"
     count = points.featureCount()
     repaints = []

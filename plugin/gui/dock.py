@@ -519,8 +519,16 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             rows.append([cell.text() if cell else "" for cell in cells] + [""])
         return rows
 
+    def _feature_names(self) -> dict[str, str]:
+        """GlobalID -> name of the features in the conflict log (what a refused edit left)."""
+        try:
+            found = self.offline_map.conflicts() if self.offline_map is not None else []
+        except OfflineMapSyncError:
+            return {}
+        return {f.conflict.global_id: f.feature_name for f in found if f.feature_name}
+
     def _show_result(self, result: Any) -> int:
-        rows = sync_result_rows(result)
+        rows = sync_result_rows(result, self._feature_names())
         table = self.resultsTable
         table.clearSpans()
         table.setRowCount(0)
@@ -868,11 +876,13 @@ def _save_auth(folder: str, authcfg: str) -> None:
     settings.setValue(SETTINGS_AUTH, configs)
 
 
-def sync_result_rows(result: Any) -> list[list[str]]:
+def sync_result_rows(result: Any, names: dict[str, str] | None = None) -> list[list[str]]:
     """Rows "layer, up, down, conflicts, details" of an ``OfflineMapSyncResult``.
 
     A refused edit is counted once: its local version is in the conflict log (the conflicts
-    count), and the server's reason is in the details."""
+    count), and the server's reason is in the details, the feature named by ``names``
+    (GlobalID -> name) where known."""
+    names = names or {}
     rows = []
     for layer_result in result.all_results():
         row = layer_result.as_row()
@@ -883,7 +893,7 @@ def sync_result_rows(result: Any) -> list[list[str]]:
                 str(row["uploaded"]),
                 str(row["downloaded"]),
                 str(row["conflicts"]),
-                layer_result.error_text,
+                layer_result.describe_errors(names),
             ]
         )
     return rows
