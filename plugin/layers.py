@@ -26,18 +26,22 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsEditFormConfig,
     QgsEditorWidgetSetup,
+    QgsGraduatedSymbolRenderer,
     QgsLayerTreeGroup,
+    QgsMessageLog,
     QgsPalLayerSettings,
     QgsProject,
     QgsRectangle,
     QgsRelation,
+    QgsRendererRange,
+    QgsSymbol,
     QgsVectorLayer,
 )
 
 from .core import schema
 from .core.errors import OfflineMapSyncError
 from .core.offline_map import GeodatabaseEntry, OfflineMap
-from .resources import tr
+from .resources import PLUGIN_NAME, tr
 
 PROPERTY_FOLDER = "offline_map_sync/folder"
 PROPERTY_FILE = "offline_map_sync/file"
@@ -209,6 +213,8 @@ def _apply_style(layer: QgsVectorLayer, layer_json: dict, opacity: float) -> boo
         renderer_json = drawing.get("renderer")
         if renderer_json:
             renderer = QgsArcGisRestUtils.convertRenderer(renderer_json)
+            if renderer is None and renderer_json.get("type") == "classBreaks":
+                renderer = graduated_renderer(renderer_json, layer)
             if renderer is not None:
                 layer.setRenderer(renderer)
                 styled = True
@@ -226,6 +232,57 @@ def _apply_style(layer: QgsVectorLayer, layer_json: dict, opacity: float) -> boo
         layer_opacity = 1.0
     layer.setOpacity(layer_opacity * float(opacity if opacity is not None else 1.0))
     return styled
+
+
+def graduated_renderer(renderer_json: dict, layer: QgsVectorLayer):
+    """A graduated renderer from an ArcGIS ``classBreaks`` renderer (QGIS 3.22 converts none:
+    the renderer of ArcGIS Online's "Counts and Amounts" maps). Breaks are sorted; what QGIS
+    cannot carry over (visual variables, the default symbol, normalization) is named in the
+    log. None when the JSON has no usable field or breaks."""
+    field_name = _field_named(layer, renderer_json.get("field"))
+    breaks = []
+    for info in renderer_json.get("classBreakInfos") or ():
+        try:
+            breaks.append((float(info["classMaxValue"]), info))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not field_name or not breaks:
+        return None
+    breaks.sort(key=lambda pair: pair[0])
+    try:
+        lower = float(renderer_json.get("minValue"))
+    except (TypeError, ValueError):
+        lower = min(breaks[0][0], 0.0)
+    ranges = []
+    for upper, info in breaks:
+        symbol = None
+        if info.get("symbol"):
+            symbol = QgsArcGisRestUtils.convertSymbol(info["symbol"])
+        if symbol is None:
+            symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        label = str(info.get("label") or f"{lower:g} – {upper:g}")
+        ranges.append(QgsRendererRange(lower, upper, symbol, label))
+        lower = upper
+    renderer = QgsGraduatedSymbolRenderer(field_name, ranges)
+    lost = []
+    if renderer_json.get("visualVariables"):
+        lost.append(tr("visual variables (size or colour by value)"))
+    if renderer_json.get("defaultSymbol"):
+        lost.append(tr("the symbol for other values"))
+    if renderer_json.get("normalizationField") or renderer_json.get("normalizationType") not in (
+        None,
+        "esriNormalizeNone",
+    ):
+        lost.append(tr("normalization"))
+    if lost:
+        QgsMessageLog.logMessage(
+            tr("The style of {0} was carried over without: {1}.").format(
+                layer.name(), ", ".join(lost)
+            ),
+            PLUGIN_NAME,
+            Qgis.MessageLevel.Warning,
+        )
+    return renderer
 
 
 _ARCADE_FIELD = re.compile(r"^\s*\$feature(?:\.(\w+)|\[\s*['\"]([^'\"]+)['\"]\s*\])\s*;?\s*$")
