@@ -974,3 +974,27 @@ def test_at_the_panels_default_width_no_text_is_cut(dock, demo_map, reference_se
     assert table.columnSpan(1, 0) == table.columnCount()
     assert table.item(1, 0).text()
     assert table.rowHeight(1) > table.rowHeight(0)
+
+
+def test_the_tree_shows_when_each_geodatabase_last_synced_and_what_it_brought(
+    dock, demo_map, reference_server
+):
+    open_map(dock, demo_map)
+    top = dock.contentTree.topLevelItem(0)
+    assert top.text(2) == "never"
+    add_to_map(dock)
+    _edit(_layer(dock, POINTS), seed.POINT_NAMES[0], "visits", 3)
+    global_id = _by_name(_layer(dock, POINTS), seed.POINT_NAMES[1])["GlobalID"]
+    reference_server.apply_edits(
+        seed.DEMO_SERVICE, POINTS, updates=[{"GlobalID": global_id, "visits": 8}]
+    )
+
+    sync(dock)
+
+    top = dock.contentTree.topLevelItem(0)
+    assert top.text(2) not in ("", "never")
+    assert "1 up, 1 down" in top.toolTip(2)
+    points = next(top.child(i) for i in range(top.childCount()) if top.child(i).text(0) == "Points")
+    lines = next(top.child(i) for i in range(top.childCount()) if top.child(i).text(0) == "Lines")
+    assert points.text(2) == "↑1 ↓1"
+    assert lines.text(2) == "–"

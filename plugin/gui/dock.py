@@ -91,6 +91,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         # Per geodatabase file, what _fill_tree read: (counts per layer, error). The
         # capabilities text reuses it rather than opening every geodatabase a second time.
         self._pending: dict[str, tuple[dict, str | None]] = {}
+        #: Per geodatabase file, the newest row of its sync history (None: never synced).
+        self._last_sync: dict[str, dict | None] = {}
 
         # Short labels (the panel is narrow); the tooltip says it in full.
         for label, explanation, direction in (
@@ -205,6 +207,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def _fill_tree(self) -> None:
         self.contentTree.clear()
         self._pending = {}
+        self._last_sync = {}
         offline_map = self.offline_map
         self.introLabel.setVisible(offline_map is None)
         if offline_map is None:
@@ -222,7 +225,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             self._pending[entry.file] = (gdb_counts, error)
             total = sum(sum(c.values()) for c in gdb_counts.values())
             pending = tr("{0} pending").format(total) if error is None else tr("cannot be read")
-            top = QTreeWidgetItem([entry.title or entry.file, pending])
+            last = self._last_sync.get(entry.file)
+            top = QTreeWidgetItem([entry.title or entry.file, pending, _when(last)])
+            if last is not None:
+                top.setToolTip(2, tooltip(_history_text(last)))
             top.setToolTip(0, tooltip(f"{entry.file}\n{entry.service_url}"))
             if error is not None:
                 top.setToolTip(1, tooltip(error))
@@ -238,16 +244,20 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                 pending = (
                     "" if error is not None else describe_counts(gdb_counts.get(layer.id)) or "0"
                 )
-                child = QTreeWidgetItem([name, pending])
+                brought = (last or {}).get("counts", {}).get(layer.id)
+                child = QTreeWidgetItem([name, pending, _moved(brought) if last else ""])
                 child.setData(0, ROLE_KEY, (entry.file, layer.id))
                 top.addChild(child)
             top.setExpanded(True)
         self.contentTree.resizeColumnToContents(0)
 
     def _pending_counts(self, entry) -> tuple[dict, str | None]:
-        """A geodatabase's pending-edit counts per layer, or ({}, why) when it cannot be read."""
+        """A geodatabase's pending-edit counts per layer, or ({}, why) when it cannot be read.
+        Its last sync (from its history) is kept for the tree on the way."""
         try:
             with self.offline_map.open_geodatabase(entry) as geodatabase:
+                history = geodatabase.history()
+                self._last_sync[entry.file] = history[0] if history else None
                 return geodatabase.pending_counts(), None
         except OfflineMapSyncError as error:
             return {}, str(error)
@@ -897,6 +907,39 @@ def sync_result_rows(result: Any, names: dict[str, str] | None = None) -> list[l
             ]
         )
     return rows
+
+
+def _when(entry: dict | None) -> str:
+    """When a history entry finished, in local time ("never" without one)."""
+    if entry is None:
+        return tr("never")
+    from datetime import datetime
+
+    try:
+        finished = datetime.fromisoformat(str(entry["finished_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return str(entry.get("finished_at") or "")
+    local = finished.astimezone()
+    today = datetime.now(local.tzinfo).date()
+    return local.strftime("%H:%M" if local.date() == today else "%d %b %Y %H:%M")
+
+
+def _moved(counts: dict | None) -> str:
+    """What one layer sent and received in a sync, as arrows: "↑1 ↓2" ("–" for nothing)."""
+    counts = counts or {}
+    up = sum(v for k, v in counts.items() if k.startswith("uploaded_"))
+    down = sum(v for k, v in counts.items() if k.startswith("downloaded_"))
+    return tr("↑{0} ↓{1}").format(up, down) if up or down else "–"
+
+
+def _history_text(entry: dict) -> str:
+    up = down = 0
+    for counts in (entry.get("counts") or {}).values():
+        up += sum(v for k, v in counts.items() if k.startswith("uploaded_"))
+        down += sum(v for k, v in counts.items() if k.startswith("downloaded_"))
+    return tr("Last sync {0}: {1} up, {2} down, {3} conflicts.").format(
+        _when(entry), up, down, entry.get("conflicts") or 0
+    )
 
 
 def _error_text(error: BaseException | None) -> str:
