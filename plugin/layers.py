@@ -26,6 +26,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsEditFormConfig,
     QgsEditorWidgetSetup,
+    QgsGeometry,
     QgsGraduatedSymbolRenderer,
     QgsLayerTreeGroup,
     QgsMessageLog,
@@ -111,6 +112,28 @@ def qgis_crs(spatial_reference: dict[str, Any] | None) -> QgsCoordinateReference
     if wkid:
         return QgsCoordinateReferenceSystem(f"EPSG:{int(wkid)}")
     return QgsCoordinateReferenceSystem.fromWkt(spatial_reference.get("wkt", ""))
+
+
+def area_geometry(area: dict[str, Any] | None) -> tuple[QgsGeometry, QgsCoordinateReferenceSystem]:
+    """An Esri JSON envelope or polygon (an offline map's area) as a QGIS geometry and its CRS;
+    an empty geometry when there is none or it cannot be read."""
+    if not area:
+        return QgsGeometry(), QgsCoordinateReferenceSystem()
+    crs = qgis_crs(area.get("spatialReference"))
+    if all(key in area for key in ("xmin", "ymin", "xmax", "ymax")):
+        try:
+            rect = QgsRectangle(
+                float(area["xmin"]), float(area["ymin"]), float(area["xmax"]), float(area["ymax"])
+            )
+        except (TypeError, ValueError):
+            return QgsGeometry(), crs
+        return QgsGeometry.fromRect(rect), crs
+    if "rings" in area and QgsArcGisRestUtils is not None:
+        converted = QgsArcGisRestUtils.convertGeometry(area, "esriGeometryPolygon", False, False)
+        geometry = converted[0] if isinstance(converted, tuple) else converted
+        if geometry is not None:
+            return QgsGeometry(geometry), crs
+    return QgsGeometry(), crs
 
 
 def esri_envelope(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> dict[str, Any]:

@@ -998,3 +998,33 @@ def test_the_tree_shows_when_each_geodatabase_last_synced_and_what_it_brought(
     lines = next(top.child(i) for i in range(top.childCount()) if top.child(i).text(0) == "Lines")
     assert points.text(2) == "↑1 ↓1"
     assert lines.text(2) == "–"
+
+
+def test_the_maps_area_can_be_outlined_on_the_canvas(dock, reference_server, qgis_iface, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
+
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    x, y = seed.mercator(seed.BASE_LON, seed.BASE_LAT)
+    canvas.setExtent(QgsRectangle(x - 500, y - 500, x + 500, y + 500))
+    asked = canvas.extent()
+    take_offline(
+        dock,
+        reference_server.portal_url,
+        seed.DEMO_WEBMAP_ID,
+        tmp_path / "area",
+        more=lambda dialog: click(dialog.canvasRadio),
+    )
+    assert dock.offline_map is not None, dock.statusLabel.text()
+    assert dock.area_outline() is None
+
+    click(dock.areaCheck)
+
+    outline = dock.area_outline()
+    assert outline is not None
+    box = outline.asGeometry().boundingBox()
+    assert box.xMinimum() == pytest.approx(asked.xMinimum(), abs=1)
+    assert box.yMaximum() == pytest.approx(asked.yMaximum(), abs=1)
+
+    click(dock.areaCheck)
+    assert dock.area_outline() is None

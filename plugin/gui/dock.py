@@ -127,6 +127,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.conflictsButton.clicked.connect(self.show_conflicts)
         self.removeButton.clicked.connect(self.remove_map)
         self.authSelect.selectedConfigIdChanged.connect(self._remember_auth)
+        self.areaCheck.toggled.connect(self._show_area)
+        self._area_band = None
 
         self._fill_recent()
         self._update_state()
@@ -161,6 +163,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.refresh()
         self._watch_layers()
         self._set_default_parameters()
+        self._show_area(self.areaCheck.isChecked())
         self.map_opened.emit(str(offline_map.folder))
         return True
 
@@ -328,6 +331,36 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             elif not waiting:
                 lines.append(tr("No local edits are waiting."))
         return "\n".join(lines)
+
+    # -- the map's area on the canvas ----------------------------------------------------------
+    def _show_area(self, shown: bool) -> None:
+        """Outline the open map's area on the canvas (or take the outline away)."""
+        from qgis.core import QgsWkbTypes
+        from qgis.gui import QgsRubberBand
+        from qgis.PyQt.QtGui import QColor
+
+        if self._area_band is not None:
+            self._area_band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
+            self._area_band.hide()
+        if not shown or self.offline_map is None or self.iface is None:
+            return
+        geometry, crs = map_layers.area_geometry(self.offline_map.area_of_interest)
+        if geometry.isEmpty():
+            return
+        canvas = self.iface.mapCanvas()
+        if self._area_band is None:
+            self._area_band = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
+            self._area_band.setStrokeColor(QColor(230, 80, 0))
+            self._area_band.setFillColor(QColor(230, 80, 0, 30))
+            self._area_band.setWidth(2)
+        self._area_band.setToGeometry(geometry, crs)
+        self._area_band.show()
+        canvas.refresh()
+
+    def area_outline(self):
+        """The outline shown on the canvas (a ``QgsRubberBand``), or None."""
+        band = self._area_band
+        return band if band is not None and band.isVisible() and band.numberOfVertices() else None
 
     def _show_capabilities(self) -> None:
         self.capabilitiesLabel.setText(self.capabilities_text())
@@ -800,6 +833,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.openButton.setEnabled(not busy)
         self.recentCombo.setEnabled(not busy)
         self.conflictsButton.setEnabled(has_map)
+        has_area = has_map and self.offline_map.area_of_interest is not None
+        self.areaCheck.setEnabled(has_area and self.iface is not None)
+        if not has_area and self.areaCheck.isChecked():
+            self.areaCheck.setChecked(False)
         self.removeButton.setEnabled(has_map and not busy)
         self.scheduledUpdatesCheck.setEnabled(
             bool(capabilities and capabilities.supports_scheduled_updates_for_features)
