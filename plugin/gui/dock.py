@@ -357,6 +357,12 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self._area_band.show()
         canvas.refresh()
 
+    def remove_area_outline(self) -> None:
+        """Take the outline off the canvas for good (the plugin is unloaded)."""
+        if self._area_band is not None and self.iface is not None:
+            self.iface.mapCanvas().scene().removeItem(self._area_band)
+        self._area_band = None
+
     def area_outline(self):
         """The outline shown on the canvas (a ``QgsRubberBand``), or None."""
         band = self._area_band
