@@ -26,6 +26,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsEditFormConfig,
     QgsEditorWidgetSetup,
+    QgsExpression,
     QgsGeometry,
     QgsGraduatedSymbolRenderer,
     QgsLayerTreeGroup,
@@ -195,6 +196,11 @@ def _add_geodatabase(
         layer_json = dict(definition.layer_json or {})
         result.styled[layer_entry.id] = _apply_style(layer, layer_json, layer_entry.opacity)
         _apply_fields(layer, layer_json)
+        # Lists of features (relation editors, the attribute table's form view) name them by
+        # the service's display field, not by their GlobalID.
+        display = _field_named(layer, definition.display_field)
+        if display:
+            layer.setDisplayExpression(QgsExpression.quotedColumnRef(display))
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
         node.setItemVisibilityChecked(layer_entry.visible)
@@ -431,8 +437,10 @@ def _add_attachment_tables(
             continue
         _tag(attachments, offline_map.folder, entry.file, layer_id)
         attachments.setCustomProperty(PROPERTY_ATTACHMENTS, int(layer_id))
+        _describe_attachments(attachments)
         data_index = attachments.fields().lookupField(ATTACHMENT_DATA_FIELD)
         if data_index >= 0:
+            # QGIS's own file widget for BLOBs: embed a file, save it out, clear it.
             attachments.setEditorWidgetSetup(data_index, QgsEditorWidgetSetup("Binary", {}))
         project.addMapLayer(attachments, False)
         # Reachable, but not listed among the map's layers: a collapsed sub-group.
@@ -454,6 +462,23 @@ def _add_attachment_tables(
             if relation is not None:
                 project.relationManager().addRelation(relation)
                 result.relations.append(relation)
+
+
+def _describe_attachments(attachments: QgsVectorLayer) -> None:
+    """Attachments read as attachments: listed by name, type and size; labelled fields."""
+    for name, alias in (
+        ("ATT_NAME", tr("Name")),
+        ("CONTENT_TYPE", tr("Type")),
+        ("DATA_SIZE", tr("Size (bytes)")),
+        (ATTACHMENT_DATA_FIELD, tr("File")),
+    ):
+        index = attachments.fields().lookupField(name)
+        if index >= 0:
+            attachments.setFieldAlias(index, alias)
+    attachments.setDisplayExpression(
+        "\"ATT_NAME\" || ' (' || coalesce(\"CONTENT_TYPE\", '?') || ', '"
+        " || format_number(coalesce(\"DATA_SIZE\", 0) / 1024.0, 1) || ' KB)'"
+    )
 
 
 def _attachments_group(group: QgsLayerTreeGroup) -> QgsLayerTreeGroup:

@@ -1028,3 +1028,25 @@ def test_the_maps_area_can_be_outlined_on_the_canvas(dock, reference_server, qgi
 
     click(dock.areaCheck)
     assert dock.area_outline() is None
+
+
+def test_related_rows_and_attachments_are_listed_by_name(dock, demo_map):
+    from qgis.core import QgsExpressionContext, QgsExpressionContextUtils
+
+    open_map(dock, demo_map)
+    add_to_map(dock)
+
+    def shown(layer, feature):
+        context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+        context.setFeature(feature)
+        return QgsExpression(layer.displayExpression()).evaluate(context)
+
+    points = _layer(dock, POINTS)
+    feature = _by_name(points, seed.POINT_NAMES[0])
+    assert shown(points, feature) == seed.POINT_NAMES[0]
+    attachments = _attachments(dock, POINTS)
+    photo = next(a for a in attachments.getFeatures() if a["REL_GLOBALID"] == feature["GlobalID"])
+    assert shown(attachments, photo).startswith("photo_0.png (image/png, ")
+    assert shown(attachments, photo).endswith(" KB)")
+    names = [attachments.attributeDisplayName(i) for i in range(attachments.fields().count())]
+    assert {"Name", "Type", "Size (bytes)", "File"} <= set(names)
