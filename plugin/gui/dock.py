@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog, QgsSettings
+from qgis.core import Qgis, QgsMessageLog, QgsSettings, QgsWkbTypes
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
@@ -40,6 +40,12 @@ SETTINGS_RECENT = "OfflineMapSync/recentMaps"
 SETTINGS_AUTH = "OfflineMapSync/authConfigs"
 MAX_RECENT = 10
 ROLE_KEY = Qt.ItemDataRole.UserRole
+# QGIS 3.30 moved the geometry types to Qgis; QgsWkbTypes' are gone in QGIS 4.
+_POLYGON = (
+    Qgis.GeometryType.Polygon
+    if hasattr(Qgis, "GeometryType")
+    else QgsWkbTypes.GeometryType.PolygonGeometry
+)
 
 
 def _count_words() -> dict[str, str]:
@@ -335,12 +341,11 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     # -- the map's area on the canvas ----------------------------------------------------------
     def _show_area(self, shown: bool) -> None:
         """Outline the open map's area on the canvas (or take the outline away)."""
-        from qgis.core import QgsWkbTypes
         from qgis.gui import QgsRubberBand
         from qgis.PyQt.QtGui import QColor
 
         if self._area_band is not None:
-            self._area_band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
+            self._area_band.reset(_POLYGON)
             self._area_band.hide()
         if not shown or self.offline_map is None or self.iface is None:
             return
@@ -349,7 +354,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             return
         canvas = self.iface.mapCanvas()
         if self._area_band is None:
-            self._area_band = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
+            self._area_band = QgsRubberBand(canvas, _POLYGON)
             self._area_band.setStrokeColor(QColor(230, 80, 0))
             self._area_band.setFillColor(QColor(230, 80, 0, 30))
             self._area_band.setWidth(2)
