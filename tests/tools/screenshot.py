@@ -175,7 +175,7 @@ def _walk(plugin, iface, png: Path) -> None:
     import requests
     from qgis.core import QgsExpression, QgsFeatureRequest, QgsSettings
     from qgis.PyQt.QtCore import QPoint, Qt
-    from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox, QMessageBox
+    from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox, QDockWidget, QMessageBox
 
     from tests.gui_user import (
         answering,
@@ -260,6 +260,11 @@ def _walk(plugin, iface, png: Path) -> None:
     shot(form, "2_feature_form")
     form.close()
     iface.actionPan().trigger()
+    # The Identify tool opened its results panel: the user closes it again.
+    for panel in window.findChildren(QDockWidget):
+        if panel.objectName() == "IdentifyResultsDock":
+            panel.close()
+    window.resize(1600, 1000)
 
     # An edit in an edit session; meanwhile the office deletes that very point.
     edited = feature_named(points, env["OMS_SCREENSHOT_CONFLICT"])
