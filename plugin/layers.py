@@ -615,24 +615,27 @@ def offline_map_layers(
 
 
 def layers_with_unsaved_edits(
-    folder: Path | str, project: QgsProject | None = None
+    folder: Path | str, project: QgsProject | None = None, file: str | None = None
 ) -> list[QgsVectorLayer]:
-    """The map's layers in edit mode with changes not yet saved to the geodatabase."""
+    """The map's layers (of its geodatabase ``file`` only, if given) in edit mode with changes
+    not yet saved to the geodatabase."""
     return [
         layer
         for layer in offline_map_layers(folder, project)
-        if layer.isEditable() and layer.isModified()
+        if layer.isEditable()
+        and layer.isModified()
+        and (file is None or layer.customProperty(PROPERTY_FILE) == file)
     ]
 
 
 def save_edits_before_sync(
-    folder: Path | str, save: bool, project: QgsProject | None = None
+    folder: Path | str, save: bool, project: QgsProject | None = None, file: str | None = None
 ) -> list[QgsVectorLayer]:
     """The rule of every door to a sync: edits not yet saved in QGIS are not in the
     geodatabase, so a sync would silently leave them out. With ``save`` they are saved (the
     layers stay in edit mode); without, OfflineMapSyncError names the layers. Returns the
     layers saved."""
-    unsaved = layers_with_unsaved_edits(folder, project)
+    unsaved = layers_with_unsaved_edits(folder, project, file)
     names = ", ".join(layer.name() for layer in unsaved)
     if unsaved and not save:
         raise OfflineMapSyncError(

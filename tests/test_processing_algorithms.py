@@ -324,15 +324,20 @@ def test_processing_sync_follows_the_docks_rule_for_unsaved_edits_and_reloads_la
         seed.DEMO_SERVICE, POINTS, updates=[{"GlobalID": by_name(changed)["GlobalID"], "visits": 4}]
     )
     parameters = {"OFFLINE_MAP": str(offline_map.folder)}
+    geodatabase = {"GEODATABASE": str(offline_map.geodatabases[0].path)}
     try:
-        feedback = _Feedback()
-        with pytest.raises(QgsProcessingException):
-            processing.run(_alg("synchronizeofflinemap"), parameters, feedback=feedback)
-        assert any("save or discard the edits of Points" in e for e in feedback.errors)
-        assert points.isModified()
-        assert _server_points(reference_server)[edited]["visits"] != 9
+        for algorithm, given in (
+            ("synchronizeofflinemap", parameters),
+            ("synchronizegeodatabase", geodatabase),
+        ):
+            feedback = _Feedback()
+            with pytest.raises(QgsProcessingException):
+                processing.run(_alg(algorithm), given, feedback=feedback)
+            assert any("save or discard the edits of Points" in e for e in feedback.errors)
+            assert points.isModified()
+            assert _server_points(reference_server)[edited]["visits"] != 9
 
-        processing.run(_alg("synchronizeofflinemap"), {**parameters, "SAVE_EDITS": True})
+        processing.run(_alg("synchronizegeodatabase"), {**geodatabase, "SAVE_EDITS": True})
 
         assert not points.isModified()
         assert _server_points(reference_server)[edited]["visits"] == 9

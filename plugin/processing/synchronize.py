@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingException, QgsProcessingParameterBoolean
 
-from .. import layers as map_layers
 from ..core.enums import PreplannedScheduledUpdatesOption
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
@@ -36,31 +35,19 @@ class SynchronizeOfflineMapAlgorithm(SyncAlgorithm):
                 "SCHEDULED_UPDATES", tr("Download scheduled updates (ahead-of-time maps)"), True
             )
         )
-        self.addParameter(
-            QgsProcessingParameterBoolean(
-                "SAVE_EDITS",
-                tr("Save edits not yet saved in QGIS first (else the sync refuses to start)"),
-                False,
-            )
-        )
+        self.add_save_edits_parameter()
         self.add_auth_parameter()
         self.add_sync_outputs()
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         # Main thread: the project's layers may be saved here, and reloaded in postProcess.
         self.prepare_offline_map_credentials(parameters, context)
-        self.folder = self.open_offline_map(parameters, context).folder
-        save = self.parameterAsBool(parameters, "SAVE_EDITS", context)
-        try:
-            map_layers.save_edits_before_sync(self.folder, save, context.project())
-        except OfflineMapSyncError as error:
-            raise QgsProcessingException(str(error)) from None
+        folder = self.open_offline_map(parameters, context).folder
+        self.save_edits_first(parameters, context, folder)
         return True
 
     def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API name)
-        # The layers of the project show what the sync changed, as after the dock's sync.
-        if getattr(self, "folder", None) is not None:
-            map_layers.reload_offline_map_layers(self.folder, context.project())
+        self.reload_synced_layers(context)
         return {}
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
