@@ -1,7 +1,7 @@
 """An offline map's geodatabases as QGIS layers: loading, styling, relations, reloading.
 
-Each geodatabase becomes a layer-tree group holding its layers (in the web map's drawing order)
-and tables. Styling comes from the ``drawingInfo`` of the service's layer JSON that the
+The map becomes a layer-tree group named after it (a sub-group per geodatabase when it has
+several) holding its layers, in the web map's drawing order, and tables. Styling comes from the ``drawingInfo`` of the service's layer JSON that the
 geodatabase keeps, converted by QGIS's own ArcGIS REST renderer conversion; field aliases and
 coded-value domains make the attribute forms read like the service's. Relationship classes
 become QGIS relations, and each attachments table is related to its layer by GlobalID, so the
@@ -20,18 +20,30 @@ from typing import Any
 
 from qgis.core import (
     Qgis,
+    QgsAttributeEditorContainer,
+    QgsAttributeEditorField,
+    QgsAttributeEditorRelation,
     QgsCoordinateReferenceSystem,
+    QgsEditFormConfig,
     QgsEditorWidgetSetup,
+    QgsExpression,
+    QgsGeometry,
+    QgsGraduatedSymbolRenderer,
     QgsLayerTreeGroup,
+    QgsMessageLog,
     QgsPalLayerSettings,
     QgsProject,
     QgsRectangle,
     QgsRelation,
+    QgsRendererRange,
+    QgsSymbol,
     QgsVectorLayer,
 )
 
+from .core import schema
+from .core.errors import OfflineMapSyncError
 from .core.offline_map import GeodatabaseEntry, OfflineMap
-from .resources import tr
+from .resources import PLUGIN_NAME, tr
 
 PROPERTY_FOLDER = "offline_map_sync/folder"
 PROPERTY_FILE = "offline_map_sync/file"
@@ -49,6 +61,12 @@ COMPOSITION = (
     Qgis.RelationshipStrength.Composition
     if hasattr(Qgis, "RelationshipStrength")
     else QgsRelation.RelationStrength.Composition
+)
+
+DRAG_AND_DROP = (
+    Qgis.AttributeFormLayout.DragAndDrop
+    if hasattr(Qgis, "AttributeFormLayout")
+    else QgsEditFormConfig.EditorLayout.TabLayout
 )
 
 try:  # QGIS >= 3.18 converts ArcGIS REST renderers; feature-detected so older builds still load.
@@ -97,6 +115,28 @@ def qgis_crs(spatial_reference: dict[str, Any] | None) -> QgsCoordinateReference
     return QgsCoordinateReferenceSystem.fromWkt(spatial_reference.get("wkt", ""))
 
 
+def area_geometry(area: dict[str, Any] | None) -> tuple[QgsGeometry, QgsCoordinateReferenceSystem]:
+    """An Esri JSON envelope or polygon (an offline map's area) as a QGIS geometry and its CRS;
+    an empty geometry when there is none or it cannot be read."""
+    if not area:
+        return QgsGeometry(), QgsCoordinateReferenceSystem()
+    crs = qgis_crs(area.get("spatialReference"))
+    if all(key in area for key in ("xmin", "ymin", "xmax", "ymax")):
+        try:
+            rect = QgsRectangle(
+                float(area["xmin"]), float(area["ymin"]), float(area["xmax"]), float(area["ymax"])
+            )
+        except (TypeError, ValueError):
+            return QgsGeometry(), crs
+        return QgsGeometry.fromRect(rect), crs
+    if "rings" in area and QgsArcGisRestUtils is not None:
+        converted = QgsArcGisRestUtils.convertGeometry(area, "esriGeometryPolygon", False, False)
+        geometry = converted[0] if isinstance(converted, tuple) else converted
+        if geometry is not None:
+            return QgsGeometry(geometry), crs
+    return QgsGeometry(), crs
+
+
 def esri_envelope(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> dict[str, Any]:
     """An Esri JSON envelope (area of interest) from a QGIS rectangle in ``crs``."""
     return {
@@ -118,15 +158,21 @@ def add_offline_map_to_project(
     Returns what was made, per geodatabase. Raises GeodatabaseError for unreadable files.
     """
     project = project or QgsProject.instance()
-    remove_offline_map_from_project(offline_map.folder, project)
-    root = project.layerTreeRoot()
-    loaded = []
-    for index, entry in enumerate(offline_map.geodatabases):
-        group = root.insertGroup(index, entry.title or Path(entry.file).stem)
-        group.setCustomProperty(GROUP_PROPERTY, _folder_key(offline_map.folder))
+    # Every geodatabase is read first: an unreadable one must not leave the map half-loaded.
+    definitions = {}
+    for entry in offline_map.geodatabases:
         with offline_map.open_geodatabase(entry) as geodatabase:
-            definitions = {layer.id: layer for layer in geodatabase.layers}
-        loaded.append(_add_geodatabase(offline_map, entry, definitions, group, project))
+            definitions[entry.file] = {layer.id: layer for layer in geodatabase.layers}
+    remove_offline_map_from_project(offline_map.folder, project)
+    # One group named after the map (two maps of the same service must not both read "Demo"),
+    # with a sub-group per geodatabase when there are several.
+    top = project.layerTreeRoot().insertGroup(0, offline_map.title or offline_map.folder.name)
+    top.setCustomProperty(GROUP_PROPERTY, _folder_key(offline_map.folder))
+    several = len(offline_map.geodatabases) > 1
+    loaded = []
+    for entry in offline_map.geodatabases:
+        group = top.addGroup(entry.title or Path(entry.file).stem) if several else top
+        loaded.append(_add_geodatabase(offline_map, entry, definitions[entry.file], group, project))
     return loaded
 
 
@@ -150,12 +196,21 @@ def _add_geodatabase(
         layer_json = dict(definition.layer_json or {})
         result.styled[layer_entry.id] = _apply_style(layer, layer_json, layer_entry.opacity)
         _apply_fields(layer, layer_json)
+        # Lists of features (relation editors, the attribute table's form view) name them by
+        # the service's display field, not by their GlobalID.
+        display = _field_named(layer, definition.display_field)
+        if display:
+            layer.setDisplayExpression(QgsExpression.quotedColumnRef(display))
         project.addMapLayer(layer, False)
         node = group.addLayer(layer)
         node.setItemVisibilityChecked(layer_entry.visible)
         result.layers[layer_entry.id] = layer
     _add_attachment_tables(offline_map, entry, definitions, result, path, project)
     _add_relations(entry, definitions, result, project)
+    for layer_id, layer in result.layers.items():
+        _arrange_form(layer, definitions[layer_id].layer_json or {}, project)
+    for layer in result.attachment_layers.values():
+        _arrange_form(layer, {}, project, record=ATTACHMENT_KEY_FIELDS)
     return result
 
 
@@ -187,6 +242,8 @@ def _apply_style(layer: QgsVectorLayer, layer_json: dict, opacity: float) -> boo
         renderer_json = drawing.get("renderer")
         if renderer_json:
             renderer = QgsArcGisRestUtils.convertRenderer(renderer_json)
+            if renderer is None and renderer_json.get("type") == "classBreaks":
+                renderer = graduated_renderer(renderer_json, layer)
             if renderer is not None:
                 layer.setRenderer(renderer)
                 styled = True
@@ -204,6 +261,57 @@ def _apply_style(layer: QgsVectorLayer, layer_json: dict, opacity: float) -> boo
         layer_opacity = 1.0
     layer.setOpacity(layer_opacity * float(opacity if opacity is not None else 1.0))
     return styled
+
+
+def graduated_renderer(renderer_json: dict, layer: QgsVectorLayer):
+    """A graduated renderer from an ArcGIS ``classBreaks`` renderer (QGIS 3.22 converts none:
+    the renderer of ArcGIS Online's "Counts and Amounts" maps). Breaks are sorted; what QGIS
+    cannot carry over (visual variables, the default symbol, normalization) is named in the
+    log. None when the JSON has no usable field or breaks."""
+    field_name = _field_named(layer, renderer_json.get("field"))
+    breaks = []
+    for info in renderer_json.get("classBreakInfos") or ():
+        try:
+            breaks.append((float(info["classMaxValue"]), info))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not field_name or not breaks:
+        return None
+    breaks.sort(key=lambda pair: pair[0])
+    try:
+        lower = float(renderer_json.get("minValue"))
+    except (TypeError, ValueError):
+        lower = min(breaks[0][0], 0.0)
+    ranges = []
+    for upper, info in breaks:
+        symbol = None
+        if info.get("symbol"):
+            symbol = QgsArcGisRestUtils.convertSymbol(info["symbol"])
+        if symbol is None:
+            symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        label = str(info.get("label") or f"{lower:g} – {upper:g}")
+        ranges.append(QgsRendererRange(lower, upper, symbol, label))
+        lower = upper
+    renderer = QgsGraduatedSymbolRenderer(field_name, ranges)
+    lost = []
+    if renderer_json.get("visualVariables"):
+        lost.append(tr("visual variables (size or colour by value)"))
+    if renderer_json.get("defaultSymbol"):
+        lost.append(tr("the symbol for other values"))
+    if renderer_json.get("normalizationField") or renderer_json.get("normalizationType") not in (
+        None,
+        "esriNormalizeNone",
+    ):
+        lost.append(tr("normalization"))
+    if lost:
+        QgsMessageLog.logMessage(
+            tr("The style of {0} was carried over without: {1}.").format(
+                layer.name(), ", ".join(lost)
+            ),
+            PLUGIN_NAME,
+            Qgis.MessageLevel.Warning,
+        )
+    return renderer
 
 
 _ARCADE_FIELD = re.compile(r"^\s*\$feature(?:\.(\w+)|\[\s*['\"]([^'\"]+)['\"]\s*\])\s*;?\s*$")
@@ -231,12 +339,7 @@ def _fill_label_expressions(labeling: Any, labeling_json: list) -> None:
 def _apply_fields(layer: QgsVectorLayer, layer_json: dict) -> None:
     """Aliases, coded-value domains as value maps, read-only system fields."""
     fields = layer.fields()
-    read_only = {
-        str(layer_json.get("objectIdField") or "").lower(),
-        str(layer_json.get("globalIdField") or "").lower(),
-    }
-    edit_info = layer_json.get("editFieldsInfo") or {}
-    read_only |= {str(value).lower() for value in edit_info.values() if isinstance(value, str)}
+    read_only = _record_fields(layer_json)
     for field_json in layer_json.get("fields") or ():
         name = field_json.get("name")
         index = fields.lookupField(name) if name else -1
@@ -255,6 +358,63 @@ def _apply_fields(layer: QgsVectorLayer, layer_json: dict) -> None:
             form_config = layer.editFormConfig()
             form_config.setReadOnly(index, True)
             layer.setEditFormConfig(form_config)
+
+
+def _record_fields(layer_json: dict) -> set[str]:
+    """Lower-case names of the fields a field worker need not see: ObjectID, GlobalID and the
+    editor-tracking fields."""
+    names = {
+        str(layer_json.get("objectIdField") or "").lower(),
+        str(layer_json.get("globalIdField") or "").lower(),
+    }
+    edit_info = layer_json.get("editFieldsInfo") or {}
+    names |= {str(value).lower() for value in edit_info.values() if isinstance(value, str)}
+    names |= {
+        str(f.get("name")).lower()
+        for f in layer_json.get("fields") or ()
+        if f.get("type") in ("esriFieldTypeOID", "esriFieldTypeGlobalID")
+    }
+    return names - {""}
+
+
+def _arrange_form(
+    layer: QgsVectorLayer, layer_json: dict, project: QgsProject, record: set[str] = frozenset()
+) -> None:
+    """A field-ready form: the fields to fill in first (aliases as labels), then the related
+    rows and attachments, then the "Record" fields (ObjectID, GlobalID, attachment keys,
+    editor tracking) read-only in a group at the end, collapsed where QGIS can (3.26+)."""
+    record = set(record) | _record_fields(layer_json)
+    config = layer.editFormConfig()
+    config.setLayout(DRAG_AND_DROP)
+    config.clearTabs()
+    root = config.invisibleRootContainer()
+    fields = layer.fields()
+    kept = []
+    for index in range(fields.count()):
+        name = fields.at(index).name()
+        if name.lower() in record:
+            kept.append((name, index))
+        elif name.lower() != "fid":
+            root.addChildElement(QgsAttributeEditorField(name, index, root))
+    for relation in project.relationManager().referencedRelations(layer):
+        element = QgsAttributeEditorRelation(relation, root)
+        # The widget QGIS's form designer gives a relation (without one QGIS 3.22 crashes).
+        element.setRelationWidgetTypeId("relation_editor")
+        element.setLabel(relation.name())
+        root.addChildElement(element)
+    if kept:
+        group = QgsAttributeEditorContainer(tr("Record"), root)
+        if hasattr(group, "setType"):
+            group.setType(Qgis.AttributeEditorContainerType.GroupBox)
+        else:
+            group.setIsGroupBox(True)
+        if hasattr(group, "setCollapsed"):
+            group.setCollapsed(True)
+        for name, index in kept:
+            group.addChildElement(QgsAttributeEditorField(name, index, group))
+            config.setReadOnly(index, True)
+        root.addChildElement(group)
+    layer.setEditFormConfig(config)
 
 
 def _add_attachment_tables(
@@ -277,11 +437,14 @@ def _add_attachment_tables(
             continue
         _tag(attachments, offline_map.folder, entry.file, layer_id)
         attachments.setCustomProperty(PROPERTY_ATTACHMENTS, int(layer_id))
+        _describe_attachments(attachments)
         data_index = attachments.fields().lookupField(ATTACHMENT_DATA_FIELD)
         if data_index >= 0:
+            # QGIS's own file widget for BLOBs: embed a file, save it out, clear it.
             attachments.setEditorWidgetSetup(data_index, QgsEditorWidgetSetup("Binary", {}))
         project.addMapLayer(attachments, False)
-        node = result.group.addLayer(attachments)
+        # Reachable, but not listed among the map's layers: a collapsed sub-group.
+        node = _attachments_group(result.group).addLayer(attachments)
         node.setItemVisibilityChecked(False)
         result.attachment_layers[layer_id] = attachments
         parent_key = _global_id_field(definition.layer_json or {}, layer)
@@ -299,6 +462,32 @@ def _add_attachment_tables(
             if relation is not None:
                 project.relationManager().addRelation(relation)
                 result.relations.append(relation)
+
+
+def _describe_attachments(attachments: QgsVectorLayer) -> None:
+    """Attachments read as attachments: listed by name, type and size; labelled fields."""
+    for name, alias in (
+        ("ATT_NAME", tr("Name")),
+        ("CONTENT_TYPE", tr("Type")),
+        ("DATA_SIZE", tr("Size (bytes)")),
+        (ATTACHMENT_DATA_FIELD, tr("File")),
+    ):
+        index = attachments.fields().lookupField(name)
+        if index >= 0:
+            attachments.setFieldAlias(index, alias)
+    attachments.setDisplayExpression(
+        "\"ATT_NAME\" || ' (' || coalesce(\"CONTENT_TYPE\", '?') || ', '"
+        " || format_number(coalesce(\"DATA_SIZE\", 0) / 1024.0, 1) || ' KB)'"
+    )
+
+
+def _attachments_group(group: QgsLayerTreeGroup) -> QgsLayerTreeGroup:
+    found = group.findGroup(tr("Attachments"))
+    if found is None or found.parent() is not group:
+        found = group.addGroup(tr("Attachments"))
+        found.setExpanded(False)
+        found.setItemVisibilityChecked(False)
+    return found
 
 
 def _add_relations(
@@ -333,7 +522,7 @@ def _add_relations(
                 continue
             relation = _relation(
                 f"oms_{Path(entry.file).stem}_{relationship.get('id')}",
-                str(relationship.get("name") or destination_layer.name()),
+                _relation_title(relationship, destination_layer),
                 origin_layer,
                 origin_key,
                 destination_layer,
@@ -343,6 +532,15 @@ def _add_relations(
             if relation is not None:
                 project.relationManager().addRelation(relation)
                 result.relations.append(relation)
+
+
+def _relation_title(relationship: dict, related: QgsVectorLayer) -> str:
+    """The related layer's title; the service's relationship name too when it is worded for
+    people ("Inspections of the point"), not a table pair such as ``Points_Inspections``."""
+    name = str(relationship.get("name") or "").strip()
+    if not name or " " not in name or name == related.name():
+        return related.name()
+    return tr("{0} ({1})").format(name, related.name())
 
 
 def _relation(
@@ -391,6 +589,10 @@ def _global_id_field(layer_json: dict, layer: QgsVectorLayer) -> str | None:
 # The attachments table layout of the geodatabase (see plugin/core/geodatabase.py).
 ATTACHMENT_PARENT_FIELD = "REL_GLOBALID"
 ATTACHMENT_DATA_FIELD = "DATA"
+#: The attachments table's keys: its ID, its GlobalID and its parent's GlobalID.
+ATTACHMENT_KEY_FIELDS = frozenset(
+    name.lower() for name in (schema.ATTACHMENT_FID, *schema.ATTACHMENT_COLUMNS[:2])
+)
 
 
 def attachment_table_name(definition: Any) -> str:
@@ -413,14 +615,40 @@ def offline_map_layers(
 
 
 def layers_with_unsaved_edits(
-    folder: Path | str, project: QgsProject | None = None
+    folder: Path | str, project: QgsProject | None = None, file: str | None = None
 ) -> list[QgsVectorLayer]:
-    """The map's layers in edit mode with changes not yet saved to the geodatabase."""
+    """The map's layers (of its geodatabase ``file`` only, if given) in edit mode with changes
+    not yet saved to the geodatabase."""
     return [
         layer
         for layer in offline_map_layers(folder, project)
-        if layer.isEditable() and layer.isModified()
+        if layer.isEditable()
+        and layer.isModified()
+        and (file is None or layer.customProperty(PROPERTY_FILE) == file)
     ]
+
+
+def save_edits_before_sync(
+    folder: Path | str, save: bool, project: QgsProject | None = None, file: str | None = None
+) -> list[QgsVectorLayer]:
+    """The rule of every door to a sync: edits not yet saved in QGIS are not in the
+    geodatabase, so a sync would silently leave them out. With ``save`` they are saved (the
+    layers stay in edit mode); without, OfflineMapSyncError names the layers. Returns the
+    layers saved."""
+    unsaved = layers_with_unsaved_edits(folder, project, file)
+    names = ", ".join(layer.name() for layer in unsaved)
+    if unsaved and not save:
+        raise OfflineMapSyncError(
+            tr("The sync did not start: save or discard the edits of {0} first.").format(names)
+        )
+    for layer in unsaved:
+        if not layer.commitChanges(False):
+            raise OfflineMapSyncError(
+                tr("The edits of {0} could not be saved: {1}").format(
+                    layer.name(), "; ".join(layer.commitErrors())
+                )
+            )
+    return unsaved
 
 
 def reload_offline_map_layers(folder: Path | str, project: QgsProject | None = None) -> int:
@@ -446,8 +674,14 @@ def remove_offline_map_from_project(folder: Path | str, project: QgsProject | No
         project.removeMapLayers(list(ids))
     key = _folder_key(Path(folder))
     root = project.layerTreeRoot()
-    for group in root.findGroups(True) if hasattr(root, "findGroups") else root.children():
-        if isinstance(group, QgsLayerTreeGroup) and group.customProperty(GROUP_PROPERTY) == key:
-            parent = group.parent()
-            if parent is not None:
-                parent.removeChildNode(group)
+    groups = root.findGroups(True) if hasattr(root, "findGroups") else root.children()
+    # Collected first: removing a group deletes its sub-groups, which the walk would reach.
+    ours = [
+        group
+        for group in groups
+        if isinstance(group, QgsLayerTreeGroup) and group.customProperty(GROUP_PROPERTY) == key
+    ]
+    for group in ours:
+        parent = group.parent()
+        if parent is not None:
+            parent.removeChildNode(group)

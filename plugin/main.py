@@ -83,6 +83,7 @@ class OfflineMapSyncPlugin:
 
     def unload(self) -> None:
         if self.dock is not None:
+            self.dock.remove_area_outline()
             self.dock.hide()
             self.iface.removeDockWidget(self.dock)
             self.dock.setParent(None)

@@ -18,10 +18,13 @@ from qgis.core import Qgis, QgsApplication, QgsProject
 from plugin.core.gpkg_connection import register_functions
 from plugin.core.take_offline import OfflineMapTask
 from plugin.gui.dock import OfflineMapSyncDock
+from plugin.layers import offline_map_layers
 from plugin.task import wait_for_task
 from tests.featureservice import seed
+from tests.gui_user import click
 from tests.test_gui_auth import auth_manager as _auth_manager_fixture
-from tests.test_gui_dock import take_secured_map_offline
+from tests.test_gui_dock import open_map, take_secured_map_offline
+from tests.test_gui_dock import sync as sync_by_click
 from tests.test_hostile_inputs import local_state
 from tests.test_sync import POINTS, Local, fast_client, point_gid, server_rows, take_offline
 
@@ -33,6 +36,7 @@ auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, sh
 def dock(qgis_iface, qgis_new_project):
     qgis_iface.messageBar().clear_messages()
     panel = OfflineMapSyncDock(qgis_iface)
+    panel.show()
     # The user's client, without the long retry pauses of the default one.
     panel._client = fast_client
     yield panel
@@ -79,14 +83,12 @@ def _assert_usable(dock) -> None:
 
 
 def _sync_and_wait(dock):
-    task = dock.sync()
-    assert task is not None, dock.statusLabel.text()
-    assert wait_for_task(task, WAIT), "the sync did not finish in time"
-    return task
+    assert dock.syncButton.isEnabled(), dock.statusLabel.text()
+    sync_by_click(dock)
 
 
 def _error_cells(dock) -> list[str]:
-    return [row[5] for row in dock.result_rows()]
+    return [row[4] for row in dock.result_rows()]
 
 
 # -- damaged files -----------------------------------------------------------------------------
@@ -103,7 +105,7 @@ def test_a_manifest_from_a_newer_version_is_refused_with_a_message_and_left_as_i
     manifest_bytes = manifest.read_bytes()
     gpkg_bytes = local.path.read_bytes()
 
-    assert not dock.open_map(offline_map.folder)
+    open_map(dock, offline_map.folder)
 
     _assert_clear(dock.statusLabel.text(), "newer version", "Update the plugin")
     critical = _messages(qgis_iface, Qgis.MessageLevel.Critical)
@@ -154,7 +156,8 @@ def test_a_damaged_geopackage_is_named_in_the_panel_its_bytes_untouched_and_the_
     damaged.path.write_bytes(damage(damaged.path.read_bytes()))
     damaged_bytes = damaged.path.read_bytes()
 
-    assert dock.open_map(offline_map.folder)
+    open_map(dock, offline_map.folder)
+    assert dock.offline_map is not None, dock.statusLabel.text()
 
     _assert_clear(dock.statusLabel.text(), damaged.file, "damaged or not a GeoPackage")
     assert dock.pending_text(damaged.file) == "cannot be read"
@@ -164,14 +167,15 @@ def test_a_damaged_geopackage_is_named_in_the_panel_its_bytes_untouched_and_the_
     assert f"The local edits of {damaged.file} cannot be read" in dock.capabilitiesLabel.text()
     assert "No local edits are waiting" not in dock.capabilitiesLabel.text()
     _assert_usable(dock)
-    assert dock.add_to_map() == []  # refused with the same message, nothing half-loaded
+    click(dock.addToMapButton)  # refused with the same message, nothing half-loaded
+    assert offline_map_layers(offline_map.folder) == []
     _assert_clear(dock.statusLabel.text(), damaged.file)
 
-    task = _sync_and_wait(dock)
+    _sync_and_wait(dock)
 
-    assert task.succeeded  # the job ran; one geodatabase failed and says why
+    # The job ran; one geodatabase failed and says why.
     rows = dock.result_rows()
-    failed = [row[5] for row in rows if row[5]]
+    failed = [row[4] for row in rows if row[4]]
     assert failed and len(failed) < len(rows), rows
     for text in failed:
         _assert_clear(text, damaged.file)
@@ -200,10 +204,10 @@ def test_a_geodatabase_whose_bookkeeping_tables_were_dropped_keeps_its_data_and_
     con.close()
     damaged = local.path.read_bytes()
 
-    assert dock.open_map(offline_map.folder)
-    task = _sync_and_wait(dock)
+    open_map(dock, offline_map.folder)
+    assert dock.offline_map is not None, dock.statusLabel.text()
+    _sync_and_wait(dock)
 
-    assert task.succeeded
     errors = _error_cells(dock)
     assert errors and all(errors), dock.result_rows()
     for text in errors:
@@ -231,22 +235,24 @@ def test_a_garbled_server_answer_fails_the_sync_clearly_and_the_next_sync_conver
 ):
     offline_map, local, added = edited_map
     before = local_state(local.path)
-    assert dock.open_map(offline_map.folder)
+    open_map(dock, offline_map.folder)
+    assert dock.offline_map is not None, dock.statusLabel.text()
     pending = dock.pending_text("Demo.gpkg", POINTS)
     assert pending != "0"
     reference_server.inject_fault("synchronizeReplica", kind, count=10)
 
-    task = _sync_and_wait(dock)
+    _sync_and_wait(dock)
 
     errors = _error_cells(dock)
     assert errors and all(errors), dock.result_rows()
     for text in errors:
         _assert_clear(text, expected, "Syncing again will resolve it")
+    # Nothing synchronized: a failure, with the reason, not "Synchronized with errors".
     assert any(
-        "Synchronized with errors" in message
-        for message in _messages(qgis_iface, Qgis.MessageLevel.Warning)
+        "Sync failed" in message and expected in message
+        for message in _messages(qgis_iface, Qgis.MessageLevel.Critical)
     )
-    assert dock.statusLabel.text().startswith("Synchronized with errors"), dock.statusLabel.text()
+    assert dock.statusLabel.text().startswith("Sync failed: "), dock.statusLabel.text()
     _assert_usable(dock)
     assert local_state(local.path)[1] == before[1]  # no row changed locally
     if kind == "html_error":  # nothing reached the server: every edit is still pending
@@ -254,9 +260,9 @@ def test_a_garbled_server_answer_fails_the_sync_clearly_and_the_next_sync_conver
         assert dock.pending_text("Demo.gpkg", POINTS) == pending
 
     reference_server.clear_faults()
-    task = _sync_and_wait(dock)
+    _sync_and_wait(dock)
 
-    assert task.succeeded and not dock.last_result.has_errors, dock.result_rows()
+    assert not dock.last_result.has_errors, dock.result_rows()
     assert dock.pending_text("Demo.gpkg", POINTS) == "0"
     on_server = server_rows(reference_server, POINTS)
     assert on_server[point_gid(0)]["attributes"]["name"] == "Edited offline"
@@ -269,7 +275,8 @@ def test_an_unreachable_service_fails_the_sync_clearly_and_the_next_sync_converg
 ):
     offline_map, local, added = edited_map
     before = local_state(local.path)
-    assert dock.open_map(offline_map.folder)
+    open_map(dock, offline_map.folder)
+    assert dock.offline_map is not None, dock.statusLabel.text()
     pending = dock.pending_text("Demo.gpkg", POINTS)
     reference_server.stop()
 
@@ -284,9 +291,9 @@ def test_an_unreachable_service_fails_the_sync_clearly_and_the_next_sync_converg
     assert dock.pending_text("Demo.gpkg", POINTS) == pending
 
     reference_server.start()  # same port: the service is back
-    task = _sync_and_wait(dock)
+    _sync_and_wait(dock)
 
-    assert task.succeeded and not dock.last_result.has_errors, dock.result_rows()
+    assert not dock.last_result.has_errors, dock.result_rows()
     assert dock.pending_text("Demo.gpkg", POINTS) == "0"
     assert added in server_rows(reference_server, POINTS)
 
@@ -296,8 +303,8 @@ def test_an_html_page_from_a_secured_service_shows_neither_token_nor_password(
 ):
     server = secured_reference_server
     del dock._client  # the panel's own client, with the QGIS auth configuration
-    task, _ = take_secured_map_offline(dock, server, auth_manager, tmp_path / "secured_map")
-    assert task.succeeded, dock.statusLabel.text()
+    take_secured_map_offline(dock, server, auth_manager, tmp_path / "secured_map")
+    assert dock.offline_map is not None, dock.statusLabel.text()
     server.inject_fault("synchronizeReplica", "html_error", count=10)
 
     _sync_and_wait(dock)
@@ -319,4 +326,103 @@ def test_an_html_page_from_a_secured_service_shows_neither_token_nor_password(
         _assert_clear(text)
         assert "alice-secret" not in text
         assert not any(token in text for token in tokens), text
+    _assert_usable(dock)
+
+
+# -- server text is text (issue 16, item 2) ----------------------------------------------------
+
+
+def _red_square(folder) -> str:
+    """A small red PNG: if a widget rendered server text as HTML, this image would show."""
+    from qgis.PyQt.QtGui import QColor, QImage
+
+    image = QImage(16, 16, QImage.Format.Format_RGB32)
+    image.fill(QColor(255, 0, 0))
+    path = str(folder / "red.png")
+    assert image.save(path, "PNG")
+    return path
+
+
+def _shows_red(widget) -> bool:
+    from qgis.PyQt.QtGui import QColor
+
+    image = widget.grab().toImage()
+    red = QColor(255, 0, 0).rgb()
+    return any(
+        image.pixel(x, y) == red
+        for x in range(0, image.width(), 2)
+        for y in range(0, image.height(), 2)
+    )
+
+
+def _anchors(document) -> list[str]:
+    found = []
+    block = document.begin()
+    while block.isValid():
+        iterator = block.begin()
+        while not iterator.atEnd():
+            fragment = iterator.fragment()
+            if fragment.isValid() and fragment.charFormat().isAnchor():
+                found.append(fragment.charFormat().anchorHref())
+            iterator += 1
+        block = block.next()
+    return found
+
+
+def _tooltip_document(text: str):
+    # What QToolTip does with a tooltip: rich text when it looks like HTML, else plain.
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QTextDocument
+
+    document = QTextDocument()
+    if Qt.mightBeRichText(text):
+        document.setHtml(text)
+    else:
+        document.setPlainText(text)
+    return document
+
+
+def test_server_text_that_looks_like_html_is_shown_as_typed(
+    dock, edited_map, reference_server, qgis_iface, tmp_path
+):
+    from qgis.gui import QgsMessageBarItem
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtWidgets import QTextBrowser
+
+    image = _red_square(tmp_path)
+    hostile = (
+        f'<img src="{image}" width="40" height="40"><a href="https://evil.example/">Sign in</a>'
+    )
+    offline_map, local, _ = edited_map
+    open_map(dock, offline_map.folder)
+    reference_server.inject_fault("synchronizeReplica", "json_error", count=10, message=hostile)
+
+    _sync_and_wait(dock)
+
+    # The status line: the text as the server sent it, no image drawn.
+    assert '<img src="' in dock.statusLabel.text()
+    assert dock.statusLabel.textFormat() == Qt.TextFormat.PlainText
+    assert not _shows_red(dock.statusLabel)
+    # The message bar (rich text only): its real item shows the tags as text, no link.
+    critical = _messages(qgis_iface, Qgis.MessageLevel.Critical)
+    assert critical
+    for message in critical:
+        item = QgsMessageBarItem("Offline Map Sync", message.split(":", 1)[1])
+        item.resize(900, 120)
+        item.show()
+        browser = item.findChild(QTextBrowser)
+        if browser is not None:
+            assert '<img src="' in browser.toPlainText(), browser.toPlainText()
+            assert "<a href=" in browser.toPlainText()
+            assert _anchors(browser.document()) == []
+        assert not _shows_red(item)
+        item.hide()
+    # The results: cells are plain; their tooltips show the tags as text, no link, no image.
+    table = dock.resultsTable
+    cells = [table.item(row, 0) for row in range(table.rowCount()) if table.columnSpan(row, 0) > 1]
+    assert cells and all("<a href=" in cell.text() for cell in cells)
+    for cell in cells:
+        document = _tooltip_document(cell.toolTip())
+        assert '<img src="' in document.toPlainText()
+        assert _anchors(document) == []
     _assert_usable(dock)

@@ -1,13 +1,18 @@
-"""The removal confirmation says what is deleted and holds back until lost edits are confirmed."""
+"""The removal confirmation says what is deleted, holds back until lost edits are confirmed, and
+its Remove and Cancel buttons answer it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.PyQt.QtWidgets import QDialogButtonBox
+import pytest
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox
 
 from plugin.core.removal import GeodatabaseRemovalInfo, RemovalPlan, ReplicaRef
 from plugin.gui.remove_dialog import RemoveDialog
+from tests.gui_user import click
 
 
 def _plan(pending=None, conflicts=0, error=None) -> RemovalPlan:
@@ -24,57 +29,110 @@ def _plan(pending=None, conflicts=0, error=None) -> RemovalPlan:
     return RemovalPlan(title="Demo <map>", folder=Path("/maps/demo"), geodatabases=[gdb])
 
 
-def _remove_enabled(dialog) -> bool:
-    return dialog.buttonBox.button(QDialogButtonBox.StandardButton.Ok).isEnabled()
+@pytest.fixture
+def show(qgis_app):
+    shown = []
+
+    def make(*args, **kwargs) -> RemoveDialog:
+        dialog = RemoveDialog(*args, **kwargs)
+        dialog.show()
+        shown.append(dialog)
+        return dialog
+
+    yield make
+    for dialog in shown:
+        dialog.hide()
+        dialog.deleteLater()
 
 
-def test_a_map_without_pending_edits_can_be_removed_at_once(qgis_app):
-    dialog = RemoveDialog(_plan(conflicts=2), layers_in_project=5)
+def _remove_button(dialog):
+    button = dialog.buttonBox.button(QDialogButtonBox.StandardButton.Ok)
+    assert button.text() == "Remove"
+    return button
+
+
+def _pending_lines(dialog) -> list[str]:
+    return [dialog.pendingList.item(row).text() for row in range(dialog.pendingList.count())]
+
+
+def test_a_map_without_pending_edits_can_be_removed_at_once(show):
+    dialog = show(_plan(conflicts=2), layers_in_project=5)
 
     text = dialog.questionLabel.text()
     assert "<b>Demo &lt;map&gt;</b>" in text
     assert "replica is unregistered" in text and "/maps/demo" in text
     assert dialog.pendingGroup.isHidden()
-    assert _remove_enabled(dialog)
     assert "conflict log's 2 entries" in dialog.detailsLabel.text()
     assert "5 layers" in dialog.detailsLabel.text()
+
+    click(_remove_button(dialog))
+
+    assert not dialog.isVisible()
+    assert dialog.result() == QDialog.DialogCode.Accepted
     assert not dialog.parameters().discard_pending_edits
 
 
-def test_pending_edits_are_listed_per_layer_and_must_be_discarded_explicitly(qgis_app):
-    dialog = RemoveDialog(_plan(pending={"Points": 2, "Inspections": 1}))
+def test_cancel_and_escape_answer_no(show):
+    dialog = show(_plan())
+    click(dialog.buttonBox.button(QDialogButtonBox.StandardButton.Cancel))
+    assert not dialog.isVisible()
+    assert dialog.result() == QDialog.DialogCode.Rejected
+
+    dialog = show(_plan())
+    QTest.keyClick(dialog, Qt.Key.Key_Escape)
+    assert not dialog.isVisible()
+    assert dialog.result() == QDialog.DialogCode.Rejected
+
+
+def test_pending_edits_are_listed_per_layer_and_must_be_discarded_explicitly(show):
+    dialog = show(_plan(pending={"Points": 2, "Inspections": 1}))
 
     assert not dialog.pendingGroup.isHidden()
-    assert dialog.pending_lines() == [
+    assert _pending_lines(dialog) == [
         "Points: 2 edits (Demo.gpkg)",
         "Inspections: 1 edit (Demo.gpkg)",
     ]
     assert dialog.discardCheck.text() == "Discard these 3 edits"
-    assert not _remove_enabled(dialog)
+    assert not _remove_button(dialog).isEnabled()
 
-    dialog.discardCheck.setChecked(True)
+    click(dialog.discardCheck)
+    click(_remove_button(dialog))
 
-    assert _remove_enabled(dialog)
+    assert dialog.result() == QDialog.DialogCode.Accepted
     assert dialog.parameters().discard_pending_edits
 
 
-def test_an_unreadable_geodatabase_must_be_confirmed_too(qgis_app):
-    dialog = RemoveDialog(_plan(error="file is not a database"))
+def test_enter_removes_only_once_the_edits_are_confirmed(show):
+    dialog = show(_plan(pending={"Points": 1}))
+    QTest.keyClick(dialog, Qt.Key.Key_Return)
+    assert dialog.isVisible()  # Remove is disabled: Enter does nothing yet
 
-    assert dialog.pending_lines() == ["Demo.gpkg cannot be read: file is not a database"]
-    assert not _remove_enabled(dialog)
-    dialog.discardCheck.setChecked(True)
-    assert _remove_enabled(dialog)
+    click(dialog.discardCheck)
+    QTest.keyClick(dialog.discardCheck, Qt.Key.Key_Return)
+
+    assert not dialog.isVisible()
+    assert dialog.result() == QDialog.DialogCode.Accepted
+    assert dialog.parameters().discard_pending_edits
 
 
-def test_edits_not_saved_in_qgis_are_named_and_must_be_confirmed(qgis_app):
-    dialog = RemoveDialog(_plan(), 5, None, ["Points"])
+def test_an_unreadable_geodatabase_must_be_confirmed_too(show):
+    dialog = show(_plan(error="file is not a database"))
 
-    assert dialog.pending_lines() == ["Points: edits not saved in QGIS"]
+    assert _pending_lines(dialog) == ["Demo.gpkg cannot be read: file is not a database"]
+    assert not _remove_button(dialog).isEnabled()
+    click(dialog.discardCheck)
+    assert _remove_button(dialog).isEnabled()
+
+
+def test_edits_not_saved_in_qgis_are_named_and_must_be_confirmed(show):
+    dialog = show(_plan(), 5, None, ["Points"])
+
+    assert _pending_lines(dialog) == ["Points: edits not saved in QGIS"]
     assert not dialog.pendingGroup.isHidden()
     assert dialog.discardCheck.text() == "Discard these edits"
-    assert not _remove_enabled(dialog)
-    dialog.discardCheck.setChecked(True)
-    assert _remove_enabled(dialog)
+    assert not _remove_button(dialog).isEnabled()
+    click(dialog.discardCheck)
+    click(_remove_button(dialog))
     # Nothing pending in the geodatabase: the core need not be told to discard anything.
+    assert dialog.result() == QDialog.DialogCode.Accepted
     assert not dialog.parameters().discard_pending_edits

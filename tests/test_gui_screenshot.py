@@ -1,5 +1,5 @@
-"""The real QGIS desktop under Xvfb shows the panel and the loaded layers (what `make
-screenshot` saves for reviewers)."""
+"""The real QGIS desktop under Xvfb, driven by clicks, shows the panel, the dialogs and the
+loaded layers (the series `make screenshot` saves for reviewers)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,27 @@ from tests.tools.qgis_process import REPO_ROOT
     not (shutil.which("xvfb-run") and shutil.which("qgis")),
     reason="needs the QGIS desktop and xvfb-run (make setup installs both)",
 )
-def test_screenshot_of_qgis_with_the_panel_and_layers(tmp_path):
+def test_screenshots_of_the_job_done_by_clicks_in_qgis(tmp_path):
     png = tmp_path / "qgis.png"
     done = subprocess.run(
-        [sys.executable, "-m", "tests.tools.screenshot", "--out", str(png), "--timeout", "200"],
+        [sys.executable, "-m", "tests.tools.screenshot", "--out", str(png), "--timeout", "240"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=320,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    log = png.with_suffix(".log")
+    assert not log.exists(), log.read_text(encoding="utf-8")[-2000:]
+    for step in (
+        "1_take_offline",
+        "2_feature_form",
+        "3_sync_conflict",
+        "4_conflict_log",
+        "5_sync_failed",
+    ):
+        side = QImage(str(png.with_name(f"{png.stem}_{step}.png")))
+        assert not side.isNull() and side.width() > 300, step
     image = QImage(str(png))
     assert not image.isNull()
     assert (image.width(), image.height()) == (1600, 1000)

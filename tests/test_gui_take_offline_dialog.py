@@ -1,27 +1,64 @@
-"""The Take offline dialog turns what the user typed into a request, or says what is missing."""
+"""The Take offline dialog, filled in and answered by clicks: its buttons do what they say, it
+turns what the user typed into a request, or says what is missing and stays open."""
 
 from __future__ import annotations
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRectangle, QgsVectorLayer
+import pytest
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProject,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox
 
 from plugin.gui.take_offline_dialog import TakeOfflineDialog
 from plugin.layers import esri_envelope, esri_spatial_reference
+from plugin.task import wait_for_task
+from tests.featureservice import seed
+from tests.gui_user import choose, click, click_item, type_into, type_lines
 
 ITEM = "0123456789abcdef0123456789abcdef"
+OK = QDialogButtonBox.StandardButton.Ok
+CANCEL = QDialogButtonBox.StandardButton.Cancel
 
 
-def _message(dialog) -> str:
-    dialog.accept()
-    return dialog.messageLabel.text()
+@pytest.fixture
+def dialog(qgis_iface):
+    shown = TakeOfflineDialog(qgis_iface)
+    shown.show()
+    yield shown
+    shown.hide()
+    shown.deleteLater()
 
 
-def test_web_map_request_with_whole_area(qgis_iface, tmp_path):
-    dialog = TakeOfflineDialog(qgis_iface)
-    dialog.portalEdit.setText("http://127.0.0.1:9/arcgis/sharing/rest/")
-    dialog.itemEdit.setText(ITEM)
-    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
-    dialog.attachmentsCheck.setChecked(False)
+def _press_take_offline(dialog) -> str:
+    """Click "Take offline"; the message the dialog shows ("" when it closed with an answer)."""
+    button = dialog.buttonBox.button(OK)
+    assert button.text() == "Take offline"
+    click(button)
+    return "" if not dialog.isVisible() else dialog.messageLabel.text()
 
+
+def _web_map(dialog, portal: str, item: str, folder) -> None:
+    click(dialog.webmapRadio)
+    type_into(dialog.portalEdit, portal)
+    type_into(dialog.itemEdit, item)
+    type_into(dialog.folderWidget, str(folder))
+
+
+def test_take_offline_closes_the_dialog_with_the_web_map_request(dialog, tmp_path):
+    _web_map(dialog, "http://127.0.0.1:9/arcgis/sharing/rest/", ITEM, tmp_path / "map")
+    click(dialog.attachmentsCheck)  # the user does not want the photos
+
+    assert _press_take_offline(dialog) == ""
+
+    assert dialog.result() == QDialog.DialogCode.Accepted
     request = dialog.request()
     assert request.portal_url == "http://127.0.0.1:9/arcgis/sharing/rest"
     assert request.webmap_item_id == ITEM
@@ -31,26 +68,47 @@ def test_web_map_request_with_whole_area(qgis_iface, tmp_path):
     assert request.folder == tmp_path / "map"
 
 
-def test_service_urls_and_a_layer_extent(qgis_iface, tmp_path):
-    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "area", "memory")
-    provider = layer.dataProvider()
-    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY
+def test_enter_takes_offline_and_cancel_and_escape_close_without_an_answer(qgis_iface, tmp_path):
+    for key in ("enter", "cancel", "escape"):
+        dialog = TakeOfflineDialog(qgis_iface)
+        dialog.show()
+        _web_map(dialog, "https://h/portal/sharing/rest", ITEM, tmp_path / key)
+        if key == "enter":
+            QTest.keyClick(dialog.folderWidget.lineEdit(), Qt.Key.Key_Return)
+        elif key == "cancel":
+            click(dialog.buttonBox.button(CANCEL))
+        else:
+            QTest.keyClick(dialog, Qt.Key.Key_Escape)
+        assert not dialog.isVisible(), key
+        expected = QDialog.DialogCode.Accepted if key == "enter" else QDialog.DialogCode.Rejected
+        assert dialog.result() == expected, key
+        dialog.deleteLater()
+    assert not any(tmp_path.iterdir())  # the dialog itself creates nothing
 
+
+def test_service_urls_and_a_layer_extent(dialog, tmp_path):
+    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "area", "memory")
     for x, y in ((10, 20), (12, 23)):
         feature = QgsFeature(layer.fields())
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
-        provider.addFeatures([feature])
+        layer.dataProvider().addFeatures([feature])
     layer.updateExtents()
     QgsProject.instance().addMapLayer(layer)
     try:
-        dialog = TakeOfflineDialog(qgis_iface)
-        dialog.servicesRadio.setChecked(True)
-        dialog.servicesEdit.setPlainText(
-            "http://h/arcgis/rest/services/A/FeatureServer\n\n http://h/arcgis/rest/services/B/FeatureServer "
+        click(dialog.servicesRadio)
+        type_lines(
+            dialog.servicesEdit,
+            [
+                "http://h/arcgis/rest/services/A/FeatureServer",
+                "",
+                " http://h/arcgis/rest/services/B/FeatureServer ",
+            ],
         )
-        dialog.layerRadio.setChecked(True)
-        dialog.layerCombo.setLayer(layer)
-        dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+        click(dialog.layerRadio)
+        choose(dialog.layerCombo, "area")
+        type_into(dialog.folderWidget, str(tmp_path / "map"))
+
+        assert _press_take_offline(dialog) == ""
 
         request = dialog.request()
         assert request.service_urls == [
@@ -68,23 +126,21 @@ def test_service_urls_and_a_layer_extent(qgis_iface, tmp_path):
         QgsProject.instance().removeMapLayer(layer.id())
 
 
-def test_incomplete_answers_are_refused_with_a_message(qgis_iface, tmp_path):
-    dialog = TakeOfflineDialog(qgis_iface)
-    assert "target folder" in _message(dialog)
+def test_incomplete_answers_are_refused_with_a_message_and_the_dialog_stays(dialog, tmp_path):
+    assert "target folder" in _press_take_offline(dialog)
 
-    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
-    dialog.portalEdit.setText("http://h/arcgis/sharing/rest")
-    dialog.itemEdit.setText("not-an-id")
-    assert "32 hexadecimal" in _message(dialog)
+    _web_map(dialog, "http://h/arcgis/sharing/rest", "not-an-id", tmp_path / "map")
+    assert "32 hexadecimal" in _press_take_offline(dialog)
 
-    dialog.servicesRadio.setChecked(True)
-    dialog.servicesEdit.setPlainText("http://h/arcgis/rest/services/A/MapServer")
-    assert "not a feature service URL" in _message(dialog)
+    click(dialog.servicesRadio)
+    type_lines(dialog.servicesEdit, ["http://h/arcgis/rest/services/A/MapServer"])
+    assert "not a feature service URL" in _press_take_offline(dialog)
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
-    dialog.folderWidget.setFilePath(str(tmp_path / "full"))
-    assert "not empty" in _message(dialog)
+    type_into(dialog.folderWidget, str(tmp_path / "full"))
+    assert "not empty" in _press_take_offline(dialog)
+    assert dialog.isVisible()
 
 
 def test_spatial_references_use_esri_codes():
@@ -97,16 +153,16 @@ def test_spatial_references_use_esri_codes():
     assert (envelope["xmin"], envelope["ymax"]) == (1.0, 4.0)
 
 
-def test_the_canvas_extent_is_the_area_in_the_canvas_crs(qgis_iface, tmp_path):
+def test_the_canvas_extent_is_the_area_in_the_canvas_crs(dialog, qgis_iface, tmp_path):
     canvas = qgis_iface.mapCanvas()
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
     canvas.setExtent(QgsRectangle(950000, 6000000, 952000, 6001000))
-    dialog = TakeOfflineDialog(qgis_iface)
-    dialog.servicesRadio.setChecked(True)
-    dialog.servicesEdit.setPlainText("http://h/arcgis/rest/services/A/FeatureServer")
-    dialog.canvasRadio.setChecked(True)
-    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+    click(dialog.servicesRadio)
+    type_lines(dialog.servicesEdit, ["http://h/arcgis/rest/services/A/FeatureServer"])
+    click(dialog.canvasRadio)
+    type_into(dialog.folderWidget, str(tmp_path / "map"))
 
+    assert _press_take_offline(dialog) == ""
     area = dialog.request().area_of_interest
 
     assert area["spatialReference"] == {"wkid": 102100, "latestWkid": 3857}
@@ -120,94 +176,86 @@ def test_the_canvas_extent_is_the_area_in_the_canvas_crs(qgis_iface, tmp_path):
     assert area["xmin"] <= 950000 and area["xmax"] >= 952000
 
 
-def test_listed_layers_left_unchecked_are_taken_offline_empty(
-    qgis_iface, reference_server, tmp_path
-):
-    from qgis.PyQt.QtCore import Qt
+def _list_layers(dialog):
+    click(dialog.listLayersButton)
+    assert dialog.task is not None, dialog.messageLabel.text()
+    assert wait_for_task(dialog.task, 60)
+    return [dialog.layersList.item(row).text() for row in range(dialog.layersList.count())]
+
+
+def test_listed_layers_left_unchecked_are_taken_offline_empty(dialog, reference_server, tmp_path):
+    from osgeo import ogr
 
     from plugin.take_offline_request import TakeOfflineJob
-    from plugin.task import wait_for_task
-    from tests.featureservice import seed
 
-    dialog = TakeOfflineDialog(qgis_iface)
-    dialog.portalEdit.setText(reference_server.portal_url)
-    dialog.itemEdit.setText(seed.DEMO_WEBMAP_ID)
-    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
-    task = dialog.list_layers()
-    assert task is not None
-    assert wait_for_task(task, 60)
-
-    titles = [dialog.layersList.item(row).text() for row in range(dialog.layersList.count())]
+    _web_map(dialog, reference_server.portal_url, seed.DEMO_WEBMAP_ID, tmp_path / "map")
+    titles = _list_layers(dialog)
     assert sorted(titles) == sorted(["Points", "Lines", "Polygons", "Inspections (table)"])
     polygons = dialog.layersList.item(titles.index("Polygons"))
-    polygons.setCheckState(Qt.CheckState.Unchecked)
+    click_item(dialog.layersList, polygons)
+    QTest.keyClick(dialog.layersList, Qt.Key.Key_Space)  # unticks the current item
+    assert polygons.checkState() == Qt.CheckState.Unchecked
 
+    assert _press_take_offline(dialog) == ""
     request = dialog.request()
     service_url = reference_server.service_url(seed.DEMO_SERVICE)
     assert request.schema_only_layers == [(service_url, 2)]
 
     offline_map = TakeOfflineJob(request).run().offline_map
-    counts = {}
     entry = offline_map.geodatabases[0]
     with offline_map.open_geodatabase(entry) as geodatabase:
-        from osgeo import ogr
-
-        source = ogr.Open(str(entry.path))
-        for layer in geodatabase.layers:
-            counts[layer.id] = source.GetLayerByName(layer.table_name).GetFeatureCount()
-        source = None
+        tables = {layer.id: layer.table_name for layer in geodatabase.layers}
+    source = ogr.Open(str(entry.path))
+    counts = {key: source.GetLayerByName(table).GetFeatureCount() for key, table in tables.items()}
+    source = None
     assert counts[2] == 0
     assert counts[0] == seed.DEMO_COUNTS[0]
 
 
-def test_changing_the_source_forgets_the_listed_layers(qgis_iface):
-    from qgis.PyQt.QtWidgets import QListWidgetItem
+def test_changing_the_source_forgets_the_listed_layers(dialog, reference_server, tmp_path):
+    _web_map(dialog, reference_server.portal_url, seed.DEMO_WEBMAP_ID, tmp_path / "map")
+    assert _list_layers(dialog)
 
-    dialog = TakeOfflineDialog(qgis_iface)
-    dialog.layersList.addItem(QListWidgetItem("Points"))
-    dialog.itemEdit.setText(ITEM)
+    type_into(dialog.itemEdit, ITEM)
+
     assert dialog.layersList.count() == 0
 
 
 def _list_areas(dialog, server):
     server.prepare_map_areas()
-    dialog.portalEdit.setText(server.portal_url)
-    from tests.featureservice import seed
-
-    dialog.itemEdit.setText(seed.DEMO_WEBMAP_ID)
-    dialog.preplannedRadio.setChecked(True)
-    task = dialog.list_areas()
-    assert task is not None
-    from plugin.task import wait_for_task
-
-    assert wait_for_task(task, 60)
+    click(dialog.webmapRadio)
+    type_into(dialog.portalEdit, server.portal_url)
+    type_into(dialog.itemEdit, seed.DEMO_WEBMAP_ID)
+    click(dialog.preplannedRadio)
+    click(dialog.listAreasButton)
+    assert dialog.task is not None, dialog.messageLabel.text()
+    assert wait_for_task(dialog.task, 60)
     return [dialog.areasList.item(row).text() for row in range(dialog.areasList.count())]
 
 
-def test_preplanned_areas_are_listed_with_their_download_size(qgis_iface, reference_server):
-    dialog = TakeOfflineDialog(qgis_iface)
-
+def test_preplanned_areas_are_listed_with_their_download_size(dialog, reference_server):
     texts = _list_areas(dialog, reference_server)
 
     assert [t.split(" — ")[0] for t in texts] == ["Whole demo area", "West half"]
     assert all(t.endswith(("KB", "MB", "bytes")) for t in texts), texts
-    assert dialog.selected_area().title == "Whole demo area"
-    assert dialog.selected_area().size > 0
+    assert dialog.areasList.currentItem().text() == texts[0]
     # A map area comes as its packages were made: no layer choice, no attachments switch.
     assert dialog.layersGroup.isHidden()
     assert dialog.attachmentsCheck.isHidden()
 
 
-def test_the_chosen_area_and_update_mode_make_the_request(qgis_iface, reference_server, tmp_path):
+def test_the_chosen_area_and_update_mode_make_the_request(dialog, reference_server, tmp_path):
     from plugin.core.enums import PreplannedUpdateMode
+    from plugin.take_offline_request import update_mode_labels
 
-    dialog = TakeOfflineDialog(qgis_iface)
     texts = _list_areas(dialog, reference_server)
-    dialog.areasList.setCurrentRow(next(i for i, t in enumerate(texts) if t.startswith("West")))
+    west = next(i for i, t in enumerate(texts) if t.startswith("West"))
+    click_item(dialog.areasList, dialog.areasList.item(west))
     mode = PreplannedUpdateMode.DOWNLOAD_SCHEDULED_UPDATES
-    dialog.updateModeCombo.setCurrentIndex(dialog.updateModeCombo.findData(int(mode)))
-    dialog.folderWidget.setFilePath(str(tmp_path / "west"))
+    choose(dialog.updateModeCombo, dict(update_mode_labels())[mode])
+    type_into(dialog.folderWidget, str(tmp_path / "west"))
 
+    assert _press_take_offline(dialog) == ""
     request = dialog.request()
 
     assert request.is_preplanned
@@ -217,31 +265,24 @@ def test_the_chosen_area_and_update_mode_make_the_request(qgis_iface, reference_
     assert request.schema_only_layers == []
 
 
-def test_a_preplanned_area_needs_a_web_map_and_a_chosen_area(qgis_iface, tmp_path):
-    dialog = TakeOfflineDialog(qgis_iface)
-    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
-    dialog.portalEdit.setText("http://h/arcgis/sharing/rest")
-    dialog.itemEdit.setText(ITEM)
-    dialog.preplannedRadio.setChecked(True)
-    assert "Choose a map area" in _message(dialog)
+def test_a_preplanned_area_needs_a_web_map_and_a_chosen_area(dialog, tmp_path):
+    _web_map(dialog, "http://h/arcgis/sharing/rest", ITEM, tmp_path / "map")
+    click(dialog.preplannedRadio)
+    assert "Choose a map area" in _press_take_offline(dialog)
 
-    dialog.servicesRadio.setChecked(True)
+    click(dialog.servicesRadio)
     assert not dialog.preplannedRadio.isEnabled()
     assert dialog.wholeRadio.isChecked()
     assert not dialog.layersGroup.isHidden()
     assert dialog.areasList.isHidden()
 
 
-def test_a_web_map_without_map_areas_says_so(qgis_iface, reference_server):
-    from plugin.task import wait_for_task
-    from tests.featureservice import seed
-
-    dialog = TakeOfflineDialog(qgis_iface)
-    dialog.portalEdit.setText(reference_server.portal_url)
-    dialog.itemEdit.setText(seed.DEMO_WEBMAP_ID)
-    dialog.preplannedRadio.setChecked(True)
-    task = dialog.list_areas()
-    assert wait_for_task(task, 60)
+def test_a_web_map_without_map_areas_says_so(dialog, reference_server):
+    type_into(dialog.portalEdit, reference_server.portal_url)
+    type_into(dialog.itemEdit, seed.DEMO_WEBMAP_ID)
+    click(dialog.preplannedRadio)
+    click(dialog.listAreasButton)
+    assert wait_for_task(dialog.task, 60)
 
     assert dialog.areasList.count() == 0
     assert "no preplanned map areas" in dialog.messageLabel.text()

@@ -104,3 +104,57 @@ def test_remove_takes_away_layers_relations_and_the_group(demo_map, project):
     assert offline_map_layers(demo_map.folder, project) == []
     assert project.relationManager().relations() == {}
     assert project.layerTreeRoot().findGroups() == []
+
+
+def test_class_breaks_become_a_graduated_renderer_and_the_log_names_what_was_left_out(qgis_app):
+    from qgis.core import Qgis, QgsApplication, QgsGraduatedSymbolRenderer, QgsVectorLayer
+
+    from plugin.layers import graduated_renderer
+
+    layer = QgsVectorLayer("Point?crs=EPSG:3857&field=visits:integer", "Counts", "memory")
+    symbol = {
+        "type": "esriSMS",
+        "style": "esriSMSCircle",
+        "color": [255, 0, 0, 255],
+        "size": 6,
+        "outline": {"color": [0, 0, 0, 255], "width": 1},
+    }
+    renderer_json = {
+        "type": "classBreaks",
+        "field": "VISITS",  # as the service spells it
+        "minValue": 0,
+        # ArcGIS Online's "Counts and Amounts" maps: unsorted breaks, no default symbol,
+        # visual variables.
+        "classBreakInfos": [
+            {"classMaxValue": 100, "label": "51 – 100", "symbol": symbol},
+            {"classMaxValue": 10, "label": "0 – 10", "symbol": symbol},
+            {"classMaxValue": 50, "symbol": None},
+        ],
+        "defaultSymbol": None,
+        "visualVariables": [{"type": "sizeInfo", "field": "visits"}],
+    }
+    logged = []
+
+    def collect(message, tag, level):
+        if tag == "Offline Map Sync":
+            logged.append((message, level))
+
+    QgsApplication.messageLog().messageReceived.connect(collect)
+    try:
+        renderer = graduated_renderer(renderer_json, layer)
+    finally:
+        QgsApplication.messageLog().messageReceived.disconnect(collect)
+
+    assert isinstance(renderer, QgsGraduatedSymbolRenderer)
+    assert renderer.classAttribute() == "visits"
+    assert [(r.lowerValue(), r.upperValue()) for r in renderer.ranges()] == [
+        (0, 10),
+        (10, 50),
+        (50, 100),
+    ]
+    assert [r.label() for r in renderer.ranges()] == ["0 – 10", "10 – 50", "51 – 100"]
+    assert all(r.symbol() is not None for r in renderer.ranges())
+    assert any(
+        "Counts" in message and "visual variables" in message and level == Qgis.MessageLevel.Warning
+        for message, level in logged
+    ), logged

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from osgeo import ogr
-from qgis.core import QgsApplication, QgsProcessingException
+from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
 
 from plugin.processing.provider import PROVIDER_ID, OfflineMapSyncProvider
 from tests.featureservice import seed
@@ -51,6 +51,17 @@ def _edit_point(folder, name, field, value):
     global_id = feature.GetField("GlobalID")
     source = None
     return global_id
+
+
+class _Feedback(QgsProcessingFeedback):
+    """What Processing tells the user (its log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def reportError(self, error, fatalError=False):  # noqa: N802, N803 (QGIS API names)
+        self.errors.append(error)
 
 
 def _server_points(server):
@@ -287,3 +298,50 @@ def test_a_token_in_a_web_map_layer_url_stays_out_of_the_skipped_output(
     skipped = {s["title"]: s["url"] for s in json.loads(taken["SKIPPED"])}
     assert skipped["Imagery"] == "https://tiles.example.com/Imagery/MapServer?f=json"
     assert "SECRET-IN-WEBMAP" not in taken["SKIPPED"]
+
+
+def test_processing_sync_follows_the_docks_rule_for_unsaved_edits_and_reloads_layers(
+    processing, reference_server, tmp_path, qgis_new_project
+):
+    from qgis.core import QgsExpression, QgsFeatureRequest, QgsProject
+
+    from plugin.layers import add_offline_map_to_project
+    from tests.test_layers import take_demo_web_map_offline
+
+    offline_map = take_demo_web_map_offline(reference_server, tmp_path / "map")
+    points = add_offline_map_to_project(offline_map)[0].layers[POINTS]
+
+    def by_name(name):
+        request = QgsFeatureRequest().setFilterExpression(
+            QgsExpression.createFieldEqualityExpression("name", name)
+        )
+        return next(points.getFeatures(request))
+
+    edited, changed = seed.POINT_NAMES[0], seed.POINT_NAMES[1]
+    points.startEditing()
+    points.changeAttributeValue(by_name(edited).id(), points.fields().lookupField("visits"), 9)
+    reference_server.apply_edits(
+        seed.DEMO_SERVICE, POINTS, updates=[{"GlobalID": by_name(changed)["GlobalID"], "visits": 4}]
+    )
+    parameters = {"OFFLINE_MAP": str(offline_map.folder)}
+    geodatabase = {"GEODATABASE": str(offline_map.geodatabases[0].path)}
+    try:
+        for algorithm, given in (
+            ("synchronizeofflinemap", parameters),
+            ("synchronizegeodatabase", geodatabase),
+        ):
+            feedback = _Feedback()
+            with pytest.raises(QgsProcessingException):
+                processing.run(_alg(algorithm), given, feedback=feedback)
+            assert any("save or discard the edits of Points" in e for e in feedback.errors)
+            assert points.isModified()
+            assert _server_points(reference_server)[edited]["visits"] != 9
+
+        processing.run(_alg("synchronizegeodatabase"), {**geodatabase, "SAVE_EDITS": True})
+
+        assert not points.isModified()
+        assert _server_points(reference_server)[edited]["visits"] == 9
+        assert by_name(changed)["visits"] == 4  # the layer was reloaded
+    finally:
+        points.rollBack()
+        QgsProject.instance().clear()

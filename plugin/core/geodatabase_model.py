@@ -64,6 +64,24 @@ class LayerDef:
     def uploadable_fields(self) -> tuple[FieldDef, ...]:
         return tuple(f for f in self.fields if f.uploadable)
 
+    @property
+    def display_field(self) -> str | None:
+        """The field that names a feature for people: the service's ``displayField``, else the
+        first string field that is not a system one (None when there is none)."""
+        named = self.field(str(self.layer_json.get("displayField") or ""))
+        if named is not None:
+            return named.name
+        return next(
+            (f.name for f in self.fields if f.esri_type == "esriFieldTypeString" and f.uploadable),
+            None,
+        )
+
+    def feature_label(self, attributes: dict) -> str:
+        """A feature's name for people (its display field's value), "" when it has none."""
+        name = self.display_field
+        value = attributes.get(name) if name else None
+        return "" if value in (None, "") else str(value)
+
     def field(self, name: str) -> FieldDef | None:
         lowered = name.lower()
         for f in self.fields:

@@ -209,6 +209,8 @@ class MapConflict:
     entry: GeodatabaseEntry
     layer_title: str
     conflict: Conflict
+    #: The feature's name for people (its layer's display field), "" when it has none.
+    feature_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -431,9 +433,12 @@ class OfflineMap:
         for entry in self._entries:
             titles = {layer.id: layer.title for layer in entry.layers}
             with self.open_geodatabase(entry) as geodatabase:
+                definitions = {layer.id: layer for layer in geodatabase.layers}
                 for conflict in geodatabase.conflicts():
                     title = titles.get(conflict.layer_id, conflict.table_name)
-                    found.append(MapConflict(entry, title, conflict))
+                    definition = definitions.get(conflict.layer_id)
+                    name = definition.feature_label(conflict.attributes or {}) if definition else ""
+                    found.append(MapConflict(entry, title, conflict, name))
         return found
 
     def local_edit_counts(self) -> dict[str, dict[int, dict[str, int]]]:

@@ -136,6 +136,10 @@ class OfflineMapSyncTask:
         size = 0
         reopen = False
         for entry in offline_map.geodatabases:
+            if mode.downloads_from_feature_services:
+                # What the server holds is only known by a sync, but an unreachable service
+                # must not read as "checked": ask it for its description.
+                self.client.service_info(entry.service_url)
             with offline_map.open_geodatabase(entry) as gdb:
                 if uploads_allowed and not entry.download_only:
                     counts = gdb.pending_counts()

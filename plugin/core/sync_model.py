@@ -187,9 +187,9 @@ class RejectedEdit:
         """``add``, ``update``, ``delete`` or ``attachment add``/``update``/``delete``."""
         return f"attachment {self.operation}" if self.is_attachment else self.operation
 
-    def describe(self) -> str:
-        """``<kind> <GlobalID>: <message>``, for lists of errors."""
-        return f"{self.kind} {self.global_id or ''}: {self.message}".strip()
+    def describe(self, name: str = "") -> str:
+        """``<kind> <name or GlobalID>: <message>``, for lists of errors."""
+        return f"{self.kind} {name or self.global_id or ''}: {self.message}".strip()
 
     def as_dict(self) -> dict[str, Any]:
         """The edit as plain JSON-ready values."""
@@ -228,7 +228,14 @@ class SyncLayerResult:
     @property
     def error_text(self) -> str:
         """The layer's error, or its rejected edits described one after the other."""
-        return self.error or "; ".join(e.describe() for e in self.edit_errors)
+        return self.describe_errors()
+
+    def describe_errors(self, names: dict[str, str] | None = None) -> str:
+        """``error_text`` with the rejected features named by ``names`` (GlobalID -> name)."""
+        names = names or {}
+        return self.error or "; ".join(
+            e.describe(names.get(e.global_id or "", "")) for e in self.edit_errors
+        )
 
     def as_row(self) -> dict[str, Any]:
         """The result as one row of plain JSON-ready values (the dock's table and the
@@ -266,6 +273,11 @@ class OfflineMapSyncResult:
 
     def all_results(self) -> list[SyncLayerResult]:
         return self.layer_results + self.table_results
+
+    @property
+    def failed(self) -> bool:
+        """True when nothing synchronized: every geodatabase failed as a whole."""
+        return bool(self.geodatabase_errors) and all(r.error for r in self.all_results())
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from qgis.PyQt.QtWidgets import QDialog, QTableWidgetItem, QWidget
 from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
 from ..resources import tr, ui_path
+from .formatting import tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("conflict_dialog.ui"))
 
@@ -55,7 +56,7 @@ class ConflictDialog(QDialog, FORM_CLASS):
         columns = [
             tr("Geodatabase"),
             tr("Layer / table"),
-            tr("GlobalID"),
+            tr("Feature"),
             tr("What happened"),
             tr("When"),
         ]
@@ -75,14 +76,15 @@ class ConflictDialog(QDialog, FORM_CLASS):
             values = (
                 entry.title or entry.file,
                 found.layer_title,
-                conflict.global_id,
+                found.feature_name or conflict.global_id,
                 describe_conflict(conflict),
                 conflict.created_at,
             )
             for column, value in enumerate(values):
                 text = "" if value is None else str(value)
                 item = QTableWidgetItem(text)
-                item.setToolTip(text)
+                # The feature's GlobalID (its identity everywhere) stays at hand in the tooltip.
+                item.setToolTip(tooltip(f"{text}\n{conflict.global_id}" if column == 2 else text))
                 if column == 0:
                     item.setData(ROLE_KEY, (entry.file, conflict.id))
                 self.conflictTable.setItem(row, column, item)

@@ -12,12 +12,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog, QgsSettings
+from qgis.core import Qgis, QgsMessageLog, QgsSettings, QgsWkbTypes
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QHeaderView,
     QMessageBox,
     QTableWidgetItem,
     QTreeWidgetItem,
@@ -31,7 +32,7 @@ from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
 from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
-from .formatting import escape, size_text
+from .formatting import escape, size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
 
@@ -39,6 +40,12 @@ SETTINGS_RECENT = "OfflineMapSync/recentMaps"
 SETTINGS_AUTH = "OfflineMapSync/authConfigs"
 MAX_RECENT = 10
 ROLE_KEY = Qt.ItemDataRole.UserRole
+# QGIS 3.30 moved the geometry types to Qgis; QgsWkbTypes' are gone in QGIS 4.
+_POLYGON = (
+    Qgis.GeometryType.Polygon
+    if hasattr(Qgis, "GeometryType")
+    else QgsWkbTypes.GeometryType.PolygonGeometry
+)
 
 
 def _count_words() -> dict[str, str]:
@@ -90,14 +97,31 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         # Per geodatabase file, what _fill_tree read: (counts per layer, error). The
         # capabilities text reuses it rather than opening every geodatabase a second time.
         self._pending: dict[str, tuple[dict, str | None]] = {}
+        #: Per geodatabase file, the newest row of its sync history (None: never synced).
+        self._last_sync: dict[str, dict | None] = {}
 
-        for label, direction in (
-            (tr("Both ways (upload and download)"), SyncDirection.BIDIRECTIONAL),
-            (tr("Upload local edits only"), SyncDirection.UPLOAD),
-            (tr("Download server changes only"), SyncDirection.DOWNLOAD),
+        # Short labels (the panel is narrow); the tooltip says it in full.
+        for label, explanation, direction in (
+            (
+                tr("Both ways"),
+                tr("Upload local edits, download server changes"),
+                SyncDirection.BIDIRECTIONAL,
+            ),
+            (tr("Upload only"), tr("Upload local edits only"), SyncDirection.UPLOAD),
+            (tr("Download only"), tr("Download server changes only"), SyncDirection.DOWNLOAD),
         ):
             self.directionCombo.addItem(label, int(direction))
-        self.resultsTable.setColumnCount(6)
+            self.directionCombo.setItemData(
+                self.directionCombo.count() - 1, explanation, Qt.ItemDataRole.ToolTipRole
+            )
+        self.resultsTable.setColumnCount(4)
+        # Names and counts as wide as they need; a layer's details (errors) go on a row of their
+        # own under it, across the table, wrapped: all stays readable in a narrow panel.
+        header = self.resultsTable.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, 4):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
 
         self.openButton.clicked.connect(self.choose_folder)
         self.recentCombo.activated.connect(self._recent_chosen)
@@ -109,6 +133,8 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.conflictsButton.clicked.connect(self.show_conflicts)
         self.removeButton.clicked.connect(self.remove_map)
         self.authSelect.selectedConfigIdChanged.connect(self._remember_auth)
+        self.areaCheck.toggled.connect(self._show_area)
+        self._area_band = None
 
         self._fill_recent()
         self._update_state()
@@ -143,6 +169,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.refresh()
         self._watch_layers()
         self._set_default_parameters()
+        self._show_area(self.areaCheck.isChecked())
         self.map_opened.emit(str(offline_map.folder))
         return True
 
@@ -189,6 +216,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def _fill_tree(self) -> None:
         self.contentTree.clear()
         self._pending = {}
+        self._last_sync = {}
         offline_map = self.offline_map
         self.introLabel.setVisible(offline_map is None)
         if offline_map is None:
@@ -206,10 +234,13 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             self._pending[entry.file] = (gdb_counts, error)
             total = sum(sum(c.values()) for c in gdb_counts.values())
             pending = tr("{0} pending").format(total) if error is None else tr("cannot be read")
-            top = QTreeWidgetItem([entry.title or entry.file, pending])
-            top.setToolTip(0, f"{entry.file}\n{entry.service_url}")
+            last = self._last_sync.get(entry.file)
+            top = QTreeWidgetItem([entry.title or entry.file, pending, _when(last)])
+            if last is not None:
+                top.setToolTip(2, tooltip(_history_text(last)))
+            top.setToolTip(0, tooltip(f"{entry.file}\n{entry.service_url}"))
             if error is not None:
-                top.setToolTip(1, error)
+                top.setToolTip(1, tooltip(error))
                 self._show_error(error)
             top.setData(0, ROLE_KEY, (entry.file, None))
             if entry.download_only:
@@ -222,16 +253,20 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                 pending = (
                     "" if error is not None else describe_counts(gdb_counts.get(layer.id)) or "0"
                 )
-                child = QTreeWidgetItem([name, pending])
+                brought = (last or {}).get("counts", {}).get(layer.id)
+                child = QTreeWidgetItem([name, pending, _moved(brought) if last else ""])
                 child.setData(0, ROLE_KEY, (entry.file, layer.id))
                 top.addChild(child)
             top.setExpanded(True)
         self.contentTree.resizeColumnToContents(0)
 
     def _pending_counts(self, entry) -> tuple[dict, str | None]:
-        """A geodatabase's pending-edit counts per layer, or ({}, why) when it cannot be read."""
+        """A geodatabase's pending-edit counts per layer, or ({}, why) when it cannot be read.
+        Its last sync (from its history) is kept for the tree on the way."""
         try:
             with self.offline_map.open_geodatabase(entry) as geodatabase:
+                history = geodatabase.history()
+                self._last_sync[entry.file] = history[0] if history else None
                 return geodatabase.pending_counts(), None
         except OfflineMapSyncError as error:
             return {}, str(error)
@@ -301,7 +336,42 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                 )
             elif not waiting:
                 lines.append(tr("No local edits are waiting."))
-        return "<br>".join(escape(line) for line in lines)
+        return "\n".join(lines)
+
+    # -- the map's area on the canvas ----------------------------------------------------------
+    def _show_area(self, shown: bool) -> None:
+        """Outline the open map's area on the canvas (or take the outline away)."""
+        from qgis.gui import QgsRubberBand
+        from qgis.PyQt.QtGui import QColor
+
+        if self._area_band is not None:
+            self._area_band.reset(_POLYGON)
+            self._area_band.hide()
+        if not shown or self.offline_map is None or self.iface is None:
+            return
+        geometry, crs = map_layers.area_geometry(self.offline_map.area_of_interest)
+        if geometry.isEmpty():
+            return
+        canvas = self.iface.mapCanvas()
+        if self._area_band is None:
+            self._area_band = QgsRubberBand(canvas, _POLYGON)
+            self._area_band.setStrokeColor(QColor(230, 80, 0))
+            self._area_band.setFillColor(QColor(230, 80, 0, 30))
+            self._area_band.setWidth(2)
+        self._area_band.setToGeometry(geometry, crs)
+        self._area_band.show()
+        canvas.refresh()
+
+    def remove_area_outline(self) -> None:
+        """Take the outline off the canvas for good (the plugin is unloaded)."""
+        if self._area_band is not None and self.iface is not None:
+            self.iface.mapCanvas().scene().removeItem(self._area_band)
+        self._area_band = None
+
+    def area_outline(self):
+        """The outline shown on the canvas (a ``QgsRubberBand``), or None."""
+        band = self._area_band
+        return band if band is not None and band.isVisible() and band.numberOfVertices() else None
 
     def _show_capabilities(self) -> None:
         self.capabilitiesLabel.setText(self.capabilities_text())
@@ -329,6 +399,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         if task.succeeded:
             self.updates_info = task.result
             self.statusLabel.setText(tr("Checked for updates."))
+        elif not task.cancelled:
+            self.statusLabel.setText(
+                tr("Could not check for updates: {0}").format(_error_text(task.error))
+            )
         self._show_capabilities()
 
     # -- adding to the project ---------------------------------------------------------------
@@ -399,7 +473,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def confirm_save_edits(self, layers: list) -> bool:
         """Ask whether to save the layers' unsaved edits before syncing (True = save them)."""
         names = ", ".join(layer.name() for layer in layers)
-        answer = QMessageBox.question(
+        answer = _ask(
             self,
             tr("Unsaved edits"),
             tr(
@@ -416,23 +490,12 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         if self.offline_map is None or self.task is not None:
             return None
         unsaved = map_layers.layers_with_unsaved_edits(self.offline_map.folder)
-        if unsaved:
-            if not self.confirm_save_edits(unsaved):
-                self._show_error(
-                    tr("The sync did not start: save or discard the edits of {0} first.").format(
-                        ", ".join(layer.name() for layer in unsaved)
-                    ),
-                    level=Qgis.MessageLevel.Warning,
-                )
-                return None
-            for layer in unsaved:
-                if not layer.commitChanges(False):
-                    self._show_error(
-                        tr("The edits of {0} could not be saved: {1}").format(
-                            layer.name(), "; ".join(layer.commitErrors())
-                        )
-                    )
-                    return None
+        save = bool(unsaved) and self.confirm_save_edits(unsaved)
+        try:
+            map_layers.save_edits_before_sync(self.offline_map.folder, save)
+        except OfflineMapSyncError as error:
+            self._show_error(str(error), level=Qgis.MessageLevel.Warning)
+            return None
         from ..core.sync import OfflineMapSyncTask
 
         try:
@@ -451,6 +514,10 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
 
     def _synced(self, task: JobTask) -> None:
         result = task.result if task.succeeded else None
+        # What a check for updates found is out of date once the sync ran.
+        self.updates_info = None
+        if not task.succeeded and not task.cancelled:
+            self.statusLabel.setText(tr("Sync failed: {0}").format(_error_text(task.error)))
         if self.offline_map is not None:
             if result is not None and result.is_mobile_map_package_reopen_required:
                 self._reopen()
@@ -464,6 +531,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                     tr("The map's data was replaced by a fresh download; it has been reopened."),
                     Qgis.MessageLevel.Warning,
                 )
+            elif result.failed:
+                why = "; ".join(dict.fromkeys(result.geodatabase_errors.values()))
+                self._show_error(tr("Sync failed: {0}").format(why))
             elif result.has_errors:
                 # The task itself succeeded ("Done."), but the user must not read that as "all fine".
                 self.statusLabel.setText(tr("Synchronized with errors: see the results below."))
@@ -490,28 +560,48 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             self._show_error(str(error))
 
     def result_rows(self) -> list[list[str]]:
-        """The results table as text, row by row (what the user reads)."""
-        return [
-            [
-                (
-                    self.resultsTable.item(row, column).text()
-                    if self.resultsTable.item(row, column)
-                    else ""
-                )
-                for column in range(self.resultsTable.columnCount())
-            ]
-            for row in range(self.resultsTable.rowCount())
-        ]
+        """What the results table shows, per layer: name, up, down, conflicts and the details
+        (the row under it, or "")."""
+        table = self.resultsTable
+        rows: list[list[str]] = []
+        for row in range(table.rowCount()):
+            first = table.item(row, 0)
+            if first is not None and first.data(ROLE_KEY) == "details":
+                rows[-1][-1] = first.text()
+                continue
+            cells = [table.item(row, c) for c in range(table.columnCount())]
+            rows.append([cell.text() if cell else "" for cell in cells] + [""])
+        return rows
+
+    def _feature_names(self) -> dict[str, str]:
+        """GlobalID -> name of the features in the conflict log (what a refused edit left)."""
+        try:
+            found = self.offline_map.conflicts() if self.offline_map is not None else []
+        except OfflineMapSyncError:
+            return {}
+        return {f.conflict.global_id: f.feature_name for f in found if f.feature_name}
 
     def _show_result(self, result: Any) -> int:
-        rows = sync_result_rows(result)
-        self.resultsTable.setRowCount(len(rows))
-        for row, values in enumerate(rows):
-            for column, value in enumerate(values):
+        rows = sync_result_rows(result, self._feature_names())
+        table = self.resultsTable
+        table.clearSpans()
+        table.setRowCount(0)
+        for values in rows:
+            *counts, details = values
+            row = table.rowCount()
+            table.insertRow(row)
+            for column, value in enumerate(counts):
                 item = QTableWidgetItem(str(value))
-                item.setToolTip(str(value))
-                self.resultsTable.setItem(row, column, item)
-        self.resultsTable.resizeColumnsToContents()
+                item.setToolTip(tooltip(details or str(value)))
+                table.setItem(row, column, item)
+            if details:
+                table.insertRow(row + 1)
+                item = QTableWidgetItem(details)
+                item.setData(ROLE_KEY, "details")
+                item.setToolTip(tooltip(details))
+                table.setItem(row + 1, 0, item)
+                table.setSpan(row + 1, 0, 1, table.columnCount())
+        table.resizeRowsToContents()
         return len(rows)
 
     def cancel(self) -> None:
@@ -573,8 +663,15 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         from .conflict_dialog import ConflictDialog
 
         dialog = ConflictDialog(self.offline_map, self)
-        dialog.changed.connect(self.refresh)
+        dialog.changed.connect(self._conflicts_changed)
         return dialog
+
+    def _conflicts_changed(self) -> None:
+        # A restored or dismissed entry changed rows in the geodatabase: the layers and the
+        # canvas must show them, not only the panel's counts.
+        if self.offline_map is not None:
+            map_layers.reload_offline_map_layers(self.offline_map.folder)
+        self.refresh()
 
     def show_conflicts(self) -> None:
         if self.offline_map is None:
@@ -597,7 +694,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
 
     def confirm_remove_locally(self, error) -> bool:
         """Ask whether to delete the local copy although its replicas stay registered."""
-        answer = QMessageBox.question(
+        answer = _ask(
             self,
             tr("Remove offline map"),
             tr(
@@ -713,7 +810,6 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
             # The plugin was unloaded while the task ran: the work is done, no panel to update.
             return
         self.task = None
-        self.progressBar.setValue(100 if task.succeeded else self.progressBar.value())
         if task.succeeded:
             self.statusLabel.setText(tr("Done."))
         elif task.cancelled:
@@ -748,11 +844,16 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.openButton.setEnabled(not busy)
         self.recentCombo.setEnabled(not busy)
         self.conflictsButton.setEnabled(has_map)
+        has_area = has_map and self.offline_map.area_of_interest is not None
+        self.areaCheck.setEnabled(has_area and self.iface is not None)
+        if not has_area and self.areaCheck.isChecked():
+            self.areaCheck.setChecked(False)
         self.removeButton.setEnabled(has_map and not busy)
         self.scheduledUpdatesCheck.setEnabled(
             bool(capabilities and capabilities.supports_scheduled_updates_for_features)
         )
-        self.progressBar.setVisible(busy or self.progressBar.value() > 0)
+        # A bar at 100 % (or stuck where a failure left it) reads as "done": only while busy.
+        self.progressBar.setVisible(busy)
 
     def _show_error(self, message: str, level=Qgis.MessageLevel.Critical) -> None:
         self.statusLabel.setText(message)
@@ -763,7 +864,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         if log:
             QgsMessageLog.logMessage(message, PLUGIN_NAME, Qgis.MessageLevel.Info)
         if self.iface is not None and self.iface.messageBar() is not None:
-            self.iface.messageBar().pushMessage(PLUGIN_NAME, message, level, 8)
+            # The message bar shows rich text (images loaded, links clickable): escaped, a
+            # server's or a file's text reads as typed.
+            self.iface.messageBar().pushMessage(PLUGIN_NAME, escape(message), level, 8)
 
     # -- settings ----------------------------------------------------------------------------
     def recent_maps(self) -> list[str]:
@@ -787,7 +890,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         for folder in self.recent_maps():
             self.recentCombo.addItem(Path(folder).name or folder, folder)
             self.recentCombo.setItemData(
-                self.recentCombo.count() - 1, folder, Qt.ItemDataRole.ToolTipRole
+                self.recentCombo.count() - 1, tooltip(folder), Qt.ItemDataRole.ToolTipRole
             )
         if self.offline_map is not None:
             index = self.recentCombo.findData(str(self.offline_map.folder))
@@ -813,6 +916,14 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         super().closeEvent(event)
 
 
+def _ask(parent: QWidget, title: str, text: str, buttons, default) -> QMessageBox.StandardButton:
+    """A question whose text (it may quote a server or a layer name) is shown as plain text."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, buttons, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setDefaultButton(default)
+    return QMessageBox.StandardButton(box.exec())
+
+
 def _save_auth(folder: str, authcfg: str) -> None:
     settings = QgsSettings()
     configs = dict(settings.value(SETTINGS_AUTH, {}) or {})
@@ -823,8 +934,13 @@ def _save_auth(folder: str, authcfg: str) -> None:
     settings.setValue(SETTINGS_AUTH, configs)
 
 
-def sync_result_rows(result: Any) -> list[list[str]]:
-    """Rows "layer, up, down, edit errors, conflicts, error" of an ``OfflineMapSyncResult``."""
+def sync_result_rows(result: Any, names: dict[str, str] | None = None) -> list[list[str]]:
+    """Rows "layer, up, down, conflicts, details" of an ``OfflineMapSyncResult``.
+
+    A refused edit is counted once: its local version is in the conflict log (the conflicts
+    count), and the server's reason is in the details, the feature named by ``names``
+    (GlobalID -> name) where known."""
+    names = names or {}
     rows = []
     for layer_result in result.all_results():
         row = layer_result.as_row()
@@ -834,12 +950,44 @@ def sync_result_rows(result: Any) -> list[list[str]]:
                 name,
                 str(row["uploaded"]),
                 str(row["downloaded"]),
-                str(len(row["edit_errors"])),
                 str(row["conflicts"]),
-                layer_result.error_text,
+                layer_result.describe_errors(names),
             ]
         )
     return rows
+
+
+def _when(entry: dict | None) -> str:
+    """When a history entry finished, in local time ("never" without one)."""
+    if entry is None:
+        return tr("never")
+    from datetime import datetime
+
+    try:
+        finished = datetime.fromisoformat(str(entry["finished_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return str(entry.get("finished_at") or "")
+    local = finished.astimezone()
+    today = datetime.now(local.tzinfo).date()
+    return local.strftime("%H:%M" if local.date() == today else "%d %b %Y %H:%M")
+
+
+def _moved(counts: dict | None) -> str:
+    """What one layer sent and received in a sync, as arrows: "↑1 ↓2" ("–" for nothing)."""
+    counts = counts or {}
+    up = sum(v for k, v in counts.items() if k.startswith("uploaded_"))
+    down = sum(v for k, v in counts.items() if k.startswith("downloaded_"))
+    return tr("↑{0} ↓{1}").format(up, down) if up or down else "–"
+
+
+def _history_text(entry: dict) -> str:
+    up = down = 0
+    for counts in (entry.get("counts") or {}).values():
+        up += sum(v for k, v in counts.items() if k.startswith("uploaded_"))
+        down += sum(v for k, v in counts.items() if k.startswith("downloaded_"))
+    return tr("Last sync {0}: {1} up, {2} down, {3} conflicts.").format(
+        _when(entry), up, down, entry.get("conflicts") or 0
+    )
 
 
 def _error_text(error: BaseException | None) -> str:

@@ -17,3 +17,12 @@ def size_text(size: float) -> str:
 def escape(text: str) -> str:
     """``text`` safe to put into a rich-text label."""
     return html.escape(text, quote=False)
+
+
+def tooltip(text: str) -> str:
+    """``text`` (from a server or a file) as a tooltip that shows it literally.
+
+    Qt renders a tooltip that looks like HTML as rich text: it would load ``<img src=…>`` and
+    make ``<a href=…>`` clickable. Escaped inside a rich-text paragraph, it reads as typed.
+    """
+    return "<p style='white-space:pre-wrap'>" + escape(text) + "</p>"

@@ -12,11 +12,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsMapLayerProxyModel, QgsProject
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsSettings,
+)
 from qgis.gui import QgsFileWidget
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QListWidgetItem, QWidget
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QWidget,
+)
 
 from ..auth import credentials_from_auth_config
 from ..core.enums import PreplannedUpdateMode
@@ -30,7 +42,7 @@ from ..take_offline_request import (
     update_mode_labels,
 )
 from ..task import CallJob, start_job_task
-from .formatting import size_text
+from .formatting import size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("take_offline_dialog.ui"))
 
@@ -41,6 +53,8 @@ _SPATIAL_LAYERS = (
     else QgsMapLayerProxyModel.Filter.HasGeometry
 )
 _ITEM_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+# What the user typed last time (the source only: folders and credentials are chosen anew).
+SETTINGS_SOURCE = "OfflineMapSync/takeOffline/"
 
 
 class TakeOfflineDialog(QDialog, FORM_CLASS):
@@ -51,6 +65,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self.iface = iface
         self.task = None
         self.setupUi(self)
+        self._fit_to_screen()
         self.folderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folderWidget.setDialogTitle(tr("Folder for the new offline map"))
         self.layerCombo.setFilters(_SPATIAL_LAYERS)
@@ -78,7 +93,44 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         ):
             signal.connect(self.layersList.clear)
             signal.connect(self.areasList.clear)
+        self._restore_source()
         self._update_enabled()
+
+    def _fit_to_screen(self) -> None:
+        # The choices scroll (ui file): the dialog is as tall as they need, but never taller
+        # than the screen, so that its buttons stay reachable.
+        screen = (self.parentWidget() or self).screen()
+        contents = self.scrollContents.sizeHint()
+        width = max(self.width(), contents.width() + 40)
+        height = max(self.height(), contents.height() + self.buttonBox.sizeHint().height() + 40)
+        if screen is not None:
+            height = max(300, min(height, screen.availableGeometry().height() - 60))
+        self.resize(width, height)
+
+    def _remembered(self) -> dict[str, Any]:
+        return {
+            "portalUrl": self.portalEdit,
+            "webmapItemId": self.itemEdit,
+            "serviceUrls": self.servicesEdit,
+        }
+
+    def _restore_source(self) -> None:
+        settings = QgsSettings()
+        for key, widget in self._remembered().items():
+            text = str(settings.value(SETTINGS_SOURCE + key, "") or "")
+            if isinstance(widget, QPlainTextEdit):
+                widget.setPlainText(text)
+            else:
+                widget.setText(text)
+        if settings.value(SETTINGS_SOURCE + "useServices", False, type=bool):
+            self.servicesRadio.setChecked(True)
+
+    def _remember_source(self) -> None:
+        settings = QgsSettings()
+        for key, widget in self._remembered().items():
+            text = widget.toPlainText() if isinstance(widget, QPlainTextEdit) else widget.text()
+            settings.setValue(SETTINGS_SOURCE + key, text.strip())
+        settings.setValue(SETTINGS_SOURCE + "useServices", self.servicesRadio.isChecked())
 
     def _update_enabled(self, *_args) -> None:
         webmap = self.webmapRadio.isChecked()
@@ -216,7 +268,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked)
             item.setData(Qt.ItemDataRole.UserRole, [layer.service_url, layer.layer_id])
-            item.setToolTip(f"{layer.service_url}/{layer.layer_id}")
+            item.setToolTip(tooltip(f"{layer.service_url}/{layer.layer_id}"))
             self.layersList.addItem(item)
         self.messageLabel.setText("")
 
@@ -242,7 +294,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
                 else area.title
             )
             item.setData(Qt.ItemDataRole.UserRole, area)
-            item.setToolTip("\n".join(t for t in (area.snippet, area.item_id) if t))
+            item.setToolTip(tooltip("\n".join(t for t in (area.snippet, area.item_id) if t)))
             self.areasList.addItem(item)
         if self.areasList.count():
             self.areasList.setCurrentRow(0)
@@ -273,4 +325,5 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         except ValueError as error:
             self.messageLabel.setText(str(error))
             return
+        self._remember_source()
         super().accept()

@@ -26,6 +26,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from .. import layers as map_layers
 from ..auth import credentials_from_auth_config, offline_map_auth_url
 from ..core.enums import SyncDirection
 from ..core.errors import CancelledError, OfflineMapSyncError
@@ -265,6 +266,32 @@ class SyncAlgorithm(OfflineMapAlgorithm):
         self.addOutput(QgsProcessingOutputBoolean("HAS_ERRORS", tr("Had errors")))
         self.addOutput(QgsProcessingOutputString("RESULTS", tr("Results per layer (JSON)")))
         self.addOutput(QgsProcessingOutputFile(REPORT, tr("Sync report")))
+
+    def add_save_edits_parameter(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "SAVE_EDITS",
+                tr("Save edits not yet saved in QGIS first (else the sync refuses to start)"),
+                False,
+            )
+        )
+
+    def save_edits_first(self, parameters, context, folder, file: str | None = None) -> None:
+        """The dock's rule for edits not saved in QGIS: refuse, or save them with SAVE_EDITS.
+        Call from ``prepareAlgorithm`` (main thread: it touches the project's layers)."""
+        self.synced = (folder, file)
+        save = self.parameterAsBool(parameters, "SAVE_EDITS", context)
+        try:
+            map_layers.save_edits_before_sync(folder, save, context.project(), file)
+        except OfflineMapSyncError as error:
+            raise QgsProcessingException(str(error)) from None
+
+    def reload_synced_layers(self, context) -> None:
+        """Re-read the project's layers of what was synchronized, as after the dock's sync
+        (from ``postProcessAlgorithm``, on the main thread)."""
+        folder, _ = getattr(self, "synced", (None, None))
+        if folder is not None:
+            map_layers.reload_offline_map_layers(folder, context.project())
 
     def direction(self, parameters, context) -> SyncDirection:
         return DIRECTIONS[self.parameterAsEnum(parameters, "DIRECTION", context)]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import QgsProcessingException, QgsProcessingParameterString
 
 from ..core.enums import SyncDirection, SyncModel
@@ -63,6 +65,7 @@ class SyncGeodatabaseAlgorithm(SyncAlgorithm):
             )
         )
         self.add_rollback_parameter()
+        self.add_save_edits_parameter()
         self.add_auth_parameter()
         self.add_sync_outputs()
 
@@ -78,7 +81,13 @@ class SyncGeodatabaseAlgorithm(SyncAlgorithm):
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         self.prepare_geodatabase_credentials(parameters, context)
+        path = Path(self.parameterAsFile(parameters, GEODATABASE, context)).absolute()
+        self.save_edits_first(parameters, context, path.parent, path.name)
         return True
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API name)
+        self.reload_synced_layers(context)
+        return {}
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         from ..core.geodatabase_sync import GeodatabaseSyncTask

@@ -35,12 +35,20 @@ class SynchronizeOfflineMapAlgorithm(SyncAlgorithm):
                 "SCHEDULED_UPDATES", tr("Download scheduled updates (ahead-of-time maps)"), True
             )
         )
+        self.add_save_edits_parameter()
         self.add_auth_parameter()
         self.add_sync_outputs()
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
+        # Main thread: the project's layers may be saved here, and reloaded in postProcess.
         self.prepare_offline_map_credentials(parameters, context)
+        folder = self.open_offline_map(parameters, context).folder
+        self.save_edits_first(parameters, context, folder)
         return True
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802 (QGIS API name)
+        self.reload_synced_layers(context)
+        return {}
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         from ..core.sync import OfflineMapSyncTask
@@ -74,9 +82,7 @@ class SynchronizeOfflineMapAlgorithm(SyncAlgorithm):
             "REOPEN_REQUIRED": result.is_mobile_map_package_reopen_required,
         }
         outputs = self.sync_outputs(parameters, context, tr("Offline map sync"), summary, rows)
-        if offline_map.geodatabases and len(result.geodatabase_errors) == len(
-            offline_map.geodatabases
-        ):
+        if result.failed:
             # Nothing synchronized at all: fail, so that scripts see a non-zero exit status.
             raise QgsProcessingException(
                 tr("The sync failed: {0}").format("; ".join(result.geodatabase_errors.values()))

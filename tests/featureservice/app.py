@@ -309,6 +309,10 @@ class ReferenceApp:
         if kind == "html_error":
             page = "<html><head><title>Error</title></head><body><h1>Something went wrong</h1><p>Please try again later.</p></body></html>"
             return Response(page, status=int(fault.opts.get("status", 200)), mimetype="text/html")
+        if kind == "json_error":
+            code = int(fault.opts.get("code", 400))
+            message = str(fault.opts.get("message", "Error"))
+            return json_response({"error": {"code": code, "message": message, "details": []}})
         if kind == "drop_before_commit":
             _drop_connection(environ)
         if kind == "delay":

@@ -13,6 +13,8 @@ for any request. Kinds:
 - http403: answer HTTP 403 with a JSON error that has a message but no code, do nothing;
 - html_error: answer HTTP 200 with an HTML error page instead of JSON, do nothing;
 - truncated_json: do the work, answer only the first half of the JSON body;
+- json_error: answer HTTP 200 with an ArcGIS JSON error carrying `message` (and `code`, default
+  400), do nothing;
 - slow_job (async createReplica/synchronizeReplica only): the next job reports InProgress for
   `polls` (default 3) status polls before showing its real status.
 """
@@ -32,6 +34,7 @@ KINDS = (
     "delay",
     "html_error",
     "truncated_json",
+    "json_error",
     "slow_job",
 )
 

@@ -1,12 +1,15 @@
-"""A screenshot of QGIS with the Offline Map Sync panel and an offline map's layers, under Xvfb.
+"""Screenshots of QGIS with the Offline Map Sync panel, taken by clicking, under Xvfb.
 
 Outside QGIS (``python -m tests.tools.screenshot [--out PNG]``): starts the reference service,
-takes the demo web map offline, makes a local edit, then starts the real QGIS desktop under
-``xvfb-run`` in a throw-away profile with this working copy as an enabled plugin, and runs this
-same file inside it (``qgis --code``). Inside QGIS: opens the panel, opens the map, adds it to
-the project, synchronizes it through the task manager, edits a feature with QGIS's editing
-tools, saves PNGs of the Take offline dialog (preplanned map areas listed) and of the Remove
-confirmation (``<name>_take_offline.png``, ``<name>_remove.png``), and last the main window.
+then starts the real QGIS desktop under ``xvfb-run`` in a throw-away profile with this working
+copy as an enabled plugin, and runs this same file inside it (``qgis --code``). Inside QGIS the
+whole job is done the way a user does it, with clicks (``tests/gui_user.py``): the toolbar
+button opens the panel, Take offline… is filled in and answered, Add to map, a feature form with
+its related rows and attachments, an edit in an edit session, Sync (answering the save
+question) against a server that deleted the edited feature, the conflict log, and a sync that
+fails. It saves ``<name>_1_take_offline.png``, ``_2_feature_form.png``, ``_3_sync_conflict.png``,
+``_4_conflict_log.png``, ``_5_sync_failed.png`` next to ``--out``, and last ``--out`` itself:
+the main window with the panel and the map's layers.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     png = Path(args.out).absolute()
     png.parent.mkdir(parents=True, exist_ok=True)
-    if png.exists():
-        png.unlink()
+    for old in (png, png.with_suffix(".log"), *png.parent.glob(f"{png.stem}_*.png")):
+        old.unlink(missing_ok=True)
 
     from tests.featureservice import seed
     from tests.featureservice.server import ReferenceServer
@@ -45,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="oms-screenshot-") as tmp:
         work = Path(tmp)
         with ReferenceServer(work / "server", seed="demo") as server:
-            folder = work / "Offline demo map"
-            _take_offline(server.portal_url, seed.DEMO_WEBMAP_ID, folder)
-            _edit_locally(folder)
-            server.prepare_map_areas()
+            folder = work / "Offline maps" / "Demo offline map"
+            folder.parent.mkdir()
 
             profiles = work / "profiles"
             plugins = profiles / "profiles" / "default" / "python" / "plugins"
@@ -74,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                     "OMS_SCREENSHOT_PNG": str(png),
                     "OMS_SCREENSHOT_PORTAL": server.portal_url,
                     "OMS_SCREENSHOT_WEBMAP": seed.DEMO_WEBMAP_ID,
+                    "OMS_SCREENSHOT_SERVICE": server.service_url(seed.DEMO_SERVICE),
+                    "OMS_SCREENSHOT_ADMIN": server.root_url + "/admin",
+                    "OMS_SCREENSHOT_FORM": seed.POINT_NAMES[0],
+                    "OMS_SCREENSHOT_CONFLICT": seed.POINT_NAMES[3],
+                    "PYTHONPATH": os.pathsep.join(
+                        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+                    ),
                     "XDG_RUNTIME_DIR": str(work / "runtime"),
                 },
             )
@@ -114,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                     except subprocess.TimeoutExpired:
                         os.killpg(process.pid, signal.SIGKILL)
                         process.wait(20)
+    log = png.with_suffix(".log")
+    if log.exists():
+        print(log.read_text(encoding="utf-8"), file=sys.stderr)
     if not png.exists():
         print("No screenshot was taken (QGIS did not get that far).", file=sys.stderr)
         return 1
@@ -121,163 +132,221 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _take_offline(portal_url: str, item_id: str, folder: Path) -> None:
-    from plugin.core.rest import ArcGISClient
-    from plugin.core.take_offline import OfflineMapTask
-
-    task = OfflineMapTask(portal_url=portal_url, webmap_item_id=item_id, client=ArcGISClient())
-    parameters = task.create_default_generate_offline_map_parameters(None)
-    task.generate_offline_map(parameters, folder).run()
-
-
-def _edit_locally(folder: Path) -> None:
-    # One pending edit, so the panel shows what is waiting before the sync.
-    from osgeo import ogr
-
-    gpkg = next(folder.glob("*.gpkg"))
-    source = ogr.Open(str(gpkg), update=1)
-    layer = source.GetLayerByName("Points")
-    feature = layer.GetNextFeature()
-    feature.SetField("notes", "Edited offline for the screenshot")
-    layer.SetFeature(feature)
-    source = None
-
-
 # -- inside QGIS -------------------------------------------------------------------------------
 def inside_qgis() -> None:
     from qgis.core import QgsProject
-    from qgis.PyQt.QtCore import Qt, QTimer
+    from qgis.PyQt.QtCore import QTimer
     from qgis.PyQt.QtWidgets import QDockWidget
     from qgis.utils import iface, loadPlugin, plugins, startPlugin
 
     name = "offline_map_sync"
-    state = {}
+    png = Path(os.environ["OMS_SCREENSHOT_PNG"])
 
     def finish() -> None:
-        window = iface.mainWindow()
-        window.grab().save(os.environ["OMS_SCREENSHOT_PNG"], "PNG")
         QgsProject.instance().setDirty(False)
         os._exit(0)
 
-    png = Path(os.environ["OMS_SCREENSHOT_PNG"])
-
-    def ours(module: str):
-        # Inside QGIS the plugin is the package "offline_map_sync", not "plugin".
-        import importlib
-
-        return importlib.import_module(f"{name}.plugin.{module}")
-
-    def guarded(function, *args):
-        # An error in a timer callback would vanish inside QGIS: note it and carry on.
-        def call():
-            try:
-                function(*args)
-            except Exception:  # noqa: BLE001
-                import traceback
-
-                with open(png.with_suffix(".log"), "a", encoding="utf-8") as log:
-                    log.write(traceback.format_exc())
-                finish()
-
-        return call
-
-    def side_png(suffix: str) -> str:
-        return str(png.with_name(f"{png.stem}_{suffix}.png"))
-
-    def edit_after_sync() -> None:
-        # A pending edit made the QGIS way, so the panel and the removal dialog show one.
-        layers = ours("layers")
-        dock = state["dock"]
-        for layer in layers.offline_map_layers(dock.offline_map.folder):
-            if layer.customProperty(layers.PROPERTY_LAYER_ID) == 0 and layer.customProperty(
-                layers.PROPERTY_ATTACHMENTS
-            ) in (None, ""):
-                feature = next(layer.getFeatures())
-                layer.startEditing()
-                layer.changeAttributeValue(
-                    feature.id(), layer.fields().lookupField("notes"), "Edited after the sync"
-                )
-                layer.commitChanges()
-                break
-
-    def take_offline_dialog() -> None:
-        dialog = ours("gui.take_offline_dialog").TakeOfflineDialog(iface, iface.mainWindow())
-        state["take_offline"] = dialog
-        dialog.portalEdit.setText(os.environ["OMS_SCREENSHOT_PORTAL"])
-        dialog.itemEdit.setText(os.environ["OMS_SCREENSHOT_WEBMAP"])
-        dialog.preplannedRadio.setChecked(True)
-        dialog.folderWidget.setFilePath(str(Path.home() / "Offline maps" / "West half"))
-        dialog.show()
-        task = dialog.list_areas()
-
-        def listed(_task=None) -> None:
-            dialog.areasList.setCurrentRow(dialog.areasList.count() - 1)
-            QTimer.singleShot(500, guarded(grab_dialog, dialog, "take_offline", remove_dialog))
-
-        if task is None:
-            listed()
-        else:
-            task.done.connect(guarded(listed))
-
-    def remove_dialog() -> None:
-        dock = state["dock"]
-        plan = ours("core.removal").plan_offline_map_removal(dock.offline_map)
-        layers = ours("layers").offline_map_layers(dock.offline_map.folder)
-        dialog = ours("gui.remove_dialog").RemoveDialog(plan, len(layers), iface.mainWindow())
-        state["remove"] = dialog
-        dialog.show()
-        QTimer.singleShot(500, guarded(grab_dialog, dialog, "remove", finish))
-
-    def grab_dialog(dialog, suffix: str, then) -> None:
-        dialog.grab().save(side_png(suffix), "PNG")
-        dialog.close()
-        QTimer.singleShot(300, guarded(then))
-
-    def after_sync(_task) -> None:
-        guarded(edit_after_sync)()
-        QTimer.singleShot(1000, guarded(take_offline_dialog))
-
     def start() -> None:
-        if name not in plugins:
-            loadPlugin(name)
-            startPlugin(name)
-        plugin = plugins[name]
-        window = iface.mainWindow()
-        window.showMaximized()
-        window.resize(1600, 1000)
-        for panel in window.findChildren(QDockWidget):
-            if panel.objectName() == "Browser":
-                panel.hide()
-        plugin.action.setChecked(True)
-        dock = plugin.dock
-        state["dock"] = dock
-        window.resizeDocks([dock], [470], Qt.Orientation.Horizontal)
-        dock.open_map(os.environ["OMS_SCREENSHOT_MAP"])
-        loaded = dock.add_to_map()
-        extent = None
-        for item in loaded:
-            for layer in item.layers.values():
-                if layer.isSpatial():
-                    layer_extent = (
-                        iface.mapCanvas()
-                        .mapSettings()
-                        .layerExtentToOutputExtent(layer, layer.extent())
-                    )
-                    if extent is None:
-                        extent = layer_extent
-                    else:
-                        extent.combineExtentWith(layer_extent)
-        if extent is not None:
-            extent.scale(1.15)
-            iface.mapCanvas().setExtent(extent)
-            iface.mapCanvas().refresh()
-        dock.task_finished.connect(after_sync)
-        if dock.sync() is None:
-            QTimer.singleShot(1500, finish)
+        try:
+            if name not in plugins:
+                loadPlugin(name)
+                startPlugin(name)
+            _walk(plugins[name], iface, png)
+        except Exception:  # noqa: BLE001 (an error inside QGIS would vanish: note it)
+            import traceback
 
+            with open(png.with_suffix(".log"), "a", encoding="utf-8") as log:
+                log.write(traceback.format_exc())
+        finish()
+
+    window = iface.mainWindow()
+    window.showMaximized()
+    window.resize(1600, 1000)
+    for panel in window.findChildren(QDockWidget):
+        if panel.objectName() == "Browser":
+            panel.hide()
     QTimer.singleShot(3000, start)
     # Whatever happens, never hang the caller forever.
-    QTimer.singleShot(150_000, finish)
+    QTimer.singleShot(170_000, finish)
+
+
+def _walk(plugin, iface, png: Path) -> None:
+    """The job done by clicks inside QGIS, saving a PNG at each step worth showing."""
+    import requests
+    from qgis.core import QgsExpression, QgsFeatureRequest, QgsSettings
+    from qgis.PyQt.QtCore import QPoint, Qt
+    from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox, QDockWidget, QMessageBox
+
+    from tests.gui_user import (
+        answering,
+        click,
+        click_item,
+        process_events,
+        type_into,
+    )
+
+    env = os.environ
+    window = iface.mainWindow()
+
+    def shot(widget, suffix: str | None) -> None:
+        process_events(0.6)
+        target = png if suffix is None else png.with_name(f"{png.stem}_{suffix}.png")
+        widget.grab().save(str(target), "PNG")
+
+    def idle(dock) -> None:
+        deadline = time.monotonic() + 90
+        while dock.task is not None and time.monotonic() < deadline:
+            process_events(0.1)
+
+    def feature_named(layer, text: str):
+        request = QgsFeatureRequest().setFilterExpression(
+            QgsExpression.createFieldEqualityExpression("name", text)
+        )
+        return next(layer.getFeatures(request))
+
+    # The toolbar button opens the panel.
+    click(plugin.toolbar.widgetForAction(plugin.action))
+    dock = plugin.dock
+    window.resizeDocks([dock], [470], Qt.Orientation.Horizontal)
+
+    # Take offline…: the web map, everything, with attachments.
+    def take_offline(dialog) -> None:
+        type_into(dialog.portalEdit, env["OMS_SCREENSHOT_PORTAL"])
+        type_into(dialog.itemEdit, env["OMS_SCREENSHOT_WEBMAP"])
+        type_into(dialog.folderWidget, env["OMS_SCREENSHOT_MAP"])
+        click(dialog.listLayersButton)
+        deadline = time.monotonic() + 60
+        while dialog.task is not None and time.monotonic() < deadline:
+            process_events(0.1)
+        dialog.scrollArea.verticalScrollBar().setValue(0)
+        shot(dialog, "1_take_offline")
+        click(dialog.buttonBox.button(QDialogButtonBox.StandardButton.Ok))
+
+    with answering(take_offline):
+        click(dock.takeOfflineButton)
+    idle(dock)
+
+    # Add to map, and look at the map's layers.
+    click(dock.addToMapButton)
+    layers = _map_layers(dock)
+    points = layers["points"]
+    canvas = iface.mapCanvas()
+    extent = None
+    for layer in layers["spatial"]:
+        box = canvas.mapSettings().layerExtentToOutputExtent(layer, layer.extent())
+        extent = box if extent is None else extent.combineExtentWith(box) or extent
+    if extent is not None:
+        extent.scale(1.15)
+        canvas.setExtent(extent)
+        canvas.refresh()
+    process_events(1.5)
+    panel_image = window.grab()
+
+    # A feature's form, opened as a user does: the Identify tool, a click on the point.
+    feature = feature_named(points, env["OMS_SCREENSHOT_FORM"])
+    QgsSettings().setValue("Map/identifyAutoFeatureForm", True)
+    QgsSettings().setValue("Map/identifyMode", 0)  # the active layer
+    iface.setActiveLayer(points)
+    iface.actionIdentify().trigger()
+    where = canvas.mapSettings().layerToMapCoordinates(points, feature.geometry().asPoint())
+    pixel = canvas.getCoordinateTransform().transform(where)
+    before = set(QApplication.topLevelWidgets())
+    click(canvas.viewport(), QPoint(round(pixel.x()), round(pixel.y())))
+    form = _new_window(before, "QgsAttributeDialog")
+    if form is None:  # the profile does not open forms on identify: the same form, asked for
+        iface.openFeatureForm(points, feature, False, False)
+        form = _new_window(before, "QgsAttributeDialog")
+    form.resize(760, 860)
+    shot(form, "2_feature_form")
+    form.close()
+    iface.actionPan().trigger()
+    # The Identify tool opened its results panel: the user closes it again.
+    for panel in window.findChildren(QDockWidget):
+        if panel.objectName() == "IdentifyResultsDock":
+            panel.close()
+    window.resize(1600, 1000)
+
+    # An edit in an edit session; meanwhile the office deletes that very point.
+    edited = feature_named(points, env["OMS_SCREENSHOT_CONFLICT"])
+    points.startEditing()
+    points.changeAttributeValue(edited.id(), points.fields().lookupField("status"), "damaged")
+    requests.post(
+        env["OMS_SCREENSHOT_SERVICE"] + "/0/applyEdits",
+        data={"f": "json", "deletes": f'["{edited["GlobalID"]}"]', "useGlobalIds": "true"},
+        timeout=30,
+    ).raise_for_status()
+
+    # Sync asks to save the edit first: Save.
+    def save(box) -> None:
+        click(box.button(QMessageBox.StandardButton.Save))
+
+    with answering(save, QMessageBox):
+        click(dock.syncButton)
+    idle(dock)
+    shot(window, "3_sync_conflict")
+
+    # The conflict log, with the local version that lost.
+    def look_at_log(dialog) -> None:
+        click_item(dialog.conflictTable, dialog.conflictTable.item(0, 1))
+        shot(dialog, "4_conflict_log")
+        click(dialog.buttonBox.button(QDialogButtonBox.StandardButton.Close))
+
+    with answering(look_at_log):
+        click(dock.conflictsButton)
+
+    # A sync that fails: the service answers every sync with an error.
+    requests.post(
+        env["OMS_SCREENSHOT_ADMIN"] + "/faults",
+        data={
+            "f": "json",
+            "operation": "synchronizeReplica",
+            "kind": "json_error",
+            "count": "20",
+            "opts": '{"message": "The service is down for maintenance until 18:00."}',
+        },
+        timeout=30,
+    ).raise_for_status()
+    click(dock.syncButton)
+    idle(dock)
+    shot(window, "5_sync_failed")
+
+    panel_image.save(str(png), "PNG")
+
+
+def _new_window(before: set, class_name: str, timeout: float = 10):
+    """The first visible window of the Qt class ``class_name`` that was not there ``before``."""
+    from qgis.PyQt.QtWidgets import QApplication
+
+    from tests.gui_user import process_events
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for widget in QApplication.topLevelWidgets():
+            if (
+                widget not in before
+                and widget.metaObject().className() == class_name
+                and widget.isVisible()
+            ):
+                return widget
+        process_events(0.1)
+    return None
+
+
+def _map_layers(dock) -> dict:
+    """The open map's layers: ``points`` (layer 0) and every ``spatial`` one."""
+    from importlib import import_module
+
+    layers = import_module("offline_map_sync.plugin.layers")
+    found = layers.offline_map_layers(dock.offline_map.folder)
+    main = [
+        layer for layer in found if layer.customProperty(layers.PROPERTY_ATTACHMENTS) in (None, "")
+    ]
+    return {
+        "points": next(
+            layer for layer in main if layer.customProperty(layers.PROPERTY_LAYER_ID) == 0
+        ),
+        "spatial": [layer for layer in main if layer.isSpatial()],
+    }
 
 
 if os.environ.get(STAGE_VARIABLE) == "inside":
