@@ -20,6 +20,7 @@ from .core.take_offline import (
     OfflineMapTask,
     PreplannedMapArea,
 )
+from .core.webmap import OfflineSettings
 from .resources import tr
 
 
@@ -39,7 +40,8 @@ class TakeOfflineRequest:
     webmap_item_id: str | None = None
     service_urls: list[str] = field(default_factory=list)
     area_of_interest: dict[str, Any] | None = None
-    include_attachments: bool = True
+    #: None = as the web map's offline settings say (services: with attachments).
+    include_attachments: bool | None = None
     title: str = ""
     authcfg: str = ""
     #: Layers taken offline without rows (schema only), as (service URL, layer id).
@@ -94,7 +96,8 @@ class TakeOfflineJob(Job):
         parameters = self.offline_task.create_default_generate_offline_map_parameters(
             request.area_of_interest
         )
-        parameters.include_attachments = request.include_attachments
+        if request.include_attachments is not None:
+            parameters.include_attachments = request.include_attachments
         if request.title:
             parameters.title = request.title
         for service_url, layer_id in request.schema_only_layers:
@@ -140,19 +143,28 @@ def list_source_layers(
 ) -> list[SourceLayer]:
     """The feature-service layers and tables that the request takes offline (network): the
     core's own reading of the web map or services, so the list matches what goes offline."""
+    return list_source(request, credentials)[0]
+
+
+def list_source(
+    request: TakeOfflineRequest, credentials: CredentialProvider | None = None
+) -> tuple[list[SourceLayer], OfflineSettings]:
+    """:func:`list_source_layers`, and the web map's offline settings (the defaults of the
+    request's choices), from one reading of the web map."""
     webmap = bool(request.portal_url and request.webmap_item_id)
     if not webmap and not request.service_urls:
-        return []
+        return [], OfflineSettings()
     task = OfflineMapTask(
         portal_url=request.portal_url if webmap else None,
         webmap_item_id=request.webmap_item_id if webmap else None,
         service_urls=None if webmap else request.service_urls,
         client=ArcGISClient(credentials),
     )
-    return [
+    layers = [
         SourceLayer(layer.title, plan.service_url, layer.id, layer.is_table)
         for plan, layer in task.source_layers()
     ]
+    return layers, task.offline_settings()
 
 
 def list_map_areas(

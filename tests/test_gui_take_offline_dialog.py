@@ -286,3 +286,32 @@ def test_a_web_map_without_map_areas_says_so(dialog, reference_server):
 
     assert dialog.areasList.count() == 0
     assert "no preplanned map areas" in dialog.messageLabel.text()
+
+
+def test_attachment_choice_shows_the_web_maps_default_until_the_user_changes_it(
+    qgis_iface, reference_server, tmp_path
+):
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtTest import QTest
+
+    from plugin.task import wait_for_task
+    from tests.featureservice import seed
+
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.portalEdit.setText(reference_server.portal_url)
+    dialog.itemEdit.setText(seed.OFFLINE_SETTINGS_WEBMAP_ID)
+    dialog.folderWidget.setFilePath(str(tmp_path / "map"))
+    assert dialog.request().include_attachments is None  # nothing read yet: the web map decides
+
+    dialog.show()
+    QTest.mouseClick(dialog.listLayersButton, Qt.MouseButton.LeftButton)
+    task = dialog.task
+    assert task is not None and wait_for_task(task, 60)
+    assert dialog.layersList.count() == 5, dialog.messageLabel.text()
+
+    # The web map brings attachments of its read-only layers only: shown partly checked.
+    assert dialog.attachmentsCheck.checkState() == Qt.CheckState.PartiallyChecked
+    assert dialog.request().include_attachments is None
+    QTest.mouseClick(dialog.attachmentsCheck, Qt.MouseButton.LeftButton)
+    assert dialog.attachmentsCheck.checkState() == Qt.CheckState.Checked
+    assert dialog.request().include_attachments is True

@@ -105,3 +105,29 @@ class AttachmentSyncDirection(str, Enum):
     NONE = "none"
     UPLOAD = "upload"
     BIDIRECTIONAL = "bidirectional"
+
+
+class ReturnLayerAttachmentOption(IntEnum):
+    """Which layers bring their attachments offline (SDK ``ReturnLayerAttachmentOption``)."""
+
+    NONE = 0
+    ALL_LAYERS = 1
+    READ_ONLY_LAYERS = 2
+    EDITABLE_LAYERS = 3
+
+    def includes(self, *, editable: bool) -> bool:
+        """True when a layer (editable or read-only) brings its attachments."""
+        if self is ReturnLayerAttachmentOption.ALL_LAYERS:
+            return True
+        if self is ReturnLayerAttachmentOption.EDITABLE_LAYERS:
+            return editable
+        return self is ReturnLayerAttachmentOption.READ_ONLY_LAYERS and not editable
+
+    @classmethod
+    def of(cls, *, editable: bool, read_only: bool) -> ReturnLayerAttachmentOption:
+        """The option under which editable and/or read-only layers bring attachments."""
+        if editable and read_only:
+            return cls.ALL_LAYERS
+        if editable:
+            return cls.EDITABLE_LAYERS
+        return cls.READ_ONLY_LAYERS if read_only else cls.NONE

@@ -584,9 +584,11 @@ def create_replica_request(
     return_attachments: bool,
     attachments_sync_direction: str,
     area: tuple[str, dict] | None = None,
+    sync_data_options: int | None = None,
 ) -> dict:
     """``createReplica`` parameters (spec section 2) for the layers of ``layer_queries``
-    (wire values for the model and directions; ``area`` is ``(geometryType, geometry)``).
+    (wire values for the model and directions; ``area`` is ``(geometryType, geometry)``;
+    ``sync_data_options`` the ``syncDataOptions`` bitmask, sent when given).
 
     Attachments come inline, the job runs async where the service supports it, the attachment
     direction is sent only to services that take it, and the replica is asked for in the
@@ -606,6 +608,8 @@ def create_replica_request(
     }
     if (service_info.get("syncCapabilities") or {}).get("supportsAttachmentsSyncDirection"):
         request["attachmentsSyncDirection"] = attachments_sync_direction
+    if sync_data_options is not None:
+        request["syncDataOptions"] = int(sync_data_options)
     if area is not None:
         geometry_type, geometry = area
         request["geometry"] = geometry

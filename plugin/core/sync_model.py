@@ -83,11 +83,13 @@ class LayerQuery:
         """The REST ``layerQueries`` entry (``has_area``: an area limits the rows of this
         layer); ``where`` and ``query_option`` replace the query's own when given."""
         text = (self.where if where is None else where) or ""
+        option = query_option or self.query_option
         return {
-            "queryOption": query_option or self.query_option,
+            "queryOption": option,
             "where": text.strip() or "1=1",
             "useGeometry": bool(self.use_geometry and has_area),
-            "includeRelated": bool(self.include_related),
+            # Schema only means no rows, not even those related to other layers' rows.
+            "includeRelated": bool(self.include_related) and option != "none",
         }
 
 

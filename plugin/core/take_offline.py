@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .enums import AttachmentSyncDirection, PreplannedUpdateMode, SyncModel
+from .enums import (
+    AttachmentSyncDirection,
+    PreplannedUpdateMode,
+    ReturnLayerAttachmentOption,
+    SyncModel,
+)
 from .errors import (
     NotSyncEnabledError,
     OfflineMapSyncError,
@@ -58,11 +63,13 @@ from .sync_model import LayerQuery
 from .tracking import install_adds_only_guards
 from .webmap import (
     FEATURE_SERVER,
+    OfflineSettings,
     ServicePlan,
     SkippedLayer,
     clean_service_url,
     fill_layers_from_service,
     layer_url,
+    offline_settings,
     plans_from_service_urls,
     plans_from_webmap,
     service_name,
@@ -86,15 +93,48 @@ class GenerateOfflineMapParameters:
     where the service supports it, else per-replica. With
     ``definition_expression_filter_enabled`` a web map layer's definition expression also
     limits the rows taken offline.
+
+    :meth:`OfflineMapTask.create_default_generate_offline_map_parameters` fills the attachment
+    option and direction, the schema-only switches and ``sync_data_options`` from the web
+    map's offline settings; what is set here afterwards wins. A layer query set with
+    :meth:`set_layer_query` wins over ``return_schema_only_for_tables``.
     """
 
     area_of_interest: dict[str, Any] | None
     title: str = ""
-    include_attachments: bool = True
+    return_layer_attachment_option: ReturnLayerAttachmentOption = (
+        ReturnLayerAttachmentOption.ALL_LAYERS
+    )
+    attachment_sync_direction: AttachmentSyncDirection = AttachmentSyncDirection.BIDIRECTIONAL
     layer_queries: dict[str, LayerQuery] = field(default_factory=dict)
     sync_model: SyncModel | None = None
     return_schema_only_for_editable_layers: bool = False
+    #: Standalone tables go offline with their schema and no rows.
+    return_schema_only_for_tables: bool = False
     definition_expression_filter_enabled: bool = True
+    #: createReplica's ``syncDataOptions`` bitmask (None = not sent).
+    sync_data_options: int | None = None
+
+    @property
+    def include_attachments(self) -> bool:
+        """True when some layers bring their attachments."""
+        return self.return_layer_attachment_option is not ReturnLayerAttachmentOption.NONE
+
+    @include_attachments.setter
+    def include_attachments(self, value: bool) -> None:
+        self.return_layer_attachment_option = (
+            ReturnLayerAttachmentOption.ALL_LAYERS if value else ReturnLayerAttachmentOption.NONE
+        )
+
+    def apply(self, settings: OfflineSettings) -> None:
+        """Take a web map's offline settings as these parameters' values."""
+        self.return_layer_attachment_option = settings.return_layer_attachment_option
+        self.attachment_sync_direction = settings.attachment_sync_direction
+        self.return_schema_only_for_editable_layers = (
+            settings.return_schema_only_for_editable_layers
+        )
+        self.return_schema_only_for_tables = settings.return_schema_only_for_tables
+        self.sync_data_options = settings.sync_data_options
 
     def set_layer_query(self, service_url: str, layer_id: int, query: LayerQuery) -> None:
         """Set the query of one layer or table."""
@@ -230,12 +270,22 @@ class OfflineMapTask:
         self, area_of_interest: dict[str, Any] | None
     ) -> GenerateOfflineMapParameters:
         """Parameters taking every layer and table of the map offline for ``area_of_interest``,
-        with attachments, titled like the web map (or the services)."""
+        titled like the web map (or the services), as the web map's offline settings say
+        (without settings, and for services: everything, with attachments)."""
         if area_of_interest is not None:
             parse_area_of_interest(area_of_interest)
-        return GenerateOfflineMapParameters(
+        parameters = GenerateOfflineMapParameters(
             area_of_interest=area_of_interest, title=self.default_title()
         )
+        parameters.apply(self.offline_settings())
+        return parameters
+
+    def offline_settings(self) -> OfflineSettings:
+        """The web map's offline settings (the defaults for services)."""
+        if self.webmap_item_id:
+            _, data = self.webmap()
+            return offline_settings(data)
+        return OfflineSettings()
 
     def default_title(self) -> str:
         """The web map's title, or the names of the services."""
@@ -501,30 +551,35 @@ class _MapBuilder:
             sync_model = SyncModel.PER_LAYER
         else:
             sync_model = SyncModel.PER_LAYER if per_layer else SyncModel.PER_REPLICA
-        # Without downloaded attachments, new ones taken in the field can still go up.
-        attachments = (
-            AttachmentSyncDirection.BIDIRECTIONAL
-            if parameters.include_attachments
-            else AttachmentSyncDirection.UPLOAD
+        # A replica brings attachments for all its layers or none: a service's layers are
+        # editable or read-only together here (download-only services are read-only).
+        return_attachments = parameters.return_layer_attachment_option.includes(
+            editable=not plan.download_only
         )
+        direction = AttachmentSyncDirection(parameters.attachment_sync_direction)
+        if not return_attachments and direction is AttachmentSyncDirection.BIDIRECTIONAL:
+            # Without downloaded attachments, new ones taken in the field can still go up.
+            direction = AttachmentSyncDirection.UPLOAD
         return create_replica_request(
             plan.service_info,
             replica_name=replica_name,
             layer_queries=self._layer_queries(plan, area is not None),
             sync_model=sync_model.value,
             sync_direction="bidirectional",
-            return_attachments=parameters.include_attachments,
-            attachments_sync_direction=attachments.value,
+            return_attachments=return_attachments,
+            attachments_sync_direction=direction.value,
             area=area,
+            sync_data_options=parameters.sync_data_options,
         )
 
     def _layer_queries(self, plan: ServicePlan, has_area: bool) -> dict[str, dict]:
         parameters = self.parameters
         queries = {}
         for layer in plan.layers:
-            query = (
-                parameters.layer_queries.get(layer_url(plan.service_url, layer.id)) or LayerQuery()
-            )
+            chosen = parameters.layer_queries.get(layer_url(plan.service_url, layer.id))
+            if chosen is None and layer.is_table and parameters.return_schema_only_for_tables:
+                chosen = LayerQuery(query_option="none")
+            query = chosen or LayerQuery()
             where = (query.where or "").strip()
             definition = (layer.definition_expression or "").strip()
             if parameters.definition_expression_filter_enabled and definition:

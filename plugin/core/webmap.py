@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from .enums import AttachmentSyncDirection, ReturnLayerAttachmentOption
 from .offline_map import LayerEntry, strip_credentials
 
 FEATURE_SERVER = re.compile(
@@ -53,6 +54,63 @@ class ServicePlan:
     layer_infos: dict[int, dict] = field(default_factory=dict)
     download_only: bool = False
     file: str = ""
+
+
+@dataclass(frozen=True)
+class OfflineSettings:
+    """What a web map's author chose for taking it offline (web map
+    ``applicationProperties.offline``, SDK ``OfflineSettings``): the defaults of on-demand
+    take-offline parameters. Without settings everything goes offline with its attachments.
+
+    ``syncDataOptions`` is passed to ``createReplica`` as it is; a service ignores what it
+    does not support.
+    """
+
+    return_layer_attachment_option: ReturnLayerAttachmentOption = (
+        ReturnLayerAttachmentOption.ALL_LAYERS
+    )
+    return_schema_only_for_editable_layers: bool = False
+    attachment_sync_direction: AttachmentSyncDirection = AttachmentSyncDirection.BIDIRECTIONAL
+    return_schema_only_for_tables: bool = False
+    sync_data_options: int | None = None
+
+
+def _section(parent: object, key: str) -> dict:
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _word(section: dict, key: str) -> str:
+    value = section.get(key)
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
+def offline_settings(data: dict) -> OfflineSettings:
+    """The offline settings of a web map's data; unknown or malformed values keep their
+    defaults (Esri spellings compared without case)."""
+    offline = _section(_section(data, "applicationProperties"), "offline")
+    editable = _section(offline, "editableLayers")
+    read_only = _section(offline, "readonlyLayers")
+    download = _word(editable, "download")
+    editable_attachments = download not in ("none", "features")
+    read_only_attachments = read_only.get("downloadAttachments") is not False
+    sync = _word(editable, "sync")
+    direction = (
+        AttachmentSyncDirection.UPLOAD
+        if sync in ("syncfeaturesuploadattachments", "uploadfeaturesandattachments")
+        else AttachmentSyncDirection.BIDIRECTIONAL
+    )
+    options = offline.get("syncDataOptions")
+    valid_options = isinstance(options, int) and not isinstance(options, bool) and options >= 0
+    return OfflineSettings(
+        return_layer_attachment_option=ReturnLayerAttachmentOption.of(
+            editable=editable_attachments, read_only=read_only_attachments
+        ),
+        return_schema_only_for_editable_layers=download == "none",
+        attachment_sync_direction=direction,
+        return_schema_only_for_tables=_section(offline, "tables").get("includeRows") is False,
+        sync_data_options=options if valid_options else None,
+    )
 
 
 def plans_from_webmap(data: dict, skipped: list[SkippedLayer]) -> list[ServicePlan]:

@@ -31,14 +31,14 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..auth import credentials_from_auth_config
-from ..core.enums import PreplannedUpdateMode
+from ..core.enums import PreplannedUpdateMode, ReturnLayerAttachmentOption
 from ..core.errors import OfflineMapSyncError
 from ..layers import esri_envelope
 from ..resources import tr, ui_path
 from ..take_offline_request import (
     TakeOfflineRequest,
     list_map_areas,
-    list_source_layers,
+    list_source,
     update_mode_labels,
 )
 from ..task import CallJob, start_job_task
@@ -82,6 +82,9 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         for mode, label in update_mode_labels():
             self.updateModeCombo.addItem(label, int(mode))
         self.buttonBox.button(QDialogButtonBox.StandardButton.Ok).setText(tr("Take offline"))
+        # The attachment choice left as shown (the web map's default, once the layers are
+        # listed) lets the web map's offline settings decide.
+        self._attachments_default = self.attachmentsCheck.checkState()
         self.listLayersButton.clicked.connect(self.list_layers)
         self.listAreasButton.clicked.connect(self.list_areas)
         # A layer list read for another source would be wrong: forget it when the source changes.
@@ -189,7 +192,9 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
     def _source(self, folder: Path) -> TakeOfflineRequest:
         request = TakeOfflineRequest(
             folder=folder,
-            include_attachments=self.attachmentsCheck.isChecked(),
+            include_attachments=None
+            if self.attachmentsCheck.checkState() == self._attachments_default
+            else self.attachmentsCheck.isChecked(),
             title=self.titleEdit.text().strip(),
             authcfg=self.authSelect.configId() or "",
         )
@@ -221,7 +226,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
     def list_layers(self):
         """Read the source's layers in a background task and list them, all checked."""
         return self._list_in_background(
-            list_source_layers,
+            list_source,
             self.listLayersButton,
             tr("Reading the layers…"),
             tr("Listing layers"),
@@ -262,7 +267,16 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         if not self._listing_succeeded(task, lambda: self.listLayersButton.setEnabled(True)):
             return
         self.layersList.clear()
-        for layer in task.result:
+        layers, settings = task.result
+        # Partly checked: only the read-only (or only the editable) layers bring attachments.
+        self._attachments_default = {
+            ReturnLayerAttachmentOption.ALL_LAYERS: Qt.CheckState.Checked,
+            ReturnLayerAttachmentOption.NONE: Qt.CheckState.Unchecked,
+        }.get(settings.return_layer_attachment_option, Qt.CheckState.PartiallyChecked)
+        partly = self._attachments_default == Qt.CheckState.PartiallyChecked
+        self.attachmentsCheck.setTristate(partly)
+        self.attachmentsCheck.setCheckState(self._attachments_default)
+        for layer in layers:
             text = tr("{0} (table)").format(layer.title) if layer.is_table else layer.title
             item = QListWidgetItem(text)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingException,
-    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterString,
 )
@@ -12,6 +12,14 @@ from qgis.core import (
 from ..resources import tr
 from ..take_offline_request import TakeOfflineRequest
 from .base import OfflineMapAlgorithm
+
+#: INCLUDE_ATTACHMENTS is 0 (No), 1 (Yes) or 2: as the web map's offline settings say
+#: (services: with attachments).
+ATTACHMENTS_AS_THE_WEB_MAP_SAYS = 2
+
+
+def _attachments_choice(index: int) -> bool | None:
+    return None if index == ATTACHMENTS_AS_THE_WEB_MAP_SAYS else bool(index)
 
 
 class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
@@ -24,7 +32,8 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
         return tr(
             "Takes a web map (PORTAL_URL + WEBMAP_ITEM_ID) or feature services (SERVICE_URLS, one per "
             "line or separated by commas) offline on demand, for an area (EXTENT; empty = everything), "
-            "with the layers listed in SCHEMA_ONLY_LAYERS taken offline empty, "
+            "with the layers listed in SCHEMA_ONLY_LAYERS taken offline empty and attachments as "
+            "INCLUDE_ATTACHMENTS says (by default as the web map's offline settings say), "
             "into a new or empty folder: one GeoPackage per service plus offline_map.json. The "
             "services must allow sync. Open the folder with the Offline Map Sync panel, or sync it "
             "with 'Synchronize offline map'. To download a preplanned map area instead, use "
@@ -47,7 +56,12 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
         )
         self.addParameter(QgsProcessingParameterExtent("EXTENT", tr("Area"), optional=True))
         self.addParameter(
-            QgsProcessingParameterBoolean("INCLUDE_ATTACHMENTS", tr("Include attachments"), True)
+            QgsProcessingParameterEnum(
+                "INCLUDE_ATTACHMENTS",
+                tr("Include attachments"),
+                [tr("No"), tr("Yes"), tr("As the web map's offline settings say")],
+                defaultValue=ATTACHMENTS_AS_THE_WEB_MAP_SAYS,
+            )
         )
         self.addParameter(
             QgsProcessingParameterString(
@@ -68,7 +82,9 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
             webmap_item_id=self.parameterAsString(parameters, "WEBMAP_ITEM_ID", context).strip()
             or None,
             service_urls=urls,
-            include_attachments=self.parameterAsBool(parameters, "INCLUDE_ATTACHMENTS", context),
+            include_attachments=_attachments_choice(
+                self.parameterAsEnum(parameters, "INCLUDE_ATTACHMENTS", context)
+            ),
             title=self.parameterAsString(parameters, "TITLE", context).strip(),
         )
         empty = self.parameterAsString(parameters, "SCHEMA_ONLY_LAYERS", context)

@@ -349,6 +349,9 @@ def create_replica(
         "targetType": "client",
         "serviceWkid": service_wkid,
         "replicaSR": replica_sr,
+        # Extra content (contingent values, annotation...) this service has none of: kept to
+        # be reported, like the other creation parameters.
+        "syncDataOptions": params.get_int("syncDataOptions", 0),
     }
     scopes = replica_scopes(tx, service, replica)
     doc = StreamDict(replicaName=replica["replicaName"])
@@ -741,6 +744,8 @@ def replica_info(tx: Tx, env: Env, service: dict, replica_id: str) -> dict:
         else service["spatialReference"],
         "layerQueries": replica.get("layerQueries") or {},
     }
+    if replica.get("syncDataOptions"):
+        info["syncDataOptions"] = replica["syncDataOptions"]
     if replica.get("geometry"):
         info["geometry"] = replica["geometry"]
     info.update(_gens_json(replica))

@@ -20,6 +20,16 @@ NOSYNC_SERVICE = "NoSync"
 PARCELS_SERVICE = "Parcels"
 LARGE_SERVICE = "Large"
 DEMO_WEBMAP_ID = "4f1e7c2a9b6d4e8f8a0b1c2d3e4f5a6b"
+#: The Demo layers and the ReadOnly points, with the author's offline settings.
+OFFLINE_SETTINGS_WEBMAP_ID = "7a2d9c4e1b8f4a6c9d0e2f3a4b5c6d7e"
+#: Its ``applicationProperties.offline``: editable layers without attachments (new ones go up
+#: only), read-only layers with theirs, tables schema only, and a syncDataOptions bitmask.
+OFFLINE_SETTINGS = {
+    "editableLayers": {"download": "features", "sync": "syncFeaturesUploadAttachments"},
+    "readonlyLayers": {"downloadAttachments": True},
+    "tables": {"includeRows": False},
+    "syncDataOptions": 4,
+}
 
 SR = {"wkid": 102100, "latestWkid": 3857}
 _NS = uuid.UUID("0c5b1f5e-6a1d-4f5e-9a53-3d1f7b2e8c10")
@@ -725,6 +735,26 @@ def seed_demo(tx: Tx) -> None:
         "authoringAppVersion": "1",
     }
     tx.save_item(DEMO_WEBMAP_ID, webmap_item, webmap_data)
+    settings_data = dict(
+        webmap_data,
+        operationalLayers=[
+            *webmap_data["operationalLayers"],
+            {
+                "id": "readonly_0",
+                "title": "Read-only points",
+                "url": "{services}/" + READONLY_SERVICE + "/FeatureServer/0",
+                "layerType": "ArcGISFeatureLayer",
+            },
+        ],
+        applicationProperties={"offline": OFFLINE_SETTINGS},
+    )
+    settings_item = dict(
+        webmap_item,
+        id=OFFLINE_SETTINGS_WEBMAP_ID,
+        title="Demo map with offline settings",
+        snippet="Demo web map whose author chose what goes offline",
+    )
+    tx.save_item(OFFLINE_SETTINGS_WEBMAP_ID, settings_item, settings_data)
 
 
 # --- Parcels: true curves and rings as real services send them ---------------------------------
