@@ -898,7 +898,9 @@ def _worker_sync(command: dict) -> dict:
         # One sign-in per worker, as in a QGIS session: the cached token may expire meanwhile.
         credentials = _CREDENTIALS.get(command["token_url"])
         if credentials is None:
-            credentials = TokenCredentials(command["token_url"], USER, PASSWORD)
+            credentials = TokenCredentials(
+                command["token_url"], USER, PASSWORD, plain_http_hosts=["127.0.0.1"]
+            )
             _CREDENTIALS[command["token_url"]] = credentials
     client = ArcGISClient(
         credentials, backoff=0.01, poll_interval=0.02, timeout=15, retries=2, job_timeout=60
@@ -1115,7 +1117,9 @@ class Stress:
 
         credentials = None
         if self.config.auth:
-            credentials = TokenCredentials(self.server.token_url, USER, PASSWORD)
+            credentials = TokenCredentials(
+                self.server.token_url, USER, PASSWORD, plain_http_hosts=self.server.plain_http_hosts
+            )
         return ArcGISClient(credentials, backoff=0.01, poll_interval=0.02, timeout=15, retries=2)
 
     def _take_offline(self, index: int) -> Replica:

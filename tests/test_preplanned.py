@@ -302,7 +302,11 @@ def test_scheduled_updates_work_with_token_authentication(secured_reference_serv
 
     server = secured_reference_server
     client = ArcGISClient(
-        TokenCredentials(server.token_url, "alice", "alice-secret"), backoff=0.01, retries=1
+        TokenCredentials(
+            server.token_url, "alice", "alice-secret", plain_http_hosts=server.plain_http_hosts
+        ),
+        backoff=0.01,
+        retries=1,
     )
     offline_map = take_area_offline(
         server,

@@ -825,7 +825,9 @@ def test_expired_result_file_is_requested_again_by_the_next_sync(server, tmp_pat
 
 def test_expired_token_is_renewed_during_sync(secured_reference_server, tmp_path):
     server = secured_reference_server
-    credentials = TokenCredentials(server.token_url, "alice", "alice-secret")
+    credentials = TokenCredentials(
+        server.token_url, "alice", "alice-secret", plain_http_hosts=server.plain_http_hosts
+    )
     client = fast_client(credentials)
     offline_map = take_offline(server, tmp_path / "map", client=client)
     local = Local(offline_map)
@@ -842,7 +844,11 @@ def test_sync_without_credentials_on_a_secured_service_fails_clearly_and_keeps_e
     secured_reference_server, tmp_path
 ):
     server = secured_reference_server
-    client = fast_client(TokenCredentials(server.token_url, "alice", "alice-secret"))
+    client = fast_client(
+        TokenCredentials(
+            server.token_url, "alice", "alice-secret", plain_http_hosts=server.plain_http_hosts
+        )
+    )
     offline_map = take_offline(server, tmp_path / "map", client=client)
     local = Local(offline_map)
     local.update(POINTS, point_gid(0), name="Kept")

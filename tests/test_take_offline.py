@@ -287,7 +287,11 @@ def test_gdal_opens_the_geodatabase_as_a_geopackage(reference_server, tmp_path):
 
 def test_manifest_holds_no_credentials(secured_reference_server, tmp_path):
     server = secured_reference_server
-    client = fast_client(TokenCredentials(server.token_url, "alice", "alice-secret"))
+    client = fast_client(
+        TokenCredentials(
+            server.token_url, "alice", "alice-secret", plain_http_hosts=server.plain_http_hosts
+        )
+    )
     result = run(webmap_task(server, client), tmp_path / "map")
     text = (result.offline_map.folder / MANIFEST_NAME).read_text(encoding="utf-8")
     assert "alice" not in text and "token" not in text.lower()
@@ -488,7 +492,11 @@ def test_unreachable_service_is_refused_as_a_network_error(tmp_path):
 
 def test_wrong_password_is_refused(secured_reference_server, tmp_path):
     server = secured_reference_server
-    client = fast_client(TokenCredentials(server.token_url, "alice", "wrong"))
+    client = fast_client(
+        TokenCredentials(
+            server.token_url, "alice", "wrong", plain_http_hosts=server.plain_http_hosts
+        )
+    )
     with pytest.raises(AuthenticationError) as caught:
         run(service_task(server, DEMO, client=client), tmp_path / "map")
     assert "wrong" not in str(caught.value)

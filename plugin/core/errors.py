@@ -66,3 +66,30 @@ class SchemaChangedError(OfflineMapSyncError):
     def __init__(self, message: str, changes: list[str]) -> None:
         super().__init__(message)
         self.changes = changes
+
+
+class SiteNotApprovedError(AuthenticationError):
+    """A credential would be used for a site it was not made for and the user has not approved.
+
+    ``sites`` lists those sites; the dock asks the user, Processing refuses unless told to
+    approve new sites.
+    """
+
+    def __init__(self, credential: str, sites: list) -> None:
+        names = ", ".join(str(site) for site in sites)
+        super().__init__(
+            f"The credential '{credential}' has not been used with {names} before. Only use it "
+            "there if you trust that server: an offline map copied from someone else may name "
+            "any server."
+        )
+        self.credential = credential
+        self.sites = list(sites)
+
+
+class InsecureConnectionError(AuthenticationError):
+    """A password or token would travel over plain http to a host the user did not allow."""
+
+
+class UnusableAnswerError(ServiceError):
+    """The server's answer cannot be used at all (far too large, or nested too deeply);
+    trying again would give the same answer, so it is not retried."""

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterator, TextIO, Tuple, Union
+from typing import Any, Callable, Iterator, TextIO, Tuple, Union
 
-from .errors import ServiceError
+from .errors import ServiceError, UnusableAnswerError
 
 Event = Tuple[int, str, Any]
 
@@ -51,7 +51,7 @@ def read_result(path: Union[str, Path]) -> tuple[dict, Iterator[Event]]:
     stream = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed by the generator
     try:
         generator = _walk_result(_Reader(stream, str(path)), header)
-        first = next(generator, None)
+        first = _too_deep_is_unusable(lambda: next(generator, None))
     except BaseException:
         stream.close()
         raise
@@ -64,9 +64,25 @@ def read_result(path: Union[str, Path]) -> tuple[dict, Iterator[Event]]:
 def _chain_first(first: Event, rest: Iterator[Event], stream: TextIO) -> Iterator[Event]:
     try:
         yield first
-        yield from rest
+        while True:
+            event = _too_deep_is_unusable(lambda: next(rest, None))
+            if event is None:
+                return
+            yield event
     finally:
         stream.close()
+
+
+def _too_deep_is_unusable(step: Callable[[], Any]) -> Any:
+    # Python's JSON decoder (and this walker) recurse per nesting level: 100,000 nested "["
+    # would escape as a RecursionError.
+    try:
+        return step()
+    except RecursionError:
+        raise UnusableAnswerError(
+            "The result file from the server is not usable: it is nested too deeply to be an "
+            "ArcGIS result."
+        ) from None
 
 
 def parse_generation(value: Any) -> int:

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
 import requests
@@ -33,8 +33,18 @@ from .errors import (
     NetworkError,
     OfflineMapSyncError,
     ServiceError,
+    UnusableAnswerError,
 )
 from .service import supports_async
+from .sites import CredentialScope, same_site
+from .transport import (
+    DEFAULT_LIMITS,
+    MAX_REDIRECTS,
+    ReadLimits,
+    body_chunks,
+    read_answer,
+    redirect_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +79,6 @@ JOB_DONE = {"completed", "completedwitherrors", "esrijobsucceeded", "succeeded"}
 JOB_FAILED = {"failed", "esrijobfailed", "cancelled", "canceled", "esrijobcancelled", "timedout"}
 
 _USER_AGENT = "QGIS-OfflineMapSync"
-_CHUNK = 1 << 16
 
 
 class BadAnswerError(ServiceError):
@@ -114,84 +123,34 @@ class CredentialProvider:
         return {}
 
 
-def same_site(site_url: str, url: str) -> bool:
-    """True when ``url`` is on the host of ``site_url``, or on a sibling host of the same domain
-    (``services3.arcgis.com`` for ``www.arcgis.com``): where its credentials may be sent."""
-    mine = urlsplit(site_url).hostname or ""
-    theirs = urlsplit(url).hostname or ""
-    if mine == theirs:
-        return True
-    if mine.replace(".", "").isdigit() or mine.count(".") < 2:
-        return False
-    labels = mine.split(".")
-    # Without a public-suffix list: "gis.example.co.uk" must not share with every ".co.uk".
-    keep = 3 if len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL_SUFFIXES else 2
-    if len(labels) <= keep:
-        return False
-    domain = ".".join(labels[-keep:])
-    return theirs.endswith("." + domain)
-
-
-# Second-level labels that country-code domains sell registrations under (co.uk, com.au, …).
-_SECOND_LEVEL_SUFFIXES = frozenset(
-    [
-        "ac",
-        "co",
-        "com",
-        "edu",
-        "go",
-        "gob",
-        "gouv",
-        "gov",
-        "govt",
-        "gv",
-        "lg",
-        "ltd",
-        "mil",
-        "ne",
-        "net",
-        "nhs",
-        "nic",
-        "or",
-        "org",
-        "plc",
-        "sch",
-    ]
-)
-
-
 class StaticTokenCredentials(CredentialProvider):
     """A token obtained elsewhere (e.g. from QGIS's authentication manager); cannot refresh.
 
-    With ``site_url`` the token is only sent to that site (see :func:`same_site`): a web map
-    may list services of other organisations, which must not receive it.
+    The token only goes to the sites of ``scope`` (a web map may list services of other
+    organisations, which must not receive it).
     """
 
-    def __init__(self, token: str, site_url: str | None = None) -> None:
+    def __init__(self, token: str, scope: CredentialScope) -> None:
         self._token = token
-        self._site_url = site_url
+        self.scope = scope
 
     def token_for(self, url: str) -> str | None:
-        if self._site_url is not None and not same_site(self._site_url, url):
-            return None
-        return self._token
+        return self._token if self.scope.allows(url) else None
 
     def __repr__(self) -> str:
         return "StaticTokenCredentials(token=***)"
 
 
 class HeaderCredentials(CredentialProvider):
-    """Fixed HTTP headers, e.g. ``{"Authorization": "Bearer ..."}`` for OAuth2; with
-    ``site_url`` only sent to that site (see :func:`same_site`)."""
+    """Fixed HTTP headers, e.g. ``{"Authorization": "Bearer ..."}`` for OAuth2, only sent to
+    the sites of ``scope``."""
 
-    def __init__(self, headers: dict, site_url: str | None = None) -> None:
+    def __init__(self, headers: dict, scope: CredentialScope) -> None:
         self._headers = dict(headers)
-        self._site_url = site_url
+        self.scope = scope
 
     def headers(self, url: str) -> dict:
-        if self._site_url is not None and not same_site(self._site_url, url):
-            return {}
-        return dict(self._headers)
+        return dict(self._headers) if self.scope.allows(url) else {}
 
     def __repr__(self) -> str:
         return f"HeaderCredentials(headers={sorted(self._headers)})"
@@ -202,9 +161,11 @@ class TokenCredentials(CredentialProvider):
 
     Without a ``token_url`` the token service is discovered on first use from ``site_url``'s
     server (``/rest/info``) or portal (``/sharing/rest/info``), see :func:`discover_token_url`.
-    The token is cached until shortly before it expires and renewed on 498. It is only sent to
-    the site the credentials are for (same host, or a sibling host of the same domain such as
-    ``services.arcgis.com`` for ``www.arcgis.com``), never to foreign hosts.
+    The token is cached until shortly before it expires and renewed on 498. The password only
+    goes to the token service and the token only to the sites of ``scope`` (default: the site
+    of ``site_url``, over https; ``plain_http_hosts`` names hosts the user allowed plain http
+    for). Raises :class:`InsecureConnectionError` or :class:`SiteNotApprovedError` when the
+    site or the token service is not allowed, before anything is sent there.
     """
 
     def __init__(
@@ -219,9 +180,14 @@ class TokenCredentials(CredentialProvider):
         session: requests.Session | None = None,
         timeout: float = 60,
         verify: bool = True,
+        scope: CredentialScope | None = None,
+        plain_http_hosts: Iterable[str] = (),
     ) -> None:
         if not token_url and not site_url:
             raise ValueError("TokenCredentials needs a token_url or a site_url")
+        site_url = site_url or token_url
+        self.scope = scope or CredentialScope.of([site_url], plain_http_hosts=plain_http_hosts)
+        self.scope.check_all([site_url, token_url or ""], username)
         self.token_url = token_url
         self.site_url = site_url or token_url
         self.username = username
@@ -238,19 +204,21 @@ class TokenCredentials(CredentialProvider):
     def __repr__(self) -> str:
         return f"TokenCredentials({self.token_url!r}, {self.username!r}, password=***)"
 
-    def _same_site(self, url: str) -> bool:
-        return same_site(self.site_url, url)
-
     def resolve_token_url(self) -> str:
-        """The generateToken URL, discovered from the site's server or portal if not given."""
+        """The generateToken URL, discovered from the site's server or portal if not given
+        (it must be within the credential's scope: the password goes there)."""
         if not self.token_url:
             self.token_url = discover_token_url(
-                self.site_url, session=self._session, timeout=self._timeout, verify=self._verify
+                self.site_url,
+                scope=self.scope,
+                session=self._session,
+                timeout=self._timeout,
+                verify=self._verify,
             )
         return self.token_url
 
     def token_for(self, url: str) -> str | None:
-        if not self._same_site(url):
+        if not self.scope.allows(url):
             return None
         with self._lock:
             # Renew a minute early so a long request does not start with a dying token.
@@ -280,6 +248,7 @@ class TokenCredentials(CredentialProvider):
                 verify=self._verify,
                 headers={"Referer": self._referer, "User-Agent": _USER_AGENT},
                 allow_redirects=False,
+                stream=True,
             )
             _refuse_redirect(response, token_url)
         except requests.RequestException as error:
@@ -358,6 +327,7 @@ def token_url_from_info(info: Any) -> str | None:
 def discover_token_url(
     url: str,
     *,
+    scope: CredentialScope | None = None,
     session: requests.Session | None = None,
     timeout: float = 60,
     verify: bool = True,
@@ -365,8 +335,8 @@ def discover_token_url(
     """The token service for ``url``, as its server or portal names it in its ``info`` resource
     (ArcGIS Online hosted services and federated servers sign in at their portal). Falls back
     to :func:`guess_token_url` only when there is no answer. Raises AuthenticationError when
-    the named service is on another site or not https: the password would leave the site the
-    credentials are for."""
+    the named service is outside ``scope`` (default: ``url``'s own site) or not https: the
+    password would leave the sites the credentials are for."""
     info_url = info_url_for(url)
     named = None
     try:
@@ -377,6 +347,7 @@ def discover_token_url(
             timeout=timeout,
             verify=verify,
             allow_redirects=False,
+            stream=True,
         )
         if response.status_code == 200:
             named = token_url_from_info(_decode_json(response, info_url))
@@ -388,7 +359,8 @@ def discover_token_url(
     insecure = scheme != "https" and not (
         scheme == "http" and urlsplit(url).scheme.lower() == "http"
     )
-    if insecure or not same_site(url, named):
+    allowed = scope.allows(named) if scope is not None else same_site(url, named)
+    if insecure or not allowed:
         raise AuthenticationError(
             f"{_host(url)} signs in at {_safe_url(named)}, another site or not over https; "
             "your password is not sent there. Use a token or OAuth2 configuration for this "
@@ -491,9 +463,15 @@ def _encode_params(params: dict | None) -> dict:
     return encoded
 
 
-def _decode_json(response: requests.Response, url: str) -> Any:
-    """The JSON body, or a BadAnswerError saying what came instead."""
-    text = response.text
+def _decode_json(
+    response: requests.Response,
+    url: str,
+    *,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    cancel: CancelCallback | None = None,
+) -> Any:
+    """The JSON body (read under ``limits``), or a BadAnswerError saying what came instead."""
+    text = read_answer(response, url, limits=limits, cancel=cancel)
     stripped = text.lstrip()
     if not stripped:
         raise BadAnswerError(
@@ -510,7 +488,7 @@ def _decode_json(response: requests.Response, url: str) -> Any:
             url=_safe_url(url),
         )
     try:
-        return json.loads(text)
+        return _loads(text, url)
     except ValueError:
         raise BadAnswerError(
             f"The answer from {_host(url)} was cut off or is not valid JSON "
@@ -518,6 +496,26 @@ def _decode_json(response: requests.Response, url: str) -> Any:
             code=response.status_code if response.status_code >= 400 else None,
             url=_safe_url(url),
         ) from None
+
+
+def _loads(text: str, url: str) -> Any:
+    """``json.loads`` for server text: nesting too deep for Python becomes an error the user
+    can read instead of a RecursionError; invalid JSON still raises ValueError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise UnusableAnswerError(
+            f"The server's answer from {_host(url)} is not usable: it is nested too deeply to "
+            "be an ArcGIS answer. Check the service address.",
+            url=_safe_url(url),
+        ) from None
+
+
+def _loads_or_none(text: str, url: str) -> Any:
+    try:
+        return _loads(text, url)
+    except ValueError:
+        return None
 
 
 def _error_from_body(body: Any, url: str, http_status: int | None = None) -> ServiceError | None:
@@ -651,6 +649,7 @@ class ArcGISClient:
         poll_interval: float = 0.25,
         max_poll_interval: float = 3.0,
         job_timeout: float | None = 6 * 3600,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self.credentials = credentials or CredentialProvider()
         self.timeout = timeout
@@ -661,6 +660,8 @@ class ArcGISClient:
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.job_timeout = job_timeout
+        #: Bounds on answers: size of a JSON answer, minimum speed of every body.
+        self.limits = limits
         #: Requests sent, for benchmarks and tests.
         self.request_count = 0
 
@@ -677,30 +678,16 @@ class ArcGISClient:
                 params = dict(params, token=token)
         return params
 
-    def _send(self, method: str, url: str, params: dict, *, stream: bool = False):
-        self.request_count += 1
-        log.debug("%s %s", method, _safe_url(url))
+    def _send(self, method: str, url: str, params: dict) -> requests.Response:
+        """Send a request with its credentials, following GET redirects by hand; the answer's
+        body is not read yet (see :meth:`_read_json`)."""
         try:
-            if method == "GET":
-                return self.session.get(
-                    url,
-                    params=params,
-                    headers=self._headers(url),
-                    timeout=self.timeout,
-                    verify=self.verify,
-                    stream=stream,
-                )
-            # A form may carry a token: never resend it to wherever a redirect points.
-            response = self.session.post(
-                url,
-                data=params,
-                headers=self._headers(url),
-                timeout=self.timeout,
-                verify=self.verify,
-                allow_redirects=False,
-            )
-            _refuse_redirect(response, url)
-            return response
+            if method != "GET":
+                # A form may carry a token: never resend it to wherever a redirect points.
+                response = self._send_once(method, url, self._with_token(url, params))
+                _refuse_redirect(response, url)
+                return response
+            return self._get_following_redirects(url, params)
         except requests.exceptions.SSLError:
             raise NetworkError(
                 f"The secure connection to {_host(url)} failed (certificate problem)."
@@ -711,43 +698,67 @@ class ArcGISClient:
                 "Check the network and try again."
             ) from None
 
-    def _request_json(self, method: str, url: str, params: dict | None) -> dict:
+    def _get_following_redirects(self, url: str, params: dict) -> requests.Response:
+        # requests would carry headers such as X-Esri-Authorization (and the token in the
+        # query) to wherever a redirect points: each hop gets the credentials of its own site.
+        hop_url, hop_params = url, params
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = self._send_once("GET", hop_url, self._with_token(hop_url, hop_params))
+            target = redirect_target(response, hop_url)
+            if target is None:
+                return response
+            response.close()
+            log.debug("Redirected from %s to %s", _safe_url(hop_url), _safe_url(target))
+            hop_url, hop_params = target, {}
+        raise ServiceError(
+            f"The server at {_host(url)} redirected the request more than {MAX_REDIRECTS} "
+            "times; its address may be wrong.",
+            url=_safe_url(url),
+        )
+
+    def _send_once(self, method: str, url: str, params: dict) -> requests.Response:
+        self.request_count += 1
+        log.debug("%s %s", method, _safe_url(url))
+        form = {"data": params} if method == "POST" else {"params": params}
+        return self.session.request(
+            method,
+            url,
+            headers=self._headers(url),
+            timeout=self.timeout,
+            verify=self.verify,
+            stream=True,
+            allow_redirects=False,
+            **form,
+        )
+
+    def _read_json(
+        self, response: requests.Response, url: str, cancel: CancelCallback | None
+    ) -> Any:
+        return _decode_json(response, url, limits=self.limits, cancel=cancel)
+
+    def _read_json_or_none(
+        self, response: requests.Response, url: str, cancel: CancelCallback | None
+    ) -> Any:
+        """The body as JSON, None when it is not JSON (an error page)."""
+        text = read_answer(response, url, limits=self.limits, cancel=cancel)
+        return _loads_or_none(text, url)
+
+    def _request_json(
+        self, method: str, url: str, params: dict | None, cancel: CancelCallback | None = None
+    ) -> dict:
         base = _encode_params(params)
         refreshed = False
         while True:
-            response = self._send(method, url, self._with_token(url, base))
-            if response.status_code in RETRY_STATUSES:
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = None
-                error = _error_from_body(body, url)
-                # A 5xx is transient whatever its body says; for a write the outcome is unknown.
-                raise BadAnswerError(
-                    f"The server at {_host(url)} had a problem (HTTP {response.status_code})"
-                    + (f": {error}" if error else "."),
-                    code=response.status_code,
-                    url=_safe_url(url),
-                )
-            elif response.status_code == 404:
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = None
-                if _error_from_body(body, url) is None:
-                    raise ServiceError(
-                        f"Not found on the server: {_safe_url(url)} (HTTP 404).",
-                        code=404,
-                        url=_safe_url(url),
-                    )
-            else:
-                try:
-                    body = _decode_json(response, url)
-                except BadAnswerError:
-                    if response.status_code not in AUTH_CODES:
-                        raise
-                    # A sign-in page or an empty 401/403: still an authentication problem.
-                    body = {"error": {"code": response.status_code, "message": response.reason}}
+            _check_cancel(cancel)
+            response = self._send(method, url, base)
+            try:
+                body = self._answer_body(response, url, cancel)
+            except requests.RequestException as error:
+                raise NetworkError(
+                    f"The answer from {_host(url)} was interrupted ({type(error).__name__})."
+                ) from None
+            finally:
+                response.close()
             error = _error_from_body(body, url, response.status_code)
             if error is None:
                 return body
@@ -758,13 +769,45 @@ class ArcGISClient:
                 continue
             raise error
 
+    def _answer_body(
+        self, response: requests.Response, url: str, cancel: CancelCallback | None
+    ) -> Any:
+        if response.status_code in RETRY_STATUSES:
+            error = _error_from_body(self._read_json_or_none(response, url, cancel), url)
+            # A 5xx is transient whatever its body says; for a write the outcome is unknown.
+            raise BadAnswerError(
+                f"The server at {_host(url)} had a problem (HTTP {response.status_code})"
+                + (f": {error}" if error else "."),
+                code=response.status_code,
+                url=_safe_url(url),
+            )
+        if response.status_code == 404:
+            body = self._read_json_or_none(response, url, cancel)
+            if _error_from_body(body, url) is None:
+                raise ServiceError(
+                    f"Not found on the server: {_safe_url(url)} (HTTP 404).",
+                    code=404,
+                    url=_safe_url(url),
+                )
+            return body
+        try:
+            return self._read_json(response, url, cancel)
+        except BadAnswerError:
+            if response.status_code not in AUTH_CODES:
+                raise
+            # A sign-in page or an empty 401/403: still an authentication problem.
+            return {"error": {"code": response.status_code, "message": response.reason}}
+
     # -- generic requests ------------------------------------------------------------------
-    def get_json(self, url: str, params: dict | None = None) -> dict:
-        """GET a JSON resource; retried with exponential backoff when the failure is transient."""
+    def get_json(
+        self, url: str, params: dict | None = None, *, cancel: CancelCallback | None = None
+    ) -> dict:
+        """GET a JSON resource; retried with exponential backoff when the failure is transient.
+        ``cancel()`` is also checked while the answer is read."""
         attempt = 0
         while True:
             try:
-                return self._request_json("GET", url, params)
+                return self._request_json("GET", url, params, cancel)
             except (NetworkError, BadAnswerError) as error:
                 if attempt >= self.retries:
                     raise
@@ -826,7 +869,7 @@ class ArcGISClient:
         interval = self.poll_interval
         while True:
             _check_cancel(cancel)
-            status = self.get_json(status_url)
+            status = self.get_json(status_url, cancel=cancel)
             state = str(status.get("status") or "").replace(" ", "").lower()
             if progress:
                 progress(None, f"Server job: {status.get('status') or 'waiting'}")
@@ -1028,14 +1071,10 @@ class ArcGISClient:
         refreshed = False
         while True:
             _check_cancel(cancel)
-            response = self._send("GET", url, self._with_token(url, {}), stream=True)
+            response = self._send("GET", url, {})
             try:
                 if response.status_code >= 400:
-                    body_text = response.text
-                    try:
-                        error = _error_from_body(json.loads(body_text), url)
-                    except ValueError:
-                        error = None
+                    error = _error_from_body(self._read_json_or_none(response, url, cancel), url)
                     if error is not None and error.code == 498 and not refreshed:
                         refreshed = True
                         self.credentials.refresh(url)
@@ -1066,9 +1105,7 @@ class ArcGISClient:
                 received = 0
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with open(part, "wb") as out:
-                    for chunk in response.iter_content(_CHUNK):
-                        if not chunk:
-                            continue
+                    for chunk in body_chunks(response, url, limits=self.limits, cancel=cancel):
                         out.write(chunk)
                         received += len(chunk)
                         _check_cancel(cancel)
@@ -1111,7 +1148,7 @@ def _small_error_body(path: Path, url: str, refreshed: bool) -> bool:
     if path.stat().st_size > 16384:
         return False
     try:
-        body = json.loads(path.read_text(encoding="utf-8-sig"))
+        body = _loads(path.read_text(encoding="utf-8-sig"), url)
     except (ValueError, UnicodeDecodeError):
         return False
     error = _error_from_body(body, url)

@@ -121,6 +121,12 @@ class ReferenceServer:
     def token_url(self) -> str:
         return f"{self.root_url}/tokens/generateToken"
 
+    @property
+    def plain_http_hosts(self) -> tuple[str, ...]:
+        """This service speaks plain http on loopback: a client may only send it credentials
+        after allowing its host for plain http explicitly (never a default)."""
+        return (self.host,)
+
     # --- test switches -------------------------------------------------------------------------
 
     def inject_fault(self, operation: str, kind: str, count: int = 1, **opts) -> None:
