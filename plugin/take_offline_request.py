@@ -60,6 +60,11 @@ class TakeOfflineRequest:
         """The URL the credentials are for (the portal, or the first service)."""
         return self.portal_url or (self.service_urls[0] if self.service_urls else "")
 
+    @property
+    def credential_urls(self) -> list[str]:
+        """Every URL known now that the credentials would be used for (portal and services)."""
+        return [self.portal_url, *self.service_urls]
+
 
 class TakeOfflineJob(Job):
     """Reads the web map or services and makes the offline map, all in the job's thread

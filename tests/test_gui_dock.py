@@ -39,10 +39,12 @@ from tests.gui_user import (
     wait_until_idle,
 )
 from tests.test_gui_auth import auth_manager as _auth_manager_fixture
+from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
 from tests.test_layers import take_demo_web_map_offline
 
 POINTS, LINES, POLYGONS, INSPECTIONS = 0, 1, 2, 3
 auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, shared
+plain_http_on_loopback = _plain_http_fixture
 WAIT = 60
 OK = QDialogButtonBox.StandardButton.Ok
 
@@ -502,7 +504,8 @@ def test_check_for_updates_with_the_service_down_says_it_failed(dock, demo_map, 
 def take_secured_map_offline(dock, server, auth_manager, folder, password="alice-secret"):
     """Take the demo web map offline through the dialog, signed in as alice by a QGIS Basic
     auth configuration with ``password`` (chosen in the dialog); the configuration id."""
-    config_id = auth_manager("Basic", username="alice", password=password)
+    # Made for the reference service's site, whose plain http the test allowed for loopback.
+    config_id = auth_manager("Basic", uri=server.root_url, username="alice", password=password)
     take_offline(
         dock, server.portal_url, seed.DEMO_WEBMAP_ID, folder, auth_name="test Basic (Basic)"
     )
@@ -510,7 +513,7 @@ def take_secured_map_offline(dock, server, auth_manager, folder, password="alice
 
 
 def test_a_secured_service_is_used_through_a_qgis_auth_configuration(
-    dock, secured_reference_server, auth_manager, tmp_path
+    dock, secured_reference_server, auth_manager, plain_http_on_loopback, tmp_path
 ):
     server = secured_reference_server
     config_id = take_secured_map_offline(dock, server, auth_manager, tmp_path / "secured_map")
@@ -528,7 +531,7 @@ def test_a_secured_service_is_used_through_a_qgis_auth_configuration(
 
 
 def test_wrong_credentials_fail_with_a_message_and_no_secret(
-    dock, secured_reference_server, auth_manager, tmp_path
+    dock, secured_reference_server, auth_manager, plain_http_on_loopback, tmp_path
 ):
     take_secured_map_offline(
         dock,

@@ -23,6 +23,7 @@ from plugin.task import wait_for_task
 from tests.featureservice import seed
 from tests.gui_user import click
 from tests.test_gui_auth import auth_manager as _auth_manager_fixture
+from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
 from tests.test_gui_dock import open_map, take_secured_map_offline
 from tests.test_gui_dock import sync as sync_by_click
 from tests.test_hostile_inputs import local_state
@@ -30,6 +31,7 @@ from tests.test_sync import POINTS, Local, fast_client, point_gid, server_rows, 
 
 WAIT = 60
 auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, shared
+plain_http_on_loopback = _plain_http_fixture
 
 
 @pytest.fixture
@@ -299,7 +301,7 @@ def test_an_unreachable_service_fails_the_sync_clearly_and_the_next_sync_converg
 
 
 def test_an_html_page_from_a_secured_service_shows_neither_token_nor_password(
-    dock, secured_reference_server, auth_manager, tmp_path, qgis_iface
+    dock, secured_reference_server, auth_manager, plain_http_on_loopback, tmp_path, qgis_iface
 ):
     server = secured_reference_server
     del dock._client  # the panel's own client, with the QGIS auth configuration

@@ -12,10 +12,12 @@ from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedb
 from plugin.processing.provider import PROVIDER_ID, OfflineMapSyncProvider
 from tests.featureservice import seed
 from tests.test_gui_auth import auth_manager as _auth_manager_fixture
+from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
 from tests.tools.qgis_process import QgisProcess
 
 POINTS = 0
 auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixture, shared
+plain_http_on_loopback = _plain_http_fixture
 
 
 @pytest.fixture(scope="module")
@@ -192,9 +194,11 @@ def test_take_offline_and_sync_with_qgis_process(reference_server, tmp_path):
 
 
 def test_a_secured_service_with_an_auth_configuration(
-    processing, secured_reference_server, auth_manager, tmp_path
+    processing, secured_reference_server, auth_manager, plain_http_on_loopback, tmp_path
 ):
-    config_id = auth_manager("Basic", username="bob", password="bob-secret")
+    config_id = auth_manager(
+        "Basic", uri=secured_reference_server.root_url, username="bob", password="bob-secret"
+    )
     folder = tmp_path / "secured"
     taken = processing.run(
         _alg("takemapoffline"),

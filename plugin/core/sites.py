@@ -79,16 +79,13 @@ class CredentialScope:
 
     def check(self, url: str, credential: str) -> None:
         """Raise unless ``credential`` (its name, for the message) may be used for ``url``:
-        :class:`SiteNotApprovedError` for a site outside the scope, and
-        :class:`InsecureConnectionError` for plain http to a host the user did not allow."""
+        :class:`InsecureConnectionError` for plain http to a host the user did not allow, and
+        :class:`SiteNotApprovedError` for a site outside the scope."""
         self.check_all([url], credential)
 
     def check_all(self, urls: Iterable[str], credential: str) -> None:
         """:meth:`check` for every URL; one error names every site that is not approved."""
         wanted = list(dict.fromkeys(Site.of(url) for url in urls if url))
-        missing = [site for site in wanted if site not in self.sites]
-        if missing:
-            raise SiteNotApprovedError(credential, missing)
         for site in wanted:
             if not self._transport_allowed(site):
                 raise InsecureConnectionError(
@@ -98,3 +95,6 @@ class CredentialScope:
                     f"{site.host} to the hosts allowed over plain http (Offline Map Sync "
                     "setting 'plain_http_hosts')."
                 )
+        missing = [site for site in wanted if site not in self.sites]
+        if missing:
+            raise SiteNotApprovedError(credential, missing)

@@ -26,12 +26,13 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import layers as map_layers
-from ..auth import credentials_from_auth_config, offline_map_auth_url
+from ..auth import offline_map_auth_url, offline_map_credential_urls
 from ..core.enums import OfflineUpdateAvailability, PreplannedScheduledUpdatesOption, SyncDirection
 from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
 from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
+from .credential_consent import credentials_with_consent
 from .formatting import escape, size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
@@ -629,7 +630,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         from ..take_offline_request import TakeOfflineJob
 
         try:
-            credentials = credentials_from_auth_config(request.authcfg, request.auth_url)
+            credentials = credentials_with_consent(
+                self, request.authcfg, request.auth_url, request.credential_urls
+            )
             job = TakeOfflineJob(request, credentials)
         except (OfflineMapSyncError, ValueError) as error:
             self._show_error(str(error))
@@ -785,8 +788,11 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         from ..core.rest import ArcGISClient
 
         # Prepared here, on the main thread: the auth manager must never be asked from a task.
-        credentials = credentials_from_auth_config(
-            self.authSelect.configId(), offline_map_auth_url(self.offline_map)
+        credentials = credentials_with_consent(
+            self,
+            self.authSelect.configId(),
+            offline_map_auth_url(self.offline_map),
+            offline_map_credential_urls(self.offline_map),
         )
         return ArcGISClient(credentials)
 

@@ -30,7 +30,6 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..auth import credentials_from_auth_config
 from ..core.enums import PreplannedUpdateMode, ReturnLayerAttachmentOption
 from ..core.errors import OfflineMapSyncError
 from ..layers import esri_envelope
@@ -42,6 +41,7 @@ from ..take_offline_request import (
     update_mode_labels,
 )
 from ..task import CallJob, start_job_task
+from .credential_consent import credentials_with_consent
 from .formatting import size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("take_offline_dialog.ui"))
@@ -241,7 +241,9 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         try:
             request = self._source(Path())
             # Prepared here on the main thread: the auth manager must not be asked from a task.
-            credentials = credentials_from_auth_config(request.authcfg, request.auth_url)
+            credentials = credentials_with_consent(
+                self, request.authcfg, request.auth_url, request.credential_urls
+            )
         except (ValueError, OfflineMapSyncError) as error:
             self.messageLabel.setText(str(error))
             return None

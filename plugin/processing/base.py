@@ -4,7 +4,7 @@ prepared on the main thread, and running a core job with Processing's feedback."
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 from qgis.core import (
     Qgis,
@@ -27,9 +27,9 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import layers as map_layers
-from ..auth import credentials_from_auth_config, offline_map_auth_url
+from ..auth import credentials_from_auth_config, offline_map_auth_url, offline_map_credential_urls
 from ..core.enums import SyncDirection
-from ..core.errors import CancelledError, OfflineMapSyncError
+from ..core.errors import CancelledError, OfflineMapSyncError, SiteNotApprovedError
 from ..core.jobs import Job
 from ..core.offline_map import OfflineMap
 from ..layers import esri_envelope
@@ -51,6 +51,7 @@ INTEGER_TYPE = (
 OFFLINE_MAP = "OFFLINE_MAP"
 GEODATABASE = "GEODATABASE"
 AUTHCFG = "AUTHCFG"
+APPROVE_NEW_SITES = "APPROVE_NEW_SITES"
 REPORT = "REPORT"
 # The DIRECTION enum parameter's options, in order.
 DIRECTIONS = (SyncDirection.BIDIRECTIONAL, SyncDirection.UPLOAD, SyncDirection.DOWNLOAD)
@@ -96,6 +97,15 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
                 AUTHCFG, tr("Authentication configuration"), optional=True
             )
         )
+        # The dock asks before a credential goes to a new server; a model cannot ask.
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                APPROVE_NEW_SITES,
+                tr("Use the credential for servers it has not been used with"),
+                defaultValue=False,
+                optional=True,
+            )
+        )
 
     def add_report_parameter(self, description: str) -> None:
         """The optional REPORT file destination (JSON, or HTML when it ends in .html)."""
@@ -124,20 +134,40 @@ class OfflineMapAlgorithm(QgsProcessingAlgorithm):
         except OfflineMapSyncError as error:
             raise QgsProcessingException(str(error)) from None
 
-    def prepare_credentials(self, parameters, context, url: str) -> None:
-        """Turn the auth configuration into credentials; call from ``prepareAlgorithm`` (main
-        thread: the auth manager may ask for the master password)."""
+    def prepare_credentials(
+        self, parameters, context, url: str, also_for: Iterable[str] = ()
+    ) -> None:
+        """Turn the auth configuration into credentials for ``url`` (and ``also_for``); call
+        from ``prepareAlgorithm`` (main thread: the auth manager may ask for the master
+        password). A server the credential was not used with before is refused unless
+        APPROVE_NEW_SITES is set."""
         authcfg = self.parameterAsString(parameters, AUTHCFG, context)
+        approve = self.parameterAsBoolean(parameters, APPROVE_NEW_SITES, context)
         try:
-            self.credentials = credentials_from_auth_config(authcfg, url)
+            self.credentials = credentials_from_auth_config(
+                authcfg, url, also_for=also_for, approve_new_sites=approve
+            )
+        except SiteNotApprovedError as error:
+            raise QgsProcessingException(
+                tr("{0} Set '{1}' ({2}) to allow it.").format(
+                    error,
+                    tr("Use the credential for servers it has not been used with"),
+                    APPROVE_NEW_SITES,
+                )
+            ) from None
         except OfflineMapSyncError as error:
             raise QgsProcessingException(str(error)) from None
 
     def prepare_offline_map_credentials(self, parameters, context) -> None:
         """``prepare_credentials`` for the offline map in OFFLINE_MAP: its portal, or else its
-        first feature service."""
+        first feature service, and every service it names."""
         offline_map = self.open_offline_map(parameters, context)
-        self.prepare_credentials(parameters, context, offline_map_auth_url(offline_map))
+        self.prepare_credentials(
+            parameters,
+            context,
+            offline_map_auth_url(offline_map),
+            offline_map_credential_urls(offline_map),
+        )
 
     def area_of_interest(self, parameters, context, name: str = "EXTENT") -> dict | None:
         """The extent parameter ``name`` as an Esri envelope, None when not given or empty; in

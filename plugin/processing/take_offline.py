@@ -107,7 +107,9 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
         # Read once, here on the main thread (the extent may come from the project's layers).
         self.request = self._request(parameters, context)
-        self.prepare_credentials(parameters, context, self.request.auth_url)
+        self.prepare_credentials(
+            parameters, context, self.request.auth_url, self.request.credential_urls
+        )
         return True
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)
