@@ -155,6 +155,7 @@ class Geodatabase:
         for a missing file, a file that is not a GeoPackage, or a GeoPackage not made by us."""
         path = os.fspath(path)
         name = os.path.basename(path)
+        _refuse_links(path)
         if not os.path.isfile(path):
             raise GeodatabaseError(f"The geodatabase {path} does not exist.")
         # A read-only file (e.g. a map on a DVD) can still be looked at; writes will fail.
@@ -734,3 +735,25 @@ def _remove_files(path: str) -> None:
             os.remove(path + suffix)
         except OSError:
             pass
+
+
+def _refuse_links(path: str) -> None:
+    """Refuse a geodatabase, or its -wal/-shm file, that is a symbolic link.
+
+    Offline maps are copied and shared: a link could point at another map's geodatabase (whose
+    replica a removal would then unregister) or make SQLite write into some other file.
+    """
+    name = os.path.basename(path)
+    if os.path.islink(path):
+        raise GeodatabaseError(
+            f"{name} is a link to another file, not a geodatabase of its own, so it is not "
+            "opened: a link in a copied offline map could change or unregister another map's "
+            "data. Replace the link with the geodatabase file itself."
+        )
+    for suffix in ("-wal", "-shm"):
+        if os.path.islink(path + suffix):
+            raise GeodatabaseError(
+                f"{name} is not opened: its {name}{suffix} file is a link to another file, "
+                "which SQLite would write into. Delete the link (the geodatabase itself was not "
+                "changed), then try again."
+            )

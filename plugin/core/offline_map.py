@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .enums import PreplannedUpdateMode
 from .errors import GeodatabaseError, ManifestError
 from .geodatabase_model import Conflict
+from .sites import Site
 
 if TYPE_CHECKING:
     from .geodatabase import Geodatabase
@@ -309,6 +310,12 @@ class OfflineMap:
         if not folder.is_dir():
             raise ManifestError(f"The offline map folder {folder} does not exist.")
         manifest_path = folder / MANIFEST_NAME
+        if manifest_path.is_symlink():
+            raise ManifestError(
+                f"The offline map manifest {manifest_path} is a link to another file, so the map "
+                "is not opened: a link in a copied offline map could point at another map. "
+                f"Replace the link with the {MANIFEST_NAME} file itself."
+            )
         if not manifest_path.is_file():
             raise ManifestError(f"{folder} is not an offline map: it has no {MANIFEST_NAME}.")
         try:
@@ -322,6 +329,10 @@ class OfflineMap:
         except ValueError as error:
             raise ManifestError(
                 f"The offline map manifest {manifest_path} is damaged: {error}."
+            ) from None
+        except RecursionError:
+            raise ManifestError(
+                f"The offline map manifest {manifest_path} is damaged: it is nested too deeply."
             ) from None
         manifest = OfflineMapManifest.from_dict(data, manifest_path)
         for entry in manifest.geodatabases:
@@ -424,7 +435,13 @@ class OfflineMap:
             raise GeodatabaseError(
                 f"The geodatabase {entry.file} of the offline map '{self.title}' is missing from {self._folder}."
             )
-        return Geodatabase.open(path)
+        geodatabase = Geodatabase.open(path)
+        try:
+            check_entry_matches(entry, geodatabase.replica.service_url)
+        except BaseException:
+            geodatabase.close()
+            raise
+        return geodatabase
 
     def conflicts(self) -> list[MapConflict]:
         """Every entry of the conflict logs of the map's geodatabases, geodatabase by
@@ -476,6 +493,28 @@ class OfflineMap:
 
     def __repr__(self) -> str:
         return f"OfflineMap({str(self._folder)!r}, title={self.title!r})"
+
+
+def check_entry_matches(entry: GeodatabaseEntry, recorded_service_url: str) -> None:
+    """Raise ManifestError when the manifest names another service for a geodatabase than the
+    one the geodatabase itself records (the manifest is easy to edit; a changed one could send
+    the user's edits and credentials to another server)."""
+    if recorded_service_url and _service_key(recorded_service_url) != _service_key(
+        entry.service_url
+    ):
+        raise ManifestError(
+            f"The offline map manifest names the service {strip_credentials(entry.service_url)} "
+            f"for {entry.file}, but the geodatabase itself was made for "
+            f"{strip_credentials(recorded_service_url)}. The manifest was changed after the map "
+            "was made, so nothing was sent to either server. Take the map offline again, or "
+            f"restore its original {MANIFEST_NAME}."
+        )
+
+
+def _service_key(url: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(url.strip())
+    site = Site.of(url)
+    return (site.scheme, site.host, site.port, parts.path.rstrip("/").lower())
 
 
 def _check_relative(file: str, manifest_path: Path) -> None:

@@ -37,7 +37,7 @@ from .errors import (
     ServiceError,
 )
 from .jobs import Job
-from .offline_map import MANIFEST_NAME, OfflineMap
+from .offline_map import MANIFEST_NAME, OfflineMap, check_entry_matches
 from .rest import ArcGISClient, CredentialProvider
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,7 @@ def _map_plan(offline_map: OfflineMap) -> RemovalPlan:
     for entry in offline_map.geodatabases:
 
         def replicas_of(gdb: Any, entry=entry) -> list[ReplicaRef]:
+            check_entry_matches(entry, gdb.replica.service_url)
             refs = []
             own = gdb.replica.replica_id
             if own and not (entry.package_item_id and shares_package_replica):

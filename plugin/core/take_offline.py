@@ -898,8 +898,16 @@ def _is_editable(plan: ServicePlan, layer_id: int) -> bool:
     return not layer_info.get("capabilities") or accepts_edits(layer_info)
 
 
+#: Longest geodatabase file stem, in UTF-8 bytes: file systems allow 255 per name, and the
+#: names made from it add up to about 40 (".<stem>.partial.gpkg-wal", "<stem>_deltas",
+#: "<stem>.before-<time>.gpkg-journal", a "_2" to make it unique).
+MAX_FILE_STEM_BYTES = 150
+
+
 def _unique_file_name(title: str, taken: set[str]) -> str:
     stem = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", title).strip(" .") or "service"
+    # A service name can be any length; cut at a character boundary.
+    stem = stem.encode("utf-8")[:MAX_FILE_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
     if stem.upper() in _WINDOWS_RESERVED:
         stem += "_"
     candidate, number = stem, 2
