@@ -42,6 +42,8 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.routes: dict[str, object] = {}
         self.hits: dict[str, list[dict]] = defaultdict(list)
+        #: The HTTP headers of every request, by path.
+        self.headers: dict[str, list[dict]] = defaultdict(list)
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
@@ -54,6 +56,7 @@ class ScriptedServer:
         params = dict(request.args)
         params.update(request.form)
         self.hits[request.path].append(params)
+        self.headers[request.path].append(dict(request.headers))
         route = self.routes.get(request.path)
         if route is None:
             response = Response("not here", status=404)

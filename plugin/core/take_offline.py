@@ -899,8 +899,8 @@ def _is_editable(plan: ServicePlan, layer_id: int) -> bool:
 
 
 #: Longest geodatabase file stem, in UTF-8 bytes: file systems allow 255 per name, and the
-#: names made from it add up to about 40 (".<stem>.partial.gpkg-wal", "<stem>_deltas",
-#: "<stem>.before-<time>.gpkg-journal", a "_2" to make it unique).
+#: names made from it add at most about 40 (".<stem>.partial.gpkg-wal", "<stem>_deltas",
+#: "<stem>_<time>_download.json", "<stem>.before-<time>.gpkg-journal", a "_2" for uniqueness).
 MAX_FILE_STEM_BYTES = 150
 
 
