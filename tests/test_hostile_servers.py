@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
 from werkzeug.wrappers import Response
 
 from plugin.core.errors import GeodatabaseError, ManifestError
@@ -25,11 +26,16 @@ from plugin.core.geodatabase import Geodatabase
 from plugin.core.offline_map import MANIFEST_NAME, OfflineMap
 from plugin.core.rest import TokenCredentials
 from plugin.core.take_offline import MAX_FILE_STEM_BYTES
+from tests.test_gui_auth import auth_manager as _auth_manager_fixture
+from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
 from tests.test_hostile_inputs import registered_replicas
+from tests.test_processing_algorithms import _alg, processing  # noqa: F401 (fixture)
 from tests.test_rest import ScriptedServer
 from tests.test_sync import DEMO, fast_client, sync_map, take_offline
 
 ROOT = Path(__file__).resolve().parent.parent
+auth_manager = _auth_manager_fixture  # the QGIS auth configurations fixtures, shared
+plain_http_on_loopback = _plain_http_fixture
 pytestmark = pytest.mark.timeout(180)
 
 CHILD_MEMORY = 1 << 30
@@ -90,6 +96,17 @@ def other_site():
     server = ScriptedServer()
     yield server
     server.stop()
+
+
+class RecordingFeedback(QgsProcessingFeedback):
+    """Processing feedback that keeps the errors reported, as the Processing log shows them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors = ""
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
+        self.errors += error + "\n"
 
 
 def everything_received(server: ScriptedServer) -> str:
@@ -455,3 +472,32 @@ def test_a_service_with_a_300_character_name_makes_files_with_room_for_their_com
     assert not result.has_errors, result.geodatabase_errors
     deltas = offline_map.folder.with_name(offline_map.folder.name + "_deltas")
     assert [p.name for p in deltas.iterdir() if p.name.startswith(stem)]
+
+
+# -- 1. Processing goes through the same rule ---------------------------------------------------
+
+
+def test_processing_refuses_a_credential_for_a_server_the_map_names_unless_allowed(
+    processing,  # noqa: F811
+    reference_server,
+    hostile,
+    auth_manager,
+    plain_http_on_loopback,
+    tmp_path,
+):
+    offline_map = take_offline(reference_server, tmp_path / "map")
+    data = json.loads((offline_map.folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    data["source"]["portal_url"] = hostile.url + "/arcgis/sharing/rest"
+    (offline_map.folder / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
+    config_id = auth_manager(
+        "Basic", uri=reference_server.root_url, username="alice", password="alice-secret"
+    )
+    parameters = {"OFFLINE_MAP": str(offline_map.folder), "AUTHCFG": config_id}
+    feedback = RecordingFeedback()
+
+    with pytest.raises(QgsProcessingException):
+        processing.run(_alg("synchronizeofflinemap"), parameters, feedback=feedback)
+
+    assert hostile.url.replace("http://", "") in feedback.errors
+    assert "APPROVE_NEW_SITES" in feedback.errors
+    assert hostile.hits == {}
