@@ -545,3 +545,18 @@ def test_a_post_answered_with_a_redirect_is_not_resent_with_its_token(scripted):
 )
 def test_credentials_stay_within_their_own_site(site, url, shared):
     assert same_site(site, url) is shared
+
+
+def test_a_sign_in_demanded_by_a_site_the_credential_is_not_bound_to_says_why_none_was_sent(
+    scripted,
+):
+    scripted.routes["/svc"] = {"error": {"code": 499, "message": "Token Required"}}
+    client = fast_client(
+        credentials=StaticTokenCredentials("secret-token-123", loopback_scope("http://127.0.0.1:1"))
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        client.get_json(scripted.url + "/svc")
+    assert "Token Required" in str(caught.value)
+    assert f"was not sent to {scripted.url}" in str(caught.value)
+    assert "secret-token-123" not in str(caught.value)
+    assert "token" not in scripted.hits["/svc"][0]

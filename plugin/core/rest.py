@@ -36,7 +36,7 @@ from .errors import (
     UnusableAnswerError,
 )
 from .service import supports_async
-from .sites import CredentialScope, same_site
+from .sites import CredentialScope, Site, same_site
 from .transport import (
     DEFAULT_LIMITS,
     MAX_REDIRECTS,
@@ -111,7 +111,10 @@ class CredentialProvider:
     ``refresh(url)`` is called once after the server answered 498 (invalid/expired token),
     ``headers(url)`` returns extra HTTP headers (e.g. an OAuth2 ``Authorization``).
     Implementations must be thread-safe: a job thread and the UI may ask at the same time.
+    ``scope`` is where the credential may go (None: it goes nowhere).
     """
+
+    scope: CredentialScope | None = None
 
     def token_for(self, url: str) -> str | None:
         return None
@@ -767,7 +770,22 @@ class ArcGISClient:
                 refreshed = True
                 self.credentials.refresh(url)
                 continue
-            raise error
+            raise self._explain_withheld_credentials(error, url)
+
+    def _explain_withheld_credentials(self, error: ServiceError, url: str) -> ServiceError:
+        """A sign-in demanded by a site the credential is not bound to: say why none was sent."""
+        scope = self.credentials.scope
+        if error.code not in (401, 499) or scope is None or scope.allows(url) or not scope.sites:
+            return error
+        return AuthenticationError(
+            f"{error} Your credential was not sent to {Site.of(url)}: it is only used with "
+            f"{', '.join(sorted(map(str, scope.sites)))}. If you trust {Site.of(url)}, approve "
+            "it for the credential (the panel asks when a map lists it; Processing: "
+            "APPROVE_NEW_SITES).",
+            code=error.code,
+            details=error.details,
+            url=error.url,
+        )
 
     def _answer_body(
         self, response: requests.Response, url: str, cancel: CancelCallback | None
