@@ -52,13 +52,24 @@ def test_a_federated_server_signs_in_at_its_portal(secured_reference_server):
     server.app.federated = True
     service_url = server.service_url(DEMO)
 
-    credentials = TokenCredentials(None, "alice", "alice-secret", site_url=service_url)
+    credentials = TokenCredentials(
+        None,
+        "alice",
+        "alice-secret",
+        site_url=service_url,
+        plain_http_hosts=server.plain_http_hosts,
+    )
     info = fast_client(credentials).service_info(service_url)
 
     assert info["layers"]
     assert credentials.token_url == f"{server.root_url}/sharing/rest/generateToken"
     # The guess that was used before fails on such a server: the test can tell them apart.
-    guessed = TokenCredentials(guess_token_url(service_url), "alice", "alice-secret")
+    guessed = TokenCredentials(
+        guess_token_url(service_url),
+        "alice",
+        "alice-secret",
+        plain_http_hosts=server.plain_http_hosts,
+    )
     with pytest.raises(AuthenticationError):
         fast_client(guessed).service_info(service_url)
 
@@ -67,7 +78,13 @@ def test_without_an_info_answer_the_usual_token_service_is_used(secured_referenc
     server = secured_reference_server
     server.inject_fault("info", "http503")
     service_url = server.service_url(DEMO)
-    credentials = TokenCredentials(None, "alice", "alice-secret", site_url=service_url)
+    credentials = TokenCredentials(
+        None,
+        "alice",
+        "alice-secret",
+        site_url=service_url,
+        plain_http_hosts=server.plain_http_hosts,
+    )
 
     assert fast_client(credentials).service_info(service_url)["layers"]
     assert credentials.token_url == server.token_url == guess_token_url(service_url)
