@@ -63,6 +63,11 @@ def tamper(folder, hostile_url: str, *, services: bool) -> None:
     manifest.write_text(json.dumps(data), encoding="utf-8")
 
 
+def alices_config(auth_manager, server) -> str:
+    """Alice's Basic configuration, made for the reference service's site."""
+    return auth_manager("Basic", uri=server.root_url, username="alice", password="alice-secret")
+
+
 def open_with_credential(dock, folder, config_id) -> None:
     assert dock.open_map(folder), dock.statusLabel.text()
     dock.authSelect.setConfigId(config_id)
@@ -80,9 +85,7 @@ def click_sync(dock):
 def test_no_to_the_question_sends_nothing_and_the_panel_stays_usable(
     dock, demo_map, reference_server, hostile, auth_manager, plain_http_on_loopback
 ):
-    config_id = auth_manager(
-        "Basic", uri=reference_server.root_url, username="alice", password="alice-secret"
-    )
+    config_id = alices_config(auth_manager, reference_server)
     tamper(demo_map, hostile.url, services=False)
     open_with_credential(dock, demo_map, config_id)
 
@@ -99,9 +102,7 @@ def test_no_to_the_question_sends_nothing_and_the_panel_stays_usable(
 def test_yes_to_a_map_naming_another_service_is_still_refused_by_its_geodatabase(
     dock, demo_map, reference_server, hostile, auth_manager, plain_http_on_loopback
 ):
-    config_id = auth_manager(
-        "Basic", uri=reference_server.root_url, username="alice", password="alice-secret"
-    )
+    config_id = alices_config(auth_manager, reference_server)
     tamper(demo_map, hostile.url, services=True)
     open_with_credential(dock, demo_map, config_id)
 
@@ -117,9 +118,7 @@ def test_yes_to_a_map_naming_another_service_is_still_refused_by_its_geodatabase
 def test_a_credential_used_with_its_own_server_is_not_questioned(
     dock, demo_map, reference_server, auth_manager, plain_http_on_loopback
 ):
-    config_id = auth_manager(
-        "Basic", uri=reference_server.root_url, username="alice", password="alice-secret"
-    )
+    config_id = alices_config(auth_manager, reference_server)
     open_with_credential(dock, demo_map, config_id)
 
     task = click_sync(dock)

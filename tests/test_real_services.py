@@ -47,18 +47,23 @@ def test_the_token_service_an_info_answer_names_is_read_there():
     assert token_url_from_info(["not", "an", "object"]) is None
 
 
-def test_a_federated_server_signs_in_at_its_portal(secured_reference_server):
-    server = secured_reference_server
-    server.app.federated = True
-    service_url = server.service_url(DEMO)
-
-    credentials = TokenCredentials(
+def alice_discovering_her_token_service(server, service_url: str) -> TokenCredentials:
+    """Alice's credentials without a token URL (discovered from the service's server)."""
+    return TokenCredentials(
         None,
         "alice",
         "alice-secret",
         site_url=service_url,
         plain_http_hosts=server.plain_http_hosts,
     )
+
+
+def test_a_federated_server_signs_in_at_its_portal(secured_reference_server):
+    server = secured_reference_server
+    server.app.federated = True
+    service_url = server.service_url(DEMO)
+
+    credentials = alice_discovering_her_token_service(server, service_url)
     info = fast_client(credentials).service_info(service_url)
 
     assert info["layers"]
@@ -78,13 +83,7 @@ def test_without_an_info_answer_the_usual_token_service_is_used(secured_referenc
     server = secured_reference_server
     server.inject_fault("info", "http503")
     service_url = server.service_url(DEMO)
-    credentials = TokenCredentials(
-        None,
-        "alice",
-        "alice-secret",
-        site_url=service_url,
-        plain_http_hosts=server.plain_http_hosts,
-    )
+    credentials = alice_discovering_her_token_service(server, service_url)
 
     assert fast_client(credentials).service_info(service_url)["layers"]
     assert credentials.token_url == server.token_url == guess_token_url(service_url)
