@@ -470,16 +470,27 @@ class Geodatabase:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM oms_changes)").fetchone()[0] == 1
 
     def snapshot_upload(
-        self, *, layer_ids: Iterable[int] | None = None, only_adds: bool = False
+        self,
+        *,
+        layer_ids: Iterable[int] | None = None,
+        only_adds: bool = False,
+        max_attachment_bytes: int | None = None,
     ) -> UploadSnapshot:
         """Freeze the pending changes as the spec §3 ``edits`` (origin tables first).
 
         ``only_adds``: new features and attachments only (scheduled-updates maps that upload
-        new features). Nothing is cleared here: :meth:`commit_sync` does that once the server
+        new features). Attachments larger than ``max_attachment_bytes`` are left out (they
+        stay pending). Nothing is cleared here: :meth:`commit_sync` does that once the server
         has answered.
         """
         with _sqlite_errors(self.path, "reading the local edits"):
-            return build_snapshot(self.conn, self._layers, layer_ids=layer_ids, only_adds=only_adds)
+            return build_snapshot(
+                self.conn,
+                self._layers,
+                layer_ids=layer_ids,
+                only_adds=only_adds,
+                max_attachment_bytes=max_attachment_bytes,
+            )
 
     # -- committing a sync ------------------------------------------------------------------
 
