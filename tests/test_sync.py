@@ -1390,3 +1390,68 @@ def test_reference_portal_scheduled_updates_are_found_and_applied(server, tmp_pa
     assert local.rows(POINTS)[gid]["name"] == "Refreshed"
     again = OfflineMapSyncTask(offline_map.folder, client=client).check_for_updates()
     assert again.download_availability == OfflineUpdateAvailability.NONE
+
+
+# -- edit results the client cannot match --------------------------------------------------------
+
+
+def test_results_naming_only_object_ids_keep_the_edits_pending_and_say_so(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    gid = point_gid(4)
+    local.update(POINTS, gid, name="Edited offline")
+    added = local.add(POINTS, "POINT (950000 6003000)", name="Added offline")
+    server.inject_fault("synchronizeReplica", "results_by_object_id")
+
+    result = sync_map(offline_map)
+
+    points = result_for(result, POINTS)
+    unconfirmed = {e.global_id.upper(): e for e in points.edit_errors}
+    assert set(unconfirmed) == {gid, added}
+    assert all("did not confirm" in e.message for e in unconfirmed.values())
+    assert points.uploaded.total == 0
+    # Nothing left the pending set, nothing went to the conflict log, the values are local.
+    assert local.pending()[POINTS]["updates"] == 1 and local.pending()[POINTS]["adds"] == 1
+    assert local.conflicts() == []
+    assert local.rows(POINTS)[gid]["name"] == "Edited offline"
+
+    # The next sync sends them again (replays are idempotent) and they are acknowledged.
+    assert_no_errors(sync_map(offline_map))
+    assert not local.has_pending()
+    remote = server_rows(server, POINTS)
+    assert remote[gid]["attributes"]["name"] == "Edited offline"
+    assert remote[added]["attributes"]["name"] == "Added offline"
+    assert (
+        sum(1 for f in server.query_all(DEMO, POINTS) if f["attributes"]["name"] == "Added offline")
+        == 1
+    )
+
+
+def test_a_failure_the_client_cannot_tie_to_an_edit_is_reported_and_keeps_edits_pending(
+    server, tmp_path
+):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    gid = point_gid(4)
+    local.update(POINTS, gid, name="Edited offline")
+    with Geodatabase.open(local.path) as gdb:
+        snapshot = gdb.snapshot_upload()
+        header = {"replicaServerGen": gdb.replica.server_gen}
+        events = [
+            (
+                POINTS,
+                "updateResults",
+                {
+                    "objectId": 99,
+                    "success": False,
+                    "error": {"code": 1000, "description": "Bad value."},
+                },
+            ),
+        ]
+        report = gdb.commit_sync(
+            snapshot, header, iter(events), direction=SyncDirection.BIDIRECTIONAL
+        )
+    errors = report.layers[POINTS].edit_errors
+    assert {e.description for e in errors} >= {"Bad value."}
+    assert any(e.global_id == gid and "did not confirm" in e.description for e in errors)
+    assert local.pending()[POINTS]["updates"] == 1 and local.conflicts() == []

@@ -54,6 +54,8 @@ class Env:
     auth_on: bool = False
     #: Observer of committed sync uploads (tests): called with a record after the commit.
     on_sync_commit: Callable[[dict], None] | None = None
+    #: Fault injection: edit results name rows by objectId only (no globalId).
+    results_by_object_id: bool = False
 
     def service_url(self, service: str) -> str:
         return f"{self.root_url}/rest/services/{service}/FeatureServer"
@@ -637,6 +639,11 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
                     failures.append(
                         f"Layer {layer.id} attachment {item.get('globalId')}: {item['error']['description']} (code {item['error']['code']})"
                     )
+    if env.results_by_object_id:
+        for layer_results in results.values():
+            for key in ("addResults", "updateResults", "deleteResults"):
+                for item in layer_results.get(key) or []:
+                    item.pop("globalId", None)
     if failures and rollback:
         raise ApiError(
             400,
