@@ -136,3 +136,36 @@ def test_edits_not_saved_in_qgis_are_named_and_must_be_confirmed(show):
     # Nothing pending in the geodatabase: the core need not be told to discard anything.
     assert dialog.result() == QDialog.DialogCode.Accepted
     assert not dialog.parameters().discard_pending_edits
+
+
+def test_a_copy_of_a_map_is_named_and_the_files_only_are_removed_unless_unticked(qgis_app):
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtTest import QTest
+
+    plan = _plan()
+    copy = "Demo.gpkg shares its replica with Demo.gpkg of the offline map in /maps/original."
+    plan.geodatabases[0].copies.append(copy)
+    dialog = RemoveDialog(plan)
+    dialog.show()
+
+    assert dialog.copyGroup.isVisible()
+    assert copy in dialog.copyLabel.text() and "stop the other copy" in dialog.copyLabel.text()
+    assert "replicas: see below" in dialog.questionLabel.text()
+    assert dialog.filesOnlyCheck.isChecked() and _remove_enabled(dialog)
+    answer = dialog.parameters()
+    assert answer.files_only and not answer.unregister_shared_replicas
+
+    QTest.mouseClick(dialog.filesOnlyCheck, Qt.MouseButton.LeftButton)
+
+    answer = dialog.parameters()
+    assert not answer.files_only and answer.unregister_shared_replicas
+    dialog.close()
+
+
+def test_no_copy_no_copy_question(qgis_app):
+    dialog = RemoveDialog(_plan())
+    dialog.show()
+    assert not dialog.copyGroup.isVisible()
+    answer = dialog.parameters()
+    assert not answer.files_only and not answer.unregister_shared_replicas
+    dialog.close()

@@ -21,6 +21,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 from . import conflicts as _conflicts
@@ -139,6 +140,8 @@ class Geodatabase:
                     "sync_model": SyncModel(sync_model).value,
                     "created_at": now_text(),
                     "triggers_version": str(tracking.TRIGGERS_VERSION),
+                    # Where it was made: a copy (or a move) of the folder is told apart by it.
+                    "made_in": os.path.dirname(os.path.abspath(path)),
                 }
                 conn.executemany("INSERT INTO oms_meta (key, value) VALUES (?, ?)", meta.items())
                 for lyr in layers:
@@ -296,6 +299,12 @@ class Geodatabase:
     @property
     def service_info(self) -> dict:
         return json.loads(self._meta().get("service_info") or "{}")
+
+    @property
+    def made_in(self) -> Path | None:
+        """The folder the geodatabase was made in (None for one made before it was noted)."""
+        folder = self._meta().get("made_in")
+        return Path(folder) if folder else None
 
     @property
     def replica(self) -> ReplicaInfo:
