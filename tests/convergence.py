@@ -1145,7 +1145,6 @@ class Stress:
 
     def _take_offline(self, index: int) -> Replica:
         from plugin.core.enums import SyncModel
-        from plugin.core.geodatabase import Geodatabase
         from plugin.core.take_offline import OfflineMapTask
 
         model = self.config.sync_model
@@ -1159,22 +1158,27 @@ class Stress:
         params.include_attachments = True
         folder = self.workdir / f"replica{index}"
         offline_map = task.generate_offline_map(params, folder).run().offline_map
+        return self._replica(index, folder, offline_map, "on demand")
+
+    def _replica(self, index: int, folder: Path, offline_map: Any, how: str) -> Replica:
+        from plugin.core.geodatabase import Geodatabase
+
         gpkg = offline_map.geodatabases[0].path
         with Geodatabase.open(gpkg) as gdb:
             infos = layer_infos(gdb.layers)
             replica_id = norm_guid(gdb.replica.replica_id)
+            model = gdb.replica.sync_model.value
         replica = Replica(index, folder, Path(gpkg), infos)
         replica.replica_id = replica_id
         replica.sync_model = model
         replica.service_url = self.server.service_url(SERVICE)
-        self.log(f"replica {index}: {model}, {replica_id}")
+        self.log(f"replica {index}: {how}, {model}, {replica_id}")
         return replica
 
     def _take_area_offline(self, index: int) -> Replica:
         """A preplanned map area in SyncWithFeatureServices mode, downloaded after the service
         changed since its package was built (part of the initial state of the model)."""
         from plugin.core.enums import PreplannedUpdateMode
-        from plugin.core.geodatabase import Geodatabase
         from plugin.core.take_offline import OfflineMapTask
         from tests.featureservice.packages import AreaSpec, prepare_map_areas
         from tests.featureservice.seed import DEMO_WEBMAP_ID
@@ -1203,17 +1207,7 @@ class Stress:
         params.update_mode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
         folder = self.workdir / f"replica{index}"
         offline_map = task.download_preplanned_offline_map(params, folder).run().offline_map
-        gpkg = offline_map.geodatabases[0].path
-        with Geodatabase.open(gpkg) as gdb:
-            infos = layer_infos(gdb.layers)
-            replica_id = norm_guid(gdb.replica.replica_id)
-            model = gdb.replica.sync_model.value
-        replica = Replica(index, folder, Path(gpkg), infos)
-        replica.replica_id = replica_id
-        replica.sync_model = model
-        replica.service_url = self.server.service_url(SERVICE)
-        self.log(f"replica {index}: preplanned area, {model}, {replica_id}")
-        return replica
+        return self._replica(index, folder, offline_map, "preplanned area")
 
     def _committed(self, record: dict) -> None:
         # Called by the service's writer thread right after an upload committed.

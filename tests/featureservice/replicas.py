@@ -381,6 +381,16 @@ def create_replica(
     return doc, (replica if sync_model != "none" else None)
 
 
+def _entry_layer_id(item: Any, what: str) -> int:
+    """The layer id of one ``{"id": ..., "serverGen": ...}`` entry of ``what``."""
+    if not isinstance(item, dict) or "id" not in item:
+        raise bad_request(f"Each {what} entry needs an 'id'.")
+    try:
+        return int(item["id"])
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"Invalid layer id '{item['id']}' in {what}.") from exc
+
+
 def _existing_data_gens(
     params: Params, layer_ids: list[int], sync_model: str, current: int
 ) -> dict[int, int] | None:
@@ -398,12 +408,7 @@ def _existing_data_gens(
         gen = _parse_gen(options["replicaServerGen"], "replicaServerGen")
         gens = dict.fromkeys(layer_ids, gen)
     for item in options.get("layerServerGens") or []:
-        if not isinstance(item, dict) or "id" not in item:
-            raise bad_request("Each replicaOptions layerServerGens entry needs an 'id'.")
-        try:
-            layer_id = int(item["id"])
-        except (TypeError, ValueError) as exc:
-            raise bad_request(f"Invalid layer id '{item['id']}' in layerServerGens.") from exc
+        layer_id = _entry_layer_id(item, "layerServerGens")
         if layer_id in layer_ids:
             gens[layer_id] = _parse_gen(item.get("serverGen"), "serverGen")
     missing = [i for i in layer_ids if i not in gens]
@@ -465,12 +470,7 @@ def _sync_plan(
                     "'syncLayers' must be a JSON list of {id, serverGen, syncDirection}."
                 )
             for item in sync_layers:
-                if not isinstance(item, dict) or "id" not in item:
-                    raise bad_request("Each syncLayers entry needs an 'id'.")
-                try:
-                    layer_id = int(item["id"])
-                except (TypeError, ValueError) as exc:
-                    raise bad_request(f"Invalid layer id '{item['id']}' in syncLayers.") from exc
+                layer_id = _entry_layer_id(item, "syncLayers")
                 if layer_id not in replica["layers"]:
                     raise bad_request(f"Layer {layer_id} is not part of this replica.")
                 gen_value = item.get("serverGen", replica["layerServerGens"].get(str(layer_id)))
