@@ -1452,6 +1452,6 @@ def test_a_failure_the_client_cannot_tie_to_an_edit_is_reported_and_keeps_edits_
             snapshot, header, iter(events), direction=SyncDirection.BIDIRECTIONAL
         )
     errors = report.layers[POINTS].edit_errors
-    assert {e.description for e in errors} >= {"Bad value."}
-    assert any(e.global_id == gid and "did not confirm" in e.description for e in errors)
+    assert {e.message for e in errors} >= {"Bad value."}
+    assert any(e.global_id == gid and "did not confirm" in e.message for e in errors)
     assert local.pending()[POINTS]["updates"] == 1 and local.conflicts() == []
