@@ -29,6 +29,12 @@ What happens
   service may expire every token, so the worker's cached sign-in dies mid-sync.
 - Per-layer replicas sometimes sync each layer in its own direction (GeodatabaseSyncTask with
   SyncLayerOption: bidirectional, upload, download or none per layer).
+- The random syncs upload attachments up to a small limit only; now and then a user adds an
+  attachment above it, which must stay pending (the other edits of that sync go up) until the
+  final round, which has no such limit.
+- With `preplanned`, the last replica is a preplanned map area in "sync with feature services"
+  mode, downloaded after the service changed since its package was built: its first sync
+  must bring those changes (and nothing twice).
 - Final round: faults off, every replica syncs bidirectionally, pass after pass, until a whole
   pass commits no upload (at least two passes).
 
@@ -62,8 +68,8 @@ Checks after the final round
 3. Nothing is lost: every value a user wrote (each field of each edit, each geometry, each add,
    delete and attachment change) is accounted for by (a) a later committed upload from the same
    replica that carried exactly that value and that the model applied, or (b) the replica's
-   conflict log holding the row with that value (a local version that lost: rejected, deleted
-   on the service, or overwritten by a download-only sync), or (c) a later local edit of the
+   conflict log holding the row with that value (a local version that lost: rejected, or
+   deleted on the service), or (c) a later local edit of the
    same field (or a local delete of the row / of the attachment's parent) by the same replica,
    which replaced the value before it was uploaded. A restored conflict is a new edit of
    every value it holds; a dismissed one still accounts for its values (the user chose). A
@@ -71,6 +77,10 @@ Checks after the final round
    service removed it later (by anyone). Values are unique per edit (strings,
    numbers, dates, coordinates) so (a) and (b) cannot match by accident, except for
    coded-value fields, which are few.
+   A pending local edit is never overwritten or discarded by a download, in any direction
+   (download-only syncs and layers, an upload skipped for any reason): its fields keep the
+   local value and stay pending until an upload carries them. So no conflict-log entry may
+   say "overwritten by download", and such values are accounted for by (a).
 4. Nothing is duplicated: no GlobalID twice in any table (service or replica, features or
    attachments), and no row on the service whose GlobalID neither the seed nor a user minted.
 """
@@ -107,6 +117,8 @@ ATT_DELETE = "__attdel__"
 X0, Y0 = 948000.0, 6001000.0  # new geometries go around the Demo data (Web Mercator)
 DATE_BASE = 1_700_000_000_000  # epoch ms
 SYNC_TIMEOUT = 90.0  # seconds one sync attempt may take before it counts as hung
+UPLOAD_LIMIT = 2048  # bytes: the largest attachment the random syncs upload
+AREA = "Everywhere"  # the preplanned map area (covers every geometry the harness draws)
 
 FAULT_OPERATIONS = ("synchronizeReplica", "jobs", "result", "service", "layers", "*")
 POST_KINDS = (
@@ -143,6 +155,8 @@ class StressConfig:
     hot_rate: float = 0.5  # chance that an edit targets the shared "hot" features
     sync_model: str = "mixed"  # "perReplica", "perLayer" or "mixed" (alternating)
     directions: str = "bidirectional,upload,download"  # directions the random syncs use
+    oversize_rate: float = 0.1  # chance that a new attachment is above the random syncs' limit
+    preplanned: bool = True  # the last replica is a preplanned map area (with 2+ replicas)
     verbose: bool = False
 
     def reproducer(self) -> str:
@@ -158,6 +172,8 @@ class StressConfig:
             parts.append("--auth")
         if self.timed_kills:
             parts.append("--timed-kills")
+        if not self.preplanned:
+            parts.append("--no-preplanned")
         for name, flag in (
             ("fault_rate", "--fault-rate"),
             ("kill_rate", "--kill-rate"),
@@ -168,6 +184,7 @@ class StressConfig:
             ("hot_rate", "--hot-rate"),
             ("sync_model", "--sync-model"),
             ("directions", "--directions"),
+            ("oversize_rate", "--oversize-rate"),
         ):
             if getattr(self, name) != getattr(defaults, name):
                 parts.append(f"{flag} {getattr(self, name)}")
@@ -926,6 +943,8 @@ def _worker_sync(command: dict) -> dict:
                     for lid, name in command["layer_directions"].items()
                 ]
             )
+            if command.get("upload_limit"):
+                gdb_params.max_attachment_upload_bytes = int(command["upload_limit"])
             job = gdb_task.sync_geodatabase(gdb_params, command["gpkg"])
             job.add_progress_listener(listener)
             results = job.run()
@@ -934,6 +953,8 @@ def _worker_sync(command: dict) -> dict:
             task = OfflineMapSyncTask(command["folder"], client=client)
             params = task.create_default_offline_map_sync_parameters()
             params.sync_direction = SyncDirection[command["direction"]]
+            if command.get("upload_limit"):
+                params.max_attachment_upload_bytes = int(command["upload_limit"])
             job = task.create_offline_map_sync_job(params)
             job.add_progress_listener(listener)
             result = job.run()
@@ -1101,8 +1122,12 @@ class Stress:
         users = {USER: PASSWORD} if self.config.auth else None
         self.server = ReferenceServer(self.workdir / "service", seed="demo", users=users).start()
         self.server.add_sync_listener(self._committed)
-        for index in range(self.config.replicas):
+        count = self.config.replicas
+        preplanned = self.config.preplanned and count >= 2
+        for index in range(count - 1 if preplanned else count):
             self.replicas.append(self._take_offline(index))
+        if preplanned:
+            self.replicas.append(self._take_area_offline(count - 1))
         self.infos = self.replicas[0].infos
         self.initial = service_state(self.server, self.infos)
         self.model = ServiceModel(self.infos, self.initial)
@@ -1124,7 +1149,6 @@ class Stress:
 
     def _take_offline(self, index: int) -> Replica:
         from plugin.core.enums import SyncModel
-        from plugin.core.geodatabase import Geodatabase
         from plugin.core.take_offline import OfflineMapTask
 
         model = self.config.sync_model
@@ -1138,16 +1162,56 @@ class Stress:
         params.include_attachments = True
         folder = self.workdir / f"replica{index}"
         offline_map = task.generate_offline_map(params, folder).run().offline_map
+        return self._replica(index, folder, offline_map, "on demand")
+
+    def _replica(self, index: int, folder: Path, offline_map: Any, how: str) -> Replica:
+        from plugin.core.geodatabase import Geodatabase
+
         gpkg = offline_map.geodatabases[0].path
         with Geodatabase.open(gpkg) as gdb:
             infos = layer_infos(gdb.layers)
             replica_id = norm_guid(gdb.replica.replica_id)
+            model = gdb.replica.sync_model.value
         replica = Replica(index, folder, Path(gpkg), infos)
         replica.replica_id = replica_id
         replica.sync_model = model
         replica.service_url = self.server.service_url(SERVICE)
-        self.log(f"replica {index}: {model}, {replica_id}")
+        self.log(f"replica {index}: {how}, {model}, {replica_id}")
         return replica
+
+    def _take_area_offline(self, index: int) -> Replica:
+        """A preplanned map area in SyncWithFeatureServices mode, downloaded after the service
+        changed since its package was built (part of the initial state of the model)."""
+        from plugin.core.enums import PreplannedUpdateMode
+        from plugin.core.take_offline import OfflineMapTask
+        from tests.featureservice.packages import AreaSpec, prepare_map_areas
+        from tests.featureservice.seed import DEMO_WEBMAP_ID
+
+        prepare_map_areas(
+            self.server.app.store,
+            self.server.data_dir,
+            areas=(AreaSpec(AREA, (-1000.0, -1000.0, 1000.0, 1000.0)),),
+        )
+        first = sorted(f["attributes"]["GlobalID"] for f in self.server.query_all(SERVICE, POINTS))
+        self.server.apply_edits(
+            SERVICE, POINTS, updates=[{"GlobalID": first[0], "name": "after the package"}]
+        )
+        self.server.apply_edits(
+            SERVICE,
+            POINTS,
+            adds=[
+                {"attributes": {"name": "added after the package"}, "geometry": {"x": X0, "y": Y0}}
+            ],
+        )
+        task = OfflineMapTask(
+            portal_url=self.server.portal_url, webmap_item_id=DEMO_WEBMAP_ID, client=self._client()
+        )
+        area = next(a for a in task.preplanned_map_areas() if a.title == AREA)
+        params = task.create_default_download_preplanned_offline_map_parameters(area)
+        params.update_mode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+        folder = self.workdir / f"replica{index}"
+        offline_map = task.download_preplanned_offline_map(params, folder).run().offline_map
+        return self._replica(index, folder, offline_map, "preplanned area")
 
     def _committed(self, record: dict) -> None:
         # Called by the service's writer thread right after an upload committed.
@@ -1297,8 +1361,11 @@ class Stress:
             if parent is None:
                 return
             n = self._next()
+            size = self.rng.randint(1, 64)
+            if self.rng.random() < self.config.oversize_rate:
+                size = UPLOAD_LIMIT + self.rng.randint(1, 512)  # stays pending until the end
             data = f"attachment {n} of r{replica.index}: ".encode() + bytes(
-                self.rng.getrandbits(8) for _ in range(self.rng.randint(1, 64))
+                self.rng.getrandbits(8) for _ in range(size)
             )
             name = f"file_{n}.bin"
             gid = None
@@ -1501,13 +1568,15 @@ class Stress:
             "folder": str(replica.folder),
             "direction": direction,
             "token_url": self.server.token_url if self.config.auth else None,
+            # The random syncs leave large attachments pending; the final round takes them.
+            "upload_limit": UPLOAD_LIMIT if faults else None,
         }
         if (
             faults
             and replica.sync_model == "perLayer"
             and self.rng.random() < self.config.per_layer_rate
         ):
-            # Each layer its own way (download-only layers lose their pending edits).
+            # Each layer its own way (download-only layers keep their pending edits).
             names = ["BIDIRECTIONAL", "UPLOAD", "DOWNLOAD", "NONE"]
             command["layer_directions"] = {
                 str(lid): self.rng.choices(names, [4, 2, 2, 1])[0] for lid in sorted(self.infos)
@@ -1621,6 +1690,12 @@ class Stress:
                 divergences.append(f"replica {replica.index} still has an unfinished upload")
             conflicts[replica.index] = replica_conflicts
             report.conflicts += len(replica_conflicts)
+            for c in replica_conflicts + self.dismissed[replica.index]:
+                if str(getattr(c.reason, "value", c.reason)) == "overwritten_by_download":
+                    report.problems.append(
+                        f"replica {replica.index}: a pending edit of {c.global_id} was "
+                        "overwritten by a download (conflict log)"
+                    )
         report.conflicts += report.conflicts_restored + report.conflicts_dismissed
         lost = self._lost(carried, conflicts, service)
         report.edit_values = len(self.values)

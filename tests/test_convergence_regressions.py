@@ -40,13 +40,14 @@ def test_downloaded_adds_whose_object_id_is_taken_do_not_collide_with_the_next_o
 # -- with the reference service -------------------------------------------------------------
 
 
-# Found by python tests/tools/stress.py --seed 3 --rounds 30 --replicas 3 (fixed in commit.py).
-def test_download_only_sync_restoring_a_locally_deleted_feature_restores_its_attachments(
+# Found by python tests/tools/stress.py --seed 3 --rounds 30 --replicas 3 (fixed in commit.py);
+# since issue 15 a download-only sync keeps the pending local delete instead of restoring the row.
+def test_download_only_sync_keeps_a_local_delete_of_a_row_with_attachments_until_it_is_uploaded(
     reference_server, tmp_path
 ):
     from plugin.core.enums import SyncModel
     from tests.featureservice import seed
-    from tests.test_sync import Local, sync_map, take_offline
+    from tests.test_sync import Local, assert_no_errors, sync_map, take_offline
 
     server = reference_server
     offline_map = take_offline(server, tmp_path / "map", SyncModel.PER_REPLICA)
@@ -57,15 +58,19 @@ def test_download_only_sync_restoring_a_locally_deleted_feature_restores_its_att
     server.apply_edits(seed.DEMO_SERVICE, 0, updates=[{"GlobalID": gid, "name": "server"}])
     local.delete(0, gid)  # the local delete also removes the row's attachments
 
-    sync_map(offline_map, SyncDirection.DOWNLOAD)  # the server's update wins: row comes back
+    assert_no_errors(sync_map(offline_map, SyncDirection.DOWNLOAD))
 
-    assert local.rows(0)[gid]["name"] == "server"
-    assert [c.local_operation for c in local.conflicts()] == ["delete"]
+    assert gid not in local.rows(0)  # the pending delete stays, nothing is logged
+    assert local.pending()[0]["deletes"] == 1 and local.conflicts() == []
+
+    assert_no_errors(sync_map(offline_map))  # uploaded: gone on the service too
+    assert gid not in {f["attributes"]["GlobalID"] for f in server.query_all(seed.DEMO_SERVICE, 0)}
+    assert not [a for a in server.attachments(seed.DEMO_SERVICE, 0) if a["parentGlobalId"] == gid]
     con = local._connect()
     try:
-        attachments = con.execute(
-            "SELECT GLOBALID FROM Points__ATTACH WHERE REL_GLOBALID = ?", (gid,)
-        ).fetchall()
+        left = con.execute(
+            "SELECT count(*) FROM Points__ATTACH WHERE REL_GLOBALID = ?", (gid,)
+        ).fetchone()
     finally:
         con.close()
-    assert sorted(a[0] for a in attachments) == sorted(a["globalId"] for a in on_server)
+    assert left == (0,) and not local.has_pending()

@@ -177,6 +177,51 @@ def test_sync_model_none_registers_nothing(demo):
     assert get(f"{demo}/replicas") == []
 
 
+def test_registering_existing_data_answers_info_and_syncs_from_its_generation(
+    reference_server, demo
+):
+    server = reference_server
+    old_gen = server.server_gen(DEMO_SERVICE)
+    gid = point_gid(server)
+    server.apply_edits(DEMO_SERVICE, 0, updates=[{"GlobalID": gid, "name": "Since the data"}])
+    for model, options in [
+        ("perReplica", {"registerExistingData": True, "replicaServerGen": old_gen}),
+        (
+            "perLayer",
+            {
+                "registerExistingData": True,
+                "layerServerGens": [{"id": i, "serverGen": old_gen} for i in (0, 3)],
+            },
+        ),
+    ]:
+        result = create(demo, syncModel=model, layers="0,3", replicaOptions=options)
+        assert result["responseType"] == "esriReplicaResponseTypeInfo"
+        assert "layers" not in result and result["replicaID"]
+        if model == "perReplica":
+            assert result["replicaServerGen"] == old_gen
+        else:
+            assert {g["serverGen"] for g in result["layerServerGens"]} == {old_gen}
+        down = sync(demo, result, syncDirection="download")
+        updates = layer_entry(down, 0)["features"]["updates"]
+        assert [f["attributes"]["name"] for f in updates] == ["Since the data"]
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"registerExistingData": True}, "generation"),
+        ({"registerExistingData": True, "replicaServerGen": 10**9}, "newer"),
+        ({"registerExistingData": True, "replicaServerGen": "soon"}, "replicaServerGen"),
+        ("[1]", "replicaOptions"),
+    ],
+)
+def test_registering_existing_data_refuses_unusable_generations(demo, options, fragment):
+    body = create(demo, replicaOptions=options)
+    assert error_code(body) == 400
+    assert fragment.lower() in (body["error"]["message"]).lower()
+    assert get(f"{demo}/replicas") == []
+
+
 @pytest.mark.parametrize(
     ("params", "fragment"),
     [

@@ -220,20 +220,37 @@ def test_downloaded_update_keeps_fields_with_pending_local_edits(gdb):
     assert report.conflicts == 0
 
 
-def test_download_only_sync_overwrites_pending_edits_and_keeps_them_as_conflicts(gdb):
+def test_download_only_sync_keeps_pending_fields_and_writes_the_others(gdb):
     conn = writer(gdb)
     conn.execute("UPDATE Points SET name = 'mine' WHERE OBJECTID = 1")
     conn.execute("UPDATE Points SET name = 'untouched by server' WHERE OBJECTID = 2")
     conn.close()
+    reply = [
+        {
+            "id": 0,
+            "features": {"updates": [server_feature(gdb.gids[0], name="theirs", visits=77)]},
+        }
+    ]
+    report = commit(gdb, None, reply, direction=DOWN)
+    # The local value stays and stays pending; the server's other field lands; nothing lost.
+    assert point(gdb, gdb.gids[0], "name, visits") == ("mine", 77)
+    assert pending(gdb) == [
+        ("Points", "update", gdb.gids[0], ["name"]),
+        ("Points", "update", gdb.gids[1], ["name"]),
+    ]
+    assert gdb.conflicts() == []
+    assert report.layers[0].conflicts == 0
+
+
+def test_download_only_sync_keeps_pending_deletes_adds_and_attachments(gdb):
+    conn = writer(gdb)
+    conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
+    conn.close()
     reply = [{"id": 0, "features": {"updates": [server_feature(gdb.gids[0], name="theirs")]}}]
     report = commit(gdb, None, reply, direction=DOWN)
-    assert point(gdb, gdb.gids[0], "name") == ("theirs",)
-    assert pending(gdb) == [("Points", "update", gdb.gids[1], ["name"])]
-    (conflict,) = gdb.conflicts()
-    assert conflict.reason == ConflictReason.OVERWRITTEN_BY_DOWNLOAD
-    assert conflict.global_id == gdb.gids[0] and conflict.attributes["name"] == "mine"
-    assert conflict.geometry == {"x": 101.0, "y": 201.0}
-    assert report.layers[0].conflicts == 1
+    assert point(gdb, gdb.gids[0]) is None  # the local delete is still to be uploaded
+    assert pending(gdb) == [("Points", "delete", gdb.gids[0], [])]
+    assert gdb.conflicts() == [] and report.conflicts == 0
 
 
 def test_downloaded_delete_of_a_locally_edited_row_goes_to_the_conflict_log(gdb):
@@ -327,28 +344,19 @@ def test_rejected_update_overwritten_by_the_download_keeps_the_local_version(gdb
 
 
 def test_restored_update_uploads_the_whole_local_version_and_dismiss_forgets(gdb):
+    original = point(gdb, gdb.gids[1], "name")
     conn = writer(gdb)
     conn.execute("UPDATE Points SET name = 'mine' WHERE OBJECTID IN (1, 2)")
     conn.close()
-    reply = [
-        {
-            "id": 0,
-            "features": {
-                "updates": [
-                    server_feature(gdb.gids[0], name="theirs"),
-                    server_feature(gdb.gids[1], name="theirs"),
-                ],
-                "deleteIds": [],
-            },
-        }
-    ]
-    commit(gdb, None, reply, direction=DOWN)
+    snapshot = gdb.snapshot_upload()
+    reply = [{"id": 0, "updateResults": [_reject(gdb.gids[0]), _reject(gdb.gids[1])]}]
+    commit(gdb, snapshot, reply)
     first, second = gdb.conflicts()
     gdb.restore_conflict(first.id)
     gdb.dismiss_conflict(second.id)
     assert gdb.conflicts() == []
     assert point(gdb, gdb.gids[0], "name") == ("mine",)
-    assert point(gdb, gdb.gids[1], "name") == ("theirs",)
+    assert point(gdb, gdb.gids[1], "name") == original
     (update,) = gdb.snapshot_upload().edits[0]["features"]["updates"]
     assert update["attributes"]["name"] == "mine" and update["geometry"] == {"x": 101.0, "y": 201.0}
     assert "observed" in update["attributes"]
@@ -576,12 +584,13 @@ def test_downloaded_attachment_delete_and_update_respect_local_edits(gdb):
     name = gdb.conn.execute("SELECT ATT_NAME FROM Points__ATTACH").fetchone()[0]
     assert name == "renamed locally"  # bidirectional: the pending local edit wins next upload
     commit(gdb, None, [{"id": 0, "attachments": {"updates": [update]}}], direction=DOWN)
-    row = gdb.conn.execute("SELECT ATT_NAME, DATA FROM Points__ATTACH").fetchone()
-    assert row == ("photo.png", b"server bytes")
-    (conflict,) = gdb.conflicts()
-    assert conflict.is_attachment and conflict.attributes["ATT_NAME"] == "renamed locally"
+    name = gdb.conn.execute("SELECT ATT_NAME FROM Points__ATTACH").fetchone()[0]
+    assert name == "renamed locally"  # download-only too: it stays pending, nothing logged
+    assert gdb.conflicts() == [] and gdb.has_pending_edits()
     commit(gdb, None, [{"id": 0, "attachments": {"deleteIds": [existing]}}])
     assert gdb.conn.execute("SELECT count(*) FROM Points__ATTACH").fetchone() == (0,)
+    (conflict,) = gdb.conflicts()  # deleted on the server: the local version is kept there
+    assert conflict.is_attachment and conflict.attributes["ATT_NAME"] == "renamed locally"
 
 
 def test_geodatabase_stays_a_valid_geopackage_after_edits_and_syncs(gdb):
@@ -687,7 +696,7 @@ def test_process_killed_during_apply_leaves_the_old_state(gdb):
         assert again.replica.server_gen == 101
 
 
-def test_download_only_layers_of_a_per_layer_sync_let_the_server_win(gdb):
+def test_download_only_layers_of_a_per_layer_sync_keep_their_pending_edits(gdb):
     conn = writer(gdb)
     conn.execute("UPDATE Points SET name = 'mine' WHERE OBJECTID = 1")
     conn.execute("UPDATE Lines SET name = 'my line' WHERE OBJECTID = 1")
@@ -702,27 +711,29 @@ def test_download_only_layers_of_a_per_layer_sync_let_the_server_win(gdb):
         },
     ]
     commit(gdb, snapshot, reply)
-    assert point(gdb, gdb.gids[0], "name") == ("theirs",)
-    assert [c.global_id for c in gdb.conflicts()] == [gdb.gids[0]]
+    # Points did not upload: its pending edit stays (uploaded and winning at its next upload).
+    assert point(gdb, gdb.gids[0], "name") == ("mine",)
+    assert gdb.conflicts() == []
+    assert pending(gdb) == [("Points", "update", gdb.gids[0], ["name"])]
     # Lines uploaded its edit in this sync: what the download says is the server's state after
     # that upload, taken without a conflict.
     assert gdb.conn.execute("SELECT name FROM Lines WHERE OBJECTID = 1").fetchone() == (
         "their line",
     )
-    assert not gdb.has_pending_edits()
 
 
-def test_download_only_sync_restoring_a_locally_deleted_feature_brings_its_attachments_back(gdb):
+def test_download_only_sync_keeps_a_local_delete_and_the_attachments_until_it_is_uploaded(gdb):
     attachments = gdb.conn.execute("SELECT GLOBALID, DATA FROM Points__ATTACH").fetchall()
     conn = writer(gdb)
     conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
     conn.close()
     reply = [{"id": 0, "features": {"updates": [server_feature(gdb.gids[0], name="server")]}}]
-    commit(gdb, None, reply, direction=DOWN)  # the server updated it: its version wins
-    assert point(gdb, gdb.gids[0], "name") == ("server",)
-    assert [c.local_operation for c in gdb.conflicts()] == ["delete"]
+    commit(gdb, None, reply, direction=DOWN)  # the server updated it: the local delete stays
+    assert point(gdb, gdb.gids[0], "name") is None
+    assert gdb.conflicts() == []
+    assert pending(gdb) == [("Points", "delete", gdb.gids[0], [])]
+    # Kept until the server acknowledges the delete.
     assert gdb.conn.execute("SELECT GLOBALID, DATA FROM Points__ATTACH").fetchall() == attachments
-    assert not gdb.has_pending_edits()
 
 
 def test_attachments_of_a_feature_deleted_on_both_sides_are_removed(gdb):

@@ -136,3 +136,44 @@ def test_edits_not_saved_in_qgis_are_named_and_must_be_confirmed(show):
     # Nothing pending in the geodatabase: the core need not be told to discard anything.
     assert dialog.result() == QDialog.DialogCode.Accepted
     assert not dialog.parameters().discard_pending_edits
+
+
+def test_a_copy_of_a_map_is_named_and_the_files_only_are_removed_unless_unticked(show):
+    plan = _plan()
+    copy = "Demo.gpkg shares its replica with Demo.gpkg of the offline map in /maps/original."
+    plan.geodatabases[0].copies.append(copy)
+    dialog = show(plan)
+
+    assert dialog.copyGroup.isVisible()
+    assert copy in dialog.copyLabel.text() and "stop the other copy" in dialog.copyLabel.text()
+    assert "replicas: see below" in dialog.questionLabel.text()
+    assert dialog.filesOnlyCheck.isChecked()
+
+    click(dialog.filesOnlyCheck)  # the other copy is gone: unregister after all
+    assert not dialog.filesOnlyCheck.isChecked()
+    click(dialog.filesOnlyCheck)  # ...no, keep it: files only
+    click(_remove_button(dialog))
+
+    assert dialog.result() == QDialog.DialogCode.Accepted
+    answer = dialog.parameters()
+    assert answer.files_only and not answer.unregister_shared_replicas
+
+
+def test_unticking_files_only_unregisters_the_shared_replicas(show):
+    plan = _plan()
+    plan.geodatabases[0].copies.append("Demo.gpkg was made in /maps/old and has been moved.")
+    dialog = show(plan)
+
+    click(dialog.filesOnlyCheck)
+    click(_remove_button(dialog))
+
+    answer = dialog.parameters()
+    assert not answer.files_only and answer.unregister_shared_replicas
+
+
+def test_no_copy_no_copy_question(show):
+    dialog = show(_plan())
+    assert not dialog.copyGroup.isVisible()
+    click(_remove_button(dialog))
+    answer = dialog.parameters()
+    assert not answer.files_only and not answer.unregister_shared_replicas

@@ -390,7 +390,7 @@ def test_a_2_gb_attachment_cannot_enter_the_geopackage_and_nothing_changes(
     assert local_state(local.path) == before
 
 
-def test_an_attachment_above_the_upload_limit_stays_pending_and_is_reported(
+def test_an_attachment_above_the_upload_limit_stays_pending_and_costs_the_other_edits_nothing(
     reference_server, tmp_path
 ):
     offline_map, local, added = with_pending_edits(reference_server, tmp_path / "map")
@@ -405,10 +405,15 @@ def test_an_attachment_above_the_upload_limit_stays_pending_and_is_reported(
         )
     finally:
         con.close()
+    # The server changed another field of the row edited offline, and another row.
     reference_server.apply_edits(
-        DEMO, POINTS, updates=[{"attributes": {"GlobalID": point_gid(5), "name": "Server side"}}]
+        DEMO,
+        POINTS,
+        updates=[
+            {"attributes": {"GlobalID": point_gid(5), "name": "Server side"}},
+            {"attributes": {"GlobalID": point_gid(0), "notes": "Server note"}},
+        ],
     )
-    before = local_state(local.path)
 
     task = OfflineMapSyncTask(offline_map, client=fast_client())
     params = task.create_default_offline_map_sync_parameters()
@@ -416,11 +421,22 @@ def test_an_attachment_above_the_upload_limit_stays_pending_and_is_reported(
     result = task.create_offline_map_sync_job(params).run()
 
     points = next(r for r in result.layer_results if r.layer_id == POINTS)
-    assert "'flight.mp4' (2.0 MB)" in points.error and "1.0 MB" in points.error
-    assert local_state(local.path)[0] == before[0]  # every local edit still pending
+    assert points.error is None
+    (message,) = [e.message for e in points.edit_errors]
+    assert "'flight.mp4' (2.0 MB)" in message and "1.0 MB" in message
+    # The attribute edit and the new feature went up, nothing went to the conflict log.
+    assert points.uploaded.adds == 1 and points.uploaded.updates == 1
+    assert points.conflicts == 0
+    remote = {g: f["attributes"] for g, f in server_rows(reference_server, POINTS).items()}
+    assert remote[point_gid(0)]["name"] == "Edited offline" and remote[point_gid(0)]["visits"] == 5
+    assert remote[point_gid(0)]["notes"] == "Server note"
+    assert remote[added]["name"] == "Added offline"
     assert local.rows(POINTS)[point_gid(5)]["name"] == "Server side"  # downloads went on
+    assert local.rows(POINTS)[point_gid(0)]["notes"] == "Server note"
+    # Only the large attachment is still pending, and the server does not have it.
+    pending = local_state(local.path)[0][POINTS]
+    assert pending["attachment_adds"] == 1 and sum(pending.values()) == 1
     assert big not in {a["globalId"].upper() for a in reference_server.attachments(DEMO, POINTS)}
-    assert added not in server_rows(reference_server, POINTS)
 
     assert not sync_map(offline_map).has_errors  # the default limit lets 2 MB through
     assert big in {a["globalId"].upper() for a in reference_server.attachments(DEMO, POINTS)}

@@ -158,3 +158,55 @@ def test_class_breaks_become_a_graduated_renderer_and_the_log_names_what_was_lef
         "Counts" in message and "visual variables" in message and level == Qgis.MessageLevel.Warning
         for message, level in logged
     ), logged
+
+
+def _journal_mode(path) -> str:
+    import sqlite3
+
+    con = sqlite3.connect(str(path))
+    try:
+        return str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    finally:
+        con.close()
+
+
+def test_a_sync_runs_in_wal_mode_while_a_qgis_layer_holds_the_geopackage_and_reads_it(
+    reference_server, demo_map, project
+):
+    from plugin.core.sync import OfflineMapSyncTask
+
+    path = demo_map.geodatabases[0].path
+    loaded = add_offline_map_to_project(demo_map, project)
+    points = loaded[0].layers[POINTS]
+    # An edit saved in QGIS: QGIS leaves the GeoPackage in the rollback journal.
+    points.startEditing()
+    first = next(points.getFeatures())
+    points.changeAttributeValue(first.id(), points.fields().lookupField("visits"), 4321)
+    assert points.commitChanges()
+    name = seed.POINT_NAMES[1]
+    server_gid = _value(points, name, "GlobalID")
+    reference_server.apply_edits(
+        seed.DEMO_SERVICE, POINTS, updates=[{"GlobalID": server_gid, "visits": 999}]
+    )
+    count = points.featureCount()
+    seen = []
+
+    def read_during_the_commit(percent, message):
+        if message.startswith("Applied"):  # inside the sync's write transaction
+            names = [f["name"] for f in points.getFeatures()]  # the QGIS layer reads
+            seen.append((len(names), _journal_mode(path)))
+
+    task = OfflineMapSyncTask(demo_map, client=ArcGISClient())
+    job = task.create_offline_map_sync_job(task.create_default_offline_map_sync_parameters())
+    job.add_progress_listener(read_during_the_commit)
+    result = job.run()
+
+    assert not result.has_errors, result.geodatabase_errors
+    assert seen and all(entry == (count, "wal") for entry in seen)
+    assert reload_offline_map_layers(demo_map.folder, project) == 5
+    assert _value(points, name, "visits") == 999
+    server = {
+        f["attributes"]["GlobalID"]: f["attributes"]
+        for f in reference_server.query_all(seed.DEMO_SERVICE, POINTS)
+    }
+    assert server[first["GlobalID"]]["visits"] == 4321

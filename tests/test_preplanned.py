@@ -347,3 +347,45 @@ def test_failed_area_download_leaves_no_files_and_no_replica(reference_server, t
 
     assert not (tmp_path / "map").exists()
     assert client.replicas(reference_server.service_url(DEMO_SERVICE)) == before
+
+
+def test_area_downloaded_after_server_edits_gets_them_at_its_first_sync(reference_server, tmp_path):
+    server = reference_server
+    server.prepare_map_areas()  # the package is built here
+    client = fast_client()
+    _, area = whole_area(server, client)
+    package_gen = area.packages[0].generation
+    gid = first_point(server)
+    server.apply_edits(DEMO_SERVICE, POINTS, updates=[{"GlobalID": gid, "name": "After package"}])
+    added = server.apply_edits(DEMO_SERVICE, POINTS, adds=[new_point(name="New after package")])
+    new_gid = added["addResults"][0]["globalId"]
+    offline_map = take_area_offline(
+        server, tmp_path / "map", PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+    )
+    assert local_rows(offline_map, POINTS)[gid]["name"] != "After package"  # the package's data
+    with Geodatabase.open(offline_map.geodatabases[0].path) as gdb:
+        registered = server.replica(gdb.replica.replica_id)
+        assert gdb.replica.server_gen == package_gen
+    # Registered for the package's data at the package's generation, not at the current one.
+    assert registered["replicaServerGen"] == package_gen < server.server_gen(DEMO_SERVICE)
+
+    task = OfflineMapSyncTask(offline_map, client=client)
+    result = task.create_offline_map_sync_job(
+        task.create_default_offline_map_sync_parameters()
+    ).run()
+
+    assert not result.has_errors
+    points = next(r for r in result.layer_results if r.layer_id == POINTS)
+    assert (points.downloaded.adds, points.downloaded.updates) == (1, 1)
+    rows = local_rows(offline_map, POINTS)
+    assert rows[gid]["name"] == "After package" and rows[new_gid]["name"] == "New after package"
+    assert_matches_service(server, offline_map)
+    # Nothing twice: the next sync brings nothing, and the new feature is there once.
+    again = task.create_offline_map_sync_job(
+        task.create_default_offline_map_sync_parameters()
+    ).run()
+    assert sum(r.downloaded.total for r in again.all_results()) == 0
+    assert (
+        sum(1 for r in local_rows(offline_map, POINTS).values() if r["name"] == "New after package")
+        == 1
+    )

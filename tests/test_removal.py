@@ -4,6 +4,8 @@ service leaves everything in place unless the caller chooses to remove the local
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from plugin.core.errors import GeodatabaseError, SyncInProgressError
@@ -12,6 +14,7 @@ from plugin.core.geodatabase_sync import GeodatabaseSyncTask
 from plugin.core.removal import (
     PendingEditsError,
     RemovalParameters,
+    SharedReplicaError,
     UnregisterError,
     plan_geodatabase_removal,
     plan_offline_map_removal,
@@ -22,8 +25,10 @@ from tests.test_sync import (
     DEMO,
     POINTS,
     Local,
+    assert_no_errors,
     fast_client,
     point_gid,
+    sync_map,
     take_offline,
     take_package_offline,
 )
@@ -215,3 +220,74 @@ def test_the_shared_replica_of_a_scheduled_updates_package_is_left_alone(
     assert [r.replica_id for r in result.shared_replicas_kept] == [package_replica]
     assert package_replica in registered_ids(reference_server)  # other copies still use it
     assert not (tmp_path / "area").exists()
+
+
+# -- copies of a map share its replicas ----------------------------------------------------------
+
+
+def test_removing_a_copied_map_says_so_and_removes_only_the_files_if_asked(
+    reference_server, tmp_path
+):
+
+    original = take_offline(reference_server, tmp_path / "map")
+    shutil.copytree(tmp_path / "map", tmp_path / "backup")
+    replica_id = replica_id_of(original.geodatabases[0].path)
+
+    plan = plan_offline_map_removal(tmp_path / "backup")
+    (line,) = plan.copies
+    assert "copy of" in line and str(tmp_path / "map") in line
+    with pytest.raises(SharedReplicaError, match="may be a copy") as refused:
+        remove_offline_map(tmp_path / "backup", client=fast_client())
+    assert refused.value.copies == [line]
+    assert (tmp_path / "backup").is_dir() and replica_id in registered_ids(reference_server)
+
+    result = remove_offline_map(
+        tmp_path / "backup", RemovalParameters(files_only=True), client=fast_client()
+    )
+
+    assert not (tmp_path / "backup").exists()
+    assert result.unregistered == [] and [r.replica_id for r, _ in result.left_registered] == [
+        replica_id
+    ]
+    assert replica_id in registered_ids(reference_server)
+    # The original still syncs with its replica.
+    Local(original).update(POINTS, point_gid(0), name="Still syncing")
+    assert_no_errors(sync_map(original))
+    on_server = {
+        f["attributes"]["GlobalID"]: f["attributes"]["name"]
+        for f in reference_server.query_all(DEMO, POINTS)
+    }
+    assert on_server[point_gid(0)] == "Still syncing"
+
+
+def test_a_copy_among_the_known_maps_is_found_by_its_replica_id(reference_server, tmp_path):
+
+    original = take_offline(reference_server, tmp_path / "map")
+    shutil.copytree(tmp_path / "map", tmp_path / "backup")
+    unrelated = take_offline(reference_server, tmp_path / "other")
+    replica_id = replica_id_of(original.geodatabases[0].path)
+
+    # The original was not moved: only the other map that holds its replica tells.
+    assert plan_offline_map_removal(original.folder, [unrelated.folder]).copies == []
+    plan = plan_offline_map_removal(original.folder, [unrelated.folder, tmp_path / "backup"])
+    (line,) = plan.copies
+    assert str(tmp_path / "backup") in line
+
+    result = remove_offline_map(
+        original.folder,
+        RemovalParameters(unregister_shared_replicas=True),
+        client=fast_client(),
+        known_maps=[tmp_path / "backup"],
+    )
+    assert [r.replica_id for r in result.unregistered] == [replica_id]
+    assert not (tmp_path / "map").exists()
+
+
+def test_a_moved_map_is_reported_as_possibly_copied(reference_server, tmp_path):
+    take_offline(reference_server, tmp_path / "map")
+    (tmp_path / "map").rename(tmp_path / "moved")
+
+    (line,) = plan_offline_map_removal(tmp_path / "moved").copies
+    assert "copied or moved" in line and str(tmp_path / "map") in line
+    with pytest.raises(SharedReplicaError):
+        remove_offline_map(tmp_path / "moved", client=fast_client())

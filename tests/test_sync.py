@@ -567,33 +567,59 @@ def test_local_delete_of_server_updated_feature_deletes_it(server, tmp_path):
     assert gid not in local.rows(POINTS)
 
 
-def test_download_only_with_pending_edits_loses_nothing(server, tmp_path):
-    offline_map = take_offline(server, tmp_path / "map")
-    local = Local(offline_map)
-    gid = point_gid(9)
-    local.update(POINTS, gid, name="Local version")
-    server.apply_edits(
-        DEMO, POINTS, updates=[{"attributes": {"GlobalID": gid, "name": "Server version"}}]
-    )
+def _attributes(server, gid: str) -> dict:
+    return server_rows(server, POINTS)[gid]["attributes"]
 
-    result = sync_map(offline_map, SyncDirection.DOWNLOAD)
+
+@pytest.mark.parametrize("same_field", [False, True], ids=["other field", "same field"])
+def test_download_only_keeps_a_pending_edit_that_then_wins_everywhere(
+    server, tmp_path, sync_model, same_field
+):
+    # Replica B edits visits; the server changes height (or visits too) of the same row.
+    map_a = take_offline(server, tmp_path / "a", sync_model)
+    map_b = take_offline(server, tmp_path / "b", sync_model)
+    local_a, local_b = Local(map_a), Local(map_b)
+    gid = point_gid(9)
+    local_b.update(POINTS, gid, visits=4242)
+    server_change = {"visits": 1} if same_field else {"height": 9.5}
+    server.apply_edits(DEMO, POINTS, updates=[{"attributes": {"GlobalID": gid, **server_change}}])
+
+    result = sync_map(map_b, SyncDirection.DOWNLOAD)
 
     assert_no_errors(result)
-    assert server_rows(server, POINTS)[gid]["attributes"]["name"] == "Server version"
-    # download-only: the server's version wins locally, the local one goes to the conflict log
-    assert local.rows(POINTS)[gid]["name"] == "Server version"
-    saved = [c for c in local.conflicts() if c.global_id.upper() == gid]
-    assert [c.reason for c in saved] == [ConflictReason.OVERWRITTEN_BY_DOWNLOAD]
-    assert saved[0].attributes["name"] == "Local version"
-    assert result_for(result, POINTS).conflicts == 1
-    assert not local.has_pending()
+    assert result_for(result, POINTS).conflicts == 0 and local_b.conflicts() == []
+    row = local_b.rows(POINTS)[gid]
+    assert row["visits"] == 4242  # the local value is kept...
+    assert local_b.pending()[POINTS]["updates"] == 1  # ...and stays pending
+    if not same_field:
+        assert row["height"] == 9.5  # the server's value landed in the other field
+    assert _attributes(server, gid)["visits"] == (1 if same_field else 63)
 
-    # restoring the conflict makes the local version an edit that the next sync uploads
-    with Geodatabase.open(local.path) as gdb:
-        gdb.restore_conflict(saved[0].id)
+    assert_no_errors(sync_map(map_b))  # two-way: uploaded, and it wins
+    assert_no_errors(sync_map(map_a))
+    assert not local_b.has_pending() and local_b.conflicts() == []
+    expected_height = 9.5 if not same_field else _attributes(server, gid)["height"]
+    for where in (_attributes(server, gid), local_a.rows(POINTS)[gid], local_b.rows(POINTS)[gid]):
+        assert where["visits"] == 4242 and where["height"] == expected_height
+
+
+def test_download_only_keeps_a_pending_delete_and_a_new_feature(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    gone = point_gid(3)
+    local.delete(POINTS, gone)
+    added = local.add(POINTS, "POINT (950000 6003000)", name="Added offline")
+    server.apply_edits(DEMO, POINTS, updates=[{"attributes": {"GlobalID": gone, "visits": 8}}])
+
+    assert_no_errors(sync_map(offline_map, SyncDirection.DOWNLOAD))
+
+    assert gone not in local.rows(POINTS) and added in local.rows(POINTS)
+    assert local.pending()[POINTS]["deletes"] == 1 and local.pending()[POINTS]["adds"] == 1
+    assert local.conflicts() == []
     assert_no_errors(sync_map(offline_map))
-    assert server_rows(server, POINTS)[gid]["attributes"]["name"] == "Local version"
-    assert local.rows(POINTS)[gid]["name"] == "Local version"
+    remote = server_rows(server, POINTS)
+    assert gone not in remote and remote[added]["attributes"]["name"] == "Added offline"
+    assert not local.has_pending()
 
 
 def test_edits_made_during_a_sync_stay_pending_for_the_next(server, tmp_path):
@@ -1370,3 +1396,68 @@ def test_reference_portal_scheduled_updates_are_found_and_applied(server, tmp_pa
     assert local.rows(POINTS)[gid]["name"] == "Refreshed"
     again = OfflineMapSyncTask(offline_map.folder, client=client).check_for_updates()
     assert again.download_availability == OfflineUpdateAvailability.NONE
+
+
+# -- edit results the client cannot match --------------------------------------------------------
+
+
+def test_results_naming_only_object_ids_keep_the_edits_pending_and_say_so(server, tmp_path):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    gid = point_gid(4)
+    local.update(POINTS, gid, name="Edited offline")
+    added = local.add(POINTS, "POINT (950000 6003000)", name="Added offline")
+    server.inject_fault("synchronizeReplica", "results_by_object_id")
+
+    result = sync_map(offline_map)
+
+    points = result_for(result, POINTS)
+    unconfirmed = {e.global_id.upper(): e for e in points.edit_errors}
+    assert set(unconfirmed) == {gid, added}
+    assert all("did not confirm" in e.message for e in unconfirmed.values())
+    assert points.uploaded.total == 0
+    # Nothing left the pending set, nothing went to the conflict log, the values are local.
+    assert local.pending()[POINTS]["updates"] == 1 and local.pending()[POINTS]["adds"] == 1
+    assert local.conflicts() == []
+    assert local.rows(POINTS)[gid]["name"] == "Edited offline"
+
+    # The next sync sends them again (replays are idempotent) and they are acknowledged.
+    assert_no_errors(sync_map(offline_map))
+    assert not local.has_pending()
+    remote = server_rows(server, POINTS)
+    assert remote[gid]["attributes"]["name"] == "Edited offline"
+    assert remote[added]["attributes"]["name"] == "Added offline"
+    assert (
+        sum(1 for f in server.query_all(DEMO, POINTS) if f["attributes"]["name"] == "Added offline")
+        == 1
+    )
+
+
+def test_a_failure_the_client_cannot_tie_to_an_edit_is_reported_and_keeps_edits_pending(
+    server, tmp_path
+):
+    offline_map = take_offline(server, tmp_path / "map")
+    local = Local(offline_map)
+    gid = point_gid(4)
+    local.update(POINTS, gid, name="Edited offline")
+    with Geodatabase.open(local.path) as gdb:
+        snapshot = gdb.snapshot_upload()
+        header = {"replicaServerGen": gdb.replica.server_gen}
+        events = [
+            (
+                POINTS,
+                "updateResults",
+                {
+                    "objectId": 99,
+                    "success": False,
+                    "error": {"code": 1000, "description": "Bad value."},
+                },
+            ),
+        ]
+        report = gdb.commit_sync(
+            snapshot, header, iter(events), direction=SyncDirection.BIDIRECTIONAL
+        )
+    errors = report.layers[POINTS].edit_errors
+    assert {e.message for e in errors} >= {"Bad value."}
+    assert any(e.global_id == gid and "did not confirm" in e.message for e in errors)
+    assert local.pending()[POINTS]["updates"] == 1 and local.conflicts() == []

@@ -5,15 +5,21 @@ never holding all of them), then the upload's edit results are applied to the pe
 then the new generation(s), the journal closure and the history row are written.
 
 Rules (spec §4, ARCHITECTURE "Synchronizing one geodatabase"):
-- Downloaded rows are matched by GlobalID. A downloaded update writes every field it carries
-  except the fields with local changes still pending after this sync (sequence number above the
-  upload snapshot): those keep the local value and win at the next upload.
-- In a download-only sync, an update package, or a layer that does not upload in this sync,
-  a row with pending local edits that the server changed loses: its local version goes to the
-  conflict log, the server's version is written, the pending edit is dropped.
+- Downloaded rows are matched by GlobalID. A pending local edit is never overwritten or
+  discarded by a download, whatever the direction and whatever kept it out of this sync's upload
+  (a download-only sync, an update package, a layer that does not upload, an attachment too
+  large to upload): a downloaded update writes every field it carries except the fields with
+  local changes still pending after this sync (those this sync did not upload, and in a row it
+  did upload, those edited after the snapshot). Those keep the local value, stay pending and
+  win at the next upload; no conflict is logged. A pending local delete, add or attachment
+  edit that this sync does not upload keeps the whole local version.
 - A downloaded delete of a locally edited row saves the local version in the conflict log.
 - Acknowledged uploads leave the pending set only up to the snapshot's sequence number. A
   feature's attachments, kept after a local delete, go once the server acknowledges it.
+- An edit is acknowledged by a result carrying its GlobalID, or by the absence of a result when
+  the server reports only failures. When the answer for a kind of edit of a layer holds a
+  result the client cannot tie to an uploaded edit (an ``objectId`` only, an unknown GlobalID),
+  the edits of that kind without a result of their own stay pending and are reported.
 - Rejected uploads go to the conflict log with the server's error; error 1019 ("not found":
   the server deleted the row) also removes the row locally; a rejected add is removed locally
   too (the server does not have it; restoring the conflict re-adds it); a rejected update
@@ -121,13 +127,14 @@ class _Commit:
         self.layers = layers
         self.snapshot = snapshot
         self.direction = direction
-        # Fields changed after this threshold are local edits this sync did not upload.
+        # In a row this sync uploads, fields changed after this threshold are local edits it did
+        # not upload; every pending change of the other rows stays local (threshold 0).
         self.threshold = snapshot.seq if snapshot is not None else 0
-        # Layers whose local edits this sync uploads; in the others (a download-only sync, or
-        # download-only layers of a per-layer sync) the server's version wins.
-        self.upload_layers = None
-        if snapshot is not None and snapshot.layer_ids is not None:
-            self.upload_layers = set(snapshot.layer_ids)
+        #: (layer id, is attachment, GlobalID) of the rows whose edits this sync uploads.
+        self.uploading: set[tuple[int, bool, str]] = set()
+        if snapshot is not None and direction.uploads:
+            for layer, is_att, _kind, gid, _edit in _snapshot_edits(snapshot, layers):
+                self.uploading.add((layer.id, is_att, gid))
         self.fetch_attachment = fetch_attachment
         self.counts: dict[int, LayerCommitCounts] = {}
         self._pending: dict[tuple[int, bool], _Pending] = {}
@@ -138,14 +145,11 @@ class _Commit:
         #: Local versions overwritten by the download while their upload result is unknown.
         self.preimages: dict[tuple[int, bool, str], dict] = {}
         self.results: dict[tuple[int, bool, str], dict[str, dict]] = {}
+        #: Results that name no uploaded edit, by (layer id, is attachment, kind).
+        self.unmatched: dict[tuple[int, bool, str], list[dict]] = {}
         self.touched_layers: set[int] = set()
 
     # -- helpers ----------------------------------------------------------------------------
-
-    def server_wins(self, layer_id: int) -> bool:
-        if not self.direction.uploads:
-            return True
-        return self.upload_layers is not None and layer_id not in self.upload_layers
 
     def count(self, layer_id: int) -> LayerCommitCounts:
         c = self.counts.get(layer_id)
@@ -338,41 +342,28 @@ class _Commit:
             )
 
     def apply_pending_row(self, layer, is_att, gid, p, cols, values, fid) -> bool:
-        """A downloaded add/update of a row with pending local changes. True if written."""
+        """A downloaded add/update of a row with pending local changes. True if written.
+
+        The fields with local changes this sync does not upload keep the local value and stay
+        pending (they win at the next upload); the server's values land in the other fields.
+        """
         table, fid_col, _gid_col, _all = table_spec(layer, is_att)
         op, pfid, seq = p
-        pend = self.pending(layer, is_att)
         key = (layer.id, is_att, gid)
+        threshold = self.threshold if key in self.uploading else 0
         if op == "delete":
-            if not self.server_wins(layer.id):
-                return False  # the local delete is (being) uploaded and wins
-            self.conflict(
-                layer, is_att, gid, "delete", ConflictReason.OVERWRITTEN_BY_DOWNLOAD, None
-            )
-            self.clear_pending(table, None, gid)
-            pend.by_gid.pop(gid, None)
-            self.conflicted.add(key)
-            self.write_row(table, fid_col, fid, cols, values)
-            return True
-        if self.server_wins(layer.id):
-            local = read_local_row(self.conn, layer, is_att, gid)
-            self.conflict(layer, is_att, gid, op, ConflictReason.OVERWRITTEN_BY_DOWNLOAD, local)
-            self.clear_pending(table, pfid, gid)
-            pend.by_gid.pop(gid, None)
-            self.conflicted.add(key)
-            self.write_row(table, fid_col, pfid, cols, values)
-            return True
-        if seq > self.threshold and (op == "add" or is_att):
-            return False  # a whole row (or attachment) added/edited after the snapshot: local wins
+            return False  # the local delete is pending (uploaded now or later) and wins
+        if seq > threshold and (op == "add" or is_att):
+            return False  # a whole row (or attachment) not uploaded by this sync: local wins
         protected = set()
         if not is_att:
             for field, fseq in self.conn.execute(
                 "SELECT field, seq FROM oms_changed_fields WHERE table_name = ? AND fid = ?",
                 (table, pfid),
             ):
-                if fseq > self.threshold:
+                if fseq > threshold:
                     protected.add(field.lower())
-        if seq <= self.threshold and key not in self.preimages:
+        if seq <= threshold and key not in self.preimages:
             # Its upload result comes later in the stream; keep the local version in case the
             # upload was rejected and this overwrite must be logged as a conflict.
             local = read_local_row(self.conn, layer, is_att, gid)
@@ -380,6 +371,17 @@ class _Commit:
                 self.preimages[key] = local
         keep = [(c, v) for c, v in zip(cols, values) if c.lower() not in protected]
         self.write_row(table, fid_col, pfid, [c for c, _ in keep], [v for _, v in keep])
+        # The server holds these values now: a rejected upload of the kept fields falls back
+        # to them (not to older ones).
+        self.conn.executemany(
+            "UPDATE oms_changed_fields SET old_value = ?, has_old = 1"
+            " WHERE table_name = ? AND fid = ? AND lower(field) = ? AND seq > ?",
+            [
+                (v, table, pfid, c.lower(), threshold)
+                for c, v in zip(cols, values)
+                if c.lower() in protected
+            ],
+        )
         return True
 
     def apply_deletes(self, layer: LayerDef, is_att: bool, items: list) -> None:
@@ -435,29 +437,23 @@ class _Commit:
     def add_result(self, layer_id: int, section: str, item: dict) -> None:
         is_att, kind = _RESULT_SECTIONS[section]
         gid = fv.normalize_guid(item.get("globalId") or item.get("globalID"))
-        if gid:
+        if gid and (layer_id, is_att, gid) in self.uploading:
             self.results.setdefault((layer_id, is_att, kind), {})[gid] = item
+        else:  # an objectId only, or an edit this sync did not upload
+            self.unmatched.setdefault((layer_id, is_att, kind), []).append(item)
 
     def apply_results(self, snapshot: UploadSnapshot) -> None:
-        for entry in snapshot.edits:
-            layer = self.layers.get(int(entry["id"]))
+        for layer, is_att, kind, gid, edit in _snapshot_edits(snapshot, self.layers):
+            self.apply_result(layer, is_att, kind, gid, snapshot.seq, edit)
+        for (layer_id, is_att, kind), items in self.unmatched.items():
+            layer = self.layers.get(layer_id)
             if layer is None:
                 continue
-            features = entry.get("features") or {}
-            attachments = entry.get("attachments") or {}
-            for is_att, group in ((False, features), (True, attachments)):
-                for kind, key in (("add", "adds"), ("update", "updates"), ("delete", "deleteIds")):
-                    for edit in group.get(key) or []:
-                        if kind == "delete":
-                            gid = fv.normalize_guid(edit)
-                        elif is_att:
-                            gid = fv.normalize_guid(edit.get("globalId"))
-                        else:
-                            gid = fv.normalize_guid(
-                                (edit.get("attributes") or {}).get(layer.global_id_field)
-                            )
-                        if gid:
-                            self.apply_result(layer, is_att, kind, gid, snapshot.seq, edit)
+            for item in items:
+                if item.get("success") is False:
+                    # A failure the client cannot tie to an edit: shown as the server said it.
+                    error = _edit_error(layer, kind, "", item, is_att)
+                    self.count(layer_id).edit_errors.append(error)
 
     def apply_result(
         self, layer: LayerDef, is_att: bool, kind: str, gid: str, upto: int, edit=None
@@ -465,7 +461,8 @@ class _Commit:
         key = (layer.id, is_att, gid)
         table, fid_col, gid_col, _cols = table_spec(layer, is_att)
         result = self.results.get((layer.id, is_att, kind), {}).get(gid)
-        # Servers may report only failures: no result means success.
+        # Servers may report only failures: no result means success, unless the answer holds
+        # results the client cannot tie to its edits (one of them may be this edit's failure).
         failed = result is not None and result.get("success") is False
         if key in self.conflicted:
             # Settled by the download (deleted on the server); still report the server's error.
@@ -473,6 +470,9 @@ class _Commit:
                 self.count(layer.id).edit_errors.append(
                     _edit_error(layer, kind, gid, result, is_att)
                 )
+            return
+        if result is None and (layer.id, is_att, kind) in self.unmatched:
+            self.unconfirmed(layer, is_att, kind, gid, upto)
             return
         row = self.conn.execute(
             f"SELECT {quote(fid_col)} FROM {quote(table)} WHERE {quote(gid_col)} = ?", (gid,)
@@ -531,6 +531,55 @@ class _Commit:
             self.revert_fields(layer, fid, upto)
         self.clear_pending(table, fid, gid, upto=upto)
 
+    def unconfirmed(self, layer: LayerDef, is_att: bool, kind: str, gid: str, upto: int) -> None:
+        """An uploaded edit the server's answer does not acknowledge: it stays pending (sent
+        again at the next sync; replays are idempotent) and is reported."""
+        key = (layer.id, is_att, gid)
+        table, fid_col, gid_col, _cols = table_spec(layer, is_att)
+        local = self.preimages.get(key)
+        if local is not None and not is_att:
+            # The download wrote over the row believing the upload done: put the pending
+            # fields back to the local values.
+            fields = {
+                f.lower()
+                for (f,) in self.conn.execute(
+                    "SELECT c.field FROM oms_changed_fields c JOIN "
+                    f"{quote(table)} t ON t.{quote(fid_col)} = c.fid "
+                    f"WHERE c.table_name = ? AND t.{quote(gid_col)} = ? AND c.seq <= ?",
+                    (table, gid, upto),
+                )
+            }
+            cols = [c for c in local if c.lower() in fields]
+            if cols:
+                self.conn.execute(
+                    f"UPDATE {quote(table)} SET {', '.join(f'{quote(c)} = ?' for c in cols)}"
+                    f" WHERE {quote(gid_col)} = ?",
+                    [local[c] for c in cols] + [gid],
+                )
+        if kind == "add" and not self._tombstone(table, gid):
+            exists = self.conn.execute(
+                f"SELECT 1 FROM {quote(table)} WHERE {quote(gid_col)} = ?", (gid,)
+            ).fetchone()
+            if exists is None:
+                # Deleted locally while its add was in flight, and the server may have it:
+                # delete it at the next upload (deleting a missing row succeeds).
+                self.conn.execute(
+                    "INSERT INTO oms_changes (table_name, fid, global_id, op, seq)"
+                    " VALUES (?, -1, ?, 'delete', ?)",
+                    (table, gid, next_seq(self.conn)),
+                )
+        self.count(layer.id).edit_errors.append(
+            RejectedEdit(
+                layer.id,
+                gid,
+                kind,
+                None,
+                "The server's answer did not confirm this edit (it named no edit the client "
+                "could match). It stays pending and is sent again at the next sync.",
+                is_att,
+            )
+        )
+
     def rebase_old_values(self, layer: LayerDef, fid: int, edit: dict) -> None:
         """After an accepted upload, the server holds the uploaded values: fields edited again
         since then must fall back to those, not to older ones, if their next upload fails."""
@@ -570,6 +619,31 @@ class _Commit:
     def update_extents(self) -> None:
         for lid in self.touched_layers:
             refresh_extent(self.conn, self.layers[lid], mark_changed=True)
+
+
+def _snapshot_edits(
+    snapshot: UploadSnapshot, layers: dict[int, LayerDef]
+) -> Iterator[tuple[LayerDef, bool, str, str, object]]:
+    """(layer, is attachment, kind, GlobalID, edit) of every edit a snapshot uploads."""
+    for entry in snapshot.edits:
+        layer = layers.get(int(entry["id"]))
+        if layer is None:
+            continue
+        features = entry.get("features") or {}
+        attachments = entry.get("attachments") or {}
+        for is_att, group in ((False, features), (True, attachments)):
+            for kind, key in (("add", "adds"), ("update", "updates"), ("delete", "deleteIds")):
+                for edit in group.get(key) or []:
+                    if kind == "delete":
+                        gid = fv.normalize_guid(edit)
+                    elif is_att:
+                        gid = fv.normalize_guid(edit.get("globalId"))
+                    else:
+                        gid = fv.normalize_guid(
+                            (edit.get("attributes") or {}).get(layer.global_id_field)
+                        )
+                    if gid:
+                        yield layer, is_att, kind, gid, edit
 
 
 def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool) -> RejectedEdit:

@@ -21,6 +21,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 from . import conflicts as _conflicts
@@ -139,6 +140,8 @@ class Geodatabase:
                     "sync_model": SyncModel(sync_model).value,
                     "created_at": now_text(),
                     "triggers_version": str(tracking.TRIGGERS_VERSION),
+                    # Where it was made: a copy (or a move) of the folder is told apart by it.
+                    "made_in": os.path.dirname(os.path.abspath(path)),
                 }
                 conn.executemany("INSERT INTO oms_meta (key, value) VALUES (?, ?)", meta.items())
                 for lyr in layers:
@@ -297,6 +300,12 @@ class Geodatabase:
     @property
     def service_info(self) -> dict:
         return json.loads(self._meta().get("service_info") or "{}")
+
+    @property
+    def made_in(self) -> Path | None:
+        """The folder the geodatabase was made in (None for one made before it was noted)."""
+        folder = self._meta().get("made_in")
+        return Path(folder) if folder else None
 
     @property
     def replica(self) -> ReplicaInfo:
@@ -471,16 +480,27 @@ class Geodatabase:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM oms_changes)").fetchone()[0] == 1
 
     def snapshot_upload(
-        self, *, layer_ids: Iterable[int] | None = None, only_adds: bool = False
+        self,
+        *,
+        layer_ids: Iterable[int] | None = None,
+        only_adds: bool = False,
+        max_attachment_bytes: int | None = None,
     ) -> UploadSnapshot:
         """Freeze the pending changes as the spec §3 ``edits`` (origin tables first).
 
         ``only_adds``: new features and attachments only (scheduled-updates maps that upload
-        new features). Nothing is cleared here: :meth:`commit_sync` does that once the server
+        new features). Attachments larger than ``max_attachment_bytes`` are left out (they
+        stay pending). Nothing is cleared here: :meth:`commit_sync` does that once the server
         has answered.
         """
         with _sqlite_errors(self.path, "reading the local edits"):
-            return build_snapshot(self.conn, self._layers, layer_ids=layer_ids, only_adds=only_adds)
+            return build_snapshot(
+                self.conn,
+                self._layers,
+                layer_ids=layer_ids,
+                only_adds=only_adds,
+                max_attachment_bytes=max_attachment_bytes,
+            )
 
     # -- committing a sync ------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from .sync_model import (
     GenerateGeodatabaseParameters,
     GenerateLayerOption,
     LayerQuery,
+    RejectedEdit,
     SyncGeodatabaseParameters,
     SyncLayerOption,
     SyncLayerResult,
@@ -385,12 +386,14 @@ class _GeodatabaseSync:
                     "The service is download-only: local edits stay in the geodatabase and "
                     "are not uploaded.",
                 )
-            elif self._oversized_attachments(upload_ids):
-                pass  # reported per layer; every local edit stays pending, downloads go on
             else:
+                # Attachments too large to upload stay pending and are reported; the limit
+                # costs the other edits nothing.
+                self._report_oversized_attachments(upload_ids)
                 candidate = gdb.snapshot_upload(
                     layer_ids=upload_ids if per_layer else None,
                     only_adds=self.params.upload_only_new_features,
+                    max_attachment_bytes=int(self.params.max_attachment_upload_bytes),
                 )
                 if not candidate.is_empty:
                     snapshot = candidate
@@ -566,32 +569,34 @@ class _GeodatabaseSync:
                 changes,
             )
 
-    def _oversized_attachments(self, layer_ids: list[int]) -> bool:
-        """Report pending attachments too large to upload on their layers; True if any."""
+    def _report_oversized_attachments(self, layer_ids: list[int]) -> None:
+        """Report, on their layers, the pending attachments too large to upload."""
         limit = int(self.params.max_attachment_upload_bytes)
-        found = False
         for layer in self.gdb.layers:
             if layer.id not in layer_ids or not layer.attachment_table:
                 continue
             table = layer.attachment_table
             rows = self.gdb.conn.execute(
-                f'SELECT a."ATT_NAME", a."REL_GLOBALID", length(a."DATA") FROM {quote(table)} a '
-                f'WHERE length(a."DATA") > ? AND EXISTS (SELECT 1 FROM oms_changes c WHERE '
-                f"c.table_name = ? AND c.fid = a.{quote(ATTACHMENT_FID)} AND c.op <> 'delete')",
-                (limit, table),
+                f'SELECT a."GLOBALID", a."ATT_NAME", a."REL_GLOBALID", length(a."DATA"), c.op '
+                f"FROM {quote(table)} a JOIN oms_changes c ON c.table_name = ? AND "
+                f"c.fid = a.{quote(ATTACHMENT_FID)} AND c.op <> 'delete' "
+                'WHERE length(a."DATA") > ?',
+                (table, limit),
             ).fetchall()
-            if not rows:
-                continue
-            found = True
-            listed = ", ".join(
-                f"'{name}' ({_megabytes(size)}) of feature {parent}" for name, parent, size in rows
-            )
-            self.results[layer.id].error = (
-                f"Local edits were not uploaded: the attachment {listed} is larger than the "
-                f"{_megabytes(limit)} a sync can upload. Remove it or replace it with a smaller "
-                "file; every local edit stays pending until then."
-            )
-        return found
+            for gid, name, parent, size, op in rows:
+                self.results[layer.id].edit_errors.append(
+                    RejectedEdit(
+                        layer.id,
+                        gid,
+                        op,
+                        None,
+                        f"The attachment '{name}' ({_megabytes(size)}) of feature {parent} was "
+                        f"not uploaded: it is larger than the {_megabytes(limit)} a sync can "
+                        "upload. It stays pending; remove it or replace it with a smaller file. "
+                        "The other edits were synchronized.",
+                        True,
+                    )
+                )
 
     # -- helpers -----------------------------------------------------------------------------
     def _phase(self, start: float, end: float) -> ProgressCallback:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .geometry import gpkg_envelope, gpkg_is_empty
+
+log = logging.getLogger(__name__)
 
 #: Milliseconds a writer waits for another connection's lock before failing.
 BUSY_TIMEOUT_MS = 60_000
@@ -85,9 +88,18 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if read_only:
             return conn
+        # At every open: QGIS puts a GeoPackage back into the rollback journal when it closes
+        # it, and a sync relies on WAL for QGIS to go on reading while it writes.
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning(
+                    "%s cannot use the WAL journal here (it stays in %s mode): QGIS may have "
+                    "to wait while a sync writes to it.",
+                    os.path.basename(os.fspath(path)),
+                    mode,
+                )
         conn.execute("PRAGMA synchronous = NORMAL")
         # Large downloads touch big tables and indexes in one transaction: keep them cached.
         conn.execute("PRAGMA cache_size = -65536")

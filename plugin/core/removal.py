@@ -6,6 +6,11 @@ The order protects the user's data and the services:
    its replicas, pending local edits, conflict-log entries.
 2. Refuse while local edits are pending unless the caller confirmed that they are discarded
    (:class:`PendingEditsError` names the counts per geodatabase and layer).
+   Refuse, too, when another copy of the map may use the same replicas (a copied folder: the
+   same replica ID in another known map, or a geodatabase made in another folder than the one
+   it is in now): unregistering would break that copy's sync. The caller then removes the
+   files only, or confirms that the replicas are unregistered anyway
+   (:class:`SharedReplicaError` says which copy).
 3. Check that every service is reachable before unregistering anything, so that a map is not
    left half-unregistered; then unregister. A replica the service no longer knows counts as
    unregistered. When a service cannot be reached (or refuses), nothing is deleted
@@ -27,7 +32,7 @@ import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from .errors import (
     AuthenticationError,
@@ -59,6 +64,15 @@ class PendingEditsError(OfflineMapSyncError):
         self.counts = counts
 
 
+class SharedReplicaError(OfflineMapSyncError):
+    """Another copy of the map may use the same replicas; nothing was changed. ``copies``:
+    one line per finding."""
+
+    def __init__(self, message: str, copies: list[str]) -> None:
+        super().__init__(message)
+        self.copies = copies
+
+
 class UnregisterError(OfflineMapSyncError):
     """A replica could not be unregistered (service unreachable or refusing); nothing local
     was deleted. ``failures`` lists ``(replica, reason)``."""
@@ -73,13 +87,19 @@ class RemovalParameters:
     """What the caller has confirmed.
 
     ``discard_pending_edits``: local edits not yet uploaded (and geodatabases too damaged to
-    tell) may be deleted. ``remove_locally_if_unreachable``: delete the local files even when
+    tell) may be deleted. ``files_only`` / ``unregister_shared_replicas``: see below; one of
+    them is needed when the plan finds other copies using the replicas. ``remove_locally_if_unreachable``: delete the local files even when
     a replica cannot be unregistered because its service is unreachable or refuses; the
     replica then stays registered on the service (an administrator can remove it there).
     """
 
     discard_pending_edits: bool = False
     remove_locally_if_unreachable: bool = False
+    #: Delete the local files only and unregister nothing (a copy of a map whose original, or
+    #: another copy, still syncs with the same replicas).
+    files_only: bool = False
+    #: Unregister the replicas although another copy may use them (that copy stops syncing).
+    unregister_shared_replicas: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,8 @@ class GeodatabaseRemovalInfo:
     conflicts: int = 0
     #: Set when the geodatabase cannot be read (damaged): its edits and replica are unknown.
     error: str | None = None
+    #: Why another copy may use its replicas (one line each; empty when none was seen).
+    copies: list[str] = field(default_factory=list)
 
     @property
     def pending_total(self) -> int:
@@ -133,6 +155,11 @@ class RemovalPlan:
     @property
     def replicas(self) -> list[ReplicaRef]:
         return [r for g in self.geodatabases for r in g.replicas]
+
+    @property
+    def copies(self) -> list[str]:
+        """Why another copy of the map may use its replicas (see :class:`SharedReplicaError`)."""
+        return [line for g in self.geodatabases for line in g.copies]
 
     @property
     def needs_discard_confirmation(self) -> bool:
@@ -205,6 +232,7 @@ def _inspect(
     title: str,
     titles: dict[int, str],
     replica_rule: Callable[[Any], list[ReplicaRef]],
+    elsewhere: dict[str, list[Path]] | None = None,
 ) -> GeodatabaseRemovalInfo:
     from .geodatabase import Geodatabase
 
@@ -214,6 +242,7 @@ def _inspect(
             info.replicas = replica_rule(gdb)
             info.pending = _pending_by_title(gdb, titles)
             info.conflicts = len(gdb.conflicts())
+            info.copies = _copies(path, gdb.made_in, info.replicas, elsewhere or {})
     except OfflineMapSyncError as error:
         info.error = str(error)
     except Exception as error:  # a damaged file can fail in many ways; the user must know which
@@ -221,8 +250,90 @@ def _inspect(
     return info
 
 
-def _map_plan(offline_map: OfflineMap) -> RemovalPlan:
+def _replica_key(replica_id: str) -> str:
+    return str(replica_id or "").strip().strip("{}").lower()
+
+
+def _replica_ids(path: Path) -> set[str]:
+    """The replica IDs a geodatabase holds (read only; empty when it cannot be read)."""
+    from .gpkg_connection import connect
+
+    try:
+        conn = connect(str(path), read_only=True)
+    except Exception:  # another map's damaged file must not stop this removal
+        return set()
+    try:
+        rows = conn.execute("SELECT value FROM oms_meta WHERE key = 'replica_id'").fetchall()
+    except Exception:
+        rows = []
+    finally:
+        conn.close()
+    return {_replica_key(value) for (value,) in rows if value}
+
+
+def _replicas_elsewhere(folders: Iterable[Path | str], own: Path) -> dict[str, list[Path]]:
+    """Replica ID -> the geodatabases of the other offline maps in ``folders`` that hold it."""
+    found: dict[str, list[Path]] = {}
+    seen = {own.resolve()}
+    for folder in folders:
+        folder = Path(folder)
+        try:
+            if folder.resolve() in seen or not (folder / MANIFEST_NAME).is_file():
+                continue
+            seen.add(folder.resolve())
+            other = OfflineMap.open(folder)
+        except (OSError, OfflineMapSyncError):
+            continue
+        for entry in other.geodatabases:
+            if entry.path is None or not entry.path.is_file():
+                continue
+            ids = _replica_ids(entry.path)
+            if entry.upload_replica_id:
+                ids.add(_replica_key(entry.upload_replica_id))
+            for replica_id in ids:
+                found.setdefault(replica_id, []).append(entry.path)
+    return found
+
+
+def _copies(
+    path: Path,
+    made_in: Path | None,
+    replicas: list[ReplicaRef],
+    elsewhere: dict[str, list[Path]],
+) -> list[str]:
+    """Why another copy may use the replicas of the geodatabase at ``path``."""
+    if not replicas:
+        return []
+    lines = []
+    ids = {_replica_key(r.replica_id) for r in replicas}
+    others = sorted({p for i in ids for p in elsewhere.get(i, [])})
+    for other in others:
+        lines.append(
+            f"{path.name} shares its replica with {other.name} of the offline map in "
+            f"{other.parent}: it is a copy of the same map."
+        )
+    if made_in is not None and not others:
+        try:
+            moved = made_in.resolve() != path.parent.resolve()
+        except OSError:
+            moved = True
+        if moved:
+            original = made_in / path.name
+            if original.is_file() and ids & _replica_ids(original):
+                lines.append(
+                    f"{path.name} is a copy of {original}, which still uses the same replica."
+                )
+            else:
+                lines.append(
+                    f"{path.name} was made in {made_in} and has been copied or moved since: a "
+                    "copy elsewhere may still use the same replica."
+                )
+    return lines
+
+
+def _map_plan(offline_map: OfflineMap, known_maps: Iterable[Path | str] = ()) -> RemovalPlan:
     plan = RemovalPlan(title=offline_map.title, folder=offline_map.folder)
+    elsewhere = _replicas_elsewhere(known_maps, offline_map.folder)
     shares_package_replica = not offline_map.update_mode.downloads_from_feature_services
     for entry in offline_map.geodatabases:
 
@@ -239,7 +350,7 @@ def _map_plan(offline_map: OfflineMap) -> RemovalPlan:
         titles = {layer.id: layer.title for layer in entry.layers}
         assert entry.path is not None
         plan.geodatabases.append(
-            _inspect(entry.path, entry.title or entry.file, titles, replicas_of)
+            _inspect(entry.path, entry.title or entry.file, titles, replicas_of, elsewhere)
         )
     return plan
 
@@ -262,12 +373,16 @@ def _shared_replicas(offline_map: OfflineMap) -> list[ReplicaRef]:
     return shared
 
 
-def plan_offline_map_removal(offline_map: Union[OfflineMap, str, Path]) -> RemovalPlan:
+def plan_offline_map_removal(
+    offline_map: Union[OfflineMap, str, Path], known_maps: Iterable[Path | str] = ()
+) -> RemovalPlan:
     """What removing the map involves: replicas to unregister, pending edits that would be
-    discarded, conflict-log entries, damaged geodatabases. Reads only; for a confirmation."""
+    discarded, conflict-log entries, damaged geodatabases, other copies using the same
+    replicas (among ``known_maps``, the folders of other maps the caller knows, and the folder
+    each geodatabase was made in). Reads only; for a confirmation."""
     if not isinstance(offline_map, OfflineMap):
         offline_map = OfflineMap.open(offline_map)
-    return _map_plan(offline_map)
+    return _map_plan(offline_map, known_maps)
 
 
 def _single_plan(path: Path) -> RemovalPlan:
@@ -343,10 +458,16 @@ class _Removal:
                     locks.enter_context(sync_lock(str(path)))
             plan = make_plan()
             self._check_pending(plan)
+            self._check_copies(plan)
             self.check_cancelled()
             result = RemovalResult(title=plan.title, shared_replicas_kept=shared)
             # No cancelling from here on: a half-unregistered map could no longer sync.
-            self._unregister(plan, result)
+            if self.params.files_only:
+                result.left_registered.extend(
+                    (r, "only the files were removed, as asked") for r in plan.replicas
+                )
+            else:
+                self._unregister(plan, result)
             result.discarded_edits = plan.pending_total
             result.discarded_conflicts = plan.conflicts_total
             self.progress(0.7, "Deleting the local files")
@@ -388,6 +509,18 @@ class _Removal:
                 "Confirm that whatever it holds will be discarded to remove it."
             )
         raise PendingEditsError(message, counts)
+
+    def _check_copies(self, plan: RemovalPlan) -> None:
+        params = self.params
+        copies = plan.copies
+        if not copies or params.files_only or params.unregister_shared_replicas:
+            return
+        raise SharedReplicaError(
+            f"'{plan.title}' may be a copy: {' '.join(copies)} Unregistering its replicas would "
+            'stop the other copy from syncing ("Replica ... does not exist"). Remove the '
+            "files only, or confirm that the replicas are unregistered anyway.",
+            copies,
+        )
 
     def _unregister(self, plan: RemovalPlan, result: RemovalResult) -> None:
         params = self.params
@@ -503,7 +636,9 @@ class RemoveOfflineMapJob(Job):
     """Removes an offline map (see the module docstring); result: :class:`RemovalResult`.
 
     Raises :class:`PendingEditsError` (nothing changed) when local edits would be discarded
-    without ``discard_pending_edits``, :class:`UnregisterError` (nothing deleted) when a
+    without ``discard_pending_edits``, :class:`SharedReplicaError` (nothing changed) when
+    another copy may use the replicas (see ``known_maps`` of :func:`plan_offline_map_removal`)
+    without ``files_only`` or ``unregister_shared_replicas``, :class:`UnregisterError` (nothing deleted) when a
     replica cannot be unregistered without ``remove_locally_if_unreachable``, and
     ``SyncInProgressError`` while a geodatabase is synchronizing.
     """
@@ -515,11 +650,13 @@ class RemoveOfflineMapJob(Job):
         credentials: CredentialProvider | None = None,
         *,
         client: ArcGISClient | None = None,
+        known_maps: Iterable[Path | str] = (),
     ) -> None:
         super().__init__()
         self.offline_map = offline_map
         self.parameters = params or RemovalParameters()
         self.client = client or ArcGISClient(credentials)
+        self.known_maps = list(known_maps)
 
     def _execute(self) -> RemovalResult:
         offline_map = self.offline_map
@@ -531,7 +668,7 @@ class RemoveOfflineMapJob(Job):
         ours = _our_files_in(folder, paths)
         removal = _Removal(self.client, self.parameters, self._report, self._check_cancelled)
         result = removal.run(
-            lambda: _map_plan(offline_map),
+            lambda: _map_plan(offline_map, self.known_maps),
             paths,
             [folder / MANIFEST_NAME],
             [folder.with_name(folder.name + "_deltas")]
@@ -585,9 +722,12 @@ def remove_offline_map(
     credentials: CredentialProvider | None = None,
     *,
     client: ArcGISClient | None = None,
+    known_maps: Iterable[Path | str] = (),
 ) -> RemovalResult:
     """Remove an offline map, blocking (see :class:`RemoveOfflineMapJob`)."""
-    return RemoveOfflineMapJob(offline_map, params, credentials, client=client).run()
+    return RemoveOfflineMapJob(
+        offline_map, params, credentials, client=client, known_maps=known_maps
+    ).run()
 
 
 def remove_geodatabase(
@@ -608,6 +748,7 @@ __all__ = [
     "RemovalPlan",
     "RemovalResult",
     "RemoveGeodatabaseJob",
+    "SharedReplicaError",
     "RemoveOfflineMapJob",
     "ReplicaRef",
     "UnregisterError",

@@ -107,12 +107,26 @@ class ReplicaDownloads:
         return replica, result
 
     def register(self, service_url: str, request: dict) -> str:
-        """Create a replica whose data is not needed (the rows came another way); its ID."""
+        """Create a replica whose data is not needed (the rows came another way); its ID.
+
+        A request registering existing data (``replicaOptions``) must be answered with an info
+        response: a service that ignores the option registers the replica at its current
+        generation, and the data would miss the changes made since it was made.
+        """
         replica, result = self.create_replica(service_url, request)
         with result:
-            replica.id = result.header().get("replicaID")
+            header = result.header()
+            replica.id = header.get("replicaID")
         if not replica.id:
             raise ServiceError(f"The service {service_url} registered no replica.", url=service_url)
+        existing = (request.get("replicaOptions") or {}).get("registerExistingData")
+        if existing and header.get("responseType") != "esriReplicaResponseTypeInfo":
+            raise ServiceError(
+                f"The service {service_url} cannot register the map area's data for sync (it "
+                "does not support registering existing data). Download the area with scheduled "
+                "updates, or take the map offline on demand instead.",
+                url=service_url,
+            )
         return str(replica.id)
 
     def download_geodatabase(

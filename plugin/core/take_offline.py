@@ -729,7 +729,9 @@ class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
             generation = geodatabase.replica.data_generation
             if mode.downloads_from_feature_services:
                 self._report(middle, f"Registering {plan.title} for sync")
-                replica_id, name = self._register(plan, area, made, upload_only=False)
+                replica_id, name = self._register(
+                    plan, area, made, upload_only=False, existing=geodatabase
+                )
                 # Same data and generation, our own replica: syncs download from the package's
                 # generation on, and the portal's package replica stays the refresh job's.
                 adopt_replica(geodatabase, replica_id, name)
@@ -762,8 +764,15 @@ class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
         made: ReplicaDownloads,
         *,
         upload_only: bool,
+        existing: Any = None,
     ) -> tuple[str, str]:
-        """Register a replica of the service for the area; its data is not needed."""
+        """Register a replica of the service for the area; its data is not needed.
+
+        With ``existing`` (the geodatabase of a package) the replica is registered for that
+        data at the package's generation(s) (``replicaOptions`` registering existing data, SDK
+        ``registerSyncEnabledGeodatabase``): its first sync brings every change made since the
+        package was built, and nothing twice. The answer is an info response without data.
+        """
         name = unique_replica_name(self.builder.parameters.title or plan.title)
         params = self.builder.replica_parameters(plan, area, name)
         params["returnAttachments"] = False
@@ -774,6 +783,25 @@ class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
                 str(layer_id): {"queryOption": "none", "useGeometry": False}
                 for layer_id in sorted(plan.layer_infos)
             }
+        if existing is not None:
+            replica = existing.replica
+            gens = {
+                layer.id: int(replica.layer_gens.get(layer.id, replica.server_gen or 0) or 0)
+                for layer in existing.layers
+            }
+            params["layers"] = sorted(gens)
+            params["layerQueries"] = {
+                k: v for k, v in params["layerQueries"].items() if int(k) in gens
+            }
+            params["syncModel"] = SyncModel(replica.sync_model).value
+            options: dict[str, Any] = {"registerExistingData": True}
+            if SyncModel(replica.sync_model) == SyncModel.PER_LAYER:
+                options["layerServerGens"] = [
+                    {"id": i, "serverGen": g} for i, g in sorted(gens.items())
+                ]
+            else:
+                options["replicaServerGen"] = int(replica.server_gen or 0)
+            params["replicaOptions"] = options
         return made.register(plan.service_url, params), name
 
 

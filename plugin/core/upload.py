@@ -119,9 +119,20 @@ def _feature_edits(conn, layer: LayerDef, seq: int, only_adds: bool, counts: dic
     return edits
 
 
-def _attachment_edits(conn, layer: LayerDef, seq: int, only_adds: bool, counts: dict) -> dict:
+def _attachment_edits(
+    conn, layer: LayerDef, seq: int, only_adds: bool, counts: dict, max_bytes: int | None
+) -> dict:
     table = layer.attachment_table
     adds_fids, update_fids, delete_ids = _pending(conn, table, seq, only_adds)
+    if max_bytes is not None:
+        # Too large to upload: they stay pending (reported by the sync), the rest goes.
+        sql = (
+            f"SELECT {quote(ATTACHMENT_FID)} FROM {quote(table)}"
+            f' WHERE length("DATA") > {int(max_bytes)} AND {quote(ATTACHMENT_FID)} IN'
+        )
+        too_large = {fid for (fid,) in select_in(conn, sql, adds_fids + update_fids)}
+        adds_fids = [f for f in adds_fids if f not in too_large]
+        update_fids = [f for f in update_fids if f not in too_large]
     edits: dict = {}
     columns = list(ATTACHMENT_COLUMNS)
     for key, fids in (("adds", adds_fids), ("updates", update_fids)):
@@ -148,8 +159,10 @@ def build_snapshot(
     *,
     layer_ids: Iterable[int] | None = None,
     only_adds: bool = False,
+    max_attachment_bytes: int | None = None,
 ) -> UploadSnapshot:
-    """Freeze the pending changes (all of them, up to the current sequence number)."""
+    """Freeze the pending changes (all of them, up to the current sequence number); attachments
+    larger than ``max_attachment_bytes`` are left out and stay pending."""
     wanted = None if layer_ids is None else {int(i) for i in layer_ids}
     selected = [lyr for lyr in layers if wanted is None or lyr.id in wanted]
     conn.execute("BEGIN")  # one read snapshot for the sequence number and the rows
@@ -164,7 +177,9 @@ def build_snapshot(
             if features:
                 entry["features"] = features
             if layer.attachment_table:
-                attachments = _attachment_edits(conn, layer, seq, only_adds, layer_counts)
+                attachments = _attachment_edits(
+                    conn, layer, seq, only_adds, layer_counts, max_attachment_bytes
+                )
                 if attachments:
                     entry["attachments"] = attachments
             if len(entry) > 1:

@@ -717,7 +717,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         from ..core.removal import plan_offline_map_removal
 
         try:
-            plan = plan_offline_map_removal(self.offline_map)
+            plan = plan_offline_map_removal(self.offline_map, self.recent_maps())
         except OfflineMapSyncError as error:
             self._show_error(str(error))
             return None
@@ -731,7 +731,12 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         from ..core.removal import RemoveOfflineMapJob
 
         try:
-            job = RemoveOfflineMapJob(self.offline_map, parameters, client=self._client())
+            job = RemoveOfflineMapJob(
+                self.offline_map,
+                parameters,
+                client=self._client(),
+                known_maps=self.recent_maps(),
+            )
         except OfflineMapSyncError as error:
             self._show_error(str(error))
             return None

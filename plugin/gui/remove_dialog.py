@@ -3,6 +3,8 @@
 Shows what a removal involves, from the core's ``RemovalPlan``: the replicas unregistered, the
 folder deleted, and by name every layer whose local edits were never uploaded. Those edits are
 lost, so the Remove button stays disabled until the user ticks that they are discarded.
+When the map may be a copy of another one (the same replicas), it says so and offers to remove
+the files only, ticked by default: unregistering would stop the other copy from syncing.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ class RemoveDialog(QDialog, FORM_CLASS):
         self.discardCheck.setText(self._discard_text())
         self.discardCheck.toggled.connect(self._update_enabled)
 
+        copies = plan.copies
+        self.copyGroup.setVisible(bool(copies))
+        self.copyLabel.setText(
+            "\n".join(copies)
+            + "\n"
+            + tr(
+                "Unregistering its replicas would stop the other copy from syncing. Keep them "
+                "registered and remove the files only, unless the other copy is gone."
+            )
+            if copies
+            else ""
+        )
+
         details = []
         if plan.conflicts_total:
             details.append(
@@ -60,7 +75,9 @@ class RemoveDialog(QDialog, FORM_CLASS):
         plan = self.plan
         where = escape(str(plan.folder)) if plan.folder else ""
         text = tr("Remove the offline map <b>{0}</b>?").format(escape(plan.title)) + "<br>"
-        if len(plan.replicas) == 1:
+        if plan.copies:
+            text += tr("Its files are deleted from {0}; its replicas: see below.").format(where)
+        elif len(plan.replicas) == 1:
             text += tr(
                 "Its replica is unregistered from its feature service and its files are deleted "
                 "from {0}."
@@ -108,9 +125,13 @@ class RemoveDialog(QDialog, FORM_CLASS):
 
     def parameters(self) -> RemovalParameters:
         """What the user confirmed (only meaningful after the dialog was accepted)."""
+        copies = bool(self.plan.copies)
+        files_only = copies and self.filesOnlyCheck.isChecked()
         return RemovalParameters(
             discard_pending_edits=self.plan.needs_discard_confirmation
-            and self.discardCheck.isChecked()
+            and self.discardCheck.isChecked(),
+            files_only=files_only,
+            unregister_shared_replicas=copies and not files_only,
         )
 
 

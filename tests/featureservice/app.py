@@ -248,7 +248,12 @@ class ReferenceApp:
         operation = OPERATIONS.get(endpoint, endpoint)
         fault = None if endpoint.startswith("admin_") else self.faults.take(operation)
         if fault is not None:
-            if fault.kind not in ("delay", "drop_after_commit", "truncated_json"):
+            if fault.kind not in (
+                "delay",
+                "drop_after_commit",
+                "truncated_json",
+                "results_by_object_id",
+            ):
                 # Read the request body first: left in the connection's buffer, the server
                 # would parse it as a next request ("Bad request syntax" on stderr).
                 request.get_data(parse_form_data=True)
@@ -256,7 +261,7 @@ class ReferenceApp:
             if early is not None:
                 return early
         try:
-            response = self.dispatch(request, endpoint, args)
+            response = self.dispatch(request, endpoint, args, fault)
         except ApiError as exc:
             response = json_response(exc.body(), exc.http_status)
         except HTTPException as exc:
@@ -321,7 +326,7 @@ class ReferenceApp:
 
     # --- dispatch ------------------------------------------------------------------------------
 
-    def dispatch(self, request: Request, endpoint: str, args: dict) -> Response:
+    def dispatch(self, request: Request, endpoint: str, args: dict, fault=None) -> Response:
         params = Params.from_request(request)
         root_url = request.host_url.rstrip("/") + "/arcgis"
         user = None
@@ -333,6 +338,7 @@ class ReferenceApp:
             user=user,
             auth_on=self.auth.enabled,
             on_sync_commit=self._sync_committed if self.sync_listeners else None,
+            results_by_object_id=fault is not None and fault.kind == "results_by_object_id",
         )
         handler: Callable[..., Response] = getattr(self, f"ep_{endpoint}")
         return handler(request, params, env, **args)

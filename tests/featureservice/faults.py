@@ -15,6 +15,8 @@ for any request. Kinds:
 - truncated_json: do the work, answer only the first half of the JSON body;
 - json_error: answer HTTP 200 with an ArcGIS JSON error carrying `message` (and `code`, default
   400), do nothing;
+- results_by_object_id (synchronizeReplica): do the work, but the edit results name the rows
+  by `objectId` only, without their `globalId` (as some servers answer);
 - slow_job (async createReplica/synchronizeReplica only): the next job reports InProgress for
   `polls` (default 3) status polls before showing its real status.
 """
@@ -35,6 +37,7 @@ KINDS = (
     "html_error",
     "truncated_json",
     "json_error",
+    "results_by_object_id",
     "slow_job",
 )
 

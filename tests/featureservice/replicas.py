@@ -37,6 +37,7 @@ SYNC_MODELS = ("perReplica", "perLayer", "none")
 DIRECTIONS = ("bidirectional", "upload", "download", "snapshot")
 ATTACHMENT_DIRECTIONS = ("none", "upload", "bidirectional")
 RESPONSE_DATA = "esriReplicaResponseTypeData"
+RESPONSE_INFO = "esriReplicaResponseTypeInfo"
 RESPONSE_EDITS = "esriReplicaResponseTypeEdits"
 RESPONSE_NO_EDITS = "esriReplicaResponseTypeNoEdits"
 RESPONSE_REPLACEMENT = "esriReplicaResponseTypeReplacementData"
@@ -54,6 +55,8 @@ class Env:
     auth_on: bool = False
     #: Observer of committed sync uploads (tests): called with a record after the commit.
     on_sync_commit: Callable[[dict], None] | None = None
+    #: Fault injection: edit results name rows by objectId only (no globalId).
+    results_by_object_id: bool = False
 
     def service_url(self, service: str) -> str:
         return f"{self.root_url}/rest/services/{service}/FeatureServer"
@@ -331,6 +334,7 @@ def create_replica(
     by_url = params.get_bool("returnAttachmentsDataByUrl", True)
 
     gen = tx.current_gen(name)
+    existing = _existing_data_gens(params, layer_ids, sync_model, gen)
     replica = {
         "replicaID": "{" + str(uuid.uuid4()).upper() + "}",
         "replicaName": str(replica_name),
@@ -353,6 +357,17 @@ def create_replica(
         # be reported, like the other creation parameters.
         "syncDataOptions": params.get_int("syncDataOptions", 0),
     }
+    if existing is not None:
+        # The client has the data already (a package made at these generations): register the
+        # replica there, so its first sync downloads every change made since; no data.
+        replica["layerServerGens"] = {str(i): existing[i] for i in layer_ids}
+        replica["replicaServerGen"] = min(existing.values())
+        tx.save_replica(replica)
+        doc = StreamDict(replicaName=replica["replicaName"], replicaID=replica["replicaID"])
+        doc["responseType"] = RESPONSE_INFO
+        doc["syncModel"] = sync_model
+        doc.update(_gens_json(replica))
+        return doc, replica
     scopes = replica_scopes(tx, service, replica)
     doc = StreamDict(replicaName=replica["replicaName"])
     if sync_model != "none":
@@ -364,6 +379,51 @@ def create_replica(
         tx.save_replica(replica)
     doc["layers"] = StreamList(_data_entries(tx, env, replica, scopes, with_attachments, by_url))
     return doc, (replica if sync_model != "none" else None)
+
+
+def _entry_layer_id(item: Any, what: str) -> int:
+    """The layer id of one ``{"id": ..., "serverGen": ...}`` entry of ``what``."""
+    if not isinstance(item, dict) or "id" not in item:
+        raise bad_request(f"Each {what} entry needs an 'id'.")
+    try:
+        return int(item["id"])
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"Invalid layer id '{item['id']}' in {what}.") from exc
+
+
+def _existing_data_gens(
+    params: Params, layer_ids: list[int], sync_model: str, current: int
+) -> dict[int, int] | None:
+    """``replicaOptions`` registering existing data: the generation of each layer's data
+    (``replicaServerGen`` for all, or ``layerServerGens`` per layer); None when not asked."""
+    options = parse_json_param(params, "replicaOptions", {}) or {}
+    if not isinstance(options, dict):
+        raise bad_request("'replicaOptions' must be a JSON object.")
+    if not options.get("registerExistingData"):
+        return None
+    if sync_model == "none":
+        raise bad_request("Existing data can only be registered for a replica that syncs.")
+    gens: dict[int, int] = {}
+    if options.get("replicaServerGen") not in (None, ""):
+        gen = _parse_gen(options["replicaServerGen"], "replicaServerGen")
+        gens = dict.fromkeys(layer_ids, gen)
+    for item in options.get("layerServerGens") or []:
+        layer_id = _entry_layer_id(item, "layerServerGens")
+        if layer_id in layer_ids:
+            gens[layer_id] = _parse_gen(item.get("serverGen"), "serverGen")
+    missing = [i for i in layer_ids if i not in gens]
+    if missing:
+        raise bad_request(
+            "replicaOptions registering existing data needs the generation of the data: "
+            f"replicaServerGen, or layerServerGens for layers {missing}."
+        )
+    newer = {i: g for i, g in gens.items() if g > current}
+    if newer:
+        raise bad_request(
+            f"The generation of the existing data {newer} is newer than the service's "
+            f"({current}); the data does not belong to this service."
+        )
+    return gens
 
 
 def load_replica(tx: Tx, env: Env, service: dict, replica_id: Any) -> dict:
@@ -410,12 +470,7 @@ def _sync_plan(
                     "'syncLayers' must be a JSON list of {id, serverGen, syncDirection}."
                 )
             for item in sync_layers:
-                if not isinstance(item, dict) or "id" not in item:
-                    raise bad_request("Each syncLayers entry needs an 'id'.")
-                try:
-                    layer_id = int(item["id"])
-                except (TypeError, ValueError) as exc:
-                    raise bad_request(f"Invalid layer id '{item['id']}' in syncLayers.") from exc
+                layer_id = _entry_layer_id(item, "syncLayers")
                 if layer_id not in replica["layers"]:
                     raise bad_request(f"Layer {layer_id} is not part of this replica.")
                 gen_value = item.get("serverGen", replica["layerServerGens"].get(str(layer_id)))
@@ -637,6 +692,11 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
                     failures.append(
                         f"Layer {layer.id} attachment {item.get('globalId')}: {item['error']['description']} (code {item['error']['code']})"
                     )
+    if env.results_by_object_id:
+        for layer_results in results.values():
+            for key in ("addResults", "updateResults", "deleteResults"):
+                for item in layer_results.get(key) or []:
+                    item.pop("globalId", None)
     if failures and rollback:
         raise ApiError(
             400,

@@ -50,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.directions,
         help="comma-separated directions of the random syncs (bidirectional,upload,download)",
     )
+    parser.add_argument(
+        "--oversize-rate",
+        type=float,
+        default=defaults.oversize_rate,
+        help="chance that a new attachment is above the random syncs' upload limit",
+    )
+    parser.add_argument(
+        "--no-preplanned",
+        action="store_true",
+        help="no preplanned map area among the replicas (all taken offline on demand)",
+    )
     parser.add_argument("--workdir", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--verbose", action="store_true", help="print every edit, fault and sync")
     args = parser.parse_args(argv)
@@ -70,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         hot_rate=args.hot_rate,
         sync_model=args.sync_model,
         directions=args.directions,
+        oversize_rate=args.oversize_rate,
+        preplanned=not args.no_preplanned,
         verbose=args.verbose,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="oms-stress-"))
