@@ -194,6 +194,8 @@ class ReferenceApp:
         self.owning_system_url: str | None = None
         self._jobs: list[threading.Thread] = []
         self._jobs_lock = threading.Lock()
+        #: Polls each slow job still answers "InProgress" to (the slow_job fault), by job id.
+        self._held_polls: dict[str, int] = {}
         self._stats = {"requests": 0, "bytesOut": 0}
         self._stats_lock = threading.Lock()
         #: Called with a record of every committed synchronizeReplica upload, in commit order:
@@ -885,10 +887,12 @@ class ReferenceApp:
             "status": "Pending",
             "submissionTime": now,
             "lastUpdatedTime": now,
-            "holdPolls": int(slow.opts.get("polls", 3)) if slow else 0,
         }
         with self.store.write() as tx:
             tx.save_job(job)
+        if slow:
+            with self._jobs_lock:
+                self._held_polls[job_id] = int(slow.opts.get("polls", 3))
         thread = threading.Thread(
             target=self._run_job, args=(job_id, env, service, operation, params), daemon=True
         )
@@ -933,28 +937,32 @@ class ReferenceApp:
                 tx.save_job(job)
 
     def ep_jobs(self, request, params, env, service, job_id):
-        with self.store.write() as tx:
+        # A read snapshot, not the writer lock: the status answers at once while the job's own
+        # (long) write transaction runs, as ArcGIS does; the job's end shows once committed.
+        with self.store.read() as tx:
             job = tx.job(job_id)
-            if job is None or job["service"].lower() != service.lower():
-                raise ApiError(400, f"Job {job_id[:64]} does not exist.", ["Job not found."])
-            if env.auth_on and job.get("owner") != env.user:
-                raise ApiError(403, "You do not have permissions to access this job.")
-            status = {k: job[k] for k in ("status", "submissionTime", "lastUpdatedTime")}
-            if job.get("holdPolls", 0) > 0 and job["status"] in ("Completed", "Failed", "Pending"):
-                job["holdPolls"] -= 1
-                tx.save_job(job)
-                status["status"] = "InProgress"
-                return json_response(status)
-            for key in (
-                "replicaName",
-                "replicaID",
-                "responseType",
-                "transportType",
-                "resultUrl",
-                "error",
-            ):
-                if job.get(key) is not None:
-                    status[key] = job[key]
+        if job is None or job["service"].lower() != service.lower():
+            raise ApiError(400, f"Job {job_id[:64]} does not exist.", ["Job not found."])
+        if env.auth_on and job.get("owner") != env.user:
+            raise ApiError(403, "You do not have permissions to access this job.")
+        status = {k: job[k] for k in ("status", "submissionTime", "lastUpdatedTime")}
+        with self._jobs_lock:
+            held = self._held_polls.get(job_id, 0)
+            if held > 0:
+                self._held_polls[job_id] = held - 1
+        if held > 0 or job["status"] == "Pending":
+            status["status"] = "InProgress"
+            return json_response(status)
+        for key in (
+            "replicaName",
+            "replicaID",
+            "responseType",
+            "transportType",
+            "resultUrl",
+            "error",
+        ):
+            if job.get(key) is not None:
+                status[key] = job[key]
         return json_response(status)
 
     def ep_result(self, request, params, env, folder, name):
