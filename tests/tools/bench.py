@@ -1,16 +1,28 @@
 """``make bench``: taking data offline, uploading and downloading, measured side by side.
 
-Every measured step runs in a child process of its own, so its wall time and peak memory
-(``ru_maxrss`` from ``os.wait4``) are its alone; the reference service runs in another process
-and counts the requests it answers. Cases:
+Every measured step runs in a child process of its own, so its wall time, CPU time and peak
+memory (``ru_maxrss`` from ``os.wait4``) are its alone; the reference service runs in another
+process whose CPU time and peak memory (``VmHWM``, reset before each run) are read from /proc,
+and it counts the requests it answers. Every case runs ``--runs`` times (3 by default); a row
+keeps ``wall_s`` (the fastest run), ``wall_s_median``, ``peak_mb`` (the client's, largest run),
+``server_peak_mb``, ``client_s`` and ``server_s`` (median CPU seconds of each side: the two
+overlap in wall time, CPU time separates them) and, for our jobs, ``poll_lag_s`` (average time
+from the server job's end to the client noticing it). Cases:
 
-- take offline N point features with 10 attributes: this plugin, ``ogr2ogr`` from the layer's
-  query endpoint into a GeoPackage, and QGIS's "Package layers" from an ArcGIS Feature Server
-  layer (what a QGIS user would do today);
-- upload 10,000 mixed local edits (attribute and geometry updates, adds, deletes);
-- download and apply N server changes.
+- take offline N point features with 10 attributes: this plugin; ``ogr2ogr`` from the layer's
+  query endpoint into a GeoPackage (typed like ours: dates as dates, numbers as numbers, into a
+  table with a spatial index, made before the timed run); QGIS's "Package layers" from an
+  ArcGIS Feature Server layer (what a QGIS user would do today), its export timed apart from
+  QGIS's start-up (``qgis_startup_s``: a user has QGIS open);
+- download and apply N server changes: this plugin, and ``ogr2ogr -upsert`` of the same changed
+  rows (typed the same way) into a copy of our GeoPackage (tracking triggers dropped, GlobalID
+  made unique so the upsert finds the rows);
+- upload 10,000 mixed local edits (attribute and geometry updates, adds, deletes).
 
-Usage: python tests/tools/bench.py [--sizes 10000,100000] [--json bench.json] [--skip-qgis]
+``ogr2ogr``'s warnings are kept (``warnings``: their count; ``warning_lines``: the first few).
+
+Usage: python tests/tools/bench.py [--sizes 10000,100000] [--runs 3] [--json bench.json]
+       [--skip-qgis] [--only-ours]
 Figures are printed as a table and written as JSON for comparison between commits.
 """
 
@@ -21,6 +33,8 @@ import json
 import os
 import random
 import shutil
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,8 +51,28 @@ PYTHON = sys.executable
 
 
 # -- child processes -------------------------------------------------------------------------------
+def _watch_job_polls() -> list[float]:
+    """Seconds from each server job's end (its ``lastUpdatedTime``) to the client seeing it."""
+    from plugin.core import rest
+
+    lags: list[float] = []
+    poll_job = rest.ArcGISClient.poll_job
+
+    def watched(self, *args, **kwargs):
+        status = poll_job(self, *args, **kwargs)
+        ended = status.get("lastUpdatedTime")
+        if isinstance(ended, (int, float)):
+            lags.append(time.time() - ended / 1000)
+        return status
+
+    rest.ArcGISClient.poll_job = watched
+    return lags
+
+
 def _child_plugin_offline(args: dict) -> dict:
     from plugin.core.take_offline import OfflineMapTask
+
+    lags = _watch_job_polls()
 
     task = OfflineMapTask(service_urls=[args["service_url"]])
     params = task.create_default_generate_offline_map_parameters(None)
@@ -49,7 +83,7 @@ def _child_plugin_offline(args: dict) -> dict:
         with result.offline_map.open_geodatabase(entry) as gdb:
             for layer in gdb.layers:
                 counts[layer.name] = _count_rows(gdb.path, layer.table_name)
-    return {"rows": sum(counts.values())}
+    return {"rows": sum(counts.values()), "poll_lags": lags}
 
 
 def _child_sync(args: dict) -> dict:
@@ -57,6 +91,7 @@ def _child_sync(args: dict) -> dict:
     from plugin.core.offline_map import OfflineMap
     from plugin.core.sync import OfflineMapSyncTask
 
+    lags = _watch_job_polls()
     task = OfflineMapSyncTask(OfflineMap.open(args["folder"]))
     task.load()
     params = task.create_default_offline_map_sync_parameters()
@@ -68,10 +103,11 @@ def _child_sync(args: dict) -> dict:
     for layer in result.all_results():
         up += layer.uploaded.total
         down += layer.downloaded.total
-    return {"uploaded": up, "downloaded": down}
+    return {"uploaded": up, "downloaded": down, "poll_lags": lags}
 
 
 def _child_qgis_package(args: dict) -> dict:
+    started = time.perf_counter()
     from qgis.core import QgsApplication, QgsVectorLayer
 
     QgsApplication.setPrefixPath("/usr", True)
@@ -84,6 +120,12 @@ def _child_qgis_package(args: dict) -> dict:
 
     Processing.initialize()
     QgsApplication.processingRegistry().addProvider(QgsNativeAlgorithms())
+    from qgis.core import QgsNetworkAccessManager
+
+    cache = QgsNetworkAccessManager.instance().cache()
+    if cache is not None:  # answers cached by an earlier run are no download
+        cache.clear()
+    ready = time.perf_counter()
     layer = QgsVectorLayer(
         f"crs='EPSG:3857' url='{args['layer_url']}'", "LargePoints", "arcgisfeatureserver"
     )
@@ -93,8 +135,13 @@ def _child_qgis_package(args: dict) -> dict:
         "native:package",
         {"LAYERS": [layer], "OUTPUT": args["output"], "OVERWRITE": True, "SAVE_STYLES": False},
     )
+    exported = time.perf_counter()
     rows = QgsVectorLayer(f"{args['output']}|layername=LargePoints", "out", "ogr").featureCount()
-    return {"rows": rows}
+    return {
+        "rows": rows,
+        "qgis_startup_s": round(ready - started, 2),
+        "export_s": round(exported - ready, 2),
+    }
 
 
 CHILDREN = {
@@ -146,6 +193,31 @@ class Server:
         except Exception:
             return None
 
+    def reset_peak(self) -> None:
+        """Start a new peak-memory window (Linux: writing 5 to clear_refs resets VmHWM)."""
+        try:
+            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def peak_mb(self) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return None
+
+    def cpu_s(self) -> float | None:
+        """User + system CPU seconds the service has used so far."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def admin(self, name: str, **fields) -> dict:
         data = urllib.parse.urlencode(dict(fields, f="json")).encode()
         with urllib.request.urlopen(f"{self.root_url}/admin/{name}", data, timeout=600) as r:
@@ -157,8 +229,12 @@ class Server:
 
 
 def measure(argv: list[str], server: Server | None) -> dict:
-    """Run ``argv`` as a child; wall seconds, peak MB, requests the server answered for it."""
+    """Run ``argv`` as a child: wall and CPU seconds and peak MB of the child and the server,
+    requests the server answered for it, warnings the child wrote (GDAL tools)."""
+    if server:
+        server.reset_peak()
     before = server.requests() if server else None
+    server_cpu = server.cpu_s() if server else None
     started = time.perf_counter()
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     with tempfile.TemporaryFile("w+") as errors:
@@ -168,23 +244,64 @@ def measure(argv: list[str], server: Server | None) -> dict:
         output = child.stdout.read()
         _, status, usage = os.wait4(child.pid, 0)
         errors.seek(0)
-        error_text = errors.read()[-3000:]
+        error_text = errors.read()
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(
-            f"{' '.join(argv[:4])}... failed ({child.returncode}):\n{output}\n{error_text}"
+            f"{' '.join(argv[:4])}... failed ({child.returncode}):\n{output}\n{error_text[-3000:]}"
         )
     after = server.requests() if server else None
+    server_cpu_after = server.cpu_s() if server else None
+    warnings = [line for line in error_text.splitlines() if line.startswith(("Warning", "ERROR"))]
     figures = {
         "wall_s": round(wall, 2),
         "peak_mb": round(usage.ru_maxrss / 1024, 1),
+        "client_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "server_s": (
+            round(server_cpu_after - server_cpu, 2)
+            if server_cpu is not None and server_cpu_after is not None
+            else None
+        ),
+        "server_peak_mb": server.peak_mb() if server else None,
         "requests": (after - before) if before is not None and after is not None else None,
+        "warnings": len(warnings),
+        "warning_lines": sorted(set(warnings))[:5],
     }
     lines = [line for line in output.splitlines() if line.startswith("{")]
     if lines:
         figures.update(json.loads(lines[-1]))
     return figures
+
+
+def summarize(runs: list[dict]) -> dict:
+    """One row from several runs: fastest and median wall time, largest peaks, median CPU."""
+    walls = [r["wall_s"] for r in runs]
+    row = dict(runs[-1])
+    row["wall_s"] = min(walls)
+    row["wall_s_median"] = round(statistics.median(walls), 2)
+    row["runs"] = len(runs)
+    for key in ("peak_mb", "server_peak_mb"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        row[key] = max(values) if values else None
+    for key in ("client_s", "server_s", "export_s", "qgis_startup_s"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            row[key] = round(statistics.median(values), 2)
+    if "export_s" in row:  # QGIS: the export alone; start-up is reported apart
+        exports = [r["export_s"] for r in runs]
+        row["process_wall_s"] = row["wall_s"]
+        row["wall_s"] = min(exports)
+        row["wall_s_median"] = round(statistics.median(exports), 2)
+    lags = [lag for r in runs for lag in r.get("poll_lags") or ()]
+    row.pop("poll_lags", None)
+    if lags:
+        row["poll_lag_s"] = round(statistics.mean(lags), 3)
+        row["poll_lag_max_s"] = round(max(lags), 3)
+    row["warnings"] = max(r.get("warnings", 0) for r in runs)
+    if not row["warnings"]:
+        row.pop("warning_lines", None)
+    return row
 
 
 def child_argv(case: str, **args) -> list[str]:
@@ -241,74 +358,198 @@ def server_changes(server: Server, count: int) -> None:
         raise SystemExit(f"bulkUpdate failed: {answer['error']}")
 
 
-def run(sizes: list[int], json_path: Path, skip_qgis: bool, work: Path) -> list[dict]:
+# -- ogr2ogr, typed like our output -----------------------------------------------------------------
+_OGR_TYPES = {
+    "esriFieldTypeSmallInteger": "OFTInteger",
+    "esriFieldTypeInteger": "OFTInteger",
+    "esriFieldTypeDouble": "OFTReal",
+    "esriFieldTypeSingle": "OFTReal",
+    "esriFieldTypeDate": "OFTDateTime",
+}
+
+
+def layer_json(server: Server) -> dict:
+    with urllib.request.urlopen(f"{server.service_url}/0?f=json", timeout=60) as r:
+        return json.load(r)
+
+
+def typed_select(info: dict) -> str:
+    """SQLite-dialect SELECT over GDAL's ESRIJSON layer that types what GDAL 3.6 reads as text
+    (dates, single floats): dates as ISO date-times, numbers as numbers."""
+    columns = []
+    for f in info["fields"]:
+        name, kind = f["name"], f["type"]
+        q = '"' + name.replace('"', '""') + '"'
+        if kind == "esriFieldTypeDate":
+            columns.append(
+                f"strftime('%Y-%m-%dT%H:%M:%fZ', CAST({q} AS INTEGER) / 1000.0, 'unixepoch') AS {q}"
+            )
+        elif kind in ("esriFieldTypeSingle", "esriFieldTypeDouble"):
+            columns.append(f"CAST({q} AS REAL) AS {q}")
+        else:
+            columns.append(q)
+    return f"SELECT {', '.join(columns)}, geometry FROM ESRIJSON"
+
+
+def typed_table(path: Path, info: dict) -> None:
+    """An empty GeoPackage table typed like the layer, with a spatial index (ogr2ogr -append
+    fills it: made before the timed run, as a user would prepare a target once)."""
+    from osgeo import ogr, osr
+
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(3857)
+    oid = info.get("objectIdField", "OBJECTID")
+    layer = ds.CreateLayer(
+        "LargePoints", srs, ogr.wkbPoint, [f"FID={oid}", "GEOMETRY_NAME=geom", "SPATIAL_INDEX=YES"]
+    )
+    for f in info["fields"]:
+        if f["type"] == "esriFieldTypeOID":
+            continue
+        defn = ogr.FieldDefn(f["name"], getattr(ogr, _OGR_TYPES.get(f["type"], "OFTString")))
+        if defn.GetType() == ogr.OFTString and f.get("length"):
+            defn.SetWidth(int(f["length"]))
+        layer.CreateField(defn)
+    ds = None
+
+
+def ogr2ogr_source(server: Server, where: str = "1=1") -> str:
+    return (
+        f"ESRIJSON:{server.service_url}/0/query?where={urllib.parse.quote(where)}&outFields=*"
+        "&f=json&orderByFields=OBJECTID"
+    )
+
+
+def upsert_target(folder: Path, target: Path, info: dict) -> None:
+    """A copy of our GeoPackage that ``ogr2ogr -upsert`` can update: no tracking triggers (they
+    are ours, not GDAL's), and a unique GlobalID, the key the upsert matches rows on."""
+    _remove_gpkg(target)
+    source = sqlite3.connect(next(folder.glob("*.gpkg")))
+    copy = sqlite3.connect(target)
+    source.backup(copy)  # with what is still in the -wal file
+    source.close()
+    copy.close()
+    with sqlite3.connect(target) as conn:
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'oms\\_%' ESCAPE '\\'"
+        ).fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+        gid = info.get("globalIdField") or "GlobalID"
+        conn.execute(f'CREATE UNIQUE INDEX bench_unique_gid ON LargePoints ("{gid}")')
+
+
+def _remove_gpkg(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def run(
+    sizes: list[int],
+    json_path: Path,
+    skip_qgis: bool,
+    work: Path,
+    runs: int = 3,
+    only_ours: bool = False,
+) -> list[dict]:
     rows: list[dict] = []
 
-    def record(case: str, tool: str, size: int, figures: dict) -> None:
-        row = {"case": case, "tool": tool, "size": size, **figures}
+    def record(case: str, tool: str, size: int, output: str, results: list[dict]) -> dict:
+        row = {"case": case, "tool": tool, "size": size, "output": output, **summarize(results)}
         rows.append(row)
         print(
-            f"  {case:<28} {tool:<22} {size:>7}  {row['wall_s']:>8.2f} s  "
-            f"{row['peak_mb']:>7.1f} MB  {row.get('requests') if row.get('requests') is not None else '-':>6} req",
+            f"  {case:<20} {tool:<26} {size:>8}  {row['wall_s']:>7.2f} {row['wall_s_median']:>7.2f} s"
+            f"  {row['peak_mb']:>7.1f} MB  {_fmt(row.get('server_peak_mb')):>7} MB"
+            f"  {_fmt(row.get('client_s')):>6} {_fmt(row.get('server_s')):>6} s"
+            f"  {_fmt(row.get('poll_lag_s')):>6} s  {row.get('warnings') or '':>4}",
             flush=True,
         )
+        return row
 
-    ogr2ogr = shutil.which("ogr2ogr")
+    ogr2ogr = None if only_ours else shutil.which("ogr2ogr")
+    ours = "offline map sync"
     for size in sizes:
         server = Server(work, size)
         try:
+            info = layer_json(server)
             folder = work / f"map-{size}"
-            record(
-                "take offline",
-                "offline map sync",
-                size,
-                measure(
-                    child_argv(
-                        "plugin-offline", service_url=server.service_url, folder=str(folder)
-                    ),
-                    server,
-                ),
-            )
+            results = []
+            for _ in range(runs):
+                shutil.rmtree(folder, ignore_errors=True)
+                argv = child_argv(
+                    "plugin-offline", service_url=server.service_url, folder=str(folder)
+                )
+                results.append(measure(argv, server))
+            record("take offline", ours, size, "typed, indexed, tracked, a replica", results)
             if ogr2ogr:
-                out = work / f"ogr2ogr-{size}.gpkg"
-                url = (
-                    f"ESRIJSON:{server.service_url}/0/query?where=1%3D1&outFields=*&f=json"
-                    "&orderByFields=OBJECTID"
-                )
-                figures = measure(
-                    [ogr2ogr, "-f", "GPKG", str(out), url, "-nln", "LargePoints"], server
-                )
-                figures["rows"] = _count_rows(out, "LargePoints")
-                record("take offline", "ogr2ogr (query)", size, figures)
-            if not skip_qgis:
-                record(
-                    "take offline",
-                    "QGIS Package layers",
-                    size,
-                    measure(
-                        child_argv(
-                            "qgis-package",
-                            layer_url=f"{server.service_url}/0",
-                            output=str(work / f"qgis-{size}.gpkg"),
-                        ),
-                        server,
-                    ),
-                )
-            server_changes(server, size)
+                results = []
+                for _ in range(runs):
+                    out = work / f"ogr2ogr-{size}.gpkg"
+                    _remove_gpkg(out)
+                    typed_table(out, info)
+                    argv = [ogr2ogr, "-append", str(out), ogr2ogr_source(server)]
+                    argv += [
+                        "-nln",
+                        "LargePoints",
+                        "-dialect",
+                        "SQLite",
+                        "-sql",
+                        typed_select(info),
+                    ]
+                    figures = measure(argv, server)
+                    figures["rows"] = _count_rows(out, "LargePoints")
+                    results.append(figures)
+                record("take offline", "ogr2ogr (query)", size, "typed, indexed", results)
+            if not skip_qgis and not only_ours:
+                results = []
+                for _ in range(runs):
+                    argv = child_argv(
+                        "qgis-package",
+                        layer_url=f"{server.service_url}/0",
+                        output=str(work / f"qgis-{size}.gpkg"),
+                    )
+                    results.append(measure(argv, server))
+                record("take offline", "QGIS Package layers", size, "typed, indexed", results)
+            ours_down, upserts = [], []
+            for _ in range(runs):
+                server_changes(server, size)
+                if ogr2ogr:
+                    target = work / f"upsert-{size}.gpkg"
+                    upsert_target(folder, target, info)
+                    argv = [
+                        ogr2ogr,
+                        "-upsert",
+                        str(target),
+                        ogr2ogr_source(server, f"OBJECTID<={size}"),
+                    ]
+                    argv += [
+                        "-nln",
+                        "LargePoints",
+                        "-dialect",
+                        "SQLite",
+                        "-sql",
+                        typed_select(info),
+                    ]
+                    upserts.append(measure(argv, server))
+                    _remove_gpkg(target)
+                argv = child_argv("sync", folder=str(folder), direction="DOWNLOAD")
+                ours_down.append(measure(argv, server))
             record(
-                "download and apply",
-                "offline map sync",
-                size,
-                measure(child_argv("sync", folder=str(folder), direction="DOWNLOAD"), server),
+                "download and apply", ours, size, "typed, indexed, tracked, a replica", ours_down
             )
-            if size == min(sizes):
-                edits = make_local_edits(folder, 10_000 if size >= 10_000 else size)
+            if upserts:
                 record(
-                    "upload edits",
-                    "offline map sync",
-                    edits,
-                    measure(child_argv("sync", folder=str(folder), direction="UPLOAD"), server),
+                    "download and apply", "ogr2ogr -upsert (query)", size, "typed, indexed", upserts
                 )
+            if size == min(sizes):
+                results = []
+                for attempt in range(runs):
+                    edits = make_local_edits(
+                        folder, 10_000 if size >= 10_000 else size, seed=7 + attempt
+                    )
+                    argv = child_argv("sync", folder=str(folder), direction="UPLOAD")
+                    results.append(measure(argv, server))
+                record("upload edits", ours, edits, "", results)
         finally:
             server.stop()
 
@@ -317,20 +558,32 @@ def run(sizes: list[int], json_path: Path, skip_qgis: bool, work: Path) -> list[
     ratios = {}
     if small != large:
         for case in ("take offline", "download and apply"):
-            a, b = (
-                by.get((case, "offline map sync", small)),
-                by.get((case, "offline map sync", large)),
-            )
+            a, b = by.get((case, ours, small)), by.get((case, ours, large))
             if a and b:
-                ratios[case] = round(b["wall_s"] / a["wall_s"], 2)
+                ratios[f"{case} {large}/{small}"] = round(b["wall_s"] / a["wall_s"], 2)
+    pairs = (
+        (("take offline", ours), ("take offline", "ogr2ogr (query)")),
+        (("download and apply", ours), ("download and apply", "ogr2ogr -upsert (query)")),
+        (("download and apply", ours), ("take offline", ours)),
+    )
+    for size in sizes:
+        for (case, tool), (other_case, other_tool) in pairs:
+            this, other = by.get((case, tool, size)), by.get((other_case, other_tool, size))
+            if this and other:
+                label = f"{case} {size}: ours / {other_tool} {other_case}"
+                ratios[label] = round(this["wall_s"] / other["wall_s"], 2)
     print()
-    for case, ratio in ratios.items():
-        print(
-            f"  cost ratio {large // 1000}k/{small // 1000}k, {case}: {ratio}  (linear = {large / small:g})"
-        )
+    for label, ratio in ratios.items():
+        print(f"  {label}: {ratio}")
     json_path.write_text(
         json.dumps(
-            {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": rows, "ratios": ratios}, indent=2
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "runs": runs,
+                "rows": rows,
+                "ratios": ratios,
+            },
+            indent=2,
         ),
         encoding="utf-8",
     )
@@ -338,11 +591,19 @@ def run(sizes: list[int], json_path: Path, skip_qgis: bool, work: Path) -> list[
     return rows
 
 
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--json", default=".bench/bench.json", type=Path)
+    parser.add_argument("--runs", type=int, default=3, help="runs per case (at least 3)")
     parser.add_argument("--skip-qgis", action="store_true")
+    parser.add_argument(
+        "--only-ours", action="store_true", help="this plugin only (no ogr2ogr, no QGIS)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--child")
     parser.add_argument("--args")
@@ -353,9 +614,12 @@ def main() -> int:
     sizes = sorted(int(s) for s in options.sizes.split(","))
     options.json.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="oms-bench-"))
-    print(f"  {'case':<28} {'tool':<22} {'size':>7}  {'wall':>10}  {'peak':>10}  {'':>6}")
+    print(
+        f"  {'case':<20} {'tool':<26} {'size':>8}  {'min':>7} {'median':>7}    {'peak':>7}     "
+        f"{'server':>7}     {'client':>6} {'server':>6}    {'poll lag':>8} {'warn':>4}"
+    )
     try:
-        run(sizes, options.json, options.skip_qgis, work)
+        run(sizes, options.json, options.skip_qgis, work, options.runs, options.only_ours)
     finally:
         if not options.keep:
             shutil.rmtree(work, ignore_errors=True)
