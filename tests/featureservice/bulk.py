@@ -19,6 +19,7 @@ _CHANGEABLE = (
     "esriFieldTypeString",
 )
 SHIFT = 1.0  # geometries move this far in x (layer units) per bulk change
+_CHUNK = 10_000  # rows changed per statement batch
 
 
 def _changeable(f: dict) -> bool:
@@ -68,31 +69,37 @@ def bulk_update(
     gen = tx.next_gen(layer.service)
     tracking = _editor_values(layer, EditContext(user=user), adding=False)
     oid_col, gid_col = quote(layer.oid_field), quote(layer.gid_field)
-    rows = tx.conn.execute(
-        f"SELECT {oid_col}, {gid_col}, {quote(name)}, _geom FROM {layer.table} "
-        f"ORDER BY {oid_col} LIMIT ?",
-        (count,),
-    ).fetchall()
     sets = [f"{quote(name)} = ?"] + [f"{quote(k)} = ?" for k in tracking]
     spatial = not layer.is_table
     if spatial:
         sets += ["_geom = ?", "_xmin = ?", "_ymin = ?", "_xmax = ?", "_ymax = ?"]
     sets.append("_gen = ?")
     sql = f"UPDATE {layer.table} SET {', '.join(sets)} WHERE {oid_col} = ?"
-    args = []
-    for oid, _gid, old, raw_geom in rows:
-        values = [_new_value(target, old, gen, oid), *tracking.values()]
-        if spatial:
-            shape = json.loads(raw_geom) if raw_geom else None
-            if shape is not None:
-                shape = geom._map_coords(shape, lambda x, y: (x + SHIFT, y))
-            box = geom.bbox(shape) or (None, None, None, None)
-            values += [json.dumps(shape) if shape else None, *box]
-        args.append((*values, gen, oid))
-    tx.conn.executemany(sql, args)
-    tx.conn.executemany(
-        "INSERT INTO changes (service, layer_id, kind, globalid, gen, replica) "
-        "VALUES (?, ?, 'f', ?, ?, NULL)",
-        [(layer.service, layer.id, gid, gen) for _oid, gid, _old, _geom in rows],
-    )
-    return {"updated": len(rows), "gen": gen, "field": name}
+    updated, last = 0, None
+    while updated < count:  # in chunks, so a million changes fit in little memory
+        rows = tx.conn.execute(
+            f"SELECT {oid_col}, {gid_col}, {quote(name)}, _geom FROM {layer.table} "
+            f"WHERE ? IS NULL OR {oid_col} > ? ORDER BY {oid_col} LIMIT ?",
+            (last, last, min(_CHUNK, count - updated)),
+        ).fetchall()
+        if not rows:
+            break
+        args = []
+        for oid, _gid, old, raw_geom in rows:
+            values = [_new_value(target, old, gen, oid), *tracking.values()]
+            if spatial:
+                shape = json.loads(raw_geom) if raw_geom else None
+                if shape is not None:
+                    shape = geom._map_coords(shape, lambda x, y: (x + SHIFT, y))
+                box = geom.bbox(shape) or (None, None, None, None)
+                values += [json.dumps(shape) if shape else None, *box]
+            args.append((*values, gen, oid))
+        tx.conn.executemany(sql, args)
+        tx.conn.executemany(
+            "INSERT INTO changes (service, layer_id, kind, globalid, gen, replica) "
+            "VALUES (?, ?, 'f', ?, ?, NULL)",
+            [(layer.service, layer.id, gid, gen) for _oid, gid, _old, _geom in rows],
+        )
+        updated += len(rows)
+        last = rows[-1][0]
+    return {"updated": updated, "gen": gen, "field": name}

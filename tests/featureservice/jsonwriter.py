@@ -7,10 +7,20 @@ from typing import IO, Any, Iterable
 
 
 class StreamList:
-    """A JSON array whose items come from an iterable, written one by one."""
+    """A JSON array whose items come from an iterable, written one by one; ``length``, when
+    known ahead, is its ``len()``."""
 
-    def __init__(self, items: Iterable[Any]):
+    def __init__(self, items: Iterable[Any], length: int | None = None):
         self.items = items
+        self.length = length
+
+    def __len__(self) -> int:
+        if self.length is None:
+            raise TypeError("the length of this stream is not known ahead")
+        return self.length
+
+    def __iter__(self):
+        return iter(self.items)
 
 
 class StreamDict(dict):

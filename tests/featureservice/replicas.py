@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -547,17 +548,31 @@ def _download(
     layer = scope.layer
     rid = replica["replicaID"]
     changed = sorted(tx.changed_since(layer, "f", since, rid))
-    adds, updates = [], []
-    project = replica_projector(replica)
+    # Which changed rows are adds and which updates, by ObjectID; their JSON is made while the
+    # result file is written (still in this transaction), so a million changes stream.
+    add_oids, update_oids = array("q"), array("q")
+    oid = layer.oid_field
     for row in scope.rows_by_gid(tx, changed):
-        feature = row_to_feature(layer, row, project=project)
-        if row["_created_gen"] > since and row["_created_by"] != rid:
-            adds.append(feature)
-        else:
-            updates.append(feature)
+        is_add = row["_created_gen"] > since and row["_created_by"] != rid
+        (add_oids if is_add else update_oids).append(row[oid])
+    del changed
+    project = replica_projector(replica)
+
+    def features_of(oids):
+        oids = sorted(oids)  # row order: what the client stores fastest
+        for start in range(0, len(oids), 500):
+            chunk = list(oids[start : start + 500])
+            where = f"{quote(oid)} IN ({', '.join('?' * len(chunk))})"
+            for row in tx.select(layer, where, chunk):
+                yield row_to_feature(layer, row, project=project)
+
     delete_ids = tx.deleted_since(layer, "f", since, rid)
-    features = {"adds": adds, "updates": updates, "deleteIds": delete_ids}
-    count = len(adds) + len(updates) + len(delete_ids)
+    features = StreamDict(
+        adds=StreamList(features_of(add_oids), len(add_oids)),
+        updates=StreamList(features_of(update_oids), len(update_oids)),
+        deleteIds=delete_ids,
+    )
+    count = len(add_oids) + len(update_oids) + len(delete_ids)
     attachments = None
     if layer.has_attachments and att_direction == "bidirectional":
         att_changed = tx.changed_since(layer, "a", since, rid)
@@ -723,7 +738,7 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
         if layer_dir == "snapshot":
             snapshot_scopes[layer_id] = scopes[layer_id]
             continue
-        entry: dict[str, Any] = {"id": layer_id}
+        entry = StreamDict(id=layer_id)
         if layer_dir in ("bidirectional", "download"):
             features, attachments, count = _download(
                 tx, env, replica, scopes[layer_id], since, att_direction, by_url
@@ -757,7 +772,7 @@ def synchronize_replica(tx: Tx, env: Env, service: dict, params: Params) -> Stre
                 tx, env, replica, snapshot_scopes, att_direction == "bidirectional", by_url
             )
         )
-    doc["edits"] = layer_entries
+    doc["edits"] = StreamList(layer_entries, len(layer_entries))
     replica["lastSyncDate"] = now_ms()
     if close:
         tx.delete_replica(replica["replicaID"])
