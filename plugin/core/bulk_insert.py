@@ -1,73 +1,158 @@
-"""Bulk inserts for the initial load of a geodatabase.
+"""Bulk loading of empty tables: the initial load of a geodatabase.
 
-Per-row insert triggers (GDAL's spatial index and feature count, our change tracking) cost
-more than the inserts themselves. For a batch of rows with known ids, they are dropped, their
-work is done set-wise, and they are re-created, all inside the caller's transaction: a crash
-or an error rolls the whole batch back, triggers included.
+Per-row work (GDAL's spatial-index and feature-count triggers, our tracking triggers, the
+GlobalID index keyed on random GUIDs) costs more than the inserts themselves. A
+:class:`BulkLoad` suspends all of it for one table while rows are appended in ObjectID order,
+then does it set-wise once: the spatial index from the envelopes gathered on the way (in one
+``INSERT ... SELECT``), the indexes rebuilt, the triggers re-created. Everything runs inside
+the caller's transaction: an error rolls the whole load back, triggers and indexes included.
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from .geometry import gpkg_envelope
 from .gpkg_connection import quote
-from .tracking import trigger_names
+
+T = TypeVar("T")
+_DONE = object()
 
 
-def _triggers(conn: sqlite3.Connection, names: list[str]) -> list[tuple[str, str]]:
-    marks = ", ".join("?" for _ in names)
-    return conn.execute(
-        f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", names
-    ).fetchall()
+class in_background(Iterator[T]):  # noqa: N801 - used like a function
+    """Iterate ``items`` in a thread of its own, at most ``depth`` items ahead of the consumer.
 
-
-def bulk_insert(
-    conn: sqlite3.Connection,
-    table: str,
-    fid_column: str,
-    columns: Sequence[str],
-    rows: list[list],
-    *,
-    geometry_column: str | None = None,
-) -> None:
-    """Insert ``rows`` (``[fid, *values of columns]``) into ``table``, untracked.
-
-    Must run inside a transaction that the caller rolls back on error.
+    The producer's exception is raised in the consumer; :meth:`close` (also called at the end
+    of the items) stops the producer at its next item and waits for it.
     """
-    names = [quote(c) for c in [fid_column, *columns]]
-    insert = (
-        f"INSERT INTO {quote(table)} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
-    )
-    if not rows or any(row[0] is None for row in rows):
-        conn.executemany(insert, rows)  # ids unknown: let the triggers do their work
-        return
-    rtree_trigger = f"rtree_{table}_{geometry_column}_insert" if geometry_column else None
-    count_trigger = f"trigger_insert_feature_count_{table}"
-    suspended = _triggers(
-        conn, [n for n in (rtree_trigger, count_trigger, trigger_names(table)[0]) if n]
-    )
-    for name, _sql in suspended:
-        conn.execute(f"DROP TRIGGER {quote(name)}")
-    conn.executemany(insert, rows)
-    dropped = {name for name, _sql in suspended}
-    if rtree_trigger in dropped:
-        geom_index = 1 + list(columns).index(geometry_column)
-        boxes = []
+
+    def __init__(self, items: Iterable[T], depth: int = 3) -> None:
+        self._items = items
+        self._ahead: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="oms-load-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((item, None)):
+                    return
+        except BaseException as error:  # handed to the consumer
+            self._put((_DONE, error))
+            return
+        self._put((_DONE, None))
+
+    def __next__(self) -> T:
+        if self._stop.is_set():
+            raise StopIteration
+        item, error = self._ahead.get()
+        if item is _DONE:
+            self.close()
+            if error is not None:
+                raise error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def envelope_row(fid, blob) -> tuple | None:
+    """``(fid, minx, maxx, miny, maxy)`` of a geometry blob for the spatial index, or None."""
+    env = gpkg_envelope(blob) if blob is not None else None
+    return None if env is None else (fid, env[0], env[1], env[2], env[3])
+
+
+class BulkLoad:
+    """Appends rows to one empty table with its triggers and secondary indexes suspended.
+
+    Call :meth:`insert` for each batch and :meth:`finish` once, all in one transaction.
+    Feature counts are not maintained: the caller recounts at the end.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        table: str,
+        fid_column: str,
+        columns: Sequence[str],
+        *,
+        geometry_column: str | None = None,
+    ) -> None:
+        self.conn = conn
+        self.table = table
+        self.geometry_column = geometry_column
+        self._geom_index = 1 + list(columns).index(geometry_column) if geometry_column else None
+        names = [quote(c) for c in [fid_column, *columns]]
+        self._insert = (
+            f"INSERT INTO {quote(table)} ({', '.join(names)})"
+            f" VALUES ({', '.join('?' for _ in names)})"
+        )
+        rtree = f"rtree_{table}_{geometry_column}" if geometry_column else None
+        self._rtree = rtree if rtree and self._exists("table", rtree) else None
+        self._boxes = f"temp.{quote('oms_load_' + table)}"
+        if self._rtree:
+            conn.execute(
+                f"CREATE TEMP TABLE {quote('oms_load_' + table)}"
+                " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
+            )
+        self._suspended = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+            " AND type IN ('trigger', 'index')",
+            (table,),
+        ).fetchall()
+        for kind, name, _sql in self._suspended:
+            conn.execute(f"DROP {kind.upper()} {quote(name)}")
+
+    def _exists(self, kind: str, name: str) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
+            ).fetchone()
+            is not None
+        )
+
+    def insert(self, rows: list[list], boxes: list[tuple] | None = None) -> None:
+        """Insert ``rows`` (``[fid, *values of columns]``); ``boxes`` are their
+        :func:`envelope_row` s if already computed (rows without a known fid get theirs here)."""
+        conn = self.conn
+        known = [row for row in rows if row[0] is not None]
+        conn.executemany(self._insert, known)
+        if self._rtree is None:
+            boxes = []
+        elif boxes is None:
+            boxes = [envelope_row(row[0], row[self._geom_index]) for row in known]
         for row in rows:
-            env = gpkg_envelope(row[geom_index])
-            if env is not None:
-                boxes.append((row[0], env[0], env[1], env[2], env[3]))
-        conn.executemany(
-            f"INSERT OR REPLACE INTO {quote(f'rtree_{table}_{geometry_column}')} VALUES (?, ?, ?, ?, ?)",
-            boxes,
-        )
-    if count_trigger in dropped:
-        conn.execute(
-            "UPDATE gpkg_ogr_contents SET feature_count = feature_count + ?"
-            " WHERE lower(table_name) = lower(?)",
-            (len(rows), table),
-        )
-    for _name, sql in suspended:
-        conn.execute(sql)
+            if row[0] is None:  # the table picks the id
+                fid = conn.execute(self._insert, row).lastrowid
+                if self._rtree is not None:
+                    boxes.append(envelope_row(fid, row[self._geom_index]))
+        if boxes:
+            conn.executemany(
+                f"INSERT INTO {self._boxes} VALUES (?, ?, ?, ?, ?)",
+                [box for box in boxes if box is not None],
+            )
+
+    def finish(self) -> None:
+        """Fill the spatial index in one step, rebuild the indexes, re-create the triggers."""
+        conn = self.conn
+        if self._rtree is not None:
+            conn.execute(f"INSERT INTO {quote(self._rtree)} SELECT * FROM {self._boxes}")
+            conn.execute(f"DROP TABLE {self._boxes}")
+        for _kind, _name, sql in self._suspended:
+            conn.execute(sql)

@@ -27,7 +27,7 @@ from typing import Optional
 from . import conflicts as _conflicts
 from . import field_values as fv
 from . import tracking
-from .bulk_insert import bulk_insert
+from .bulk_insert import BulkLoad, envelope_row, in_background
 from .commit import commit_sync as _commit_sync
 from .commit import parse_gen, parse_layer_gens
 from .conflicts import now_text
@@ -45,7 +45,7 @@ from .geodatabase_model import (
     ReplicaInfo,
     UploadSnapshot,
 )
-from .gpkg_connection import BUSY_TIMEOUT_MS, connect, quote, transaction
+from .gpkg_connection import BUSY_TIMEOUT_MS, connect, private_loading, quote, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import (
     ATTACHMENT_COLUMNS,
@@ -340,10 +340,12 @@ class Geodatabase:
         """Fill the empty tables from a createReplica result, untracked.
 
         ``events`` are jsonstream's ``(layer_id, "features" | "attachments", item)``. Rows are
-        written in batched transactions; the replica ID and generation(s) go in the last one,
-        together with the last rows, so a geodatabase with a replica ID is complete. Attachments
+        written in one transaction with the replica ID and generation(s), so a geodatabase with
+        a replica ID is complete. Attachments
         given by URL are fetched with ``fetch_attachment(url) -> bytes`` (without it, only their
         description is stored). Returns rows stored per layer id (attachments not included).
+        All of it is one transaction, written without WAL (the file is new and private to the
+        caller, who deletes it on failure).
         Raises :class:`CancelledError` when ``cancel()`` turns true (the caller deletes the file).
         """
         with _sqlite_errors(self.path, "storing the downloaded data"):
@@ -358,72 +360,58 @@ class Geodatabase:
             for lid, lyr in layers.items()
             if lyr.attachment_table
         }
-        buffers: dict[tuple[int, bool], list] = {}
-        stored: dict[int, int] = dict.fromkeys(layers, 0)
-        total = since_commit = buffered_bytes = 0
+        # Reading and converting (Python) run in a thread of their own while this one stores
+        # (SQLite releases the GIL): on two cores the two overlap.
+        batches = in_background(_load_batches(events, codecs, att_codecs, fetch_attachment))
+        try:
+            with private_loading(conn):
+                return self._load_rows(conn, batches, header, codecs, att_codecs, progress, cancel)
+        finally:
+            batches.close()
 
-        def flush() -> None:
-            for (lid, is_att), rows in buffers.items():
-                if not rows:
-                    continue
-                if is_att:
-                    codec = att_codecs[lid]
-                    cols = list(ATTACHMENT_COLUMNS)
-                    conn.executemany(
-                        f"INSERT INTO {codec.table} ({', '.join(quote(c) for c in cols)})"
-                        f" VALUES ({', '.join('?' for _ in cols)})",
-                        rows,
-                    )
-                else:
-                    codec = codecs[lid]
-                    bulk_insert(
-                        conn,
-                        codec.layer.table_name,
-                        codec.fid,
-                        codec.columns,
-                        rows,
-                        geometry_column=codec.geom,
-                    )
-                rows.clear()
-
+    def _load_rows(self, conn, batches, header, codecs, att_codecs, progress, cancel):
+        stored: dict[int, int] = dict.fromkeys(codecs, 0)
+        loads: dict[int, BulkLoad] = {}
+        total = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
             tracking.set_tracking(conn, False)
-            for layer_id, section, item in events:
-                lid = int(layer_id)
-                if section == "features" and lid in codecs:
-                    oid, values = codecs[lid].full_row(item)
-                    if not isinstance(oid, int) or isinstance(oid, bool):
-                        oid = None
-                    buffers.setdefault((lid, False), []).append([oid, *values])
-                    stored[lid] += 1
-                elif section == "attachments" and lid in att_codecs:
-                    row = att_codecs[lid].row(item, fetch_attachment)
-                    buffered_bytes += len(row[-1] or b"")
-                    buffers.setdefault((lid, True), []).append(row)
-                else:
-                    continue
-                total += 1
-                since_commit += 1
-                # Batches are bounded by rows and by attachment bytes (photos are large).
-                if since_commit >= LOAD_BATCH_SIZE or buffered_bytes >= LOAD_BATCH_BYTES:
-                    since_commit = buffered_bytes = 0
-                    if cancel is not None and cancel():
-                        raise CancelledError("Taking the map offline was cancelled.")
-                    flush()
-                    tracking.set_tracking(conn, True)
-                    conn.execute("COMMIT")
-                    if progress is not None:
-                        progress(None, f"Stored {total} rows")
-                    conn.execute("BEGIN IMMEDIATE")
-                    tracking.set_tracking(conn, False)
+            for batch in batches:
+                if cancel is not None and cancel():
+                    raise CancelledError("Taking the map offline was cancelled.")
+                for (lid, is_att), (rows, boxes) in batch.items():
+                    if is_att:
+                        cols = list(ATTACHMENT_COLUMNS)
+                        conn.executemany(
+                            f"INSERT INTO {att_codecs[lid].table}"
+                            f" ({', '.join(quote(c) for c in cols)})"
+                            f" VALUES ({', '.join('?' for _ in cols)})",
+                            rows,
+                        )
+                    else:
+                        if lid not in loads:
+                            codec = codecs[lid]
+                            loads[lid] = BulkLoad(
+                                conn,
+                                codec.layer.table_name,
+                                codec.fid,
+                                codec.columns,
+                                geometry_column=codec.geom,
+                            )
+                        loads[lid].insert(rows, boxes)
+                        stored[lid] += len(rows)
+                    total += len(rows)
+                if progress is not None:
+                    progress(None, f"Stored {total} rows")
             if cancel is not None and cancel():
                 raise CancelledError("Taking the map offline was cancelled.")
-            flush()
+            for load in loads.values():
+                load.finish()
             self._store_replica_header(header)
             self._update_layer_statistics()
             tracking.set_tracking(conn, True)
         except BaseException:
+            batches.close()  # stops the reading thread before the rollback
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -651,6 +639,36 @@ def _sqlite_errors(path: str, action: str) -> Iterator[None]:
 
 def _entry_id(entry: int | JournalEntry) -> int:
     return entry.id if isinstance(entry, JournalEntry) else int(entry)
+
+
+def _load_batches(events, codecs, att_codecs, fetch_attachment) -> Iterator[dict]:
+    """Rows of a createReplica result, converted, in batches ``{(layer id, is attachment):
+    (rows, spatial-index boxes)}`` bounded by rows and by attachment bytes (photos are large)."""
+    batch: dict[tuple[int, bool], tuple[list, list]] = {}
+    count = size = 0
+    for layer_id, section, item in events:
+        lid = int(layer_id)
+        if section == "features" and lid in codecs:
+            codec = codecs[lid]
+            oid, values = codec.full_row(item)
+            if not isinstance(oid, int) or isinstance(oid, bool):
+                oid = None
+            rows, boxes = batch.setdefault((lid, False), ([], []))
+            rows.append([oid, *values])
+            if codec.geom and oid is not None:
+                boxes.append(envelope_row(oid, values[0]))
+        elif section == "attachments" and lid in att_codecs:
+            row = att_codecs[lid].row(item, fetch_attachment)
+            size += len(row[-1] or b"")
+            batch.setdefault((lid, True), ([], []))[0].append(row)
+        else:
+            continue
+        count += 1
+        if count >= LOAD_BATCH_SIZE or size >= LOAD_BATCH_BYTES:
+            yield batch
+            batch, count, size = {}, 0, 0
+    if batch:
+        yield batch
 
 
 def _install_layer(conn: sqlite3.Connection, lyr: LayerDef) -> None:

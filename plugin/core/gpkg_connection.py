@@ -88,25 +88,44 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if read_only:
             return conn
-        # At every open: QGIS puts a GeoPackage back into the rollback journal when it closes
-        # it, and a sync relies on WAL for QGIS to go on reading while it writes.
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning(
-                    "%s cannot use the WAL journal here (it stays in %s mode): QGIS may have "
-                    "to wait while a sync writes to it.",
-                    os.path.basename(os.fspath(path)),
-                    mode,
-                )
-        conn.execute("PRAGMA synchronous = NORMAL")
+        _shared_writing(conn)
         # Large downloads touch big tables and indexes in one transaction: keep them cached.
         conn.execute("PRAGMA cache_size = -65536")
     except Exception:
         conn.close()
         raise
     return conn
+
+
+def _shared_writing(conn: sqlite3.Connection) -> None:
+    # At every open: QGIS puts a GeoPackage back into the rollback journal when it closes
+    # it, and a sync relies on WAL for QGIS to go on reading while it writes.
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if str(mode).lower() != "wal":
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            path = conn.execute("PRAGMA database_list").fetchone()[2]
+            log.warning(
+                "%s cannot use the WAL journal here (it stays in %s mode): QGIS may have "
+                "to wait while a sync writes to it.",
+                os.path.basename(path or ""),
+                mode,
+            )
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+
+@contextmanager
+def private_loading(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """For filling a new file nobody else has open and that is deleted if filling fails: no
+    WAL (pages are written once, not to the WAL and again at the checkpoint), no syncing.
+    WAL and normal syncing are back afterwards (the file is then made durable)."""
+    conn.execute("PRAGMA journal_mode = MEMORY")
+    conn.execute("PRAGMA synchronous = OFF")
+    try:
+        yield conn
+    finally:
+        if not conn.in_transaction:
+            _shared_writing(conn)
 
 
 @contextmanager
