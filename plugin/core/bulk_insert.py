@@ -156,3 +156,58 @@ class BulkLoad:
             conn.execute(f"DROP TABLE {self._boxes}")
         for _kind, _name, sql in self._suspended:
             conn.execute(sql)
+
+
+def update_rows(
+    conn: sqlite3.Connection,
+    table: str,
+    fid_column: str,
+    columns: Sequence[str],
+    rows: list[list],
+    *,
+    geometry_column: str | None = None,
+    unchanged: Sequence[str] = (),
+) -> None:
+    """``UPDATE`` many rows (``[*values of columns, fid]``) in row-id order.
+
+    Columns in ``unchanged`` (e.g. the GlobalID the rows were matched on) are left out of the
+    ``SET``: writing an indexed column rewrites its index entry even if the value is the same.
+    When the geometry changes, GDAL's spatial-index update triggers (which call back into
+    Python several times per row) are suspended and the index entries of the rows are
+    replaced in one step. Must run inside the caller's transaction.
+    """
+    keep = [i for i, c in enumerate(columns) if c not in unchanged]
+    if len(keep) < len(columns):
+        columns = [columns[i] for i in keep]
+        rows = [[row[i] for i in keep] + [row[-1]] for row in rows]
+    if not columns:
+        return
+    rows = sorted(rows, key=lambda row: row[-1])
+    update = (
+        f"UPDATE {quote(table)} SET {', '.join(f'{quote(c)} = ?' for c in columns)}"
+        f" WHERE {quote(fid_column)} = ?"
+    )
+    rtree = f"rtree_{table}_{geometry_column}" if geometry_column else None
+    triggers = []
+    if rtree and geometry_column in columns:
+        triggers = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
+            " AND substr(name, 1, ?) = ?",
+            (table, len(rtree) + 7, f"{rtree}_update"),
+        ).fetchall()
+    for name, _sql in triggers:
+        conn.execute(f"DROP TRIGGER {quote(name)}")
+    conn.executemany(update, rows)
+    if triggers:
+        geom_index = list(columns).index(geometry_column)
+        boxes = [envelope_row(row[-1], row[geom_index]) for row in rows]
+        conn.executemany(
+            f"INSERT OR REPLACE INTO {quote(rtree)} VALUES (?, ?, ?, ?, ?)",
+            [box for box in boxes if box is not None],
+        )
+        conn.executemany(
+            f"DELETE FROM {quote(rtree)} WHERE id = ?",
+            [(row[-1],) for row, box in zip(rows, boxes) if box is None],
+        )
+        for _name, sql in triggers:
+            conn.execute(sql)
