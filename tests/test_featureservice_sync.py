@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 import time
 
 import pytest
@@ -126,6 +127,28 @@ def test_create_replica_async_reports_status_then_result(reference_server, demo)
     assert status["status"] == "Completed" and status["replicaID"].startswith("{")
     result = requests.get(status["resultUrl"], timeout=10).json()
     assert result["replicaID"] == status["replicaID"] and len(result["layers"]) == 4
+
+
+def test_job_status_answers_while_another_job_holds_the_writer(reference_server, demo):
+    # As on ArcGIS, polling a job does not wait for running jobs (their long transaction).
+    answer = create(demo, **{"async": True})
+    finished = wait_for_job(answer["statusUrl"])
+    holding, release = threading.Event(), threading.Event()
+
+    def long_job() -> None:
+        with reference_server.app.store.write():
+            holding.set()
+            release.wait(60)
+
+    job = threading.Thread(target=long_job)
+    job.start()
+    try:
+        assert holding.wait(10)
+        status = get(answer["statusUrl"])  # would wait for the writer before the fix
+    finally:
+        release.set()
+        job.join()
+    assert status["status"] == "Completed" and status["resultUrl"] == finished["resultUrl"]
 
 
 def test_create_replica_async_failure_is_reported_in_the_job(reference_server):

@@ -349,7 +349,7 @@ def test_bulk_load_fills_the_spatial_index_and_feature_counts_and_keeps_the_trig
     conn.close()
 
 
-def test_large_attachments_are_committed_in_small_batches(tmp_path, monkeypatch):
+def test_large_attachments_are_stored_in_small_batches(tmp_path, monkeypatch):
     monkeypatch.setattr("plugin.core.geodatabase.LOAD_BATCH_BYTES", 1000)
     gdb = make_gdb(tmp_path / "demo.gpkg")
     point = lj.point_feature(1)
@@ -366,6 +366,86 @@ def test_large_attachments_are_committed_in_small_batches(tmp_path, monkeypatch)
         2400,
     )
     gdb.close()
+
+
+def test_bulk_load_puts_back_the_globalid_index_and_wal(loaded):
+    gdb, points = loaded
+    conn = gdb.conn
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"oms_Points_globalid", "oms_Points__ATTACH_globalid"} <= indexes
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT OBJECTID FROM Points WHERE GlobalID = ?",
+        (points[0]["attributes"]["GlobalID"],),
+    ).fetchall()
+    assert "oms_Points_globalid" in str(plan)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # QGIS reads during syncs
+    assert not conn.execute("SELECT name FROM sqlite_temp_master").fetchall()
+
+
+def test_update_rows_keeps_the_spatial_index_and_leaves_unchanged_columns_alone(loaded):
+    from plugin.core.bulk_insert import update_rows
+
+    gdb, _points = loaded
+    conn = gdb.conn
+    blob2, gid1 = conn.execute(
+        "SELECT (SELECT geom FROM Points WHERE OBJECTID = 2), GlobalID FROM Points"
+        " WHERE OBJECTID = 1"
+    ).fetchone()
+    # A trigger that would refuse any write of the GlobalID (the rows are matched on it).
+    conn.execute(
+        "CREATE TEMP TRIGGER no_gid BEFORE UPDATE OF GlobalID ON Points"
+        " BEGIN SELECT RAISE(ABORT, 'GlobalID written'); END"
+    )
+    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    with conn:
+        update_rows(
+            conn,
+            "Points",
+            "OBJECTID",
+            ["geom", "name", "GlobalID"],
+            [[None, "no shape", "ignored", 3], [blob2, "moved", gid1, 1]],
+            geometry_column="geom",
+            unchanged=["GlobalID"],
+        )
+    conn.execute("DROP TRIGGER temp.no_gid")
+    assert conn.execute("SELECT name, GlobalID FROM Points WHERE OBJECTID = 1").fetchone() == (
+        "moved",
+        gid1,
+    )
+    boxes = dict(conn.execute("SELECT id, minx FROM rtree_Points_geom").fetchall())
+    assert boxes == {1: 102.0, 2: 102.0, 4: 104.0, 5: 105.0}  # 3 has no geometry now
+    after = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    assert sorted(after) == sorted(triggers)
+
+
+def test_in_background_hands_over_items_and_errors_and_stops_when_closed():
+    import threading
+
+    from plugin.core.bulk_insert import in_background
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("broken download")
+
+    items = in_background(failing())
+    assert next(items) == 1 and next(items) == 2
+    with pytest.raises(ValueError, match="broken download"):
+        next(items)
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(threading.current_thread().name)
+            yield len(made)
+
+    items = in_background(endless(), depth=2)
+    assert next(items) == 1
+    items.close()
+    stopped_at = len(made)
+    assert stopped_at <= 5 and list(items) == []  # stopped a few items ahead, not running on
+    assert made[0] != threading.current_thread().name
 
 
 def test_our_connections_can_run_gdal_spatial_index_triggers(loaded):

@@ -119,8 +119,11 @@ def private_loading(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """For filling a new file nobody else has open and that is deleted if filling fails: no
     WAL (pages are written once, not to the WAL and again at the checkpoint), no syncing.
     WAL and normal syncing are back afterwards (the file is then made durable)."""
-    conn.execute("PRAGMA journal_mode = MEMORY")
-    conn.execute("PRAGMA synchronous = OFF")
+    try:
+        conn.execute("PRAGMA journal_mode = MEMORY")  # refused if another connection is open
+        conn.execute("PRAGMA synchronous = OFF")
+    except sqlite3.OperationalError:
+        pass  # then it stays WAL: slower, as safe
     try:
         yield conn
     finally:
