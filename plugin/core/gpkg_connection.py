@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 
 #: Milliseconds a writer waits for another connection's lock before failing.
 BUSY_TIMEOUT_MS = 60_000
+#: SQLite page cache of a connection, in KiB. Large downloads touch big tables and indexes in
+#: one transaction: keep them cached.
+CACHE_KIB = 65_536
+#: The same while filling a new file: rows are only appended, and index builds at the end sort
+#: in as much memory again, so half keeps a million rows well within the memory budget.
+LOADING_CACHE_KIB = 32_768
 
 # (blob, envelope) of the last call, replaced in one assignment so threads cannot mix them.
 _last: tuple = (None, None)
@@ -89,8 +95,7 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         if read_only:
             return conn
         _shared_writing(conn)
-        # Large downloads touch big tables and indexes in one transaction: keep them cached.
-        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     except Exception:
         conn.close()
         raise
@@ -118,15 +123,18 @@ def _shared_writing(conn: sqlite3.Connection) -> None:
 def private_loading(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """For filling a new file nobody else has open and that is deleted if filling fails: no
     WAL (pages are written once, not to the WAL and again at the checkpoint), no syncing.
-    WAL and normal syncing are back afterwards (the file is then made durable)."""
+    WAL and normal syncing are back afterwards (the file is then made durable). The page cache
+    is smaller meanwhile (see :data:`LOADING_CACHE_KIB`)."""
     try:
         conn.execute("PRAGMA journal_mode = MEMORY")  # refused if another connection is open
         conn.execute("PRAGMA synchronous = OFF")
     except sqlite3.OperationalError:
         pass  # then it stays WAL: slower, as safe
+    conn.execute(f"PRAGMA cache_size = -{LOADING_CACHE_KIB}")
     try:
         yield conn
     finally:
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         if not conn.in_transaction:
             _shared_writing(conn)
 
