@@ -413,11 +413,27 @@ def typed_table(path: Path, info: dict) -> None:
     ds = None
 
 
-def ogr2ogr_source(server: Server, where: str = "1=1") -> str:
-    return (
+def ogr2ogr_argv(
+    ogr2ogr: str, mode: str, target: Path, server: Server, info: dict, where: str = "1=1"
+) -> list[str]:
+    """``ogr2ogr`` writing the rows of the layer's query endpoint, typed, into ``target``."""
+    source = (
         f"ESRIJSON:{server.service_url}/0/query?where={urllib.parse.quote(where)}&outFields=*"
         "&f=json&orderByFields=OBJECTID"
     )
+    sql = typed_select(info)
+    return [
+        ogr2ogr,
+        mode,
+        str(target),
+        source,
+        "-nln",
+        "LargePoints",
+        "-dialect",
+        "SQLite",
+        "-sql",
+        sql,
+    ]
 
 
 def upsert_target(folder: Path, target: Path, info: dict) -> None:
@@ -487,15 +503,7 @@ def run(
                     out = work / f"ogr2ogr-{size}.gpkg"
                     _remove_gpkg(out)
                     typed_table(out, info)
-                    argv = [ogr2ogr, "-append", str(out), ogr2ogr_source(server)]
-                    argv += [
-                        "-nln",
-                        "LargePoints",
-                        "-dialect",
-                        "SQLite",
-                        "-sql",
-                        typed_select(info),
-                    ]
+                    argv = ogr2ogr_argv(ogr2ogr, "-append", out, server, info)
                     figures = measure(argv, server)
                     figures["rows"] = _count_rows(out, "LargePoints")
                     results.append(figures)
@@ -516,20 +524,8 @@ def run(
                 if ogr2ogr:
                     target = work / f"upsert-{size}.gpkg"
                     upsert_target(folder, target, info)
-                    argv = [
-                        ogr2ogr,
-                        "-upsert",
-                        str(target),
-                        ogr2ogr_source(server, f"OBJECTID<={size}"),
-                    ]
-                    argv += [
-                        "-nln",
-                        "LargePoints",
-                        "-dialect",
-                        "SQLite",
-                        "-sql",
-                        typed_select(info),
-                    ]
+                    where = f"OBJECTID<={size}"  # the rows server_changes changed
+                    argv = ogr2ogr_argv(ogr2ogr, "-upsert", target, server, info, where)
                     upserts.append(measure(argv, server))
                     _remove_gpkg(target)
                 argv = child_argv("sync", folder=str(folder), direction="DOWNLOAD")
