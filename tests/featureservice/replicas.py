@@ -134,7 +134,9 @@ class Scope:
         self.related_key = related_key
         self.related = related
 
-    def rows(self, tx: Tx, extra_sql: str = "1=1", extra_params: list | tuple = ()) -> Iterator:
+    def rows(
+        self, tx: Tx, extra_sql: str = "1=1", extra_params: list | tuple = (), columns: str = "*"
+    ) -> Iterator:
         seen = set()
         oid = self.layer.oid_field
         if self.base is not None:
@@ -142,20 +144,30 @@ class Scope:
                 self.layer,
                 f"({self.base.sql}) AND ({extra_sql})",
                 [*self.base.params, *extra_params],
+                columns=columns,
             ):
                 if self.base.exact is None or self.base.exact(row):
                     seen.add(row[oid])
                     yield row
         if self.related:
-            for row in tx.select(self.layer, extra_sql, list(extra_params)):
+            for row in tx.select(self.layer, extra_sql, list(extra_params), columns=columns):
                 if row[oid] not in seen and row[self.related_key] in self.related:
                     yield row
 
-    def rows_by_gid(self, tx: Tx, gids: list[str]) -> Iterator:
+    def rows_by_gid(self, tx: Tx, gids: list[str], columns: str = "*") -> Iterator:
         gid = quote(self.layer.gid_field)
         for start in range(0, len(gids), 500):
             chunk = gids[start : start + 500]
-            yield from self.rows(tx, f"{gid} IN ({', '.join('?' * len(chunk))})", chunk)
+            yield from self.rows(tx, f"{gid} IN ({', '.join('?' * len(chunk))})", chunk, columns)
+
+    def columns_for(self, *names: str) -> str:
+        """``names`` plus what deciding membership needs (all columns for an exact test)."""
+        if self.base is not None and self.base.exact is not None:
+            return "*"
+        wanted = [self.layer.oid_field, *names]
+        if self.related_key:
+            wanted.append(self.related_key)
+        return ", ".join(quote(n) for n in dict.fromkeys(wanted))
 
 
 def replica_scopes(tx: Tx, service: dict, replica: dict) -> dict[int, Scope]:
@@ -552,7 +564,7 @@ def _download(
     # result file is written (still in this transaction), so a million changes stream.
     add_oids, update_oids = array("q"), array("q")
     oid = layer.oid_field
-    for row in scope.rows_by_gid(tx, changed):
+    for row in scope.rows_by_gid(tx, changed, scope.columns_for("_created_gen", "_created_by")):
         is_add = row["_created_gen"] > since and row["_created_by"] != rid
         (add_oids if is_add else update_oids).append(row[oid])
     del changed
