@@ -31,8 +31,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, closing
 
 from . import field_values as fv
+from .bulk_insert import in_background, update_rows
 from .conflicts import now_text, read_local_row, record_conflict, table_spec
 from .enums import SyncDirection
 from .errors import CancelledError
@@ -311,11 +313,9 @@ class _Commit:
             if oid is not None and oid not in taken:
                 cols, values = (*cols, fid_col), [*values, oid]
             inserts.setdefault(cols, []).append(values)
-        for cols, rows in updates.items():
-            assignments = ", ".join(f"{quote(c)} = ?" for c in cols)
-            conn.executemany(
-                f"UPDATE {quote(table)} SET {assignments} WHERE {quote(fid_col)} = ?", rows
-            )
+        for cols, rows in updates.items():  # matched on the GlobalID: it stays as it is
+            geom = None if is_att else layer.geometry_column
+            update_rows(conn, table, fid_col, cols, rows, geometry_column=geom, unchanged=[gid_col])
         # Rows keeping the server's ObjectID first: an automatic fid taken earlier in the same
         # batch could be one of those ObjectIDs (checked free before any insert ran).
         for cols, rows in sorted(inserts.items(), key=lambda group: fid_col not in group[0]):
@@ -705,11 +705,13 @@ def commit_sync(
     wanted = None if layer_ids is None else {int(i) for i in layer_ids}
     active = layers
     started_at = started_at or now_text()
-    with transaction(conn):
+    with ExitStack() as stack, transaction(conn):
         set_tracking(conn, False)
         commit = _Commit(conn, active, snapshot, direction, fetch_attachment)
         applied = 0
-        for layer_id, section, items in _batches(events, commit):
+        # Reading the download (Python) runs ahead in a thread while batches are stored.
+        batches = stack.enter_context(closing(in_background(_batches(events, commit))))
+        for layer_id, section, items in batches:
             if cancel is not None and cancel():
                 raise CancelledError("Synchronization cancelled; nothing was applied.")
             commit.apply_batch(layer_id, section, items)
