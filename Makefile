@@ -1,11 +1,14 @@
 # Offline Map Sync — developer commands. `make test` and `make demo` work as the first command
-# on a fresh Debian 12 (QGIS 3.22) or Debian 13 (QGIS 3.40) machine.
+# on a fresh Debian 12 (QGIS 3.22), Debian 13 (QGIS 3.40) or sid (QGIS 3.44) machine that has
+# make and git, as root or as a user who may use sudo (see the README's Commands).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 # package needs no venv: the system Python is enough.
 PY_SYS := $(shell [ -x $(VENV)/bin/python ] && echo $(VENV)/bin/python || echo python3)
-APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-gdal gdal-bin xvfb
+# xauth: xvfb-run needs it, but xvfb only recommends it (and recommends are not installed).
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-gdal gdal-bin xvfb xauth
+# Installing needs root: as root directly, otherwise through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PLUGIN_NAME := offline_map_sync
 # Files that make up the installed plugin (everything else is development material).
@@ -25,8 +28,11 @@ $(VENV)/.setup-done: requirements-dev.txt Makefile
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing system packages:$$missing"; \
+	  if [ -n "$(SUDO)" ] && ! command -v sudo >/dev/null; then \
+	    echo "Installing them needs root: run this as root, or install sudo first." >&2; exit 1; \
+	  fi; \
 	  $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt

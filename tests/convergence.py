@@ -1015,6 +1015,7 @@ class Worker:
     def _read(proc: subprocess.Popen, lines: queue.Queue) -> None:
         for line in proc.stdout:
             lines.put(line)
+        proc.stdout.close()
         lines.put(None)
 
     def sync(
@@ -1049,7 +1050,7 @@ class Worker:
                     return "killed", {"at": f"{kill_after:.3f} s, after {last!r}"}
                 return "hung", {"after": seen}
             if line is None:
-                self.proc = None
+                self._forget()
                 return "crashed", {"after": seen}
             message = json.loads(line)
             if message.get("done"):
@@ -1069,7 +1070,7 @@ class Worker:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(timeout=30)
-            self.proc = None
+            self._forget()
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -1080,7 +1081,16 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        self.proc = None
+        self._forget()
+
+    def _forget(self) -> None:
+        # The reader thread closes stdout at its end; stdin is ours to close.
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass  # the worker is gone: its pipe is broken
 
 
 # ---------------------------------------------------------------------------------------------

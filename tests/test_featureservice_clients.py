@@ -4,9 +4,10 @@ GDAL's ESRIJSON driver. If they disagree with the server, the server is wrong.""
 from __future__ import annotations
 
 import pytest
-from osgeo import gdal, ogr
+from osgeo import ogr
 from qgis.core import Qgis, QgsVectorLayer, QgsWkbTypes
 
+from plugin.core.gdal_mode import gdal_exceptions
 from tests.featureservice.client import get
 from tests.featureservice.seed import DEMO_COUNTS, DEMO_SERVICE
 
@@ -15,6 +16,13 @@ GEOMETRY_TYPES = {
     1: QgsWkbTypes.LineGeometry,
     2: QgsWkbTypes.PolygonGeometry,
 }
+
+
+@pytest.fixture
+def gdal_raises():
+    """GDAL raises on errors during the test, and is in its previous mode afterwards."""
+    with gdal_exceptions(True):
+        yield
 
 
 def afs_layer(url: str) -> QgsVectorLayer:
@@ -70,8 +78,7 @@ def test_qgis_loads_the_related_table(reference_server):
     assert layer.isValid() and layer.featureCount() == DEMO_COUNTS[3]
 
 
-def test_gdal_esrijson_pages_through_a_query(reference_server):
-    gdal.UseExceptions()
+def test_gdal_esrijson_pages_through_a_query(reference_server, gdal_raises):
     url = f"{reference_server.service_url(DEMO_SERVICE)}/0/query?where=1=1&outFields=*&f=json&resultRecordCount=5"
     dataset = ogr.Open(f"ESRIJSON:{url}")
     layer = dataset.GetLayer(0)
@@ -81,8 +88,7 @@ def test_gdal_esrijson_pages_through_a_query(reference_server):
     assert layer.GetFeatureCount() == DEMO_COUNTS[0]
 
 
-def test_gdal_reads_geometries_of_lines_and_polygons(reference_server):
-    gdal.UseExceptions()
+def test_gdal_reads_geometries_of_lines_and_polygons(reference_server, gdal_raises):
     demo = reference_server.service_url(DEMO_SERVICE)
     # Keep the datasets referenced while their layers are used (GDAL's Python ownership rule).
     lines_ds = ogr.Open(f"ESRIJSON:{demo}/1/query?where=1=1&outFields=*&f=json")
@@ -100,8 +106,7 @@ def test_gdal_reads_geometries_of_lines_and_polygons(reference_server):
     assert forest.GetGeometryRef(0).GetGeometryCount() == 2  # the first part has a hole
 
 
-def test_gdal_reads_geojson_output(reference_server):
-    gdal.UseExceptions()
+def test_gdal_reads_geojson_output(reference_server, gdal_raises):
     url = f"{reference_server.service_url(DEMO_SERVICE)}/0/query?where=category%3D1&outFields=*&f=geojson"
     dataset = ogr.Open(url)
     layer = dataset.GetLayer(0)

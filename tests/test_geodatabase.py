@@ -4,6 +4,7 @@ the service's schema, values and dates stored losslessly."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import pytest
 from osgeo import gdal, ogr
@@ -83,11 +84,13 @@ def test_bookkeeping_tables_stay_out_of_gpkg_contents(tmp_path):
     conn.close()
     assert not any(t.startswith("oms_") for t in contents)
     assert {"oms_meta", "oms_layers", "oms_changes", "oms_journal", "oms_conflicts"} <= tables
-    constraints = sqlite3.connect(path).execute(
-        "SELECT constraint_name, value, description FROM gpkg_data_column_constraints"
-        " WHERE constraint_name = 'PointStatus' ORDER BY value"
-    )
-    assert constraints.fetchall() == [
+    # An unclosed connection lives on in a reference cycle until a later test's collection.
+    with closing(sqlite3.connect(path)) as conn:
+        constraints = conn.execute(
+            "SELECT constraint_name, value, description FROM gpkg_data_column_constraints"
+            " WHERE constraint_name = 'PointStatus' ORDER BY value"
+        ).fetchall()
+    assert constraints == [
         ("PointStatus", "damaged", "Damaged"),
         ("PointStatus", "ok", "In order"),
     ]
@@ -304,7 +307,8 @@ def test_attachments_by_url_are_fetched(tmp_path):
         iter([(0, "features", point), (0, "attachments", item)]),
         fetch_attachment=fetch,
     )
-    data = sqlite3.connect(gdb.path).execute("SELECT DATA FROM Points__ATTACH").fetchone()[0]
+    with closing(sqlite3.connect(gdb.path)) as conn:
+        data = conn.execute("SELECT DATA FROM Points__ATTACH").fetchone()[0]
     assert fetched == ["http://example/att/1"] and data == b"fetched bytes"
     gdb.close()
 

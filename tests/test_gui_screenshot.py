@@ -26,7 +26,7 @@ def test_screenshots_of_the_job_done_by_clicks_in_qgis(tmp_path):
         text=True,
         timeout=320,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-6000:]
     log = png.with_suffix(".log")
     assert not log.exists(), log.read_text(encoding="utf-8")[-2000:]
     for step in (

@@ -579,9 +579,45 @@ def world_readable_folder():
     shutil.rmtree(folder)
 
 
+@pytest.fixture(scope="module")
+def as_nobody():
+    """Runs a Python script as user 65534 (root ignores file permissions; real users do not).
+
+    That user may not enter the checkout or its virtual environment (a home folder is often
+    private, mode 0700), so the script runs with the system interpreter and a copy of the
+    plugin's code in a folder anyone can read; the script gets that folder as ``sys.argv[1]``.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    code = Path(tempfile.mkdtemp(prefix="oms-code-"))
+    shutil.copytree(ROOT / "plugin", code / "plugin", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [code, *code.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    interpreter = os.path.realpath(sys.executable)  # the venv's python links to the system one
+
+    def become_nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    def run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [interpreter, "-c", script, str(code), *args],
+            cwd=code,
+            preexec_fn=become_nobody,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    yield run
+    shutil.rmtree(code)
+
+
 @pytest.mark.parametrize("folder_read_only", [True, False], ids=["folder", "files only"])
 def test_a_read_only_map_fails_clearly_for_a_user_who_cannot_write_it(
-    reference_server, world_readable_folder, folder_read_only
+    reference_server, world_readable_folder, as_nobody, folder_read_only
 ):
     import os
 
@@ -595,18 +631,7 @@ def test_a_read_only_map_fails_clearly_for_a_user_who_cannot_write_it(
         os.chmod(offline_map.folder, 0o555)
     data = local.path.read_bytes()
 
-    def as_nobody() -> None:
-        # root ignores file permissions: the sync runs as an ordinary user, as in real life
-        os.setgid(65534)
-        os.setuid(65534)
-
-    child = subprocess.run(
-        [sys.executable, "-c", SYNC_AS_ANOTHER_USER, str(ROOT), str(offline_map.folder)],
-        preexec_fn=as_nobody,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    child = as_nobody(SYNC_AS_ANOTHER_USER, str(offline_map.folder), timeout=120)
 
     assert child.returncode == 0, child.stderr
     assert "read-only" in child.stdout, child.stdout
@@ -632,7 +657,7 @@ except GeodatabaseError as error:
 
 
 def test_a_read_only_copy_with_changes_waiting_in_its_wal_says_so(
-    reference_server, world_readable_folder
+    reference_server, world_readable_folder, as_nobody
 ):
     import os
     import shutil
@@ -653,12 +678,6 @@ def test_a_read_only_copy_with_changes_waiting_in_its_wal_says_so(
         os.chmod(item, 0o444)
     os.chmod(copy, 0o555)
 
-    child = subprocess.run(
-        [sys.executable, "-c", OPEN_AS_ANOTHER_USER, str(ROOT), str(copy / path.name)],
-        preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    child = as_nobody(OPEN_AS_ANOTHER_USER, str(copy / path.name), timeout=60)
 
     assert "changes waiting in Demo.gpkg-wal" in child.stdout, child.stdout + child.stderr

@@ -51,4 +51,5 @@ Shared
   ``enums``              SDK enumerations; ``PreplannedUpdateMode`` says what each mode means.
   ``errors``             every exception the core raises on purpose.
   ``jobs``               ``Job`` (run, start, cancel, progress) and ``sub_progress``.
+  ``gdal_mode``          GDAL's exception mode for a block of code, restored afterwards.
 """

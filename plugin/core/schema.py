@@ -14,6 +14,7 @@ from typing import Iterator
 
 from . import field_values as fv
 from .errors import GeodatabaseError, UnsupportedGeometryError
+from .gdal_mode import gdal_exceptions
 from .geodatabase_model import FieldDef, LayerDef
 from .geometry import GPKG_CURVE_GEOMETRY_TYPE, gpkg_geometry_type, normalize_geometry_type
 from .gpkg_connection import quote
@@ -61,10 +62,7 @@ def spatial_reference(service_info: dict, layer_infos: dict[int, dict]):
         for user_input in user_inputs:
             srs = osr.SpatialReference()
             with _quiet_gdal():
-                try:
-                    ok = srs.SetFromUserInput(user_input) == 0
-                except RuntimeError:
-                    ok = False
+                ok = srs.SetFromUserInput(user_input) == 0
             if ok:
                 _traditional_axis_order(srs)
                 return srs
@@ -279,6 +277,8 @@ def _ogr_geometry_type(ogr, layer: LayerDef) -> int:
     return base
 
 
+# GDAL reports failures by return codes here, whatever mode other code in the interpreter chose.
+@gdal_exceptions(False)
 def create_geopackage(
     path: str, service_info: dict, layer_infos: dict[int, dict]
 ) -> list[LayerDef]:
@@ -300,17 +300,12 @@ def create_geopackage(
     if driver is None:
         raise GeodatabaseError("GDAL has no GeoPackage driver; the geodatabase cannot be created.")
     with _quiet_gdal():
-        try:
-            ds = driver.Create(path, 0, 0, 0, gdal.GDT_Unknown)
-        except RuntimeError:
-            ds = None
+        ds = driver.Create(path, 0, 0, 0, gdal.GDT_Unknown)
     if ds is None:
         raise GeodatabaseError(f"Cannot create the GeoPackage {path}: {gdal.GetLastErrorMsg()}")
     message = None
     try:
         layers = _create_tables(ds, srs, service_info, layer_infos)
-    except RuntimeError as exc:  # GDAL with exceptions enabled (e.g. by another plugin)
-        message = f"Cannot create the GeoPackage {path}: {exc}"
     except GeodatabaseError as exc:
         message = str(exc)
     # Close the file before anyone removes it; the caught exception (and the frames holding

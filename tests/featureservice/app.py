@@ -290,6 +290,7 @@ class ReferenceApp:
             if fault.kind == "truncated_json":
                 response.direct_passthrough = False  # result files are streamed; read them here
                 body = response.get_data()
+                response.close()  # closes the streamed result file
                 response = Response(
                     body[: len(body) // 2], status=response.status_code, mimetype=response.mimetype
                 )

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from osgeo import ogr
 
+    from plugin.core.gdal_mode import gdal_exceptions
     from tests.featureservice import seed
     from tests.featureservice.server import ReferenceServer
 
@@ -81,24 +82,25 @@ def main(argv: list[str] | None = None) -> int:
         changed_here, deleted_there, changed_there = names[0], names[1], names[2]
 
         step("Editing the offline copy (with GDAL, as any editor would)")
-        source = ogr.Open(str(gpkg), update=1)
-        layer = source.GetLayerByName("Points")
-        layer.SetAttributeFilter(f"name = '{sql(changed_here)}'")
-        feature = layer.GetNextFeature()
-        feature.SetField("notes", "Checked in the field (demo)")
-        layer.SetFeature(feature)
-        layer.SetAttributeFilter(f"name = '{sql(deleted_there)}'")
-        feature = layer.GetNextFeature()
-        feature.SetField("status", "damaged")
-        layer.SetFeature(feature)
-        layer.SetAttributeFilter(None)
-        new = ogr.Feature(layer.GetLayerDefn())
-        new.SetField("name", "New bench (added offline)")
-        new.SetField("category", 4)
-        x, y = seed.mercator(seed.BASE_LON + 0.002, seed.BASE_LAT + 0.001)
-        new.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x} {y})"))
-        layer.CreateFeature(new)
-        source = None
+        with gdal_exceptions(True):
+            source = ogr.Open(str(gpkg), update=1)
+            layer = source.GetLayerByName("Points")
+            layer.SetAttributeFilter(f"name = '{sql(changed_here)}'")
+            feature = layer.GetNextFeature()
+            feature.SetField("notes", "Checked in the field (demo)")
+            layer.SetFeature(feature)
+            layer.SetAttributeFilter(f"name = '{sql(deleted_there)}'")
+            feature = layer.GetNextFeature()
+            feature.SetField("status", "damaged")
+            layer.SetFeature(feature)
+            layer.SetAttributeFilter(None)
+            new = ogr.Feature(layer.GetLayerDefn())
+            new.SetField("name", "New bench (added offline)")
+            new.SetField("category", 4)
+            x, y = seed.mercator(seed.BASE_LON + 0.002, seed.BASE_LAT + 0.001)
+            new.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x} {y})"))
+            layer.CreateFeature(new)
+            source = None
         print(f"   changed '{changed_here}', changed '{deleted_there}', added 'New bench'")
 
         step("Editing the service as another user")

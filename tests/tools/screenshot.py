@@ -100,20 +100,25 @@ def main(argv: list[str] | None = None) -> int:
                 "--code",
                 str(Path(__file__).resolve()),
             ]
-            process = subprocess.Popen(
-                command,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            # QGIS's and xvfb-run's output goes to a file: shown when no screenshot comes.
+            output_log = work / "qgis-output.txt"
+            with open(output_log, "wb") as output:
+                process = subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             deadline = time.monotonic() + args.timeout
+            exited = None
             try:
-                while time.monotonic() < deadline and process.poll() is None:
+                while time.monotonic() < deadline and exited is None:
                     if png.exists() and png.stat().st_size > 0:
                         time.sleep(1)
                         break
                     time.sleep(0.5)
+                    exited = process.poll()
             finally:
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGTERM)
@@ -122,14 +127,26 @@ def main(argv: list[str] | None = None) -> int:
                     except subprocess.TimeoutExpired:
                         os.killpg(process.pid, signal.SIGKILL)
                         process.wait(20)
+            if not png.exists():
+                if exited is None:
+                    print(f"No screenshot within {args.timeout:.0f} s.", file=sys.stderr)
+                else:
+                    print(f"No screenshot: xvfb-run exited with {exited}.", file=sys.stderr)
+                _print_tail("Output of xvfb-run and QGIS", output_log)
     log = png.with_suffix(".log")
     if log.exists():
         print(log.read_text(encoding="utf-8"), file=sys.stderr)
     if not png.exists():
-        print("No screenshot was taken (QGIS did not get that far).", file=sys.stderr)
         return 1
     print(png)
     return 0
+
+
+def _print_tail(title: str, path: Path, lines: int = 40) -> None:
+    said = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+    if said:
+        print(f"{title} (last {min(lines, len(said))} lines):", file=sys.stderr)
+        print("\n".join(said[-lines:]), file=sys.stderr)
 
 
 # -- inside QGIS -------------------------------------------------------------------------------
