@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 # package needs no venv: the system Python is enough.
 PY_SYS := $(shell [ -x $(VENV)/bin/python ] && echo $(VENV)/bin/python || echo python3)
 # xauth: xvfb-run needs it, but xvfb only recommends it (and recommends are not installed).
-APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-gdal gdal-bin xvfb xauth
+# chromium and chromium-driver: the sign-in tests drive a real browser (selenium).
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-gdal gdal-bin xvfb xauth chromium chromium-driver
 # Installing needs root: as root directly, otherwise through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PLUGIN_NAME := offline_map_sync

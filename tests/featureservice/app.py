@@ -22,7 +22,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
-from . import packages, portal
+from . import packages, portal, sharing
 from .auth import Auth
 from .bulk import bulk_update
 from .edits import (
@@ -115,7 +115,6 @@ def _rules() -> Map:
             r("/arcgis/sharing/rest/generateToken", "generate_token"),
             r("/arcgis/sharing/rest", "portal_info"),
             r("/arcgis/sharing/rest/info", "portal_rest_info"),
-            r("/arcgis/sharing/rest/portals/self", "portal_self"),
             r("/arcgis/sharing/rest/content/items/<item_id>", "item"),
             r("/arcgis/sharing/rest/content/items/<item_id>/data", "item_data"),
             r("/arcgis/sharing/rest/content/items/<item_id>/relatedItems", "related_items"),
@@ -131,6 +130,7 @@ def _rules() -> Map:
             r("/arcgis/admin/resetStats", "admin_reset_stats"),
             r("/arcgis/admin/bulkUpdate", "admin_bulk_update"),
         ]
+        + sharing.rules()  # sign-in and browsing (sharing.py)
     )
 
 
@@ -156,7 +156,7 @@ OPERATIONS = {
     "item_resource": "resource",
     "all_layers": "layers",
 }
-PUBLIC = {"info", "generate_token", "portal_info", "portal_rest_info", "portal_self", "result"}
+PUBLIC = {"info", "generate_token", "portal_info", "portal_rest_info", "result"}
 
 
 def json_response(body: Any, status: int = 200, mimetype: str = "application/json") -> Response:
@@ -184,6 +184,7 @@ class ReferenceApp:
         self.results_dir.mkdir(exist_ok=True)
         self.store = Store(self.data_dir / "service.sqlite")
         self.auth = Auth(users)
+        self.sharing = sharing.Sharing(self.store, self.auth)
         self.faults = Faults()
         self.url_map = _rules()
         #: Answer like a server federated with its portal (and like ArcGIS Online hosted
@@ -325,6 +326,8 @@ class ReferenceApp:
             _drop_connection(environ)
         if kind == "delay":
             time.sleep(float(fault.opts.get("seconds", 1.0)))
+        if kind == "expire_tokens":
+            self.auth.expire_all()
         return None
 
     # --- dispatch ------------------------------------------------------------------------------
@@ -332,6 +335,8 @@ class ReferenceApp:
     def dispatch(self, request: Request, endpoint: str, args: dict, fault=None) -> Response:
         params = Params.from_request(request)
         root_url = request.host_url.rstrip("/") + "/arcgis"
+        if endpoint in sharing.ENDPOINTS:
+            return self.sharing.handle(request, params, endpoint, args, root_url)
         user = None
         if endpoint not in PUBLIC and not endpoint.startswith("admin_"):
             user = self.auth.user_for(request, params)
@@ -385,11 +390,9 @@ class ReferenceApp:
     def ep_portal_info(self, request, params, env):
         return json_response({"currentVersion": "10.3"})
 
-    def ep_portal_self(self, request, params, env):
-        return json_response(portal.portal_self(env.root_url, self.auth.enabled))
-
     def ep_item(self, request, params, env, item_id):
         with self.store.read() as tx:
+            self.sharing.check_item(tx, portal.existing_item(tx, item_id)[0], env.user)
             return json_response(portal.item(tx, item_id, env.root_url))
 
     def ep_item_data(self, request, params, env, item_id):
@@ -397,6 +400,7 @@ class ReferenceApp:
         if package is not None:
             return send_file(package, request.environ, mimetype="application/json", max_age=0)
         with self.store.read() as tx:
+            self.sharing.check_item(tx, portal.existing_item(tx, item_id)[0], env.user)
             return json_response(portal.item_data(tx, item_id, env.root_url))
 
     # Preplanned map areas and scheduled update packages live in packages.py.

@@ -34,11 +34,17 @@ class Auth:
             raise ApiError(400, "Unable to generate token.", ["Invalid username or password."])
         minutes = params.get_int("expiration", DEFAULT_MINUTES) or DEFAULT_MINUTES
         minutes = max(1, min(minutes, MAX_MINUTES))
-        token = secrets.token_urlsafe(32)
-        expires = time.time() + minutes * 60
+        token = self.issue(username, minutes * 60)
         with self._lock:
-            self._tokens[token] = (username, expires)
+            expires = self._tokens[token][1]
         return {"token": token, "expires": int(expires * 1000), "ssl": False}
+
+    def issue(self, username: str, seconds: float) -> str:
+        """A new token for `username`, valid for `seconds` (generateToken and OAuth use it)."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = (username, time.time() + seconds)
+        return token
 
     def token_of(self, request, params: Params) -> str | None:
         token = params.get("token")

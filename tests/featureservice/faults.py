@@ -17,6 +17,8 @@ for any request. Kinds:
   400), do nothing;
 - results_by_object_id (synchronizeReplica): do the work, but the edit results name the rows
   by `objectId` only, without their `globalId` (as some servers answer);
+- expire_tokens: every token issued so far expires, then the request is handled as usual (so it
+  meets the 498 a token that ran out gives);
 - slow_job (async createReplica/synchronizeReplica only): the next job reports InProgress for
   `polls` (default 3) status polls before showing its real status.
 """
@@ -39,6 +41,7 @@ KINDS = (
     "json_error",
     "results_by_object_id",
     "slow_job",
+    "expire_tokens",
 )
 
 

@@ -9,9 +9,17 @@ from typing import Any, Iterable
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .app import ReferenceApp
+from .community import seed_browsing
 from .edits import EditContext, FeatureEditor, attribute_of, normalize_guid, row_to_feature
 from .errors import EditError
-from .seed import LARGE_SERVICE, PARCELS_SERVICE, seed_demo, seed_large, seed_parcels
+from .seed import (
+    DEMO_WEBMAP_ID,
+    LARGE_SERVICE,
+    PARCELS_SERVICE,
+    seed_demo,
+    seed_large,
+    seed_parcels,
+)
 from .store import new_guid
 
 
@@ -53,6 +61,7 @@ class ReferenceServer:
             names = {n.lower() for n in tx.service_names()}
             if self.seed == "demo" and "demo" not in names:
                 seed_demo(tx)
+                seed_browsing(tx, DEMO_WEBMAP_ID, tx.item(DEMO_WEBMAP_ID)[1])
             if self.seed == "demo" and PARCELS_SERVICE.lower() not in names:
                 seed_parcels(tx)
             elif self.seed not in ("demo", "", "none", None):
@@ -116,6 +125,12 @@ class ReferenceServer:
     @property
     def portal_url(self) -> str:
         return f"{self.root_url}/sharing/rest"
+
+    @property
+    def oauth(self):
+        """The portal's OAuth 2.0 (oauth.py): `access_seconds`, `refresh_seconds`,
+        `enabled`, `grants`, `expire_refresh_tokens()`."""
+        return self.app.sharing.oauth
 
     @property
     def token_url(self) -> str:
