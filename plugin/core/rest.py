@@ -1054,6 +1054,26 @@ class ArcGISClient:
         body = self.get_json(f"{portal_url.rstrip('/')}/content/items/{item_id}/resources")
         return list(body.get("resources") or [])
 
+    def get_bytes(self, url: str, limit: int) -> bytes | None:
+        """A small file (a thumbnail) in memory; None when it is missing, an error, or larger
+        than ``limit`` bytes. Never raises for the file itself, only for the connection."""
+        response = self._send("GET", url, self._with_token(url, {}), stream=True)
+        try:
+            if response.status_code != 200 or "json" in response.headers.get(
+                "Content-Type", ""
+            ):
+                return None
+            data = bytearray()
+            for chunk in response.iter_content(_CHUNK):
+                data.extend(chunk)
+                if len(data) > limit:
+                    return None
+            return bytes(data)
+        except requests.RequestException:
+            return None
+        finally:
+            response.close()
+
     # -- downloads ---------------------------------------------------------------------------
     def download(
         self,

@@ -207,40 +207,53 @@ class Community:
         return {"query": query, **_page(items, params, key="results")}
 
 
-_TERM = re.compile(r'(\w+):"([^"]*)"|(\w+):(\S+)|"([^"]*)"|(\S+)')
+_TERM = re.compile(r'\(|\)|(\w+):"([^"]*)"|(\w+):([^\s()]+)|"([^"]*)"|([^\s()]+)')
 
 
 def _matches(query: str, item: dict, org_id: str) -> bool:
     """ArcGIS search syntax, the parts the plugin uses: `field:value` terms (owner, type,
-    group, orgid, id, title, typekeywords), quoted phrases and words, all joined by AND."""
+    group, orgid, id, title, typekeywords), quoted phrases and words, joined by AND (also
+    implied); a parenthesised group of terms joined by OR matches when any of them does."""
+    clauses: list[list[tuple[str, str]]] = []
+    group: list[tuple[str, str]] | None = None
     for match in _TERM.finditer(query):
+        if match.group(0) == "(":
+            group = []
+            continue
+        if match.group(0) == ")":
+            if group:
+                clauses.append(group)
+            group = None
+            continue
         field = (match.group(1) or match.group(3) or "").lower()
         value = (match.group(2) or match.group(4) or match.group(5) or match.group(6) or "").lower()
-        if not field and value in ("and", "(", ")"):
+        if not field and value in ("and", "or"):
             continue
-        if field == "owner":
-            ok = str(item.get("owner") or "").lower() == value
-        elif field == "type":
-            ok = str(item.get("type") or "").lower() == value
-        elif field == "group":
-            ok = value in [g.lower() for g in item.get("_groups", [])]
-        elif field == "orgid":
-            ok = value == org_id.lower()  # every item of this portal is the organisation's
-        elif field == "id":
-            ok = str(item.get("id") or "").lower() == value
-        elif field == "typekeywords":
-            ok = value in [k.lower() for k in item.get("typeKeywords") or []]
-        elif field == "title":
-            ok = value in str(item.get("title") or "").lower()
+        if group is not None:
+            group.append((field, value))
         else:
-            text = " ".join(
-                str(item.get(k) or "") for k in ("title", "snippet", "description", "owner")
-            )
-            text += " " + " ".join(item.get("tags") or [])
-            ok = value in text.lower()
-        if not ok:
-            return False
-    return True
+            clauses.append([(field, value)])
+    return all(any(_term(f, v, item, org_id) for f, v in clause) for clause in clauses)
+
+
+def _term(field: str, value: str, item: dict, org_id: str) -> bool:
+    if field == "owner":
+        return str(item.get("owner") or "").lower() == value
+    if field == "type":
+        return str(item.get("type") or "").lower() == value
+    if field == "group":
+        return value in [g.lower() for g in item.get("_groups", [])]
+    if field == "orgid":
+        return value == org_id.lower()  # every item of this portal is the organisation's
+    if field == "id":
+        return str(item.get("id") or "").lower() == value
+    if field == "typekeywords":
+        return value in [k.lower() for k in item.get("typeKeywords") or []]
+    if field == "title":
+        return value in str(item.get("title") or "").lower()
+    text = " ".join(str(item.get(k) or "") for k in ("title", "snippet", "description", "owner"))
+    text += " " + " ".join(item.get("tags") or [])
+    return value in text.lower()
 
 
 def _page(items: list[dict], params, key: str = "items") -> dict:
