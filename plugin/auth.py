@@ -24,6 +24,7 @@ from .core.rest import (
 )
 from .core.sites import CredentialScope, Site
 from .resources import tr
+from .sign_in import credentials_of
 
 #: Hosts the user allows credentials to travel to over plain http (a list of host names).
 PLAIN_HTTP_HOSTS_KEY = "offline_map_sync/plain_http_hosts"
@@ -129,6 +130,10 @@ def credentials_from_auth_config(
         approve_sites(authcfg, error.sites)
         scope = CredentialScope(scope.sites | frozenset(error.sites), scope.plain_http_hosts)
         scope.check_all(urls, config.name())
+    # Sign-ins made with "Sign in…" carry their portal and renew themselves (sign_in.py).
+    ours = credentials_of(config, scope)
+    if ours is not None:
+        return ours
     method = config.method()
     if method == "Basic":
         username = config.config("username")

@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-pytest_plugins = ["tests.featureservice.fixtures"]
+pytest_plugins = ["tests.featureservice.fixtures", "tests.chromium"]
 
 
 def pytest_configure(config) -> None:

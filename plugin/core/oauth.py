@@ -28,6 +28,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .errors import AuthenticationError, CancelledError, NetworkError, ServiceError
+from .jobs import Job
 from .portal import check_portal, portal_rest_url
 from .rest import (
     ArcGISClient,
@@ -258,18 +259,33 @@ def sign_in(
     *,
     client: ArcGISClient | None = None,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
-    cancel: CancelCallback | None = None,
 ) -> SignIn:
-    """The whole flow in one call (for scripts and tests): ``open_browser(url)`` shows the
-    portal's sign-in page."""
+    """The whole flow in one call, in the calling thread (scripts, tests):
+    ``open_browser(url)`` shows the portal's sign-in page."""
     flow = AuthorizationCodeFlow(portal_url, client_id, client=client, wait_seconds=wait_seconds)
-    url = flow.start()
-    try:
-        open_browser(url)
-    except BaseException:
-        flow.close()
-        raise
-    return flow.finish(cancel)
+    return SignInJob(flow, open_browser).run()
+
+
+class SignInJob(Job[SignIn]):
+    """The flow as a job (so QGIS runs it as a cancellable task): checks the portal, calls
+    ``open_browser(url)`` (from the job's thread: hand it to the UI thread), waits for the
+    redirect and exchanges the code. Cancelling stops the wait."""
+
+    def __init__(self, flow: AuthorizationCodeFlow, open_browser: Callable[[str], object]):
+        super().__init__()
+        self._flow = flow
+        self._open_browser = open_browser
+
+    def _execute(self) -> SignIn:
+        self._report(0.0, f"Checking the portal {urlsplit(self._flow.portal_url).netloc}")
+        url = self._flow.start()
+        try:
+            self._report(0.1, "Waiting for the sign-in in the browser")
+            self._open_browser(url)
+        except BaseException:
+            self._flow.close()
+            raise
+        return self._flow.finish(self._cancel_requested)
 
 
 def _token_request(client: ArcGISClient, portal_url: str, form: dict) -> dict:

@@ -1059,9 +1059,7 @@ class ArcGISClient:
         than ``limit`` bytes. Never raises for the file itself, only for the connection."""
         response = self._send("GET", url, self._with_token(url, {}), stream=True)
         try:
-            if response.status_code != 200 or "json" in response.headers.get(
-                "Content-Type", ""
-            ):
+            if response.status_code != 200 or "json" in response.headers.get("Content-Type", ""):
                 return None
             data = bytearray()
             for chunk in response.iter_content(_CHUNK):

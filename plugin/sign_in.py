@@ -1,0 +1,221 @@
+"""Portal sign-ins kept in QGIS's authentication database (encrypted with the master password).
+
+An OAuth sign-in or an API key is stored as an "ESRI token" configuration (the method QGIS
+itself uses for ArcGIS tokens, present since before 3.22), bound to the portal address (its
+URI), with the refresh token and the app's client ID in the same encrypted map; a built-in
+account as a "Basic" configuration. The settings hold only the configuration's ID (no secret),
+so the panel knows who is signed in. Everything here runs on the main thread: the auth manager
+may ask for the master password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
+
+from .core.errors import AuthenticationError
+from .core.oauth import OAuthCredentials, SignIn, revoke
+from .core.portal import check_portal
+from .core.rest import ArcGISClient, StaticTokenCredentials, TokenCredentials
+from .resources import tr
+
+SETTINGS_SIGNED_IN = "offline_map_sync/sign_in/authcfg"
+SETTINGS_CLIENT_ID = "offline_map_sync/sign_in/client_id"
+SETTINGS_PORTAL = "offline_map_sync/sign_in/portal"
+# Marks the configurations this plugin made, and what they hold.
+_KIND_KEY = "offline_map_sync"
+KIND_OAUTH, KIND_API_KEY, KIND_ACCOUNT = "oauth", "apikey", "account"
+_TOKEN_METHOD = "EsriToken"
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who is signed in where (no secret)."""
+
+    authcfg: str
+    portal_url: str
+    username: str
+    kind: str
+    full_name: str = ""
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.portal_url).netloc
+
+    def describe(self) -> str:
+        if self.kind == KIND_API_KEY:
+            return tr("API key for {0}").format(self.host)
+        who = f"{self.full_name} ({self.username})" if self.full_name else self.username
+        return tr("{0} at {1}").format(who, self.host)
+
+
+def _manager():
+    manager = QgsApplication.authManager()
+    if manager is None or manager.isDisabled():
+        raise AuthenticationError(
+            tr("QGIS's authentication database is not available, so nothing was stored.")
+        )
+    return manager
+
+
+def _store(config: QgsAuthMethodConfig) -> str:
+    manager = _manager()
+    if config.method() not in manager.authMethodsKeys():
+        raise AuthenticationError(
+            tr("This QGIS has no '{0}' authentication method; nothing was stored.").format(
+                config.method()
+            )
+        )
+    ok = manager.storeAuthenticationConfig(config)
+    if not (ok[0] if isinstance(ok, tuple) else ok) or not config.id():
+        raise AuthenticationError(
+            tr(
+                "The sign-in could not be saved in QGIS's authentication database (is the "
+                "master password set?). Nothing was stored."
+            )
+        )
+    previous = QgsSettings().value(SETTINGS_SIGNED_IN, "") or ""
+    QgsSettings().setValue(SETTINGS_SIGNED_IN, config.id())
+    if previous and previous != config.id():
+        _forget(previous)
+    return config.id()
+
+
+def _new_config(method: str, kind: str, portal_url: str, name: str) -> QgsAuthMethodConfig:
+    config = QgsAuthMethodConfig(method)
+    config.setName(name)
+    config.setUri(portal_url)
+    config.setConfig(_KIND_KEY, kind)
+    config.setConfig("portal_url", portal_url)
+    return config
+
+
+def store_sign_in(signed_in: SignIn) -> str:
+    """Keep an OAuth sign-in (replacing the previous one); returns the configuration ID."""
+    host = urlsplit(signed_in.portal_url).netloc
+    config = _new_config(
+        _TOKEN_METHOD, KIND_OAUTH, signed_in.portal_url, f"ArcGIS: {signed_in.username} @ {host}"
+    )
+    values = {
+        "token": signed_in.access_token,
+        "refresh_token": signed_in.refresh_token,
+        "client_id": signed_in.client_id,
+        "username": signed_in.username,
+        "full_name": signed_in.full_name,
+        "expires_at": repr(signed_in.expires_at),
+        "refresh_expires_at": repr(signed_in.refresh_expires_at or 0.0),
+    }
+    for key, value in values.items():
+        config.setConfig(key, value)
+    return _store(config)
+
+
+def store_api_key(portal_url: str, api_key: str) -> str:
+    """Check the API key against the portal, then keep it; nothing is stored when refused."""
+    api_key = api_key.strip()
+    if not api_key:
+        raise AuthenticationError(tr("Enter the API key."))
+    client = ArcGISClient(StaticTokenCredentials(api_key, portal_url), retries=0)
+    check_portal(client, portal_url)
+    config = _new_config(
+        _TOKEN_METHOD, KIND_API_KEY, portal_url, f"ArcGIS API key @ {urlsplit(portal_url).netloc}"
+    )
+    config.setConfig("token", api_key)
+    return _store(config)
+
+
+def store_account(portal_url: str, username: str, password: str) -> str:
+    """Check a built-in account (``generateToken``), then keep it as a Basic configuration."""
+    from .auth import token_url_for
+
+    if not username.strip():
+        raise AuthenticationError(tr("Enter the username."))
+    TokenCredentials(token_url_for(portal_url), username.strip(), password).token_for(portal_url)
+    config = _new_config(
+        "Basic", KIND_ACCOUNT, portal_url, f"ArcGIS: {username} @ {urlsplit(portal_url).netloc}"
+    )
+    config.setConfig("username", username.strip())
+    config.setConfig("password", password)
+    return _store(config)
+
+
+def sign_in_of(config: QgsAuthMethodConfig) -> SignIn | None:
+    """The OAuth sign-in a configuration holds, or None when it holds none."""
+    if config.config(_KIND_KEY) != KIND_OAUTH:
+        return None
+    return SignIn(
+        portal_url=config.config("portal_url"),
+        client_id=config.config("client_id"),
+        username=config.config("username"),
+        access_token=config.config("token"),
+        expires_at=_float(config.config("expires_at")),
+        refresh_token=config.config("refresh_token"),
+        refresh_expires_at=_float(config.config("refresh_expires_at")) or None,
+        full_name=config.config("full_name"),
+    )
+
+
+def credentials_of(config: QgsAuthMethodConfig):
+    """Credentials for a configuration this plugin stored (bound to its portal's site), or
+    None for any other configuration."""
+    kind = config.config(_KIND_KEY)
+    if kind == KIND_OAUTH:
+        return OAuthCredentials(sign_in_of(config))
+    if kind == KIND_API_KEY:
+        return StaticTokenCredentials(config.config("token"), config.config("portal_url"))
+    return None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _load(authcfg: str) -> QgsAuthMethodConfig | None:
+    manager = _manager()
+    if not authcfg or authcfg not in manager.configIds():
+        return None
+    config = QgsAuthMethodConfig()
+    if not manager.loadAuthenticationConfig(authcfg, config, True) or not config.isValid():
+        return None
+    return config
+
+
+def current_account() -> Account | None:
+    """Who is signed in (the configuration the settings name), or None."""
+    authcfg = QgsSettings().value(SETTINGS_SIGNED_IN, "") or ""
+    config = _load(authcfg)
+    if config is None or not config.config(_KIND_KEY):
+        return None
+    return Account(
+        authcfg=authcfg,
+        portal_url=config.config("portal_url"),
+        username=config.config("username"),
+        kind=config.config(_KIND_KEY),
+        full_name=config.config("full_name"),
+    )
+
+
+def sign_out() -> bool:
+    """Forget the current sign-in: the portal is asked to revoke the refresh token (best
+    effort), the configuration leaves the auth database and the settings. False when nobody
+    was signed in."""
+    authcfg = QgsSettings().value(SETTINGS_SIGNED_IN, "") or ""
+    QgsSettings().remove(SETTINGS_SIGNED_IN)
+    if not authcfg:
+        return False
+    return _forget(authcfg)
+
+
+def _forget(authcfg: str) -> bool:
+    config = _load(authcfg)
+    if config is None:
+        return False
+    signed_in = sign_in_of(config)
+    if signed_in is not None:
+        revoke(ArcGISClient(timeout=10, retries=0), signed_in)
+    return bool(_manager().removeAuthenticationConfig(authcfg))

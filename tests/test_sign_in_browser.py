@@ -1,0 +1,86 @@
+"""Signing in with a real browser (headless chromium): the plugin hands the authorize URL to
+the browser, the user signs in on the portal's page, the redirect reaches the plugin, the
+tokens land in QGIS's authentication database, a web map is listed and taken offline while
+its token expires, and signing out forgets it all."""
+
+from __future__ import annotations
+
+import pytest
+from qgis.core import QgsApplication, QgsSettings
+
+from plugin.auth import credentials_from_auth_config
+from plugin.core.errors import AuthenticationError, CancelledError
+from plugin.core.oauth import OAuthCredentials, sign_in
+from plugin.core.portal import PortalBrowser
+from plugin.core.rest import ArcGISClient
+from plugin.core.take_offline import OfflineMapTask
+from plugin.sign_in import SETTINGS_SIGNED_IN, current_account, sign_out, store_sign_in
+from tests.chromium import BrowserUser
+from tests.featureservice.oauth import DEFAULT_CLIENT_ID
+from tests.featureservice.seed import DEMO_WEBMAP_ID
+from tests.test_gui_auth import MASTER_PASSWORD
+
+
+@pytest.fixture
+def auth_db(qgis_app):
+    manager = QgsApplication.authManager()
+    assert manager.setMasterPassword(MASTER_PASSWORD, True)
+    before = set(manager.configIds())
+    yield manager
+    sign_out()
+    for config_id in set(manager.configIds()) - before:
+        manager.removeAuthenticationConfig(config_id)
+
+
+def test_sign_in_in_the_browser_then_browse_take_offline_and_sign_out(
+    chromium, secured_reference_server, auth_db, tmp_path
+):
+    server = secured_reference_server
+    user = BrowserUser(chromium, "alice", "alice-secret")
+
+    signed_in = sign_in(server.portal_url, DEFAULT_CLIENT_ID, user, wait_seconds=90)
+
+    assert "You can close this window" in user.wait()
+    assert user.opened[0].startswith(f"{server.portal_url}/oauth2/authorize?")
+    authcfg = store_sign_in(signed_in)
+    assert authcfg in auth_db.configIds()
+    account = current_account()
+    assert (account.username, account.full_name) == ("alice", "Alice Tester")
+    # The settings name the configuration, never hold a secret.
+    settings = QgsSettings()
+    stored = {key: str(settings.value(key)) for key in settings.allKeys()}
+    assert stored[SETTINGS_SIGNED_IN] == authcfg
+    assert not any(
+        signed_in.refresh_token in v or signed_in.access_token in v for v in stored.values()
+    )
+
+    credentials = credentials_from_auth_config(authcfg, server.portal_url)
+    assert isinstance(credentials, OAuthCredentials)
+    client = ArcGISClient(credentials)
+    maps = [i for i in PortalBrowser(client, server.portal_url).search("demo") if i.is_web_map]
+    assert [(i.item_id, i.title) for i in maps] == [(DEMO_WEBMAP_ID, "Demo offline map")]
+
+    task = OfflineMapTask(
+        portal_url=server.portal_url, webmap_item_id=maps[0].item_id, client=client
+    )
+    parameters = task.create_default_generate_offline_map_parameters(None)
+    server.inject_fault("createReplica", "expire_tokens")  # the token dies mid-job
+    result = task.generate_offline_map(parameters, tmp_path / "map").run()
+    assert result.offline_map.geodatabases
+    assert credentials.refreshes == 1 and server.oauth.grants["refresh_token"] == 1
+
+    assert sign_out()
+    assert authcfg not in auth_db.configIds()
+    assert current_account() is None
+    assert server.oauth.refresh_token_count() == 0  # revoked on the portal too
+    with pytest.raises(AuthenticationError, match="does not exist"):
+        credentials_from_auth_config(authcfg, server.portal_url)
+
+
+def test_cancelling_in_the_browser_stores_nothing(chromium, secured_reference_server, auth_db):
+    before = set(auth_db.configIds())
+    user = BrowserUser(chromium, "", "", cancel=True)
+    with pytest.raises(CancelledError, match="cancelled in the browser"):
+        sign_in(secured_reference_server.portal_url, DEFAULT_CLIENT_ID, user, wait_seconds=90)
+    user.wait()
+    assert set(auth_db.configIds()) == before and current_account() is None
