@@ -24,6 +24,9 @@ from .resources import tr
 SETTINGS_SIGNED_IN = "offline_map_sync/sign_in/authcfg"
 SETTINGS_CLIENT_ID = "offline_map_sync/sign_in/client_id"
 SETTINGS_PORTAL = "offline_map_sync/sign_in/portal"
+# "Alice Tester (alice) at host": shown by the panel without opening the auth database (which
+# could ask for the master password as QGIS starts).
+SETTINGS_SIGNED_IN_AS = "offline_map_sync/sign_in/signed_in_as"
 # Marks the configurations this plugin made, and what they hold.
 _KIND_KEY = "offline_map_sync"
 KIND_OAUTH, KIND_API_KEY, KIND_ACCOUNT = "oauth", "apikey", "account"
@@ -78,6 +81,7 @@ def _store(config: QgsAuthMethodConfig) -> str:
         )
     previous = QgsSettings().value(SETTINGS_SIGNED_IN, "") or ""
     QgsSettings().setValue(SETTINGS_SIGNED_IN, config.id())
+    QgsSettings().setValue(SETTINGS_SIGNED_IN_AS, _account_of(config.id(), config).describe())
     if previous and previous != config.id():
         _forget(previous)
     return config.id()
@@ -191,6 +195,15 @@ def current_account() -> Account | None:
     config = _load(authcfg)
     if config is None or not config.config(_KIND_KEY):
         return None
+    return _account_of(authcfg, config)
+
+
+def signed_in_as() -> str:
+    """Who is signed in where, as the panel shows it ("" when nobody is)."""
+    return QgsSettings().value(SETTINGS_SIGNED_IN_AS, "") or ""
+
+
+def _account_of(authcfg: str, config: QgsAuthMethodConfig) -> Account:
     return Account(
         authcfg=authcfg,
         portal_url=config.config("portal_url"),
@@ -206,6 +219,7 @@ def sign_out() -> bool:
     was signed in."""
     authcfg = QgsSettings().value(SETTINGS_SIGNED_IN, "") or ""
     QgsSettings().remove(SETTINGS_SIGNED_IN)
+    QgsSettings().remove(SETTINGS_SIGNED_IN_AS)
     if not authcfg:
         return False
     return _forget(authcfg)

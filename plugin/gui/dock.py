@@ -34,6 +34,7 @@ from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
 from .credential_consent import credentials_with_consent
 from .formatting import escape, size_text, tooltip
+from .sign_in_bar import SignInBar
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
 
@@ -87,6 +88,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.iface = iface
         self.setupUi(self)
         self.setObjectName("OfflineMapSyncDock")
+        # Who is signed in where, "Sign in…" and "Sign out" (issue 20; sign_in_bar.py).
+        self.signInBar = SignInBar(self)
+        self.mainLayout.insertWidget(1, self.signInBar)
         self.offline_map: OfflineMap | None = None
         self.task: JobTask | None = None
         self.last_result: Any = None

@@ -41,6 +41,7 @@ from ..take_offline_request import (
     update_mode_labels,
 )
 from ..task import CallJob, start_job_task
+from .browse_dialog import add_browse_button
 from .credential_consent import credentials_with_consent
 from .formatting import size_text, tooltip
 
@@ -87,6 +88,9 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self._attachments_default = self.attachmentsCheck.checkState()
         self.listLayersButton.clicked.connect(self.list_layers)
         self.listAreasButton.clicked.connect(self.list_areas)
+        # "Browse…": pick the web map from the signed-in portal instead of pasting its ID
+        # (issue 20; browse_dialog.py fills the fields).
+        self.browseButton = add_browse_button(self)
         # A layer list read for another source would be wrong: forget it when the source changes.
         for signal in (
             self.portalEdit.textChanged,
