@@ -172,9 +172,10 @@ def test_community_self_content_groups_and_search(secured_reference_server):
     assert get("content/users/alice")["error"]["code"] == 403
     group = get(f"content/groups/{FIELD_CREW_GROUP_ID}")
     assert [i["id"] for i in group["items"]] == [CREW_MAP_ID]
+    # bob sees the public demo maps and his crew's map, not alice's private one.
     maps = get("search", q='type:"Web Map"', sortField="title", num=1)
-    assert maps["total"] == 2 and maps["num"] == 1 and maps["nextStart"] == 2
-    assert maps["results"][0]["title"] == "Demo offline map"
+    assert maps["total"] == 3 and maps["num"] == 1 and maps["nextStart"] == 2
+    assert maps["results"][0]["title"] == "Demo map with offline settings"
     titles = {i["title"] for i in get("search", q='"crew" AND type:"Web Map"')["results"]}
     assert titles == {"Field crew map"}
     # alice's private map is hers alone: not listed, not readable, no thumbnail.

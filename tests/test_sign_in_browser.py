@@ -57,8 +57,9 @@ def test_sign_in_in_the_browser_then_browse_take_offline_and_sign_out(
     credentials = credentials_from_auth_config(authcfg, server.portal_url)
     assert isinstance(credentials, OAuthCredentials)
     client = ArcGISClient(credentials)
-    maps = [i for i in PortalBrowser(client, server.portal_url).search("demo") if i.is_web_map]
-    assert [(i.item_id, i.title) for i in maps] == [(DEMO_WEBMAP_ID, "Demo offline map")]
+    found = PortalBrowser(client, server.portal_url).search("demo offline")
+    maps = [i for i in found if i.item_id == DEMO_WEBMAP_ID]
+    assert [(i.title, i.owner, i.is_web_map) for i in maps] == [("Demo offline map", "seed", True)]
 
     task = OfflineMapTask(
         portal_url=server.portal_url, webmap_item_id=maps[0].item_id, client=client
