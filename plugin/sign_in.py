@@ -11,6 +11,7 @@ may ask for the master password.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
@@ -18,7 +19,13 @@ from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 from .core.errors import AuthenticationError
 from .core.oauth import OAuthCredentials, SignIn, revoke
 from .core.portal import check_portal
-from .core.rest import ArcGISClient, StaticTokenCredentials, TokenCredentials
+from .core.rest import (
+    ArcGISClient,
+    CredentialProvider,
+    StaticTokenCredentials,
+    TokenCredentials,
+)
+from .core.sites import CredentialScope
 from .resources import tr
 
 SETTINGS_SIGNED_IN = "offline_map_sync/sign_in/authcfg"
@@ -116,13 +123,16 @@ def store_sign_in(signed_in: SignIn) -> str:
     return _store(config)
 
 
-def store_api_key(portal_url: str, api_key: str) -> str:
-    """Check the API key against the portal, then keep it; nothing is stored when refused."""
+def store_api_key(portal_url: str, api_key: str, plain_http_hosts: Iterable[str] = ()) -> str:
+    """Check the API key against the portal, then keep it; nothing is stored when refused.
+    The key only goes to the portal's site, over plain http only to ``plain_http_hosts``."""
     api_key = api_key.strip()
     if not api_key:
         raise AuthenticationError(tr("Enter the API key."))
-    client = ArcGISClient(StaticTokenCredentials(api_key, portal_url), retries=0)
-    check_portal(client, portal_url)
+    scope = CredentialScope.of([portal_url], plain_http_hosts=plain_http_hosts)
+    scope.check(portal_url, tr("API key"))
+    client = ArcGISClient(StaticTokenCredentials(api_key, scope), retries=0)
+    check_portal(client, portal_url, plain_http_hosts=plain_http_hosts)
     config = _new_config(
         _TOKEN_METHOD, KIND_API_KEY, portal_url, f"ArcGIS API key @ {urlsplit(portal_url).netloc}"
     )
@@ -130,13 +140,23 @@ def store_api_key(portal_url: str, api_key: str) -> str:
     return _store(config)
 
 
-def store_account(portal_url: str, username: str, password: str) -> str:
-    """Check a built-in account (``generateToken``), then keep it as a Basic configuration."""
+def store_account(
+    portal_url: str, username: str, password: str, plain_http_hosts: Iterable[str] = ()
+) -> str:
+    """Check a built-in account (``generateToken``), then keep it as a Basic configuration.
+    The password only goes to the portal's site, over plain http only to
+    ``plain_http_hosts``."""
     from .auth import token_url_for
 
     if not username.strip():
         raise AuthenticationError(tr("Enter the username."))
-    TokenCredentials(token_url_for(portal_url), username.strip(), password).token_for(portal_url)
+    TokenCredentials(
+        token_url_for(portal_url),
+        username.strip(),
+        password,
+        site_url=portal_url,
+        plain_http_hosts=plain_http_hosts,
+    ).token_for(portal_url)
     config = _new_config(
         "Basic", KIND_ACCOUNT, portal_url, f"ArcGIS: {username} @ {urlsplit(portal_url).netloc}"
     )
@@ -161,14 +181,17 @@ def sign_in_of(config: QgsAuthMethodConfig) -> SignIn | None:
     )
 
 
-def credentials_of(config: QgsAuthMethodConfig):
-    """Credentials for a configuration this plugin stored (bound to its portal's site), or
-    None for any other configuration."""
+def credentials_of(
+    config: QgsAuthMethodConfig, scope: CredentialScope
+) -> CredentialProvider | None:
+    """Credentials for a configuration this plugin stored, sent only to the sites of ``scope``
+    (the portal the configuration is bound to and the sites the user approved, see
+    :func:`plugin.auth.credentials_from_auth_config`), or None for any other configuration."""
     kind = config.config(_KIND_KEY)
     if kind == KIND_OAUTH:
-        return OAuthCredentials(sign_in_of(config))
+        return OAuthCredentials(sign_in_of(config), scope=scope)
     if kind == KIND_API_KEY:
-        return StaticTokenCredentials(config.config("token"), config.config("portal_url"))
+        return StaticTokenCredentials(config.config("token"), scope)
     return None
 
 

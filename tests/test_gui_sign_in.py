@@ -16,6 +16,10 @@ from tests.chromium import BrowserUser
 from tests.featureservice.oauth import DEFAULT_CLIENT_ID
 from tests.featureservice.seed import DEMO_WEBMAP_ID
 from tests.test_gui_auth import MASTER_PASSWORD
+from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
+
+# The reference portal speaks plain http on 127.0.0.1: allowed for that host, as a user would.
+plain_http_on_loopback = _plain_http_fixture
 
 WAIT = 120
 
@@ -70,7 +74,7 @@ def type_into(edit, text: str) -> None:
 
 
 def test_sign_in_browse_take_offline_and_sign_out_from_the_panel(
-    dock, chromium, secured_reference_server, tmp_path
+    dock, chromium, secured_reference_server, plain_http_on_loopback, tmp_path
 ):
     server = secured_reference_server
     bar = dock.signInBar

@@ -19,6 +19,10 @@ from tests.chromium import BrowserUser
 from tests.featureservice.oauth import DEFAULT_CLIENT_ID
 from tests.featureservice.seed import DEMO_WEBMAP_ID
 from tests.test_gui_auth import MASTER_PASSWORD
+from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
+
+# The reference portal speaks plain http on 127.0.0.1: allowed for that host, as a user would.
+plain_http_on_loopback = _plain_http_fixture
 
 
 @pytest.fixture
@@ -33,12 +37,18 @@ def auth_db(qgis_app):
 
 
 def test_sign_in_in_the_browser_then_browse_take_offline_and_sign_out(
-    chromium, secured_reference_server, auth_db, tmp_path
+    chromium, secured_reference_server, auth_db, plain_http_on_loopback, tmp_path
 ):
     server = secured_reference_server
     user = BrowserUser(chromium, "alice", "alice-secret")
 
-    signed_in = sign_in(server.portal_url, DEFAULT_CLIENT_ID, user, wait_seconds=90)
+    signed_in = sign_in(
+        server.portal_url,
+        DEFAULT_CLIENT_ID,
+        user,
+        wait_seconds=90,
+        plain_http_hosts=server.plain_http_hosts,
+    )
 
     assert "You can close this window" in user.wait()
     assert user.opened[0].startswith(f"{server.portal_url}/oauth2/authorize?")
@@ -82,6 +92,12 @@ def test_cancelling_in_the_browser_stores_nothing(chromium, secured_reference_se
     before = set(auth_db.configIds())
     user = BrowserUser(chromium, "", "", cancel=True)
     with pytest.raises(CancelledError, match="cancelled in the browser"):
-        sign_in(secured_reference_server.portal_url, DEFAULT_CLIENT_ID, user, wait_seconds=90)
+        sign_in(
+            secured_reference_server.portal_url,
+            DEFAULT_CLIENT_ID,
+            user,
+            wait_seconds=90,
+            plain_http_hosts=secured_reference_server.plain_http_hosts,
+        )
     user.wait()
     assert set(auth_db.configIds()) == before and current_account() is None

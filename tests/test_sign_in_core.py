@@ -12,10 +12,11 @@ from html.parser import HTMLParser
 import pytest
 import requests
 
-from plugin.core.errors import AuthenticationError, CancelledError
+from plugin.core.errors import AuthenticationError, CancelledError, InsecureConnectionError
 from plugin.core.oauth import AuthorizationCodeFlow, OAuthCredentials, sign_in
 from plugin.core.portal import PortalAddressError, PortalBrowser, portal_rest_url
 from plugin.core.rest import ArcGISClient, CredentialProvider
+from plugin.core.sites import CredentialScope
 from plugin.core.take_offline import OfflineMapTask
 from tests.featureservice.community import (
     ALICE_PRIVATE_MAP_ID,
@@ -65,7 +66,15 @@ def _signed_in(server, user="alice"):
         DEFAULT_CLIENT_ID,
         form_browser(user, f"{user}-secret"),
         wait_seconds=30,
+        plain_http_hosts=server.plain_http_hosts,
     )
+
+
+def _oauth(server, signed_in):
+    """The sign-in's credentials, bound to the reference portal's site; plain http allowed to
+    its loopback host only, as a user would in the setting."""
+    scope = CredentialScope.of([server.portal_url], plain_http_hosts=server.plain_http_hosts)
+    return OAuthCredentials(signed_in, scope=scope)
 
 
 def test_sign_in_gives_a_refreshable_access_the_services_accept(secured_reference_server):
@@ -74,7 +83,7 @@ def test_sign_in_gives_a_refreshable_access_the_services_accept(secured_referenc
     assert (signed_in.username, signed_in.full_name) == ("alice", "Alice Tester")
     assert signed_in.refresh_token and "alice-secret" not in repr(signed_in)
     assert signed_in.access_token not in repr(signed_in)
-    client = ArcGISClient(OAuthCredentials(signed_in))
+    client = ArcGISClient(_oauth(server, signed_in))
     assert client.service_info(server.service_url("Demo"))["layers"]
 
 
@@ -82,7 +91,7 @@ def test_a_token_expiring_during_a_take_offline_is_renewed_and_the_job_completes
     secured_reference_server, tmp_path
 ):
     server = secured_reference_server
-    credentials = OAuthCredentials(_signed_in(server))
+    credentials = _oauth(server, _signed_in(server))
     task = OfflineMapTask(
         portal_url=server.portal_url,
         webmap_item_id=DEMO_WEBMAP_ID,
@@ -100,7 +109,7 @@ def test_a_token_expiring_during_a_take_offline_is_renewed_and_the_job_completes
 def test_a_short_lived_token_is_renewed_before_it_expires(secured_reference_server):
     server = secured_reference_server
     server.oauth.access_seconds = 1
-    credentials = OAuthCredentials(_signed_in(server))
+    credentials = _oauth(server, _signed_in(server))
     first = credentials.sign_in.access_token
     refused = []
 
@@ -125,7 +134,7 @@ def test_a_short_lived_token_is_renewed_before_it_expires(secured_reference_serv
 
 def test_an_expired_refresh_token_says_sign_in_again(secured_reference_server):
     server = secured_reference_server
-    credentials = OAuthCredentials(_signed_in(server))
+    credentials = _oauth(server, _signed_in(server))
     server.oauth.expire_refresh_tokens()
     server.expire_tokens()
     with pytest.raises(AuthenticationError, match="has expired. Sign in again"):
@@ -140,6 +149,7 @@ def test_cancelling_in_the_browser_is_a_cancellation(secured_reference_server):
             DEFAULT_CLIENT_ID,
             form_browser("", "", cancel=True),
             wait_seconds=30,
+            plain_http_hosts=server.plain_http_hosts,
         )
     assert server.oauth.grants["authorization_code"] == 0
 
@@ -152,6 +162,7 @@ def test_an_answer_with_a_foreign_state_is_refused(secured_reference_server):
             DEFAULT_CLIENT_ID,
             form_browser("alice", "alice-secret", state="forged"),
             wait_seconds=30,
+            plain_http_hosts=server.plain_http_hosts,
         )
     assert server.oauth.grants["authorization_code"] == 0
 
@@ -163,6 +174,7 @@ def test_no_answer_from_the_browser_times_out(secured_reference_server):
             DEFAULT_CLIENT_ID,
             lambda url: None,
             wait_seconds=0.3,
+            plain_http_hosts=secured_reference_server.plain_http_hosts,
         )
 
 
@@ -175,19 +187,41 @@ def test_a_portal_without_oauth_is_said_so_before_the_browser_opens(secured_refe
             DEFAULT_CLIENT_ID,
             opened.append,
             wait_seconds=1,
+            plain_http_hosts=secured_reference_server.plain_http_hosts,
         )
     assert opened == []
 
 
 def test_wrong_portal_addresses_are_explained(secured_reference_server):
+    server = secured_reference_server
     with pytest.raises(PortalAddressError, match="No ArcGIS portal answers"):
         AuthorizationCodeFlow(
-            secured_reference_server.service_url("Demo"), DEFAULT_CLIENT_ID
+            server.service_url("Demo"), DEFAULT_CLIENT_ID, plain_http_hosts=server.plain_http_hosts
         ).start()
-    with pytest.raises(PortalAddressError, match="needs a secure address"):
+    with pytest.raises(InsecureConnectionError, match="over plain http"):
         AuthorizationCodeFlow("http://gis.example.com/portal", DEFAULT_CLIENT_ID).start()
     with pytest.raises(PortalAddressError, match="not a portal address"):
         portal_rest_url("ftp://gis.example.com")
+
+
+def test_no_sign_in_goes_over_plain_http_unless_the_user_allowed_that_host(
+    secured_reference_server,
+):
+    server = secured_reference_server
+    opened = []
+    with pytest.raises(InsecureConnectionError, match="over plain http"):
+        sign_in(server.portal_url, DEFAULT_CLIENT_ID, opened.append, wait_seconds=1)
+    assert opened == [] and server.oauth.grants["authorization_code"] == 0
+    signed_in = _signed_in(server)
+    # Stored sign-ins are bound to their portal's site: not over plain http unless allowed,
+    # and never to another site (another port is another site).
+    with pytest.raises(InsecureConnectionError):
+        OAuthCredentials(signed_in)
+    credentials = _oauth(server, signed_in)
+    assert credentials.token_for(server.service_url("Demo")) == signed_in.access_token
+    other_port = server.service_url("Demo").replace(f":{server.port}/", ":1/")
+    assert credentials.token_for(other_port) is None
+    assert credentials.token_for("https://services.example.com/arcgis/rest") is None
 
 
 def test_portal_addresses_as_users_type_them():
@@ -206,7 +240,7 @@ def test_portal_addresses_as_users_type_them():
 def test_browsing_lists_what_the_user_may_see(secured_reference_server):
     server = secured_reference_server
     browser = PortalBrowser(
-        ArcGISClient(OAuthCredentials(_signed_in(server, "bob"))), server.portal_url
+        ArcGISClient(_oauth(server, _signed_in(server, "bob"))), server.portal_url
     )
     me = browser.me()
     assert me.username == "bob" and [g.group_id for g in me.groups] == [FIELD_CREW_GROUP_ID]
@@ -227,7 +261,7 @@ def test_an_account_without_access_to_a_map_gets_a_clear_refusal(
     task = OfflineMapTask(
         portal_url=server.portal_url,
         webmap_item_id=ALICE_PRIVATE_MAP_ID,
-        client=ArcGISClient(OAuthCredentials(_signed_in(server, "bob"))),
+        client=ArcGISClient(_oauth(server, _signed_in(server, "bob"))),
     )
     with pytest.raises(AuthenticationError, match="lacks access"):
         task.webmap()

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
+from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .errors import AuthenticationError, CancelledError, NetworkError, ServiceError
@@ -35,9 +35,8 @@ from .rest import (
     BadAnswerError,
     CancelCallback,
     CredentialProvider,
-    same_site,
-    secure_transport,
 )
+from .sites import CredentialScope
 
 #: How long the listener waits for the browser (the user may have to find a password).
 DEFAULT_WAIT_SECONDS = 300.0
@@ -185,8 +184,10 @@ class AuthorizationCodeFlow:
         *,
         client: ArcGISClient | None = None,
         wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        plain_http_hosts: Iterable[str] = (),
     ) -> None:
         self.portal_url = portal_rest_url(portal_url)
+        self.plain_http_hosts = tuple(plain_http_hosts)
         if not client_id.strip():
             raise AuthenticationError(
                 "Enter the client ID of the portal's app registration for QGIS."
@@ -200,7 +201,7 @@ class AuthorizationCodeFlow:
 
     def start(self) -> str:
         """Check the portal offers OAuth, start listening and return the authorize URL."""
-        info = check_portal(self.client, self.portal_url)
+        info = check_portal(self.client, self.portal_url, plain_http_hosts=self.plain_http_hosts)
         if not info.get("supportsOAuth", True):
             raise AuthenticationError(
                 f"The portal at {urlsplit(self.portal_url).netloc} does not offer OAuth sign-in. "
@@ -259,10 +260,17 @@ def sign_in(
     *,
     client: ArcGISClient | None = None,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    plain_http_hosts: Iterable[str] = (),
 ) -> SignIn:
     """The whole flow in one call, in the calling thread (scripts, tests):
     ``open_browser(url)`` shows the portal's sign-in page."""
-    flow = AuthorizationCodeFlow(portal_url, client_id, client=client, wait_seconds=wait_seconds)
+    flow = AuthorizationCodeFlow(
+        portal_url,
+        client_id,
+        client=client,
+        wait_seconds=wait_seconds,
+        plain_http_hosts=plain_http_hosts,
+    )
     return SignInJob(flow, open_browser).run()
 
 
@@ -375,8 +383,11 @@ def revoke(client: ArcGISClient, signed_in: SignIn) -> bool:
 
 
 class OAuthCredentials(CredentialProvider):
-    """The access token of a :class:`SignIn`, for the portal's site only and only over https
-    (or to this computer), renewed shortly before it expires and after a 498.
+    """The access token of a :class:`SignIn`, renewed shortly before it expires and after a
+    498. The token only goes to the sites of ``scope`` (default: the portal's site, over
+    https); the refresh token only to the portal, which must be within ``scope``
+    (:class:`InsecureConnectionError` or :class:`SiteNotApprovedError` otherwise, before
+    anything is sent).
 
     ``on_refresh(sign_in)`` is called (on whatever thread refreshed) with the renewed sign-in.
     """
@@ -385,9 +396,12 @@ class OAuthCredentials(CredentialProvider):
         self,
         signed_in: SignIn,
         *,
+        scope: CredentialScope | None = None,
         client: ArcGISClient | None = None,
         on_refresh: Callable[[SignIn], None] | None = None,
     ) -> None:
+        self.scope = scope or CredentialScope.of([signed_in.portal_url])
+        self.scope.check(signed_in.portal_url, signed_in.username)
         self._signed_in = signed_in
         self._client = client or ArcGISClient(retries=1)
         self._on_refresh = on_refresh
@@ -400,11 +414,8 @@ class OAuthCredentials(CredentialProvider):
     def sign_in(self) -> SignIn:
         return self._signed_in
 
-    def _may_send(self, url: str) -> bool:
-        return same_site(self._signed_in.portal_url, url) and secure_transport(url)
-
     def token_for(self, url: str) -> str | None:
-        if not self._may_send(url):
+        if not self.scope.allows(url):
             return None
         with self._lock:
             if time.time() > self._signed_in.expires_at - self._margin:

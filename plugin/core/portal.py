@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import NetworkError, OfflineMapSyncError, ServiceError
-from .rest import ArcGISClient, BadAnswerError, secure_transport
+from .rest import ArcGISClient, BadAnswerError
+from .sites import CredentialScope
 
 #: The item types a user can take offline.
 BROWSABLE_TYPES = ("Web Map", "Feature Service")
@@ -50,13 +52,18 @@ def portal_rest_url(text: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{path}/sharing/rest", "", ""))
 
 
-def check_portal(client: ArcGISClient, portal_url: str) -> dict:
-    """``portals/self`` of the portal, or PortalAddressError saying why it is not one."""
+def check_portal(
+    client: ArcGISClient, portal_url: str, *, plain_http_hosts: Iterable[str] = ()
+) -> dict:
+    """``portals/self`` of the portal, or PortalAddressError saying why it is not one.
+
+    A sign-in will go to the portal: InsecureConnectionError, before anything is sent, when it
+    is plain http to a host outside ``plain_http_hosts`` (the hosts the user allowed).
+    """
     host = urlsplit(portal_url).netloc
-    if not secure_transport(portal_url):
-        raise PortalAddressError(
-            f"Signing in to {host} needs a secure address: use https://{host}…"
-        )
+    CredentialScope.of([portal_url], plain_http_hosts=plain_http_hosts).check(
+        portal_url, f"sign-in to {host}"
+    )
     try:
         body = client.get_json(f"{portal_url}/portals/self")
     except (BadAnswerError, ServiceError) as error:

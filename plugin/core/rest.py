@@ -1057,17 +1057,15 @@ class ArcGISClient:
     def get_bytes(self, url: str, limit: int) -> bytes | None:
         """A small file (a thumbnail) in memory; None when it is missing, an error, or larger
         than ``limit`` bytes. Never raises for the file itself, only for the connection."""
-        response = self._send("GET", url, self._with_token(url, {}), stream=True)
+        response = self._send("GET", url, {})
         try:
             if response.status_code != 200 or "json" in response.headers.get("Content-Type", ""):
                 return None
             data = bytearray()
-            for chunk in response.iter_content(_CHUNK):
+            for chunk in body_chunks(response, url, limits=self.limits, max_bytes=limit):
                 data.extend(chunk)
-                if len(data) > limit:
-                    return None
             return bytes(data)
-        except requests.RequestException:
+        except (UnusableAnswerError, NetworkError, requests.RequestException):
             return None
         finally:
             response.close()

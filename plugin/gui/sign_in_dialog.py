@@ -12,6 +12,7 @@ from qgis.PyQt.QtCore import QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QWidget
 
+from ..auth import plain_http_hosts
 from ..core.errors import OfflineMapSyncError
 from ..core.oauth import AuthorizationCodeFlow, SignInJob
 from ..core.portal import portal_rest_url
@@ -81,9 +82,14 @@ class SignInDialog(QDialog, FORM_CLASS):
             return
         try:
             if tab is self.apiKeyTab:
-                store_api_key(portal_url, self.apiKeyEdit.text())
+                store_api_key(portal_url, self.apiKeyEdit.text(), plain_http_hosts())
             else:
-                store_account(portal_url, self.usernameEdit.text(), self.passwordEdit.text())
+                store_account(
+                    portal_url,
+                    self.usernameEdit.text(),
+                    self.passwordEdit.text(),
+                    plain_http_hosts(),
+                )
         except OfflineMapSyncError as error:
             self.messageLabel.setText(str(error))
             return
@@ -99,7 +105,7 @@ class SignInDialog(QDialog, FORM_CLASS):
     def _start_browser_sign_in(self, portal_url: str) -> None:
         client_id = self.clientIdEdit.text().strip()
         try:
-            flow = AuthorizationCodeFlow(portal_url, client_id)
+            flow = AuthorizationCodeFlow(portal_url, client_id, plain_http_hosts=plain_http_hosts())
         except OfflineMapSyncError as error:
             self.messageLabel.setText(str(error))
             return
