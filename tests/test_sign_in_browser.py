@@ -8,13 +8,25 @@ from __future__ import annotations
 import pytest
 from qgis.core import QgsApplication, QgsSettings
 
-from plugin.auth import credentials_from_auth_config
-from plugin.core.errors import AuthenticationError, CancelledError
+from plugin.auth import APPROVED_SITES_KEY, credentials_from_auth_config
+from plugin.core.errors import (
+    AuthenticationError,
+    CancelledError,
+    InsecureConnectionError,
+    SiteNotApprovedError,
+)
 from plugin.core.oauth import OAuthCredentials, sign_in
 from plugin.core.portal import PortalBrowser
 from plugin.core.rest import ArcGISClient
 from plugin.core.take_offline import OfflineMapTask
-from plugin.sign_in import SETTINGS_SIGNED_IN, current_account, sign_out, store_sign_in
+from plugin.sign_in import (
+    SETTINGS_SIGNED_IN,
+    current_account,
+    sign_out,
+    store_account,
+    store_api_key,
+    store_sign_in,
+)
 from tests.chromium import BrowserUser
 from tests.featureservice.oauth import DEFAULT_CLIENT_ID
 from tests.featureservice.seed import DEMO_WEBMAP_ID
@@ -101,3 +113,38 @@ def test_cancelling_in_the_browser_stores_nothing(chromium, secured_reference_se
         )
     user.wait()
     assert set(auth_db.configIds()) == before and current_account() is None
+
+
+def test_an_api_key_is_bound_to_its_portal_and_other_sites_need_approval(
+    secured_reference_server, auth_db, plain_http_on_loopback
+):
+    server = secured_reference_server
+    api_key = server.app.auth.issue("alice", 3600)  # what the portal would hand out
+    before = set(auth_db.configIds())
+    # Plain http to a host the user did not allow: refused before the key is sent or stored.
+    with pytest.raises(InsecureConnectionError):
+        store_api_key(server.portal_url, api_key)
+    with pytest.raises(InsecureConnectionError):
+        store_account(server.portal_url, "alice", "alice-secret")
+    assert set(auth_db.configIds()) == before and current_account() is None
+
+    authcfg = store_api_key(server.portal_url, api_key, server.plain_http_hosts)
+    credentials = credentials_from_auth_config(authcfg, server.portal_url)
+    assert credentials.token_for(server.service_url("Demo")) == api_key
+    assert credentials.token_for("https://services.example.com/arcgis/rest/services") is None
+    # A web map naming a service elsewhere: that site needs the user's approval first.
+    elsewhere = "https://services.example.com/arcgis/rest/services/Demo/FeatureServer"
+    with pytest.raises(SiteNotApprovedError):
+        credentials_from_auth_config(authcfg, server.portal_url, also_for=[elsewhere])
+    approved = credentials_from_auth_config(
+        authcfg, server.portal_url, also_for=[elsewhere], approve_new_sites=True
+    )
+    assert approved.token_for(elsewhere) == api_key
+    QgsSettings().remove(APPROVED_SITES_KEY.format(authcfg))
+
+    with pytest.raises(AuthenticationError):
+        store_account(server.portal_url, "alice", "wrong", server.plain_http_hosts)
+    authcfg = store_account(server.portal_url, "alice", "alice-secret", server.plain_http_hosts)
+    assert current_account().username == "alice"
+    account = credentials_from_auth_config(authcfg, server.portal_url)
+    assert ArcGISClient(account).service_info(server.service_url("Demo"))["layers"]
