@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.basemap import BasemapOptions
 from .core.enums import PreplannedUpdateMode
 from .core.errors import OfflineMapSyncError
 from .core.jobs import Job
@@ -49,6 +50,8 @@ class TakeOfflineRequest:
     map_area: PreplannedMapArea | None = None
     map_area_name: str = ""
     update_mode: PreplannedUpdateMode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+    #: The web map's basemap: download (the default), keep online, a local file, or none.
+    basemap: BasemapOptions = field(default_factory=BasemapOptions)
 
     @property
     def is_preplanned(self) -> bool:
@@ -105,6 +108,7 @@ class TakeOfflineJob(Job):
             parameters.include_attachments = request.include_attachments
         if request.title:
             parameters.title = request.title
+        parameters.basemap = request.basemap
         for service_url, layer_id in request.schema_only_layers:
             parameters.set_layer_query(service_url, layer_id, LayerQuery(query_option="none"))
         self._check_cancelled()
@@ -120,6 +124,7 @@ class TakeOfflineJob(Job):
         task = self.offline_task
         parameters = task.create_default_download_preplanned_offline_map_parameters(area)
         parameters.update_mode = PreplannedUpdateMode(request.update_mode)
+        parameters.basemap = request.basemap
         if request.title:
             parameters.title = request.title
         return self._run_inner(task.download_preplanned_offline_map(parameters, request.folder))
