@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urljoin, urlsplit
 
-from .errors import CancelledError, OfflineMapSyncError, ServiceError
+from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceError
+from .gpkg_files import remove_geopackage
 from .jobs import sub_progress
 from .offline_map import BasemapEntry
 from .tile_package import TilePackage, TilePackageError
-from .tile_scheme import TileRange, TileScheme
-from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path, remove_tiles
+from .tile_scheme import TileRange, TileScheme, mercator_extent
+from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path
 
 log = logging.getLogger(__name__)
 
@@ -303,12 +304,13 @@ def _describe_service(
 def estimate_basemap(
     client: Any,
     webmap_data_or_layers: dict | Sequence[BasemapLayer],
-    area_extent: tuple[float, float, float, float],
+    area_extent: tuple[float, float, float, float] | dict,
     options: BasemapOptions,
     cancelled: CancelCallback | None = None,
 ) -> BasemapEstimate:
-    """The tiles and bytes downloading the basemap for ``area_extent`` (Web Mercator metres,
-    see :func:`~plugin.core.tile_scheme.mercator_extent`) would take.
+    """The tiles and bytes downloading the basemap for ``area_extent`` would take: (xmin,
+    ymin, xmax, ymax) in Web Mercator metres, or an Esri JSON envelope/polygon with its
+    ``spatialReference``.
 
     Sizes come from the service's ``estimateExportTilesSize`` job where export is allowed,
     else from the mean size of a few sample tiles. Modes other than ``download`` download
@@ -317,6 +319,8 @@ def estimate_basemap(
     layers = _layers_of(webmap_data_or_layers)
     if options.mode != "download":
         return BasemapEstimate((), 0, 0)
+    if isinstance(area_extent, dict):
+        area_extent = mercator_extent(area_extent)
     estimates = []
     for layer in layers:
         if not layer.downloadable:
@@ -516,6 +520,12 @@ class BasemapDownloads:
                 saved = self._write_style(style or self._service_style(service), store, final)
             progress(0.97, f"Finishing the basemap {layer.title}")
             store.finish()
+        except NetworkError as error:
+            store.close()
+            raise NetworkError(
+                f"{error} The basemap tiles downloaded so far are kept: take the map offline "
+                "again into the same folder to continue where it stopped."
+            ) from None
         except BaseException:
             store.close()
             raise
@@ -752,12 +762,12 @@ class BasemapDownloads:
         for path in self.files:
             if keep_partial and path.name.endswith(".partial"):
                 continue
-            remove_tiles(path) if path.suffix in (".gpkg", ".mbtiles") else _unlink(path)
-        if not keep_partial:
-            try:
-                self.basemap_folder.rmdir()
-            except OSError:
-                pass
+            # A tile set and its partial file are SQLite files with side files.
+            remove_geopackage(path)
+        try:
+            self.basemap_folder.rmdir()  # only when empty: partial tile sets stay
+        except OSError:
+            pass
 
 
 class _TempPackage:
