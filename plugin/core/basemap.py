@@ -643,19 +643,17 @@ class BasemapDownloads:
         self,
         path: Path,
         store: TileStore,
-        ranges: Sequence[TileRange] | None,
+        ranges: Sequence[TileRange],
         progress: ProgressCallback,
     ) -> dict | None:
-        """Copy a package's tiles (those inside ``ranges`` when given) into ``store``; the
-        package's style (vector tile packages)."""
-        wanted = {r.level: r for r in ranges} if ranges is not None else None
+        """Copy a package's tiles inside ``ranges`` into ``store``; the package's style
+        (vector tile packages)."""
+        wanted = {r.level: r for r in ranges}
         with TilePackage.open(path) as package:
             batch = []
             count = 0
             for level, row, col, data in package.tiles(cancel=self.cancel):
-                if wanted is not None and (
-                    level not in wanted or not wanted[level].contains(row, col)
-                ):
+                if level not in wanted or not wanted[level].contains(row, col):
                     continue
                 batch.append((level, row, col, data))
                 count += 1
@@ -709,7 +707,13 @@ class BasemapDownloads:
         with TilePackage.open(path) as package:
             scheme = TileScheme.from_tile_info(package.tile_info)
             vector = package.is_vector
-            levels = package.levels()
+            levels = [level for level in package.levels() if level in scheme.levels]
+        # Only tiles of the scheme's levels and inside its matrices: the package is a file
+        # from elsewhere.
+        ranges = []
+        for level in levels:
+            width, height = scheme.matrix_size(level)
+            ranges.append(TileRange(level, 0, height - 1, 0, width - 1))
         kind = "vector" if vector else "raster"
         layer = BasemapLayer(
             layer.title,
@@ -727,7 +731,7 @@ class BasemapDownloads:
             self.basemap_folder.mkdir(parents=True, exist_ok=True)
             store = GeoPackageTiles.open(final, scheme, levels, title=layer.title)
         try:
-            package_style = self._convert(path, store, None, progress)
+            package_style = self._convert(path, store, ranges, progress)
             style = None
             if vector:
                 empty = {"version": 8, "sources": {}, "layers": []}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
 import tempfile
 import zipfile
@@ -36,6 +35,8 @@ _INDEX_BYTES = _PACKET * _PACKET * 8
 MAX_JSON_BYTES = 16 * 1024 * 1024
 #: Largest single tile accepted (the index's size field allows up to 16 MiB).
 MAX_TILE_BYTES = 16 * 1024 * 1024 - 1
+#: Largest bundle unpacked from a compressed entry (stored entries are read in place).
+MAX_BUNDLE_BYTES = 4 * 1024**3
 #: Most entries a package may list.
 MAX_ENTRIES = 1_000_000
 
@@ -198,6 +199,13 @@ class _entry_file:  # noqa: N801 (used like a function, as a context manager)
         self._stream: IO[bytes] | None = None
 
     def __enter__(self) -> tuple[IO[bytes], int, int]:
+        try:
+            return self._open()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _open(self) -> tuple[IO[bytes], int, int]:
         info, path = self._info, self._path
         if info.compress_type == zipfile.ZIP_STORED:
             stream = open(path, "rb")
@@ -213,9 +221,17 @@ class _entry_file:  # noqa: N801 (used like a function, as a context manager)
             return stream, start, info.file_size
         temp = tempfile.TemporaryFile(prefix="oms-bundle-")
         self._stream = temp
+        limit = min(info.file_size, MAX_BUNDLE_BYTES)
         try:
             with self._archive.open(info) as source:
-                shutil.copyfileobj(source, temp, 1 << 20)
+                # A compressed entry may unpack to far more than it says (a zip bomb).
+                while chunk := source.read(1 << 20):
+                    if temp.tell() + len(chunk) > limit:
+                        raise TilePackageError(
+                            f"{path.name}: {info.filename} is larger than it says or than any "
+                            "bundle; the package is damaged."
+                        )
+                    temp.write(chunk)
         except (zipfile.BadZipFile, OSError) as error:
             raise TilePackageError(
                 f"{path.name}: {info.filename} cannot be read ({error})."
