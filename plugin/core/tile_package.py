@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from contextlib import contextmanager
 from typing import IO, Callable, Iterator
 
 from .errors import CancelledError, OfflineMapSyncError
@@ -190,26 +191,14 @@ def _read_json(archive: zipfile.ZipFile, name: str, path: Path) -> object:
         raise TilePackageError(f"{path.name}: {name} cannot be read ({error}).") from None
 
 
-class _entry_file:  # noqa: N801 (used like a function, as a context manager)
+@contextmanager
+def _entry_file(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path
+) -> Iterator[tuple[IO[bytes], int, int]]:
     """``(stream, start, size)`` of a zip entry's bytes: the package file itself for stored
     entries (how packages are written), a temporary copy for compressed ones."""
-
-    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> None:
-        self._archive, self._info, self._path = archive, info, path
-        self._stream: IO[bytes] | None = None
-
-    def __enter__(self) -> tuple[IO[bytes], int, int]:
-        try:
-            return self._open()
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def _open(self) -> tuple[IO[bytes], int, int]:
-        info, path = self._info, self._path
-        if info.compress_type == zipfile.ZIP_STORED:
-            stream = open(path, "rb")
-            self._stream = stream
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as stream:
             stream.seek(info.header_offset)
             header = stream.read(30)
             if len(header) != 30 or header[:4] != b"PK\x03\x04":
@@ -218,12 +207,12 @@ class _entry_file:  # noqa: N801 (used like a function, as a context manager)
             start = info.header_offset + 30 + name_length + extra_length
             if start + info.file_size > path.stat().st_size:
                 raise TilePackageError(f"{path.name}: the entry {info.filename} is cut off.")
-            return stream, start, info.file_size
-        temp = tempfile.TemporaryFile(prefix="oms-bundle-")
-        self._stream = temp
-        limit = min(info.file_size, MAX_BUNDLE_BYTES)
+            yield stream, start, info.file_size
+        return
+    limit = min(info.file_size, MAX_BUNDLE_BYTES)
+    with tempfile.TemporaryFile(prefix="oms-bundle-") as temp:
         try:
-            with self._archive.open(info) as source:
+            with archive.open(info) as source:
                 # A compressed entry may unpack to far more than it says (a zip bomb).
                 while chunk := source.read(1 << 20):
                     if temp.tell() + len(chunk) > limit:
@@ -236,9 +225,4 @@ class _entry_file:  # noqa: N801 (used like a function, as a context manager)
             raise TilePackageError(
                 f"{path.name}: {info.filename} cannot be read ({error})."
             ) from None
-        size = temp.tell()
-        return temp, 0, size
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        yield temp, 0, temp.tell()
