@@ -18,9 +18,9 @@ import re
 import struct
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
 from typing import IO, Callable, Iterator
 
 from .errors import CancelledError, OfflineMapSyncError
