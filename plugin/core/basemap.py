@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -45,8 +46,10 @@ BASEMAP_FOLDER = "basemap"
 ARCGIS_EXPORT_LIMIT = 100_000
 #: Largest tile accepted from a service.
 MAX_TILE_BYTES = 8 * 1024 * 1024
-#: Tiles written per transaction.
+#: Most tiles written per transaction.
 BATCH = 256
+#: Tiles fetched at the same time (GDAL's tile drivers fetch a few at a time too).
+FETCH_THREADS = 4
 #: Tiles fetched to estimate the size of a service that cannot estimate itself.
 SAMPLE_TILES = 4
 LOCAL_SUFFIXES = (".gpkg", ".mbtiles", ".tpkx", ".vtpk")
@@ -568,30 +571,36 @@ class BasemapDownloads:
 
     # -- tile by tile --------------------------------------------------------------------------
     def _fetch_tiles(self, service: _Service, store: TileStore, progress: ProgressCallback) -> None:
+        """Fetch the tiles the store does not know yet, a few at a time, and store them batch
+        by batch (what is stored survives an interruption)."""
         total = service.tiles
-        done = 0
         title = service.layer.title
+
+        def fetch(tile: tuple[int, int, int]) -> bytes | None:
+            return self.client.get_tile(
+                service.tile_url(*tile), limit=MAX_TILE_BYTES, cancel=self.cancel
+            )
+
+        wanted = []
         for tile_range in service.ranges:
             known = store.known(tile_range.level)
-            tiles: list[tuple[int, int, int, bytes]] = []
-            missing: list[tuple[int, int, int]] = []
-            for level, row, col in tile_range.tiles():
-                done += 1
-                if (row, col) in known:
-                    continue
-                data = self.client.get_tile(
-                    service.tile_url(level, row, col), limit=MAX_TILE_BYTES, cancel=self.cancel
-                )
-                if data is None:
-                    missing.append((level, row, col))
-                else:
-                    tiles.append((level, row, col, data))
-                if len(tiles) + len(missing) >= BATCH:
-                    store.write(tiles, missing)
-                    tiles, missing = [], []
-                    progress(done / total, f"Basemap {title}: {done:,} of {total:,} tiles")
-            store.write(tiles, missing)
-            progress(done / total, f"Basemap {title}: {done:,} of {total:,} tiles")
+            wanted += [t for t in tile_range.tiles() if (t[1], t[2]) not in known]
+        done = total - len(wanted)
+        # Stored (and reported) every 5 % or so: what an interruption loses is fetched again.
+        size = min(BATCH, max(8, total // 20))
+        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="basemap-tiles") as pool:
+            for start in range(0, len(wanted), size):
+                batch = wanted[start : start + size]
+                tiles, missing = [], []
+                # map() hands the results back in order and raises the first error.
+                for tile, data in zip(batch, pool.map(fetch, batch)):
+                    if data is None:
+                        missing.append(tile)
+                    else:
+                        tiles.append((*tile, data))
+                store.write(tiles, missing)
+                done += len(batch)
+                progress(done / total, f"Basemap {title}: {done:,} of {total:,} tiles")
 
     # -- tile packages -------------------------------------------------------------------------
     def _from_export(

@@ -98,6 +98,8 @@ class TileStore:
             self._finish_metadata()
             self.conn.execute(f"DROP TABLE IF EXISTS {_MISSING}")
         self.conn.execute("VACUUM")
+        # The finished file is one self-contained file, as readers expect.
+        self.conn.execute("PRAGMA journal_mode = DELETE")
         self.conn.close()
         move_geopackage(self.partial, self.final)
         return self.final
@@ -126,13 +128,22 @@ class TileStore:
         raise NotImplementedError
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    # Each batch commits atomically; without a sync per commit (WAL), a lost batch after a
+    # power cut is only fetched again.
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
 def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3.Connection, bool]:
     """Open the partial file (resume) or create it; True when it was created. A partial file
     that is not one of ours is started over."""
     partial.parent.mkdir(parents=True, exist_ok=True)
     if partial.exists():
         try:
-            conn = sqlite3.connect(partial)
+            conn = _connect(partial)
             conn.execute(check_sql).fetchall()
             conn.execute(f"SELECT zoom_level, tile_row, tile_column FROM {_MISSING} LIMIT 1")
             return conn, False
@@ -140,7 +151,7 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
             conn.close()
             remove_geopackage(partial)
     try:
-        conn = sqlite3.connect(partial)
+        conn = _connect(partial)
         with conn:
             for statement in create_sql:
                 conn.execute(statement)
