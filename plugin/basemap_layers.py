@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from qgis.core import (
@@ -28,6 +28,7 @@ from qgis.core import (
     QgsVectorTileLayer,
 )
 
+from .core.offline_map import BasemapEntry, OfflineMap
 from .resources import tr
 
 log = logging.getLogger(__name__)
@@ -48,27 +49,26 @@ def basemap_group_name() -> str:
 
 
 def add_basemaps(
-    basemaps: Iterable[Any],
-    folder: Path,
+    offline_map: OfflineMap,
     group: QgsLayerTreeGroup,
     project: QgsProject,
     tag: Callable[[QgsMapLayer], None],
     on_problem: Callable[[str], None],
 ) -> list[QgsMapLayer]:
-    """Add ``basemaps`` (manifest entries, bottom to top) to a sub-group "Basemap" at the end of
-    ``group``; ``tag`` marks each layer as the map's, ``on_problem`` hears about each basemap
-    left out. Returns the layers added, top first (as the layer tree lists them)."""
+    """Add the map's basemaps to a sub-group "Basemap" at the end of ``group``; ``tag`` marks
+    each layer as the map's, ``on_problem`` hears about each basemap left out (it is logged
+    too). Returns the layers added, top first (as the layer tree lists them)."""
     made = []
-    for entry in reversed(list(basemaps)):
+    for entry in reversed(offline_map.basemaps):
         try:
-            layer = basemap_layer(entry, folder)
+            layer = basemap_layer(offline_map, entry)
         except BasemapLayerError as error:
             log.warning("%s", error)
             on_problem(str(error))
             continue
         tag(layer)
         layer.setCustomProperty(PROPERTY_BASEMAP, layer.name())
-        made.append((layer, entry.visible is not False))
+        made.append((layer, entry.visible))
     if not made:
         return []
     basemap_group = group.addGroup(basemap_group_name())
@@ -78,62 +78,43 @@ def add_basemaps(
     return [layer for layer, _visible in made]
 
 
-def basemap_layer(entry: Any, folder: Path) -> QgsMapLayer:
-    """The QGIS layer of one manifest basemap entry; raises BasemapLayerError when it cannot be
-    opened (missing or damaged file, unsupported kind)."""
-    title = str(entry.title or tr("Basemap"))
-    kind = entry.kind
-    if kind == "online":
+def basemap_layer(offline_map: OfflineMap, entry: BasemapEntry) -> QgsMapLayer:
+    """The QGIS layer of one of the map's basemaps; raises BasemapLayerError when it cannot be
+    opened (missing or damaged file, unusable address)."""
+    title = entry.title or tr("Basemap")
+    if entry.kind == "online":
         layer = _online_layer(entry, title)
-        where = tr("the service did not answer as expected ({0}).").format(layer.source())
-    elif kind in ("raster", "vector", "local"):
-        if kind == "local":
-            path = _local_path(entry, title)
-        else:
-            path = _downloaded_path(entry, folder, title)
-        layer = _file_layer(path, title, entry.style, folder)
-        where = tr("{0} is damaged or not a tile set QGIS can read.").format(path)
+        problem = tr("the service did not answer as expected ({0}).").format(layer.source())
     else:
-        raise BasemapLayerError(
-            tr("The basemap '{0}' is of a kind this version cannot show ({1}).").format(title, kind)
-        )
+        path = offline_map.basemap_path(entry)
+        if path is None or not path.is_file():
+            if entry.downloaded:
+                raise BasemapLayerError(
+                    tr("The basemap '{0}' is missing from the offline map folder ({1}).").format(
+                        title, entry.path
+                    )
+                )
+            raise BasemapLayerError(
+                tr("The basemap file {0} of '{1}' is not there any more.").format(entry.path, title)
+            )
+        style = offline_map.folder / entry.style if entry.downloaded and entry.style else None
+        layer = _file_layer(path, title, style)
+        problem = tr("{0} is damaged or not a tile set QGIS can read.").format(path)
     if not layer.isValid():
         raise BasemapLayerError(
-            tr("The basemap '{0}' could not be opened: {1}").format(title, where)
+            tr("The basemap '{0}' could not be opened: {1}").format(title, problem)
         )
-    opacity = entry.opacity
-    if opacity is not None:
-        layer.setOpacity(max(0.0, min(1.0, float(opacity))))
+    layer.setOpacity(max(0.0, min(1.0, entry.opacity)))
     return layer
 
 
 # -- files -----------------------------------------------------------------------------------
-def _downloaded_path(entry: Any, folder: Path, title: str) -> Path:
-    path = Path(folder) / str(entry.path or "")
-    if not entry.path or not path.is_file():
-        raise BasemapLayerError(
-            tr("The basemap '{0}' is missing from the offline map folder ({1}).").format(
-                title, entry.path
-            )
-        )
-    return path
-
-
-def _local_path(entry: Any, title: str) -> Path:
-    path = Path(str(entry.path or ""))
-    if not entry.path or not path.is_file():
-        raise BasemapLayerError(
-            tr("The basemap file '{0}' of '{1}' is not there any more.").format(entry.path, title)
-        )
-    return path
-
-
-def _file_layer(path: Path, title: str, style: str | None, folder: Path) -> QgsMapLayer:
+def _file_layer(path: Path, title: str, style: Path | None) -> QgsMapLayer:
     suffix = path.suffix.lower()
     if suffix == ".mbtiles" and _is_vector_mbtiles(path):
         layer = QgsVectorTileLayer(_uri(type="mbtiles", url=str(path)), title)
         if layer.isValid() and style:
-            _apply_style_file(layer, Path(folder) / style, title)
+            _apply_style_file(layer, style, title)
         return layer
     if suffix == ".vtpk":
         if not _has_provider("vtpkvectortiles"):
@@ -207,7 +188,7 @@ def apply_mapbox_style(layer: QgsVectorTileLayer, style: dict, title: str) -> bo
 
 
 # -- online ----------------------------------------------------------------------------------
-def _online_layer(entry: Any, title: str) -> QgsMapLayer:
+def _online_layer(entry: BasemapEntry, title: str) -> QgsMapLayer:
     layer_type = entry.layer_type or ""
     url = _web_url(entry.source_url)
     style_url = _web_url(entry.style_url)

@@ -180,8 +180,7 @@ def add_offline_map_to_project(
         group = top.addGroup(entry.title or Path(entry.file).stem) if several else top
         loaded.append(_add_geodatabase(offline_map, entry, definitions[entry.file], group, project))
     add_basemaps(
-        getattr(offline_map.manifest, "basemaps", ()),
-        offline_map.folder,
+        offline_map,
         top,
         project,
         lambda layer: layer.setCustomProperty(PROPERTY_FOLDER, _folder_key(offline_map.folder)),

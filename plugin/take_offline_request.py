@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.basemap import BasemapEstimate, BasemapOptions, estimate_basemap
 from .core.enums import PreplannedUpdateMode
 from .core.errors import OfflineMapSyncError
 from .core.jobs import Job
@@ -20,6 +21,7 @@ from .core.take_offline import (
     OfflineMapTask,
     PreplannedMapArea,
 )
+from .core.tile_scheme import mercator_extent
 from .core.webmap import OfflineSettings
 from .resources import tr
 
@@ -49,6 +51,8 @@ class TakeOfflineRequest:
     map_area: PreplannedMapArea | None = None
     map_area_name: str = ""
     update_mode: PreplannedUpdateMode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+    #: What becomes of the web map's basemap (on demand and preplanned).
+    basemap: BasemapOptions = field(default_factory=BasemapOptions)
 
     @property
     def is_preplanned(self) -> bool:
@@ -105,6 +109,7 @@ class TakeOfflineJob(Job):
             parameters.include_attachments = request.include_attachments
         if request.title:
             parameters.title = request.title
+        parameters.basemap = request.basemap
         for service_url, layer_id in request.schema_only_layers:
             parameters.set_layer_query(service_url, layer_id, LayerQuery(query_option="none"))
         self._check_cancelled()
@@ -120,6 +125,7 @@ class TakeOfflineJob(Job):
         task = self.offline_task
         parameters = task.create_default_download_preplanned_offline_map_parameters(area)
         parameters.update_mode = PreplannedUpdateMode(request.update_mode)
+        parameters.basemap = request.basemap
         if request.title:
             parameters.title = request.title
         return self._run_inner(task.download_preplanned_offline_map(parameters, request.folder))
@@ -131,6 +137,40 @@ class TakeOfflineJob(Job):
         if self.is_cancelled:
             inner.cancel()
         return inner.run()
+
+
+class EstimateBasemapJob(Job):
+    """Estimates the tiles and bytes of the request's basemap download (network), stopping
+    at the next tile or request when cancelled. The result is a ``BasemapEstimate``; empty
+    for services (they have no basemap)."""
+
+    def __init__(
+        self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
+    ) -> None:
+        super().__init__()
+        self.request = request
+        self.client = ArcGISClient(credentials)
+
+    def _execute(self) -> BasemapEstimate:
+        request = self.request
+        if not (request.portal_url and request.webmap_item_id):
+            return BasemapEstimate((), 0, 0)
+        self._report(0.0, "Reading the map")
+        task = OfflineMapTask(
+            portal_url=request.portal_url,
+            webmap_item_id=request.webmap_item_id,
+            client=self.client,
+        )
+        _item, data = task.webmap()
+        self._check_cancelled()
+        self._report(0.1, "Estimating the basemap")
+        return estimate_basemap(
+            self.client,
+            data,
+            mercator_extent(request.area_of_interest),
+            request.basemap,
+            cancelled=lambda: self.is_cancelled,
+        )
 
 
 @dataclass(frozen=True)
