@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.basemap import BasemapEstimate, BasemapOptions, estimate_basemap
+from .core.basemap import BasemapEstimate, BasemapOptions
 from .core.enums import PreplannedUpdateMode
 from .core.errors import OfflineMapSyncError
 from .core.jobs import Job
@@ -21,7 +21,6 @@ from .core.take_offline import (
     OfflineMapTask,
     PreplannedMapArea,
 )
-from .core.tile_scheme import mercator_extent
 from .core.webmap import OfflineSettings
 from .resources import tr
 
@@ -140,35 +139,27 @@ class TakeOfflineJob(Job):
 
 
 class EstimateBasemapJob(Job):
-    """Estimates the tiles and bytes of the request's basemap download (network), stopping
-    at the next tile or request when cancelled. The result is a ``BasemapEstimate``; empty
-    for services (they have no basemap)."""
+    """Estimates the tiles and bytes of the request's basemap download (network), for the
+    extent the download would use; a cancel stops it at the next request. The result is a
+    ``BasemapEstimate`` (empty for services: they have no basemap)."""
 
     def __init__(
         self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
     ) -> None:
         super().__init__()
         self.request = request
-        self.client = ArcGISClient(credentials)
-
-    def _execute(self) -> BasemapEstimate:
-        request = self.request
-        if not (request.portal_url and request.webmap_item_id):
-            return BasemapEstimate((), 0, 0)
-        self._report(0.0, "Reading the map")
-        task = OfflineMapTask(
+        self.offline_task = OfflineMapTask(
             portal_url=request.portal_url,
             webmap_item_id=request.webmap_item_id,
-            client=self.client,
+            service_urls=request.service_urls or None,
+            client=ArcGISClient(credentials),
         )
-        _item, data = task.webmap()
-        self._check_cancelled()
-        self._report(0.1, "Estimating the basemap")
-        return estimate_basemap(
-            self.client,
-            data,
-            mercator_extent(request.area_of_interest),
-            request.basemap,
+
+    def _execute(self) -> BasemapEstimate:
+        self._report(0.0, "Estimating the basemap")
+        return self.offline_task.estimate_basemap(
+            self.request.area_of_interest,
+            self.request.basemap,
             cancelled=lambda: self.is_cancelled,
         )
 
