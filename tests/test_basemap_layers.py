@@ -196,3 +196,26 @@ def test_a_local_file_is_used_where_the_user_keeps_it(demo_folder, tmp_path, pro
     assert rgb(render([layer])) == basemap_files.RASTER_RGB
     remove_offline_map_from_project(offline_map.folder, project)
     assert mine.is_file()
+
+
+def test_an_online_basemap_is_only_opened_from_a_web_address(demo_folder, tmp_path, project):
+    untrusted = {
+        "title": "Sneaky",
+        "kind": "online",
+        "layer_type": "ArcGISTiledMapServiceLayer",
+        "source_url": "file:///etc/passwd",
+    }
+    osm = {"title": "OpenStreetMap", "kind": "online", "layer_type": "OpenStreetMap"}
+    offline_map = map_with_basemaps(demo_folder, tmp_path, [osm, untrusted])
+    problems = []
+
+    add_offline_map_to_project(offline_map, project, problems.append)
+
+    assert problems == [
+        "The online basemap 'Sneaky' (ArcGISTiledMapServiceLayer) has no usable web address."
+    ]
+    (layer,) = [
+        node.layer() for node in map_group(project, offline_map).children()[-1].findLayers()
+    ]
+    assert layer.providerType() == "wms" and "tile.openstreetmap.org" in layer.source()
+    assert "type=xyz" in layer.source()

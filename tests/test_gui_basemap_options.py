@@ -26,6 +26,7 @@ from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox
 
 from plugin.core.basemap import BasemapOptions
 from plugin.gui.basemap_options import SETTINGS_BASEMAP
+from plugin.gui.remove_dialog import RemoveDialog
 from plugin.gui.take_offline_dialog import TakeOfflineDialog
 from plugin.main import OfflineMapSyncPlugin
 from tests import basemap_files
@@ -35,6 +36,7 @@ from tests.gui_user import (
     answering,
     choose,
     click,
+    press,
     process_events,
     type_into,
     wait_until_idle,
@@ -298,6 +300,13 @@ def test_the_demo_web_map_comes_with_its_basemap_under_its_layers_by_clicks(
         image = render(layers, area)
         colours = {image.pixel(x, y) for x in range(0, 128, 4) for y in range(0, 128, 4)}
         assert len(colours) > 2, layers[0].name()  # drawn, not one blank colour
+
+    # Remove…: the basemap layers leave the project with the map, and their files the disk.
+    with answering(press("Remove"), RemoveDialog):
+        click(dock.removeButton)
+    wait_until_idle(dock)
+    assert dock.offline_map is None and not folder.exists()
+    assert QgsProject.instance().mapLayers() == {}
 
 
 def render(layers, extent: QgsRectangle) -> QImage:
