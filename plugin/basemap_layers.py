@@ -74,7 +74,9 @@ def add_basemaps(
     basemap_group = group.addGroup(basemap_group_name())
     for layer, visible in made:
         project.addMapLayer(layer, False)
-        basemap_group.addLayer(layer).setItemVisibilityChecked(visible)
+        node = basemap_group.addLayer(layer)
+        node.setItemVisibilityChecked(visible)
+        node.setExpanded(False)  # a basemap's legend (bands, style rules) is noise here
     return [layer for layer, _visible in made]
 
 

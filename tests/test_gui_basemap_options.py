@@ -8,6 +8,7 @@ import time
 
 import pytest
 from qgis.core import (
+    Qgis,
     QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsLayerTreeLayer,
@@ -22,12 +23,14 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QSize, Qt
 from qgis.PyQt.QtGui import QColor, QImage
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox
+from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QFileDialog
 
 from plugin.core.basemap import BasemapOptions
 from plugin.gui.basemap_options import SETTINGS_BASEMAP
+from plugin.gui.dock import OfflineMapSyncDock
 from plugin.gui.remove_dialog import RemoveDialog
 from plugin.gui.take_offline_dialog import TakeOfflineDialog
+from plugin.layers import offline_map_layers
 from plugin.main import OfflineMapSyncPlugin
 from tests import basemap_files
 from tests.featureservice import seed
@@ -35,12 +38,14 @@ from tests.gui_user import (
     WAIT,
     answering,
     choose,
+    choose_folder,
     click,
     press,
     process_events,
     type_into,
     wait_until_idle,
 )
+from tests.test_layers import take_demo_web_map_offline
 
 ITEM = "0123456789abcdef0123456789abcdef"
 OK = QDialogButtonBox.StandardButton.Ok
@@ -123,6 +128,15 @@ def test_keep_online_and_none_hide_the_levels_and_go_into_the_request(
 
         assert dialog.request().basemap.mode == mode
         dialog.deleteLater()
+
+
+def test_a_preplanned_area_brings_its_basemap_as_packaged_without_levels_to_choose(dialog):
+    click(dialog.preplannedRadio)
+    assert section(dialog).modeCombo.isVisible()
+    assert not section(dialog).minLevelSpin.isVisible()
+    assert not section(dialog).estimateButton.isVisible()
+    click(dialog.wholeRadio)
+    assert section(dialog).minLevelSpin.isVisible()
 
 
 def test_a_local_file_must_be_chosen_and_exist(dialog, tmp_path):
@@ -325,3 +339,28 @@ def render(layers, extent: QgsRectangle) -> QImage:
     job.start()
     job.waitForFinished()
     return job.renderedImage()
+
+
+def test_add_to_map_names_a_missing_basemap_and_adds_the_rest(
+    qgis_iface, qgis_new_project, reference_server, tmp_path
+):
+    folder = take_demo_web_map_offline(reference_server, tmp_path / "map").folder
+    (folder / "basemap" / "Demo_streets.mbtiles").unlink()
+    qgis_iface.messageBar().clear_messages()
+    dock = OfflineMapSyncDock(qgis_iface)
+    dock.show()
+    try:
+        with answering(choose_folder(folder), QFileDialog):
+            click(dock.openButton)
+        click(dock.addToMapButton)
+
+        warnings = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Warning)
+        assert any("Demo streets" in text and "missing" in text for text in warnings), warnings
+        group = QgsProject.instance().layerTreeRoot().findGroup(dock.offline_map.title)
+        basemap_group = group.children()[-1]
+        assert [node.layer().name() for node in basemap_group.findLayers()] == ["Demo topographic"]
+        assert offline_map_layers(folder)
+    finally:
+        QgsProject.instance().clear()
+        dock.hide()
+        dock.deleteLater()
