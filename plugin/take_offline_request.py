@@ -68,6 +68,15 @@ class TakeOfflineRequest:
         """Every URL known now that the credentials would be used for (portal and services)."""
         return [self.portal_url, *self.service_urls]
 
+    def offline_task(self, credentials: CredentialProvider | None = None) -> OfflineMapTask:
+        """The core task for this request's web map or services (raises for a bad source)."""
+        return OfflineMapTask(
+            portal_url=self.portal_url,
+            webmap_item_id=self.webmap_item_id,
+            service_urls=self.service_urls or None,
+            client=ArcGISClient(credentials),
+        )
+
 
 class TakeOfflineJob(Job):
     """Reads the web map or services and makes the offline map, all in the job's thread
@@ -81,12 +90,7 @@ class TakeOfflineJob(Job):
         super().__init__()
         self.request = request
         # Built here (main thread) so that a bad request fails before a task starts.
-        self.offline_task = OfflineMapTask(
-            portal_url=request.portal_url,
-            webmap_item_id=request.webmap_item_id,
-            service_urls=request.service_urls or None,
-            client=ArcGISClient(credentials),
-        )
+        self.offline_task = request.offline_task(credentials)
         self._inner: Job | None = None
         self._inner_lock = threading.Lock()
 
@@ -148,12 +152,7 @@ class EstimateBasemapJob(Job):
     ) -> None:
         super().__init__()
         self.request = request
-        self.offline_task = OfflineMapTask(
-            portal_url=request.portal_url,
-            webmap_item_id=request.webmap_item_id,
-            service_urls=request.service_urls or None,
-            client=ArcGISClient(credentials),
-        )
+        self.offline_task = request.offline_task(credentials)
 
     def _execute(self) -> BasemapEstimate:
         self._report(0.0, "Estimating the basemap")

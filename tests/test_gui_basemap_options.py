@@ -9,7 +9,6 @@ import time
 import pytest
 from qgis.core import (
     Qgis,
-    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsLayerTreeLayer,
     QgsMapRendererParallelJob,
@@ -31,7 +30,6 @@ from plugin.gui.dock import OfflineMapSyncDock
 from plugin.gui.remove_dialog import RemoveDialog
 from plugin.gui.take_offline_dialog import TakeOfflineDialog
 from plugin.layers import offline_map_layers
-from plugin.main import OfflineMapSyncPlugin
 from tests import basemap_files
 from tests.featureservice import seed
 from tests.gui_user import (
@@ -45,11 +43,13 @@ from tests.gui_user import (
     type_into,
     wait_until_idle,
 )
+from tests.test_gui_walkthrough import plugin as _plugin_fixture
 from tests.test_layers import take_demo_web_map_offline
 
 ITEM = "0123456789abcdef0123456789abcdef"
 OK = QDialogButtonBox.StandardButton.Ok
 MAGENTA = QColor(255, 0, 255)
+plugin = _plugin_fixture  # the plugin loaded into QGIS's window, shared
 
 
 @pytest.fixture
@@ -261,24 +261,8 @@ def test_an_estimate_can_be_stopped(dialog, qgis_iface, reference_server, tmp_pa
     assert section(dialog).estimateButton.text() == "Estimate"
 
 
-@pytest.fixture
-def plugin(qgis_iface, qgis_new_project, forget_choices):
-    window = qgis_iface.mainWindow()
-    window.show()
-    loaded = OfflineMapSyncPlugin(qgis_iface)
-    loaded.initGui()
-    loaded.toolbar.show()
-    yield loaded
-    if loaded.dock is not None and loaded.dock.task is not None:
-        wait_until_idle(loaded.dock)
-    QgsApplication.taskManager().cancelAll()
-    loaded.unload()
-    QgsProject.instance().clear()
-    window.hide()
-
-
 def test_the_demo_web_map_comes_with_its_basemap_under_its_layers_by_clicks(
-    plugin, qgis_iface, reference_server, tmp_path
+    plugin, qgis_iface, reference_server, tmp_path, forget_choices
 ):
     folder = tmp_path / "Field map"
     click(plugin.toolbar.widgetForAction(plugin.action))
