@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.basemap import BasemapOptions
+from .core.basemap import BasemapEstimate, BasemapOptions
 from .core.enums import PreplannedUpdateMode
 from .core.errors import OfflineMapSyncError
 from .core.jobs import Job
@@ -50,7 +50,7 @@ class TakeOfflineRequest:
     map_area: PreplannedMapArea | None = None
     map_area_name: str = ""
     update_mode: PreplannedUpdateMode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
-    #: The web map's basemap: download (the default), keep online, a local file, or none.
+    #: What becomes of the web map's basemap (on demand and preplanned).
     basemap: BasemapOptions = field(default_factory=BasemapOptions)
 
     @property
@@ -68,6 +68,15 @@ class TakeOfflineRequest:
         """Every URL known now that the credentials would be used for (portal and services)."""
         return [self.portal_url, *self.service_urls]
 
+    def offline_task(self, credentials: CredentialProvider | None = None) -> OfflineMapTask:
+        """The core task for this request's web map or services (raises for a bad source)."""
+        return OfflineMapTask(
+            portal_url=self.portal_url,
+            webmap_item_id=self.webmap_item_id,
+            service_urls=self.service_urls or None,
+            client=ArcGISClient(credentials),
+        )
+
 
 class TakeOfflineJob(Job):
     """Reads the web map or services and makes the offline map, all in the job's thread
@@ -81,12 +90,7 @@ class TakeOfflineJob(Job):
         super().__init__()
         self.request = request
         # Built here (main thread) so that a bad request fails before a task starts.
-        self.offline_task = OfflineMapTask(
-            portal_url=request.portal_url,
-            webmap_item_id=request.webmap_item_id,
-            service_urls=request.service_urls or None,
-            client=ArcGISClient(credentials),
-        )
+        self.offline_task = request.offline_task(credentials)
         self._inner: Job | None = None
         self._inner_lock = threading.Lock()
 
@@ -136,6 +140,27 @@ class TakeOfflineJob(Job):
         if self.is_cancelled:
             inner.cancel()
         return inner.run()
+
+
+class EstimateBasemapJob(Job):
+    """Estimates the tiles and bytes of the request's basemap download (network), for the
+    extent the download would use; a cancel stops it at the next request. The result is a
+    ``BasemapEstimate`` (empty for services: they have no basemap)."""
+
+    def __init__(
+        self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
+    ) -> None:
+        super().__init__()
+        self.request = request
+        self.offline_task = request.offline_task(credentials)
+
+    def _execute(self) -> BasemapEstimate:
+        self._report(0.0, "Estimating the basemap")
+        return self.offline_task.estimate_basemap(
+            self.request.area_of_interest,
+            self.request.basemap,
+            cancelled=lambda: self.is_cancelled,
+        )
 
 
 @dataclass(frozen=True)

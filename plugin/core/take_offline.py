@@ -20,15 +20,17 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .basemap import (
     BasemapDownloads,
+    BasemapEstimate,
     BasemapLayer,
     BasemapOptions,
     BasemapPackage,
     basemap_layers,
     check_local_file,
+    estimate_basemap,
     recorded_entries,
 )
 from .enums import (
@@ -92,6 +94,12 @@ log = logging.getLogger(__name__)
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
     f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
 }
+
+#: Why a basemap cannot be downloaded (or estimated) without any extent.
+NO_BASEMAP_EXTENT = (
+    "The basemap cannot be downloaded: the map has no area or extent to take it for. Give an "
+    "area of interest, or keep the basemap online."
+)
 
 
 # -- parameters and results ------------------------------------------------------------------
@@ -266,6 +274,39 @@ class OfflineMapTask:
             data = self.client.portal_item_data(self.portal_url, self.webmap_item_id)
             self._webmap = (item, data)
         return self._webmap
+
+    def webmap_extent(self) -> dict | None:
+        """Where the web map opens (its initial viewpoint's geometry); None without one."""
+        if not self.webmap_item_id:
+            return None
+        _, data = self.webmap()
+        target = ((data.get("initialState") or {}).get("viewpoint") or {}).get("targetGeometry")
+        return target if isinstance(target, dict) else None
+
+    def estimate_basemap(
+        self,
+        area_of_interest: dict[str, Any] | None,
+        options: BasemapOptions,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> BasemapEstimate:
+        """What downloading the web map's basemap would take, for the same extent as
+        :meth:`generate_offline_map` takes it: the area of interest, else where the web map
+        opens, else where its first service does. Services have no basemap (empty estimate)."""
+        if not self.webmap_item_id:
+            return BasemapEstimate((), 0, 0)
+        area = parse_area_of_interest(area_of_interest) if area_of_interest else None
+        plans: list[ServicePlan] = []
+        if area is None and self.webmap_extent() is None:
+            plans = self.plan_services([])
+            for plan in plans[:1]:
+                plan.service_info = self.client.service_info(plan.service_url)
+        extent = _initial_extent(area, self.webmap_extent(), plans)
+        layers = basemap_layers(self.webmap()[1])
+        if extent is None:
+            if any(layer.downloadable for layer in layers) and options.mode == "download":
+                raise ServiceError(NO_BASEMAP_EXTENT)
+            return BasemapEstimate((), 0, 0)
+        return estimate_basemap(self.client, layers, mercator_extent(extent), options, cancelled)
 
     def plan_services(self, skipped: list[SkippedLayer]) -> list[ServicePlan]:
         """The feature services that go offline, each with the layers and tables the web map
@@ -568,10 +609,7 @@ class _MapBuilder:
             return tuple(entries + [lay.online_entry() for lay in layers if not lay.downloadable])
         wanted = [layer for layer in layers if layer.downloadable]
         if wanted and extent is None:
-            raise ServiceError(
-                "The basemap cannot be downloaded: the map has no area or extent to take it "
-                "for. Give an area of interest, or keep the basemap online."
-            )
+            raise ServiceError(NO_BASEMAP_EXTENT)
         area = mercator_extent(extent) if wanted else (0.0, 0.0, 0.0, 0.0)
         services = downloads.check_limit(wanted, area, options) if wanted else []
         by_layer = {id(service.layer): service for service in services}
@@ -592,13 +630,8 @@ class _MapBuilder:
     def plan(self) -> tuple[list[ServicePlan], list[SkippedLayer], dict | None]:
         task = self.task
         skipped: list[SkippedLayer] = []
-        initial_extent = None
         plans = task.plan_services(skipped)
-        if task.webmap_item_id:
-            _, data = task.webmap()
-            viewpoint = (data.get("initialState") or {}).get("viewpoint") or {}
-            if isinstance(viewpoint.get("targetGeometry"), dict):
-                initial_extent = viewpoint["targetGeometry"]
+        initial_extent = task.webmap_extent()
         if not plans:
             raise ServiceError("The map has no feature service layers that can be taken offline.")
         # Check every service before creating any replica: a refusal leaves nothing behind.
