@@ -767,7 +767,7 @@ class BasemapDownloads:
             return False
         names = list(basemap.iterdir())
         return bool(names) and all(
-            p.is_file() and not p.is_symlink() and p.name.endswith(".partial") for p in names
+            p.is_file() and not p.is_symlink() and p.name.endswith(_PARTIAL_NAMES) for p in names
         )
 
     def undo(self, *, keep_partial: bool) -> None:
@@ -781,6 +781,10 @@ class BasemapDownloads:
             self.basemap_folder.rmdir()  # only when empty: partial tile sets stay
         except OSError:
             pass
+
+
+#: A partial tile set and the SQLite side files a crash may leave next to it.
+_PARTIAL_NAMES = (".partial", ".partial-wal", ".partial-shm", ".partial-journal")
 
 
 class _TempPackage:
