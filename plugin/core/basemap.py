@@ -524,15 +524,26 @@ class BasemapDownloads:
             progress(0.97, f"Finishing the basemap {layer.title}")
             store.finish()
         except NetworkError as error:
-            store.close()
+            if not self._close(store):
+                raise
             raise NetworkError(
                 f"{error} The basemap tiles downloaded so far are kept: take the map offline "
                 "again into the same folder to continue where it stopped."
             ) from None
         except BaseException:
-            store.close()
+            self._close(store)
             raise
         return self._entry(layer, final, saved, service.levels)
+
+    @staticmethod
+    def _close(store: TileStore) -> bool:
+        """Close an unfinished tile set; it is kept to be continued when it holds tiles
+        (True), else deleted."""
+        if store.tile_count():
+            store.close()
+            return True
+        store.discard()
+        return False
 
     def _final_path(self, title: str, suffix: str) -> Path:
         stem = safe_file_stem(title, self.taken)
@@ -747,7 +758,8 @@ class BasemapDownloads:
                 style = self._write_style(package_style or empty, store, final)
             store.finish()
         except BaseException:
-            store.close()
+            # A package is converted whole or not at all: nothing to continue.
+            store.discard()
             raise
         return self._entry(layer, final, style, (levels[0], levels[-1]) if levels else None)
 

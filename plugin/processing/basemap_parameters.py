@@ -12,6 +12,7 @@ from qgis.core import (
 
 from ..core.basemap import ARCGIS_EXPORT_LIMIT, BasemapOptions
 from ..resources import tr
+from .base import INTEGER_TYPE
 
 
 def basemap_mode_labels() -> list[tuple[str, str]]:
@@ -43,7 +44,7 @@ def add_basemap_parameters(algorithm) -> None:
             QgsProcessingParameterNumber(
                 name,
                 label,
-                QgsProcessingParameterNumber.Type.Integer,
+                INTEGER_TYPE,
                 defaultValue=value,
                 minValue=0,
                 maxValue=30,
@@ -53,7 +54,7 @@ def add_basemap_parameters(algorithm) -> None:
         QgsProcessingParameterNumber(
             "BASEMAP_TILE_LIMIT",
             tr("Basemap: most tiles to download"),
-            QgsProcessingParameterNumber.Type.Integer,
+            INTEGER_TYPE,
             defaultValue=ARCGIS_EXPORT_LIMIT,
             minValue=1,
         )
