@@ -32,18 +32,19 @@ from tests.gui_user import (
     process_events,
     type_into,
 )
-from tests.test_gui_dock import (  # noqa: F401 (fixtures)
+from tests.test_gui_dock import (
     POINTS,
     _attachments,
     _by_name,
     _layer,
     add_to_map,
-    demo_map,
-    dock,
     open_map,
     sync,
 )
+from tests.test_gui_dock import demo_map as _demo_map_fixture
+from tests.test_gui_dock import dock as _dock_fixture
 
+demo_map, dock = _demo_map_fixture, _dock_fixture  # the panel's fixtures, shared
 PHOTO_POINT = seed.POINT_NAMES[4]  # photo_4.png and a text note
 
 
@@ -79,7 +80,7 @@ def open_form(editor_registered):
 
 
 def _editor(form):
-    editors = [w for w in form.findChildren(attachments_widget.AttachmentsWidget)]
+    editors = form.findChildren(attachments_widget.AttachmentsWidget)
     assert len(editors) == 1, "the form has no attachments editor"
     return editors[0]
 
