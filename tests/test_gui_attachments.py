@@ -18,7 +18,7 @@ from qgis.gui import QgsAttributeEditorContext, QgsAttributeForm, QgsGui
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QObject, QUrl, pyqtSlot
 from qgis.PyQt.QtGui import QColor, QDesktopServices, QImage
-from qgis.PyQt.QtWidgets import QDialogButtonBox, QFileDialog, QLabel, QLineEdit, QTreeWidget
+from qgis.PyQt.QtWidgets import QFileDialog, QLabel, QTreeWidget
 
 from plugin.gui import attachments_widget
 from plugin.gui.formatting import size_text
@@ -26,11 +26,11 @@ from tests.featureservice import seed
 from tests.gui_user import (
     answering,
     button_named,
+    choose_file,
     click,
     click_item,
     press,
     process_events,
-    type_into,
 )
 from tests.test_gui_dock import (
     POINTS,
@@ -107,18 +107,6 @@ def _button(editor, text: str):
     return button_named(editor, text)
 
 
-def _answer_file_dialog(path, accept: str):
-    """Type ``path`` into the Qt file dialog and press its ``accept`` button (Open/Save)."""
-
-    def act(dialog) -> None:
-        assert isinstance(dialog, QFileDialog), type(dialog)
-        type_into(dialog.findChild(QLineEdit, "fileNameEdit"), str(path))
-        box = dialog.findChild(QDialogButtonBox, "buttonBox")
-        click(button_named(box, accept))
-
-    return act
-
-
 class _UrlCatcher(QObject):
     """Stands in for the desktop's file opener: Qt hands it the URLs that would be opened."""
 
@@ -183,7 +171,7 @@ def test_the_form_lists_attachments_previews_photos_and_opens_and_saves_them(
 
     _pick(editor, "photo_4.png")
     target = tmp_path / "saved photo.png"
-    with answering(_answer_file_dialog(target, "Save"), QFileDialog):
+    with answering(choose_file(target, "Save"), QFileDialog):
         click(_button(editor, "Save as…"))
     assert target.read_bytes() == photo
 
@@ -217,7 +205,7 @@ def test_a_file_added_and_an_attachment_deleted_in_the_form_are_on_the_service_a
     # The field worker edits the point layer; its form's attachments can then be changed.
     assert points.startEditing()
     editor = _editor(open_form(points, feature))
-    with answering(_answer_file_dialog(new_file, "Open"), QFileDialog):
+    with answering(choose_file(new_file, "Open"), QFileDialog):
         click(_button(editor, "Add…"))
     assert ["Schaden Mauer.jpg", "image/jpeg", size_text(len(data))] in _rows(editor)
     preview = editor.findChild(QLabel, "previewLabel").pixmap()
@@ -262,7 +250,9 @@ def _png_header(width: int, height: int) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + crc
 
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    # A valid start: the size is read from it; the pixels are never there.
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def test_attachments_from_an_untrusted_map_are_shown_as_typed_and_never_decoded_too_big(
@@ -296,8 +286,11 @@ def test_attachments_from_an_untrusted_map_are_shown_as_typed_and_never_decoded_
     preview = editor.findChild(QLabel, "previewLabel")
     _pick(editor, "../../escape.png")
     assert preview.pixmap() is None or preview.pixmap().isNull()
-    assert preview.text().startswith("No preview")
+    assert preview.text() == "Too large to preview"
+    _pick(editor, "<b>bold</b><img src=x.png>")
+    assert preview.text() == "No preview: not an image that can be shown"
 
+    _pick(editor, "../../escape.png")
     click(_button(editor, "Open"))
     opened = opened_urls[-1].toLocalFile()
     assert opened.endswith("/escape.png")

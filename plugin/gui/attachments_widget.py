@@ -87,22 +87,25 @@ def safe_file_name(name: Any) -> str:
     return text[:150] or tr("attachment")
 
 
-def preview_image(data: bytes, box: QSize = PREVIEW_SIZE) -> QPixmap | None:
-    """``data`` decoded as an image scaled into ``box``; None if it is not an image Qt can
-    read, or too large to decode for a preview."""
+def preview_image(data: bytes, box: QSize = PREVIEW_SIZE) -> tuple[QPixmap | None, str]:
+    """``data`` decoded as an image scaled into ``box``, or None and why there is no preview:
+    not an image Qt can read, or too large to decode for a preview."""
+    too_large = tr("Too large to preview")
     if len(data) > MAX_PREVIEW_BYTES:
-        return None
+        return None, too_large
     buffer = QBuffer()
     buffer.setData(QByteArray(data))
     buffer.open(QIODevice.OpenModeFlag.ReadOnly)
     reader = QImageReader(buffer)
-    size = reader.size()
-    if not size.isValid() or size.width() * size.height() > MAX_PREVIEW_PIXELS:
-        return None
-    if size.width() > box.width() or size.height() > box.height():
+    size = reader.size()  # from the image's header, before any pixel is decoded
+    if size.isValid() and size.width() * size.height() > MAX_PREVIEW_PIXELS:
+        return None, too_large
+    if size.isValid() and (size.width() > box.width() or size.height() > box.height()):
         reader.setScaledSize(size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio))
     image = reader.read()
-    return None if image.isNull() else QPixmap.fromImage(image)
+    if image.isNull():
+        return None, tr("No preview: not an image that can be shown")
+    return QPixmap.fromImage(image), ""
 
 
 def _is_null(value: Any) -> bool:
@@ -160,9 +163,6 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
 
     def setConfig(self, config: dict) -> None:  # noqa: N802 (QGIS API name)
         self._config = dict(config or {})
-
-    def setTitle(self, title: str) -> None:  # noqa: N802 (QGIS API name)
-        self.attachmentsGroup.setTitle(title)
 
     def updateUi(self) -> None:  # noqa: N802 (QGIS API name)
         self._refresh_timer.start()
@@ -318,9 +318,9 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         if size is not None and int(size) > MAX_PREVIEW_BYTES:
             label.setText(tr("Too large to preview"))
             return
-        pixmap = preview_image(self.data(fid))
+        pixmap, why_not = preview_image(self.data(fid))
         if pixmap is None:
-            label.setText(tr("No preview: not an image that can be shown"))
+            label.setText(why_not)
         else:
             label.setPixmap(pixmap)
 
