@@ -184,6 +184,17 @@ def test_the_form_lists_attachments_previews_photos_and_opens_and_saves_them(
     assert not attachments.isEditable()
     assert not _button(editor, "Add…").isEnabled()
 
+    # A change, then leaving the edit session: the question offers to discard it.
+    click(_button(editor, "Edit"))
+    _pick(editor, "notiz ü.txt")
+    with answering(press("Yes")):
+        click(_button(editor, "Delete"))
+    assert [row[0] for row in _rows(editor)] == ["photo_4.png"]
+    with answering(press("Discard")):
+        click(_button(editor, "Edit"))
+    assert not attachments.isEditable()
+    assert [row[0] for row in _rows(editor)] == ["notiz ü.txt", "photo_4.png"]
+
 
 def _jpeg(path) -> bytes:
     image = QImage(640, 480, QImage.Format.Format_RGB32)

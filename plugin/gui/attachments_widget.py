@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    Qgis,
     QgsApplication,
     QgsFeatureRequest,
     QgsGeometry,
@@ -70,6 +71,18 @@ MAX_PREVIEW_BYTES = 16 * 1024 * 1024
 #: Images with more pixels than this are not decoded for a preview.
 MAX_PREVIEW_PIXELS = 50_000_000
 ROLE_FID = Qt.ItemDataRole.UserRole
+
+# QGIS 3.36 / 3.40 moved these enums to Qgis; the class-scoped ones are gone in QGIS 4.
+NO_GEOMETRY = (
+    Qgis.FeatureRequestFlag.NoGeometry
+    if hasattr(Qgis, "FeatureRequestFlag")
+    else QgsFeatureRequest.Flag.NoGeometry
+)
+ADD_FEATURES = (
+    Qgis.VectorProviderCapability.AddFeatures
+    if hasattr(Qgis, "VectorProviderCapability")
+    else QgsVectorDataProvider.Capability.AddFeatures
+)
 _NO_FILE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 
 
@@ -176,7 +189,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
             for signal in _layer_signals(layer):
                 try:
                     signal.disconnect(self._layer_changed)
-                except TypeError:  # already gone with its layer
+                except (TypeError, RuntimeError):  # not connected, or gone with its layer
                     pass
         self._followed = []
 
@@ -220,7 +233,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         fields = layer.fields()
         wanted = (ATTACHMENT_NAME_FIELD, ATTACHMENT_TYPE_FIELD, ATTACHMENT_SIZE_FIELD)
         request.setSubsetOfAttributes([n for n in wanted if fields.lookupField(n) >= 0], fields)
-        request.setFlags(QgsFeatureRequest.Flag.NoGeometry)
+        request.setFlags(NO_GEOMETRY)
         found = []
         for feature in layer.getFeatures(request):
             name, kind, size = (
@@ -241,7 +254,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         layer = self._attachments()
         request = QgsFeatureRequest(fid)
         request.setSubsetOfAttributes([ATTACHMENT_DATA_FIELD], layer.fields())
-        request.setFlags(QgsFeatureRequest.Flag.NoGeometry)
+        request.setFlags(NO_GEOMETRY)
         feature = next(layer.getFeatures(request), None)
         data = None if feature is None else _as_bytes(feature.attribute(ATTACHMENT_DATA_FIELD))
         return data or b""
@@ -282,7 +295,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         can_edit = bool(
             layer is not None
             and layer.dataProvider() is not None
-            and layer.dataProvider().capabilities() & QgsVectorDataProvider.Capability.AddFeatures
+            and layer.dataProvider().capabilities() & ADD_FEATURES
         )
         editing = bool(layer is not None and layer.isEditable())
         self.editButton.blockSignals(True)
