@@ -20,6 +20,7 @@ import mimetypes
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ PREVIEW_SIZE = QSize(320, 240)
 MAX_PREVIEW_BYTES = 16 * 1024 * 1024
 #: Images with more pixels than this are not decoded for a preview.
 MAX_PREVIEW_PIXELS = 50_000_000
-ROLE_FID = Qt.ItemDataRole.UserRole
+ROLE_ATTACHMENT = Qt.ItemDataRole.UserRole
 
 # QGIS 3.36 / 3.40 moved these enums to Qgis; the class-scoped ones are gone in QGIS 4.
 NO_GEOMETRY = (
@@ -110,15 +111,38 @@ def preview_image(data: bytes, box: QSize = PREVIEW_SIZE) -> tuple[QPixmap | Non
     buffer.setData(QByteArray(data))
     buffer.open(QIODevice.OpenModeFlag.ReadOnly)
     reader = QImageReader(buffer)
+    not_an_image = tr("No preview: not an image that can be shown")
     size = reader.size()  # from the image's header, before any pixel is decoded
-    if size.isValid() and size.width() * size.height() > MAX_PREVIEW_PIXELS:
+    if not size.isValid():
+        return None, not_an_image
+    if size.width() * size.height() > MAX_PREVIEW_PIXELS:
         return None, too_large
-    if size.isValid() and (size.width() > box.width() or size.height() > box.height()):
+    if size.width() > box.width() or size.height() > box.height():
         reader.setScaledSize(size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio))
     image = reader.read()
-    if image.isNull():
-        return None, tr("No preview: not an image that can be shown")
-    return QPixmap.fromImage(image), ""
+    return (None, not_an_image) if image.isNull() else (QPixmap.fromImage(image), "")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment as the list shows it (its bytes are read only when needed)."""
+
+    fid: int
+    name: str
+    content_type: str
+    size: int | None  # DATA_SIZE as stored; None when missing or not a number
+
+    def is_image(self) -> bool:
+        return self.content_type.lower().startswith("image/") or content_type(self.name).startswith(
+            "image/"
+        )
+
+
+def _byte_count(value: Any) -> int | None:
+    try:
+        return None if _is_null(value) else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _is_null(value: Any) -> bool:
@@ -224,8 +248,8 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
             keys[child_field] = value
         return keys
 
-    def rows(self) -> list[tuple[int, str, str, Any]]:
-        """The feature's attachments as (feature id, name, type, size in bytes or None)."""
+    def rows(self) -> list[Attachment]:
+        """The feature's attachments (from the edit buffer while they are edited), by name."""
         layer = self._attachments()
         if layer is None or self._parent_keys() is None:
             return []
@@ -240,14 +264,14 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
                 feature.attribute(n) if fields.lookupField(n) >= 0 else None for n in wanted
             )
             found.append(
-                (
+                Attachment(
                     feature.id(),
                     "" if _is_null(name) else str(name),
                     "" if _is_null(kind) else str(kind),
-                    None if _is_null(size) else size,
+                    _byte_count(size),
                 )
             )
-        return sorted(found, key=lambda row: (row[1].lower(), row[0]))
+        return sorted(found, key=lambda row: (row.name.lower(), row.fid))
 
     def data(self, fid: int) -> bytes:
         """The bytes of attachment ``fid`` (from the edit buffer while it is edited)."""
@@ -259,9 +283,9 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         data = None if feature is None else _as_bytes(feature.attribute(ATTACHMENT_DATA_FIELD))
         return data or b""
 
-    def selected(self) -> tuple[int, str, str, Any] | None:
+    def selected(self) -> Attachment | None:
         items = self.attachmentsList.selectedItems()
-        return items[0].data(0, ROLE_FID) if items else None
+        return items[0].data(0, ROLE_ATTACHMENT) if items else None
 
     # showing --------------------------------------------------------------------------------
     @pyqtSlot()
@@ -273,13 +297,13 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         self.attachmentsList.blockSignals(True)
         self.attachmentsList.clear()
         for row in self.rows():
-            _fid, name, kind, size = row
-            item = QTreeWidgetItem([name, kind, "" if size is None else size_text(float(size))])
-            item.setData(0, ROLE_FID, row)
-            item.setToolTip(0, tooltip(name))
+            size = "" if row.size is None else size_text(row.size)
+            item = QTreeWidgetItem([row.name, row.content_type, size])
+            item.setData(0, ROLE_ATTACHMENT, row)
+            item.setToolTip(0, tooltip(row.name))
             item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.attachmentsList.addTopLevelItem(item)
-            if chosen is not None and chosen[0] == row[0]:
+            if chosen is not None and chosen.fid == row.fid:
                 item.setSelected(True)
         if not self.attachmentsList.selectedItems() and self.attachmentsList.topLevelItemCount():
             self.attachmentsList.topLevelItem(0).setSelected(True)
@@ -324,14 +348,13 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         if chosen is None:
             label.setText(tr("No attachments") if self._parent_keys() is not None else "")
             return
-        fid, name, kind, size = chosen
-        if not (kind.lower().startswith("image/") or content_type(name).startswith("image/")):
+        if not chosen.is_image():
             label.setText(tr("No preview"))
             return
-        if size is not None and int(size) > MAX_PREVIEW_BYTES:
+        if chosen.size is not None and chosen.size > MAX_PREVIEW_BYTES:
             label.setText(tr("Too large to preview"))
             return
-        pixmap, why_not = preview_image(self.data(fid))
+        pixmap, why_not = preview_image(self.data(chosen.fid))
         if pixmap is None:
             label.setText(why_not)
         else:
@@ -419,7 +442,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         layer, chosen = self._attachments(), self.selected()
         if layer is None or chosen is None:
             return
-        fid, name = chosen[0], chosen[1]
+        fid, name = chosen.fid, chosen.name
         answer = ask(
             self,
             tr("Delete attachment"),
@@ -441,9 +464,9 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         if chosen is None:
             return
         folder = Path(tempfile.mkdtemp(prefix="attachment-", dir=_temporary_folder()))
-        path = folder / safe_file_name(chosen[1])
+        path = folder / safe_file_name(chosen.name)
         try:
-            path.write_bytes(self.data(chosen[0]))
+            path.write_bytes(self.data(chosen.fid))
         except OSError as error:
             self._warn(tr("The attachment could not be written to {0}: {1}").format(path, error))
             return
@@ -457,12 +480,12 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         chosen = self.selected()
         if chosen is None:
             return
-        suggested = str(Path.home() / safe_file_name(chosen[1]))
+        suggested = str(Path.home() / safe_file_name(chosen.name))
         path, _ = QFileDialog.getSaveFileName(self, tr("Save the attachment"), suggested)
         if not path:
             return
         try:
-            Path(path).write_bytes(self.data(chosen[0]))
+            Path(path).write_bytes(self.data(chosen.fid))
         except OSError as error:
             self._warn(tr("The attachment could not be saved to {0}: {1}").format(path, error))
 
@@ -471,7 +494,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
         self._refresh()
         for index in range(self.attachmentsList.topLevelItemCount()):
             item = self.attachmentsList.topLevelItem(index)
-            item.setSelected(item.data(0, ROLE_FID)[0] == fid)
+            item.setSelected(item.data(0, ROLE_ATTACHMENT).fid == fid)
 
     def _warn(self, text: str) -> None:
         ask(
