@@ -7,6 +7,7 @@ trust the server's own writer to read what it wrote."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import struct
@@ -628,3 +629,60 @@ def test_demo_web_map_basemap_points_at_the_basemap_services(reference_server):
     assert layers[0]["url"] == _map(reference_server)
     assert get(layers[0]["url"])["singleFusedMapCache"] is True
     assert get(layers[1]["styleUrl"])["version"] == 8
+
+
+# --- preplanned map areas -----------------------------------------------------------------------
+
+
+def test_map_areas_carry_a_tile_package_and_a_vector_tile_package(reference_server, tmp_path):
+    server = reference_server
+    portal = server.portal_url
+    for number, area_id in enumerate(server.prepare_map_areas()):
+        area = get(f"{portal}/content/items/{area_id}")
+        box = area["properties"]["geometry"]
+        related = get(
+            f"{portal}/content/items/{area_id}/relatedItems", relationshipType="Area2Package"
+        )["relatedItems"]
+        assert [item["type"] for item in related] == [
+            "SQLite Geodatabase",
+            "Tile Package",
+            "Vector Tile Package",
+        ]
+        raster, vector = related[1], related[2]
+        assert raster["properties"]["serviceUrl"] == _map(server)
+        assert vector["properties"]["serviceUrl"] == _vector(server)
+        assert raster["properties"]["basemapLayerId"] == "demo_topo"
+        assert vector["properties"]["basemapLayerId"] == "demo_vector"
+        assert raster["properties"]["levels"] == vector["properties"]["levels"] == "0-16"
+
+        with requests.get(f"{portal}/content/items/{raster['id']}/data", timeout=TIMEOUT) as r:
+            assert r.headers["Content-Type"] == "application/zip"
+            assert len(r.content) == raster["size"]
+            package = zipfile.ZipFile(io.BytesIO(r.content))
+        levels = {n.split("/")[1] for n in package.namelist() if n.endswith(".bundle")}
+        assert levels == {f"L{z:02d}" for z in range(17)}
+        row0, row1, col0, col1 = _tile_range(box, 16)
+        expected = (row1 - row0 + 1) * (col1 - col0 + 1)
+        level16 = [n for n in package.namelist() if n.startswith("tile/L16/")]
+        assert sum(len(_bundle_entries(package.read(n))) for n in level16) == expected
+        served = requests.get(f"{_map(server)}/tile/16/{row1}/{col1}", timeout=TIMEOUT).content
+        bundle = package.read(f"tile/{_bundle_path(16, row1, col1)}")
+        assert _read_bundle_tile(bundle, row1, col1) == served
+
+        target = tmp_path / f"area{number}.vtpk"
+        _download(f"{portal}/content/items/{vector['id']}/data", target)
+        vtpk = zipfile.ZipFile(target)
+        assert json.loads(vtpk.read("p12/root.json"))["tiles"] == ["tile/{z}/{y}/{x}.pbf"]
+        stored = _read_bundle_tile(
+            vtpk.read(f"p12/tile/{_bundle_path(16, row0, col0)}"), row0, col0
+        )
+        pbf = requests.get(f"{_vector(server)}/tile/16/{row0}/{col0}.pbf", timeout=TIMEOUT)
+        assert gzip.decompress(stored) == pbf.content
+    # The West half's packages hold fewer tiles than the whole area's.
+    sizes = [
+        get(f"{portal}/content/items/{area_id}/relatedItems", relationshipType="Area2Package")[
+            "relatedItems"
+        ][1]["size"]
+        for area_id in server.prepare_map_areas()
+    ]
+    assert sizes[0] > sizes[1]

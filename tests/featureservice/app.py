@@ -428,7 +428,8 @@ class ReferenceApp:
     def ep_item_data(self, request, params, env, item_id):
         package = packages.package_data_file(self.data_dir, item_id)
         if package is not None:
-            return send_file(package, request.environ, mimetype="application/json", max_age=0)
+            path, mimetype = package
+            return send_file(path, request.environ, mimetype=mimetype, max_age=0)
         with self.store.read() as tx:
             self.sharing.check_item(tx, portal.existing_item(tx, item_id)[0], env.user)
             return json_response(portal.item_data(tx, item_id, env.root_url))
