@@ -28,6 +28,7 @@ from tests.featureservice.seed import (
     BASEMAP_NO_EXPORT_SERVICE,
     BASEMAP_SERVICE,
     DEMO_WEBMAP_ID,
+    SR,
     VECTOR_BASEMAP_SERVICE,
 )
 
@@ -438,11 +439,24 @@ def test_estimate_export_tiles_size_counts_what_the_package_holds(reference_serv
         "spatialReference": {"wkid": 102100},
     }
     params = {"exportBy": "LevelID", "levels": "10,12-15", "exportExtent": area}
-    estimate = _result(
-        _run_job(f"{url}/estimateExportTilesSize", **params), "out_service_tile_estimate"
-    )
+    estimated = _run_job(f"{url}/estimateExportTilesSize", **params)
+    estimate = _result(estimated, "out_service_tile_estimate")
+    # Esri's documentation names the estimate out_service_url and puts jobs under the operation.
+    job_id = estimated["jobId"]
+    alias = get(f"{url}/estimateExportTilesSize/jobs/{job_id}/results/out_service_url")
+    assert alias["value"] == estimate
+    assert get(f"{url}/estimateExportTilesSize/jobs/{job_id}")["jobStatus"] == "esriJobSucceeded"
     status = _run_job(f"{url}/exportTiles", tilePackage=True, **params)
     package = zipfile.ZipFile(_download(_result(status, "out_service_url"), tmp_path / "a.tpkx"))
+    # The package describes what it holds: the area's extent and the exported levels.
+    root = json.loads(package.read("root.json"))
+    assert root["fullExtent"] == root["initialExtent"] == area | {"spatialReference": SR}
+    assert (root["minLOD"], root["maxLOD"]) == (10, 15)
+    assert root["minScale"] == root["tileInfo"]["lods"][10]["scale"]
+    assert root["maxScale"] == root["tileInfo"]["lods"][15]["scale"]
+    item_info = json.loads(package.read("iteminfo.json"))
+    assert "tpkx" in item_info["typeKeywords"]
+    assert item_info["extent"]["xmin"] == pytest.approx(950_000.0 / 6378137.0 * 180 / math.pi)
     sizes = [
         size
         for name in package.namelist()

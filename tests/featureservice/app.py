@@ -123,6 +123,12 @@ def _rules() -> Map:
             r(f"{TILED}/estimateExportTilesSize", "estimate_export_tiles_size"),
             r(f"{TILED}/jobs/<job_id>", "tile_job"),
             r(f"{TILED}/jobs/<job_id>/results/<param>", "tile_job_result"),
+            # Esri's documentation also shows job URLs under the operation.
+            r(f"{TILED}/<any(exportTiles, estimateExportTilesSize):op>/jobs/<job_id>", "tile_job"),
+            r(
+                f"{TILED}/<any(exportTiles, estimateExportTilesSize):op>/jobs/<job_id>/results/<param>",
+                "tile_job_result",
+            ),
             r("/arcgis/rest/directories/arcgisoutput/<folder>/<name>", "result"),
             r("/arcgis/tokens/generateToken", "generate_token"),
             r("/arcgis/sharing/rest/generateToken", "generate_token"),
@@ -1078,7 +1084,7 @@ class ReferenceApp:
         )
         return json_response({"jobId": job_id, "jobStatus": "esriJobSubmitted"})
 
-    def ep_tile_job(self, request, params, env, service, server_type, job_id):
+    def ep_tile_job(self, request, params, env, service, server_type, job_id, op=None):
         svc = tiles.service(service, server_type)
         job, status = self._job(env, svc.name, job_id, svc.server_type)
         with self._jobs_lock:
@@ -1086,7 +1092,9 @@ class ReferenceApp:
         answer = tiles.job_status(job, status, percent)
         return json_response(answer)
 
-    def ep_tile_job_result(self, request, params, env, service, server_type, job_id, param):
+    def ep_tile_job_result(
+        self, request, params, env, service, server_type, job_id, param, op=None
+    ):
         svc = tiles.service(service, server_type)
         job, status = self._job(env, svc.name, job_id, svc.server_type)
         return json_response(tiles.job_result(job, status, param))

@@ -231,18 +231,18 @@ def count_tiles(levels: tuple[int, ...], box) -> int:
     return total
 
 
+def clipped(box) -> tuple[float, float, float, float]:
+    """`box` cut to the full extent (empty when xmin >= xmax or ymin >= ymax)."""
+    full = demo_extent()
+    return max(box[0], full[0]), max(box[1], full[1]), min(box[2], full[2]), min(box[3], full[3])
+
+
 def existing_tiles(svc: TileService, levels, box) -> Iterator[tuple[int, int, int]]:
     """(level, row, col) of every tile of `levels` that exists and intersects `box`, by bundle
     (128x128 blocks) so that a writer fills one bundle after another."""
-    full = demo_extent()
-    clipped = (
-        max(box[0], full[0]),
-        max(box[1], full[1]),
-        min(box[2], full[2]),
-        min(box[3], full[3]),
-    )
+    area = clipped(box)
     for level in levels:
-        found = tile_range(level, clipped)
+        found = tile_range(level, area)
         if not found:
             continue
         row0, row1, col0, col1 = found
@@ -445,6 +445,12 @@ class ExportRequest:
         return count_tiles(self.levels, self.box)
 
 
+def export_area(export: ExportRequest) -> tuple[float, float, float, float]:
+    """The part of the full extent an export covers (the export extent when it misses it)."""
+    area = clipped(export.box)
+    return area if area[0] < area[2] and area[1] < area[3] else export.box
+
+
 def parse_levels(raw, max_level: int) -> tuple[int, ...]:
     """``"0-16"``, ``"0,1,2"`` or both mixed (``"0-3,5"``); all levels when missing."""
     if raw in (None, ""):
@@ -562,8 +568,11 @@ def job_status(job: dict, status: str, percent: int) -> dict:
 
 
 def job_result(job: dict, status: str, param: str) -> dict:
-    """``jobs/<jobId>/results/<param>``: the package URL or the size estimate."""
+    """``jobs/<jobId>/results/<param>``: the package URL or the size estimate. An estimate
+    also answers as ``out_service_url``, the name Esri's documentation examples use."""
     expected = RESULT_PARAMS[job["operation"]]
+    if param == "out_service_url" and job["operation"] == "estimateExportTilesSize":
+        param = "out_service_tile_estimate"
     if param != expected:
         raise bad_request(f"Invalid result parameter '{param[:40]}': this job has '{expected}'.")
     if status != "Completed":
