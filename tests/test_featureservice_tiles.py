@@ -36,6 +36,14 @@ TIMEOUT = 30
 HALF_WORLD = 20037508.342787
 # ArcGIS Online's level 0 (256-px tiles): every level halves it.
 LEVEL0_RESOLUTION = 156543.03392800014
+# A part of the demo area (Web Mercator), for exports of less than the full extent.
+PART_OF_THE_AREA = {
+    "xmin": 950_000.0,
+    "ymin": 6_001_000.0,
+    "xmax": 952_500.0,
+    "ymax": 6_003_000.0,
+    "spatialReference": {"wkid": 102100},
+}
 
 
 def _services(server) -> str:
@@ -431,13 +439,7 @@ def test_export_tiles_makes_a_tpkx_whose_bundles_hold_the_served_tiles(reference
 
 def test_estimate_export_tiles_size_counts_what_the_package_holds(reference_server, tmp_path):
     url = _map(reference_server)
-    area = {
-        "xmin": 950_000.0,
-        "ymin": 6_001_000.0,
-        "xmax": 952_500.0,
-        "ymax": 6_003_000.0,
-        "spatialReference": {"wkid": 102100},
-    }
+    area = PART_OF_THE_AREA
     params = {"exportBy": "LevelID", "levels": "10,12-15", "exportExtent": area}
     estimated = _run_job(f"{url}/estimateExportTilesSize", **params)
     estimate = _result(estimated, "out_service_tile_estimate")
@@ -480,13 +482,7 @@ def test_estimate_export_tiles_size_counts_what_the_package_holds(reference_serv
 
 def test_export_extent_in_wgs84_is_projected(reference_server):
     url = _map(reference_server)
-    mercator = {
-        "xmin": 950_000.0,
-        "ymin": 6_001_000.0,
-        "xmax": 952_500.0,
-        "ymax": 6_003_000.0,
-        "spatialReference": {"wkid": 102100},
-    }
+    mercator = PART_OF_THE_AREA
 
     def lon_lat(x, y):
         return math.degrees(x / 6378137.0), math.degrees(
