@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceError
 from .gpkg_files import remove_geopackage
 from .jobs import sub_progress
-from .offline_map import BasemapEntry
+from .offline_map import BasemapEntry, unique_file_stem
 from .tile_package import TilePackage, TilePackageError
 from .tile_scheme import TileRange, TileScheme, mercator_extent
 from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path
@@ -444,15 +444,9 @@ def _sampled_size(client: Any, service: _Service, cancel: CancelCallback | None)
 
 # -- downloading -----------------------------------------------------------------------------------
 def safe_file_stem(title: str, taken: set[str]) -> str:
-    """A file name stem made from a layer title, unique among ``taken`` (lower case)."""
-    stem = re.sub(r"[^\w.-]+", "_", title, flags=re.UNICODE).strip("._") or "basemap"
-    stem = stem.encode("utf-8")[:100].decode("utf-8", "ignore")
-    candidate, number = stem, 2
-    while candidate.lower() in taken:
-        candidate = f"{stem}_{number}"
-        number += 1
-    taken.add(candidate.lower())
-    return candidate
+    """A basemap file stem made from a layer title, unique among ``taken``: the map folder's
+    rule, and no blanks either (the style names the file in an ``mbtiles://`` URL)."""
+    return unique_file_stem(re.sub(r"\s+", "_", title.strip()), taken, "basemap")
 
 
 @dataclass
