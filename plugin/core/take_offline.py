@@ -195,6 +195,11 @@ class PreplannedMapArea:
     basemap_packages: tuple[BasemapPackage, ...] = ()
 
     @property
+    def package_count(self) -> int:
+        """Packages to download: one per feature service, and the basemap packages."""
+        return len(self.packages) + len(self.basemap_packages)
+
+    @property
     def size(self) -> int:
         """Bytes to download: the sum of the package sizes (basemap packages included)."""
         return sum(package.size for package in self.packages) + sum(
