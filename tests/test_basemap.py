@@ -345,3 +345,26 @@ def test_a_map_area_without_a_basemap_download_keeps_it_online(reference_server,
         result = task.download_preplanned_offline_map(params, tmp_path / mode).run()
         assert [b.kind for b in result.offline_map.basemaps] == kinds
         assert not (result.offline_map.folder / "basemap").exists()
+
+
+def test_tiles_the_service_does_not_have_are_left_out(reference_server, tmp_path):
+    server = reference_server
+    task = webmap_task(server, save_webmap_with_basemap(server, [topo_layer()]))
+    # An area reaching far beyond the basemap's extent: the service answers 404 there.
+    xmin, ymin, xmax, ymax = mercator_extent(area_of(task))
+    width = xmax - xmin
+    area = {
+        "xmin": xmin - 3 * width,
+        "ymin": ymin,
+        "xmax": xmax,
+        "ymax": ymax,
+        "spatialReference": {"wkid": 102100},
+    }
+    options = BasemapOptions(max_level=15)
+    total = estimate_basemap(task.client, task.webmap()[1], area, options).tiles
+    server.reset_stats()
+    offline_map = run(task, tmp_path / "map", area, basemap=options).offline_map
+    path = offline_map.basemap_path(offline_map.basemaps[0])
+    assert server.stats()["tiles"] == total  # each asked once
+    assert 0 < tile_count(path, "basemap") < total
+    assert gdalinfo(path)["driverShortName"] == "GPKG"
