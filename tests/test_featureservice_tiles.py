@@ -754,3 +754,27 @@ def test_gdal_reads_the_tile_package_bundles_as_the_served_pngs(reference_server
             read = [bytes(band.ReadRaster(col * 256, row * 256, 256, 256)) for band in bands]
             assert read == expected, (level, row, col)
             assert any(value != 0 for value in read[3])  # opaque, not a missing tile
+
+
+def test_with_sign_in_on_tiles_and_jobs_need_a_token_and_jobs_stay_their_owners(
+    secured_reference_server, tmp_path
+):
+    server = secured_reference_server
+    row, col = _demo_center_tile(15)
+    tile_url = f"{_map(server)}/tile/15/{row}/{col}"
+    assert get(_map(server))["error"]["code"] == 499
+    assert requests.get(tile_url, timeout=TIMEOUT).json()["error"]["code"] == 499
+    alice, bob = server.generate_token("alice"), server.generate_token("bob")
+    tile = requests.get(tile_url, params={"token": alice}, timeout=TIMEOUT)
+    assert _png_header(tile.content)[:2] == (256, 256)
+
+    started = post(f"{_map(server)}/exportTiles", tilePackage=True, levels="0-3", token=alice)
+    server.app.wait_for_jobs()
+    status_url = f"{_map(server)}/jobs/{started['jobId']}"
+    assert get(status_url, token=bob)["error"]["code"] == 403
+    status = get(status_url, token=alice)
+    assert status["jobStatus"] == "esriJobSucceeded"
+    package_url = get(f"{status_url}/results/out_service_url", token=alice)["value"]
+    # The package URL is unguessable and served without a token, like other result files.
+    package = zipfile.ZipFile(_download(package_url, tmp_path / "alice.tpkx"))
+    assert "root.json" in package.namelist()
