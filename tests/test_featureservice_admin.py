@@ -13,7 +13,7 @@ EMBEDDED = "esriTransportTypeEmbedded"
 def test_stats_count_service_requests_and_bytes_but_not_admin_calls(reference_server):
     server = reference_server
     server.reset_stats()
-    assert server.stats() == {"requests": 0, "bytesOut": 0}
+    assert server.stats() == {"requests": 0, "bytesOut": 0, "tiles": 0}
     body = requests.get(
         f"{server.service_url(DEMO_SERVICE)}/0/query",
         params={"where": "1=1", "outFields": "*", "f": "json"},
@@ -25,7 +25,7 @@ def test_stats_count_service_requests_and_bytes_but_not_admin_calls(reference_se
     assert stats["bytesOut"] > len(body)
     assert server.stats() == stats
     assert post(f"{server.root_url}/admin/resetStats") == {"success": True}
-    assert server.stats() == {"requests": 0, "bytesOut": 0}
+    assert server.stats() == {"requests": 0, "bytesOut": 0, "tiles": 0}
 
 
 def test_stats_count_streamed_result_files(reference_server):
@@ -41,7 +41,7 @@ def test_stats_count_streamed_result_files(reference_server):
     )
     server.reset_stats()
     data = requests.get(started["URL"], timeout=30).content
-    assert server.stats() == {"requests": 1, "bytesOut": len(data)}
+    assert server.stats() == {"requests": 1, "bytesOut": len(data), "tiles": 0}
 
 
 def test_bulk_update_changes_features_in_one_new_generation_that_replicas_download(

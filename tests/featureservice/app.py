@@ -22,7 +22,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
-from . import packages, portal, sharing
+from . import packages, portal, sharing, tilepackage, tiles
 from .auth import Auth
 from .bulk import bulk_update
 from .edits import (
@@ -55,6 +55,9 @@ from .store import Layer, Store, Tx, now_ms
 
 RESULT_TTL_SECONDS = 600
 SVC = "/arcgis/rest/services/<service>/FeatureServer"
+MAP = "/arcgis/rest/services/<service>/MapServer"
+VTS = "/arcgis/rest/services/<service>/VectorTileServer"
+TILED = "/arcgis/rest/services/<service>/<any(MapServer, VectorTileServer):server_type>"
 
 
 class ServiceRequest(Request):
@@ -110,6 +113,22 @@ def _rules() -> Map:
                 f"{SVC}/<int(signed=True):layer_id>/<int(signed=True):oid>/deleteAttachments",
                 "delete_attachments",
             ),
+            r(MAP, "map_service"),
+            r(f"{MAP}/tile/<int:level>/<int:row>/<int:col>", "map_tile"),
+            r(VTS, "vector_service"),
+            r(f"{VTS}/tile/<int:level>/<int:row>/<int:col>.pbf", "vector_tile"),
+            r(f"{VTS}/resources/styles", "vector_style"),
+            r(f"{VTS}/resources/styles/root.json", "vector_style"),
+            r(f"{TILED}/exportTiles", "export_tiles"),
+            r(f"{TILED}/estimateExportTilesSize", "estimate_export_tiles_size"),
+            r(f"{TILED}/jobs/<job_id>", "tile_job"),
+            r(f"{TILED}/jobs/<job_id>/results/<param>", "tile_job_result"),
+            # Esri's documentation also shows job URLs under the operation.
+            r(f"{TILED}/<any(exportTiles, estimateExportTilesSize):op>/jobs/<job_id>", "tile_job"),
+            r(
+                f"{TILED}/<any(exportTiles, estimateExportTilesSize):op>/jobs/<job_id>/results/<param>",
+                "tile_job_result",
+            ),
             r("/arcgis/rest/directories/arcgisoutput/<folder>/<name>", "result"),
             r("/arcgis/tokens/generateToken", "generate_token"),
             r("/arcgis/sharing/rest/generateToken", "generate_token"),
@@ -155,7 +174,17 @@ OPERATIONS = {
     "item_resources": "resources",
     "item_resource": "resource",
     "all_layers": "layers",
+    "map_service": "service",
+    "vector_service": "service",
+    "map_tile": "tile",
+    "vector_tile": "vectorTile",
+    "vector_style": "styles",
+    "export_tiles": "exportTiles",
+    "estimate_export_tiles_size": "estimateExportTilesSize",
+    "tile_job": "jobs",
+    "tile_job_result": "results",
 }
+TILE_ENDPOINTS = {"map_tile", "vector_tile"}
 PUBLIC = {"info", "generate_token", "portal_info", "portal_rest_info", "result"}
 
 
@@ -197,8 +226,10 @@ class ReferenceApp:
         self._jobs_lock = threading.Lock()
         #: Polls each slow job still answers "InProgress" to (the slow_job fault), by job id.
         self._held_polls: dict[str, int] = {}
-        self._stats = {"requests": 0, "bytesOut": 0}
+        self._stats = {"requests": 0, "bytesOut": 0, "tiles": 0}
         self._stats_lock = threading.Lock()
+        #: Percent done of running jobs that report progress (tile exports), by job id.
+        self._job_progress: dict[str, int] = {}
         #: Called with a record of every committed synchronizeReplica upload, in commit order:
         #: {"service", "replicaID", "gen", "edits" (as uploaded), "results" (per layer id)}.
         self.sync_listeners: list[Callable[[dict], None]] = []
@@ -213,10 +244,11 @@ class ReferenceApp:
         response = self.handle(request, environ)
         return _CountingBody(response(environ, start_response), self._count)
 
-    def _count(self, requests: int = 0, bytes_out: int = 0) -> None:
+    def _count(self, requests: int = 0, bytes_out: int = 0, tiles: int = 0) -> None:
         with self._stats_lock:
             self._stats["requests"] += requests
             self._stats["bytesOut"] += bytes_out
+            self._stats["tiles"] += tiles
 
     def _sync_committed(self, record: dict) -> None:
         for listener in list(self.sync_listeners):
@@ -226,13 +258,14 @@ class ReferenceApp:
                 traceback.print_exc(file=sys.stderr)
 
     def stats(self) -> dict:
-        """Requests served and response bytes sent since the last reset (admin calls excluded)."""
+        """Requests served, response bytes sent and tile requests (raster and vector) since the
+        last reset (admin calls excluded)."""
         with self._stats_lock:
             return dict(self._stats)
 
     def reset_stats(self) -> None:
         with self._stats_lock:
-            self._stats = {"requests": 0, "bytesOut": 0}
+            self._stats = {"requests": 0, "bytesOut": 0, "tiles": 0}
 
     def handle(self, request: Request, environ) -> Response:
         adapter = self.url_map.bind_to_environ(environ)
@@ -248,6 +281,8 @@ class ReferenceApp:
                 {"error": {"code": exc.code, "message": exc.description, "details": []}},
                 exc.code or 400,
             )
+        if endpoint in TILE_ENDPOINTS:
+            self._count(tiles=1)
         operation = OPERATIONS.get(endpoint, endpoint)
         fault = None if endpoint.startswith("admin_") else self.faults.take(operation)
         if fault is not None:
@@ -378,7 +413,8 @@ class ReferenceApp:
             {
                 "currentVersion": 10.91,
                 "folders": [],
-                "services": [{"name": n, "type": "FeatureServer"} for n in names],
+                "services": [{"name": n, "type": "FeatureServer"} for n in names]
+                + tiles.catalog_entries(),
             }
         )
 
@@ -398,7 +434,8 @@ class ReferenceApp:
     def ep_item_data(self, request, params, env, item_id):
         package = packages.package_data_file(self.data_dir, item_id)
         if package is not None:
-            return send_file(package, request.environ, mimetype="application/json", max_age=0)
+            path, mimetype = package
+            return send_file(path, request.environ, mimetype=mimetype, max_age=0)
         with self.store.read() as tx:
             self.sharing.check_item(tx, portal.existing_item(tx, item_id)[0], env.user)
             return json_response(portal.item_data(tx, item_id, env.root_url))
@@ -847,9 +884,7 @@ class ReferenceApp:
         transport = self._transport(params)
         self.expire_old_results()
         if params.get_bool("async", False):
-            with self.store.read() as tx:
-                definition = tx.service(service)
-            return self._start_job(env, definition["_name"], "createReplica", params)
+            return self._start_replica_job(env, service, "createReplica", params)
         with self.store.write() as tx:
             definition = tx.service(service)
             doc, _ = create_replica(tx, env, definition, params)
@@ -858,9 +893,7 @@ class ReferenceApp:
     def ep_synchronize_replica(self, request, params, env, service):
         transport = self._transport(params)
         if params.get_bool("async", False):
-            with self.store.read() as tx:
-                definition = tx.service(service)
-            return self._start_job(env, definition["_name"], "synchronizeReplica", params)
+            return self._start_replica_job(env, service, "synchronizeReplica", params)
         with self.store.write() as tx:
             definition = tx.service(service)
             doc = synchronize_replica(tx, env, definition, params)
@@ -880,13 +913,41 @@ class ReferenceApp:
 
     # --- async jobs ----------------------------------------------------------------------------
 
-    def _start_job(self, env: Env, service: str, operation: str, params: Params) -> Response:
+    def _start_replica_job(self, env: Env, service: str, operation: str, params: Params):
+        with self.store.read() as tx:
+            name = tx.service(service)["_name"]
+
+        def work(progress: Callable[[int], None]) -> dict:
+            with self.store.write() as tx:
+                definition = tx.service(name)
+                if operation == "createReplica":
+                    doc, _ = create_replica(tx, env, definition, params)
+                else:
+                    doc = synchronize_replica(tx, env, definition, params)
+                return {
+                    "resultUrl": write_result_file(tx, env, name, doc),
+                    "replicaID": doc.get("replicaID"),
+                    "replicaName": doc.get("replicaName"),
+                    "responseType": doc.get("responseType"),
+                    "transportType": TRANSPORT_URL,
+                }
+
+        job_id = self._start_job(env, name, operation, work)
+        return json_response({"statusUrl": f"{env.service_url(name)}/jobs/{job_id}"})
+
+    def _start_job(
+        self, env: Env, service: str, operation: str, work: Callable[..., dict], kind: str = ""
+    ) -> str:
+        """Runs `work(progress)` in a thread as a job of `service`; returns the job id. The
+        job ends "Completed" with the fields `work` returns, or "Failed" with its error.
+        `kind` names the server type of a non-feature service ("MapServer", ...)."""
         job_id = uuid.uuid4().hex
         now = now_ms()
         slow = self.faults.take(operation, kinds=("slow_job",))
         job = {
             "id": job_id,
             "service": service,
+            "kind": kind,
             "owner": env.user,
             "operation": operation,
             "status": "Pending",
@@ -898,33 +959,22 @@ class ReferenceApp:
         if slow:
             with self._jobs_lock:
                 self._held_polls[job_id] = int(slow.opts.get("polls", 3))
-        thread = threading.Thread(
-            target=self._run_job, args=(job_id, env, service, operation, params), daemon=True
-        )
+        thread = threading.Thread(target=self._run_job, args=(job_id, work), daemon=True)
         with self._jobs_lock:
             self._jobs = [t for t in self._jobs if t.is_alive()] + [thread]
         thread.start()
-        return json_response({"statusUrl": f"{env.service_url(service)}/jobs/{job_id}"})
+        return job_id
 
-    def _run_job(self, job_id: str, env: Env, service: str, operation: str, params: Params) -> None:
+    def _run_job(self, job_id: str, work: Callable[..., dict]) -> None:
+        def progress(percent: int) -> None:
+            with self._jobs_lock:
+                self._job_progress[job_id] = int(percent)
+
         try:
+            fields = work(progress)
             with self.store.write() as tx:
                 job = tx.job(job_id)
-                definition = tx.service(service)
-                if operation == "createReplica":
-                    doc, _ = create_replica(tx, env, definition, params)
-                else:
-                    doc = synchronize_replica(tx, env, definition, params)
-                url = write_result_file(tx, env, service, doc)
-                job.update(
-                    status="Completed",
-                    lastUpdatedTime=now_ms(),
-                    resultUrl=url,
-                    replicaID=doc.get("replicaID"),
-                    replicaName=doc.get("replicaName"),
-                    responseType=doc.get("responseType"),
-                    transportType=TRANSPORT_URL,
-                )
+                job.update(status="Completed", lastUpdatedTime=now_ms(), **fields)
                 tx.save_job(job)
         except Exception as exc:
             if isinstance(exc, ApiError):
@@ -940,24 +990,38 @@ class ReferenceApp:
                 job = tx.job(job_id)
                 job.update(status="Failed", lastUpdatedTime=now_ms(), error=error)
                 tx.save_job(job)
+        finally:
+            with self._jobs_lock:
+                self._job_progress.pop(job_id, None)
 
-    def ep_jobs(self, request, params, env, service, job_id):
+    def _job(self, env: Env, service: str, job_id: str, kind: str = "") -> tuple[dict, str]:
+        """A job of `service` visible to the caller and its status, with a slow_job fault's
+        held polls answered as "InProgress"."""
         # A read snapshot, not the writer lock: the status answers at once while the job's own
         # (long) write transaction runs, as ArcGIS does; the job's end shows once committed.
         with self.store.read() as tx:
             job = tx.job(job_id)
-        if job is None or job["service"].lower() != service.lower():
+        if (
+            job is None
+            or job["service"].lower() != service.lower()
+            or job.get("kind", "").lower() != kind.lower()
+        ):
             raise ApiError(400, f"Job {job_id[:64]} does not exist.", ["Job not found."])
         if env.auth_on and job.get("owner") != env.user:
             raise ApiError(403, "You do not have permissions to access this job.")
-        status = {k: job[k] for k in ("status", "submissionTime", "lastUpdatedTime")}
         with self._jobs_lock:
             held = self._held_polls.get(job_id, 0)
             if held > 0:
                 self._held_polls[job_id] = held - 1
-        if held > 0 or job["status"] == "Pending":
-            status["status"] = "InProgress"
-            return json_response(status)
+        status = "InProgress" if held > 0 or job["status"] == "Pending" else job["status"]
+        return job, status
+
+    def ep_jobs(self, request, params, env, service, job_id):
+        job, status = self._job(env, service, job_id)
+        answer = {k: job[k] for k in ("submissionTime", "lastUpdatedTime")}
+        answer["status"] = status
+        if status == "InProgress":
+            return json_response(answer)
         for key in (
             "replicaName",
             "replicaID",
@@ -967,8 +1031,75 @@ class ReferenceApp:
             "error",
         ):
             if job.get(key) is not None:
-                status[key] = job[key]
-        return json_response(status)
+                answer[key] = job[key]
+        return json_response(answer)
+
+    # --- basemap services (tiles.py, tilepackage.py) ----------------------------------------------
+
+    def ep_map_service(self, request, params, env, service):
+        return json_response(tiles.service_json(tiles.service(service, "MapServer")))
+
+    def ep_vector_service(self, request, params, env, service):
+        return json_response(tiles.service_json(tiles.service(service, "VectorTileServer")))
+
+    def ep_vector_style(self, request, params, env, service):
+        return json_response(tiles.style_json(tiles.service(service, "VectorTileServer")))
+
+    def _tile(self, svc: tiles.TileService, level: int, row: int, col: int, mimetype: str):
+        if not svc.tile_exists(level, row, col):
+            raise ApiError(404, "Tile not found.", [f"No tile at {level}/{row}/{col}."], 404)
+        return Response(svc.tile(level, row, col), mimetype=mimetype)
+
+    def ep_map_tile(self, request, params, env, service, level, row, col):
+        return self._tile(tiles.service(service, "MapServer"), level, row, col, "image/png")
+
+    def ep_vector_tile(self, request, params, env, service, level, row, col):
+        svc = tiles.service(service, "VectorTileServer")
+        return self._tile(svc, level, row, col, "application/x-protobuf")
+
+    def ep_export_tiles(self, request, params, env, service, server_type):
+        svc = tiles.service(service, server_type)
+        export = tiles.parse_export(svc, params)
+        self.expire_old_results()
+
+        def work(progress: Callable[[int], None]) -> dict:
+            name = f"_ags_{uuid.uuid4().hex}{svc.package_suffix}"
+            tilepackage.write_package(self.results_dir / name, svc, export, progress)
+            with self.store.write() as tx:
+                tx.add_result(name)
+            return {"resultUrl": env.result_url(svc.name, name, svc.server_type)}
+
+        job_id = self._start_job(env, svc.name, "exportTiles", work, kind=svc.server_type)
+        return json_response({"jobId": job_id, "jobStatus": "esriJobSubmitted"})
+
+    def ep_estimate_export_tiles_size(self, request, params, env, service, server_type):
+        svc = tiles.service(service, server_type)
+        export = tiles.parse_export(svc, params)
+
+        def work(progress: Callable[[int], None]) -> dict:
+            return {"estimate": tiles.estimate(svc, export)}
+
+        job_id = self._start_job(
+            env, svc.name, "estimateExportTilesSize", work, kind=svc.server_type
+        )
+        return json_response({"jobId": job_id, "jobStatus": "esriJobSubmitted"})
+
+    def ep_tile_job(self, request, params, env, service, server_type, job_id, op=None):
+        svc = tiles.service(service, server_type)
+        job, status = self._job(env, svc.name, job_id, svc.server_type)
+        with self._jobs_lock:
+            percent = self._job_progress.get(job_id, 0)
+        answer = tiles.job_status(job, status, percent)
+        return json_response(answer)
+
+    def ep_tile_job_result(
+        self, request, params, env, service, server_type, job_id, param, op=None
+    ):
+        svc = tiles.service(service, server_type)
+        job, status = self._job(env, svc.name, job_id, svc.server_type)
+        return json_response(tiles.job_result(job, status, param))
+
+    # --- result files ---------------------------------------------------------------------------
 
     def ep_result(self, request, params, env, folder, name):
         path = self.results_dir / name
@@ -980,7 +1111,8 @@ class ReferenceApp:
                 "The result file does not exist (result files expire after a few minutes).",
                 http_status=404,
             )
-        return send_file(path, request.environ, mimetype="application/json", max_age=0)
+        mimetype = "application/json" if path.suffix == ".json" else "application/zip"
+        return send_file(path, request.environ, mimetype=mimetype, max_age=0)
 
     def wait_for_jobs(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

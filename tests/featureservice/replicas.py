@@ -62,8 +62,8 @@ class Env:
     def service_url(self, service: str) -> str:
         return f"{self.root_url}/rest/services/{service}/FeatureServer"
 
-    def result_url(self, service: str, name: str) -> str:
-        return f"{self.root_url}/rest/directories/arcgisoutput/{service}_FeatureServer/{name}"
+    def result_url(self, service: str, name: str, server_type: str = "FeatureServer") -> str:
+        return f"{self.root_url}/rest/directories/arcgisoutput/{service}_{server_type}/{name}"
 
     def attachment_url(self, service: str, layer_id: int, objectid: int, attachment_id: int) -> str:
         return f"{self.service_url(service)}/{layer_id}/{objectid}/attachments/{attachment_id}"

@@ -19,6 +19,9 @@ READONLY_SERVICE = "ReadOnly"
 NOSYNC_SERVICE = "NoSync"
 PARCELS_SERVICE = "Parcels"
 LARGE_SERVICE = "Large"
+BASEMAP_SERVICE = "DemoBasemap"  # tiled MapServer (tiles.py)
+BASEMAP_NO_EXPORT_SERVICE = "DemoBasemapNoExport"
+VECTOR_BASEMAP_SERVICE = "DemoVectorBasemap"  # VectorTileServer
 DEMO_WEBMAP_ID = "4f1e7c2a9b6d4e8f8a0b1c2d3e4f5a6b"
 #: The Demo layers and the ReadOnly points, with the author's offline settings.
 OFFLINE_SETTINGS_WEBMAP_ID = "7a2d9c4e1b8f4a6c9d0e2f3a4b5c6d7e"
@@ -482,6 +485,31 @@ def _png_bytes(seed: int) -> bytes:
 
 BASE_LON, BASE_LAT = 8.54, 47.37  # Zürich
 
+# The demo web map's basemap: the reference service's tiled and vector tile basemaps (tiles.py).
+DEMO_BASEMAP = {
+    "title": "Demo basemap",
+    "baseMapLayers": [
+        {
+            "id": "demo_topo",
+            "title": "Demo topographic",
+            "layerType": "ArcGISTiledMapServiceLayer",
+            "url": "{services}/" + BASEMAP_SERVICE + "/MapServer",
+            "visibility": True,
+            "opacity": 1,
+        },
+        {
+            "id": "demo_vector",
+            "title": "Demo streets",
+            "layerType": "VectorTileLayer",
+            "styleUrl": "{services}/"
+            + VECTOR_BASEMAP_SERVICE
+            + "/VectorTileServer/resources/styles/root.json",
+            "visibility": True,
+            "opacity": 1,
+        },
+    ],
+}
+
 
 def demo_points() -> list[dict]:
     out = []
@@ -727,7 +755,7 @@ def seed_demo(tx: Tx) -> None:
                 "layerType": "ArcGISFeatureLayer",
             }
         ],
-        "baseMap": {"baseMapLayers": [], "title": "No basemap"},
+        "baseMap": DEMO_BASEMAP,
         "spatialReference": SR,
         "initialState": {"viewpoint": {"targetGeometry": extent}},
         "version": "2.27",

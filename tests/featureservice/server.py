@@ -173,7 +173,8 @@ class ReferenceServer:
         self.app.sync_listeners.append(listener)
 
     def stats(self) -> dict:
-        """{"requests": n, "bytesOut": n} served since the last reset (admin calls excluded)."""
+        """{"requests": n, "bytesOut": n, "tiles": n} since the last reset (admin calls excluded;
+        "tiles" counts tile requests to the basemap services)."""
         return self.app.stats()
 
     def reset_stats(self) -> None:
