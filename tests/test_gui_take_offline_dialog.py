@@ -315,3 +315,133 @@ def test_attachment_choice_shows_the_web_maps_default_until_the_user_changes_it(
     QTest.mouseClick(dialog.attachmentsCheck, Qt.MouseButton.LeftButton)
     assert dialog.attachmentsCheck.checkState() == Qt.CheckState.Checked
     assert dialog.request().include_attachments is True
+
+
+# -- the area on the canvas ----------------------------------------------------------------------
+
+
+def _rubber_bands(canvas) -> list:
+    from qgis.gui import QgsRubberBand
+
+    return [i for i in canvas.scene().items() if isinstance(i, QgsRubberBand) and i.isVisible()]
+
+
+def _in_canvas_crs(canvas, area: dict) -> QgsRectangle:
+    from qgis.core import QgsCoordinateTransform
+
+    from plugin.layers import area_geometry
+
+    geometry, crs = area_geometry(area)
+    transform = QgsCoordinateTransform(
+        crs, canvas.mapSettings().destinationCrs(), QgsProject.instance()
+    )
+    return transform.transformBoundingBox(geometry.boundingBox())
+
+
+def _same_box(shown: QgsRectangle, expected: QgsRectangle) -> bool:
+    tolerance = max(expected.width(), expected.height()) * 1e-6 + 1e-6
+    return all(
+        abs(a - b) <= tolerance
+        for a, b in (
+            (shown.xMinimum(), expected.xMinimum()),
+            (shown.yMinimum(), expected.yMinimum()),
+            (shown.xMaximum(), expected.xMaximum()),
+            (shown.yMaximum(), expected.yMaximum()),
+        )
+    )
+
+
+def test_map_areas_are_outlined_on_the_canvas_the_chosen_one_highlighted(
+    qgis_iface, reference_server
+):
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(0, 0, 1000, 1000))  # far from the map areas
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.show()
+    texts = _list_areas(dialog, reference_server)
+    areas = {
+        t.split(" — ")[0]: dialog.areasList.item(i).data(Qt.ItemDataRole.UserRole)
+        for i, t in enumerate(texts)
+    }
+    whole, west = areas["Whole demo area"], areas["West half"]
+
+    chosen = dialog.area_preview.chosen.band()
+    assert chosen is not None and _same_box(
+        chosen.asGeometry().boundingBox(), _in_canvas_crs(canvas, whole.outline)
+    )
+    others = dialog.area_preview.others.band()
+    assert others is not None and _same_box(
+        others.asGeometry().boundingBox(), _in_canvas_crs(canvas, west.outline)
+    )
+    # The canvas moved to the chosen area: the user sees it.
+    assert canvas.extent().contains(_in_canvas_crs(canvas, whole.outline))
+
+    click_item(
+        dialog.areasList,
+        dialog.areasList.item(texts.index(next(t for t in texts if t.startswith("West")))),
+    )
+
+    chosen = dialog.area_preview.chosen.band()
+    assert _same_box(chosen.asGeometry().boundingBox(), _in_canvas_crs(canvas, west.outline))
+    assert _same_box(
+        dialog.area_preview.others.band().asGeometry().boundingBox(),
+        _in_canvas_crs(canvas, whole.outline),
+    )
+    assert len(_rubber_bands(canvas)) == 2
+
+    click(dialog.buttonBox.button(CANCEL))
+
+    assert not dialog.isVisible()
+    assert _rubber_bands(canvas) == []
+    dialog.deleteLater()
+
+
+def test_the_on_demand_area_is_outlined_as_the_user_chooses_it(qgis_iface, tmp_path):
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(950000, 6000000, 952000, 6001000))
+    layer = QgsVectorLayer("Point?crs=EPSG:3857&field=name:string", "survey area", "memory")
+    for x, y in ((951000, 6000200), (951500, 6000800)):
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+        layer.dataProvider().addFeatures([feature])
+    layer.updateExtents()
+    QgsProject.instance().addMapLayer(layer)
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.show()
+    try:
+        assert dialog.wholeRadio.isChecked()
+        assert dialog.area_preview.chosen.band() is None  # everything: no outline
+
+        click(dialog.canvasRadio)
+        band = dialog.area_preview.chosen.band()
+        assert band is not None and _same_box(band.asGeometry().boundingBox(), canvas.extent())
+        # The canvas moves (a panel opens, the map is panned): the outline follows.
+        canvas.setExtent(QgsRectangle(951000, 6000000, 953000, 6001000))
+        assert _same_box(band.asGeometry().boundingBox(), canvas.extent())
+
+        click(dialog.layerRadio)
+        choose(dialog.layerCombo, "survey area")
+        band = dialog.area_preview.chosen.band()
+        assert _same_box(band.asGeometry().boundingBox(), layer.extent())
+
+        click(dialog.wholeRadio)
+        assert dialog.area_preview.chosen.band() is None
+
+        click(dialog.canvasRadio)
+        QTest.keyClick(dialog, Qt.Key.Key_Escape)
+        assert not dialog.isVisible()
+        assert _rubber_bands(canvas) == []
+    finally:
+        dialog.deleteLater()
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_without_a_canvas_nothing_is_outlined(reference_server, tmp_path):
+    dialog = TakeOfflineDialog(None)
+    dialog.show()
+    texts = _list_areas(dialog, reference_server)
+    assert texts and dialog.area_preview.chosen.band() is None
+    click(dialog.buttonBox.button(CANCEL))
+    dialog.deleteLater()

@@ -41,6 +41,7 @@ from ..take_offline_request import (
     update_mode_labels,
 )
 from ..task import CallJob, start_job_task
+from .area_outline import AreaChoicePreview
 from .browse_dialog import add_browse_button
 from .credential_consent import credentials_with_consent
 from .formatting import size_text, tooltip
@@ -100,6 +101,11 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         ):
             signal.connect(self.layersList.clear)
             signal.connect(self.areasList.clear)
+        # The area chosen (or the map areas to choose from) outlined on the canvas (issue 20).
+        canvas = iface.mapCanvas() if iface is not None else None
+        self.area_preview = AreaChoicePreview(canvas, self._outline_area)
+        self.layerCombo.layerChanged.connect(self._outline_area)
+        self.areasList.currentRowChanged.connect(self._outline_area)
         self._restore_source()
         self._update_enabled()
 
@@ -165,6 +171,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self.titleEdit.setPlaceholderText(
             tr("The map area's title") if preplanned else tr("The web map's or the services' name")
         )
+        self._outline_area()
 
     # -- the answer ------------------------------------------------------------------------
     def request(self) -> TakeOfflineRequest:
@@ -326,6 +333,24 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         """The ``PreplannedMapArea`` chosen in the list, or None."""
         item = self.areasList.currentItem()
         return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _outline_area(self, *_args) -> None:
+        if self.preplannedRadio.isChecked():
+            rows = range(self.areasList.count())
+            areas = [self.areasList.item(row).data(Qt.ItemDataRole.UserRole) for row in rows]
+            self.area_preview.show_map_areas(areas, self.selected_area())
+            return
+        try:
+            area = self._area_of_interest()
+        except ValueError:  # no layer to take the extent of yet
+            area = None
+        self.area_preview.show_area(area)
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        # Closed (accepted, cancelled, or hidden by its owner): no outline stays behind.
+        if not event.spontaneous():
+            self.area_preview.remove()
+        super().hideEvent(event)
 
     def _area_of_interest(self) -> dict[str, Any] | None:
         if self.canvasRadio.isChecked() and self.iface is not None:
