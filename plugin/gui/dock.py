@@ -325,7 +325,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                 counts, error = self._pending.get(entry.file) or self._pending_counts(entry)
                 if error is not None:
                     unreadable.append(entry.file)
-                elif any(any(c.values()) for c in counts.values()):
+                elif offline_map.edits_to_upload(entry, counts):
                     waiting = True
             if waiting:
                 lines.append(tr("Local edits are waiting to be uploaded."))
