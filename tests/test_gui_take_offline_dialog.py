@@ -17,6 +17,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox
 
+from plugin.gui.formatting import size_text
 from plugin.gui.take_offline_dialog import TakeOfflineDialog
 from plugin.layers import esri_envelope, esri_spatial_reference
 from plugin.task import wait_for_task
@@ -238,6 +239,11 @@ def test_preplanned_areas_are_listed_with_their_download_size(dialog, reference_
 
     assert [t.split(" — ")[0] for t in texts] == ["Whole demo area", "West half"]
     assert all(t.endswith(("KB", "MB", "bytes")) for t in texts), texts
+    # The tooltip tells the size of each package the area is made of.
+    area = dialog.areasList.item(0).data(Qt.ItemDataRole.UserRole)
+    assert area.packages
+    for package in area.packages:
+        assert f"{package.title}: {size_text(package.size)}" in dialog.areasList.item(0).toolTip()
     assert dialog.areasList.currentItem().text() == texts[0]
     # A map area comes as its packages were made: no layer choice, no attachments switch.
     assert dialog.layersGroup.isHidden()

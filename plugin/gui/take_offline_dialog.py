@@ -321,7 +321,10 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
                 else area.title
             )
             item.setData(Qt.ItemDataRole.UserRole, area)
-            item.setToolTip(tooltip("\n".join(t for t in (area.snippet, area.item_id) if t)))
+            # What the size is made of: one package per feature service.
+            packages = [tr("{0}: {1}").format(p.title, size_text(p.size)) for p in area.packages]
+            lines = [area.snippet, *packages, area.item_id]
+            item.setToolTip(tooltip("\n".join(t for t in lines if t)))
             self.areasList.addItem(item)
         if self.areasList.count():
             self.areasList.setCurrentRow(0)
