@@ -155,19 +155,24 @@ def test_the_provider_offers_the_geodatabase_and_removal_algorithms(processing):
     } <= names
 
 
+def _map_and_a_copy(server, tmp_path):
+    """A map taken offline in ``map`` and copied to ``copy``; the map and its replica ID."""
+    import shutil
+
+    original = take_offline(server, tmp_path / "map")
+    shutil.copytree(tmp_path / "map", tmp_path / "copy")
+    with Geodatabase.open(original.geodatabases[0].path) as gdb:
+        return original, gdb.replica.replica_id
+
+
 def test_processing_removes_a_copied_map_files_only_and_the_original_still_syncs(
     processing,  # noqa: F811
     reference_server,
     tmp_path,
 ):
-    import shutil
-
     from tests.test_sync import assert_no_errors, sync_map
 
-    original = take_offline(reference_server, tmp_path / "map")
-    shutil.copytree(tmp_path / "map", tmp_path / "copy")
-    with Geodatabase.open(original.geodatabases[0].path) as gdb:
-        replica_id = gdb.replica.replica_id
+    original, replica_id = _map_and_a_copy(reference_server, tmp_path)
 
     with pytest.raises(QgsProcessingException, match="may be a copy"):
         processing.run(_alg("removeofflinemap"), {"OFFLINE_MAP": str(tmp_path / "copy")})
@@ -191,12 +196,7 @@ def test_processing_can_unregister_the_replicas_of_a_copy_anyway(
     reference_server,
     tmp_path,
 ):
-    import shutil
-
-    original = take_offline(reference_server, tmp_path / "map")
-    shutil.copytree(tmp_path / "map", tmp_path / "copy")
-    with Geodatabase.open(original.geodatabases[0].path) as gdb:
-        replica_id = gdb.replica.replica_id
+    _, replica_id = _map_and_a_copy(reference_server, tmp_path)
 
     removed = processing.run(
         _alg("removeofflinemap"),

@@ -150,6 +150,19 @@ def test_an_api_key_is_bound_to_its_portal_and_other_sites_need_approval(
     assert ArcGISClient(account).service_info(server.service_url("Demo"))["layers"]
 
 
+def _signed_in_with_the_form(server):
+    """Alice signed in through the portal's form (a plain HTTP client, no chromium needed)."""
+    from tests.test_sign_in_core import form_browser
+
+    return sign_in(
+        server.portal_url,
+        DEFAULT_CLIENT_ID,
+        form_browser("alice", "alice-secret"),
+        wait_seconds=30,
+        plain_http_hosts=server.plain_http_hosts,
+    )
+
+
 def test_tokens_renewed_during_a_background_job_are_kept_for_the_next_session(
     secured_reference_server, auth_db, plain_http_on_loopback, tmp_path
 ):
@@ -158,16 +171,9 @@ def test_tokens_renewed_during_a_background_job_are_kept_for_the_next_session(
     from plugin.sign_in import sign_in_of
     from plugin.task import CallJob, start_job_task, wait_for_task
     from tests.gui_user import process_events
-    from tests.test_sign_in_core import form_browser
 
     server = secured_reference_server
-    signed_in = sign_in(
-        server.portal_url,
-        DEFAULT_CLIENT_ID,
-        form_browser("alice", "alice-secret"),
-        wait_seconds=30,
-        plain_http_hosts=server.plain_http_hosts,
-    )
+    signed_in = _signed_in_with_the_form(server)
     authcfg = store_sign_in(signed_in)
     credentials = credentials_from_auth_config(authcfg, server.portal_url)
     task = OfflineMapTask(
@@ -204,16 +210,9 @@ def test_a_renewed_token_is_not_stored_after_sign_out(
 ):
     from plugin.core.oauth import refresh_access
     from plugin.sign_in import store_renewed_sign_in
-    from tests.test_sign_in_core import form_browser
 
     server = secured_reference_server
-    signed_in = sign_in(
-        server.portal_url,
-        DEFAULT_CLIENT_ID,
-        form_browser("alice", "alice-secret"),
-        wait_seconds=30,
-        plain_http_hosts=server.plain_http_hosts,
-    )
+    signed_in = _signed_in_with_the_form(server)
     authcfg = store_sign_in(signed_in)
     renewed = refresh_access(ArcGISClient(retries=0), signed_in)
     before = set(auth_db.configIds())
