@@ -363,6 +363,7 @@ def test_map_areas_are_outlined_on_the_canvas_the_chosen_one_highlighted(
     canvas = qgis_iface.mapCanvas()
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
     canvas.setExtent(QgsRectangle(0, 0, 1000, 1000))  # far from the map areas
+    before = _rubber_bands(canvas)  # what other panels show
     dialog = TakeOfflineDialog(qgis_iface)
     dialog.show()
     texts = _list_areas(dialog, reference_server)
@@ -394,12 +395,18 @@ def test_map_areas_are_outlined_on_the_canvas_the_chosen_one_highlighted(
         dialog.area_preview.others.band().asGeometry().boundingBox(),
         _in_canvas_crs(canvas, whole.outline),
     )
-    assert len(_rubber_bands(canvas)) == 2
+    assert len(_rubber_bands(canvas)) == len(before) + 2
 
     click(dialog.buttonBox.button(CANCEL))
 
     assert not dialog.isVisible()
-    assert _rubber_bands(canvas) == []
+    assert _rubber_bands(canvas) == before
+    # Closed, the dialog no longer draws nor moves the canvas when the user pans away.
+    far = QgsRectangle(0, 0, 1000, 1000)
+    canvas.setExtent(far)
+    center = canvas.extent().center()
+    assert canvas.extent().contains(far) and abs(center.x() - 500) < 1 and abs(center.y() - 500) < 1
+    assert _rubber_bands(canvas) == before
     dialog.deleteLater()
 
 
@@ -414,6 +421,7 @@ def test_the_on_demand_area_is_outlined_as_the_user_chooses_it(qgis_iface, tmp_p
         layer.dataProvider().addFeatures([feature])
     layer.updateExtents()
     QgsProject.instance().addMapLayer(layer)
+    before = _rubber_bands(canvas)  # what other panels show
     dialog = TakeOfflineDialog(qgis_iface)
     dialog.show()
     try:
@@ -438,7 +446,7 @@ def test_the_on_demand_area_is_outlined_as_the_user_chooses_it(qgis_iface, tmp_p
         click(dialog.canvasRadio)
         QTest.keyClick(dialog, Qt.Key.Key_Escape)
         assert not dialog.isVisible()
-        assert _rubber_bands(canvas) == []
+        assert _rubber_bands(canvas) == before
     finally:
         dialog.deleteLater()
         QgsProject.instance().removeMapLayer(layer.id())

@@ -19,7 +19,9 @@ from qgis.core import (
     QgsProject,
     QgsWkbTypes,
 )
+from qgis.PyQt.QtCore import QEvent, QObject
 from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtWidgets import QWidget
 
 from ..layers import area_geometry
 
@@ -92,41 +94,59 @@ def map_area_shape(map_area) -> tuple[QgsGeometry, QgsCoordinateReferenceSystem]
     return area_geometry(map_area.outline)
 
 
-class AreaChoicePreview:
-    """What the Take-offline dialog's area choice covers, drawn on ``canvas`` while the dialog
-    is open: every listed preplanned map area with the chosen one highlighted, or the on-demand
-    area. ``redraw`` (the dialog's) is called again when the canvas extent changes, so that an
-    area that follows the canvas follows it live. ``remove()`` takes it all away."""
+class AreaChoicePreview(QObject):
+    """What a dialog's area choice covers, drawn on ``canvas`` while the dialog is shown: every
+    listed preplanned map area with the chosen one highlighted, or the on-demand area.
 
-    def __init__(self, canvas, redraw: Callable[[], None]) -> None:
+    ``redraw`` (the dialog's) is called when the dialog is shown and whenever the canvas
+    extent changes, so that an area that follows the canvas follows it live; when the dialog
+    is closed or hidden every outline goes, and nothing is drawn until it is shown again.
+    """
+
+    def __init__(self, dialog: QWidget, canvas, redraw: Callable[[], None]) -> None:
+        super().__init__(dialog)
         self.canvas = canvas
         self.chosen = AreaOutline(canvas, CHOSEN, width=3)
         self.others = AreaOutline(canvas, OTHER, width=1, fill_alpha=15)
-        if canvas is not None:
-            canvas.extentsChanged.connect(redraw)
-            self._redraw = redraw
+        self._redraw = redraw
+        self._active = False
+        self._selected_id: str | None = None
+        dialog.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt API)
+        if event.type() == QEvent.Type.Show and not self._active and self.canvas is not None:
+            self._active = True
+            self.canvas.extentsChanged.connect(self._redraw)
+            self._redraw()
+        elif event.type() == QEvent.Type.Hide and not event.spontaneous() and self._active:
+            self._active = False
+            self.canvas.extentsChanged.disconnect(self._redraw)
+            self.chosen.remove()
+            self.others.remove()
+            self._selected_id = None
+        return False
 
     def show_map_areas(self, map_areas: list, selected) -> None:
-        """Outline ``map_areas``, ``selected`` (one of them, or None) highlighted; the canvas
-        moves to the selected area when it is not in view."""
+        """Outline ``map_areas``, ``selected`` (one of them, or None) highlighted; when the
+        user picks another area the canvas moves to it if it is not in view."""
+        if not self._active:
+            return
         self.others.show(map_area_shape(a) for a in map_areas if a != selected)
         shape = map_area_shape(selected) if selected is not None else None
         self.chosen.show([shape] if shape else [])
-        if shape is not None:
+        picked = selected.item_id if selected is not None else None
+        if shape is not None and picked != self._selected_id:
+            self._selected_id = picked
             self._bring_into_view(*shape)
+        self._selected_id = picked
 
     def show_area(self, area: dict[str, Any] | None) -> None:
         """Outline an on-demand area of interest (Esri JSON), or nothing for ``None``."""
+        if not self._active:
+            return
         self.others.hide()
         self.chosen.show_area(area)
-
-    def remove(self) -> None:
-        """Take every outline off the canvas and stop following it."""
-        if self.canvas is not None and getattr(self, "_redraw", None) is not None:
-            self.canvas.extentsChanged.disconnect(self._redraw)
-            self._redraw = None
-        self.chosen.remove()
-        self.others.remove()
+        self._selected_id = None
 
     def _bring_into_view(self, geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem) -> None:
         if self.canvas is None or not crs.isValid():

@@ -103,7 +103,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
             signal.connect(self.areasList.clear)
         # The area chosen (or the map areas to choose from) outlined on the canvas (issue 20).
         canvas = iface.mapCanvas() if iface is not None else None
-        self.area_preview = AreaChoicePreview(canvas, self._outline_area)
+        self.area_preview = AreaChoicePreview(self, canvas, self._outline_area)
         self.layerCombo.layerChanged.connect(self._outline_area)
         self.areasList.currentRowChanged.connect(self._outline_area)
         self._restore_source()
@@ -348,12 +348,6 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         except ValueError:  # no layer to take the extent of yet
             area = None
         self.area_preview.show_area(area)
-
-    def hideEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        # Closed (accepted, cancelled, or hidden by its owner): no outline stays behind.
-        if not event.spontaneous():
-            self.area_preview.remove()
-        super().hideEvent(event)
 
     def _area_of_interest(self) -> dict[str, Any] | None:
         if self.canvasRadio.isChecked() and self.iface is not None:
