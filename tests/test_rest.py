@@ -478,6 +478,25 @@ def test_a_garbled_layer_list_is_reported_not_taken_for_a_missing_one(reference_
         fast_client(retries=0).all_layer_infos(url)
 
 
+def test_a_layer_list_without_numeric_ids_is_reported_and_other_answers_fall_back(scripted):
+    service = f"{scripted.url}/arcgis/rest/services/S/FeatureServer"
+    path = "/arcgis/rest/services/S/FeatureServer"
+    scripted.routes[path + "/layers"] = {"layers": [{"id": "first", "name": "Points"}]}
+    with pytest.raises(BadAnswerError, match="layer list of .* is not understood"):
+        fast_client(retries=0).all_layer_infos(service)
+
+    # An answer listing nothing (a server that does not know the resource): layer by layer.
+    scripted.routes[path + "/layers"] = {"currentVersion": 10.0}
+    scripted.routes[path] = {"layers": [{"id": 0, "name": "Points"}], "tables": []}
+    scripted.routes[path + "/0"] = {"id": 0, "name": "Points", "type": "Feature Layer"}
+    assert fast_client(retries=0).all_layer_infos(service) == {
+        0: {"id": 0, "name": "Points", "type": "Feature Layer"}
+    }
+    # No such resource at all (HTTP 404): layer by layer too.
+    del scripted.routes[path + "/layers"]
+    assert list(fast_client(retries=0).all_layer_infos(service)) == [0]
+
+
 def test_taking_offline_reads_the_layer_definitions_in_one_request(reference_server, tmp_path):
     from plugin.core.take_offline import OfflineMapTask
     from tests.featureservice import seed
