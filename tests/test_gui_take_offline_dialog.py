@@ -87,14 +87,20 @@ def test_enter_takes_offline_and_cancel_and_escape_close_without_an_answer(qgis_
     assert not any(tmp_path.iterdir())  # the dialog itself creates nothing
 
 
-def test_service_urls_and_a_layer_extent(dialog, tmp_path):
-    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "area", "memory")
-    for x, y in ((10, 20), (12, 23)):
+def _points_layer(name: str, crs: str, points) -> QgsVectorLayer:
+    """A layer of ``points`` added to the project (the caller removes it)."""
+    layer = QgsVectorLayer(f"Point?crs={crs}&field=name:string", name, "memory")
+    for x, y in points:
         feature = QgsFeature(layer.fields())
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
         layer.dataProvider().addFeatures([feature])
     layer.updateExtents()
     QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def test_service_urls_and_a_layer_extent(dialog, tmp_path):
+    layer = _points_layer("area", "EPSG:4326", ((10, 20), (12, 23)))
     try:
         click(dialog.servicesRadio)
         type_lines(
@@ -414,13 +420,7 @@ def test_the_on_demand_area_is_outlined_as_the_user_chooses_it(qgis_iface, tmp_p
     canvas = qgis_iface.mapCanvas()
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
     canvas.setExtent(QgsRectangle(950000, 6000000, 952000, 6001000))
-    layer = QgsVectorLayer("Point?crs=EPSG:3857&field=name:string", "survey area", "memory")
-    for x, y in ((951000, 6000200), (951500, 6000800)):
-        feature = QgsFeature(layer.fields())
-        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
-        layer.dataProvider().addFeatures([feature])
-    layer.updateExtents()
-    QgsProject.instance().addMapLayer(layer)
+    layer = _points_layer("survey area", "EPSG:3857", ((951000, 6000200), (951500, 6000800)))
     before = _rubber_bands(canvas)  # what other panels show
     dialog = TakeOfflineDialog(qgis_iface)
     dialog.show()
