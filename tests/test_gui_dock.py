@@ -896,6 +896,7 @@ def test_forms_are_field_ready_and_attachment_tables_stay_out_of_the_layer_list(
         "Polygons",
         "Inspections",
         "Attachments",
+        "Basemap",  # under everything, as the web map draws it
     ]
     attachments_group = top.findGroup("Attachments")
     assert not attachments_group.isExpanded()
