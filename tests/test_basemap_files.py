@@ -401,3 +401,18 @@ def test_manifest_refuses_downloaded_basemap_files_outside_the_folder(tmp_path, 
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="not inside the map folder"):
         OfflineMap.open(tmp_path)
+
+
+def test_a_compressed_bundle_larger_than_it_says_is_refused(tmp_path):
+    path = tmp_path / "bomb.tpkx"
+    name = b"tile/L00/R0000C0000.bundle"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("root.json", json.dumps({"tileInfo": TILE_INFO}))
+        archive.writestr(name.decode(), bytes(64 + 128 * 128 * 8 + 10_000_000))
+    # The entry says it unpacks to 200 kB (both headers); it unpacks to 10 MB.
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.rfind(b"PK\x01\x02") + 24, 200_000)
+    struct.pack_into("<I", data, data.rfind(b"PK\x03\x04", 0, data.find(name)) + 22, 200_000)
+    path.write_bytes(bytes(data))
+    with TilePackage.open(path) as package, pytest.raises(TilePackageError, match="bundle"):
+        list(package.tiles())

@@ -20,17 +20,19 @@ import logging
 import os
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urljoin, urlsplit
 
-from .errors import CancelledError, OfflineMapSyncError, ServiceError
+from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceError
+from .gpkg_files import remove_geopackage
 from .jobs import sub_progress
 from .offline_map import BasemapEntry
 from .tile_package import TilePackage, TilePackageError
-from .tile_scheme import TileRange, TileScheme
-from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path, remove_tiles
+from .tile_scheme import TileRange, TileScheme, mercator_extent
+from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,10 @@ BASEMAP_FOLDER = "basemap"
 ARCGIS_EXPORT_LIMIT = 100_000
 #: Largest tile accepted from a service.
 MAX_TILE_BYTES = 8 * 1024 * 1024
-#: Tiles written per transaction.
+#: Most tiles written per transaction.
 BATCH = 256
+#: Tiles fetched at the same time (GDAL's tile drivers fetch a few at a time too).
+FETCH_THREADS = 4
 #: Tiles fetched to estimate the size of a service that cannot estimate itself.
 SAMPLE_TILES = 4
 LOCAL_SUFFIXES = (".gpkg", ".mbtiles", ".tpkx", ".vtpk")
@@ -303,12 +307,13 @@ def _describe_service(
 def estimate_basemap(
     client: Any,
     webmap_data_or_layers: dict | Sequence[BasemapLayer],
-    area_extent: tuple[float, float, float, float],
+    area_extent: tuple[float, float, float, float] | dict,
     options: BasemapOptions,
     cancelled: CancelCallback | None = None,
 ) -> BasemapEstimate:
-    """The tiles and bytes downloading the basemap for ``area_extent`` (Web Mercator metres,
-    see :func:`~plugin.core.tile_scheme.mercator_extent`) would take.
+    """The tiles and bytes downloading the basemap for ``area_extent`` would take: (xmin,
+    ymin, xmax, ymax) in Web Mercator metres, or an Esri JSON envelope/polygon with its
+    ``spatialReference``.
 
     Sizes come from the service's ``estimateExportTilesSize`` job where export is allowed,
     else from the mean size of a few sample tiles. Modes other than ``download`` download
@@ -317,6 +322,8 @@ def estimate_basemap(
     layers = _layers_of(webmap_data_or_layers)
     if options.mode != "download":
         return BasemapEstimate((), 0, 0)
+    if isinstance(area_extent, dict):
+        area_extent = mercator_extent(area_extent)
     estimates = []
     for layer in layers:
         if not layer.downloadable:
@@ -516,6 +523,12 @@ class BasemapDownloads:
                 saved = self._write_style(style or self._service_style(service), store, final)
             progress(0.97, f"Finishing the basemap {layer.title}")
             store.finish()
+        except NetworkError as error:
+            store.close()
+            raise NetworkError(
+                f"{error} The basemap tiles downloaded so far are kept: take the map offline "
+                "again into the same folder to continue where it stopped."
+            ) from None
         except BaseException:
             store.close()
             raise
@@ -558,30 +571,36 @@ class BasemapDownloads:
 
     # -- tile by tile --------------------------------------------------------------------------
     def _fetch_tiles(self, service: _Service, store: TileStore, progress: ProgressCallback) -> None:
+        """Fetch the tiles the store does not know yet, a few at a time, and store them batch
+        by batch (what is stored survives an interruption)."""
         total = service.tiles
-        done = 0
         title = service.layer.title
+
+        def fetch(tile: tuple[int, int, int]) -> bytes | None:
+            return self.client.get_tile(
+                service.tile_url(*tile), limit=MAX_TILE_BYTES, cancel=self.cancel
+            )
+
+        wanted = []
         for tile_range in service.ranges:
             known = store.known(tile_range.level)
-            tiles: list[tuple[int, int, int, bytes]] = []
-            missing: list[tuple[int, int, int]] = []
-            for level, row, col in tile_range.tiles():
-                done += 1
-                if (row, col) in known:
-                    continue
-                data = self.client.get_tile(
-                    service.tile_url(level, row, col), limit=MAX_TILE_BYTES, cancel=self.cancel
-                )
-                if data is None:
-                    missing.append((level, row, col))
-                else:
-                    tiles.append((level, row, col, data))
-                if len(tiles) + len(missing) >= BATCH:
-                    store.write(tiles, missing)
-                    tiles, missing = [], []
-                    progress(done / total, f"Basemap {title}: {done:,} of {total:,} tiles")
-            store.write(tiles, missing)
-            progress(done / total, f"Basemap {title}: {done:,} of {total:,} tiles")
+            wanted += [t for t in tile_range.tiles() if (t[1], t[2]) not in known]
+        done = total - len(wanted)
+        # Stored (and reported) every 5 % or so: what an interruption loses is fetched again.
+        size = min(BATCH, max(8, total // 20))
+        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="basemap-tiles") as pool:
+            for start in range(0, len(wanted), size):
+                batch = wanted[start : start + size]
+                tiles, missing = [], []
+                # map() hands the results back in order and raises the first error.
+                for tile, data in zip(batch, pool.map(fetch, batch)):
+                    if data is None:
+                        missing.append(tile)
+                    else:
+                        tiles.append((*tile, data))
+                store.write(tiles, missing)
+                done += len(batch)
+                progress(done / total, f"Basemap {title}: {done:,} of {total:,} tiles")
 
     # -- tile packages -------------------------------------------------------------------------
     def _from_export(
@@ -633,19 +652,17 @@ class BasemapDownloads:
         self,
         path: Path,
         store: TileStore,
-        ranges: Sequence[TileRange] | None,
+        ranges: Sequence[TileRange],
         progress: ProgressCallback,
     ) -> dict | None:
-        """Copy a package's tiles (those inside ``ranges`` when given) into ``store``; the
-        package's style (vector tile packages)."""
-        wanted = {r.level: r for r in ranges} if ranges is not None else None
+        """Copy a package's tiles inside ``ranges`` into ``store``; the package's style
+        (vector tile packages)."""
+        wanted = {r.level: r for r in ranges}
         with TilePackage.open(path) as package:
             batch = []
             count = 0
             for level, row, col, data in package.tiles(cancel=self.cancel):
-                if wanted is not None and (
-                    level not in wanted or not wanted[level].contains(row, col)
-                ):
+                if level not in wanted or not wanted[level].contains(row, col):
                     continue
                 batch.append((level, row, col, data))
                 count += 1
@@ -699,7 +716,13 @@ class BasemapDownloads:
         with TilePackage.open(path) as package:
             scheme = TileScheme.from_tile_info(package.tile_info)
             vector = package.is_vector
-            levels = package.levels()
+            levels = [level for level in package.levels() if level in scheme.levels]
+        # Only tiles of the scheme's levels and inside its matrices: the package is a file
+        # from elsewhere.
+        ranges = []
+        for level in levels:
+            width, height = scheme.matrix_size(level)
+            ranges.append(TileRange(level, 0, height - 1, 0, width - 1))
         kind = "vector" if vector else "raster"
         layer = BasemapLayer(
             layer.title,
@@ -717,7 +740,7 @@ class BasemapDownloads:
             self.basemap_folder.mkdir(parents=True, exist_ok=True)
             store = GeoPackageTiles.open(final, scheme, levels, title=layer.title)
         try:
-            package_style = self._convert(path, store, None, progress)
+            package_style = self._convert(path, store, ranges, progress)
             style = None
             if vector:
                 empty = {"version": 8, "sources": {}, "layers": []}
@@ -744,7 +767,7 @@ class BasemapDownloads:
             return False
         names = list(basemap.iterdir())
         return bool(names) and all(
-            p.is_file() and not p.is_symlink() and p.name.endswith(".partial") for p in names
+            p.is_file() and not p.is_symlink() and p.name.endswith(_PARTIAL_NAMES) for p in names
         )
 
     def undo(self, *, keep_partial: bool) -> None:
@@ -752,12 +775,16 @@ class BasemapDownloads:
         for path in self.files:
             if keep_partial and path.name.endswith(".partial"):
                 continue
-            remove_tiles(path) if path.suffix in (".gpkg", ".mbtiles") else _unlink(path)
-        if not keep_partial:
-            try:
-                self.basemap_folder.rmdir()
-            except OSError:
-                pass
+            # A tile set and its partial file are SQLite files with side files.
+            remove_geopackage(path)
+        try:
+            self.basemap_folder.rmdir()  # only when empty: partial tile sets stay
+        except OSError:
+            pass
+
+
+#: A partial tile set and the SQLite side files a crash may leave next to it.
+_PARTIAL_NAMES = (".partial", ".partial-wal", ".partial-shm", ".partial-journal")
 
 
 class _TempPackage:

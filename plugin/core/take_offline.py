@@ -430,7 +430,7 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             plans, skipped, initial_extent = self.builder.plan()
             self._check_cancelled()
             extent = _initial_extent(area, initial_extent, plans)
-            basemaps = self.builder.take_basemap_offline(extent, (), skipped, 0.05, 0.35)
+            basemaps = self.builder.take_basemap_offline(extent, None, skipped, 0.05, 0.35)
             share = 0.6 / len(plans)
             entries = []
             for index, plan in enumerate(plans):
@@ -550,14 +550,16 @@ class _MapBuilder:
     def take_basemap_offline(
         self,
         extent: dict | None,
-        packages: tuple[BasemapPackage, ...],
+        packages: tuple[BasemapPackage, ...] | None,
         skipped: list[SkippedLayer],
         start: float,
         end: float,
     ) -> tuple[BasemapEntry, ...]:
-        """The web map's basemap, as the parameters' basemap options say: downloaded (the map
-        area's ``packages`` when it has some, else from the services for ``extent``), recorded
-        as online or local, or left out. Layers not downloaded go to ``skipped``."""
+        """The web map's basemap, as the parameters' basemap options say: downloaded (a map
+        area's ``packages``; on demand, None: from the services for ``extent``), recorded as
+        online or local, or left out. Layers not downloaded go to ``skipped``."""
+        preplanned = packages is not None
+        packages = packages or ()
         options = self.parameters.basemap
         layers: list[BasemapLayer] = []
         if self.task.webmap_item_id:
@@ -592,21 +594,31 @@ class _MapBuilder:
                         basemap=True,
                     )
                 )
-        if packages:
-            share = (end - start) / len(packages)
+        if preplanned:
+            # The map area's packages stand for the web map's layers of their kind; the other
+            # layers stay online (the portal prepared no basemap for them: the area may be far
+            # too large to fetch it here). Listed bottom to top, as the web map orders them.
+            share = (end - start) / max(1, len(packages))
+            made: dict[int, BasemapEntry] = {}
             for index, package in enumerate(packages):
-                layer = package.matching_layer(layers)
+                layer = package.matching_layer([lay for lay in layers if id(lay) not in made])
                 at = start + index * share
                 job._report(at, f"Downloading the basemap {layer.title}")
-                entries.append(
-                    downloads.from_package_item(
-                        self.task.portal_url or "",
-                        package,
-                        layer,
-                        job._sub_progress(at, at + share),
-                    )
+                made[id(layer)] = downloads.from_package_item(
+                    self.task.portal_url or "", package, layer, job._sub_progress(at, at + share)
                 )
-            return tuple(entries + [lay.online_entry() for lay in layers if not lay.downloadable])
+            for layer in layers:
+                if layer.downloadable and id(layer) not in made:
+                    skipped.append(
+                        SkippedLayer(
+                            layer.title,
+                            layer.service_url,
+                            "the map area has no basemap package for this layer; it stays online",
+                            basemap=True,
+                        )
+                    )
+            in_order = [made.pop(id(lay), None) or lay.online_entry() for lay in layers]
+            return tuple(in_order + list(made.values()))
         wanted = [layer for layer in layers if layer.downloadable]
         if wanted and extent is None:
             raise ServiceError(NO_BASEMAP_EXTENT)

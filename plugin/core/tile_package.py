@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -36,6 +36,8 @@ _INDEX_BYTES = _PACKET * _PACKET * 8
 MAX_JSON_BYTES = 16 * 1024 * 1024
 #: Largest single tile accepted (the index's size field allows up to 16 MiB).
 MAX_TILE_BYTES = 16 * 1024 * 1024 - 1
+#: Largest bundle unpacked from a compressed entry (stored entries are read in place).
+MAX_BUNDLE_BYTES = 4 * 1024**3
 #: Most entries a package may list.
 MAX_ENTRIES = 1_000_000
 
@@ -189,19 +191,14 @@ def _read_json(archive: zipfile.ZipFile, name: str, path: Path) -> object:
         raise TilePackageError(f"{path.name}: {name} cannot be read ({error}).") from None
 
 
-class _entry_file:  # noqa: N801 (used like a function, as a context manager)
+@contextmanager
+def _entry_file(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path
+) -> Iterator[tuple[IO[bytes], int, int]]:
     """``(stream, start, size)`` of a zip entry's bytes: the package file itself for stored
     entries (how packages are written), a temporary copy for compressed ones."""
-
-    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> None:
-        self._archive, self._info, self._path = archive, info, path
-        self._stream: IO[bytes] | None = None
-
-    def __enter__(self) -> tuple[IO[bytes], int, int]:
-        info, path = self._info, self._path
-        if info.compress_type == zipfile.ZIP_STORED:
-            stream = open(path, "rb")
-            self._stream = stream
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as stream:
             stream.seek(info.header_offset)
             header = stream.read(30)
             if len(header) != 30 or header[:4] != b"PK\x03\x04":
@@ -210,19 +207,22 @@ class _entry_file:  # noqa: N801 (used like a function, as a context manager)
             start = info.header_offset + 30 + name_length + extra_length
             if start + info.file_size > path.stat().st_size:
                 raise TilePackageError(f"{path.name}: the entry {info.filename} is cut off.")
-            return stream, start, info.file_size
-        temp = tempfile.TemporaryFile(prefix="oms-bundle-")
-        self._stream = temp
+            yield stream, start, info.file_size
+        return
+    limit = min(info.file_size, MAX_BUNDLE_BYTES)
+    with tempfile.TemporaryFile(prefix="oms-bundle-") as temp:
         try:
-            with self._archive.open(info) as source:
-                shutil.copyfileobj(source, temp, 1 << 20)
+            with archive.open(info) as source:
+                # A compressed entry may unpack to far more than it says (a zip bomb).
+                while chunk := source.read(1 << 20):
+                    if temp.tell() + len(chunk) > limit:
+                        raise TilePackageError(
+                            f"{path.name}: {info.filename} is larger than it says or than any "
+                            "bundle; the package is damaged."
+                        )
+                    temp.write(chunk)
         except (zipfile.BadZipFile, OSError) as error:
             raise TilePackageError(
                 f"{path.name}: {info.filename} cannot be read ({error})."
             ) from None
-        size = temp.tell()
-        return temp, 0, size
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        yield temp, 0, temp.tell()

@@ -98,6 +98,8 @@ class TileStore:
             self._finish_metadata()
             self.conn.execute(f"DROP TABLE IF EXISTS {_MISSING}")
         self.conn.execute("VACUUM")
+        # The finished file is one self-contained file, as readers expect.
+        self.conn.execute("PRAGMA journal_mode = DELETE")
         self.conn.close()
         move_geopackage(self.partial, self.final)
         return self.final
@@ -126,13 +128,22 @@ class TileStore:
         raise NotImplementedError
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    # Each batch commits atomically; without a sync per commit (WAL), a lost batch after a
+    # power cut is only fetched again.
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
 def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3.Connection, bool]:
     """Open the partial file (resume) or create it; True when it was created. A partial file
     that is not one of ours is started over."""
     partial.parent.mkdir(parents=True, exist_ok=True)
     if partial.exists():
         try:
-            conn = sqlite3.connect(partial)
+            conn = _connect(partial)
             conn.execute(check_sql).fetchall()
             conn.execute(f"SELECT zoom_level, tile_row, tile_column FROM {_MISSING} LIMIT 1")
             return conn, False
@@ -140,7 +151,7 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
             conn.close()
             remove_geopackage(partial)
     try:
-        conn = sqlite3.connect(partial)
+        conn = _connect(partial)
         with conn:
             for statement in create_sql:
                 conn.execute(statement)
@@ -338,13 +349,24 @@ class MBTiles(TileStore):
         return data if data[:2] == b"\x1f\x8b" else gzip.compress(data, 6)
 
     def set_vector_layers(self, names: Iterable[str]) -> None:
-        """The ``json`` metadata's ``vector_layers`` (readers list the layers from it)."""
-        layers = [{"id": name, "fields": {}} for name in sorted(set(names))]
-        with self.conn:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO metadata VALUES ('json', ?)",
-                (json.dumps({"vector_layers": layers}),),
-            )
+        """Layers the style draws, listed in the ``json`` metadata even when no sampled tile
+        has them."""
+        self._style_layers = sorted(set(names))
+
+    def _vector_layers(self) -> list[dict]:
+        """``vector_layers`` of the ``json`` metadata: layer names and attribute types read
+        from a sample of the tiles (GDAL and QGIS list layers and fields from it)."""
+        fields: dict[str, dict[str, str]] = {
+            name: {} for name in getattr(self, "_style_layers", ())
+        }
+        rows = self.conn.execute(
+            "SELECT tile_data FROM tiles ORDER BY zoom_level DESC, random() LIMIT ?",
+            (_SAMPLED_TILES,),
+        )
+        for (data,) in rows:
+            for name, columns in _tile_layers(data).items():
+                fields.setdefault(name, {}).update(columns)
+        return [{"id": name, "fields": columns} for name, columns in sorted(fields.items())]
 
     def _finish_metadata(self) -> None:
         row = self.conn.execute("SELECT min(zoom_level), max(zoom_level) FROM tiles").fetchone()
@@ -371,12 +393,50 @@ class MBTiles(TileStore):
             "bounds": f"{west:.6f},{south:.6f},{east:.6f},{north:.6f}",
             "center": f"{(west + east) / 2:.6f},{(south + north) / 2:.6f},{min_zoom}",
         }
-        if self.conn.execute("SELECT 1 FROM metadata WHERE name = 'json'").fetchone() is None:
-            values["json"] = json.dumps({"vector_layers": []})
+        values["json"] = json.dumps({"vector_layers": self._vector_layers()})
         self.conn.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", list(values.items()))
 
 
-def remove_tiles(final: Path) -> None:
-    """Delete a tile set and its partial file (never raises)."""
-    for path in (final, partial_tiles_path(final)):
-        remove_geopackage(path)
+#: Vector tiles read to list the layers and their attributes.
+_SAMPLED_TILES = 64
+_MVT_FIELD_TYPES = {
+    "String": "String",
+    "Integer": "Number",
+    "Integer64": "Number",
+    "Real": "Number",
+}
+
+
+def _tile_layers(data: bytes) -> dict[str, dict[str, str]]:
+    """The layers of one Mapbox vector tile and their attributes' types, read by GDAL."""
+    from osgeo import gdal, ogr
+
+    from .gdal_mode import gdal_exceptions
+
+    name = f"/vsimem/oms-sample-{id(data)}.pbf"
+    try:
+        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    except (OSError, EOFError):
+        return {}
+    gdal.FileFromMemBuffer(name, raw)
+    found: dict[str, dict[str, str]] = {}
+    try:
+        with gdal_exceptions(False):
+            dataset = gdal.OpenEx(name, gdal.OF_VECTOR, allowed_drivers=["MVT"])
+        if dataset is None:
+            return {}
+        for index in range(dataset.GetLayerCount()):
+            layer = dataset.GetLayer(index)
+            definition = layer.GetLayerDefn()
+            columns = {}
+            for f in range(definition.GetFieldCount()):
+                field = definition.GetFieldDefn(f)
+                if field.GetName() == "mvt_id":
+                    continue
+                kind = ogr.GetFieldTypeName(field.GetType())
+                columns[field.GetName()] = _MVT_FIELD_TYPES.get(kind, "String")
+            found[layer.GetName()] = columns
+        dataset = None
+    finally:
+        gdal.Unlink(name)
+    return found
