@@ -122,6 +122,10 @@ class BasemapSection(QgsCollapsibleGroupBox):
             self.minLevelSpin.valueChanged,
             self.maxLevelSpin.valueChanged,
             self.limitSpin.valueChanged,
+            dialog.wholeRadio.toggled,
+            dialog.canvasRadio.toggled,
+            dialog.layerRadio.toggled,
+            dialog.layerCombo.layerChanged,
         ):
             signal.connect(self._show_estimate)
         dialog.preplannedRadio.toggled.connect(self._update_enabled)
