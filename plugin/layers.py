@@ -52,6 +52,8 @@ PROPERTY_FILE = "offline_map_sync/file"
 PROPERTY_LAYER_ID = "offline_map_sync/layer_id"
 PROPERTY_ATTACHMENTS = "offline_map_sync/attachments_of"
 GROUP_PROPERTY = "offline_map_sync/group"
+#: The relation widget type of the attachments editor (``plugin/gui/attachments_widget.py``).
+ATTACHMENTS_WIDGET = "offline_map_sync_attachments"
 
 # QGIS 3.36 / 3.28 moved these enums to Qgis; the class-scoped ones are gone in QGIS 4.
 WKT1_ESRI = (
@@ -411,8 +413,12 @@ def _arrange_form(
             root.addChildElement(QgsAttributeEditorField(name, index, root))
     for relation in project.relationManager().referencedRelations(layer):
         element = QgsAttributeEditorRelation(relation, root)
-        # The widget QGIS's form designer gives a relation (without one QGIS 3.22 crashes).
-        element.setRelationWidgetTypeId("relation_editor")
+        # Attachments get the plugin's attachments editor (QGIS falls back to its own relation
+        # editor while the plugin is not loaded); without a widget type QGIS 3.22 crashes.
+        attachments = relation.referencingLayer().customProperty(PROPERTY_ATTACHMENTS)
+        element.setRelationWidgetTypeId(
+            "relation_editor" if attachments in (None, "") else ATTACHMENTS_WIDGET
+        )
         element.setLabel(relation.name())
         root.addChildElement(element)
     if kept:
@@ -480,9 +486,9 @@ def _add_attachment_tables(
 def _describe_attachments(attachments: QgsVectorLayer) -> None:
     """Attachments read as attachments: listed by name, type and size; labelled fields."""
     for name, alias in (
-        ("ATT_NAME", tr("Name")),
-        ("CONTENT_TYPE", tr("Type")),
-        ("DATA_SIZE", tr("Size (bytes)")),
+        (ATTACHMENT_NAME_FIELD, tr("Name")),
+        (ATTACHMENT_TYPE_FIELD, tr("Type")),
+        (ATTACHMENT_SIZE_FIELD, tr("Size (bytes)")),
         (ATTACHMENT_DATA_FIELD, tr("File")),
     ):
         index = attachments.fields().lookupField(name)
@@ -602,6 +608,9 @@ def _global_id_field(layer_json: dict, layer: QgsVectorLayer) -> str | None:
 # The attachments table layout of the geodatabase (see plugin/core/geodatabase.py).
 ATTACHMENT_PARENT_FIELD = "REL_GLOBALID"
 ATTACHMENT_DATA_FIELD = "DATA"
+ATTACHMENT_NAME_FIELD = "ATT_NAME"
+ATTACHMENT_TYPE_FIELD = "CONTENT_TYPE"
+ATTACHMENT_SIZE_FIELD = "DATA_SIZE"
 #: The attachments table's keys: its ID, its GlobalID and its parent's GlobalID.
 ATTACHMENT_KEY_FIELDS = frozenset(
     name.lower() for name in (schema.ATTACHMENT_FID, *schema.ATTACHMENT_COLUMNS[:2])

@@ -59,6 +59,9 @@ class OfflineMapSyncPlugin:
         self.toolbar.setObjectName("OfflineMapSyncToolbar")
         self.toolbar.addAction(self.action)
         self.iface.addPluginToWebMenu(tr(PLUGIN_NAME), self.action)
+        from .gui import attachments_widget  # the feature forms' attachments editor
+
+        attachments_widget.register()
 
     def _ensure_dock(self):
         if self.dock is None:
@@ -101,6 +104,10 @@ class OfflineMapSyncPlugin:
             self.toolbar.setParent(None)
             self.toolbar.deleteLater()
             self.toolbar = None
+        if self.iface is not None:
+            from .gui import attachments_widget
+
+            attachments_widget.unregister()
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -189,6 +189,17 @@ def choose_folder(folder: Path | str) -> Callable[[QWidget], None]:
     return act
 
 
+def choose_file(path: Path | str, accept: str = "Open") -> Callable[[QWidget], None]:
+    """An answer to a Qt file dialog: type the file's path, then click ``accept`` (Open, Save)."""
+
+    def act(dialog: QWidget) -> None:
+        assert isinstance(dialog, QFileDialog), type(dialog)
+        type_into(dialog.findChild(QLineEdit, "fileNameEdit"), str(path))
+        click(button_named(dialog.findChild(QDialogButtonBox, "buttonBox"), accept))
+
+    return act
+
+
 def wait_until_idle(dock, timeout: float = WAIT) -> None:
     """Wait until the panel runs no task (a task may start another, e.g. a retry)."""
     from plugin.task import wait_for_task

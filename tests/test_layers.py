@@ -9,6 +9,7 @@ from qgis.core import QgsExpression, QgsFeatureRequest, QgsProject, QgsRelation
 from plugin.core.rest import ArcGISClient
 from plugin.core.take_offline import OfflineMapTask
 from plugin.layers import (
+    ATTACHMENTS_WIDGET,
     PROPERTY_ATTACHMENTS,
     add_offline_map_to_project,
     layers_with_unsaved_edits,
@@ -78,7 +79,7 @@ def test_only_layers_in_edit_mode_with_changes_count_as_unsaved(demo_map, projec
     assert layers_with_unsaved_edits(demo_map.folder, project) == []
 
 
-def test_attachments_are_a_composition_with_a_binary_widget(demo_map, project):
+def test_attachments_are_a_composition_shown_by_the_attachments_editor(demo_map, project):
     loaded = add_offline_map_to_project(demo_map, project)
     attachments = loaded[0].attachment_layers[POINTS]
     assert attachments.customProperty(PROPERTY_ATTACHMENTS) == POINTS
@@ -90,6 +91,14 @@ def test_attachments_are_a_composition_with_a_binary_widget(demo_map, project):
         if r.referencingLayerId() == attachments.id()
     )
     assert relation.strength() == QgsRelation.RelationStrength.Composition
+    # The points' form shows them with the plugin's attachments editor, other relations with
+    # QGIS's own relation editor.
+    elements = loaded[0].layers[POINTS].editFormConfig().invisibleRootContainer().children()
+    widgets = {
+        e.relation().id(): e.relationWidgetTypeId() for e in elements if hasattr(e, "relation")
+    }
+    assert widgets.pop(relation.id()) == ATTACHMENTS_WIDGET
+    assert widgets and set(widgets.values()) == {"relation_editor"}
     parent = next(loaded[0].layers[POINTS].getFeatures())
     children = list(relation.getRelatedFeatures(parent))
     assert all(child["REL_GLOBALID"] == parent["GlobalID"] for child in children)

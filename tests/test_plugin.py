@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from qgis.core import QgsApplication
+from qgis.gui import QgsGui
 from qgis.PyQt.QtWidgets import QDockWidget, QToolBar
 
+from plugin.layers import ATTACHMENTS_WIDGET
 from plugin.main import OfflineMapSyncPlugin
 from plugin.processing.provider import PROVIDER_ID
 
@@ -70,6 +72,7 @@ def test_unload_removes_everything_and_a_second_load_leaves_no_duplicates(qgis_i
     assert _toolbars(qgis_iface) == []
     assert _docks(qgis_iface) == []
     assert QgsApplication.processingRegistry().providerById(PROVIDER_ID) is None
+    assert ATTACHMENTS_WIDGET not in QgsGui.relationWidgetRegistry().relationWidgetNames()
 
     plugin = OfflineMapSyncPlugin(qgis_iface)
     plugin.initGui()
@@ -79,6 +82,9 @@ def test_unload_removes_everything_and_a_second_load_leaves_no_duplicates(qgis_i
         assert len(_docks(qgis_iface)) == 1
         ours = [p for p in QgsApplication.processingRegistry().providers() if p.id() == PROVIDER_ID]
         assert len(ours) == 1
+        # The feature forms' attachments editor, once.
+        names = QgsGui.relationWidgetRegistry().relationWidgetNames()
+        assert names.count(ATTACHMENTS_WIDGET) == 1
     finally:
         plugin.unload()
         qgis_app.processEvents()

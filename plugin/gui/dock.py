@@ -33,7 +33,7 @@ from ..core.offline_map import OfflineMap
 from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
 from .credential_consent import credentials_with_consent
-from .formatting import escape, size_text, tooltip
+from .formatting import ask, escape, size_text, tooltip
 from .sign_in_bar import SignInBar
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
@@ -484,7 +484,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def confirm_save_edits(self, layers: list) -> bool:
         """Ask whether to save the layers' unsaved edits before syncing (True = save them)."""
         names = ", ".join(layer.name() for layer in layers)
-        answer = _ask(
+        answer = ask(
             self,
             tr("Unsaved edits"),
             tr(
@@ -707,7 +707,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
 
     def confirm_remove_locally(self, error) -> bool:
         """Ask whether to delete the local copy although its replicas stay registered."""
-        answer = _ask(
+        answer = ask(
             self,
             tr("Remove offline map"),
             tr(
@@ -935,14 +935,6 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API name)
         self.closed.emit()
         super().closeEvent(event)
-
-
-def _ask(parent: QWidget, title: str, text: str, buttons, default) -> QMessageBox.StandardButton:
-    """A question whose text (it may quote a server or a layer name) is shown as plain text."""
-    box = QMessageBox(QMessageBox.Icon.Question, title, text, buttons, parent)
-    box.setTextFormat(Qt.TextFormat.PlainText)
-    box.setDefaultButton(default)
-    return QMessageBox.StandardButton(box.exec())
 
 
 def _save_auth(folder: str, authcfg: str) -> None:

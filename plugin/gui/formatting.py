@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import html
 
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QMessageBox, QWidget
+
 
 def size_text(size: float) -> str:
     """A byte count for people: ``"512 bytes"``, ``"1.5 MB"``."""
@@ -26,3 +29,19 @@ def tooltip(text: str) -> str:
     make ``<a href=…>`` clickable. Escaped inside a rich-text paragraph, it reads as typed.
     """
     return "<p style='white-space:pre-wrap'>" + escape(text) + "</p>"
+
+
+def ask(
+    parent: QWidget | None,
+    title: str,
+    text: str,
+    buttons: QMessageBox.StandardButton,
+    default: QMessageBox.StandardButton,
+    icon: QMessageBox.Icon = QMessageBox.Icon.Question,
+) -> QMessageBox.StandardButton:
+    """A question (or, with ``icon``, a notice) whose text is shown as plain text: it may
+    quote a server, a layer or a file name."""
+    box = QMessageBox(icon, title, text, buttons, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setDefaultButton(default)
+    return QMessageBox.StandardButton(box.exec())

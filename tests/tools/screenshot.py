@@ -5,7 +5,7 @@ then starts the real QGIS desktop under ``xvfb-run`` in a throw-away profile wit
 copy as an enabled plugin, and runs this same file inside it (``qgis --code``). Inside QGIS the
 whole job is done the way a user does it, with clicks (``tests/gui_user.py``): the toolbar
 button opens the panel, Take offline… is filled in and answered, Add to map, a feature form with
-its related rows and attachments, an edit in an edit session, Sync (answering the save
+its related rows and attachments (a site photo added with the attachments editor), an edit in an edit session, Sync (answering the save
 question) against a server that deleted the edited feature, the conflict log, and a sync that
 fails. It saves ``<name>_1_take_offline.png``, ``_1b_basemap.png`` (the basemap's estimate),
 ``_2_feature_form.png``, ``_3_sync_conflict.png``,
@@ -193,10 +193,19 @@ def _walk(plugin, iface, png: Path) -> None:
     import requests
     from qgis.core import QgsExpression, QgsFeatureRequest, QgsSettings
     from qgis.PyQt.QtCore import QPoint, Qt
-    from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox, QDockWidget, QMessageBox
+    from qgis.PyQt.QtWidgets import (
+        QApplication,
+        QDialogButtonBox,
+        QDockWidget,
+        QFileDialog,
+        QMessageBox,
+        QTreeWidget,
+    )
 
     from tests.gui_user import (
         answering,
+        button_named,
+        choose_file,
         click,
         click_item,
         process_events,
@@ -283,6 +292,13 @@ def _walk(plugin, iface, png: Path) -> None:
         iface.openFeatureForm(points, feature, False, False)
         form = _new_window(before, "QgsAttributeDialog")
     form.resize(760, 860)
+    # Its attachments: Edit, then Add… a site photo (the file dialog answered by typing).
+    photo = Path(env["OMS_SCREENSHOT_MAP"]).parent / "site photo.jpg"
+    _site_photo(photo)
+    editor = form.findChild(QTreeWidget, "attachmentsList").parentWidget()
+    click(button_named(editor, "Edit"))
+    with answering(choose_file(photo), QFileDialog):
+        click(button_named(editor, "Add…"))
     shot(form, "2_feature_form")
     form.close()
     iface.actionPan().trigger()
@@ -337,6 +353,27 @@ def _walk(plugin, iface, png: Path) -> None:
     shot(window, "5_sync_failed")
 
     panel_image.save(str(png), "PNG")
+
+
+def _site_photo(path: Path) -> None:
+    """A made-up field photo (sky, ground, a cracked wall) saved as a JPEG."""
+    from qgis.PyQt.QtCore import QPointF, QRectF, Qt
+    from qgis.PyQt.QtGui import QColor, QImage, QLinearGradient, QPainter, QPen
+
+    image = QImage(1200, 900, QImage.Format.Format_RGB32)
+    painter = QPainter(image)
+    sky = QLinearGradient(QPointF(0, 0), QPointF(0, 520))
+    sky.setColorAt(0, QColor(90, 150, 220))
+    sky.setColorAt(1, QColor(200, 225, 245))
+    painter.fillRect(QRectF(0, 0, 1200, 520), sky)
+    painter.fillRect(QRectF(0, 520, 1200, 380), QColor(110, 140, 70))
+    painter.fillRect(QRectF(250, 260, 700, 420), QColor(170, 150, 130))
+    painter.setPen(QPen(QColor(60, 40, 30), 8, Qt.PenStyle.SolidLine))
+    painter.drawPolyline(
+        [QPointF(600, 260), QPointF(560, 380), QPointF(640, 480), QPointF(590, 680)]
+    )
+    painter.end()
+    image.save(str(path), "JPG")
 
 
 def _new_window(before: set, class_name: str, timeout: float = 10):
