@@ -25,6 +25,17 @@ from .core.webmap import OfflineSettings
 from .resources import tr
 
 
+def basemap_mode_labels() -> list[tuple[str, str]]:
+    """The basemap modes (``BasemapOptions.mode``) with their labels, in the order the dialog
+    and the Processing algorithms offer them."""
+    return [
+        ("download", tr("Download for the area")),
+        ("online", tr("Keep online")),
+        ("local", tr("Use a local tile file")),
+        ("none", tr("None")),
+    ]
+
+
 @dataclass
 class TakeOfflineRequest:
     """What to take offline: a web map (portal + item) or service URLs, an area, a folder.

@@ -19,6 +19,7 @@ from plugin.core.removal import RemovalParameters, remove_offline_map
 from plugin.core.take_offline import OfflineMapTask
 from plugin.core.tile_scheme import mercator_extent
 from tests.featureservice import seed
+from tests.preplanned_helpers import whole_area
 from tests.test_basemap_files import TILE_INFO, png
 from tests.test_take_offline import fast_client, run
 from tests.tile_package_writer import write_tile_package
@@ -302,3 +303,45 @@ def test_kept_online_or_left_out_as_chosen(reference_server, tmp_path):
     result = run(webmap_task(server), tmp_path / "none", basemap=BasemapOptions(mode="none"))
     assert result.offline_map.basemaps == [] and not result.has_errors
     assert server.stats()["tiles"] == 0
+
+
+# -- preplanned map areas -------------------------------------------------------------------------
+def test_a_map_area_brings_the_basemap_packages_the_portal_prepared(reference_server, tmp_path):
+    server = reference_server
+    task, area = whole_area(server, fast_client())
+    assert [p.kind for p in area.basemap_packages] == ["raster", "vector"]
+    server.reset_stats()
+    params = task.create_default_download_preplanned_offline_map_parameters(area)
+    result = task.download_preplanned_offline_map(params, tmp_path / "map").run()
+
+    offline_map = OfflineMap.open(result.offline_map.folder)
+    topo, streets = offline_map.basemaps
+    assert (topo.kind, topo.path, topo.min_level, topo.max_level) == (
+        "raster",
+        "basemap/Demo_topographic.gpkg",
+        0,
+        16,
+    )
+    assert (streets.kind, streets.style) == ("vector", "basemap/Demo_streets.style.json")
+    assert server.stats()["tiles"] == 0  # packages, not tiles one by one
+    info = gdalinfo(offline_map.basemap_path(topo))
+    xmin, ymin, xmax, ymax = mercator_extent(area.area_of_interest)
+    corners = info["cornerCoordinates"]
+    assert corners["upperLeft"][0] <= xmin and corners["lowerRight"][0] >= xmax
+    assert corners["lowerRight"][1] <= ymin and corners["upperLeft"][1] >= ymax
+    vector = ogr.Open(str(offline_map.basemap_path(streets)))
+    assert vector.GetLayerByName("places") is not None
+    vector = None
+    remove_offline_map(offline_map.folder, RemovalParameters(discard_pending_edits=True))
+    assert not offline_map.folder.exists()
+
+
+def test_a_map_area_without_a_basemap_download_keeps_it_online(reference_server, tmp_path):
+    server = reference_server
+    task, area = whole_area(server, fast_client())
+    for mode, kinds in (("online", ["online", "online"]), ("none", [])):
+        params = task.create_default_download_preplanned_offline_map_parameters(area)
+        params.basemap = BasemapOptions(mode=mode)
+        result = task.download_preplanned_offline_map(params, tmp_path / mode).run()
+        assert [b.kind for b in result.offline_map.basemaps] == kinds
+        assert not (result.offline_map.folder / "basemap").exists()

@@ -341,7 +341,8 @@ def test_safe_file_stems_are_unique_and_plain():
     taken: set[str] = set()
     assert safe_file_stem("Demo topographic", taken) == "Demo_topographic"
     assert safe_file_stem("Demo topographic", taken) == "Demo_topographic_2"
-    assert safe_file_stem("../../etc/passwd", taken) == "etc_passwd"
+    assert "/" not in safe_file_stem("../../etc/passwd", taken)
+    assert safe_file_stem("CON", taken) == "CON_"
     assert safe_file_stem("", taken) == "basemap"
 
 

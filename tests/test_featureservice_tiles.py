@@ -7,6 +7,7 @@ trust the server's own writer to read what it wrote."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import struct
@@ -27,6 +28,7 @@ from tests.featureservice.seed import (
     BASEMAP_NO_EXPORT_SERVICE,
     BASEMAP_SERVICE,
     DEMO_WEBMAP_ID,
+    SR,
     VECTOR_BASEMAP_SERVICE,
 )
 
@@ -34,6 +36,14 @@ TIMEOUT = 30
 HALF_WORLD = 20037508.342787
 # ArcGIS Online's level 0 (256-px tiles): every level halves it.
 LEVEL0_RESOLUTION = 156543.03392800014
+# A part of the demo area (Web Mercator), for exports of less than the full extent.
+PART_OF_THE_AREA = {
+    "xmin": 950_000.0,
+    "ymin": 6_001_000.0,
+    "xmax": 952_500.0,
+    "ymax": 6_003_000.0,
+    "spatialReference": {"wkid": 102100},
+}
 
 
 def _services(server) -> str:
@@ -429,19 +439,26 @@ def test_export_tiles_makes_a_tpkx_whose_bundles_hold_the_served_tiles(reference
 
 def test_estimate_export_tiles_size_counts_what_the_package_holds(reference_server, tmp_path):
     url = _map(reference_server)
-    area = {
-        "xmin": 950_000.0,
-        "ymin": 6_001_000.0,
-        "xmax": 952_500.0,
-        "ymax": 6_003_000.0,
-        "spatialReference": {"wkid": 102100},
-    }
+    area = PART_OF_THE_AREA
     params = {"exportBy": "LevelID", "levels": "10,12-15", "exportExtent": area}
-    estimate = _result(
-        _run_job(f"{url}/estimateExportTilesSize", **params), "out_service_tile_estimate"
-    )
+    estimated = _run_job(f"{url}/estimateExportTilesSize", **params)
+    estimate = _result(estimated, "out_service_tile_estimate")
+    # Esri's documentation names the estimate out_service_url and puts jobs under the operation.
+    job_id = estimated["jobId"]
+    alias = get(f"{url}/estimateExportTilesSize/jobs/{job_id}/results/out_service_url")
+    assert alias["value"] == estimate
+    assert get(f"{url}/estimateExportTilesSize/jobs/{job_id}")["jobStatus"] == "esriJobSucceeded"
     status = _run_job(f"{url}/exportTiles", tilePackage=True, **params)
     package = zipfile.ZipFile(_download(_result(status, "out_service_url"), tmp_path / "a.tpkx"))
+    # The package describes what it holds: the area's extent and the exported levels.
+    root = json.loads(package.read("root.json"))
+    assert root["fullExtent"] == root["initialExtent"] == area | {"spatialReference": SR}
+    assert (root["minLOD"], root["maxLOD"]) == (10, 15)
+    assert root["minScale"] == root["tileInfo"]["lods"][10]["scale"]
+    assert root["maxScale"] == root["tileInfo"]["lods"][15]["scale"]
+    item_info = json.loads(package.read("iteminfo.json"))
+    assert "tpkx" in item_info["typeKeywords"]
+    assert item_info["extent"]["xmin"] == pytest.approx(950_000.0 / 6378137.0 * 180 / math.pi)
     sizes = [
         size
         for name in package.namelist()
@@ -465,13 +482,7 @@ def test_estimate_export_tiles_size_counts_what_the_package_holds(reference_serv
 
 def test_export_extent_in_wgs84_is_projected(reference_server):
     url = _map(reference_server)
-    mercator = {
-        "xmin": 950_000.0,
-        "ymin": 6_001_000.0,
-        "xmax": 952_500.0,
-        "ymax": 6_003_000.0,
-        "spatialReference": {"wkid": 102100},
-    }
+    mercator = PART_OF_THE_AREA
 
     def lon_lat(x, y):
         return math.degrees(x / 6378137.0), math.degrees(
@@ -628,3 +639,60 @@ def test_demo_web_map_basemap_points_at_the_basemap_services(reference_server):
     assert layers[0]["url"] == _map(reference_server)
     assert get(layers[0]["url"])["singleFusedMapCache"] is True
     assert get(layers[1]["styleUrl"])["version"] == 8
+
+
+# --- preplanned map areas -----------------------------------------------------------------------
+
+
+def test_map_areas_carry_a_tile_package_and_a_vector_tile_package(reference_server, tmp_path):
+    server = reference_server
+    portal = server.portal_url
+    for number, area_id in enumerate(server.prepare_map_areas()):
+        area = get(f"{portal}/content/items/{area_id}")
+        box = area["properties"]["geometry"]
+        related = get(
+            f"{portal}/content/items/{area_id}/relatedItems", relationshipType="Area2Package"
+        )["relatedItems"]
+        assert [item["type"] for item in related] == [
+            "SQLite Geodatabase",
+            "Tile Package",
+            "Vector Tile Package",
+        ]
+        raster, vector = related[1], related[2]
+        assert raster["properties"]["serviceUrl"] == _map(server)
+        assert vector["properties"]["serviceUrl"] == _vector(server)
+        assert raster["properties"]["basemapLayerId"] == "demo_topo"
+        assert vector["properties"]["basemapLayerId"] == "demo_vector"
+        assert raster["properties"]["levels"] == vector["properties"]["levels"] == "0-16"
+
+        with requests.get(f"{portal}/content/items/{raster['id']}/data", timeout=TIMEOUT) as r:
+            assert r.headers["Content-Type"] == "application/zip"
+            assert len(r.content) == raster["size"]
+            package = zipfile.ZipFile(io.BytesIO(r.content))
+        levels = {n.split("/")[1] for n in package.namelist() if n.endswith(".bundle")}
+        assert levels == {f"L{z:02d}" for z in range(17)}
+        row0, row1, col0, col1 = _tile_range(box, 16)
+        expected = (row1 - row0 + 1) * (col1 - col0 + 1)
+        level16 = [n for n in package.namelist() if n.startswith("tile/L16/")]
+        assert sum(len(_bundle_entries(package.read(n))) for n in level16) == expected
+        served = requests.get(f"{_map(server)}/tile/16/{row1}/{col1}", timeout=TIMEOUT).content
+        bundle = package.read(f"tile/{_bundle_path(16, row1, col1)}")
+        assert _read_bundle_tile(bundle, row1, col1) == served
+
+        target = tmp_path / f"area{number}.vtpk"
+        _download(f"{portal}/content/items/{vector['id']}/data", target)
+        vtpk = zipfile.ZipFile(target)
+        assert json.loads(vtpk.read("p12/root.json"))["tiles"] == ["tile/{z}/{y}/{x}.pbf"]
+        stored = _read_bundle_tile(
+            vtpk.read(f"p12/tile/{_bundle_path(16, row0, col0)}"), row0, col0
+        )
+        pbf = requests.get(f"{_vector(server)}/tile/16/{row0}/{col0}.pbf", timeout=TIMEOUT)
+        assert gzip.decompress(stored) == pbf.content
+    # The West half's packages hold fewer tiles than the whole area's.
+    sizes = [
+        get(f"{portal}/content/items/{area_id}/relatedItems", relationshipType="Area2Package")[
+            "relatedItems"
+        ][1]["size"]
+        for area_id in server.prepare_map_areas()
+    ]
+    assert sizes[0] > sizes[1]

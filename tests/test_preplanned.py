@@ -58,7 +58,11 @@ def test_web_map_lists_its_map_areas_with_packages_and_sizes(reference_server):
     for area in areas:
         assert area.area_of_interest["spatialReference"]["wkid"] == 102100
         assert len(area.extent) == 2
+        # One package per feature service; the basemap's tile and vector tile packages apart.
         (package,) = area.packages
+        basemaps = area.basemap_packages
+        assert [p.kind for p in basemaps] == ["raster", "vector"]
+        assert all(p.size > 0 for p in basemaps)
         assert package.service_url == reference_server.service_url(DEMO_SERVICE)
         assert package.replica_id and package.generation is not None
         assert package.last_purged_gen is None
@@ -66,7 +70,7 @@ def test_web_map_lists_its_map_areas_with_packages_and_sizes(reference_server):
             f"{reference_server.portal_url}/content/items/{package.item_id}/data", timeout=10
         )
         assert package.size == len(data.content) > 0
-        assert area.size == package.size
+        assert area.size == package.size + sum(p.size for p in basemaps)
     whole, west = areas
     assert whole.area_of_interest["xmax"] > west.area_of_interest["xmax"]
 
@@ -171,7 +175,13 @@ def test_area_offline_records_area_mode_package_and_generation(reference_server,
     result = task.download_preplanned_offline_map(params, tmp_path / "map").run()
 
     offline_map = OfflineMap.open(tmp_path / "map")
-    assert not result.has_errors
+    # The area's basemap packages come with it, converted into files QGIS opens.
+    assert result.skipped_layers == ()
+    assert [(b.title, b.kind, b.format) for b in offline_map.basemaps] == [
+        ("Demo topographic", "raster", "gpkg"),
+        ("Demo streets", "vector", "mbtiles"),
+    ]
+    assert all(offline_map.basemap_path(b).is_file() for b in offline_map.basemaps)
     assert offline_map.title == "Whole demo area"
     assert offline_map.source.map_area_item_id == area.item_id
     assert offline_map.source.webmap_item_id == DEMO_WEBMAP_ID

@@ -234,7 +234,8 @@ def test_map_areas_are_listed_and_one_is_downloaded_by_title(
     areas = json.loads(listed["AREAS"])
     assert listed["COUNT"] == 2
     assert [a["title"] for a in areas] == ["Whole demo area", "West half"]
-    assert all(a["size"] > 0 and a["packages"] == 1 for a in areas)
+    # Each area: the Demo service's package and the basemap's tile and vector tile packages.
+    assert all(a["size"] > 0 and a["packages"] == 3 for a in areas)
 
     taken = processing.run(
         _alg("downloadpreplannedmaparea"),

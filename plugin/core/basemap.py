@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceError
 from .gpkg_files import remove_geopackage
 from .jobs import sub_progress
-from .offline_map import BasemapEntry
+from .offline_map import BasemapEntry, unique_file_stem
 from .tile_package import TilePackage, TilePackageError
 from .tile_scheme import TileRange, TileScheme, mercator_extent
 from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path
@@ -444,15 +444,9 @@ def _sampled_size(client: Any, service: _Service, cancel: CancelCallback | None)
 
 # -- downloading -----------------------------------------------------------------------------------
 def safe_file_stem(title: str, taken: set[str]) -> str:
-    """A file name stem made from a layer title, unique among ``taken`` (lower case)."""
-    stem = re.sub(r"[^\w.-]+", "_", title, flags=re.UNICODE).strip("._") or "basemap"
-    stem = stem.encode("utf-8")[:100].decode("utf-8", "ignore")
-    candidate, number = stem, 2
-    while candidate.lower() in taken:
-        candidate = f"{stem}_{number}"
-        number += 1
-    taken.add(candidate.lower())
-    return candidate
+    """A basemap file stem made from a layer title, unique among ``taken``: the map folder's
+    rule, and no blanks either (the style names the file in an ``mbtiles://`` URL)."""
+    return unique_file_stem(re.sub(r"\s+", "_", title.strip()), taken, "basemap")
 
 
 @dataclass
@@ -524,15 +518,26 @@ class BasemapDownloads:
             progress(0.97, f"Finishing the basemap {layer.title}")
             store.finish()
         except NetworkError as error:
-            store.close()
+            if not self._close(store):
+                raise
             raise NetworkError(
                 f"{error} The basemap tiles downloaded so far are kept: take the map offline "
                 "again into the same folder to continue where it stopped."
             ) from None
         except BaseException:
-            store.close()
+            self._close(store)
             raise
         return self._entry(layer, final, saved, service.levels)
+
+    @staticmethod
+    def _close(store: TileStore) -> bool:
+        """Close an unfinished tile set; it is kept to be continued when it holds tiles
+        (True), else deleted."""
+        if store.tile_count():
+            store.close()
+            return True
+        store.discard()
+        return False
 
     def _final_path(self, title: str, suffix: str) -> Path:
         stem = safe_file_stem(title, self.taken)
@@ -747,7 +752,8 @@ class BasemapDownloads:
                 style = self._write_style(package_style or empty, store, final)
             store.finish()
         except BaseException:
-            store.close()
+            # A package is converted whole or not at all: nothing to continue.
+            store.discard()
             raise
         return self._entry(layer, final, style, (levels[0], levels[-1]) if levels else None)
 

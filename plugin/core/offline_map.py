@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -30,6 +31,33 @@ FORMAT_VERSION = 1
 
 # Query parameters that may carry credentials; they never reach the manifest.
 _SECRET_PARAMS = {"token", "access_token", "password", "username", "key", "api_key", "apikey"}
+
+
+#: Longest file stem of a file in the map folder, in UTF-8 bytes: file systems allow 255 per
+#: name, and the names made from it add at most about 40 (".<stem>.partial.gpkg-wal",
+#: "<stem>_deltas", "<stem>_<time>_download.json", "<stem>.before-<time>.gpkg-journal",
+#: "<stem>.mbtiles.partial-journal", a "_2" for uniqueness).
+MAX_FILE_STEM_BYTES = 150
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
+}
+
+
+def unique_file_stem(title: str, taken: set[str], default: str) -> str:
+    """A file name stem for a file of the map folder made from a title (of a service, a
+    basemap layer): no characters file systems refuse, not a reserved name, not too long,
+    unique among ``taken`` (lower-case stems, updated)."""
+    stem = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", title).strip(" .") or default
+    # A title can be any length; cut at a character boundary.
+    stem = stem.encode("utf-8")[:MAX_FILE_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
+    if stem.upper() in _WINDOWS_RESERVED:
+        stem += "_"
+    candidate, number = stem, 2
+    while candidate.lower() in taken:
+        candidate = f"{stem}_{number}"
+        number += 1
+    taken.add(candidate.lower())
+    return candidate
 
 
 def strip_credentials(url: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from .offline_map import (
     MapSource,
     OfflineMap,
     OfflineMapManifest,
+    unique_file_stem,
 )
 from .replica_download import ReplicaDownloads, unique_replica_name
 from .rest import ArcGISClient, create_replica_request
@@ -91,9 +91,6 @@ from .webmap import (
 
 log = logging.getLogger(__name__)
 
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
-    f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
-}
 
 #: Why a basemap cannot be downloaded (or estimated) without any extent.
 NO_BASEMAP_EXTENT = (
@@ -196,6 +193,11 @@ class PreplannedMapArea:
     snippet: str = ""
     #: The area's basemap: Tile Package and Vector Tile Package items the portal prepared.
     basemap_packages: tuple[BasemapPackage, ...] = ()
+
+    @property
+    def package_count(self) -> int:
+        """Packages to download: one per feature service, and the basemap packages."""
+        return len(self.packages) + len(self.basemap_packages)
 
     @property
     def size(self) -> int:
@@ -1095,21 +1097,5 @@ def _is_editable(plan: ServicePlan, layer_id: int) -> bool:
     return not layer_info.get("capabilities") or accepts_edits(layer_info)
 
 
-#: Longest geodatabase file stem, in UTF-8 bytes: file systems allow 255 per name, and the
-#: names made from it add at most about 40 (".<stem>.partial.gpkg-wal", "<stem>_deltas",
-#: "<stem>_<time>_download.json", "<stem>.before-<time>.gpkg-journal", a "_2" for uniqueness).
-MAX_FILE_STEM_BYTES = 150
-
-
 def _unique_file_name(title: str, taken: set[str]) -> str:
-    stem = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", title).strip(" .") or "service"
-    # A service name can be any length; cut at a character boundary.
-    stem = stem.encode("utf-8")[:MAX_FILE_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
-    if stem.upper() in _WINDOWS_RESERVED:
-        stem += "_"
-    candidate, number = stem, 2
-    while candidate.lower() in taken:
-        candidate = f"{stem}_{number}"
-        number += 1
-    taken.add(candidate.lower())
-    return f"{candidate}.gpkg"
+    return f"{unique_file_stem(title, taken, 'service')}.gpkg"

@@ -26,7 +26,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.basemap import BasemapOptions, check_local_file
 from ..core.errors import OfflineMapSyncError
 from ..resources import tr
-from ..take_offline_request import EstimateBasemapJob
+from ..take_offline_request import EstimateBasemapJob, basemap_mode_labels
 from ..task import JobTask, start_job_task
 from .credential_consent import credentials_with_consent
 from .formatting import size_text, tooltip
@@ -39,12 +39,7 @@ LOCAL_FILE_FILTER = "Tile sets (*.gpkg *.mbtiles *.tpkx *.vtpk);;All files (*)"
 
 def mode_labels() -> list[tuple[str, str]]:
     """The basemap modes, in the order the section offers them."""
-    return [
-        ("download", tr("Download for the area")),
-        ("online", tr("Keep online")),
-        ("local", tr("Use a local tile file")),
-        ("none", tr("None")),
-    ]
+    return basemap_mode_labels()
 
 
 class BasemapSection(QgsCollapsibleGroupBox):

@@ -12,16 +12,8 @@ from qgis.core import (
 
 from ..core.basemap import ARCGIS_EXPORT_LIMIT, BasemapOptions
 from ..resources import tr
-
-
-def basemap_mode_labels() -> list[tuple[str, str]]:
-    """``(mode, label)`` in the order of the BASEMAP parameter's choices."""
-    return [
-        ("download", tr("Download the tiles for the area")),
-        ("online", tr("Keep the basemap online")),
-        ("local", tr("Use a local basemap file (BASEMAP_FILE)")),
-        ("none", tr("No basemap")),
-    ]
+from ..take_offline_request import basemap_mode_labels
+from .base import INTEGER_TYPE
 
 
 def add_basemap_parameters(algorithm) -> None:
@@ -30,7 +22,7 @@ def add_basemap_parameters(algorithm) -> None:
     algorithm.addParameter(
         QgsProcessingParameterEnum(
             "BASEMAP",
-            tr("Basemap"),
+            tr("Basemap (a local tile file: BASEMAP_FILE)"),
             options=[label for _, label in basemap_mode_labels()],
             defaultValue=0,
         )
@@ -43,7 +35,7 @@ def add_basemap_parameters(algorithm) -> None:
             QgsProcessingParameterNumber(
                 name,
                 label,
-                QgsProcessingParameterNumber.Type.Integer,
+                INTEGER_TYPE,
                 defaultValue=value,
                 minValue=0,
                 maxValue=30,
@@ -53,7 +45,7 @@ def add_basemap_parameters(algorithm) -> None:
         QgsProcessingParameterNumber(
             "BASEMAP_TILE_LIMIT",
             tr("Basemap: most tiles to download"),
-            QgsProcessingParameterNumber.Type.Integer,
+            INTEGER_TYPE,
             defaultValue=ARCGIS_EXPORT_LIMIT,
             minValue=1,
         )

@@ -78,7 +78,7 @@ class ListPreplannedMapAreasAlgorithm(_WebMapAlgorithm):
                 "item_id": area.item_id,
                 "title": area.title,
                 "size": area.size,
-                "packages": len(area.packages),
+                "packages": area.package_count,
                 "snippet": area.snippet,
             }
             for area in areas

@@ -123,6 +123,12 @@ def _rules() -> Map:
             r(f"{TILED}/estimateExportTilesSize", "estimate_export_tiles_size"),
             r(f"{TILED}/jobs/<job_id>", "tile_job"),
             r(f"{TILED}/jobs/<job_id>/results/<param>", "tile_job_result"),
+            # Esri's documentation also shows job URLs under the operation.
+            r(f"{TILED}/<any(exportTiles, estimateExportTilesSize):op>/jobs/<job_id>", "tile_job"),
+            r(
+                f"{TILED}/<any(exportTiles, estimateExportTilesSize):op>/jobs/<job_id>/results/<param>",
+                "tile_job_result",
+            ),
             r("/arcgis/rest/directories/arcgisoutput/<folder>/<name>", "result"),
             r("/arcgis/tokens/generateToken", "generate_token"),
             r("/arcgis/sharing/rest/generateToken", "generate_token"),
@@ -428,7 +434,8 @@ class ReferenceApp:
     def ep_item_data(self, request, params, env, item_id):
         package = packages.package_data_file(self.data_dir, item_id)
         if package is not None:
-            return send_file(package, request.environ, mimetype="application/json", max_age=0)
+            path, mimetype = package
+            return send_file(path, request.environ, mimetype=mimetype, max_age=0)
         with self.store.read() as tx:
             self.sharing.check_item(tx, portal.existing_item(tx, item_id)[0], env.user)
             return json_response(portal.item_data(tx, item_id, env.root_url))
@@ -1077,7 +1084,7 @@ class ReferenceApp:
         )
         return json_response({"jobId": job_id, "jobStatus": "esriJobSubmitted"})
 
-    def ep_tile_job(self, request, params, env, service, server_type, job_id):
+    def ep_tile_job(self, request, params, env, service, server_type, job_id, op=None):
         svc = tiles.service(service, server_type)
         job, status = self._job(env, svc.name, job_id, svc.server_type)
         with self._jobs_lock:
@@ -1085,7 +1092,9 @@ class ReferenceApp:
         answer = tiles.job_status(job, status, percent)
         return json_response(answer)
 
-    def ep_tile_job_result(self, request, params, env, service, server_type, job_id, param):
+    def ep_tile_job_result(
+        self, request, params, env, service, server_type, job_id, param, op=None
+    ):
         svc = tiles.service(service, server_type)
         job, status = self._job(env, svc.name, job_id, svc.server_type)
         return json_response(tiles.job_result(job, status, param))

@@ -3,8 +3,9 @@
 Operations are named after the last path segment of the request (`query`, `createReplica`,
 `synchronizeReplica`, `unRegisterReplica`, `applyEdits`, `replicas`, `generateToken`,
 `attachments`, ...) plus `service` and `layer` for the two description resources, `jobs` for
-job status polls, `result` for result-file downloads, `items` / `data` for portal items, and `*`
-for any request. Kinds:
+job status polls, `result` for result-file downloads, `items` / `data` for portal items, `tile` /
+`vectorTile` / `styles` / `exportTiles` / `estimateExportTilesSize` / `results` for the basemap
+services (tiles.py), and `*` for any request. Kinds:
 
 - http500 / http502 / http503: answer that HTTP status with an HTML body, do nothing;
 - drop_before_commit: close the connection without answering, do nothing;
@@ -19,8 +20,9 @@ for any request. Kinds:
   by `objectId` only, without their `globalId` (as some servers answer);
 - expire_tokens: every token issued so far expires, then the request is handled as usual (so it
   meets the 498 a token that ran out gives);
-- slow_job (async createReplica/synchronizeReplica only): the next job reports InProgress for
-  `polls` (default 3) status polls before showing its real status.
+- slow_job (async createReplica/synchronizeReplica, exportTiles, estimateExportTilesSize): the
+  next job reports InProgress (esriJobExecuting) for `polls` (default 3) status polls before
+  showing its real status.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Preplanned map areas, their packages and scheduled update packages (spec §6).
 
 A web map has map areas (portal relationship ``Map2Area``); each area has one package per
-feature service of the map (``Area2Package``). A package is made by a server-side createReplica
+feature service of the map (``Area2Package``), and one per basemap layer of the map that is
+one of the reference basemaps (tiles.py): a ``Tile Package`` (``.tpkx``) or a ``Vector Tile
+Package`` (``.vtpk``) over the area, levels 0..16, whose ``items/<id>/data`` is the file. A package is made by a server-side createReplica
 over the area: its data is the createReplica JSON result (``items/<id>/data``) and its item
 ``properties`` carry the replica (``replicaID``, ``syncModel``, ``replicaServerGen`` /
 ``layerServerGens`` of the data) and ``lastPurgedGen``.
@@ -18,7 +20,8 @@ such a download is current, a refresh that purges also rebuilds the package data
 replica's present generation (same replica).
 
 Storage: two tables in the service database (relationships, resources) and files under
-``<data dir>/items/<item id>/`` (``data.json``, ``resources/<name>``).
+``<data dir>/items/<item id>/`` (``data.json``, ``data.tpkx``, ``data.vtpk``,
+``resources/<name>``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import tiles
 from .errors import ApiError, bad_request
 from .jsonwriter import StreamDict, StreamList, write_json
 from .params import Params
@@ -47,10 +51,19 @@ from .replicas import (
 )
 from .seed import DEMO_WEBMAP_ID
 from .store import Store, Tx, now_ms
+from .tilepackage import write_package
 
 MAP2AREA = "Map2Area"
 AREA2PACKAGE = "Area2Package"
 PACKAGE_TYPE = "SQLite Geodatabase"
+TILE_PACKAGE_TYPES = {"raster": "Tile Package", "vector": "Vector Tile Package"}
+BASEMAP_PACKAGE_LEVELS = "0-16"
+#: The data file of a package item and how it is served, by file name.
+DATA_FILES = {
+    "data.json": "application/json",
+    "data.tpkx": "application/zip",
+    "data.vtpk": "application/zip",
+}
 AREA_TYPE = "Map Area"
 _DELTA_PREFIX = "d_"
 
@@ -194,8 +207,61 @@ def prepare_map_areas(
                     tx, data_dir, spec, geometry, service, layer_ids, sync_model
                 )
                 _relate(tx, area_id, package_id, AREA2PACKAGE, number)
+            for number, (layer, svc) in enumerate(_basemap_services(webmap_data), len(services)):
+                package_id = _create_tile_package(tx, data_dir, spec, geometry, layer, svc)
+                _relate(tx, area_id, package_id, AREA2PACKAGE, number)
             area_ids.append(area_id)
         return area_ids
+
+
+def _basemap_services(webmap_data: dict | None) -> list[tuple[dict, tiles.TileService]]:
+    """The web map's basemap layers served by this server's exportable basemaps."""
+    found = []
+    for layer in ((webmap_data or {}).get("baseMap") or {}).get("baseMapLayers") or ():
+        url = str(layer.get("url") or layer.get("styleUrl") or "")
+        parts = url.split("/")
+        for i, part in enumerate(parts[1:], 1):
+            svc = tiles.SERVICES.get(parts[i - 1].lower())
+            if svc is not None and part.lower() == svc.server_type.lower():
+                if svc.export_allowed:
+                    found.append((layer, svc))
+                break
+    return found
+
+
+def _create_tile_package(
+    tx: Tx, data_dir: Path, spec: AreaSpec, geometry: dict, layer: dict, svc: tiles.TileService
+) -> str:
+    """A Tile Package / Vector Tile Package item of `svc` over the area, levels 0..16."""
+    package_id = uuid.uuid4().hex
+    export = tiles.ExportRequest(
+        tiles.parse_levels(BASEMAP_PACKAGE_LEVELS, svc.max_level), tiles.parse_extent(geometry)
+    )
+    path = item_folder(data_dir, package_id) / f"data{svc.package_suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_package(path, svc, export)
+    kind = TILE_PACKAGE_TYPES[svc.kind]
+    title = str(layer.get("title") or svc.name)
+    item = {
+        "id": package_id,
+        "owner": "seed",
+        "title": f"{spec.title} - {title}",
+        "type": kind,
+        "typeKeywords": ["Map", "Map Area", "Offline", kind, svc.package_suffix[1:]],
+        "url": None,
+        "size": path.stat().st_size,
+        "created": now_ms(),
+        "modified": now_ms(),
+        "properties": {
+            "serviceUrl": "{services}/" + svc.name + "/" + svc.server_type,
+            "basemapLayerId": layer.get("id"),
+            "basemapLayerTitle": title,
+            "levels": BASEMAP_PACKAGE_LEVELS,
+            "geometry": geometry,
+        },
+    }
+    tx.save_item(package_id, item, None)
+    return package_id
 
 
 def _relate(tx: Tx, origin: str, destination: str, kind: str, idx: int) -> None:
@@ -354,14 +420,19 @@ class RefreshReport:
 
 
 def package_ids(tx: Tx) -> list[str]:
-    """Every package item of every map area."""
+    """Every feature service package item (SQLite Geodatabase) of every map area."""
     if not _has_tables(tx):
         return []
     rows = tx.conn.execute(
         "SELECT destination FROM item_relationships WHERE type = ? ORDER BY origin, idx",
         (AREA2PACKAGE,),
     )
-    return [r[0] for r in rows]
+    ids = []
+    for (item_id,) in rows:
+        found = tx.item(item_id)
+        if found is not None and found[0].get("type") == PACKAGE_TYPE:
+            ids.append(item_id)
+    return ids
 
 
 def refresh_packages(
@@ -560,12 +631,16 @@ def resource_file(tx: Tx, data_dir: Path, item_id: str, name: str) -> Path:
     return path
 
 
-def package_data_file(data_dir: Path, item_id: str) -> Path | None:
-    """The createReplica result of a package item, or None for other items."""
+def package_data_file(data_dir: Path, item_id: str) -> tuple[Path, str] | None:
+    """The data file of a package item (the createReplica result, or the .tpkx / .vtpk) and
+    its MIME type, or None for other items."""
     if not item_id.isalnum():
         return None
-    path = item_folder(data_dir, item_id) / "data.json"
-    return path if path.is_file() else None
+    for name, mimetype in DATA_FILES.items():
+        path = item_folder(data_dir, item_id) / name
+        if path.is_file():
+            return path, mimetype
+    return None
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -26,7 +26,18 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .tiles import ExportRequest, TileService, existing_tiles, service_json, style_json
+from .geom import point_projector
+from .tiles import (
+    ExportRequest,
+    TileService,
+    envelope_json,
+    existing_tiles,
+    export_area,
+    service_json,
+    style_json,
+)
+
+to_wgs84 = point_projector(3857, 4326)
 
 PACKET = 128
 RECORDS = PACKET * PACKET
@@ -78,10 +89,14 @@ def write_bundle(path: Path, tiles: Iterable[tuple[int, int, bytes]]) -> int:
 
 
 def _root_json(svc: TileService, export: ExportRequest) -> dict:
+    """The service JSON cut to the export: its levels, scales and extent (the exported part of
+    the full extent), with the storage and image information of a tile package."""
     doc = service_json(svc)
     top = max(export.levels)
-    doc["tileInfo"]["lods"] = doc["tileInfo"]["lods"][: top + 1]
+    lods = doc["tileInfo"]["lods"] = doc["tileInfo"]["lods"][: top + 1]
     doc["minLOD"], doc["maxLOD"] = min(export.levels), top
+    doc["minScale"], doc["maxScale"] = lods[min(export.levels)]["scale"], lods[top]["scale"]
+    doc["initialExtent"] = doc["fullExtent"] = envelope_json(export_area(export))
     doc["exportTilesAllowed"] = False
     doc["storageInfo"] = {"storageFormat": "esriMapCacheStorageModeCompactV2", "packetSize": PACKET}
     if svc.kind == "raster":
@@ -93,6 +108,26 @@ def _root_json(svc: TileService, export: ExportRequest) -> dict:
     else:
         doc["maxzoom"] = top
     return doc
+
+
+def _item_info(svc: TileService, export: ExportRequest) -> dict:
+    xmin, ymin, xmax, ymax = export_area(export)
+    (lon0, lat0), (lon1, lat1) = to_wgs84(xmin, ymin), to_wgs84(xmax, ymax)
+    return {
+        "creator": "tests.featureservice",
+        "name": svc.name,
+        "version": 1.0,
+        "title": svc.name,
+        "type": "Compact Tile Package",
+        "typeKeywords": ["Compact Tile Package", "Tile Package", "tpkx"],
+        "extent": {
+            "xmin": lon0,
+            "ymin": lat0,
+            "xmax": lon1,
+            "ymax": lat1,
+            "spatialReference": {"wkid": 4326, "latestWkid": 4326},
+        },
+    }
 
 
 def write_package(
@@ -112,8 +147,7 @@ def write_package(
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             zf.writestr(f"{prefix}root.json", json.dumps(_root_json(svc, export)))
             if svc.kind == "raster":
-                info = {"name": svc.name, "title": svc.name, "type": "Tile Package"}
-                zf.writestr("iteminfo.json", json.dumps(info))
+                zf.writestr("iteminfo.json", json.dumps(_item_info(svc, export)))
             else:
                 zf.writestr(f"{prefix}resources/styles/root.json", json.dumps(style_json(svc)))
             tiles = existing_tiles(svc, export.levels, export.box)

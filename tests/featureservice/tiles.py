@@ -231,18 +231,18 @@ def count_tiles(levels: tuple[int, ...], box) -> int:
     return total
 
 
+def clipped(box) -> tuple[float, float, float, float]:
+    """`box` cut to the full extent (empty when xmin >= xmax or ymin >= ymax)."""
+    full = demo_extent()
+    return max(box[0], full[0]), max(box[1], full[1]), min(box[2], full[2]), min(box[3], full[3])
+
+
 def existing_tiles(svc: TileService, levels, box) -> Iterator[tuple[int, int, int]]:
     """(level, row, col) of every tile of `levels` that exists and intersects `box`, by bundle
     (128x128 blocks) so that a writer fills one bundle after another."""
-    full = demo_extent()
-    clipped = (
-        max(box[0], full[0]),
-        max(box[1], full[1]),
-        min(box[2], full[2]),
-        min(box[3], full[3]),
-    )
+    area = clipped(box)
     for level in levels:
-        found = tile_range(level, clipped)
+        found = tile_range(level, area)
         if not found:
             continue
         row0, row1, col0, col1 = found
@@ -307,12 +307,20 @@ def service_json(svc: TileService) -> dict:
     }
 
 
+def _style_layer(layer_id: str, kind: str, paint: dict, cls: str | None = None, **more) -> dict:
+    """A style layer drawing the source layer named before the "/" of `layer_id`."""
+    layer = {"id": layer_id, "type": kind, "source": "esri", "source-layer": layer_id.split("/")[0]}
+    if cls is not None:
+        layer["filter"] = ["==", "class", cls]
+    return {**layer, **more, "paint": paint}
+
+
 def style_json(svc: TileService) -> dict:
     """The Mapbox GL style v8 of the vector basemap (no sprite, no glyphs).
 
     URLs are relative to the style file (``resources/styles/root.json``) so that the same
     style works on the service and inside a .vtpk (``p12/resources/styles/root.json``)."""
-    src = {"source": "esri"}
+    round_line = {"line-cap": "round", "line-join": "round"}
     return {
         "version": 8,
         "name": "Demo streets",
@@ -321,63 +329,35 @@ def style_json(svc: TileService) -> dict:
         },
         "layers": [
             {"id": "background", "type": "background", "paint": {"background-color": "#f4f1ea"}},
-            {
-                "id": "land",
-                "type": "fill",
-                **src,
-                "source-layer": "land",
-                "filter": ["==", "class", "land"],
-                "paint": {"fill-color": "#ece6da"},
-            },
-            {
-                "id": "land/park",
-                "type": "fill",
-                **src,
-                "source-layer": "land",
-                "filter": ["==", "class", "park"],
-                "paint": {"fill-color": "#c5e1a5", "fill-outline-color": "#8bb36b"},
-            },
-            {
-                "id": "land/water",
-                "type": "fill",
-                **src,
-                "source-layer": "land",
-                "filter": ["==", "class", "water"],
-                "paint": {"fill-color": "#a9cfe9"},
-            },
-            {
-                "id": "roads/minor",
-                "type": "line",
-                **src,
-                "source-layer": "roads",
-                "filter": ["==", "class", "minor"],
-                "layout": {"line-cap": "round", "line-join": "round"},
-                "paint": {"line-color": "#ffffff", "line-width": 2},
-            },
-            {
-                "id": "roads/major",
-                "type": "line",
-                **src,
-                "source-layer": "roads",
-                "filter": ["==", "class", "major"],
-                "layout": {"line-cap": "round", "line-join": "round"},
-                "paint": {"line-color": "#f5c26b", "line-width": 4},
-            },
-            {
-                "id": "places",
-                "type": "circle",
-                **src,
-                "source-layer": "places",
-                "paint": {"circle-radius": 4, "circle-color": "#8a3b2b"},
-            },
-            {
-                "id": "places/label",
-                "type": "symbol",
-                **src,
-                "source-layer": "places",
-                "layout": {"text-field": "{name}", "text-size": 12, "text-offset": [0, 1.2]},
-                "paint": {"text-color": "#3b3b3b", "text-halo-color": "#ffffff"},
-            },
+            _style_layer("land", "fill", {"fill-color": "#ece6da"}, "land"),
+            _style_layer(
+                "land/park",
+                "fill",
+                {"fill-color": "#c5e1a5", "fill-outline-color": "#8bb36b"},
+                "park",
+            ),
+            _style_layer("land/water", "fill", {"fill-color": "#a9cfe9"}, "water"),
+            _style_layer(
+                "roads/minor",
+                "line",
+                {"line-color": "#ffffff", "line-width": 2},
+                "minor",
+                layout=round_line,
+            ),
+            _style_layer(
+                "roads/major",
+                "line",
+                {"line-color": "#f5c26b", "line-width": 4},
+                "major",
+                layout=round_line,
+            ),
+            _style_layer("places", "circle", {"circle-radius": 4, "circle-color": "#8a3b2b"}),
+            _style_layer(
+                "places/label",
+                "symbol",
+                {"text-color": "#3b3b3b", "text-halo-color": "#ffffff"},
+                layout={"text-field": "{name}", "text-size": 12, "text-offset": [0, 1.2]},
+            ),
         ],
     }
 
@@ -443,6 +423,12 @@ class ExportRequest:
     def requested_tiles(self) -> int:
         """Every tile of the levels over the export extent (what maxExportTilesCount limits)."""
         return count_tiles(self.levels, self.box)
+
+
+def export_area(export: ExportRequest) -> tuple[float, float, float, float]:
+    """The part of the full extent an export covers (the export extent when it misses it)."""
+    area = clipped(export.box)
+    return area if area[0] < area[2] and area[1] < area[3] else export.box
 
 
 def parse_levels(raw, max_level: int) -> tuple[int, ...]:
@@ -562,8 +548,11 @@ def job_status(job: dict, status: str, percent: int) -> dict:
 
 
 def job_result(job: dict, status: str, param: str) -> dict:
-    """``jobs/<jobId>/results/<param>``: the package URL or the size estimate."""
+    """``jobs/<jobId>/results/<param>``: the package URL or the size estimate. An estimate
+    also answers as ``out_service_url``, the name Esri's documentation examples use."""
     expected = RESULT_PARAMS[job["operation"]]
+    if param == "out_service_url" and job["operation"] == "estimateExportTilesSize":
+        param = "out_service_tile_estimate"
     if param != expected:
         raise bad_request(f"Invalid result parameter '{param[:40]}': this job has '{expected}'.")
     if status != "Completed":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,16 +39,8 @@ EXPORT = "DemoBasemap"
 class DemoServer(Server):
     """The reference service with the demo seed (its basemap services), in its own process."""
 
-    def __init__(self, work: Path) -> None:  # noqa: D107 (same fields as Server)
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "tests.featureservice", "--data", str(work / "server"), "--port", "0"],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.root_url = self.process.stdout.readline().strip()
-        if not self.root_url.startswith("http"):
-            raise SystemExit("the reference service did not start")
+    def __init__(self, work: Path) -> None:
+        super().__init__(work, 0, seed="demo")
         self.service_url = f"{self.root_url}/rest/services/Demo/FeatureServer"
 
     def tiles(self) -> int:
