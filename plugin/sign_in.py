@@ -15,6 +15,7 @@ from typing import Iterable
 from urllib.parse import urlsplit
 
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
+from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from .core.errors import AuthenticationError
 from .core.oauth import OAuthCredentials, SignIn, revoke
@@ -109,18 +110,18 @@ def store_sign_in(signed_in: SignIn) -> str:
     config = _new_config(
         _TOKEN_METHOD, KIND_OAUTH, signed_in.portal_url, f"ArcGIS: {signed_in.username} @ {host}"
     )
-    values = {
-        "token": signed_in.access_token,
-        "refresh_token": signed_in.refresh_token,
-        "client_id": signed_in.client_id,
-        "username": signed_in.username,
-        "full_name": signed_in.full_name,
-        "expires_at": repr(signed_in.expires_at),
-        "refresh_expires_at": repr(signed_in.refresh_expires_at or 0.0),
-    }
-    for key, value in values.items():
-        config.setConfig(key, value)
+    config.setConfig("client_id", signed_in.client_id)
+    config.setConfig("username", signed_in.username)
+    config.setConfig("full_name", signed_in.full_name)
+    _set_tokens(config, signed_in)
     return _store(config)
+
+
+def _set_tokens(config: QgsAuthMethodConfig, signed_in: SignIn) -> None:
+    config.setConfig("token", signed_in.access_token)
+    config.setConfig("expires_at", repr(signed_in.expires_at))
+    config.setConfig("refresh_token", signed_in.refresh_token)
+    config.setConfig("refresh_expires_at", repr(signed_in.refresh_expires_at or 0.0))
 
 
 def store_api_key(portal_url: str, api_key: str, plain_http_hosts: Iterable[str] = ()) -> str:
@@ -189,10 +190,65 @@ def credentials_of(
     :func:`plugin.auth.credentials_from_auth_config`), or None for any other configuration."""
     kind = config.config(_KIND_KEY)
     if kind == KIND_OAUTH:
-        return OAuthCredentials(sign_in_of(config), scope=scope)
+        keeper, authcfg = _renewed_sign_ins(), config.id()
+        return OAuthCredentials(
+            sign_in_of(config),
+            scope=scope,
+            on_refresh=lambda renewed: keeper.renewed.emit(authcfg, renewed),
+        )
     if kind == KIND_API_KEY:
         return StaticTokenCredentials(config.config("token"), scope)
     return None
+
+
+class _RenewedSignIns(QObject):
+    """Stores the access tokens a job renewed, so that the next session starts with them.
+
+    The renewal happens on a task's worker thread, which must not touch the auth database
+    (it may ask for the master password): the signal crosses to this object's thread, the
+    main one, where the configuration is updated.
+    """
+
+    renewed = pyqtSignal(str, object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewed.connect(store_renewed_sign_in)
+
+
+_keeper: _RenewedSignIns | None = None
+
+
+def _renewed_sign_ins() -> _RenewedSignIns:
+    # Made on the main thread (credentials are prepared there), so its slot runs there.
+    global _keeper
+    if _keeper is None:
+        _keeper = _RenewedSignIns()
+        application = QgsApplication.instance()
+        if application is not None:
+            _keeper.moveToThread(application.thread())
+    return _keeper
+
+
+def store_renewed_sign_in(authcfg: str, renewed: SignIn) -> bool:
+    """Keep the renewed tokens of the sign-in ``authcfg`` holds (main thread only). False,
+    storing nothing, when the configuration is gone (signed out meanwhile), holds another
+    sign-in, or already holds a newer token."""
+    try:
+        config = _load(authcfg)
+    except AuthenticationError:
+        return False
+    stored = sign_in_of(config) if config is not None else None
+    if stored is None or (stored.portal_url, stored.username, stored.client_id) != (
+        renewed.portal_url,
+        renewed.username,
+        renewed.client_id,
+    ):
+        return False
+    if renewed.expires_at <= stored.expires_at:
+        return False
+    _set_tokens(config, renewed)
+    return bool(_manager().updateAuthenticationConfig(config))
 
 
 def _float(text: str) -> float:

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
-from osgeo import ogr
+from osgeo import gdal, ogr
 
 from tests.featureservice.client import get, post
 from tests.featureservice.seed import (
@@ -696,3 +696,85 @@ def test_map_areas_carry_a_tile_package_and_a_vector_tile_package(reference_serv
         for area_id in server.prepare_map_areas()
     ]
     assert sizes[0] > sizes[1]
+
+
+def _compact_cache(package: zipfile.ZipFile, folder: Path, lods: list[dict]) -> Path:
+    """The package's bundles as an Esri compact cache folder (``conf.xml`` + ``_alllayers``),
+    the layout GDAL's ESRIC driver reads (GDAL before 3.8 cannot open a .tpkx itself)."""
+    for name in package.namelist():
+        if name.startswith("tile/"):
+            target = folder / "_alllayers" / name[len("tile/") :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(package.read(name))
+    infos = "".join(
+        f"<LODInfo><LevelID>{lod['level']}</LevelID><Scale>{lod['scale']}</Scale>"
+        f"<Resolution>{lod['resolution']}</Resolution></LODInfo>"
+        for lod in lods
+    )
+    (folder / "conf.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><CacheInfo><TileCacheInfo>'
+        "<SpatialReference><WKT>EPSG:3857</WKT></SpatialReference>"
+        f"<TileOrigin><X>{-HALF_WORLD}</X><Y>{HALF_WORLD}</Y></TileOrigin>"
+        f"<TileCols>256</TileCols><TileRows>256</TileRows><LODInfos>{infos}</LODInfos>"
+        "</TileCacheInfo><TileImageInfo><CacheTileFormat>PNG</CacheTileFormat></TileImageInfo>"
+        "<CacheStorageInfo><StorageFormat>esriMapCacheStorageModeCompactV2</StorageFormat>"
+        "<PacketSize>128</PacketSize></CacheStorageInfo></CacheInfo>",
+        encoding="utf-8",
+    )
+    return folder / "conf.xml"
+
+
+def _pixels(dataset, x: int, y: int) -> list[bytes]:
+    return [bytes(dataset.GetRasterBand(b).ReadRaster(x, y, 256, 256)) for b in (1, 2, 3, 4)]
+
+
+def test_gdal_reads_the_tile_package_bundles_as_the_served_pngs(reference_server, tmp_path):
+    url = _map(reference_server)
+    info = get(url)
+    status = _run_job(f"{url}/exportTiles", tilePackage=True, levels="0-16")
+    path = _download(_result(status, "out_service_url"), tmp_path / "basemap.tpkx")
+    package = zipfile.ZipFile(path)
+    cache = gdal.Open(
+        str(_compact_cache(package, tmp_path / "cache", info["tileInfo"]["lods"][:17]))
+    )
+    assert cache.GetDriver().ShortName == "ESRIC" and cache.RasterCount == 4
+    for level in (16, 12):
+        row0, row1, col0, col1 = _tile_range(info["fullExtent"], level)
+        for row, col in ((row0, col0), (row1, col1)):
+            served = requests.get(f"{url}/tile/{level}/{row}/{col}", timeout=TIMEOUT).content
+            gdal.FileFromMemBuffer("/vsimem/served.png", served)
+            try:
+                expected = _pixels(gdal.Open("/vsimem/served.png"), 0, 0)
+            finally:
+                gdal.Unlink("/vsimem/served.png")
+            # Level 16 is the full resolution, coarser levels are its overviews.
+            bands = [cache.GetRasterBand(b) for b in (1, 2, 3, 4)]
+            if level < 16:
+                bands = [band.GetOverview(16 - level - 1) for band in bands]
+            read = [bytes(band.ReadRaster(col * 256, row * 256, 256, 256)) for band in bands]
+            assert read == expected, (level, row, col)
+            assert any(value != 0 for value in read[3])  # opaque, not a missing tile
+
+
+def test_with_sign_in_on_tiles_and_jobs_need_a_token_and_jobs_stay_their_owners(
+    secured_reference_server, tmp_path
+):
+    server = secured_reference_server
+    row, col = _demo_center_tile(15)
+    tile_url = f"{_map(server)}/tile/15/{row}/{col}"
+    assert get(_map(server))["error"]["code"] == 499
+    assert requests.get(tile_url, timeout=TIMEOUT).json()["error"]["code"] == 499
+    alice, bob = server.generate_token("alice"), server.generate_token("bob")
+    tile = requests.get(tile_url, params={"token": alice}, timeout=TIMEOUT)
+    assert _png_header(tile.content)[:2] == (256, 256)
+
+    started = post(f"{_map(server)}/exportTiles", tilePackage=True, levels="0-3", token=alice)
+    server.app.wait_for_jobs()
+    status_url = f"{_map(server)}/jobs/{started['jobId']}"
+    assert get(status_url, token=bob)["error"]["code"] == 403
+    status = get(status_url, token=alice)
+    assert status["jobStatus"] == "esriJobSucceeded"
+    package_url = get(f"{status_url}/results/out_service_url", token=alice)["value"]
+    # The package URL is unguessable and served without a token, like other result files.
+    package = zipfile.ZipFile(_download(package_url, tmp_path / "alice.tpkx"))
+    assert "root.json" in package.namelist()

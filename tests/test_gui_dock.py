@@ -589,6 +589,32 @@ def test_a_download_only_service_is_shown_as_such_and_defaults_to_download(
     assert dock.directionCombo.currentText() == "Download only"
 
 
+def test_edits_in_a_download_only_geodatabase_are_not_said_to_wait_for_upload(
+    dock, reference_server, tmp_path
+):
+    from tests.test_sync import Local
+
+    task = OfflineMapTask(
+        service_urls=[reference_server.service_url(seed.READONLY_SERVICE)], client=ArcGISClient()
+    )
+    parameters = task.create_default_generate_offline_map_parameters(None)
+    offline_map = task.generate_offline_map(parameters, tmp_path / "readonly").run().offline_map
+    local = Local(offline_map)
+    local.update(POINTS, next(iter(local.rows(POINTS))), name="Changed here")
+
+    open_map(dock, offline_map.folder)
+
+    assert "1 pending" in dock.contentTree.topLevelItem(0).text(1)
+    text = dock.capabilitiesLabel.text()
+    assert "No local edits are waiting." in text
+    assert "Local edits are waiting" not in text
+    # Checking for updates applies the same rule: nothing to upload.
+    click(dock.checkUpdatesButton)
+    wait_until_idle(dock)
+    assert dock.statusLabel.text() == "Checked for updates."
+    assert "Upload: nothing to transfer." in dock.capabilitiesLabel.text()
+
+
 def test_features_added_and_moved_in_qgis_reach_the_service(dock, demo_map, reference_server):
     from qgis.core import QgsFeature, QgsGeometry, QgsPointXY
 

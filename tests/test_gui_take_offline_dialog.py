@@ -17,6 +17,7 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox
 
+from plugin.gui.formatting import size_text
 from plugin.gui.take_offline_dialog import TakeOfflineDialog
 from plugin.layers import esri_envelope, esri_spatial_reference
 from plugin.task import wait_for_task
@@ -86,14 +87,20 @@ def test_enter_takes_offline_and_cancel_and_escape_close_without_an_answer(qgis_
     assert not any(tmp_path.iterdir())  # the dialog itself creates nothing
 
 
-def test_service_urls_and_a_layer_extent(dialog, tmp_path):
-    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "area", "memory")
-    for x, y in ((10, 20), (12, 23)):
+def _points_layer(name: str, crs: str, points) -> QgsVectorLayer:
+    """A layer of ``points`` added to the project (the caller removes it)."""
+    layer = QgsVectorLayer(f"Point?crs={crs}&field=name:string", name, "memory")
+    for x, y in points:
         feature = QgsFeature(layer.fields())
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
         layer.dataProvider().addFeatures([feature])
     layer.updateExtents()
     QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def test_service_urls_and_a_layer_extent(dialog, tmp_path):
+    layer = _points_layer("area", "EPSG:4326", ((10, 20), (12, 23)))
     try:
         click(dialog.servicesRadio)
         type_lines(
@@ -238,6 +245,11 @@ def test_preplanned_areas_are_listed_with_their_download_size(dialog, reference_
 
     assert [t.split(" — ")[0] for t in texts] == ["Whole demo area", "West half"]
     assert all(t.endswith(("KB", "MB", "bytes")) for t in texts), texts
+    # The tooltip tells the size of each package the area is made of.
+    area = dialog.areasList.item(0).data(Qt.ItemDataRole.UserRole)
+    assert area.packages
+    for package in area.packages:
+        assert f"{package.title}: {size_text(package.size)}" in dialog.areasList.item(0).toolTip()
     assert dialog.areasList.currentItem().text() == texts[0]
     # A map area comes as its packages were made: no layer choice, no attachments switch.
     assert dialog.layersGroup.isHidden()
@@ -315,3 +327,135 @@ def test_attachment_choice_shows_the_web_maps_default_until_the_user_changes_it(
     QTest.mouseClick(dialog.attachmentsCheck, Qt.MouseButton.LeftButton)
     assert dialog.attachmentsCheck.checkState() == Qt.CheckState.Checked
     assert dialog.request().include_attachments is True
+
+
+# -- the area on the canvas ----------------------------------------------------------------------
+
+
+def _rubber_bands(canvas) -> list:
+    from qgis.gui import QgsRubberBand
+
+    return [i for i in canvas.scene().items() if isinstance(i, QgsRubberBand) and i.isVisible()]
+
+
+def _in_canvas_crs(canvas, area: dict) -> QgsRectangle:
+    from qgis.core import QgsCoordinateTransform
+
+    from plugin.layers import area_geometry
+
+    geometry, crs = area_geometry(area)
+    transform = QgsCoordinateTransform(
+        crs, canvas.mapSettings().destinationCrs(), QgsProject.instance()
+    )
+    return transform.transformBoundingBox(geometry.boundingBox())
+
+
+def _same_box(shown: QgsRectangle, expected: QgsRectangle) -> bool:
+    tolerance = max(expected.width(), expected.height()) * 1e-6 + 1e-6
+    return all(
+        abs(a - b) <= tolerance
+        for a, b in (
+            (shown.xMinimum(), expected.xMinimum()),
+            (shown.yMinimum(), expected.yMinimum()),
+            (shown.xMaximum(), expected.xMaximum()),
+            (shown.yMaximum(), expected.yMaximum()),
+        )
+    )
+
+
+def test_map_areas_are_outlined_on_the_canvas_the_chosen_one_highlighted(
+    qgis_iface, reference_server
+):
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(0, 0, 1000, 1000))  # far from the map areas
+    before = _rubber_bands(canvas)  # what other panels show
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.show()
+    texts = _list_areas(dialog, reference_server)
+    areas = {
+        t.split(" — ")[0]: dialog.areasList.item(i).data(Qt.ItemDataRole.UserRole)
+        for i, t in enumerate(texts)
+    }
+    whole, west = areas["Whole demo area"], areas["West half"]
+
+    chosen = dialog.area_preview.chosen.band()
+    assert chosen is not None and _same_box(
+        chosen.asGeometry().boundingBox(), _in_canvas_crs(canvas, whole.outline)
+    )
+    others = dialog.area_preview.others.band()
+    assert others is not None and _same_box(
+        others.asGeometry().boundingBox(), _in_canvas_crs(canvas, west.outline)
+    )
+    # The canvas moved to the chosen area: the user sees it.
+    assert canvas.extent().contains(_in_canvas_crs(canvas, whole.outline))
+
+    click_item(
+        dialog.areasList,
+        dialog.areasList.item(texts.index(next(t for t in texts if t.startswith("West")))),
+    )
+
+    chosen = dialog.area_preview.chosen.band()
+    assert _same_box(chosen.asGeometry().boundingBox(), _in_canvas_crs(canvas, west.outline))
+    assert _same_box(
+        dialog.area_preview.others.band().asGeometry().boundingBox(),
+        _in_canvas_crs(canvas, whole.outline),
+    )
+    assert len(_rubber_bands(canvas)) == len(before) + 2
+
+    click(dialog.buttonBox.button(CANCEL))
+
+    assert not dialog.isVisible()
+    assert _rubber_bands(canvas) == before
+    # Closed, the dialog no longer draws nor moves the canvas when the user pans away.
+    far = QgsRectangle(0, 0, 1000, 1000)
+    canvas.setExtent(far)
+    center = canvas.extent().center()
+    assert canvas.extent().contains(far) and abs(center.x() - 500) < 1 and abs(center.y() - 500) < 1
+    assert _rubber_bands(canvas) == before
+    dialog.deleteLater()
+
+
+def test_the_on_demand_area_is_outlined_as_the_user_chooses_it(qgis_iface, tmp_path):
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(950000, 6000000, 952000, 6001000))
+    layer = _points_layer("survey area", "EPSG:3857", ((951000, 6000200), (951500, 6000800)))
+    before = _rubber_bands(canvas)  # what other panels show
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.show()
+    try:
+        assert dialog.wholeRadio.isChecked()
+        assert dialog.area_preview.chosen.band() is None  # everything: no outline
+
+        click(dialog.canvasRadio)
+        band = dialog.area_preview.chosen.band()
+        assert band is not None and _same_box(band.asGeometry().boundingBox(), canvas.extent())
+        # The canvas moves (a panel opens, the map is panned): the outline follows.
+        canvas.setExtent(QgsRectangle(951000, 6000000, 953000, 6001000))
+        assert _same_box(band.asGeometry().boundingBox(), canvas.extent())
+
+        click(dialog.layerRadio)
+        choose(dialog.layerCombo, "survey area")
+        band = dialog.area_preview.chosen.band()
+        assert _same_box(band.asGeometry().boundingBox(), layer.extent())
+
+        click(dialog.wholeRadio)
+        assert dialog.area_preview.chosen.band() is None
+
+        click(dialog.canvasRadio)
+        QTest.keyClick(dialog, Qt.Key.Key_Escape)
+        assert not dialog.isVisible()
+        assert _rubber_bands(canvas) == before
+    finally:
+        dialog.deleteLater()
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_without_a_canvas_nothing_is_outlined(reference_server, tmp_path):
+    dialog = TakeOfflineDialog(None)
+    dialog.show()
+    texts = _list_areas(dialog, reference_server)
+    assert texts and dialog.area_preview.chosen.band() is None
+    click(dialog.buttonBox.button(CANCEL))
+    dialog.deleteLater()

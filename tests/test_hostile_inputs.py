@@ -354,7 +354,7 @@ def test_processing_sync_reports_an_html_page_from_the_server(
 
 @pytest.mark.parametrize(
     ("operation", "kind"),
-    [("createReplica", "html_error"), ("result", "truncated_json"), ("layer", "html_error")],
+    [("createReplica", "html_error"), ("result", "truncated_json"), ("layers", "html_error")],
 )
 def test_taking_offline_from_a_garbled_server_leaves_no_files_and_no_replica(
     reference_server, tmp_path, operation, kind

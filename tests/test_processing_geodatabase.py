@@ -153,3 +153,56 @@ def test_the_provider_offers_the_geodatabase_and_removal_algorithms(processing):
         "removeofflinemap",
         "removegeodatabase",
     } <= names
+
+
+def _map_and_a_copy(server, tmp_path):
+    """A map taken offline in ``map`` and copied to ``copy``; the map and its replica ID."""
+    import shutil
+
+    original = take_offline(server, tmp_path / "map")
+    shutil.copytree(tmp_path / "map", tmp_path / "copy")
+    with Geodatabase.open(original.geodatabases[0].path) as gdb:
+        return original, gdb.replica.replica_id
+
+
+def test_processing_removes_a_copied_map_files_only_and_the_original_still_syncs(
+    processing,  # noqa: F811
+    reference_server,
+    tmp_path,
+):
+    from tests.test_sync import assert_no_errors, sync_map
+
+    original, replica_id = _map_and_a_copy(reference_server, tmp_path)
+
+    with pytest.raises(QgsProcessingException, match="may be a copy"):
+        processing.run(_alg("removeofflinemap"), {"OFFLINE_MAP": str(tmp_path / "copy")})
+    assert (tmp_path / "copy").is_dir()
+
+    removed = processing.run(
+        _alg("removeofflinemap"),
+        {"OFFLINE_MAP": str(tmp_path / "copy"), "IF_A_COPY": 1},  # the files only
+    )
+
+    assert not (tmp_path / "copy").exists()
+    assert removed["UNREGISTERED"] == 0
+    assert [r["replica_id"] for r in json.loads(removed["LEFT_REGISTERED"])] == [replica_id]
+    assert replica_id in _registered(reference_server)
+    Local(original).update(POINTS, point_gid(0), name="Still syncing")
+    assert_no_errors(sync_map(original))
+
+
+def test_processing_can_unregister_the_replicas_of_a_copy_anyway(
+    processing,  # noqa: F811
+    reference_server,
+    tmp_path,
+):
+    _, replica_id = _map_and_a_copy(reference_server, tmp_path)
+
+    removed = processing.run(
+        _alg("removeofflinemap"),
+        {"OFFLINE_MAP": str(tmp_path / "copy"), "IF_A_COPY": 2},  # unregister anyway
+    )
+
+    assert removed["UNREGISTERED"] == 1
+    assert replica_id not in _registered(reference_server)
+    assert not (tmp_path / "copy").exists()

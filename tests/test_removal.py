@@ -222,6 +222,26 @@ def test_the_shared_replica_of_a_scheduled_updates_package_is_left_alone(
     assert not (tmp_path / "area").exists()
 
 
+def test_removing_a_package_map_opens_each_geodatabase_once(
+    reference_server, tmp_path, monkeypatch
+):
+    offline_map, _ = take_package_offline(reference_server, tmp_path / "area", fast_client())
+    files = [entry.file for entry in offline_map.geodatabases]
+    opened = []
+    open_geodatabase = Geodatabase.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(path.name)
+        return open_geodatabase(path, *args, **kwargs)
+
+    monkeypatch.setattr(Geodatabase, "open", counting_open)
+
+    result = remove_offline_map(offline_map.folder, client=fast_client())
+
+    assert sorted(opened) == sorted(files)
+    assert len(result.shared_replicas_kept) == len(files)
+
+
 # -- copies of a map share its replicas ----------------------------------------------------------
 
 

@@ -439,6 +439,81 @@ def test_reference_service_description_and_every_layer(reference_server):
     assert layers[0]["geometryType"] == "esriGeometryPoint"
 
 
+def test_layer_definitions_come_in_one_request_where_the_service_offers_it(reference_server):
+    from tests.featureservice import seed
+
+    client = fast_client()
+    url = reference_server.service_url(seed.DEMO_SERVICE)
+    info = client.service_info(url)
+    one_by_one = {layer_id: client.layer_info(url, layer_id) for layer_id in (0, 1, 2, 3)}
+    reference_server.reset_stats()
+
+    layers = client.all_layer_infos(url, info)
+
+    assert reference_server.stats()["requests"] == 1
+    assert layers == one_by_one
+
+
+def test_a_service_without_the_layers_resource_is_asked_layer_by_layer(reference_server):
+    from tests.featureservice import seed
+
+    client = fast_client()
+    url = reference_server.service_url(seed.DEMO_SERVICE)
+    one_by_one = {layer_id: client.layer_info(url, layer_id) for layer_id in (0, 1, 2, 3)}
+    reference_server.inject_fault("layers", "json_error", message="Invalid URL")
+    reference_server.reset_stats()
+
+    layers = client.all_layer_infos(url)
+
+    assert layers == one_by_one
+    assert reference_server.stats()["requests"] == 1 + 1 + 4  # layers, service, each layer
+
+
+def test_a_garbled_layer_list_is_reported_not_taken_for_a_missing_one(reference_server):
+    from tests.featureservice import seed
+
+    url = reference_server.service_url(seed.DEMO_SERVICE)
+    reference_server.inject_fault("layers", "html_error", count=10)
+    with pytest.raises(BadAnswerError, match="web page instead of data"):
+        fast_client(retries=0).all_layer_infos(url)
+
+
+def test_a_layer_list_without_numeric_ids_is_reported_and_other_answers_fall_back(scripted):
+    service = f"{scripted.url}/arcgis/rest/services/S/FeatureServer"
+    path = "/arcgis/rest/services/S/FeatureServer"
+    scripted.routes[path + "/layers"] = {"layers": [{"id": "first", "name": "Points"}]}
+    with pytest.raises(BadAnswerError, match="layer list of .* is not understood"):
+        fast_client(retries=0).all_layer_infos(service)
+
+    # An answer listing nothing (a server that does not know the resource): layer by layer.
+    scripted.routes[path + "/layers"] = {"currentVersion": 10.0}
+    scripted.routes[path] = {"layers": [{"id": 0, "name": "Points"}], "tables": []}
+    scripted.routes[path + "/0"] = {"id": 0, "name": "Points", "type": "Feature Layer"}
+    assert fast_client(retries=0).all_layer_infos(service) == {
+        0: {"id": 0, "name": "Points", "type": "Feature Layer"}
+    }
+    # No such resource at all (HTTP 404): layer by layer too.
+    del scripted.routes[path + "/layers"]
+    assert list(fast_client(retries=0).all_layer_infos(service)) == [0]
+
+
+def test_taking_offline_reads_the_layer_definitions_in_one_request(reference_server, tmp_path):
+    from plugin.core.take_offline import OfflineMapTask
+    from tests.featureservice import seed
+
+    # Asking for one layer at a time would fail: the whole list must come in one request.
+    reference_server.inject_fault("layer", "json_error", count=1000, message="Not asked")
+    task = OfflineMapTask(
+        service_urls=[reference_server.service_url(seed.DEMO_SERVICE)], client=fast_client()
+    )
+    parameters = task.create_default_generate_offline_map_parameters(None)
+
+    result = task.generate_offline_map(parameters, tmp_path / "map").run()
+
+    assert [entry.layer_ids for entry in result.offline_map.geodatabases] == [[0, 1, 2]]
+    reference_server.clear_faults()
+
+
 def test_create_replica_async_streams_the_data_and_the_replica_is_listed(reference_server):
     from tests.featureservice import seed
 

@@ -148,3 +148,75 @@ def test_an_api_key_is_bound_to_its_portal_and_other_sites_need_approval(
     assert current_account().username == "alice"
     account = credentials_from_auth_config(authcfg, server.portal_url)
     assert ArcGISClient(account).service_info(server.service_url("Demo"))["layers"]
+
+
+def _signed_in_with_the_form(server):
+    """Alice signed in through the portal's form (a plain HTTP client, no chromium needed)."""
+    from tests.test_sign_in_core import form_browser
+
+    return sign_in(
+        server.portal_url,
+        DEFAULT_CLIENT_ID,
+        form_browser("alice", "alice-secret"),
+        wait_seconds=30,
+        plain_http_hosts=server.plain_http_hosts,
+    )
+
+
+def test_tokens_renewed_during_a_background_job_are_kept_for_the_next_session(
+    secured_reference_server, auth_db, plain_http_on_loopback, tmp_path
+):
+    from qgis.core import QgsAuthMethodConfig
+
+    from plugin.sign_in import sign_in_of
+    from plugin.task import CallJob, start_job_task, wait_for_task
+    from tests.gui_user import process_events
+
+    server = secured_reference_server
+    signed_in = _signed_in_with_the_form(server)
+    authcfg = store_sign_in(signed_in)
+    credentials = credentials_from_auth_config(authcfg, server.portal_url)
+    task = OfflineMapTask(
+        portal_url=server.portal_url,
+        webmap_item_id=DEMO_WEBMAP_ID,
+        client=ArcGISClient(credentials),
+    )
+    parameters = task.create_default_generate_offline_map_parameters(None)
+    server.inject_fault("createReplica", "expire_tokens")  # the token dies mid-job
+
+    # As the panel runs it: a QgsTask on a worker thread.
+    job = CallJob(lambda: task.generate_offline_map(parameters, tmp_path / "map").run())
+    running = start_job_task("Taking a map offline", job)
+    assert wait_for_task(running, 120) and running.succeeded, running.error
+    process_events(0.2)
+
+    assert credentials.refreshes == 1
+    renewed = credentials.sign_in
+    assert renewed.access_token != signed_in.access_token
+    config = QgsAuthMethodConfig()
+    assert auth_db.loadAuthenticationConfig(authcfg, config, True)
+    kept = sign_in_of(config)
+    assert kept.access_token == renewed.access_token
+    assert kept.expires_at == renewed.expires_at > signed_in.expires_at
+    assert kept.refresh_token == signed_in.refresh_token
+    # The next session uses the kept token without renewing it first.
+    again = credentials_from_auth_config(authcfg, server.portal_url)
+    assert ArcGISClient(again).service_info(server.service_url("Demo"))["layers"]
+    assert again.refreshes == 0 and server.oauth.grants["refresh_token"] == 1
+
+
+def test_a_renewed_token_is_not_stored_after_sign_out(
+    secured_reference_server, auth_db, plain_http_on_loopback
+):
+    from plugin.core.oauth import refresh_access
+    from plugin.sign_in import store_renewed_sign_in
+
+    server = secured_reference_server
+    signed_in = _signed_in_with_the_form(server)
+    authcfg = store_sign_in(signed_in)
+    renewed = refresh_access(ArcGISClient(retries=0), signed_in)
+    before = set(auth_db.configIds())
+    assert sign_out()
+
+    assert not store_renewed_sign_in(authcfg, renewed)
+    assert set(auth_db.configIds()) == before - {authcfg}

@@ -607,6 +607,17 @@ class OfflineMap:
                 counts[entry.file] = geodatabase.pending_counts()
         return counts
 
+    def edits_to_upload(self, entry: GeodatabaseEntry, counts: dict[int, dict[str, int]]) -> bool:
+        """Whether a geodatabase's pending ``counts`` (its ``pending_counts()``) hold edits a
+        sync would upload: never for a download-only geodatabase or a map that does not upload,
+        only new features for a map that uploads only those."""
+        mode = self.update_mode
+        if entry.download_only or not mode.syncs_with_feature_services:
+            return False
+        if mode.uploads_only_new_features:
+            return any(c.get("adds", 0) > 0 for c in counts.values())
+        return any(sum(c.values()) > 0 for c in counts.values())
+
     def has_local_edits(self) -> bool:
         """True when any geodatabase holds an edit that has not been uploaded yet."""
         for entry in self._entries:

@@ -127,6 +127,9 @@ class GeodatabaseRemovalInfo:
     error: str | None = None
     #: Why another copy may use its replicas (one line each; empty when none was seen).
     copies: list[str] = field(default_factory=list)
+    #: The scheduled-update package's replica, shared with every copy of the map area: never
+    #: unregistered here.
+    shared_replicas: list[ReplicaRef] = field(default_factory=list)
 
     @property
     def pending_total(self) -> int:
@@ -157,6 +160,11 @@ class RemovalPlan:
     @property
     def replicas(self) -> list[ReplicaRef]:
         return [r for g in self.geodatabases for r in g.replicas]
+
+    @property
+    def shared_replicas(self) -> list[ReplicaRef]:
+        """Package replicas shared with other copies of the map area, left registered."""
+        return [r for g in self.geodatabases for r in g.shared_replicas]
 
     @property
     def copies(self) -> list[str]:
@@ -233,15 +241,17 @@ def _inspect(
     path: Path,
     title: str,
     titles: dict[int, str],
-    replica_rule: Callable[[Any], list[ReplicaRef]],
+    replica_rule: Callable[[Any], tuple[list[ReplicaRef], list[ReplicaRef]]],
     elsewhere: dict[str, list[Path]] | None = None,
 ) -> GeodatabaseRemovalInfo:
+    """What removing one geodatabase involves; ``replica_rule(gdb)`` gives its replicas to
+    unregister and those shared with other copies (kept)."""
     from .geodatabase import Geodatabase
 
     info = GeodatabaseRemovalInfo(path=path, title=title)
     try:
         with Geodatabase.open(path) as gdb:
-            info.replicas = replica_rule(gdb)
+            info.replicas, info.shared_replicas = replica_rule(gdb)
             info.pending = _pending_by_title(gdb, titles)
             info.conflicts = len(gdb.conflicts())
             info.copies = _copies(path, gdb.made_in, info.replicas, elsewhere or {})
@@ -339,15 +349,19 @@ def _map_plan(offline_map: OfflineMap, known_maps: Iterable[Path | str] = ()) ->
     shares_package_replica = not offline_map.update_mode.downloads_from_feature_services
     for entry in offline_map.geodatabases:
 
-        def replicas_of(gdb: Any, entry=entry) -> list[ReplicaRef]:
+        def replicas_of(gdb: Any, entry=entry) -> tuple[list[ReplicaRef], list[ReplicaRef]]:
             check_entry_matches(entry, gdb.replica.service_url)
-            refs = []
+            refs, shared = [], []
             own = gdb.replica.replica_id
-            if own and not (entry.package_item_id and shares_package_replica):
-                refs.append(ReplicaRef(entry.service_url, str(own), entry.file))
+            if own:
+                package = ReplicaRef(entry.service_url, str(own), entry.file)
+                if entry.package_item_id and shares_package_replica:
+                    shared.append(package)
+                else:
+                    refs.append(package)
             if entry.upload_replica_id:
                 refs.append(ReplicaRef(entry.service_url, entry.upload_replica_id, entry.file))
-            return refs
+            return refs, shared
 
         titles = {layer.id: layer.title for layer in entry.layers}
         assert entry.path is not None
@@ -355,24 +369,6 @@ def _map_plan(offline_map: OfflineMap, known_maps: Iterable[Path | str] = ()) ->
             _inspect(entry.path, entry.title or entry.file, titles, replicas_of, elsewhere)
         )
     return plan
-
-
-def _shared_replicas(offline_map: OfflineMap) -> list[ReplicaRef]:
-    from .geodatabase import Geodatabase
-
-    if offline_map.update_mode.downloads_from_feature_services:
-        return []
-    shared = []
-    for entry in offline_map.geodatabases:
-        if not entry.package_item_id or entry.path is None:
-            continue
-        try:
-            with Geodatabase.open(entry.path) as gdb:
-                if gdb.replica.replica_id:
-                    shared.append(ReplicaRef(entry.service_url, gdb.replica.replica_id, entry.file))
-        except OfflineMapSyncError:
-            pass
-    return shared
 
 
 def plan_offline_map_removal(
@@ -388,11 +384,11 @@ def plan_offline_map_removal(
 
 
 def _single_plan(path: Path) -> RemovalPlan:
-    def replicas_of(gdb: Any) -> list[ReplicaRef]:
+    def replicas_of(gdb: Any) -> tuple[list[ReplicaRef], list[ReplicaRef]]:
         replica = gdb.replica
         if not replica.replica_id:
-            return []
-        return [ReplicaRef(replica.service_url, str(replica.replica_id), path.name)]
+            return [], []
+        return [ReplicaRef(replica.service_url, str(replica.replica_id), path.name)], []
 
     plan = RemovalPlan(title=path.name, folder=None)
     plan.geodatabases.append(_inspect(path, path.name, {}, replicas_of))
@@ -450,7 +446,6 @@ class _Removal:
         paths: list[Path],
         extra_files: list[Path],
         deltas_folders: list[Path],
-        shared: list[ReplicaRef],
     ) -> RemovalResult:
         from .sync_lock import sync_lock
 
@@ -462,7 +457,7 @@ class _Removal:
             self._check_pending(plan)
             self._check_copies(plan)
             self.check_cancelled()
-            result = RemovalResult(title=plan.title, shared_replicas_kept=shared)
+            result = RemovalResult(title=plan.title, shared_replicas_kept=plan.shared_replicas)
             # No cancelling from here on: a half-unregistered map could no longer sync.
             if self.params.files_only:
                 result.left_registered.extend(
@@ -697,7 +692,6 @@ class RemoveOfflineMapJob(Job):
             [folder / MANIFEST_NAME, *basemap_files],
             [folder.with_name(folder.name + "_deltas")]
             + [p.with_name(p.stem + "_deltas") for p in paths],
-            _shared_replicas(offline_map),
         )
         basemap_folder = folder / BASEMAP_FOLDER
         if basemap_files and basemap_folder.is_dir() and not basemap_folder.is_symlink():
@@ -741,7 +735,7 @@ class RemoveGeodatabaseJob(Job):
         self._report(0.0, f"Removing {path.name}")
         removal = _Removal(self.client, self.parameters, self._report, self._check_cancelled)
         result = removal.run(
-            lambda: _single_plan(path), [path], [], [path.with_name(path.stem + "_deltas")], []
+            lambda: _single_plan(path), [path], [], [path.with_name(path.stem + "_deltas")]
         )
         self._report(1.0, f"Removed {path.name}")
         return result

@@ -90,6 +90,30 @@ class BadAnswerError(ServiceError):
     """
 
 
+def _listed_layers(body: dict, service_url: str) -> dict[int, dict] | None:
+    """The definitions a ``.../layers`` answer lists, by id; None when it lists none (a
+    server that answers that resource with something else)."""
+    entries = [
+        entry
+        for key in ("layers", "tables")
+        if isinstance(body.get(key), list)
+        for entry in body[key]
+    ]
+    if not entries:
+        return None
+    found = {}
+    for entry in entries:
+        try:
+            found[int(entry["id"])] = entry
+        except (TypeError, KeyError, ValueError):
+            raise BadAnswerError(
+                f"The layer list of {_safe_url(service_url)} is not understood: a layer "
+                "without a numeric id.",
+                url=_safe_url(service_url) + "/layers",
+            ) from None
+    return found
+
+
 def _safe_url(url: str) -> str:
     """The URL without its query string, for messages and logs (queries may hold tokens)."""
     parts = urlsplit(url)
@@ -848,27 +872,25 @@ class ArcGISClient:
     def all_layer_infos(
         self, service_url: str, service_info: dict | None = None
     ) -> dict[int, dict]:
-        """Every layer and table of the service, by id."""
-        info = service_info if service_info is not None else self.service_info(service_url)
-        wanted = sorted(
-            int(e["id"]) for e in (info.get("layers") or []) + (info.get("tables") or [])
-        )
-        return {layer_id: self.layer_info(service_url, layer_id) for layer_id in wanted}
-
-    def service_layers(self, service_url: str) -> dict[int, dict]:
-        """Every layer and table definition by id in one request (``.../FeatureServer/layers``),
-        falling back to one request per layer for servers without that resource."""
+        """Every layer and table definition of the service, by id: in one request
+        (``.../FeatureServer/layers``) where the service offers it, else one request per layer
+        the service description (``service_info``, read when not given) lists. An answer that
+        is not ArcGIS JSON raises :class:`BadAnswerError`; refused credentials raise
+        :class:`AuthenticationError` (neither is taken for a missing resource)."""
         try:
             body = self.get_json(f"{service_url.rstrip('/')}/layers")
         except ServiceError as error:
             if isinstance(error, (AuthenticationError, BadAnswerError)):
                 raise
-            return self.all_layer_infos(service_url)
-        return {
-            int(entry["id"]): entry
-            for entry in (body.get("layers") or []) + (body.get("tables") or [])
-            if isinstance(entry, dict) and "id" in entry
-        }
+            body = None
+        listed = _listed_layers(body, service_url) if isinstance(body, dict) else None
+        if listed is not None:
+            return listed
+        info = service_info if service_info is not None else self.service_info(service_url)
+        wanted = sorted(
+            int(e["id"]) for e in (info.get("layers") or []) + (info.get("tables") or [])
+        )
+        return {layer_id: self.layer_info(service_url, layer_id) for layer_id in wanted}
 
     # -- jobs and result files ---------------------------------------------------------------
     def poll_job(

@@ -129,8 +129,6 @@ class OfflineMapSyncTask:
         """
         offline_map = self._loaded_map()
         mode = offline_map.update_mode
-        uploads_allowed = mode.syncs_with_feature_services
-        only_adds = mode.uploads_only_new_features
         upload = OfflineUpdateAvailability.NONE
         download = OfflineUpdateAvailability.NONE
         size = 0
@@ -141,14 +139,8 @@ class OfflineMapSyncTask:
                 # must not read as "checked": ask it for its description.
                 self.client.service_info(entry.service_url)
             with offline_map.open_geodatabase(entry) as gdb:
-                if uploads_allowed and not entry.download_only:
-                    counts = gdb.pending_counts()
-                    pending = any(
-                        (c.get("adds", 0) if only_adds else sum(c.values())) > 0
-                        for c in counts.values()
-                    )
-                    if pending:
-                        upload = OfflineUpdateAvailability.AVAILABLE
+                if offline_map.edits_to_upload(entry, gdb.pending_counts()):
+                    upload = OfflineUpdateAvailability.AVAILABLE
                 if offline_map.update_capabilities.supports_scheduled_updates_for_features:
                     needed = scheduled_updates.ScheduledUpdateSource(
                         self.client, self._portal_url()

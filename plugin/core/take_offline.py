@@ -206,6 +206,24 @@ class PreplannedMapArea:
             package.size for package in self.basemap_packages
         )
 
+    @property
+    def outline(self) -> dict[str, Any] | None:
+        """The area as Esri JSON: its area of interest, else its item's extent (degrees, as
+        an envelope in WGS 84); None when the portal gave neither."""
+        if self.area_of_interest:
+            return self.area_of_interest
+        try:
+            (xmin, ymin), (xmax, ymax) = self.extent or ()
+        except (TypeError, ValueError):
+            return None
+        return {
+            "xmin": xmin,
+            "ymin": ymin,
+            "xmax": xmax,
+            "ymax": ymax,
+            "spatialReference": {"wkid": 4326},
+        }
+
 
 @dataclass
 class DownloadPreplannedOfflineMapParameters:

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from qgis.core import Qgis, QgsMessageLog, QgsSettings, QgsWkbTypes
+from qgis.core import Qgis, QgsMessageLog, QgsSettings
 from qgis.PyQt import sip, uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
@@ -32,6 +32,7 @@ from ..core.errors import OfflineMapSyncError
 from ..core.offline_map import OfflineMap
 from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
+from .area_outline import AreaOutline
 from .credential_consent import credentials_with_consent
 from .formatting import ask, escape, size_text, tooltip
 from .sign_in_bar import SignInBar
@@ -42,12 +43,6 @@ SETTINGS_RECENT = "OfflineMapSync/recentMaps"
 SETTINGS_AUTH = "OfflineMapSync/authConfigs"
 MAX_RECENT = 10
 ROLE_KEY = Qt.ItemDataRole.UserRole
-# QGIS 3.30 moved the geometry types to Qgis; QgsWkbTypes' are gone in QGIS 4.
-_POLYGON = (
-    Qgis.GeometryType.Polygon
-    if hasattr(Qgis, "GeometryType")
-    else QgsWkbTypes.GeometryType.PolygonGeometry
-)
 
 
 def _count_words() -> dict[str, str]:
@@ -139,7 +134,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.removeButton.clicked.connect(self.remove_map)
         self.authSelect.selectedConfigIdChanged.connect(self._remember_auth)
         self.areaCheck.toggled.connect(self._show_area)
-        self._area_band = None
+        self._area_outline: AreaOutline | None = None
 
         self._fill_recent()
         self._update_state()
@@ -330,7 +325,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
                 counts, error = self._pending.get(entry.file) or self._pending_counts(entry)
                 if error is not None:
                     unreadable.append(entry.file)
-                elif any(any(c.values()) for c in counts.values()):
+                elif offline_map.edits_to_upload(entry, counts):
                     waiting = True
             if waiting:
                 lines.append(tr("Local edits are waiting to be uploaded."))
@@ -346,37 +341,21 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
     # -- the map's area on the canvas ----------------------------------------------------------
     def _show_area(self, shown: bool) -> None:
         """Outline the open map's area on the canvas (or take the outline away)."""
-        from qgis.gui import QgsRubberBand
-        from qgis.PyQt.QtGui import QColor
-
-        if self._area_band is not None:
-            self._area_band.reset(_POLYGON)
-            self._area_band.hide()
-        if not shown or self.offline_map is None or self.iface is None:
+        if self._area_outline is None and self.iface is not None:
+            self._area_outline = AreaOutline(self.iface.mapCanvas())
+        if self._area_outline is None:
             return
-        geometry, crs = map_layers.area_geometry(self.offline_map.area_of_interest)
-        if geometry.isEmpty():
-            return
-        canvas = self.iface.mapCanvas()
-        if self._area_band is None:
-            self._area_band = QgsRubberBand(canvas, _POLYGON)
-            self._area_band.setStrokeColor(QColor(230, 80, 0))
-            self._area_band.setFillColor(QColor(230, 80, 0, 30))
-            self._area_band.setWidth(2)
-        self._area_band.setToGeometry(geometry, crs)
-        self._area_band.show()
-        canvas.refresh()
+        shown = shown and self.offline_map is not None
+        self._area_outline.show_area(self.offline_map.area_of_interest if shown else None)
 
     def remove_area_outline(self) -> None:
         """Take the outline off the canvas for good (the plugin is unloaded)."""
-        if self._area_band is not None and self.iface is not None:
-            self.iface.mapCanvas().scene().removeItem(self._area_band)
-        self._area_band = None
+        if self._area_outline is not None:
+            self._area_outline.remove()
 
     def area_outline(self):
         """The outline shown on the canvas (a ``QgsRubberBand``), or None."""
-        band = self._area_band
-        return band if band is not None and band.isVisible() and band.numberOfVertices() else None
+        return self._area_outline.band() if self._area_outline is not None else None
 
     def _show_capabilities(self) -> None:
         self.capabilitiesLabel.setText(self.capabilities_text())

@@ -41,6 +41,7 @@ from ..take_offline_request import (
     update_mode_labels,
 )
 from ..task import CallJob, start_job_task
+from .area_outline import AreaChoicePreview
 from .basemap_options import add_basemap_section
 from .browse_dialog import add_browse_button
 from .credential_consent import credentials_with_consent
@@ -102,6 +103,11 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         ):
             signal.connect(self.layersList.clear)
             signal.connect(self.areasList.clear)
+        # The area chosen (or the map areas to choose from) outlined on the canvas (issue 20).
+        canvas = iface.mapCanvas() if iface is not None else None
+        self.area_preview = AreaChoicePreview(self, canvas, self._outline_area)
+        self.layerCombo.layerChanged.connect(self._outline_area)
+        self.areasList.currentRowChanged.connect(self._outline_area)
         self._restore_source()
         self._update_enabled()
 
@@ -167,6 +173,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self.titleEdit.setPlaceholderText(
             tr("The map area's title") if preplanned else tr("The web map's or the services' name")
         )
+        self._outline_area()
 
     # -- the answer ------------------------------------------------------------------------
     def request(self) -> TakeOfflineRequest:
@@ -317,7 +324,10 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
                 else area.title
             )
             item.setData(Qt.ItemDataRole.UserRole, area)
-            item.setToolTip(tooltip("\n".join(t for t in (area.snippet, area.item_id) if t)))
+            # What the size is made of: one package per feature service.
+            packages = [tr("{0}: {1}").format(p.title, size_text(p.size)) for p in area.packages]
+            lines = [area.snippet, *packages, area.item_id]
+            item.setToolTip(tooltip("\n".join(t for t in lines if t)))
             self.areasList.addItem(item)
         if self.areasList.count():
             self.areasList.setCurrentRow(0)
@@ -329,6 +339,18 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         """The ``PreplannedMapArea`` chosen in the list, or None."""
         item = self.areasList.currentItem()
         return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _outline_area(self, *_args) -> None:
+        if self.preplannedRadio.isChecked():
+            rows = range(self.areasList.count())
+            areas = [self.areasList.item(row).data(Qt.ItemDataRole.UserRole) for row in rows]
+            self.area_preview.show_map_areas(areas, self.selected_area())
+            return
+        try:
+            area = self._area_of_interest()
+        except ValueError:  # no layer to take the extent of yet
+            area = None
+        self.area_preview.show_area(area)
 
     def _area_of_interest(self) -> dict[str, Any] | None:
         if self.canvasRadio.isChecked() and self.iface is not None:

@@ -9,6 +9,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
 )
 
 from ..resources import tr
@@ -16,6 +17,9 @@ from .base import GEODATABASE, OfflineMapAlgorithm
 
 DISCARD = "DISCARD_PENDING_EDITS"
 UNREACHABLE = "REMOVE_IF_UNREACHABLE"
+COPIES = "IF_A_COPY"
+# The remove dialog's choice when another copy of the map may use the same replicas.
+REFUSE, FILES_ONLY, UNREGISTER_ANYWAY = range(3)
 
 
 class _RemovalAlgorithm(OfflineMapAlgorithm):
@@ -34,6 +38,18 @@ class _RemovalAlgorithm(OfflineMapAlgorithm):
                 False,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                COPIES,
+                tr("When another copy of the map may use the same replicas"),
+                [
+                    tr("Refuse (nothing is changed)"),
+                    tr("Remove the files only (the replicas stay registered for the other copy)"),
+                    tr("Unregister the replicas anyway (the other copy can no longer sync)"),
+                ],
+                defaultValue=REFUSE,
+            )
+        )
         self.add_auth_parameter()
         self.addOutput(QgsProcessingOutputNumber("UNREGISTERED", tr("Replicas unregistered")))
         self.addOutput(
@@ -45,9 +61,12 @@ class _RemovalAlgorithm(OfflineMapAlgorithm):
     def removal_parameters(self, parameters, context):
         from ..core.removal import RemovalParameters
 
+        copies = self.parameterAsEnum(parameters, COPIES, context)
         return RemovalParameters(
             discard_pending_edits=self.parameterAsBool(parameters, DISCARD, context),
             remove_locally_if_unreachable=self.parameterAsBool(parameters, UNREACHABLE, context),
+            files_only=copies == FILES_ONLY,
+            unregister_shared_replicas=copies == UNREGISTER_ANYWAY,
         )
 
     def outputs(self, result, feedback) -> dict:
@@ -90,6 +109,8 @@ class RemoveOfflineMapAlgorithm(_RemovalAlgorithm):
             "Refused while local edits have not been uploaded unless DISCARD_PENDING_EDITS is "
             "set. When a service cannot be reached nothing is deleted, unless "
             "REMOVE_IF_UNREACHABLE is set: the replica then stays registered on the service. "
+            "A copied map folder shares its replicas with the original: IF_A_COPY says whether "
+            "to refuse, remove the files only, or unregister the replicas anyway. "
             "Remove the map's layers from the project first."
         )
 
