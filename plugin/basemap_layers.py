@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -136,8 +137,9 @@ def _file_layer(path: Path, title: str, style: Path | None) -> QgsMapLayer:
 
 def _is_vector_mbtiles(path: Path) -> bool:
     try:
-        with sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True) as connection:
-            row = connection.execute("SELECT value FROM metadata WHERE name = 'format'").fetchone()
+        # Closed at once: an open handle would keep the file locked for removal (Windows).
+        with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM metadata WHERE name = 'format'").fetchone()
     except sqlite3.Error:
         return False
     return bool(row) and str(row[0]).lower() == "pbf"
@@ -152,7 +154,7 @@ def _apply_style_file(layer: QgsVectorTileLayer, style_path: Path, title: str) -
         style = json.loads(style_path.read_text(encoding="utf-8"))
         if not isinstance(style, dict):
             raise ValueError(tr("it is not a JSON object"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         log.warning(
             tr("The style of the basemap '{0}' could not be read ({1}): {2}").format(
                 title, style_path.name, error

@@ -219,3 +219,19 @@ def test_an_online_basemap_is_only_opened_from_a_web_address(demo_folder, tmp_pa
     ]
     assert layer.providerType() == "wms" and "tile.openstreetmap.org" in layer.source()
     assert "type=xyz" in layer.source()
+
+
+def test_a_hostile_style_leaves_the_vector_basemap_in_qgis_default_style(
+    demo_folder, tmp_path, project, caplog
+):
+    offline_map = map_with_basemaps(demo_folder, tmp_path, [STREETS])
+    (offline_map.folder / STREETS["style"]).write_text("[" * 100_000, encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="plugin"):
+        add_offline_map_to_project(offline_map, project)
+
+    (layer,) = [
+        node.layer() for node in map_group(project, offline_map).children()[-1].findLayers()
+    ]
+    assert layer.isValid()
+    assert any("could not be read" in r.getMessage() for r in caplog.records)

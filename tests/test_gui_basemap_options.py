@@ -240,6 +240,10 @@ def test_the_estimate_shows_tiles_and_size_and_take_offline_refuses_over_the_lim
     assert section(dialog).estimateLabel.text() == "Estimate again for these choices."
     set_spin(section(dialog).maxLevelSpin, 15)
     assert f"About {estimate.tiles:,} tiles" in section(dialog).estimateLabel.text()
+    click(dialog.wholeRadio)  # another area
+    assert section(dialog).estimateLabel.text() == "Estimate again for these choices."
+    click(dialog.canvasRadio)
+    assert f"About {estimate.tiles:,} tiles" in section(dialog).estimateLabel.text()
 
     set_spin(section(dialog).limitSpin, estimate.tiles)
     assert press_take_offline(dialog) == ""

@@ -37,11 +37,6 @@ MAX_LEVEL = 23
 LOCAL_FILE_FILTER = "Tile sets (*.gpkg *.mbtiles *.tpkx *.vtpk);;All files (*)"
 
 
-def mode_labels() -> list[tuple[str, str]]:
-    """The basemap modes, in the order the section offers them."""
-    return basemap_mode_labels()
-
-
 class BasemapSection(QgsCollapsibleGroupBox):
     """The section's widgets; ``dialog`` is the Take-offline dialog it estimates for."""
 
@@ -56,7 +51,7 @@ class BasemapSection(QgsCollapsibleGroupBox):
 
         self.modeCombo = QComboBox(self)
         self.modeCombo.setObjectName("basemapModeCombo")
-        for mode, label in mode_labels():
+        for mode, label in basemap_mode_labels():
             self.modeCombo.addItem(label, mode)
         self.modeCombo.setToolTip(tr("What the offline map shows under its layers"))
         layout.addWidget(self.modeCombo, 0, 0, 1, 2)
@@ -117,6 +112,10 @@ class BasemapSection(QgsCollapsibleGroupBox):
             self.minLevelSpin.valueChanged,
             self.maxLevelSpin.valueChanged,
             self.limitSpin.valueChanged,
+            dialog.wholeRadio.toggled,
+            dialog.canvasRadio.toggled,
+            dialog.layerRadio.toggled,
+            dialog.layerCombo.layerChanged,
         ):
             signal.connect(self._show_estimate)
         dialog.preplannedRadio.toggled.connect(self._update_enabled)
