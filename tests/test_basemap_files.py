@@ -417,3 +417,18 @@ def test_a_compressed_bundle_larger_than_it_says_is_refused(tmp_path):
     path.write_bytes(bytes(data))
     with TilePackage.open(path) as package, pytest.raises(TilePackageError, match="bundle"):
         list(package.tiles())
+
+
+def test_a_partial_tile_set_resumed_with_more_levels_gets_their_tile_matrices(tmp_path):
+    tiles = scheme()
+    ranges = tiles.tile_ranges(mercator_extent(AREA), 0, 6)
+    final = tmp_path / "Topo.gpkg"
+    store = GeoPackageTiles.open(final, tiles, [0, 1, 2], title="Topo")
+    store.write([(t.level, t.min_row, t.min_col, png(t.level, 0, 0)) for t in ranges[:3]])
+    store.close()
+    store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
+    store.write([(t.level, t.min_row, t.min_col, png(t.level, 0, 0)) for t in ranges[3:]])
+    store.finish()
+    detailed = gdal.OpenEx(str(final), open_options=["ZOOM_LEVEL=6"])
+    assert detailed.GetGeoTransform()[1] == pytest.approx(tiles.lod(6).resolution)
+    detailed = None

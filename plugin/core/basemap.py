@@ -451,11 +451,9 @@ def safe_file_stem(title: str, taken: set[str]) -> str:
 
 @dataclass
 class BasemapDownloads:
-    """The basemap files one take-offline run makes; :meth:`undo` removes them.
-
-    ``keep_partial`` (the default for failures other than cancelling) keeps the partial tile
-    sets so that the next run into the same folder continues them.
-    """
+    """The basemap files one take-offline run makes; :meth:`undo` removes them, except the
+    partial tile sets holding tiles when asked to keep them (a failure other than cancelling):
+    the next run into the same folder continues those."""
 
     folder: Path
     client: Any

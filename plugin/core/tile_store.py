@@ -231,21 +231,23 @@ class GeoPackageTiles(TileStore):
                     "INSERT INTO gpkg_tile_matrix_set VALUES (?, 3857, ?, ?, ?, ?)",
                     (table, x0, y0 - world_y, x0 + world_x, y0),
                 )
-                for level in sorted(set(levels)):
-                    width, height = scheme.matrix_size(level)
-                    conn.execute(
-                        "INSERT INTO gpkg_tile_matrix VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            table,
-                            level,
-                            width,
-                            height,
-                            scheme.cols,
-                            scheme.rows,
-                            world_x / (width * scheme.cols),
-                            world_y / (height * scheme.rows),
-                        ),
-                    )
+        # Resumed with other levels chosen: the new ones get their tile matrices too.
+        with conn:
+            for level in sorted(set(levels)):
+                width, height = scheme.matrix_size(level)
+                conn.execute(
+                    "INSERT OR IGNORE INTO gpkg_tile_matrix VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        table,
+                        level,
+                        width,
+                        height,
+                        scheme.cols,
+                        scheme.rows,
+                        world_x / (width * scheme.cols),
+                        world_y / (height * scheme.rows),
+                    ),
+                )
         return cls(final, conn, scheme)
 
     def _finish_metadata(self) -> None:
