@@ -16,6 +16,7 @@ from plugin.core.basemap import BasemapOptions, TileLimitError, estimate_basemap
 from plugin.core.errors import CancelledError, NetworkError
 from plugin.core.offline_map import MANIFEST_NAME, OfflineMap
 from plugin.core.removal import RemovalParameters, remove_offline_map
+from plugin.core.rest import TokenCredentials
 from plugin.core.take_offline import OfflineMapTask
 from plugin.core.tile_scheme import mercator_extent
 from tests.featureservice import seed
@@ -96,9 +97,9 @@ def webmap_task(server, webmap_id: str = seed.DEMO_WEBMAP_ID) -> OfflineMapTask:
     )
 
 
-def save_webmap_with_basemap(server, layers: list[dict]) -> str:
+def save_webmap_with_basemap(server, layers: list[dict], client=None) -> str:
     """The demo web map with another basemap; its item id."""
-    data = demo_webmap_data(server)
+    data = demo_webmap_data(server, client)
     data["baseMap"] = {"title": "Basemap", "baseMapLayers": layers}
     with server.app.store.write() as tx:
         tx.save_item(
@@ -109,10 +110,9 @@ def save_webmap_with_basemap(server, layers: list[dict]) -> str:
     return BASEMAP_MAP_ID
 
 
-def demo_webmap_data(server) -> dict:
-    return json.loads(
-        json.dumps(fast_client().portal_item_data(server.portal_url, seed.DEMO_WEBMAP_ID))
-    )
+def demo_webmap_data(server, client=None) -> dict:
+    client = client or fast_client()
+    return json.loads(json.dumps(client.portal_item_data(server.portal_url, seed.DEMO_WEBMAP_ID)))
 
 
 def topo_layer(service: str = seed.BASEMAP_NO_EXPORT_SERVICE) -> dict:
@@ -368,3 +368,24 @@ def test_tiles_the_service_does_not_have_are_left_out(reference_server, tmp_path
     assert server.stats()["tiles"] == total  # each asked once
     assert 0 < tile_count(path, "basemap") < total
     assert gdalinfo(path)["driverShortName"] == "GPKG"
+
+
+def test_tiles_of_a_secured_service_are_fetched_with_the_sign_in_and_keep_no_token(
+    secured_reference_server, tmp_path
+):
+    server = secured_reference_server
+    credentials = TokenCredentials(
+        server.token_url, "alice", "alice-secret", plain_http_hosts=server.plain_http_hosts
+    )
+    layers = [topo_layer(), seed.DEMO_BASEMAP["baseMapLayers"][1]]
+    webmap_id = save_webmap_with_basemap(server, layers, fast_client(credentials))
+    task = OfflineMapTask(
+        portal_url=server.portal_url, webmap_item_id=webmap_id, client=fast_client(credentials)
+    )
+    total = estimate_basemap(task.client, task.webmap()[1], area_of(task), BasemapOptions())
+    offline_map = run(task, tmp_path / "map").offline_map
+    topo, streets = offline_map.basemaps
+    assert tile_count(offline_map.basemap_path(topo), "basemap") == total.layers[0].tiles
+    assert tile_count(offline_map.basemap_path(streets), "tiles") == total.layers[1].tiles
+    for name in (MANIFEST_NAME, streets.style):
+        assert "token" not in (offline_map.folder / name).read_text().lower()
