@@ -277,12 +277,22 @@ def test_an_interrupted_download_continues_without_fetching_stored_tiles(
     assert tile_count(path, "basemap") == total and not partial.exists()
 
 
-def test_cancel_during_the_basemap_download_leaves_nothing(reference_server, tmp_path):
+@pytest.mark.parametrize(
+    ("service", "moment"),
+    [
+        (seed.BASEMAP_NO_EXPORT_SERVICE, " of "),  # while fetching tiles
+        (seed.BASEMAP_SERVICE, "Server job"),  # while the export job runs
+        (seed.BASEMAP_SERVICE, "Stored"),  # once the package is converted
+    ],
+)
+def test_cancel_during_the_basemap_download_leaves_nothing(
+    reference_server, tmp_path, service, moment
+):
     server = reference_server
-    task = webmap_task(server, save_webmap_with_basemap(server, [topo_layer()]))
+    task = webmap_task(server, save_webmap_with_basemap(server, [topo_layer(service)]))
     params = task.create_default_generate_offline_map_parameters(None)
     job = task.generate_offline_map(params, tmp_path / "map")
-    job.add_progress_listener(lambda percent, message: " of " in message and job.cancel())
+    job.add_progress_listener(lambda percent, message: moment in message and job.cancel())
     with pytest.raises(CancelledError):
         job.run()
     assert not (tmp_path / "map").exists()
