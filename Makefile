@@ -69,9 +69,11 @@ SEED ?= 1
 stress: setup
 	$(PY) tests/tools/stress.py --rounds $(ROUNDS) --seed $(SEED) --replicas 3
 
-# Speed and memory figures, side by side with ogr2ogr and QGIS "Package layers" (minutes).
+# Speed and memory figures, side by side with ogr2ogr and QGIS "Package layers" (minutes), and
+# basemap tiles per second side by side with gdal_translate.
 bench: setup
 	$(PY) tests/tools/bench.py --json .bench/bench.json
+	$(PY) tests/tools/bench_basemap.py --json .bench/bench-basemap.json
 
 # Linear to a million: this plugin alone at 100k and 1M points in one run (tens of minutes).
 .PHONY: bench-large

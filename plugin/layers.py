@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from qgis.core import (
     Qgis,
@@ -30,6 +30,7 @@ from qgis.core import (
     QgsGeometry,
     QgsGraduatedSymbolRenderer,
     QgsLayerTreeGroup,
+    QgsMapLayer,
     QgsMessageLog,
     QgsPalLayerSettings,
     QgsProject,
@@ -40,6 +41,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from .basemap_layers import add_basemaps
 from .core import schema
 from .core.errors import OfflineMapSyncError
 from .core.offline_map import GeodatabaseEntry, OfflineMap
@@ -152,12 +154,16 @@ def esri_envelope(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> dict
 
 # -- loading ---------------------------------------------------------------------------------
 def add_offline_map_to_project(
-    offline_map: OfflineMap, project: QgsProject | None = None
+    offline_map: OfflineMap,
+    project: QgsProject | None = None,
+    on_problem: Callable[[str], None] | None = None,
 ) -> list[LoadedGeodatabase]:
-    """Add every geodatabase of ``offline_map`` to ``project`` (default: the current project).
+    """Add every geodatabase of ``offline_map`` to ``project`` (default: the current project),
+    and its basemaps under them.
 
     Any group this map added earlier is replaced, so adding twice never duplicates layers.
-    Returns what was made, per geodatabase. Raises GeodatabaseError for unreadable files.
+    Returns what was made, per geodatabase. Raises GeodatabaseError for unreadable files; a
+    basemap that cannot be opened is left out and named to ``on_problem`` (and the log).
     """
     project = project or QgsProject.instance()
     # Every geodatabase is read first: an unreadable one must not leave the map half-loaded.
@@ -175,6 +181,13 @@ def add_offline_map_to_project(
     for entry in offline_map.geodatabases:
         group = top.addGroup(entry.title or Path(entry.file).stem) if several else top
         loaded.append(_add_geodatabase(offline_map, entry, definitions[entry.file], group, project))
+    add_basemaps(
+        offline_map,
+        top,
+        project,
+        lambda layer: layer.setCustomProperty(PROPERTY_FOLDER, _folder_key(offline_map.folder)),
+        on_problem or (lambda _message: None),
+    )
     return loaded
 
 
@@ -613,13 +626,20 @@ def attachment_table_name(definition: Any) -> str:
 def offline_map_layers(
     folder: Path | str, project: QgsProject | None = None
 ) -> list[QgsVectorLayer]:
-    """Every layer of ``project`` that this plugin loaded from the offline map in ``folder``."""
+    """Every layer and table of ``project`` that this plugin loaded from the geodatabases of the
+    offline map in ``folder`` (not its basemaps)."""
+    return [layer for layer in _map_layers(folder, project) if isinstance(layer, QgsVectorLayer)]
+
+
+def _map_layers(folder: Path | str, project: QgsProject | None = None) -> list[QgsMapLayer]:
+    """Every layer of ``project`` that this plugin loaded for the map in ``folder``, basemaps
+    included."""
     project = project or QgsProject.instance()
     key = _folder_key(Path(folder))
     return [
         layer
         for layer in project.mapLayers().values()
-        if isinstance(layer, QgsVectorLayer) and layer.customProperty(PROPERTY_FOLDER) == key
+        if layer.customProperty(PROPERTY_FOLDER) == key
     ]
 
 
@@ -671,9 +691,10 @@ def reload_offline_map_layers(folder: Path | str, project: QgsProject | None = N
 
 
 def remove_offline_map_from_project(folder: Path | str, project: QgsProject | None = None) -> None:
-    """Remove the layers, relations and groups this plugin added for the map in ``folder``."""
+    """Remove the layers (basemaps included), relations and groups this plugin added for the
+    map in ``folder``."""
     project = project or QgsProject.instance()
-    layers = offline_map_layers(folder, project)
+    layers = _map_layers(folder, project)
     ids = {layer.id() for layer in layers}
     manager = project.relationManager()
     for relation_id, relation in list(manager.relations().items()):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.basemap import BasemapEstimate, BasemapOptions
 from .core.enums import PreplannedUpdateMode
 from .core.errors import OfflineMapSyncError
 from .core.jobs import Job
@@ -22,6 +23,17 @@ from .core.take_offline import (
 )
 from .core.webmap import OfflineSettings
 from .resources import tr
+
+
+def basemap_mode_labels() -> list[tuple[str, str]]:
+    """The basemap modes (``BasemapOptions.mode``) with their labels, in the order the dialog
+    and the Processing algorithms offer them."""
+    return [
+        ("download", tr("Download for the area")),
+        ("online", tr("Keep online")),
+        ("local", tr("Use a local tile file")),
+        ("none", tr("None")),
+    ]
 
 
 @dataclass
@@ -49,6 +61,8 @@ class TakeOfflineRequest:
     map_area: PreplannedMapArea | None = None
     map_area_name: str = ""
     update_mode: PreplannedUpdateMode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
+    #: What becomes of the web map's basemap (on demand and preplanned).
+    basemap: BasemapOptions = field(default_factory=BasemapOptions)
 
     @property
     def is_preplanned(self) -> bool:
@@ -65,6 +79,15 @@ class TakeOfflineRequest:
         """Every URL known now that the credentials would be used for (portal and services)."""
         return [self.portal_url, *self.service_urls]
 
+    def offline_task(self, credentials: CredentialProvider | None = None) -> OfflineMapTask:
+        """The core task for this request's web map or services (raises for a bad source)."""
+        return OfflineMapTask(
+            portal_url=self.portal_url,
+            webmap_item_id=self.webmap_item_id,
+            service_urls=self.service_urls or None,
+            client=ArcGISClient(credentials),
+        )
+
 
 class TakeOfflineJob(Job):
     """Reads the web map or services and makes the offline map, all in the job's thread
@@ -78,12 +101,7 @@ class TakeOfflineJob(Job):
         super().__init__()
         self.request = request
         # Built here (main thread) so that a bad request fails before a task starts.
-        self.offline_task = OfflineMapTask(
-            portal_url=request.portal_url,
-            webmap_item_id=request.webmap_item_id,
-            service_urls=request.service_urls or None,
-            client=ArcGISClient(credentials),
-        )
+        self.offline_task = request.offline_task(credentials)
         self._inner: Job | None = None
         self._inner_lock = threading.Lock()
 
@@ -105,6 +123,7 @@ class TakeOfflineJob(Job):
             parameters.include_attachments = request.include_attachments
         if request.title:
             parameters.title = request.title
+        parameters.basemap = request.basemap
         for service_url, layer_id in request.schema_only_layers:
             parameters.set_layer_query(service_url, layer_id, LayerQuery(query_option="none"))
         self._check_cancelled()
@@ -120,6 +139,7 @@ class TakeOfflineJob(Job):
         task = self.offline_task
         parameters = task.create_default_download_preplanned_offline_map_parameters(area)
         parameters.update_mode = PreplannedUpdateMode(request.update_mode)
+        parameters.basemap = request.basemap
         if request.title:
             parameters.title = request.title
         return self._run_inner(task.download_preplanned_offline_map(parameters, request.folder))
@@ -131,6 +151,27 @@ class TakeOfflineJob(Job):
         if self.is_cancelled:
             inner.cancel()
         return inner.run()
+
+
+class EstimateBasemapJob(Job):
+    """Estimates the tiles and bytes of the request's basemap download (network), for the
+    extent the download would use; a cancel stops it at the next request. The result is a
+    ``BasemapEstimate`` (empty for services: they have no basemap)."""
+
+    def __init__(
+        self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
+    ) -> None:
+        super().__init__()
+        self.request = request
+        self.offline_task = request.offline_task(credentials)
+
+    def _execute(self) -> BasemapEstimate:
+        self._report(0.0, "Estimating the basemap")
+        return self.offline_task.estimate_basemap(
+            self.request.area_of_interest,
+            self.request.basemap,
+            cancelled=lambda: self.is_cancelled,
+        )
 
 
 @dataclass(frozen=True)

@@ -916,12 +916,14 @@ def test_forms_are_field_ready_and_attachment_tables_stay_out_of_the_layer_list(
     add_to_map(dock)
 
     top = QgsProject.instance().layerTreeRoot().findGroup(dock.offline_map.title)
+    # The demo web map's basemap goes offline with it, in a sub-group under the layers.
     assert [child.name() for child in top.children()] == [
         "Points",
         "Lines",
         "Polygons",
         "Inspections",
         "Attachments",
+        "Basemap",
     ]
     attachments_group = top.findGroup("Attachments")
     assert not attachments_group.isExpanded()

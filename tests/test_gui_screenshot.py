@@ -31,6 +31,7 @@ def test_screenshots_of_the_job_done_by_clicks_in_qgis(tmp_path):
     assert not log.exists(), log.read_text(encoding="utf-8")[-2000:]
     for step in (
         "1_take_offline",
+        "1b_basemap",
         "2_feature_form",
         "3_sync_conflict",
         "4_conflict_log",

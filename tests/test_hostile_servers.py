@@ -23,9 +23,8 @@ from werkzeug.wrappers import Response
 
 from plugin.core.errors import GeodatabaseError, ManifestError
 from plugin.core.geodatabase import Geodatabase
-from plugin.core.offline_map import MANIFEST_NAME, OfflineMap
+from plugin.core.offline_map import MANIFEST_NAME, MAX_FILE_STEM_BYTES, OfflineMap
 from plugin.core.rest import TokenCredentials
-from plugin.core.take_offline import MAX_FILE_STEM_BYTES
 from tests.test_gui_auth import auth_manager as _auth_manager_fixture
 from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
 from tests.test_hostile_inputs import registered_replicas

@@ -58,14 +58,11 @@ def test_web_map_lists_its_map_areas_with_packages_and_sizes(reference_server):
     for area in areas:
         assert area.area_of_interest["spatialReference"]["wkid"] == 102100
         assert len(area.extent) == 2
-        # One package per feature service, then the basemap's tile and vector tile packages.
-        package, *basemaps = area.packages
-        services = f"{reference_server.root_url}/rest/services"
-        assert [p.service_url for p in basemaps] == [
-            f"{services}/DemoBasemap/MapServer",
-            f"{services}/DemoVectorBasemap/VectorTileServer",
-        ]
-        assert all(p.size > 0 and p.replica_id is None for p in basemaps)
+        # One package per feature service; the basemap's tile and vector tile packages apart.
+        (package,) = area.packages
+        basemaps = area.basemap_packages
+        assert [p.kind for p in basemaps] == ["raster", "vector"]
+        assert all(p.size > 0 for p in basemaps)
         assert package.service_url == reference_server.service_url(DEMO_SERVICE)
         assert package.replica_id and package.generation is not None
         assert package.last_purged_gen is None
@@ -178,17 +175,13 @@ def test_area_offline_records_area_mode_package_and_generation(reference_server,
     result = task.download_preplanned_offline_map(params, tmp_path / "map").run()
 
     offline_map = OfflineMap.open(tmp_path / "map")
-    # The basemap stays online and its packages are left out (the client does not take
-    # basemaps offline yet, issue 21); nothing else is.
-    services = f"{reference_server.root_url}/rest/services"
-    assert [s.url for s in result.skipped_layers if not s.basemap] == [
-        f"{services}/DemoBasemap/MapServer",
-        f"{services}/DemoVectorBasemap/VectorTileServer",
+    # The area's basemap packages come with it, converted into files QGIS opens.
+    assert result.skipped_layers == ()
+    assert [(b.title, b.kind, b.format) for b in offline_map.basemaps] == [
+        ("Demo topographic", "raster", "gpkg"),
+        ("Demo streets", "vector", "mbtiles"),
     ]
-    assert [s.title for s in result.skipped_layers if s.basemap] == [
-        "Demo topographic",
-        "Demo streets",
-    ]
+    assert all(offline_map.basemap_path(b).is_file() for b in offline_map.basemaps)
     assert offline_map.title == "Whole demo area"
     assert offline_map.source.map_area_item_id == area.item_id
     assert offline_map.source.webmap_item_id == DEMO_WEBMAP_ID

@@ -350,3 +350,37 @@ def test_processing_sync_follows_the_docks_rule_for_unsaved_edits_and_reloads_la
     finally:
         points.rollBack()
         QgsProject.instance().clear()
+
+
+def test_basemap_parameters_choose_what_becomes_of_the_basemap(
+    processing, reference_server, tmp_path
+):
+    from plugin.core.offline_map import OfflineMap
+
+    source = {"PORTAL_URL": reference_server.portal_url, "WEBMAP_ITEM_ID": seed.DEMO_WEBMAP_ID}
+    processing.run(
+        _alg("takemapoffline"),
+        {**source, "BASEMAP_MAX_LEVEL": 12, "OUTPUT": str(tmp_path / "download")},
+    )
+    downloaded = OfflineMap.open(tmp_path / "download").basemaps
+    assert [(b.kind, b.max_level) for b in downloaded] == [("raster", 12), ("vector", 12)]
+
+    processing.run(
+        _alg("takemapoffline"), {**source, "BASEMAP": 1, "OUTPUT": str(tmp_path / "online")}
+    )
+    assert {b.kind for b in OfflineMap.open(tmp_path / "online").basemaps} == {"online"}
+
+    with pytest.raises(QgsProcessingException, match="more than the limit of 5"):
+        processing.run(
+            _alg("takemapoffline"),
+            {**source, "BASEMAP_TILE_LIMIT": 5, "OUTPUT": str(tmp_path / "limited")},
+        )
+    feedback = _Feedback()
+    with pytest.raises(QgsProcessingException):
+        processing.run(
+            _alg("takemapoffline"),
+            {**source, "BASEMAP": 2, "OUTPUT": str(tmp_path / "local")},
+            feedback=feedback,
+        )
+    assert any("Choose the local basemap file" in error for error in feedback.errors)
+    assert not (tmp_path / "limited").exists() and not (tmp_path / "local").exists()

@@ -187,13 +187,17 @@ def test_web_map_goes_offline_with_every_layer_table_and_attachment(reference_se
     # Web map order is bottom first: Polygons, Lines, Points.
     titles = [layer.title for _, layer in offline_map.layers_in_draw_order()]
     assert titles == ["Polygons", "Lines", "Points", "Inspections"]
-    # The demo web map's basemap (a tiled and a vector tile service) stays online, not an error.
-    assert [(s.title, s.basemap) for s in result.skipped_layers] == [
-        ("Demo topographic", True),
-        ("Demo streets", True),
+    # The demo web map's basemap (a tiled and a vector tile service) goes offline by default.
+    assert result.skipped_layers == ()
+    assert [(b.title, b.kind) for b in offline_map.basemaps] == [
+        ("Demo topographic", "raster"),
+        ("Demo streets", "vector"),
     ]
-    assert not result.has_errors
-    assert sorted(p.name for p in offline_map.folder.iterdir()) == ["Demo.gpkg", MANIFEST_NAME]
+    assert sorted(p.name for p in offline_map.folder.iterdir()) == [
+        "Demo.gpkg",
+        "basemap",
+        MANIFEST_NAME,
+    ]
 
     for layer_id, count in seed.DEMO_COUNTS.items():
         local = local_features(entry.path, layer_id)

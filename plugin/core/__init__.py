@@ -47,6 +47,14 @@ Taking offline and removing
                          ``OfflineMap.conflicts()``.
   ``removal``            removing a map or a geodatabase (unregistering its replicas).
 
+Basemaps
+  ``basemap``            the web map's basemap taken offline: ``BasemapOptions``, estimates,
+                         exportTiles or tile-by-tile downloads, map-area tile packages, the
+                         manifest's basemap entries (``offline_map.BasemapEntry``).
+  ``tile_scheme``        tile math: the tiling scheme from ``tileInfo``, area -> tile ranges.
+  ``tile_store``         GeoPackage tiles and MBTiles written with sqlite3, resumable partials.
+  ``tile_package``       reading ``.tpkx``/``.vtpk`` (Compact Cache V2 bundles), bounded.
+
 Shared
   ``enums``              SDK enumerations; ``PreplannedUpdateMode`` says what each mode means.
   ``errors``             every exception the core raises on purpose.

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,6 +31,33 @@ FORMAT_VERSION = 1
 
 # Query parameters that may carry credentials; they never reach the manifest.
 _SECRET_PARAMS = {"token", "access_token", "password", "username", "key", "api_key", "apikey"}
+
+
+#: Longest file stem of a file in the map folder, in UTF-8 bytes: file systems allow 255 per
+#: name, and the names made from it add at most about 40 (".<stem>.partial.gpkg-wal",
+#: "<stem>_deltas", "<stem>_<time>_download.json", "<stem>.before-<time>.gpkg-journal",
+#: "<stem>.mbtiles.partial-journal", a "_2" for uniqueness).
+MAX_FILE_STEM_BYTES = 150
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
+}
+
+
+def unique_file_stem(title: str, taken: set[str], default: str) -> str:
+    """A file name stem for a file of the map folder made from a title (of a service, a
+    basemap layer): no characters file systems refuse, not a reserved name, not too long,
+    unique among ``taken`` (lower-case stems, updated)."""
+    stem = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", title).strip(" .") or default
+    # A title can be any length; cut at a character boundary.
+    stem = stem.encode("utf-8")[:MAX_FILE_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
+    if stem.upper() in _WINDOWS_RESERVED:
+        stem += "_"
+    candidate, number = stem, 2
+    while candidate.lower() in taken:
+        candidate = f"{stem}_{number}"
+        number += 1
+    taken.add(candidate.lower())
+    return candidate
 
 
 def strip_credentials(url: str) -> str:
@@ -202,6 +230,97 @@ class GeodatabaseEntry:
         )
 
 
+#: Kinds of basemap entries: files downloaded into the map folder, and the others.
+BASEMAP_DOWNLOADED_KINDS = ("raster", "vector")
+BASEMAP_KINDS = (*BASEMAP_DOWNLOADED_KINDS, "online", "local")
+
+
+@dataclass(frozen=True)
+class BasemapEntry:
+    """One basemap layer of an offline map, listed bottom to top in drawing order.
+
+    ``kind``: ``raster`` (a GeoPackage tile set in the folder), ``vector`` (an MBTiles file in
+    the folder, with its Mapbox GL ``style`` beside it), ``online`` (the layer stays on its
+    service: ``source_url``/``style_url`` and the web map's ``layer_type``) or ``local`` (a file
+    the user already had: ``path`` is absolute and the map never deletes it). Paths of
+    downloaded kinds are relative to the map folder and stay inside it.
+    """
+
+    title: str
+    kind: str
+    path: str | None = None
+    format: str | None = None
+    style: str | None = None
+    source_url: str | None = None
+    layer_type: str | None = None
+    style_url: str | None = None
+    min_level: int | None = None
+    max_level: int | None = None
+    visible: bool = True
+    opacity: float = 1.0
+
+    @property
+    def downloaded(self) -> bool:
+        """True when the map folder holds this basemap's files (removed with the map)."""
+        return self.kind in BASEMAP_DOWNLOADED_KINDS
+
+    def files(self) -> list[str]:
+        """The files of a downloaded basemap, relative to the map folder."""
+        if not self.downloaded:
+            return []
+        return [name for name in (self.path, self.style) if name]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"title": self.title, "kind": self.kind}
+        if self.downloaded:
+            data.update(
+                format=self.format,
+                path=self.path,
+                style=self.style,
+                min_level=self.min_level,
+                max_level=self.max_level,
+            )
+        elif self.kind == "local":
+            data["path"] = self.path
+        else:
+            data["layer_type"] = self.layer_type
+            if self.style_url:
+                data["style_url"] = strip_credentials(self.style_url)
+        if self.source_url:
+            data["source_url"] = strip_credentials(self.source_url)
+        data.update(visible=self.visible, opacity=self.opacity)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BasemapEntry:
+        kind = str(data["kind"])
+        if kind not in BASEMAP_KINDS:
+            raise ValueError(f"the basemap kind {kind!r} is unknown")
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return None if value is None else str(value)
+
+        def level(key: str) -> int | None:
+            value = data.get(key)
+            return None if value is None else int(value)
+
+        return cls(
+            title=str(data.get("title") or ""),
+            kind=kind,
+            path=text("path"),
+            format=text("format"),
+            style=text("style"),
+            source_url=text("source_url"),
+            layer_type=text("layer_type"),
+            style_url=text("style_url"),
+            min_level=level("min_level"),
+            max_level=level("max_level"),
+            visible=bool(data.get("visible", True)),
+            opacity=float(data.get("opacity", 1.0)),
+        )
+
+
 @dataclass(frozen=True)
 class MapConflict:
     """One entry of an offline map's conflict log, with the geodatabase and the layer title
@@ -228,13 +347,15 @@ class OfflineMapManifest:
     geodatabases: tuple[GeodatabaseEntry, ...]
     area_of_interest: dict[str, Any] | None = None
     initial_extent: dict[str, Any] | None = None
+    #: The basemap layers, bottom to top (empty for maps without one, and for older maps).
+    basemaps: tuple[BasemapEntry, ...] = ()
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format_version": self.format_version,
             "title": self.title,
             "created": self.created,
@@ -244,6 +365,9 @@ class OfflineMapManifest:
             "initial_extent": self.initial_extent,
             "geodatabases": [entry.to_dict() for entry in self.geodatabases],
         }
+        if self.basemaps:
+            data["basemaps"] = [entry.to_dict() for entry in self.basemaps]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: Path | str = MANIFEST_NAME) -> OfflineMapManifest:
@@ -277,6 +401,7 @@ class OfflineMapManifest:
                 geodatabases=entries,
                 area_of_interest=data.get("area_of_interest"),
                 initial_extent=data.get("initial_extent"),
+                basemaps=tuple(BasemapEntry.from_dict(item) for item in data.get("basemaps") or ()),
                 created=str(data.get("created") or ""),
                 format_version=version,
             )
@@ -335,6 +460,8 @@ class OfflineMap:
                 f"The offline map manifest {manifest_path} is damaged: it is nested too deeply."
             ) from None
         manifest = OfflineMapManifest.from_dict(data, manifest_path)
+        for basemap in manifest.basemaps:
+            check_basemap_paths(basemap, manifest_path)
         for entry in manifest.geodatabases:
             _check_relative(entry.file, manifest_path)
             if not (folder / entry.file).is_file():
@@ -351,6 +478,8 @@ class OfflineMap:
         folder = Path(folder)
         for entry in manifest.geodatabases:
             _check_relative(entry.file, folder / MANIFEST_NAME)
+        for basemap in manifest.basemaps:
+            check_basemap_paths(basemap, folder / MANIFEST_NAME)
         text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False)
         target = folder / MANIFEST_NAME
         handle, temp_name = tempfile.mkstemp(prefix=".offline_map.", suffix=".tmp", dir=folder)
@@ -396,6 +525,17 @@ class OfflineMap:
     @property
     def initial_extent(self) -> dict[str, Any] | None:
         return self._manifest.initial_extent
+
+    @property
+    def basemaps(self) -> list[BasemapEntry]:
+        """The basemap layers, bottom to top."""
+        return list(self._manifest.basemaps)
+
+    def basemap_path(self, entry: BasemapEntry) -> Path | None:
+        """The absolute path of a basemap's file (None for online basemaps)."""
+        if entry.path is None or entry.kind == "online":
+            return None
+        return Path(entry.path) if entry.kind == "local" else self._folder / entry.path
 
     @property
     def geodatabases(self) -> list[GeodatabaseEntry]:
@@ -536,6 +676,25 @@ def _check_relative(file: str, manifest_path: Path) -> None:
             f"The offline map manifest {manifest_path} is damaged: the geodatabase name {file!r} "
             "is not a file name inside the map folder."
         )
+
+
+def check_basemap_paths(entry: BasemapEntry, manifest_path: Path) -> None:
+    """Raise ManifestError when a downloaded basemap's files are not inside the map folder (a
+    copied manifest could otherwise make removal delete, or QGIS open, any file)."""
+    if not entry.downloaded:
+        return
+    if not entry.path:
+        raise ManifestError(
+            f"The offline map manifest {manifest_path} is damaged: the basemap "
+            f"'{entry.title}' has no file."
+        )
+    for name in entry.files():
+        parts = name.replace("\\", "/").split("/")
+        if Path(name).is_absolute() or PureWindowsPath(name).drive or not parts[0] or ".." in parts:
+            raise ManifestError(
+                f"The offline map manifest {manifest_path} is damaged: the basemap file "
+                f"{name!r} is not inside the map folder."
+            )
 
 
 def _describe(error: BaseException) -> str:

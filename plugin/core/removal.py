@@ -17,7 +17,8 @@ The order protects the user's data and the services:
    (:class:`UnregisterError`) unless the caller asked to remove the local copy anyway; the
    result then lists the replicas left registered on the service.
 4. Delete the manifest first (the folder stops being an offline map at once), then the
-   GeoPackages with their SQLite side files, the deltas folder, and the map folder itself when
+   GeoPackages with their SQLite side files, the downloaded basemap files (never a local basemap
+   file the map only refers to), the deltas folder, and the map folder itself when
    nothing but our files was in it.
 
 Ahead-of-time maps that take scheduled updates share the package's replica with every other
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
+from .basemap import BASEMAP_FOLDER
 from .errors import (
     AuthenticationError,
     GeodatabaseError,
@@ -627,6 +629,27 @@ def _our_files_in(folder: Path, geodatabase_files: list[Path]) -> set[Path]:
     return ours
 
 
+def _basemap_files(offline_map: OfflineMap) -> list[Path]:
+    """The files of the map's downloaded basemaps (with their partial and SQLite side files),
+    only those really inside the map folder; a local basemap file is the user's and stays."""
+    folder = offline_map.folder.resolve()
+    found: list[Path] = []
+    for entry in offline_map.basemaps:
+        for name in entry.files():
+            path = offline_map.folder / name
+            try:
+                inside = path.parent.resolve().is_relative_to(folder)
+            except (OSError, ValueError):
+                inside = False
+            if not inside:
+                log.warning("The basemap file %s is outside the map folder; it is kept.", path)
+                continue
+            found.append(path)
+            if name == entry.path:
+                found += [Path(f"{path}{suffix}") for suffix in (*_SIDE_SUFFIXES[:-1], ".partial")]
+    return found
+
+
 class RemoveOfflineMapJob(Job):
     """Removes an offline map (see the module docstring); result: :class:`RemovalResult`.
 
@@ -660,15 +683,23 @@ class RemoveOfflineMapJob(Job):
         folder = offline_map.folder
         self._report(0.0, f"Removing '{offline_map.title}'")
         paths = [e.path for e in offline_map.geodatabases if e.path is not None]
-        ours = _our_files_in(folder, paths)
+        basemap_files = _basemap_files(offline_map)
+        ours = _our_files_in(folder, paths) | set(basemap_files)
         removal = _Removal(self.client, self.parameters, self._report, self._check_cancelled)
         result = removal.run(
             lambda: _map_plan(offline_map, self.known_maps),
             paths,
-            [folder / MANIFEST_NAME],
+            [folder / MANIFEST_NAME, *basemap_files],
             [folder.with_name(folder.name + "_deltas")]
             + [p.with_name(p.stem + "_deltas") for p in paths],
         )
+        basemap_folder = folder / BASEMAP_FOLDER
+        if basemap_files and basemap_folder.is_dir() and not basemap_folder.is_symlink():
+            try:
+                basemap_folder.rmdir()
+                ours.add(basemap_folder)
+            except OSError:
+                pass  # it holds files that are not the map's: listed as kept
         result.kept = (
             sorted(p for p in folder.iterdir() if p not in ours) if folder.is_dir() else []
         )

@@ -910,14 +910,16 @@ class ArcGISClient:
         while True:
             _check_cancel(cancel)
             status = self.get_json(status_url, cancel=cancel)
-            state = str(status.get("status") or "").replace(" ", "").lower()
+            # Feature services say "status", geoprocessing-style jobs (exportTiles) "jobStatus".
+            shown = status.get("status") or status.get("jobStatus")
+            state = str(shown or "").replace(" ", "").lower()
             if progress:
-                progress(None, f"Server job: {status.get('status') or 'waiting'}")
+                progress(None, f"Server job: {shown or 'waiting'}")
             if state in JOB_DONE:
                 return status
             if state in JOB_FAILED:
                 error = _error_from_body(status, status_url)
-                reason = str(error) if error else f"the job ended as '{status.get('status')}'"
+                reason = str(error) if error else _job_failure(status, shown)
                 raise ServiceError(
                     f"The server could not complete the job: {reason}",
                     code=error.code if error else None,
@@ -1092,6 +1094,67 @@ class ArcGISClient:
         finally:
             response.close()
 
+    def get_tile(
+        self, url: str, *, limit: int, cancel: CancelCallback | None = None
+    ) -> bytes | None:
+        """One map tile (``.../tile/{level}/{row}/{col}``), at most ``limit`` bytes; None when
+        the service has no tile there (HTTP 404, or an empty answer). Retries transient
+        failures like ``get_json``; other errors raise ServiceError/AuthenticationError."""
+        attempt = 0
+        refreshed = False
+        while True:
+            _check_cancel(cancel)
+            try:
+                response = self._send("GET", url, {})
+                try:
+                    status = response.status_code
+                    if status == 404:
+                        return None
+                    if status >= 400:
+                        body = self._read_json_or_none(response, url, cancel)
+                        error = _error_from_body(body, url, status) or ServiceError(
+                            f"The tile {_safe_url(url)} could not be read (HTTP {status}).",
+                            code=status,
+                            url=_safe_url(url),
+                        )
+                        if status in RETRY_STATUSES:
+                            raise BadAnswerError(str(error), code=status, url=_safe_url(url))
+                        raise error
+                    data = bytearray()
+                    for chunk in body_chunks(
+                        response, url, limits=self.limits, cancel=cancel, max_bytes=limit
+                    ):
+                        data += chunk
+                finally:
+                    response.close()
+            except requests.RequestException as error:
+                failure: OfflineMapSyncError = NetworkError(
+                    f"The tile from {_host(url)} was interrupted ({type(error).__name__})."
+                )
+            except (NetworkError, BadAnswerError) as error:
+                failure = error
+            except ServiceError as error:
+                if error.code == 498 and not refreshed:
+                    refreshed = True
+                    self.credentials.refresh(url)
+                    continue
+                raise
+            else:
+                if "json" in response.headers.get("Content-Type", "") and data[:1] == b"{":
+                    # An ArcGIS error inside an HTTP 200 answer.
+                    error = _error_from_body(
+                        _loads_or_none(data.decode("utf-8", "replace"), url), url
+                    )
+                    if error is not None:
+                        if error.code == 404:
+                            return None
+                        raise error
+                return bytes(data) or None
+            if attempt >= self.retries:
+                raise failure
+            _sleep(self.backoff * (2**attempt), cancel)
+            attempt += 1
+
     # -- downloads ---------------------------------------------------------------------------
     def download(
         self,
@@ -1195,6 +1258,17 @@ class ArcGISClient:
                 continue
             os.replace(part, dest)
             return dest
+
+
+def _job_failure(status: dict, shown: Any) -> str:
+    # Geoprocessing-style jobs give their reasons as messages, not as an error body.
+    texts = [
+        str(m.get("description") or "")
+        for m in status.get("messages") or ()
+        if isinstance(m, dict) and "error" in str(m.get("type") or "").lower()
+    ]
+    reason = "; ".join(t for t in texts if t)
+    return reason or f"the job ended as '{shown}'"
 
 
 def _small_error_body(path: Path, url: str, refreshed: bool) -> bool:

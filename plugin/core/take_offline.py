@@ -15,13 +15,23 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from .basemap import (
+    BasemapDownloads,
+    BasemapEstimate,
+    BasemapLayer,
+    BasemapOptions,
+    BasemapPackage,
+    basemap_layers,
+    check_local_file,
+    estimate_basemap,
+    recorded_entries,
+)
 from .enums import (
     AttachmentSyncDirection,
     PreplannedUpdateMode,
@@ -29,6 +39,7 @@ from .enums import (
     SyncModel,
 )
 from .errors import (
+    CancelledError,
     NotSyncEnabledError,
     OfflineMapSyncError,
     ServiceError,
@@ -39,11 +50,13 @@ from .geometry import normalize_geometry_type
 from .gpkg_files import move_geopackage
 from .jobs import Job
 from .offline_map import (
+    BasemapEntry,
     GeodatabaseEntry,
     LayerEntry,
     MapSource,
     OfflineMap,
     OfflineMapManifest,
+    unique_file_stem,
 )
 from .replica_download import ReplicaDownloads, unique_replica_name
 from .rest import ArcGISClient, create_replica_request
@@ -60,6 +73,7 @@ from .service import (
     supports_per_replica_sync,
 )
 from .sync_model import LayerQuery
+from .tile_scheme import mercator_extent
 from .tracking import install_adds_only_guards
 from .webmap import (
     FEATURE_SERVER,
@@ -77,9 +91,12 @@ from .webmap import (
 
 log = logging.getLogger(__name__)
 
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
-    f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)
-}
+
+#: Why a basemap cannot be downloaded (or estimated) without any extent.
+NO_BASEMAP_EXTENT = (
+    "The basemap cannot be downloaded: the map has no area or extent to take it for. Give an "
+    "area of interest, or keep the basemap online."
+)
 
 
 # -- parameters and results ------------------------------------------------------------------
@@ -114,6 +131,8 @@ class GenerateOfflineMapParameters:
     definition_expression_filter_enabled: bool = True
     #: createReplica's ``syncDataOptions`` bitmask (None = not sent).
     sync_data_options: int | None = None
+    #: The web map's basemap: downloaded for the area (levels 0-16) unless said otherwise.
+    basemap: BasemapOptions = field(default_factory=BasemapOptions)
 
     @property
     def include_attachments(self) -> bool:
@@ -172,11 +191,20 @@ class PreplannedMapArea:
     extent: list | None
     packages: tuple[PackageInfo, ...]
     snippet: str = ""
+    #: The area's basemap: Tile Package and Vector Tile Package items the portal prepared.
+    basemap_packages: tuple[BasemapPackage, ...] = ()
+
+    @property
+    def package_count(self) -> int:
+        """Packages to download: one per feature service, and the basemap packages."""
+        return len(self.packages) + len(self.basemap_packages)
 
     @property
     def size(self) -> int:
-        """Bytes to download: the sum of the package sizes."""
-        return sum(package.size for package in self.packages)
+        """Bytes to download: the sum of the package sizes (basemap packages included)."""
+        return sum(package.size for package in self.packages) + sum(
+            package.size for package in self.basemap_packages
+        )
 
     @property
     def outline(self) -> dict[str, Any] | None:
@@ -210,6 +238,8 @@ class DownloadPreplannedOfflineMapParameters:
     map_area: PreplannedMapArea
     update_mode: PreplannedUpdateMode = PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES
     title: str = ""
+    #: The basemap: the area's basemap packages are downloaded unless said otherwise.
+    basemap: BasemapOptions = field(default_factory=BasemapOptions)
 
 
 @dataclass(frozen=True)
@@ -264,6 +294,39 @@ class OfflineMapTask:
             data = self.client.portal_item_data(self.portal_url, self.webmap_item_id)
             self._webmap = (item, data)
         return self._webmap
+
+    def webmap_extent(self) -> dict | None:
+        """Where the web map opens (its initial viewpoint's geometry); None without one."""
+        if not self.webmap_item_id:
+            return None
+        _, data = self.webmap()
+        target = ((data.get("initialState") or {}).get("viewpoint") or {}).get("targetGeometry")
+        return target if isinstance(target, dict) else None
+
+    def estimate_basemap(
+        self,
+        area_of_interest: dict[str, Any] | None,
+        options: BasemapOptions,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> BasemapEstimate:
+        """What downloading the web map's basemap would take, for the same extent as
+        :meth:`generate_offline_map` takes it: the area of interest, else where the web map
+        opens, else where its first service does. Services have no basemap (empty estimate)."""
+        if not self.webmap_item_id:
+            return BasemapEstimate((), 0, 0)
+        area = parse_area_of_interest(area_of_interest) if area_of_interest else None
+        plans: list[ServicePlan] = []
+        if area is None and self.webmap_extent() is None:
+            plans = self.plan_services([])
+            for plan in plans[:1]:
+                plan.service_info = self.client.service_info(plan.service_url)
+        extent = _initial_extent(area, self.webmap_extent(), plans)
+        layers = basemap_layers(self.webmap()[1])
+        if extent is None:
+            if any(layer.downloadable for layer in layers) and options.mode == "download":
+                raise ServiceError(NO_BASEMAP_EXTENT)
+            return BasemapEstimate((), 0, 0)
+        return estimate_basemap(self.client, layers, mercator_extent(extent), options, cancelled)
 
     def plan_services(self, skipped: list[SkippedLayer]) -> list[ServicePlan]:
         """The feature services that go offline, each with the layers and tables the web map
@@ -330,14 +393,18 @@ class OfflineMapTask:
         for item in client.portal_related_items(portal, self.webmap_item_id, "Map2Area", "forward"):
             packages = client.portal_related_items(portal, item["id"], "Area2Package", "forward")
             geometry = (item.get("properties") or {}).get("geometry")
+            basemap = tuple(BasemapPackage.of(p) for p in packages if BasemapPackage.is_one(p))
             areas.append(
                 PreplannedMapArea(
                     item_id=str(item["id"]),
                     title=str(item.get("title") or item["id"]),
                     area_of_interest=geometry if isinstance(geometry, dict) else None,
                     extent=item.get("extent"),
-                    packages=tuple(PackageInfo.from_item(p) for p in packages),
+                    packages=tuple(
+                        PackageInfo.from_item(p) for p in packages if not BasemapPackage.is_one(p)
+                    ),
                     snippet=str(item.get("snippet") or ""),
+                    basemap_packages=basemap,
                 )
             )
         return areas
@@ -382,10 +449,12 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
             self._report(0.0, "Reading the map")
             plans, skipped, initial_extent = self.builder.plan()
             self._check_cancelled()
-            share = 0.9 / len(plans)
+            extent = _initial_extent(area, initial_extent, plans)
+            basemaps = self.builder.take_basemap_offline(extent, None, skipped, 0.05, 0.35)
+            share = 0.6 / len(plans)
             entries = []
             for index, plan in enumerate(plans):
-                start = 0.05 + index * share
+                start = 0.35 + index * share
                 entries.append(self._take_service_offline(plan, area, made, start, start + share))
             self._check_cancelled()
             self._report(0.97, "Writing the offline map")
@@ -396,7 +465,8 @@ class GenerateOfflineMapJob(Job[GenerateOfflineMapResult]):
                     update_mode=PreplannedUpdateMode.SYNC_WITH_FEATURE_SERVICES,
                     geodatabases=tuple(entries),
                     area_of_interest=self.parameters.area_of_interest,
-                    initial_extent=_initial_extent(area, initial_extent, plans),
+                    initial_extent=extent,
+                    basemaps=basemaps,
                 )
             )
         self._report(1.0, f"The map '{offline_map.title}' is offline")
@@ -454,12 +524,19 @@ class _MapBuilder:
         """Prepare the map's folder and yield the record of what the run makes; if the run
         fails (or is cancelled) all of it is undone."""
         made = ReplicaDownloads(self.task.client, self.job._cancel_requested)
+        self.basemap_downloads = BasemapDownloads(
+            self.folder, self.task.client, self.job._cancel_requested
+        )
         folder_created = self._prepare_folder()
         try:
             yield made
-        except BaseException:
+        except BaseException as error:
             made.undo()
-            if folder_created:
+            # An interrupted basemap download is continued by the next run into this folder;
+            # a cancelled run leaves nothing.
+            keep = not isinstance(error, CancelledError)
+            self.basemap_downloads.undo(keep_partial=keep)
+            if folder_created and not (keep and self.basemap_downloads.has_partial()):
                 shutil.rmtree(self.folder, ignore_errors=True)
             raise
 
@@ -476,7 +553,7 @@ class _MapBuilder:
                 raise OfflineMapSyncError(
                     f"{folder} is a file; choose a new or empty folder for the offline map."
                 )
-            if any(folder.iterdir()):
+            if any(folder.iterdir()) and not BasemapDownloads.only_partial(folder):
                 raise OfflineMapSyncError(
                     f"The folder {folder} is not empty; choose a new or empty folder for the offline map."
                 )
@@ -490,16 +567,103 @@ class _MapBuilder:
             return True
         return False
 
+    def take_basemap_offline(
+        self,
+        extent: dict | None,
+        packages: tuple[BasemapPackage, ...] | None,
+        skipped: list[SkippedLayer],
+        start: float,
+        end: float,
+    ) -> tuple[BasemapEntry, ...]:
+        """The web map's basemap, as the parameters' basemap options say: downloaded (a map
+        area's ``packages``; on demand, None: from the services for ``extent``), recorded as
+        online or local, or left out. Layers not downloaded go to ``skipped``."""
+        preplanned = packages is not None
+        packages = packages or ()
+        options = self.parameters.basemap
+        layers: list[BasemapLayer] = []
+        if self.task.webmap_item_id:
+            layers = basemap_layers(self.task.webmap()[1])
+        job, downloads = self.job, self.basemap_downloads
+        if options.mode != "download":
+            reason = {
+                "online": "basemap layer kept online, as chosen",
+                "local": "basemap layer replaced by the chosen local basemap file",
+                "none": "basemap layer left out, as chosen (no basemap)",
+            }[options.mode]
+            for layer in layers:
+                skipped.append(SkippedLayer(layer.title, layer.service_url, reason, basemap=True))
+            entries = list(recorded_entries(layers, options))
+            if options.mode == "local" and not entries:
+                path = check_local_file(options.local_path or "")
+                title = BasemapLayer(path.stem, "raster", "")
+                job._report(start, f"Converting the basemap {path.name}")
+                entries.append(
+                    downloads.from_package_file(path, title, job._sub_progress(start, end))
+                )
+            return tuple(entries)
+        entries = []
+        for layer in layers:
+            if not layer.downloadable:
+                skipped.append(
+                    SkippedLayer(
+                        layer.title,
+                        layer.service_url,
+                        f"basemap layers of this kind ({layer.layer_type or 'unknown'}) cannot "
+                        "be downloaded; it stays online",
+                        basemap=True,
+                    )
+                )
+        if preplanned:
+            # The map area's packages stand for the web map's layers of their kind; the other
+            # layers stay online (the portal prepared no basemap for them: the area may be far
+            # too large to fetch it here). Listed bottom to top, as the web map orders them.
+            share = (end - start) / max(1, len(packages))
+            made: dict[int, BasemapEntry] = {}
+            for index, package in enumerate(packages):
+                layer = package.matching_layer([lay for lay in layers if id(lay) not in made])
+                at = start + index * share
+                job._report(at, f"Downloading the basemap {layer.title}")
+                made[id(layer)] = downloads.from_package_item(
+                    self.task.portal_url or "", package, layer, job._sub_progress(at, at + share)
+                )
+            for layer in layers:
+                if layer.downloadable and id(layer) not in made:
+                    skipped.append(
+                        SkippedLayer(
+                            layer.title,
+                            layer.service_url,
+                            "the map area has no basemap package for this layer; it stays online",
+                            basemap=True,
+                        )
+                    )
+            in_order = [made.pop(id(lay), None) or lay.online_entry() for lay in layers]
+            return tuple(in_order + list(made.values()))
+        wanted = [layer for layer in layers if layer.downloadable]
+        if wanted and extent is None:
+            raise ServiceError(NO_BASEMAP_EXTENT)
+        area = mercator_extent(extent) if wanted else (0.0, 0.0, 0.0, 0.0)
+        services = downloads.check_limit(wanted, area, options) if wanted else []
+        by_layer = {id(service.layer): service for service in services}
+        share = (end - start) / max(1, len(services))
+        index = 0
+        for layer in layers:
+            service = by_layer.get(id(layer))
+            if service is None:
+                entries.append(layer.online_entry())
+                continue
+            at = start + index * share
+            index += 1
+            job._check_cancelled()
+            job._report(at, f"Downloading the basemap {layer.title}")
+            entries.append(downloads.download(service, area, job._sub_progress(at, at + share)))
+        return tuple(entries)
+
     def plan(self) -> tuple[list[ServicePlan], list[SkippedLayer], dict | None]:
         task = self.task
         skipped: list[SkippedLayer] = []
-        initial_extent = None
         plans = task.plan_services(skipped)
-        if task.webmap_item_id:
-            _, data = task.webmap()
-            viewpoint = (data.get("initialState") or {}).get("viewpoint") or {}
-            if isinstance(viewpoint.get("targetGeometry"), dict):
-                initial_extent = viewpoint["targetGeometry"]
+        initial_extent = task.webmap_extent()
         if not plans:
             raise ServiceError("The map has no feature service layers that can be taken offline.")
         # Check every service before creating any replica: a refusal leaves nothing behind.
@@ -647,7 +811,9 @@ class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
             self,
             task,
             GenerateOfflineMapParameters(
-                area_of_interest=area.area_of_interest, title=parameters.title or area.title
+                area_of_interest=area.area_of_interest,
+                title=parameters.title or area.title,
+                basemap=parameters.basemap,
             ),
             folder,
         )
@@ -664,9 +830,13 @@ class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
         with self.builder.undone_on_failure() as made:
             self._report(0.0, f"Reading the map area '{map_area.title}'")
             plans, skipped, initial_extent = self.builder.plan()
+            extent = _initial_extent(area, initial_extent, plans)
+            basemaps = self.builder.take_basemap_offline(
+                extent, map_area.basemap_packages, skipped, 0.05, 0.35
+            )
             by_url = {plan.service_url.lower(): plan for plan in plans}
             entries = []
-            share = 0.9 / len(map_area.packages)
+            share = 0.6 / len(map_area.packages)
             for index, package in enumerate(map_area.packages):
                 plan = by_url.pop(clean_service_url(package.service_url).lower(), None)
                 if plan is None:
@@ -678,7 +848,7 @@ class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
                         )
                     )
                     continue
-                start = 0.05 + index * share
+                start = 0.35 + index * share
                 entries.append(
                     self._download_package(plan, package, area, mode, made, start, start + share)
                 )
@@ -710,7 +880,8 @@ class DownloadPreplannedOfflineMapJob(Job[DownloadPreplannedOfflineMapResult]):
                     update_mode=mode,
                     geodatabases=tuple(entries),
                     area_of_interest=map_area.area_of_interest,
-                    initial_extent=_initial_extent(area, initial_extent, plans),
+                    initial_extent=extent,
+                    basemaps=basemaps,
                 )
             )
         self._report(1.0, f"The map area '{offline_map.title}' is offline")
@@ -944,21 +1115,5 @@ def _is_editable(plan: ServicePlan, layer_id: int) -> bool:
     return not layer_info.get("capabilities") or accepts_edits(layer_info)
 
 
-#: Longest geodatabase file stem, in UTF-8 bytes: file systems allow 255 per name, and the
-#: names made from it add at most about 40 (".<stem>.partial.gpkg-wal", "<stem>_deltas",
-#: "<stem>_<time>_download.json", "<stem>.before-<time>.gpkg-journal", a "_2" for uniqueness).
-MAX_FILE_STEM_BYTES = 150
-
-
 def _unique_file_name(title: str, taken: set[str]) -> str:
-    stem = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", title).strip(" .") or "service"
-    # A service name can be any length; cut at a character boundary.
-    stem = stem.encode("utf-8")[:MAX_FILE_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
-    if stem.upper() in _WINDOWS_RESERVED:
-        stem += "_"
-    candidate, number = stem, 2
-    while candidate.lower() in taken:
-        candidate = f"{stem}_{number}"
-        number += 1
-    taken.add(candidate.lower())
-    return f"{candidate}.gpkg"
+    return f"{unique_file_stem(title, taken, 'service')}.gpkg"

@@ -27,7 +27,7 @@ class SkippedLayer:
     title: str
     url: str
     reason: str
-    #: Basemap layers stay online by design; they are listed but are not errors.
+    #: A basemap layer kept online or left out as chosen: listed, but not an error.
     basemap: bool = False
 
     def __post_init__(self) -> None:
@@ -165,15 +165,8 @@ def plans_from_webmap(data: dict, skipped: list[SkippedLayer]) -> list[ServicePl
         add(layer, False, True)
     for table in data.get("tables") or ():
         add(table, True, True)
-    for layer in (data.get("baseMap") or {}).get("baseMapLayers") or ():
-        skipped.append(
-            SkippedLayer(
-                str(layer.get("title") or layer.get("id") or ""),
-                str(layer.get("url") or ""),
-                "basemap layers stay online",
-                basemap=True,
-            )
-        )
+    # Basemap layers are the basemap module's (plugin.core.basemap): downloaded, kept online or
+    # left out as the take-offline parameters say.
     return list(plans.values())
 
 

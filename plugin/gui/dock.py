@@ -394,8 +394,11 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         """Add the open map's geodatabases to the current project as layers."""
         if self.offline_map is None:
             return []
+        problems: list[str] = []
         try:
-            loaded = map_layers.add_offline_map_to_project(self.offline_map)
+            loaded = map_layers.add_offline_map_to_project(
+                self.offline_map, on_problem=problems.append
+            )
         except OfflineMapSyncError as error:
             self._show_error(str(error))
             return []
@@ -404,6 +407,9 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self._push(
             tr("Added {0} layers and tables of '{1}'.").format(count, self.offline_map.title)
         )
+        if problems:
+            # Logged already (basemap_layers): the message bar only tells the user.
+            self._push(" ".join(problems), Qgis.MessageLevel.Warning, log=False)
         if self.iface is not None and self.offline_map.initial_extent:
             self._zoom_to_initial_extent()
         return loaded

@@ -42,6 +42,7 @@ from ..take_offline_request import (
 )
 from ..task import CallJob, start_job_task
 from .area_outline import AreaChoicePreview
+from .basemap_options import add_basemap_section
 from .browse_dialog import add_browse_button
 from .credential_consent import credentials_with_consent
 from .formatting import size_text, tooltip
@@ -67,6 +68,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self.iface = iface
         self.task = None
         self.setupUi(self)
+        self.basemapSection = add_basemap_section(self)
         self._fit_to_screen()
         self.folderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folderWidget.setDialogTitle(tr("Folder for the new offline map"))
@@ -185,6 +187,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
                 tr("The folder {0} is not empty; choose a new or empty folder.").format(folder)
             )
         request = self._source(folder)
+        request.basemap = self.basemapSection.options()
         if self.preplannedRadio.isChecked():
             request.map_area = self.selected_area()
             if request.map_area is None:

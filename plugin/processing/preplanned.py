@@ -22,6 +22,7 @@ from ..take_offline_request import (
     update_mode_labels,
 )
 from .base import OfflineMapAlgorithm
+from .basemap_parameters import add_basemap_parameters, basemap_options
 
 
 class _WebMapAlgorithm(OfflineMapAlgorithm):
@@ -77,7 +78,7 @@ class ListPreplannedMapAreasAlgorithm(_WebMapAlgorithm):
                 "item_id": area.item_id,
                 "title": area.title,
                 "size": area.size,
-                "packages": len(area.packages),
+                "packages": area.package_count,
                 "snippet": area.snippet,
             }
             for area in areas
@@ -104,7 +105,8 @@ class DownloadPreplannedMapAreaAlgorithm(_WebMapAlgorithm):
             "empty folder, one GeoPackage per feature service plus offline_map.json. UPDATE_MODE "
             "decides how the map is kept current: synchronizing with the feature services, the "
             "portal's scheduled update packages (read-only, optionally uploading new features), or "
-            "not at all. Open the folder with the Offline Map Sync panel, or sync it with "
+            "not at all. BASEMAP says what happens to the basemap: the area's tile packages are "
+            "downloaded by default. Open the folder with the Offline Map Sync panel, or sync it with "
             "'Synchronize offline map'."
         )
 
@@ -121,6 +123,7 @@ class DownloadPreplannedMapAreaAlgorithm(_WebMapAlgorithm):
                 defaultValue=0,
             )
         )
+        add_basemap_parameters(self)
         self.add_take_offline_outputs()
         self.addOutput(QgsProcessingOutputString("MAP_AREA_ID", tr("Map area item ID")))
         self.addOutput(QgsProcessingOutputString("UPDATE_MODE", tr("Update mode")))
@@ -137,6 +140,7 @@ class DownloadPreplannedMapAreaAlgorithm(_WebMapAlgorithm):
         modes = [mode for mode, _ in update_mode_labels()]
         request.update_mode = modes[self.parameterAsEnum(parameters, "UPDATE_MODE", context)]
         request.title = self.parameterAsString(parameters, "TITLE", context).strip()
+        request.basemap = basemap_options(self, parameters, context)
         offline_map, outputs = self.take_offline(
             request,
             feedback,

@@ -12,6 +12,7 @@ from qgis.core import (
 from ..resources import tr
 from ..take_offline_request import TakeOfflineRequest
 from .base import OfflineMapAlgorithm
+from .basemap_parameters import add_basemap_parameters, basemap_options
 
 #: INCLUDE_ATTACHMENTS is 0 (No), 1 (Yes) or 2: as the web map's offline settings say
 #: (services: with attachments).
@@ -34,7 +35,9 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
             "line or separated by commas) offline on demand, for an area (EXTENT; empty = everything), "
             "with the layers listed in SCHEMA_ONLY_LAYERS taken offline empty and attachments as "
             "INCLUDE_ATTACHMENTS says (by default as the web map's offline settings say), "
-            "into a new or empty folder: one GeoPackage per service plus offline_map.json. The "
+            "into a new or empty folder: one GeoPackage per service plus offline_map.json, with the web "
+            "map's basemap as BASEMAP says (by default its tiles for the area at levels "
+            "BASEMAP_MIN_LEVEL–BASEMAP_MAX_LEVEL, refused above BASEMAP_TILE_LIMIT tiles). The "
             "services must allow sync. Open the folder with the Offline Map Sync panel, or sync it "
             "with 'Synchronize offline map'. To download a preplanned map area instead, use "
             "'Download preplanned map area'."
@@ -71,6 +74,7 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
                 optional=True,
             )
         )
+        add_basemap_parameters(self)
         self.add_take_offline_outputs()
 
     def _request(self, parameters, context) -> TakeOfflineRequest:
@@ -102,6 +106,7 @@ class TakeMapOfflineAlgorithm(OfflineMapAlgorithm):
                 tr("Give either PORTAL_URL and WEBMAP_ITEM_ID, or SERVICE_URLS.")
             )
         request.area_of_interest = self.area_of_interest(parameters, context)
+        request.basemap = basemap_options(self, parameters, context)
         return request
 
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API name)

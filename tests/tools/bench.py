@@ -162,7 +162,7 @@ def _count_rows(path, table: str) -> int:
 class Server:
     """The reference service in its own process, with N generated point features."""
 
-    def __init__(self, work: Path, large: int) -> None:
+    def __init__(self, work: Path, large: int, seed: str = "none") -> None:
         self.process = subprocess.Popen(
             [
                 PYTHON,
@@ -173,7 +173,7 @@ class Server:
                 "--port",
                 "0",
                 "--seed",
-                "none",
+                seed,
                 "--large",
                 str(large),
             ],

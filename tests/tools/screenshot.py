@@ -7,7 +7,8 @@ whole job is done the way a user does it, with clicks (``tests/gui_user.py``): t
 button opens the panel, Take offline… is filled in and answered, Add to map, a feature form with
 its related rows and attachments (a site photo added with the attachments editor), an edit in an edit session, Sync (answering the save
 question) against a server that deleted the edited feature, the conflict log, and a sync that
-fails. It saves ``<name>_1_take_offline.png``, ``_2_feature_form.png``, ``_3_sync_conflict.png``,
+fails. It saves ``<name>_1_take_offline.png``, ``_1b_basemap.png`` (the basemap's estimate),
+``_2_feature_form.png``, ``_3_sync_conflict.png``,
 ``_4_conflict_log.png``, ``_5_sync_failed.png`` next to ``--out``, and last ``--out`` itself:
 the main window with the panel and the map's layers.
 """
@@ -246,6 +247,14 @@ def _walk(plugin, iface, png: Path) -> None:
             process_events(0.1)
         dialog.scrollArea.verticalScrollBar().setValue(0)
         shot(dialog, "1_take_offline")
+        # The basemap: its tiles and size estimated before anything is downloaded.
+        basemap = dialog.basemapSection
+        dialog.scrollArea.ensureWidgetVisible(basemap)
+        click(basemap.estimateButton)
+        deadline = time.monotonic() + 60
+        while basemap.task is not None and time.monotonic() < deadline:
+            process_events(0.1)
+        shot(dialog, "1b_basemap")
         click(dialog.buttonBox.button(QDialogButtonBox.StandardButton.Ok))
 
     with answering(take_offline):
