@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{taken['LAYER_COUNT']:.0f} layers and tables in {taken['OUTPUT']}"
         )
 
+        basemap_files = describe_basemaps(map_folder)
+
         gpkg = next(map_folder.glob("*.gpkg"))
         points = server.query_all(seed.DEMO_SERVICE, 0)
         by_name = {p["attributes"]["name"]: p for p in points}
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             ("the offline point was added", "New bench (added offline)" in after),
             ("the server delete stands", deleted_there not in after),
             ("the map area was removed", not area_folder.exists()),
+            ("the basemap went offline and GDAL opens it", basemap_files == 2),
             ("the curved lot is a true curve offline", "CIRCULARSTRING" in curved_offline),
             (
                 "the edited arc reached the service as an arc",
@@ -265,6 +268,38 @@ def run(runner: QgisProcess, algorithm: str, **parameters) -> dict:
     if "results" not in answer:
         raise SystemExit(f"qgis_process {algorithm} failed:\n{json.dumps(answer, indent=2)}")
     return answer["results"]
+
+
+def describe_basemaps(map_folder: Path) -> int:
+    """Print the basemap files the map carries; the number of them that GDAL opens."""
+    from osgeo import gdal, ogr
+
+    from plugin.core.gdal_mode import gdal_exceptions
+    from plugin.core.offline_map import OfflineMap
+
+    offline_map = OfflineMap.open(map_folder)
+    opened = 0
+    for entry in offline_map.manifest.basemaps:
+        path = offline_map.basemap_path(entry)
+        if path is None or not path.is_file():
+            print(f"   basemap '{entry.title}': {entry.kind}")
+            continue
+        with gdal_exceptions(True):
+            if entry.kind == "raster":
+                dataset = gdal.Open(str(path))
+                what = f"{dataset.RasterXSize} x {dataset.RasterYSize} px"
+            else:
+                dataset = ogr.Open(str(path))
+                layers = dataset.GetLayerCount()
+                what = f"vector tiles, {layers} layers"
+        dataset = None
+        opened += 1
+        size_kb = path.stat().st_size / 1024
+        print(
+            f"   basemap '{entry.title}': levels {entry.min_level}-{entry.max_level}, "
+            f"{what}, {size_kb:.0f} KB ({path.relative_to(map_folder)})"
+        )
+    return opened
 
 
 def step(text: str) -> None:
