@@ -256,41 +256,63 @@ class _Commit:
 
     # -- downloaded changes -----------------------------------------------------------------
 
-    def apply_batch(self, layer_id: int, section: str, items: list) -> None:
+    def batch_layer(self, layer_id: int, section: str) -> LayerDef | None:
+        """The layer a batch of downloaded changes applies to (None: nothing to apply)."""
         layer = self.layers.get(layer_id)
-        if layer is None or not items:
-            return
-        is_att, kind = _DOWNLOAD_SECTIONS[section]
-        if is_att and not layer.attachment_table:
-            return
-        self.touched_layers.add(layer.id)
-        if kind == "deletes":
-            self.apply_deletes(layer, is_att, items)
-        else:
-            self.apply_upserts(layer, is_att, kind, items)
+        if layer is None or (_DOWNLOAD_SECTIONS[section][0] and not layer.attachment_table):
+            return None
+        return layer
 
-    def apply_upserts(self, layer: LayerDef, is_att: bool, kind: str, items: list) -> None:
-        conn = self.conn
-        table, fid_col, gid_col, all_cols = table_spec(layer, is_att)
+    def convert_upserts(self, layer_id: int, section: str, items: list) -> list | None:
+        """Downloaded adds or updates as ``(GlobalID, columns, values, server ObjectID)``,
+        the last version of a row in the batch winning; None for other batches. Runs in the
+        reading thread: it touches no database."""
+        layer = self.batch_layer(layer_id, section)
+        is_att, kind = _DOWNLOAD_SECTIONS[section]
+        if layer is None or kind == "deletes":
+            return None
+        _table, _fid_col, gid_col, all_cols = table_spec(layer, is_att)
         codec = self.att_codec(layer) if is_att else self.codec(layer)
         latest: dict[str, dict] = {}
-        for item in items:  # the last version of a row in a batch wins
+        for item in items:
             gid = codec.global_id(item)
             if gid:
                 latest.pop(gid, None)
                 latest[gid] = item
-        existing = self.lookup_fids(table, gid_col, fid_col, list(latest))
-        pend = self.pending(layer, is_att)
-        updates: dict[tuple, list] = {}
-        new_rows: list[tuple] = []  # (cols, values, server ObjectID or None)
-        n = 0
+        rows = []
         for gid, item in latest.items():
+            oid = None
             if is_att:
                 cols, values = tuple(all_cols), codec.row(item, self.fetch_attachment)
             else:
                 cols, values = codec.present_row(item)
                 if gid_col not in cols:
                     cols, values = (*cols, gid_col), [*values, gid]
+                oid = (item.get("attributes") or {}).get(layer.object_id_field)
+            rows.append((gid, cols, values, oid if isinstance(oid, int) else None))
+        return rows
+
+    def apply_batch(self, layer_id: int, section: str, items: list, upserts: list | None) -> None:
+        """Apply one batch of downloaded changes (``upserts``: from :meth:`convert_upserts`)."""
+        layer = self.batch_layer(layer_id, section)
+        if layer is None or not items:
+            return
+        is_att, kind = _DOWNLOAD_SECTIONS[section]
+        self.touched_layers.add(layer.id)
+        if kind == "deletes":
+            self.apply_deletes(layer, is_att, items)
+        elif upserts:
+            self.apply_upserts(layer, is_att, kind, upserts)
+
+    def apply_upserts(self, layer: LayerDef, is_att: bool, kind: str, upserts: list) -> None:
+        conn = self.conn
+        table, fid_col, gid_col, _all_cols = table_spec(layer, is_att)
+        existing = self.lookup_fids(table, gid_col, fid_col, [row[0] for row in upserts])
+        pend = self.pending(layer, is_att)
+        updates: dict[tuple, list] = {}
+        new_rows: list[tuple] = []  # (cols, values, server ObjectID or None)
+        n = 0
+        for gid, cols, values, oid in upserts:
             p = pend.by_gid.get(gid)
             if p is not None:
                 if self.apply_pending_row(layer, is_att, gid, p, cols, values, existing.get(gid)):
@@ -300,8 +322,7 @@ class _Commit:
             if fid is not None:
                 updates.setdefault(cols, []).append([*values, fid])
             else:
-                oid = None if is_att else (item.get("attributes") or {}).get(layer.object_id_field)
-                new_rows.append((cols, values, oid if isinstance(oid, int) else None))
+                new_rows.append((cols, values, oid))
             n += 1
         # New rows keep the server's ObjectID as fid where it is free: one look-up for the
         # batch, after the pending rows above were written and before any insert runs.
@@ -660,7 +681,9 @@ def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool
 def _batches(
     events: Iterable[tuple[int, str, object]], commit: _Commit
 ) -> Iterator[tuple[int, str, list]]:
-    """Group consecutive download events of one layer and section; results go to ``commit``."""
+    """Group consecutive download events of one layer and section, adds and updates converted
+    (:meth:`_Commit.convert_upserts`); results go to ``commit``. Yields ``(layer id, section,
+    items, converted upserts or None)``."""
     key = None
     items: list = []
     size = 0
@@ -675,13 +698,13 @@ def _batches(
         # Batches are bounded by count and by attachment bytes (photos are large).
         if new_key != key or len(items) >= BATCH_SIZE or size >= BATCH_BYTES:
             if items:
-                yield key[0], key[1], items
+                yield key[0], key[1], items, commit.convert_upserts(key[0], key[1], items)
             key, items, size = new_key, [], 0
         items.append(item)
         if isinstance(item, dict) and isinstance(item.get("data"), str):
             size += len(item["data"])
     if items:
-        yield key[0], key[1], items
+        yield key[0], key[1], items, commit.convert_upserts(key[0], key[1], items)
 
 
 def commit_sync(
@@ -709,12 +732,13 @@ def commit_sync(
         set_tracking(conn, False)
         commit = _Commit(conn, active, snapshot, direction, fetch_attachment)
         applied = 0
-        # Reading the download (Python) runs ahead in a thread while batches are stored.
+        # Reading and converting the download (Python) run ahead in a thread while batches are
+        # stored (SQLite releases the GIL): on two cores the two overlap.
         batches = stack.enter_context(closing(in_background(_batches(events, commit))))
-        for layer_id, section, items in batches:
+        for layer_id, section, items, upserts in batches:
             if cancel is not None and cancel():
                 raise CancelledError("Synchronization cancelled; nothing was applied.")
-            commit.apply_batch(layer_id, section, items)
+            commit.apply_batch(layer_id, section, items, upserts)
             applied += len(items)
             if progress is not None:
                 progress(None, f"Applied {applied} downloaded changes")
