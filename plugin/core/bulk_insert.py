@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from .geometry import gpkg_envelope
-from .gpkg_connection import quote
+from .gpkg_connection import quote, rtree_name
 
 T = TypeVar("T")
 _DONE = object()
@@ -107,7 +107,7 @@ class BulkLoad:
             f"INSERT INTO {quote(table)} ({', '.join(names)})"
             f" VALUES ({', '.join('?' for _ in names)})"
         )
-        rtree = f"rtree_{table}_{geometry_column}" if geometry_column else None
+        rtree = rtree_name(table, geometry_column) if geometry_column else None
         self._rtree = rtree if rtree and self._exists("table", rtree) else None
         self._boxes = f"temp.{quote('oms_load_' + table)}"
         if self._rtree:
@@ -172,14 +172,16 @@ def update_rows(
     *,
     geometry_column: str | None = None,
     unchanged: Sequence[str] = (),
+    moved: MovedRows | None = None,
 ) -> None:
     """``UPDATE`` many rows (``[*values of columns, fid]``) in row-id order.
 
     Columns in ``unchanged`` (e.g. the GlobalID the rows were matched on) are left out of the
     ``SET``: writing an indexed column rewrites its index entry even if the value is the same.
     When the geometry changes, GDAL's spatial-index update triggers (which call back into
-    Python several times per row) are suspended and the index entries of the rows are
-    replaced in one step. Must run inside the caller's transaction.
+    Python several times per row) are suspended; the index entries of the rows are replaced
+    in one step, or later by ``moved`` (:class:`MovedRows`, which notes the rows). Must run
+    inside the caller's transaction.
     """
     keep = [i for i, c in enumerate(columns) if c not in unchanged]
     if len(keep) < len(columns):
@@ -192,7 +194,7 @@ def update_rows(
         f"UPDATE {quote(table)} SET {', '.join(f'{quote(c)} = ?' for c in columns)}"
         f" WHERE {quote(fid_column)} = ?"
     )
-    rtree = f"rtree_{table}_{geometry_column}" if geometry_column else None
+    rtree = rtree_name(table, geometry_column) if geometry_column else None
     triggers = []
     if rtree and geometry_column in columns:
         triggers = conn.execute(
@@ -204,18 +206,114 @@ def update_rows(
         conn.execute(f"DROP TRIGGER {quote(name)}")
     conn.executemany(update, rows)
     if triggers:
-        geom_index = list(columns).index(geometry_column)
-        boxes = [envelope_row(row[-1], row[geom_index]) for row in rows]
-        conn.executemany(
-            f"INSERT OR REPLACE INTO {quote(rtree)} VALUES (?, ?, ?, ?, ?)",
-            [box for box in boxes if box is not None],
-        )
-        conn.executemany(
-            f"DELETE FROM {quote(rtree)} WHERE id = ?",
-            [(row[-1],) for row, box in zip(rows, boxes) if box is None],
-        )
+        if moved is not None:
+            moved.note([row[-1] for row in rows])
+        else:
+            geom_index = list(columns).index(geometry_column)
+            _replace_boxes(
+                conn,
+                rtree,
+                [envelope_row(row[-1], row[geom_index]) for row in rows],
+                [row[-1] for row in rows],
+            )
         for _name, sql in triggers:
             conn.execute(sql)
+
+
+def _replace_boxes(conn, rtree: str, boxes: list, fids: list) -> None:
+    """Index entries of rows ``fids`` replaced by ``boxes`` (None: the row has no extent)."""
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {quote(rtree)} VALUES (?, ?, ?, ?, ?)",
+        [box for box in boxes if box is not None],
+    )
+    conn.executemany(
+        f"DELETE FROM {quote(rtree)} WHERE id = ?",
+        [(fid,) for fid, box in zip(fids, boxes) if box is None],
+    )
+
+
+class MovedRows:
+    """Rows of one table whose geometry :func:`update_rows` changed, their spatial-index
+    entries brought up to date by :meth:`finish`, from the rows' final geometries: when they
+    are a large part of the table the index is written anew, packed (much faster than
+    replacing most of its entries one by one), otherwise their entries are replaced.
+
+    The rows are noted in a temporary table (a million of them take no Python memory). Until
+    :meth:`finish` the index misses their moves; everything runs in the caller's transaction.
+    """
+
+    #: Written anew when at least this share of the index's entries moved.
+    REBUILD_SHARE = 0.25
+
+    def __init__(
+        self, conn: sqlite3.Connection, table: str, fid_column: str, geometry_column: str
+    ) -> None:
+        self.conn = conn
+        self.table = table
+        self.fid_column = fid_column
+        self.geometry_column = geometry_column
+        self.rtree = rtree_name(table, geometry_column)
+        self._noted = f"temp.{quote('oms_moved_' + table)}"
+        self._created = False
+
+    def note(self, fids: list[int]) -> None:
+        if not self._created:
+            self.conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {quote('oms_moved_' + self.table)}"
+                " (id INTEGER PRIMARY KEY)"
+            )
+            self._created = True
+        self.conn.executemany(
+            f"INSERT OR IGNORE INTO {self._noted} VALUES (?)", [(f,) for f in fids]
+        )
+
+    def _boxes(self) -> Iterator[tuple[list, list]]:
+        """(envelope rows, fids) of the noted rows that still exist, from their geometries."""
+        cursor = self.conn.execute(
+            f"SELECT t.{quote(self.fid_column)}, t.{quote(self.geometry_column)}"
+            f" FROM {self._noted} m JOIN {quote(self.table)} t ON t.{quote(self.fid_column)} = m.id"
+        )
+        while True:
+            chunk = cursor.fetchmany(5000)
+            if not chunk:
+                return
+            yield [envelope_row(fid, blob) for fid, blob in chunk], [fid for fid, _ in chunk]
+
+    def finish(self) -> None:
+        if not self._created:
+            return
+        conn = self.conn
+        rtree = self.rtree
+        moved = conn.execute(f"SELECT count(*) FROM {self._noted}").fetchone()[0]
+        total = conn.execute(f"SELECT count(*) FROM {quote(rtree + '_rowid')}").fetchone()[0]
+        node_size = _packable(conn, rtree)
+        if node_size is not None and moved >= self.REBUILD_SHARE * total:
+            boxes = f"temp.{quote('oms_boxes_' + self.table)}"
+            conn.execute(
+                f"CREATE TEMP TABLE {quote('oms_boxes_' + self.table)}"
+                " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
+            )
+            conn.execute(
+                f"INSERT INTO {boxes} SELECT * FROM {quote(rtree)}"
+                f" WHERE id NOT IN (SELECT id FROM {self._noted})"
+            )
+            for envelopes, _fids in self._boxes():
+                conn.executemany(
+                    f"INSERT INTO {boxes} VALUES (?, ?, ?, ?, ?)",
+                    [box for box in envelopes if box is not None],
+                )
+            for part in ("node", "rowid", "parent"):
+                conn.execute(f"DELETE FROM {quote(f'{rtree}_{part}')}")
+            conn.execute(
+                f"INSERT INTO {quote(rtree + '_node')} VALUES (1, zeroblob(?))", (node_size,)
+            )
+            pack_rtree(conn, rtree, boxes)
+            conn.execute(f"DROP TABLE {boxes}")
+        else:
+            for envelopes, fids in self._boxes():
+                _replace_boxes(conn, rtree, envelopes, fids)
+        conn.execute(f"DROP TABLE {self._noted}")
+        self._created = False
 
 
 # -- a packed spatial index ----------------------------------------------------------------------
@@ -283,25 +381,38 @@ def _tiles(entries: list[tuple], per_node: int) -> Iterator[list[tuple]]:
         yield from _even_chunks(part, -(-len(part) // per_node))
 
 
-def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
-    """Fill the empty 2-D spatial index ``rtree`` with the rows of the table ``boxes``
-    (``id, minx, maxx, miny, maxy``) as a packed tree. False (nothing written) when ``rtree``
-    is not an empty 2-D float R*Tree of the usual shape: the caller inserts the rows then."""
+def _packable(conn: sqlite3.Connection, rtree: str) -> int | None:
+    """The node size of ``rtree`` if it is a 2-D float R*Tree of the usual shape, else None."""
     found = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (rtree,)
     ).fetchone()
     if found is None or not _PLAIN_RTREE.match(" ".join(str(found[0]).split())):
-        return False
+        return None
+    root = conn.execute(
+        f"SELECT length(data) FROM {quote(rtree + '_node')} WHERE nodeno = 1"
+    ).fetchone()
+    if root is None or root[0] is None or root[0] < _HEADER.size + _CELL.size:
+        return None
+    return int(root[0])
+
+
+def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
+    """Fill the empty 2-D spatial index ``rtree`` with the rows of the table ``boxes``
+    (``id, minx, maxx, miny, maxy``) as a packed tree. False (nothing written) when ``rtree``
+    is not an empty 2-D float R*Tree of the usual shape: the caller inserts the rows then."""
+    node_size = _packable(conn, rtree)
     node_table, rowid_table, parent_table = (
         quote(f"{rtree}_{s}") for s in ("node", "rowid", "parent")
     )
-    root = conn.execute(f"SELECT data FROM {node_table} WHERE nodeno = 1").fetchone()
-    if root is None or len(root[0]) < 4 + _CELL.size or _HEADER.unpack_from(root[0])[1] != 0:
+    if (
+        node_size is None
+        or conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {rowid_table})"
+            f" OR (SELECT substr(data, 3, 2) <> x'0000' FROM {node_table} WHERE nodeno = 1)"
+        ).fetchone()[0]
+    ):
         return False
-    node_size = len(root[0])
     per_node = (node_size - _HEADER.size) // _CELL.size
-    if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {rowid_table})").fetchone()[0]:
-        return False
     count = conn.execute(f"SELECT count(*) FROM {boxes}").fetchone()[0]
     if count == 0:
         return True

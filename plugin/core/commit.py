@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 
 from . import field_values as fv
-from .bulk_insert import in_background, update_rows
+from .bulk_insert import MovedRows, in_background, update_rows
 from .conflicts import now_text, read_local_row, record_conflict, table_spec
 from .enums import SyncDirection
 from .errors import CancelledError
@@ -150,6 +150,9 @@ class _Commit:
         #: Results that name no uploaded edit, by (layer id, is attachment, kind).
         self.unmatched: dict[tuple[int, bool, str], list[dict]] = {}
         self.touched_layers: set[int] = set()
+        #: Rows whose geometry the download changed, per layer id: their spatial-index
+        #: entries are brought up to date once, at the end (:meth:`update_spatial_indexes`).
+        self.moved: dict[int, MovedRows] = {}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -336,7 +339,21 @@ class _Commit:
             inserts.setdefault(cols, []).append(values)
         for cols, rows in updates.items():  # matched on the GlobalID: it stays as it is
             geom = None if is_att else layer.geometry_column
-            update_rows(conn, table, fid_col, cols, rows, geometry_column=geom, unchanged=[gid_col])
+            moved = None
+            if geom:
+                moved = self.moved.get(layer.id)
+                if moved is None:
+                    moved = self.moved[layer.id] = MovedRows(conn, table, fid_col, geom)
+            update_rows(
+                conn,
+                table,
+                fid_col,
+                cols,
+                rows,
+                geometry_column=geom,
+                unchanged=[gid_col],
+                moved=moved,
+            )
         # Rows keeping the server's ObjectID first: an automatic fid taken earlier in the same
         # batch could be one of those ObjectIDs (checked free before any insert ran).
         for cols, rows in sorted(inserts.items(), key=lambda group: fid_col not in group[0]):
@@ -637,6 +654,10 @@ class _Commit:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
+    def update_spatial_indexes(self) -> None:
+        for moved in self.moved.values():
+            moved.finish()
+
     def update_extents(self) -> None:
         for lid in self.touched_layers:
             refresh_extent(self.conn, self.layers[lid], mark_changed=True)
@@ -763,6 +784,7 @@ def commit_sync(
                 "UPDATE oms_journal SET closed_at = ? WHERE closed_at IS NULL AND seq = ?",
                 (now_text(), snapshot.seq),
             )
+        commit.update_spatial_indexes()
         commit.update_extents()
         for lid in active:
             if wanted is None or lid in wanted or lid in commit.counts:
