@@ -275,25 +275,32 @@ class _Commit:
         if layer is None or kind == "deletes":
             return None
         _table, _fid_col, gid_col, all_cols = table_spec(layer, is_att)
-        codec = self.att_codec(layer) if is_att else self.codec(layer)
-        latest: dict[str, dict] = {}
+        if is_att:
+            codec = self.att_codec(layer)
+            latest: dict[str, dict] = {}
+            for item in items:
+                gid = codec.global_id(item)
+                if gid:
+                    latest.pop(gid, None)
+                    latest[gid] = item
+            return [
+                (gid, tuple(all_cols), codec.row(item, self.fetch_attachment), None)
+                for gid, item in latest.items()
+            ]
+        codec = self.codec(layer)
+        rows: dict[str, tuple] = {}
         for item in items:
-            gid = codec.global_id(item)
-            if gid:
-                latest.pop(gid, None)
-                latest[gid] = item
-        rows = []
-        for gid, item in latest.items():
-            oid = None
-            if is_att:
-                cols, values = tuple(all_cols), codec.row(item, self.fetch_attachment)
+            cols, values = codec.present_row(item)
+            if gid_col in cols:
+                gid = fv.normalize_guid(values[cols.index(gid_col)])
             else:
-                cols, values = codec.present_row(item)
-                if gid_col not in cols:
-                    cols, values = (*cols, gid_col), [*values, gid]
+                gid = codec.global_id(item)
+                cols, values = (*cols, gid_col), [*values, gid]
+            if gid:
                 oid = (item.get("attributes") or {}).get(layer.object_id_field)
-            rows.append((gid, cols, values, oid if isinstance(oid, int) else None))
-        return rows
+                rows.pop(gid, None)
+                rows[gid] = (gid, cols, values, oid if isinstance(oid, int) else None)
+        return list(rows.values())
 
     def apply_batch(self, layer_id: int, section: str, items: list, upserts: list | None) -> None:
         """Apply one batch of downloaded changes (``upserts``: from :meth:`convert_upserts`)."""
