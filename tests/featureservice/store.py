@@ -398,6 +398,17 @@ class Tx:
         )
         return {r[0] for r in rows}
 
+    def changed_since_where(
+        self, layer: Layer, kind: str, gen: int, exclude_replica: str | None
+    ) -> tuple[str, list]:
+        """SQL condition (and its parameters) on `layer`'s rows: changed after `gen` by anyone
+        but `exclude_replica`, like :meth:`changed_since`, for a query of the rows."""
+        return (
+            f"{quote(layer.gid_field)} IN (SELECT globalid FROM changes WHERE service = ? "
+            "AND layer_id = ? AND kind = ? AND gen > ? AND replica IS NOT ?)",
+            [layer.service, layer.id, kind, gen, exclude_replica],
+        )
+
     def deleted_since(
         self, layer: Layer, kind: str, gen: int, exclude_replica: str | None
     ) -> list[str]:
