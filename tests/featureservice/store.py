@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS changes (
   gen INTEGER NOT NULL,
   replica TEXT                   -- the replica whose upload made the change, NULL otherwise
 );
-CREATE INDEX IF NOT EXISTS changes_by_gen ON changes (service, layer_id, kind, gen);
+-- Covering: the changes since a generation are read from the index alone.
+CREATE INDEX IF NOT EXISTS changes_by_gen ON changes (service, layer_id, kind, gen, globalid, replica);
 CREATE TABLE IF NOT EXISTS tombstones (
   service TEXT NOT NULL COLLATE NOCASE,
   layer_id INTEGER NOT NULL,
