@@ -183,16 +183,14 @@ def update_rows(
     in one step, or later by ``moved`` (:class:`MovedRows`, which notes the rows). Must run
     inside the caller's transaction.
     """
-    keep = [i for i, c in enumerate(columns) if c not in unchanged]
-    if len(keep) < len(columns):
-        columns = [columns[i] for i in keep]
-        rows = [[row[i] for i in keep] + [row[-1]] for row in rows]
-    if not columns:
+    # Numbered parameters: the values of unchanged columns are bound but not used.
+    assignments = [f"{quote(c)} = ?{i}" for i, c in enumerate(columns, 1) if c not in unchanged]
+    if not assignments:
         return
     rows = sorted(rows, key=lambda row: row[-1])
     update = (
-        f"UPDATE {quote(table)} SET {', '.join(f'{quote(c)} = ?' for c in columns)}"
-        f" WHERE {quote(fid_column)} = ?"
+        f"UPDATE {quote(table)} SET {', '.join(assignments)}"
+        f" WHERE {quote(fid_column)} = ?{len(columns) + 1}"
     )
     rtree = rtree_name(table, geometry_column) if geometry_column else None
     triggers = []

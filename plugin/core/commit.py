@@ -49,7 +49,7 @@ from .gpkg_connection import quote, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import refresh_extent
 from .sync_model import RejectedEdit
-from .tracking import drop_pending, next_seq, set_tracking
+from .tracking import drop_pending, next_seq, set_tracking, suspend_triggers
 
 BATCH_SIZE = 1000
 BATCH_BYTES = 32 * 1024 * 1024
@@ -153,6 +153,8 @@ class _Commit:
         #: Rows whose geometry the download changed, per layer id: their spatial-index
         #: entries are brought up to date once, at the end (:meth:`update_spatial_indexes`).
         self.moved: dict[int, MovedRows] = {}
+        #: Tracking triggers suspended while the download is applied, per table.
+        self.suspended: dict[str, list[tuple[str, str]]] = {}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -185,6 +187,22 @@ class _Commit:
     def lookup_fids(self, table: str, gid_col: str, fid_col: str, gids: list[str]) -> dict:
         sql = f"SELECT {quote(gid_col)}, {quote(fid_col)} FROM {quote(table)} WHERE {quote(gid_col)} IN"
         return dict(select_in(self.conn, sql, gids))
+
+    def match_rows(self, table: str, gid_col: str, fid_col: str, upserts: list) -> dict:
+        """GlobalID -> fid of the local rows of downloaded ``upserts`` (from
+        :meth:`convert_upserts`). Rows keep the server's ObjectID as fid where it was free, so
+        the rows with those fids are looked at first (row-id look-ups, in order), and kept
+        where their GlobalID is the one downloaded; the others are looked up by GlobalID."""
+        by_oid = {row[3]: row[0] for row in upserts if row[3] is not None}
+        sql = f"SELECT {quote(fid_col)}, {quote(gid_col)} FROM {quote(table)} WHERE {quote(fid_col)} IN"
+        found = {}
+        for fid, gid in select_in(self.conn, sql, list(by_oid)):
+            if gid is not None and by_oid[fid] == fv.normalize_guid(gid):
+                found[by_oid[fid]] = fid
+        rest = [row[0] for row in upserts if row[0] not in found]
+        if rest:
+            found.update(self.lookup_fids(table, gid_col, fid_col, rest))
+        return found
 
     def clear_pending(self, table: str, fid: int | None, gid: str, *, upto: int | None = None):
         """Drop pending changes of a row (all, or only those up to sequence ``upto``)."""
@@ -309,6 +327,9 @@ class _Commit:
             return
         is_att, kind = _DOWNLOAD_SECTIONS[section]
         self.touched_layers.add(layer.id)
+        table = layer.attachment_table if is_att else layer.table_name
+        if table not in self.suspended:  # they do nothing now (untracked), at a cost per row
+            self.suspended[table] = suspend_triggers(self.conn, table)
         if kind == "deletes":
             self.apply_deletes(layer, is_att, items)
         elif upserts:
@@ -317,7 +338,7 @@ class _Commit:
     def apply_upserts(self, layer: LayerDef, is_att: bool, kind: str, upserts: list) -> None:
         conn = self.conn
         table, fid_col, gid_col, _all_cols = table_spec(layer, is_att)
-        existing = self.lookup_fids(table, gid_col, fid_col, [row[0] for row in upserts])
+        existing = self.match_rows(table, gid_col, fid_col, upserts)
         pend = self.pending(layer, is_att)
         updates: dict[tuple, list] = {}
         new_rows: list[tuple] = []  # (cols, values, server ObjectID or None)
@@ -665,6 +686,12 @@ class _Commit:
         for moved in self.moved.values():
             moved.finish()
 
+    def restore_triggers(self) -> None:
+        for triggers in self.suspended.values():
+            for _name, sql in triggers:
+                self.conn.execute(sql)
+        self.suspended.clear()
+
     def update_extents(self) -> None:
         for lid in self.touched_layers:
             refresh_extent(self.conn, self.layers[lid], mark_changed=True)
@@ -792,6 +819,7 @@ def commit_sync(
                 (now_text(), snapshot.seq),
             )
         commit.update_spatial_indexes()
+        commit.restore_triggers()
         commit.update_extents()
         for lid in active:
             if wanted is None or lid in wanted or lid in commit.counts:
