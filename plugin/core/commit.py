@@ -314,7 +314,7 @@ class _Commit:
             else:
                 gid = codec.global_id(item)
                 cols, values = (*cols, gid_col), [*values, gid]
-            if gid:
+            if gid:  # the last version of a row in a batch wins
                 oid = (item.get("attributes") or {}).get(layer.object_id_field)
                 rows.pop(gid, None)
                 rows[gid] = (gid, cols, values, oid if isinstance(oid, int) else None)
@@ -735,7 +735,7 @@ def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool
 
 def _batches(
     events: Iterable[tuple[int, str, object]], commit: _Commit
-) -> Iterator[tuple[int, str, list]]:
+) -> Iterator[tuple[int, str, list, list | None]]:
     """Group consecutive download events of one layer and section, adds and updates converted
     (:meth:`_Commit.convert_upserts`); results go to ``commit``. Yields ``(layer id, section,
     items, converted upserts or None)``."""
