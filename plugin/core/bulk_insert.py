@@ -321,6 +321,7 @@ class MovedRows:
 # tables (``<rtree>_node``, ``_rowid``, ``_parent``) in SQLite's node format, with coordinates
 # rounded outwards to 32-bit floats exactly as the module rounds them.
 
+_SORT_CACHE_KIB = 8192
 _F32 = struct.Struct("f")
 _CELL = struct.Struct(">q4f")  # a 2-D cell: id (or child node), minx, maxx, miny, maxy
 _HEADER = struct.Struct(">HH")  # depth of the tree (root node only), number of cells
@@ -451,7 +452,14 @@ def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
         return True
     slices = math.ceil(math.sqrt(leaf_nodes))
     size, extra = divmod(count, slices)
-    cursor = conn.execute(f"SELECT * FROM {boxes} ORDER BY minx + maxx")
+    # The sort runs within this call and keeps up to the page cache's size in memory: a
+    # smaller one for it (spilling to temporary files) keeps a million rows' peak down.
+    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+    conn.execute(f"PRAGMA cache_size = -{_SORT_CACHE_KIB}")
+    try:
+        cursor = conn.execute(f"SELECT * FROM {boxes} ORDER BY minx + maxx")
+    finally:
+        conn.execute(f"PRAGMA cache_size = {int(cache)}")
     level: list[tuple] = []
     for i in range(slices):
         part = _rounded(cursor.fetchmany(size + (1 if i < extra else 0)))
