@@ -194,6 +194,42 @@ def test_downloaded_changes_are_applied_by_globalid_without_being_tracked(gdb):
     assert in_index == (5.0, 6.0)
 
 
+def test_a_download_moving_most_rows_leaves_triggers_index_and_tracking_whole(gdb):
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'local' WHERE GlobalID = ?", (gdb.gids[0],))
+    conn.close()
+    triggers = sorted(
+        gdb.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+    )
+    moves = {gid: (100.0 + i, 50.0 - i) for i, gid in enumerate(gdb.gids)}
+    updates = [
+        {"attributes": {"GlobalID": gid, "visits": 40}, "geometry": {"x": x, "y": y}}
+        for gid, (x, y) in moves.items()
+    ]
+    commit(gdb, None, [{"id": 0, "features": {"updates": updates}}], direction=DOWN)
+    assert (
+        sorted(gdb.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        == triggers
+    )
+    conn = writer(gdb)
+    index = {
+        gid: box
+        for gid, *box in conn.execute(
+            "SELECT p.GlobalID, r.minx, r.miny FROM rtree_Points_geom r JOIN Points p"
+            " ON p.OBJECTID = r.id"
+        )
+    }
+    assert conn.execute("SELECT rtreecheck('rtree_Points_geom')").fetchone() == ("ok",)
+    # Every row moved, the one with a pending local edit too (only its edited field stays).
+    assert index == {gid: [*xy] for gid, xy in moves.items()}
+    assert point(gdb, gdb.gids[0], "name, visits") == ("local", 40)
+    assert pending(gdb) == [("Points", "update", gdb.gids[0], ["name"])]
+    # Local edits made afterwards are tracked again.
+    conn.execute("UPDATE Points SET visits = 1 WHERE GlobalID = ?", (gdb.gids[1],))
+    conn.close()
+    assert ("Points", "update", gdb.gids[1], ["visits"]) in pending(gdb)
+
+
 def test_replayed_download_does_not_duplicate_rows(gdb):
     gid = "{DDDDDDDD-0000-4000-8000-000000000001}"
     reply = [{"id": 0, "features": {"adds": [lj.point_feature(901, gid=gid)], "deleteIds": []}}]

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 
 from . import field_values as fv
-from .bulk_insert import in_background, update_rows
+from .bulk_insert import MovedRows, in_background, update_rows
 from .conflicts import now_text, read_local_row, record_conflict, table_spec
 from .enums import SyncDirection
 from .errors import CancelledError
@@ -49,7 +49,7 @@ from .gpkg_connection import quote, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import refresh_extent
 from .sync_model import RejectedEdit
-from .tracking import drop_pending, next_seq, set_tracking
+from .tracking import drop_pending, next_seq, set_tracking, suspend_triggers
 
 BATCH_SIZE = 1000
 BATCH_BYTES = 32 * 1024 * 1024
@@ -150,6 +150,11 @@ class _Commit:
         #: Results that name no uploaded edit, by (layer id, is attachment, kind).
         self.unmatched: dict[tuple[int, bool, str], list[dict]] = {}
         self.touched_layers: set[int] = set()
+        #: Rows whose geometry the download changed, per layer id: their spatial-index
+        #: entries are brought up to date once, at the end (:meth:`update_spatial_indexes`).
+        self.moved: dict[int, MovedRows] = {}
+        #: Tracking triggers suspended while the download is applied, per table.
+        self.suspended: dict[str, list[tuple[str, str]]] = {}
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -182,6 +187,22 @@ class _Commit:
     def lookup_fids(self, table: str, gid_col: str, fid_col: str, gids: list[str]) -> dict:
         sql = f"SELECT {quote(gid_col)}, {quote(fid_col)} FROM {quote(table)} WHERE {quote(gid_col)} IN"
         return dict(select_in(self.conn, sql, gids))
+
+    def match_rows(self, table: str, gid_col: str, fid_col: str, upserts: list) -> dict:
+        """GlobalID -> fid of the local rows of downloaded ``upserts`` (from
+        :meth:`convert_upserts`). Rows keep the server's ObjectID as fid where it was free, so
+        the rows with those fids are looked at first (row-id look-ups, in order), and kept
+        where their GlobalID is the one downloaded; the others are looked up by GlobalID."""
+        by_oid = {row[3]: row[0] for row in upserts if row[3] is not None}
+        sql = f"SELECT {quote(fid_col)}, {quote(gid_col)} FROM {quote(table)} WHERE {quote(fid_col)} IN"
+        found = {}
+        for fid, gid in select_in(self.conn, sql, list(by_oid)):
+            if gid is not None and by_oid[fid] == fv.normalize_guid(gid):
+                found[by_oid[fid]] = fid
+        rest = [row[0] for row in upserts if row[0] not in found]
+        if rest:
+            found.update(self.lookup_fids(table, gid_col, fid_col, rest))
+        return found
 
     def clear_pending(self, table: str, fid: int | None, gid: str, *, upto: int | None = None):
         """Drop pending changes of a row (all, or only those up to sequence ``upto``)."""
@@ -256,41 +277,73 @@ class _Commit:
 
     # -- downloaded changes -----------------------------------------------------------------
 
-    def apply_batch(self, layer_id: int, section: str, items: list) -> None:
+    def batch_layer(self, layer_id: int, section: str) -> LayerDef | None:
+        """The layer a batch of downloaded changes applies to (None: nothing to apply)."""
         layer = self.layers.get(layer_id)
+        if layer is None or (_DOWNLOAD_SECTIONS[section][0] and not layer.attachment_table):
+            return None
+        return layer
+
+    def convert_upserts(self, layer_id: int, section: str, items: list) -> list | None:
+        """Downloaded adds or updates as ``(GlobalID, columns, values, server ObjectID)``,
+        the last version of a row in the batch winning; None for other batches. Runs in the
+        reading thread: it touches no database."""
+        layer = self.batch_layer(layer_id, section)
+        is_att, kind = _DOWNLOAD_SECTIONS[section]
+        if layer is None or kind == "deletes":
+            return None
+        _table, _fid_col, gid_col, all_cols = table_spec(layer, is_att)
+        if is_att:
+            codec = self.att_codec(layer)
+            latest: dict[str, dict] = {}
+            for item in items:
+                gid = codec.global_id(item)
+                if gid:
+                    latest.pop(gid, None)
+                    latest[gid] = item
+            return [
+                (gid, tuple(all_cols), codec.row(item, self.fetch_attachment), None)
+                for gid, item in latest.items()
+            ]
+        codec = self.codec(layer)
+        rows: dict[str, tuple] = {}
+        for item in items:
+            cols, values = codec.present_row(item)
+            if gid_col in cols:
+                gid = fv.normalize_guid(values[cols.index(gid_col)])
+            else:
+                gid = codec.global_id(item)
+                cols, values = (*cols, gid_col), [*values, gid]
+            if gid:  # the last version of a row in a batch wins
+                oid = (item.get("attributes") or {}).get(layer.object_id_field)
+                rows.pop(gid, None)
+                rows[gid] = (gid, cols, values, oid if isinstance(oid, int) else None)
+        return list(rows.values())
+
+    def apply_batch(self, layer_id: int, section: str, items: list, upserts: list | None) -> None:
+        """Apply one batch of downloaded changes (``upserts``: from :meth:`convert_upserts`)."""
+        layer = self.batch_layer(layer_id, section)
         if layer is None or not items:
             return
         is_att, kind = _DOWNLOAD_SECTIONS[section]
-        if is_att and not layer.attachment_table:
-            return
         self.touched_layers.add(layer.id)
+        table = layer.attachment_table if is_att else layer.table_name
+        if table not in self.suspended:  # they do nothing now (untracked), at a cost per row
+            self.suspended[table] = suspend_triggers(self.conn, table)
         if kind == "deletes":
             self.apply_deletes(layer, is_att, items)
-        else:
-            self.apply_upserts(layer, is_att, kind, items)
+        elif upserts:
+            self.apply_upserts(layer, is_att, kind, upserts)
 
-    def apply_upserts(self, layer: LayerDef, is_att: bool, kind: str, items: list) -> None:
+    def apply_upserts(self, layer: LayerDef, is_att: bool, kind: str, upserts: list) -> None:
         conn = self.conn
-        table, fid_col, gid_col, all_cols = table_spec(layer, is_att)
-        codec = self.att_codec(layer) if is_att else self.codec(layer)
-        latest: dict[str, dict] = {}
-        for item in items:  # the last version of a row in a batch wins
-            gid = codec.global_id(item)
-            if gid:
-                latest.pop(gid, None)
-                latest[gid] = item
-        existing = self.lookup_fids(table, gid_col, fid_col, list(latest))
+        table, fid_col, gid_col, _all_cols = table_spec(layer, is_att)
+        existing = self.match_rows(table, gid_col, fid_col, upserts)
         pend = self.pending(layer, is_att)
         updates: dict[tuple, list] = {}
         new_rows: list[tuple] = []  # (cols, values, server ObjectID or None)
         n = 0
-        for gid, item in latest.items():
-            if is_att:
-                cols, values = tuple(all_cols), codec.row(item, self.fetch_attachment)
-            else:
-                cols, values = codec.present_row(item)
-                if gid_col not in cols:
-                    cols, values = (*cols, gid_col), [*values, gid]
+        for gid, cols, values, oid in upserts:
             p = pend.by_gid.get(gid)
             if p is not None:
                 if self.apply_pending_row(layer, is_att, gid, p, cols, values, existing.get(gid)):
@@ -300,8 +353,7 @@ class _Commit:
             if fid is not None:
                 updates.setdefault(cols, []).append([*values, fid])
             else:
-                oid = None if is_att else (item.get("attributes") or {}).get(layer.object_id_field)
-                new_rows.append((cols, values, oid if isinstance(oid, int) else None))
+                new_rows.append((cols, values, oid))
             n += 1
         # New rows keep the server's ObjectID as fid where it is free: one look-up for the
         # batch, after the pending rows above were written and before any insert runs.
@@ -315,7 +367,21 @@ class _Commit:
             inserts.setdefault(cols, []).append(values)
         for cols, rows in updates.items():  # matched on the GlobalID: it stays as it is
             geom = None if is_att else layer.geometry_column
-            update_rows(conn, table, fid_col, cols, rows, geometry_column=geom, unchanged=[gid_col])
+            moved = None
+            if geom:
+                moved = self.moved.get(layer.id)
+                if moved is None:
+                    moved = self.moved[layer.id] = MovedRows(conn, table, fid_col, geom)
+            update_rows(
+                conn,
+                table,
+                fid_col,
+                cols,
+                rows,
+                geometry_column=geom,
+                unchanged=[gid_col],
+                moved=moved,
+            )
         # Rows keeping the server's ObjectID first: an automatic fid taken earlier in the same
         # batch could be one of those ObjectIDs (checked free before any insert ran).
         for cols, rows in sorted(inserts.items(), key=lambda group: fid_col not in group[0]):
@@ -616,6 +682,16 @@ class _Commit:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
+    def update_spatial_indexes(self) -> None:
+        for moved in self.moved.values():
+            moved.finish()
+
+    def restore_triggers(self) -> None:
+        for triggers in self.suspended.values():
+            for _name, sql in triggers:
+                self.conn.execute(sql)
+        self.suspended.clear()
+
     def update_extents(self) -> None:
         for lid in self.touched_layers:
             refresh_extent(self.conn, self.layers[lid], mark_changed=True)
@@ -659,8 +735,10 @@ def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool
 
 def _batches(
     events: Iterable[tuple[int, str, object]], commit: _Commit
-) -> Iterator[tuple[int, str, list]]:
-    """Group consecutive download events of one layer and section; results go to ``commit``."""
+) -> Iterator[tuple[int, str, list, list | None]]:
+    """Group consecutive download events of one layer and section, adds and updates converted
+    (:meth:`_Commit.convert_upserts`); results go to ``commit``. Yields ``(layer id, section,
+    items, converted upserts or None)``."""
     key = None
     items: list = []
     size = 0
@@ -675,13 +753,13 @@ def _batches(
         # Batches are bounded by count and by attachment bytes (photos are large).
         if new_key != key or len(items) >= BATCH_SIZE or size >= BATCH_BYTES:
             if items:
-                yield key[0], key[1], items
+                yield key[0], key[1], items, commit.convert_upserts(key[0], key[1], items)
             key, items, size = new_key, [], 0
         items.append(item)
         if isinstance(item, dict) and isinstance(item.get("data"), str):
             size += len(item["data"])
     if items:
-        yield key[0], key[1], items
+        yield key[0], key[1], items, commit.convert_upserts(key[0], key[1], items)
 
 
 def commit_sync(
@@ -709,12 +787,13 @@ def commit_sync(
         set_tracking(conn, False)
         commit = _Commit(conn, active, snapshot, direction, fetch_attachment)
         applied = 0
-        # Reading the download (Python) runs ahead in a thread while batches are stored.
+        # Reading and converting the download (Python) run ahead in a thread while batches are
+        # stored (SQLite releases the GIL): on two cores the two overlap.
         batches = stack.enter_context(closing(in_background(_batches(events, commit))))
-        for layer_id, section, items in batches:
+        for layer_id, section, items, upserts in batches:
             if cancel is not None and cancel():
                 raise CancelledError("Synchronization cancelled; nothing was applied.")
-            commit.apply_batch(layer_id, section, items)
+            commit.apply_batch(layer_id, section, items, upserts)
             applied += len(items)
             if progress is not None:
                 progress(None, f"Applied {applied} downloaded changes")
@@ -739,6 +818,8 @@ def commit_sync(
                 "UPDATE oms_journal SET closed_at = ? WHERE closed_at IS NULL AND seq = ?",
                 (now_text(), snapshot.seq),
             )
+        commit.update_spatial_indexes()
+        commit.restore_triggers()
         commit.update_extents()
         for lid in active:
             if wanted is None or lid in wanted or lid in commit.counts:

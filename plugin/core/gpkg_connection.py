@@ -159,6 +159,11 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def rtree_name(table: str, geometry_column: str) -> str:
+    """The GeoPackage spatial index (an R*Tree virtual table) of a table's geometry column."""
+    return f"rtree_{table}_{geometry_column}"
+
+
 def literal(text: str) -> str:
     """An SQL string literal in single quotes."""
     return "'" + text.replace("'", "''") + "'"

@@ -40,6 +40,9 @@ class FeatureCodec:
         self._by_name[self.fid] = None  # the ObjectID arrives too; it is not a column we write
         #: All data columns in table order (geometry first), without the fid.
         self.columns = ([self.geom] if self.geom else []) + self.field_names
+        self._all_fields = frozenset(self.field_names)
+        self._present_all = tuple(self.field_names)
+        self._present_all_geom = tuple(self.columns)
 
     # -- from the service -------------------------------------------------------------------
 
@@ -83,8 +86,18 @@ class FeatureCodec:
     def present_row(self, feature: dict) -> tuple[tuple[str, ...], list]:
         """Only the columns the feature carries (a partial update must not null the others)."""
         attrs = self._attributes(feature)
+        if self._all_fields <= attrs.keys():  # the usual case: every field, in one pass
+            values = [
+                v if conv is None or v is None else conv(v)
+                for name, conv in self._fields_and_converters
+                for v in (attrs[name],)
+            ]
+            if self.geom and "geometry" in feature:
+                values.insert(0, self.geometry_blob(feature.get("geometry")))
+                return self._present_all_geom, values
+            return self._present_all, values
         cols: list[str] = []
-        values: list = []
+        values = []
         if self.geom and "geometry" in feature:
             cols.append(self.geom)
             values.append(self.geometry_blob(feature.get("geometry")))

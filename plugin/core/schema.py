@@ -17,7 +17,7 @@ from .errors import GeodatabaseError, UnsupportedGeometryError
 from .gdal_mode import gdal_exceptions
 from .geodatabase_model import FieldDef, LayerDef
 from .geometry import GPKG_CURVE_GEOMETRY_TYPE, gpkg_geometry_type, normalize_geometry_type
-from .gpkg_connection import quote
+from .gpkg_connection import quote, rtree_name
 
 #: Columns of a ``<table>__ATTACH`` table (after its ATTACHMENTID primary key).
 ATTACHMENT_COLUMNS = ("GLOBALID", "REL_GLOBALID", "CONTENT_TYPE", "ATT_NAME", "DATA_SIZE", "DATA")
@@ -399,7 +399,7 @@ def refresh_extent(conn: sqlite3.Connection, layer: LayerDef, *, mark_changed: b
     Nothing happens for a table without geometry or without a spatial index."""
     if not layer.geometry_column:
         return
-    rtree = quote(f"rtree_{layer.table_name}_{layer.geometry_column}")
+    rtree = quote(rtree_name(layer.table_name, layer.geometry_column))
     stamp = ", last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')" if mark_changed else ""
     try:
         conn.execute(

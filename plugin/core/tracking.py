@@ -155,6 +155,23 @@ def trigger_names(table: str) -> list[str]:
     return [f"oms_{table}_{suffix}" for suffix in ("insert", "guard", "repair", "update", "delete")]
 
 
+def suspend_triggers(conn: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    """Drop the tracking triggers of ``table`` (those it has); returns their ``(name, sql)``
+    to re-create them with. They do nothing while tracking is off, yet their ``WHEN`` clause
+    runs for every row written: a bulk write that runs untracked (a sync's download) is faster
+    without them. Call inside the untracked write transaction and re-create them before it
+    ends (a rollback re-creates them too)."""
+    names = [*trigger_names(table), *_guard_names(table)]
+    found = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
+        f" AND name IN ({', '.join('?' for _ in names)})",
+        (table, *names),
+    ).fetchall()
+    for name, _sql in found:
+        conn.execute(f"DROP TRIGGER {quote(name)}")
+    return found
+
+
 def create_triggers(
     conn: sqlite3.Connection,
     table: str,

@@ -559,19 +559,20 @@ def _download(
     """Changes of one layer since `since` made by anyone but this replica."""
     layer = scope.layer
     rid = replica["replicaID"]
-    changed = sorted(tx.changed_since(layer, "f", since, rid))
-    # Which changed rows are adds and which updates, by ObjectID; their JSON is made while the
-    # result file is written (still in this transaction), so a million changes stream.
+    # The rows changed since `since` by anyone but this replica, in one query; which are adds
+    # and which updates is kept by ObjectID, and their JSON is made while the result file is
+    # written (still in this transaction), so a million changes stream.
+    changed, changed_args = tx.changed_since_where(layer, "f", since, rid)
     add_oids, update_oids = array("q"), array("q")
     oid = layer.oid_field
-    for row in scope.rows_by_gid(tx, changed, scope.columns_for("_created_gen", "_created_by")):
+    columns = scope.columns_for("_created_gen", "_created_by")
+    for row in scope.rows(tx, changed, changed_args, columns):
         is_add = row["_created_gen"] > since and row["_created_by"] != rid
         (add_oids if is_add else update_oids).append(row[oid])
-    del changed
     project = replica_projector(replica)
 
     def features_of(oids):
-        oids = sorted(oids)  # row order: what the client stores fastest
+        # In row order (the rows come so from the query): what the client stores fastest.
         for start in range(0, len(oids), 500):
             chunk = list(oids[start : start + 500])
             where = f"{quote(oid)} IN ({', '.join('?' * len(chunk))})"

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS changes (
   gen INTEGER NOT NULL,
   replica TEXT                   -- the replica whose upload made the change, NULL otherwise
 );
-CREATE INDEX IF NOT EXISTS changes_by_gen ON changes (service, layer_id, kind, gen);
+-- Covering: the changes since a generation are read from the index alone.
+CREATE INDEX IF NOT EXISTS changes_by_gen ON changes (service, layer_id, kind, gen, globalid, replica);
 CREATE TABLE IF NOT EXISTS tombstones (
   service TEXT NOT NULL COLLATE NOCASE,
   layer_id INTEGER NOT NULL,
@@ -397,6 +398,17 @@ class Tx:
             (layer.service, layer.id, kind, gen, exclude_replica),
         )
         return {r[0] for r in rows}
+
+    def changed_since_where(
+        self, layer: Layer, kind: str, gen: int, exclude_replica: str | None
+    ) -> tuple[str, list]:
+        """SQL condition (and its parameters) on `layer`'s rows: changed after `gen` by anyone
+        but `exclude_replica`, like :meth:`changed_since`, for a query of the rows."""
+        return (
+            f"{quote(layer.gid_field)} IN (SELECT globalid FROM changes WHERE service = ? "
+            "AND layer_id = ? AND kind = ? AND gen > ? AND replica IS NOT ?)",
+            [layer.service, layer.id, kind, gen, exclude_replica],
+        )
 
     def deleted_since(
         self, layer: Layer, kind: str, gen: int, exclude_replica: str | None
