@@ -59,6 +59,27 @@ def test_a_local_tile_package_is_converted_into_the_map_and_removed_with_it(
     assert package.is_file()  # the user's own file stays
 
 
+def test_removal_takes_the_statistics_gdal_wrote_beside_the_basemap(reference_server, tmp_path):
+    # QGIS 3.40's GDAL keeps statistics of a drawn GeoPackage tile set in ".aux.xml" files
+    # beside it; removing the map must not leave the folder behind for them.
+    tiles = {(z, 0, 0): png(z, 0, 0) for z in range(3)}
+    package = write_tile_package(tmp_path / "mine.tpkx", {"tileInfo": TILE_INFO}, tiles)
+    options = BasemapOptions(mode="local", local_path=str(package))
+    offline_map = run(service_task(reference_server), tmp_path / "map", basemap=options).offline_map
+    path = offline_map.basemap_path(offline_map.basemaps[0])
+    sidecars = [Path(f"{path}.aux.xml"), Path(f"{path} - zoom_level=2.aux.xml")]
+    for sidecar in sidecars:
+        sidecar.write_text("<PAMDataset/>")
+    stranger = path.parent / "notes.txt"
+    stranger.write_text("the user's own file")
+
+    result = remove_offline_map(offline_map.folder, RemovalParameters())
+
+    assert set(sidecars) <= set(result.removed)
+    assert not any(s.exists() for s in sidecars) and not path.exists()
+    assert stranger.is_file()  # not the map's: kept, and the folder with it
+
+
 def test_a_local_geopackage_is_referred_to_and_never_deleted(reference_server, tmp_path):
     mine = tmp_path / "own basemap.gpkg"
     gdal.GetDriverByName("GPKG").Create(str(mine), 256, 256, 3).FlushCache()

@@ -28,6 +28,7 @@ unregistered here (only the upload-only replica a map registered for new feature
 
 from __future__ import annotations
 
+import glob
 import logging
 import shutil
 from contextlib import ExitStack
@@ -647,6 +648,9 @@ def _basemap_files(offline_map: OfflineMap) -> list[Path]:
             found.append(path)
             if name == entry.path:
                 found += [Path(f"{path}{suffix}") for suffix in (*_SIDE_SUFFIXES[:-1], ".partial")]
+                # GDAL's statistics sidecars, written when QGIS draws the tiles (e.g.
+                # "x.gpkg.aux.xml", "x.gpkg - zoom_level=13.aux.xml").
+                found += sorted(path.parent.glob(f"{glob.escape(path.name)}*.aux.xml"))
     return found
 
 
