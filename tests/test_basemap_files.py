@@ -432,3 +432,42 @@ def test_a_partial_tile_set_resumed_with_more_levels_gets_their_tile_matrices(tm
     detailed = gdal.OpenEx(str(final), open_options=["ZOOM_LEVEL=6"])
     assert detailed.GetGeoTransform()[1] == pytest.approx(tiles.lod(6).resolution)
     detailed = None
+
+
+def _gzip_bomb(unpacked_mib: int) -> bytes:
+    """A few hundred KiB of gzip that unpack to ``unpacked_mib`` MiB of zeros."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1 << 20)
+    return b"".join(packer.compress(chunk) for _ in range(unpacked_mib)) + packer.flush()
+
+
+def test_a_gzip_bomb_among_vector_tiles_is_not_unpacked_when_finishing(tmp_path):
+    import tracemalloc
+
+    tiles = TileScheme.from_tile_info(
+        dict(
+            TILE_INFO,
+            rows=512,
+            cols=512,
+            format="pbf",
+            lods=[{"level": z, "resolution": 78271.51696399994 / 2**z} for z in range(17)],
+        )
+    )
+    mvt = _mvt_tiles(tmp_path)
+    final = tmp_path / "basemap" / "Streets.mbtiles"
+    store = MBTiles.open(final, tiles, title="Streets")
+    store.write([(z, row, col, data) for (z, row, col), data in mvt.items()])
+    # A hostile package's tile at the most detailed level: sampled first when finishing.
+    store.write([(16, 100, 100, _gzip_bomb(256))])
+    tracemalloc.start()
+    try:
+        store.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024
+    meta = dict(_sqlite_rows(final, "SELECT name, value FROM metadata"))
+    # The real tiles' layer is still listed.
+    assert [layer["id"] for layer in json.loads(meta["json"])["vector_layers"]] == ["roads"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -401,6 +402,9 @@ class MBTiles(TileStore):
 
 #: Vector tiles read to list the layers and their attributes.
 _SAMPLED_TILES = 64
+#: Largest vector tile unpacked to read its layers; a tile that unpacks to more (a gzip bomb
+#: from a package or service) is not sampled.
+MAX_UNPACKED_TILE_BYTES = 16 * 1024 * 1024
 _MVT_FIELD_TYPES = {
     "String": "String",
     "Integer": "Number",
@@ -416,9 +420,8 @@ def _tile_layers(data: bytes) -> dict[str, dict[str, str]]:
     from .gdal_mode import gdal_exceptions
 
     name = f"/vsimem/oms-sample-{id(data)}.pbf"
-    try:
-        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    except (OSError, EOFError):
+    raw = _gunzip_bounded(data, MAX_UNPACKED_TILE_BYTES) if data[:2] == b"\x1f\x8b" else data
+    if raw is None:
         return {}
     gdal.FileFromMemBuffer(name, raw)
     found: dict[str, dict[str, str]] = {}
@@ -442,3 +445,14 @@ def _tile_layers(data: bytes) -> dict[str, dict[str, str]]:
     finally:
         gdal.Unlink(name)
     return found
+
+
+def _gunzip_bounded(data: bytes, limit: int) -> bytes | None:
+    """The unpacked bytes of gzipped ``data``, or None when damaged or larger than ``limit``
+    (never more than ``limit`` + 1 bytes in memory)."""
+    unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        raw = unpacker.decompress(data, limit + 1)
+    except zlib.error:
+        return None
+    return None if len(raw) > limit else raw
