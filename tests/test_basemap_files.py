@@ -471,3 +471,28 @@ def test_a_gzip_bomb_among_vector_tiles_is_not_unpacked_when_finishing(tmp_path)
     meta = dict(_sqlite_rows(final, "SELECT name, value FROM metadata"))
     # The real tiles' layer is still listed.
     assert [layer["id"] for layer in json.loads(meta["json"])["vector_layers"]] == ["roads"]
+
+
+@pytest.mark.parametrize("damage", ["not_sqlite", "damaged_page"])
+def test_a_damaged_partial_tile_set_is_started_over(tmp_path, damage):
+    tiles = scheme()
+    ranges = tiles.tile_ranges(mercator_extent(AREA), 0, 4)
+    final = tmp_path / "basemap" / "Topo.gpkg"
+    partial = partial_tiles_path(final)
+    if damage == "not_sqlite":
+        partial.parent.mkdir()
+        partial.write_bytes(b"left over by something else" * 100)
+    else:
+        store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
+        store.write([(r.level, r.min_row, r.min_col, png(r.level, 0, 0)) for r in ranges])
+        store.close()
+        data = bytearray(partial.read_bytes())
+        # Scribble over the second page: the tables still answer, the file is damaged.
+        data[4096 : 4096 + 100] = b"\xff" * 100
+        partial.write_bytes(bytes(data))
+    store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
+    assert store.tile_count() == 0
+    store.write([(r.level, r.min_row, r.min_col, png(r.level, 0, 0)) for r in ranges])
+    store.finish()
+    info = _gdalinfo(final)
+    assert info["driverShortName"] == "GPKG"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import sqlite3
 import zlib
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Iterable
 from .errors import GeodatabaseError
 from .gpkg_files import move_geopackage, remove_geopackage
 from .tile_scheme import TileScheme, mercator_to_lonlat
+
+log = logging.getLogger(__name__)
 
 #: GeoPackage 1.3: application_id "GPKG" and user_version 10300.
 _GPKG_APPLICATION_ID = 0x47504B47
@@ -143,13 +146,19 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
     that is not one of ours is started over."""
     partial.parent.mkdir(parents=True, exist_ok=True)
     if partial.exists():
+        conn = None
         try:
             conn = _connect(partial)
             conn.execute(check_sql).fetchall()
             conn.execute(f"SELECT zoom_level, tile_row, tile_column FROM {_MISSING} LIMIT 1")
+            # A file damaged half-way (a crash, a bad copy) is started over, not continued.
+            if conn.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                raise sqlite3.DatabaseError("damaged")
             return conn, False
         except sqlite3.Error:
-            conn.close()
+            if conn is not None:
+                conn.close()
+            log.info("The partial basemap file %s is damaged; it is started over.", partial)
             remove_geopackage(partial)
     try:
         conn = _connect(partial)
