@@ -235,3 +235,52 @@ def test_a_hostile_style_leaves_the_vector_basemap_in_qgis_default_style(
     ]
     assert layer.isValid()
     assert any("could not be read" in r.getMessage() for r in caplog.records)
+
+
+def test_basemap_files_linked_out_of_the_map_folder_are_not_opened(
+    demo_folder, tmp_path, project, caplog
+):
+    offline_map = map_with_basemaps(demo_folder, tmp_path, [TOPO, STREETS])
+    folder = offline_map.folder
+    # A copied map whose basemap files are links to files elsewhere on the computer.
+    elsewhere = basemap_files.raster_gpkg(tmp_path / "elsewhere" / "private.gpkg")
+    (folder / TOPO["path"]).unlink()
+    (folder / TOPO["path"]).symlink_to(elsewhere)
+    outside_style = tmp_path / "elsewhere" / "style.json"
+    shutil.move(folder / STREETS["style"], outside_style)
+    (folder / STREETS["style"]).symlink_to(outside_style)
+    problems = []
+
+    with caplog.at_level(logging.WARNING, logger="plugin"):
+        add_offline_map_to_project(offline_map, project, problems.append)
+
+    assert len(problems) == 1 and "Demo topographic" in problems[0]
+    assert "outside the offline map folder" in problems[0]
+    (streets,) = [
+        node.layer() for node in map_group(project, offline_map).children()[-1].findLayers()
+    ]
+    # The vector tiles in the folder load, in QGIS's default style, not the linked one.
+    assert streets.name() == "Demo streets" and streets.isValid()
+    assert rgb(render([streets])) != basemap_files.LAND_RGB
+    assert any(
+        "outside the offline map folder" in r.getMessage() and "Demo streets" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_a_style_that_is_not_a_plain_file_is_not_read(demo_folder, tmp_path, project, caplog):
+    import os
+
+    offline_map = map_with_basemaps(demo_folder, tmp_path, [STREETS])
+    style = offline_map.folder / STREETS["style"]
+    style.unlink()
+    os.mkfifo(style)  # reading it would wait for ever
+
+    with caplog.at_level(logging.WARNING, logger="plugin"):
+        add_offline_map_to_project(offline_map, project)
+
+    (layer,) = [
+        node.layer() for node in map_group(project, offline_map).children()[-1].findLayers()
+    ]
+    assert layer.isValid()
+    assert any("could not be read" in r.getMessage() for r in caplog.records)

@@ -697,6 +697,15 @@ def check_basemap_paths(entry: BasemapEntry, manifest_path: Path) -> None:
             )
 
 
+def resolves_inside(folder: Path, path: Path) -> bool:
+    """True when ``path``, its links followed, lies inside ``folder`` (a link in a copied map
+    folder may point anywhere)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, KeyError):
         return f"the entry {error.args[0]!r} is missing"
