@@ -496,3 +496,27 @@ def test_a_damaged_partial_tile_set_is_started_over(tmp_path, damage):
     store.finish()
     info = _gdalinfo(final)
     assert info["driverShortName"] == "GPKG"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://elsewhere.example/tile/{z}/{y}/{x}.pbf",
+        "http://basemaps.example/VectorTileServer/tile/{z}/{y}/{x}.pbf",
+        "//elsewhere.example/tile/{z}/{y}/{x}.pbf",
+    ],
+)
+def test_a_vector_tile_template_naming_another_site_is_refused(template):
+    from plugin.core.basemap import BasemapLayer, _Service
+
+    layer = BasemapLayer(
+        "Streets",
+        "vector",
+        "VectorTileLayer",
+        service_url="https://basemaps.example/VectorTileServer",
+    )
+    service = _Service(layer, {"tiles": [template]}, scheme(), [])
+    with pytest.raises(ServiceError, match="another server"):
+        service.tile_url(3, 2, 1)
+    same = _Service(layer, {"tiles": ["tile/{z}/{y}/{x}.pbf"]}, scheme(), [])
+    assert same.tile_url(3, 2, 1) == "https://basemaps.example/VectorTileServer/tile/3/2/1.pbf"

@@ -30,6 +30,7 @@ from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceEr
 from .gpkg_files import remove_geopackage
 from .jobs import sub_progress
 from .offline_map import BasemapEntry, unique_file_stem
+from .sites import same_site
 from .tile_package import TilePackage, TilePackageError
 from .tile_scheme import TileRange, TileScheme, mercator_extent
 from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path
@@ -266,8 +267,9 @@ class _Service:
             )
         path = template.replace("{z}", str(level)).replace("{y}", str(row)).replace("{x}", str(col))
         url = urljoin(self.url.rstrip("/") + "/", path)
-        # A service description is server text: its template may not send us elsewhere.
-        if urlsplit(url).netloc != urlsplit(self.url).netloc:
+        # A service description is server text: its template may not send us elsewhere, nor
+        # from https to plain http on the same host.
+        if not same_site(self.url, url):
             raise ServiceError(
                 f"The basemap service {self.url} names tiles on another server; it cannot be "
                 "taken offline.",
@@ -680,7 +682,7 @@ class BasemapDownloads:
     # -- styles -------------------------------------------------------------------------------
     def _service_style(self, service: _Service) -> dict:
         url = service.layer.style_url or ""
-        if not _VECTOR_SERVER.match(url) or urlsplit(url).netloc != urlsplit(service.url).netloc:
+        if not _VECTOR_SERVER.match(url) or not same_site(service.url, url):
             default = str(service.info.get("defaultStyles") or "resources/styles")
             url = urljoin(service.url.rstrip("/") + "/", default.strip("/") + "/root.json")
         return self.client.get_json(url, cancel=self.cancel)
