@@ -520,3 +520,35 @@ def test_a_vector_tile_template_naming_another_site_is_refused(template):
         service.tile_url(3, 2, 1)
     same = _Service(layer, {"tiles": ["tile/{z}/{y}/{x}.pbf"]}, scheme(), [])
     assert same.tile_url(3, 2, 1) == "https://basemaps.example/VectorTileServer/tile/3/2/1.pbf"
+
+
+@pytest.mark.parametrize(
+    ("entries", "max_entries", "max_directory"),
+    [(2_000, 1_000_000, 64 * 1024), (66_000, 65_800, 64 * 1024 * 1024)],
+)
+def test_a_package_listing_too_many_files_is_refused_before_they_are_read(
+    tmp_path, monkeypatch, entries, max_entries, max_directory
+):
+    import plugin.core.tile_package as tile_package
+
+    # Lowered limits stand for the real ones (a package of millions of entries takes long to
+    # write). Over 65,535 entries the count is only in the Zip64 end record.
+    many = tmp_path / "many.tpkx"
+    with zipfile.ZipFile(many, "w") as archive:
+        archive.writestr("root.json", json.dumps({"tileInfo": TILE_INFO}))
+        for number in range(entries):
+            archive.writestr(f"padding/{number:08d}" + "x" * 40, b"")
+    monkeypatch.setattr(tile_package, "MAX_CENTRAL_DIRECTORY_BYTES", max_directory)
+    monkeypatch.setattr(tile_package, "MAX_ENTRIES", max_entries)
+    read = []
+    original = zipfile.ZipFile._RealGetContents
+
+    def counting(self):
+        read.append(self.filename)
+        return original(self)
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", counting)
+    with pytest.raises(TilePackageError, match="too many files"):
+        TilePackage.open(many)
+    # Refused from the zip's end record: the list of entries was never loaded.
+    assert read == []
