@@ -512,6 +512,18 @@ class BasemapDownloads:
                 exported, style = self._from_export(service, extent, store, progress)
             if not exported:
                 self._fetch_tiles(service, store, sub_progress(progress, 0.0, 0.95))
+            if not store.tile_count():
+                # GDAL and QGIS cannot open a tile set without tiles: no file, the layer stays
+                # online.
+                store.discard()
+                _remove_if_empty(self.basemap_folder)
+                message = (
+                    f"The basemap service of {layer.title} has no tiles for this area at the "
+                    "chosen levels; the basemap stays online."
+                )
+                log.warning("%s", message)
+                progress(1.0, message)
+                return layer.online_entry()
             saved = None
             if service.is_vector:
                 saved = self._write_style(style or self._service_style(service), store, final)
@@ -746,6 +758,12 @@ class BasemapDownloads:
             store = GeoPackageTiles.open(final, scheme, levels, title=layer.title)
         try:
             package_style = self._convert(path, store, ranges, progress)
+            if not store.tile_count():
+                # GDAL and QGIS cannot open a tile set without tiles.
+                raise TilePackageError(
+                    f"The tile package of the basemap {layer.title} holds no tiles of its own "
+                    "tiling scheme; it cannot be used as a basemap."
+                )
             style = None
             if vector:
                 empty = {"version": 8, "sources": {}, "layers": []}
@@ -783,10 +801,14 @@ class BasemapDownloads:
                 continue
             # A tile set and its partial file are SQLite files with side files.
             remove_geopackage(path)
-        try:
-            self.basemap_folder.rmdir()  # only when empty: partial tile sets stay
-        except OSError:
-            pass
+        _remove_if_empty(self.basemap_folder)  # partial tile sets stay
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 #: A partial tile set and the SQLite side files a crash may leave next to it.
