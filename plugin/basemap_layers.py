@@ -97,6 +97,13 @@ def basemap_layer(offline_map: OfflineMap, entry: BasemapEntry) -> QgsMapLayer:
                         title, entry.path
                     )
                 )
+            if path is None:
+                raise BasemapLayerError(
+                    tr(
+                        "The basemap file {0} of '{1}' is not named by its full path; it is not "
+                        "opened."
+                    ).format(entry.path, title)
+                )
             raise BasemapLayerError(
                 tr("The basemap file {0} of '{1}' is not there any more.").format(entry.path, title)
             )

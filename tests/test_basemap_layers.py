@@ -284,3 +284,21 @@ def test_a_style_that_is_not_a_plain_file_is_not_read(demo_folder, tmp_path, pro
     ]
     assert layer.isValid()
     assert any("could not be read" in r.getMessage() for r in caplog.records)
+
+
+def test_a_local_basemap_with_a_relative_path_is_not_looked_for_elsewhere(
+    demo_folder, tmp_path, project, monkeypatch
+):
+    # A copied manifest naming a "local" file by a relative path: QGIS's working folder
+    # holds such a file, but it is not the map's.
+    somewhere = tmp_path / "qgis working folder"
+    basemap_files.raster_gpkg(somewhere / "mine.gpkg")
+    monkeypatch.chdir(somewhere)
+    local = {"title": "Mine", "kind": "local", "path": "mine.gpkg"}
+    offline_map = map_with_basemaps(demo_folder, tmp_path, [local])
+    problems = []
+
+    add_offline_map_to_project(offline_map, project, problems.append)
+
+    assert len(problems) == 1 and "Mine" in problems[0] and "full path" in problems[0]
+    assert project.layerTreeRoot().findGroup(offline_map.title).findGroup("Basemap") is None
