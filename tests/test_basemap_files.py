@@ -232,8 +232,9 @@ def _mvt_tiles(tmp_path: Path) -> dict[tuple[int, int, int], bytes]:
     return found
 
 
-def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
-    tiles = TileScheme.from_tile_info(
+def vector_scheme() -> TileScheme:
+    """A vector tile service's scheme: 512-pixel tiles, levels 0-16."""
+    return TileScheme.from_tile_info(
         dict(
             TILE_INFO,
             rows=512,
@@ -242,6 +243,10 @@ def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
             lods=[{"level": z, "resolution": 78271.51696399994 / 2**z} for z in range(17)],
         )
     )
+
+
+def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
+    tiles = vector_scheme()
     mvt = _mvt_tiles(tmp_path)
     final = tmp_path / "basemap" / "Streets.mbtiles"
     store = MBTiles.open(final, tiles, title="Streets")
@@ -446,15 +451,7 @@ def _gzip_bomb(unpacked_mib: int) -> bytes:
 def test_a_gzip_bomb_among_vector_tiles_is_not_unpacked_when_finishing(tmp_path):
     import tracemalloc
 
-    tiles = TileScheme.from_tile_info(
-        dict(
-            TILE_INFO,
-            rows=512,
-            cols=512,
-            format="pbf",
-            lods=[{"level": z, "resolution": 78271.51696399994 / 2**z} for z in range(17)],
-        )
-    )
+    tiles = vector_scheme()
     mvt = _mvt_tiles(tmp_path)
     final = tmp_path / "basemap" / "Streets.mbtiles"
     store = MBTiles.open(final, tiles, title="Streets")
