@@ -457,3 +457,23 @@ def test_an_area_where_the_service_has_no_tiles_keeps_the_basemap_online(
     # No tile set GDAL cannot open: the basemap stays on its service.
     assert topo.kind == "online" and topo.source_url.endswith("/MapServer")
     assert not (offline_map.folder / "basemap").exists()
+
+
+@pytest.mark.parametrize("size", [float("inf"), float("nan"), -5, True, "12"])
+def test_a_nonsense_server_estimate_falls_back_to_sample_tiles(
+    reference_server, tmp_path, monkeypatch, size
+):
+    from tests.featureservice import tiles as service_tiles
+
+    server = reference_server
+    task = webmap_task(server, save_webmap_with_basemap(server, [topo_layer(seed.BASEMAP_SERVICE)]))
+    sane = estimate_basemap(task.client, task.webmap()[1], area_of(task), BasemapOptions())
+    monkeypatch.setattr(
+        service_tiles, "estimate", lambda svc, request: {"totalSize": size, "totalTilesToExport": 1}
+    )
+
+    estimate = estimate_basemap(task.client, task.webmap()[1], area_of(task), BasemapOptions())
+
+    (layer,) = estimate.layers
+    assert layer.export_allowed and layer.tiles == sane.tiles
+    assert estimate.bytes > 0  # from sample tiles

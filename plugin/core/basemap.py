@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -416,8 +417,11 @@ def _server_estimate(
     except ServiceError as error:
         log.info("The service %s could not estimate its export: %s", service.url, error)
         return None
-    if isinstance(value, dict) and isinstance(value.get("totalSize"), (int, float)):
-        return int(value["totalSize"])
+    size = value.get("totalSize") if isinstance(value, dict) else None
+    # Server text: only a real, finite, non-negative number of bytes is taken.
+    usable = isinstance(size, (int, float)) and not isinstance(size, bool)
+    if usable and math.isfinite(size) and size >= 0:
+        return int(size)
     return None
 
 
