@@ -29,7 +29,7 @@ from qgis.core import (
     QgsVectorTileLayer,
 )
 
-from .core.offline_map import BasemapEntry, OfflineMap
+from .core.offline_map import BasemapEntry, OfflineMap, resolves_inside
 from .resources import tr
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,27 @@ def basemap_layer(offline_map: OfflineMap, entry: BasemapEntry) -> QgsMapLayer:
                         title, entry.path
                     )
                 )
+            if path is None:
+                raise BasemapLayerError(
+                    tr(
+                        "The basemap file {0} of '{1}' is not named by its full path; it is not "
+                        "opened."
+                    ).format(entry.path, title)
+                )
             raise BasemapLayerError(
                 tr("The basemap file {0} of '{1}' is not there any more.").format(entry.path, title)
             )
         style = offline_map.folder / entry.style if entry.downloaded and entry.style else None
-        layer = _file_layer(path, title, style)
+        if entry.downloaded and not resolves_inside(offline_map.folder, path):
+            raise BasemapLayerError(
+                tr(
+                    "The basemap file {0} of '{1}' is a link to a file outside the offline map "
+                    "folder; it is not opened."
+                ).format(entry.path, title)
+            )
+        layer = _file_layer(
+            path, title, style if style and _style_inside(offline_map, style, title) else None
+        )
         problem = tr("{0} is damaged or not a tile set QGIS can read.").format(path)
     if not layer.isValid():
         raise BasemapLayerError(
@@ -135,6 +151,20 @@ def _file_layer(path: Path, title: str, style: Path | None) -> QgsMapLayer:
     return QgsRasterLayer(str(path), title, "gdal")
 
 
+def _style_inside(offline_map: OfflineMap, style: Path, title: str) -> bool:
+    """False (and a warning) when the saved style is a link out of the map folder: the layer
+    then keeps QGIS's default style."""
+    if resolves_inside(offline_map.folder, style):
+        return True
+    log.warning(
+        tr(
+            "The style of the basemap '{0}' ({1}) is a link to a file outside the offline map "
+            "folder; it is not read."
+        ).format(title, style.name)
+    )
+    return False
+
+
 def _is_vector_mbtiles(path: Path) -> bool:
     try:
         # Closed at once: an open handle would keep the file locked for removal (Windows).
@@ -149,9 +179,14 @@ def _apply_style_file(layer: QgsVectorTileLayer, style_path: Path, title: str) -
     """Style ``layer`` from a saved Mapbox GL style; what QGIS could not convert goes to the log.
     Without a readable style the layer keeps QGIS's default style."""
     try:
-        if style_path.stat().st_size > MAX_STYLE_BYTES:
+        # Only a plain file, read up to the limit (a device or a pipe never ends).
+        if not style_path.is_file():
+            raise ValueError(tr("it is not a file"))
+        with open(style_path, "rb") as stream:
+            text = stream.read(MAX_STYLE_BYTES + 1)
+        if len(text) > MAX_STYLE_BYTES:
             raise ValueError(tr("the file is too large"))
-        style = json.loads(style_path.read_text(encoding="utf-8"))
+        style = json.loads(text.decode("utf-8"))
         if not isinstance(style, dict):
             raise ValueError(tr("it is not a JSON object"))
     except (OSError, ValueError, RecursionError) as error:

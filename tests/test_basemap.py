@@ -80,6 +80,20 @@ def test_removal_takes_the_statistics_gdal_wrote_beside_the_basemap(reference_se
     assert stranger.is_file()  # not the map's: kept, and the folder with it
 
 
+@pytest.mark.parametrize("level", [None, 25])
+def test_a_local_tile_package_without_usable_tiles_is_refused(reference_server, tmp_path, level):
+    from plugin.core.tile_package import TilePackageError
+
+    # No bundle at all, or tiles only at a level its tiling scheme does not have.
+    tiles = {} if level is None else {(level, 0, 0): png(level, 0, 0)}
+    package = write_tile_package(tmp_path / "empty.tpkx", {"tileInfo": TILE_INFO}, tiles)
+    options = BasemapOptions(mode="local", local_path=str(package))
+    with pytest.raises(TilePackageError, match="holds no tiles"):
+        run(service_task(reference_server), tmp_path / "map", basemap=options)
+    assert not (tmp_path / "map").exists()
+    assert package.is_file()
+
+
 def test_a_local_geopackage_is_referred_to_and_never_deleted(reference_server, tmp_path):
     mine = tmp_path / "own basemap.gpkg"
     gdal.GetDriverByName("GPKG").Create(str(mine), 256, 256, 3).FlushCache()
@@ -420,3 +434,46 @@ def test_tiles_of_a_secured_service_are_fetched_with_the_sign_in_and_keep_no_tok
     assert tile_count(offline_map.basemap_path(streets), "tiles") == total.layers[1].tiles
     for name in (MANIFEST_NAME, streets.style):
         assert "token" not in (offline_map.folder / name).read_text().lower()
+
+
+def test_an_area_where_the_service_has_no_tiles_keeps_the_basemap_online(
+    reference_server, tmp_path
+):
+    server = reference_server
+    task = webmap_task(server, save_webmap_with_basemap(server, [topo_layer()]))
+    # Far from the basemap's extent: the service answers 404 for every tile there.
+    xmin, ymin, xmax, ymax = mercator_extent(area_of(task))
+    shift = 40 * (xmax - xmin)
+    area = {
+        "xmin": xmin + shift,
+        "ymin": ymin,
+        "xmax": xmax + shift,
+        "ymax": ymax,
+        "spatialReference": {"wkid": 102100},
+    }
+    options = BasemapOptions(min_level=12, max_level=14)
+    offline_map = run(task, tmp_path / "map", area, basemap=options).offline_map
+    (topo,) = offline_map.basemaps
+    # No tile set GDAL cannot open: the basemap stays on its service.
+    assert topo.kind == "online" and topo.source_url.endswith("/MapServer")
+    assert not (offline_map.folder / "basemap").exists()
+
+
+@pytest.mark.parametrize("size", [float("inf"), float("nan"), -5, True, "12"])
+def test_a_nonsense_server_estimate_falls_back_to_sample_tiles(
+    reference_server, tmp_path, monkeypatch, size
+):
+    from tests.featureservice import tiles as service_tiles
+
+    server = reference_server
+    task = webmap_task(server, save_webmap_with_basemap(server, [topo_layer(seed.BASEMAP_SERVICE)]))
+    sane = estimate_basemap(task.client, task.webmap()[1], area_of(task), BasemapOptions())
+    monkeypatch.setattr(
+        service_tiles, "estimate", lambda svc, request: {"totalSize": size, "totalTilesToExport": 1}
+    )
+
+    estimate = estimate_basemap(task.client, task.webmap()[1], area_of(task), BasemapOptions())
+
+    (layer,) = estimate.layers
+    assert layer.export_allowed and layer.tiles == sane.tiles
+    assert estimate.bytes > 0  # from sample tiles

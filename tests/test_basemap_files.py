@@ -232,8 +232,9 @@ def _mvt_tiles(tmp_path: Path) -> dict[tuple[int, int, int], bytes]:
     return found
 
 
-def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
-    tiles = TileScheme.from_tile_info(
+def vector_scheme() -> TileScheme:
+    """A vector tile service's scheme: 512-pixel tiles, levels 0-16."""
+    return TileScheme.from_tile_info(
         dict(
             TILE_INFO,
             rows=512,
@@ -242,6 +243,10 @@ def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
             lods=[{"level": z, "resolution": 78271.51696399994 / 2**z} for z in range(17)],
         )
     )
+
+
+def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
+    tiles = vector_scheme()
     mvt = _mvt_tiles(tmp_path)
     final = tmp_path / "basemap" / "Streets.mbtiles"
     store = MBTiles.open(final, tiles, title="Streets")
@@ -432,3 +437,115 @@ def test_a_partial_tile_set_resumed_with_more_levels_gets_their_tile_matrices(tm
     detailed = gdal.OpenEx(str(final), open_options=["ZOOM_LEVEL=6"])
     assert detailed.GetGeoTransform()[1] == pytest.approx(tiles.lod(6).resolution)
     detailed = None
+
+
+def _gzip_bomb(unpacked_mib: int) -> bytes:
+    """A few hundred KiB of gzip that unpack to ``unpacked_mib`` MiB of zeros."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(1 << 20)
+    return b"".join(packer.compress(chunk) for _ in range(unpacked_mib)) + packer.flush()
+
+
+def test_a_gzip_bomb_among_vector_tiles_is_not_unpacked_when_finishing(tmp_path):
+    import tracemalloc
+
+    tiles = vector_scheme()
+    mvt = _mvt_tiles(tmp_path)
+    final = tmp_path / "basemap" / "Streets.mbtiles"
+    store = MBTiles.open(final, tiles, title="Streets")
+    store.write([(z, row, col, data) for (z, row, col), data in mvt.items()])
+    # A hostile package's tile at the most detailed level: sampled first when finishing.
+    store.write([(16, 100, 100, _gzip_bomb(256))])
+    tracemalloc.start()
+    try:
+        store.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024
+    meta = dict(_sqlite_rows(final, "SELECT name, value FROM metadata"))
+    # The real tiles' layer is still listed.
+    assert [layer["id"] for layer in json.loads(meta["json"])["vector_layers"]] == ["roads"]
+
+
+@pytest.mark.parametrize("damage", ["not_sqlite", "damaged_page"])
+def test_a_damaged_partial_tile_set_is_started_over(tmp_path, damage):
+    tiles = scheme()
+    ranges = tiles.tile_ranges(mercator_extent(AREA), 0, 4)
+    final = tmp_path / "basemap" / "Topo.gpkg"
+    partial = partial_tiles_path(final)
+    if damage == "not_sqlite":
+        partial.parent.mkdir()
+        partial.write_bytes(b"left over by something else" * 100)
+    else:
+        store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
+        store.write([(r.level, r.min_row, r.min_col, png(r.level, 0, 0)) for r in ranges])
+        store.close()
+        data = bytearray(partial.read_bytes())
+        # Scribble over the second page: the tables still answer, the file is damaged.
+        data[4096 : 4096 + 100] = b"\xff" * 100
+        partial.write_bytes(bytes(data))
+    store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
+    assert store.tile_count() == 0
+    store.write([(r.level, r.min_row, r.min_col, png(r.level, 0, 0)) for r in ranges])
+    store.finish()
+    info = _gdalinfo(final)
+    assert info["driverShortName"] == "GPKG"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://elsewhere.example/tile/{z}/{y}/{x}.pbf",
+        "http://basemaps.example/VectorTileServer/tile/{z}/{y}/{x}.pbf",
+        "//elsewhere.example/tile/{z}/{y}/{x}.pbf",
+    ],
+)
+def test_a_vector_tile_template_naming_another_site_is_refused(template):
+    from plugin.core.basemap import BasemapLayer, _Service
+
+    layer = BasemapLayer(
+        "Streets",
+        "vector",
+        "VectorTileLayer",
+        service_url="https://basemaps.example/VectorTileServer",
+    )
+    service = _Service(layer, {"tiles": [template]}, scheme(), [])
+    with pytest.raises(ServiceError, match="another server"):
+        service.tile_url(3, 2, 1)
+    same = _Service(layer, {"tiles": ["tile/{z}/{y}/{x}.pbf"]}, scheme(), [])
+    assert same.tile_url(3, 2, 1) == "https://basemaps.example/VectorTileServer/tile/3/2/1.pbf"
+
+
+@pytest.mark.parametrize(
+    ("entries", "max_entries", "max_directory"),
+    [(2_000, 1_000_000, 64 * 1024), (66_000, 65_800, 64 * 1024 * 1024)],
+)
+def test_a_package_listing_too_many_files_is_refused_before_they_are_read(
+    tmp_path, monkeypatch, entries, max_entries, max_directory
+):
+    import plugin.core.tile_package as tile_package
+
+    # Lowered limits stand for the real ones (a package of millions of entries takes long to
+    # write). Over 65,535 entries the count is only in the Zip64 end record.
+    many = tmp_path / "many.tpkx"
+    with zipfile.ZipFile(many, "w") as archive:
+        archive.writestr("root.json", json.dumps({"tileInfo": TILE_INFO}))
+        for number in range(entries):
+            archive.writestr(f"padding/{number:08d}" + "x" * 40, b"")
+    monkeypatch.setattr(tile_package, "MAX_CENTRAL_DIRECTORY_BYTES", max_directory)
+    monkeypatch.setattr(tile_package, "MAX_ENTRIES", max_entries)
+    read = []
+    original = zipfile.ZipFile._RealGetContents
+
+    def counting(self):
+        read.append(self.filename)
+        return original(self)
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", counting)
+    with pytest.raises(TilePackageError, match="too many files"):
+        TilePackage.open(many)
+    # Refused from the zip's end record: the list of entries was never loaded.
+    assert read == []

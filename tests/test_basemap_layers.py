@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 
 import pytest
@@ -221,11 +222,17 @@ def test_an_online_basemap_is_only_opened_from_a_web_address(demo_folder, tmp_pa
     assert "type=xyz" in layer.source()
 
 
+@pytest.mark.parametrize("hostile", ["nested", "pipe"])
 def test_a_hostile_style_leaves_the_vector_basemap_in_qgis_default_style(
-    demo_folder, tmp_path, project, caplog
+    demo_folder, tmp_path, project, caplog, hostile
 ):
     offline_map = map_with_basemaps(demo_folder, tmp_path, [STREETS])
-    (offline_map.folder / STREETS["style"]).write_text("[" * 100_000, encoding="utf-8")
+    style = offline_map.folder / STREETS["style"]
+    if hostile == "nested":
+        style.write_text("[" * 100_000, encoding="utf-8")
+    else:
+        style.unlink()
+        os.mkfifo(style)  # not a plain file: reading it would wait for ever
 
     with caplog.at_level(logging.WARNING, logger="plugin"):
         add_offline_map_to_project(offline_map, project)
@@ -235,3 +242,52 @@ def test_a_hostile_style_leaves_the_vector_basemap_in_qgis_default_style(
     ]
     assert layer.isValid()
     assert any("could not be read" in r.getMessage() for r in caplog.records)
+
+
+def test_basemap_files_linked_out_of_the_map_folder_are_not_opened(
+    demo_folder, tmp_path, project, caplog
+):
+    offline_map = map_with_basemaps(demo_folder, tmp_path, [TOPO, STREETS])
+    folder = offline_map.folder
+    # A copied map whose basemap files are links to files elsewhere on the computer.
+    elsewhere = basemap_files.raster_gpkg(tmp_path / "elsewhere" / "private.gpkg")
+    (folder / TOPO["path"]).unlink()
+    (folder / TOPO["path"]).symlink_to(elsewhere)
+    outside_style = tmp_path / "elsewhere" / "style.json"
+    shutil.move(folder / STREETS["style"], outside_style)
+    (folder / STREETS["style"]).symlink_to(outside_style)
+    problems = []
+
+    with caplog.at_level(logging.WARNING, logger="plugin"):
+        add_offline_map_to_project(offline_map, project, problems.append)
+
+    assert len(problems) == 1 and "Demo topographic" in problems[0]
+    assert "outside the offline map folder" in problems[0]
+    (streets,) = [
+        node.layer() for node in map_group(project, offline_map).children()[-1].findLayers()
+    ]
+    # The vector tiles in the folder load, in QGIS's default style, not the linked one.
+    assert streets.name() == "Demo streets" and streets.isValid()
+    assert rgb(render([streets])) != basemap_files.LAND_RGB
+    assert any(
+        "outside the offline map folder" in r.getMessage() and "Demo streets" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_a_local_basemap_with_a_relative_path_is_not_looked_for_elsewhere(
+    demo_folder, tmp_path, project, monkeypatch
+):
+    # A copied manifest naming a "local" file by a relative path: QGIS's working folder
+    # holds such a file, but it is not the map's.
+    somewhere = tmp_path / "qgis working folder"
+    basemap_files.raster_gpkg(somewhere / "mine.gpkg")
+    monkeypatch.chdir(somewhere)
+    local = {"title": "Mine", "kind": "local", "path": "mine.gpkg"}
+    offline_map = map_with_basemaps(demo_folder, tmp_path, [local])
+    problems = []
+
+    add_offline_map_to_project(offline_map, project, problems.append)
+
+    assert len(problems) == 1 and "Mine" in problems[0] and "full path" in problems[0]
+    assert project.layerTreeRoot().findGroup(offline_map.title).findGroup("Basemap") is None

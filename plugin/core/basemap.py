@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -30,6 +31,7 @@ from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceEr
 from .gpkg_files import remove_geopackage
 from .jobs import sub_progress
 from .offline_map import BasemapEntry, unique_file_stem
+from .sites import same_site
 from .tile_package import TilePackage, TilePackageError
 from .tile_scheme import TileRange, TileScheme, mercator_extent
 from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path
@@ -266,8 +268,9 @@ class _Service:
             )
         path = template.replace("{z}", str(level)).replace("{y}", str(row)).replace("{x}", str(col))
         url = urljoin(self.url.rstrip("/") + "/", path)
-        # A service description is server text: its template may not send us elsewhere.
-        if urlsplit(url).netloc != urlsplit(self.url).netloc:
+        # A service description is server text: its template may not send us elsewhere, nor
+        # from https to plain http on the same host.
+        if not same_site(self.url, url):
             raise ServiceError(
                 f"The basemap service {self.url} names tiles on another server; it cannot be "
                 "taken offline.",
@@ -414,8 +417,11 @@ def _server_estimate(
     except ServiceError as error:
         log.info("The service %s could not estimate its export: %s", service.url, error)
         return None
-    if isinstance(value, dict) and isinstance(value.get("totalSize"), (int, float)):
-        return int(value["totalSize"])
+    size = value.get("totalSize") if isinstance(value, dict) else None
+    # Server text: only a real, finite, non-negative number of bytes is taken.
+    usable = isinstance(size, (int, float)) and not isinstance(size, bool)
+    if usable and math.isfinite(size) and size >= 0:
+        return int(size)
     return None
 
 
@@ -510,6 +516,18 @@ class BasemapDownloads:
                 exported, style = self._from_export(service, extent, store, progress)
             if not exported:
                 self._fetch_tiles(service, store, sub_progress(progress, 0.0, 0.95))
+            if not store.tile_count():
+                # GDAL and QGIS cannot open a tile set without tiles: no file, the layer stays
+                # online.
+                store.discard()
+                _remove_if_empty(self.basemap_folder)
+                message = (
+                    f"The basemap service of {layer.title} has no tiles for this area at the "
+                    "chosen levels; the basemap stays online."
+                )
+                log.warning("%s", message)
+                progress(1.0, message)
+                return layer.online_entry()
             saved = None
             if service.is_vector:
                 saved = self._write_style(style or self._service_style(service), store, final)
@@ -680,7 +698,7 @@ class BasemapDownloads:
     # -- styles -------------------------------------------------------------------------------
     def _service_style(self, service: _Service) -> dict:
         url = service.layer.style_url or ""
-        if not _VECTOR_SERVER.match(url) or urlsplit(url).netloc != urlsplit(service.url).netloc:
+        if not _VECTOR_SERVER.match(url) or not same_site(service.url, url):
             default = str(service.info.get("defaultStyles") or "resources/styles")
             url = urljoin(service.url.rstrip("/") + "/", default.strip("/") + "/root.json")
         return self.client.get_json(url, cancel=self.cancel)
@@ -744,6 +762,12 @@ class BasemapDownloads:
             store = GeoPackageTiles.open(final, scheme, levels, title=layer.title)
         try:
             package_style = self._convert(path, store, ranges, progress)
+            if not store.tile_count():
+                # GDAL and QGIS cannot open a tile set without tiles.
+                raise TilePackageError(
+                    f"The tile package of the basemap {layer.title} holds no tiles of its own "
+                    "tiling scheme; it cannot be used as a basemap."
+                )
             style = None
             if vector:
                 empty = {"version": 8, "sources": {}, "layers": []}
@@ -781,10 +805,14 @@ class BasemapDownloads:
                 continue
             # A tile set and its partial file are SQLite files with side files.
             remove_geopackage(path)
-        try:
-            self.basemap_folder.rmdir()  # only when empty: partial tile sets stay
-        except OSError:
-            pass
+        _remove_if_empty(self.basemap_folder)  # partial tile sets stay
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 #: A partial tile set and the SQLite side files a crash may leave next to it.

@@ -532,10 +532,14 @@ class OfflineMap:
         return list(self._manifest.basemaps)
 
     def basemap_path(self, entry: BasemapEntry) -> Path | None:
-        """The absolute path of a basemap's file (None for online basemaps)."""
+        """The absolute path of a basemap's file (None for online basemaps, and for a local
+        file whose path is not absolute: it would be looked for wherever QGIS happens to run)."""
         if entry.path is None or entry.kind == "online":
             return None
-        return Path(entry.path) if entry.kind == "local" else self._folder / entry.path
+        if entry.kind == "local":
+            path = Path(entry.path)
+            return path if path.is_absolute() else None
+        return self._folder / entry.path
 
     @property
     def geodatabases(self) -> list[GeodatabaseEntry]:
@@ -695,6 +699,15 @@ def check_basemap_paths(entry: BasemapEntry, manifest_path: Path) -> None:
                 f"The offline map manifest {manifest_path} is damaged: the basemap file "
                 f"{name!r} is not inside the map folder."
             )
+
+
+def resolves_inside(folder: Path, path: Path) -> bool:
+    """True when ``path``, its links followed, lies inside ``folder`` (a link in a copied map
+    folder may point anywhere)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 def _describe(error: BaseException) -> str:

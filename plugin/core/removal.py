@@ -45,7 +45,7 @@ from .errors import (
     ServiceError,
 )
 from .jobs import Job
-from .offline_map import MANIFEST_NAME, OfflineMap, check_entry_matches
+from .offline_map import MANIFEST_NAME, OfflineMap, check_entry_matches, resolves_inside
 from .rest import ArcGISClient, CredentialProvider
 
 log = logging.getLogger(__name__)
@@ -633,16 +633,13 @@ def _our_files_in(folder: Path, geodatabase_files: list[Path]) -> set[Path]:
 def _basemap_files(offline_map: OfflineMap) -> list[Path]:
     """The files of the map's downloaded basemaps (with their partial and SQLite side files),
     only those really inside the map folder; a local basemap file is the user's and stays."""
-    folder = offline_map.folder.resolve()
+    folder = offline_map.folder
     found: list[Path] = []
     for entry in offline_map.basemaps:
         for name in entry.files():
-            path = offline_map.folder / name
-            try:
-                inside = path.parent.resolve().is_relative_to(folder)
-            except (OSError, ValueError):
-                inside = False
-            if not inside:
+            path = folder / name
+            # The file itself may be a link: removing it removes the link, not its target.
+            if not resolves_inside(folder, path.parent):
                 log.warning("The basemap file %s is outside the map folder; it is kept.", path)
                 continue
             found.append(path)

@@ -40,6 +40,9 @@ MAX_TILE_BYTES = 16 * 1024 * 1024 - 1
 MAX_BUNDLE_BYTES = 4 * 1024**3
 #: Most entries a package may list.
 MAX_ENTRIES = 1_000_000
+#: Largest list of entries (zip central directory) read: Python's zip reader holds all of it,
+#: and an object per entry, in memory before anything can be counted.
+MAX_CENTRAL_DIRECTORY_BYTES = 64 * 1024 * 1024
 
 Tile = tuple[int, int, int, bytes]
 
@@ -76,6 +79,7 @@ class TilePackage:
         """Open a tile package; raises TilePackageError saying what is wrong with it."""
         path = Path(path)
         try:
+            _check_directory(path)
             archive = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as error:
             raise TilePackageError(
@@ -175,6 +179,30 @@ class TilePackage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_directory(path: Path) -> None:
+    """Refuse a zip whose end record announces more entries, or a longer list of them, than
+    a tile package has, before the zip reader loads that list."""
+    with open(path, "rb") as stream:
+        size = stream.seek(0, 2)
+        tail_size = min(size, 22 + 0xFFFF)
+        stream.seek(size - tail_size)
+        tail = stream.read(tail_size)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return  # not a zip: the zip reader says so
+        entries, directory_size = struct.unpack("<HI", tail[at + 10 : at + 16])
+        locator = tail[at - 20 : at] if at >= 20 else b""
+        if locator[:4] == b"PK\x06\x07":
+            # Zip64: the counts are in the Zip64 end record the locator points at.
+            (record_at,) = struct.unpack("<Q", locator[8:16])
+            stream.seek(min(record_at, size))
+            record = stream.read(56)
+            if len(record) == 56 and record[:4] == b"PK\x06\x06":
+                entries, directory_size = struct.unpack("<QQ", record[32:48])
+    if entries > MAX_ENTRIES or directory_size > MAX_CENTRAL_DIRECTORY_BYTES:
+        raise TilePackageError(f"{path.name} lists too many files to be a tile package.")
 
 
 def _read_json(archive: zipfile.ZipFile, name: str, path: Path) -> object:

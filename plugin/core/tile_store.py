@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Iterable
 
 from .errors import GeodatabaseError
 from .gpkg_files import move_geopackage, remove_geopackage
 from .tile_scheme import TileScheme, mercator_to_lonlat
+
+log = logging.getLogger(__name__)
 
 #: GeoPackage 1.3: application_id "GPKG" and user_version 10300.
 _GPKG_APPLICATION_ID = 0x47504B47
@@ -142,13 +146,19 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
     that is not one of ours is started over."""
     partial.parent.mkdir(parents=True, exist_ok=True)
     if partial.exists():
+        conn = None
         try:
             conn = _connect(partial)
             conn.execute(check_sql).fetchall()
             conn.execute(f"SELECT zoom_level, tile_row, tile_column FROM {_MISSING} LIMIT 1")
+            # A file damaged half-way (a crash, a bad copy) is started over, not continued.
+            if conn.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                raise sqlite3.DatabaseError("damaged")
             return conn, False
         except sqlite3.Error:
-            conn.close()
+            if conn is not None:
+                conn.close()
+            log.info("The partial basemap file %s is damaged; it is started over.", partial)
             remove_geopackage(partial)
     try:
         conn = _connect(partial)
@@ -401,6 +411,9 @@ class MBTiles(TileStore):
 
 #: Vector tiles read to list the layers and their attributes.
 _SAMPLED_TILES = 64
+#: Largest vector tile unpacked to read its layers; a tile that unpacks to more (a gzip bomb
+#: from a package or service) is not sampled.
+MAX_UNPACKED_TILE_BYTES = 16 * 1024 * 1024
 _MVT_FIELD_TYPES = {
     "String": "String",
     "Integer": "Number",
@@ -416,9 +429,8 @@ def _tile_layers(data: bytes) -> dict[str, dict[str, str]]:
     from .gdal_mode import gdal_exceptions
 
     name = f"/vsimem/oms-sample-{id(data)}.pbf"
-    try:
-        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    except (OSError, EOFError):
+    raw = _gunzip_bounded(data, MAX_UNPACKED_TILE_BYTES) if data[:2] == b"\x1f\x8b" else data
+    if raw is None:
         return {}
     gdal.FileFromMemBuffer(name, raw)
     found: dict[str, dict[str, str]] = {}
@@ -442,3 +454,14 @@ def _tile_layers(data: bytes) -> dict[str, dict[str, str]]:
     finally:
         gdal.Unlink(name)
     return found
+
+
+def _gunzip_bounded(data: bytes, limit: int) -> bytes | None:
+    """The unpacked bytes of gzipped ``data``, or None when damaged or larger than ``limit``
+    (never more than ``limit`` + 1 bytes in memory)."""
+    unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        raw = unpacker.decompress(data, limit + 1)
+    except zlib.error:
+        return None
+    return None if len(raw) > limit else raw
