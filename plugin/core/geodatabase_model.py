@@ -235,3 +235,14 @@ class Conflict:
     attributes: dict[str, Any]
     geometry: dict | None
     created_at: str
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``… : the first not in ``taken`` (compared without
+    case), which is added to ``taken``."""
+    candidate, number = base, 2
+    while candidate.lower() in taken:
+        candidate = f"{base}_{number}"
+        number += 1
+    taken.add(candidate.lower())
+    return candidate

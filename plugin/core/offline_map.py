@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .enums import PreplannedUpdateMode
 from .errors import GeodatabaseError, ManifestError
-from .geodatabase_model import Conflict
+from .geodatabase_model import Conflict, unique_name
 from .sites import Site
 
 if TYPE_CHECKING:
@@ -52,12 +52,7 @@ def unique_file_stem(title: str, taken: set[str], default: str) -> str:
     stem = stem.encode("utf-8")[:MAX_FILE_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
     if stem.upper() in _WINDOWS_RESERVED:
         stem += "_"
-    candidate, number = stem, 2
-    while candidate.lower() in taken:
-        candidate = f"{stem}_{number}"
-        number += 1
-    taken.add(candidate.lower())
-    return candidate
+    return unique_name(stem, taken)
 
 
 def strip_credentials(url: str) -> str:

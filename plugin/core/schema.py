@@ -15,7 +15,7 @@ from typing import Iterator
 from . import field_values as fv
 from .errors import GeodatabaseError, UnsupportedGeometryError
 from .gdal_mode import gdal_exceptions
-from .geodatabase_model import FieldDef, LayerDef
+from .geodatabase_model import FieldDef, LayerDef, unique_name
 from .geometry import GPKG_CURVE_GEOMETRY_TYPE, gpkg_geometry_type, normalize_geometry_type
 from .gpkg_connection import quote, rtree_name
 
@@ -84,12 +84,7 @@ def table_name_for(name: str, taken: set[str]) -> str:
     base = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "layer"
     if base[0].isdigit() or base.lower().startswith(_RESERVED_PREFIXES):
         base = "L_" + base
-    candidate, n = base, 2
-    while candidate.lower() in taken:
-        candidate = f"{base}_{n}"
-        n += 1
-    taken.add(candidate.lower())
-    return candidate
+    return unique_name(base, taken)
 
 
 def _editor_tracking_fields(info: dict) -> set[str]:
