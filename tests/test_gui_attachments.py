@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
+from contextlib import closing
 
 import pytest
 from qgis.core import QgsTrackedVectorLayerTools
@@ -274,7 +275,7 @@ def test_attachments_from_an_untrusted_map_are_shown_as_typed_and_never_decoded_
     # The map folder is untrusted: names that look like HTML and paths, an image that claims
     # to be 60000 x 60000 pixels.
     gdb = OfflineMap.open(demo_map).geodatabases[0].path
-    with sqlite3.connect(gdb) as conn:
+    with closing(sqlite3.connect(gdb)) as conn, conn:
         parent = conn.execute(
             'SELECT "GlobalID" FROM "Points" WHERE name = ?', (PHOTO_POINT,)
         ).fetchone()[0]

@@ -160,6 +160,7 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
                 conn.close()
             log.info("The partial basemap file %s is damaged; it is started over.", partial)
             remove_geopackage(partial)
+    conn = None
     try:
         conn = _connect(partial)
         with conn:
@@ -170,9 +171,13 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
                 "tile_column INTEGER NOT NULL, PRIMARY KEY (zoom_level, tile_row, tile_column))"
             )
     except sqlite3.Error as error:
+        if conn is not None:
+            conn.close()
         remove_geopackage(partial)
         raise GeodatabaseError(f"The basemap file {partial} cannot be created: {error}.") from None
     except OSError as error:
+        if conn is not None:
+            conn.close()
         remove_geopackage(partial)
         raise GeodatabaseError(
             f"The basemap file {partial} cannot be created: {error.strerror or error}."
