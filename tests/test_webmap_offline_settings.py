@@ -4,6 +4,7 @@ it offline on demand, and the user's choices over them (issue 18, item 4)."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -95,7 +96,7 @@ def settings_task(server) -> OfflineMapTask:
 
 
 def table_columns(path, table: str) -> list[str]:
-    with sqlite3.connect(path) as con:
+    with closing(sqlite3.connect(path)) as con:
         return [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]
 
 

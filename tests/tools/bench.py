@@ -41,6 +41,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +155,7 @@ CHILDREN = {
 def _count_rows(path, table: str) -> int:
     import sqlite3
 
-    with sqlite3.connect(str(path)) as conn:
+    with closing(sqlite3.connect(str(path))) as conn:
         return conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
 
 
@@ -445,7 +446,7 @@ def upsert_target(folder: Path, target: Path, info: dict) -> None:
     source.backup(copy)  # with what is still in the -wal file
     source.close()
     copy.close()
-    with sqlite3.connect(target) as conn:
+    with closing(sqlite3.connect(target)) as conn, conn:
         for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'oms\\_%' ESCAPE '\\'"
         ).fetchall():
