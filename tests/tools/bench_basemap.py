@@ -173,7 +173,7 @@ def run(work: Path, runs: int, levels: tuple[int, int], json_path: Path) -> list
             rows.append(row)
             print(
                 f"  {row['case']:<22} {tool:<28} {row['wall_s']:>7.2f}s  job {row['job_s']:>6.2f}s  "
-                f"{row['tiles_per_s'] or 0:>8.1f} tiles/s  tiles {row['tiles']:>5}  "
+                f"{row['tiles_per_s'] or 0:>8.1f} tiles/s  tile requests {row['tiles']:>5}  "
                 f"peak {row['peak_mb']:>6.1f} MB",
                 flush=True,
             )
