@@ -44,10 +44,11 @@ class TileStore:
     """An open tile set being built; use :meth:`GeoPackageTiles.open` or
     :meth:`MBTiles.open`."""
 
-    def __init__(self, final: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, final: Path, conn: sqlite3.Connection, scheme: TileScheme) -> None:
         self.final = final
         self.partial = partial_tiles_path(final)
         self.conn = conn
+        self.scheme = scheme
 
     # -- what is there -----------------------------------------------------------------------
     def known(self, level: int) -> set[tuple[int, int]]:
@@ -192,10 +193,6 @@ class GeoPackageTiles(TileStore):
 
     _table = GPKG_TILE_TABLE
 
-    def __init__(self, final: Path, conn: sqlite3.Connection, scheme: TileScheme) -> None:
-        super().__init__(final, conn)
-        self.scheme = scheme
-
     @classmethod
     def open(
         cls, final: Path, scheme: TileScheme, levels: Iterable[int], *, title: str
@@ -333,8 +330,8 @@ class MBTiles(TileStore):
     bottom as TMS does)."""
 
     def __init__(self, final: Path, conn: sqlite3.Connection, scheme: TileScheme) -> None:
-        super().__init__(final, conn)
-        self.scheme = scheme
+        super().__init__(final, conn, scheme)
+        self._style_layers: list[str] = []
 
     @classmethod
     def open(cls, final: Path, scheme: TileScheme, *, title: str) -> MBTiles:
@@ -373,9 +370,7 @@ class MBTiles(TileStore):
     def _vector_layers(self) -> list[dict]:
         """``vector_layers`` of the ``json`` metadata: layer names and attribute types read
         from a sample of the tiles (GDAL and QGIS list layers and fields from it)."""
-        fields: dict[str, dict[str, str]] = {
-            name: {} for name in getattr(self, "_style_layers", ())
-        }
+        fields: dict[str, dict[str, str]] = {name: {} for name in self._style_layers}
         rows = self.conn.execute(
             "SELECT tile_data FROM tiles ORDER BY zoom_level DESC, random() LIMIT ?",
             (_SAMPLED_TILES,),
