@@ -171,18 +171,12 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
                 f"CREATE TABLE {_MISSING} (zoom_level INTEGER NOT NULL, tile_row INTEGER NOT NULL, "
                 "tile_column INTEGER NOT NULL, PRIMARY KEY (zoom_level, tile_row, tile_column))"
             )
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         if conn is not None:
             conn.close()
         remove_geopackage(partial)
-        raise GeodatabaseError(f"The basemap file {partial} cannot be created: {error}.") from None
-    except OSError as error:
-        if conn is not None:
-            conn.close()
-        remove_geopackage(partial)
-        raise GeodatabaseError(
-            f"The basemap file {partial} cannot be created: {error.strerror or error}."
-        ) from None
+        reason = getattr(error, "strerror", None) or error
+        raise GeodatabaseError(f"The basemap file {partial} cannot be created: {reason}.") from None
     return conn, True
 
 
