@@ -19,7 +19,7 @@ from typing import Iterable
 
 from .errors import GeodatabaseError
 from .gpkg_files import move_geopackage, remove_geopackage
-from .tile_scheme import TileScheme, mercator_to_lonlat
+from .tile_scheme import TileRange, TileScheme, mercator_to_lonlat
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,7 @@ class GeoPackageTiles(TileStore):
         ).fetchone()
         if row is None or row[0] is None:
             return
-        level, min_row, max_row, min_col, max_col = row
-        xmin, _, _, ymax = self.scheme.tile_bounds(level, min_row, min_col)
-        _, ymin, xmax, _ = self.scheme.tile_bounds(level, max_row, max_col)
+        xmin, ymin, xmax, ymax = self.scheme.range_bounds(TileRange(*row))
         self.conn.execute(
             "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ?, "
             "last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE table_name = ?",
@@ -385,12 +383,11 @@ class MBTiles(TileStore):
             (max_zoom,),
         ).fetchone()
         min_tms, max_tms, min_col, max_col = level_row
-        top, bottom = (
-            self._row_from_stored(max_zoom, max_tms),
-            self._row_from_stored(max_zoom, min_tms),
+        top = self._row_from_stored(max_zoom, max_tms)
+        bottom = self._row_from_stored(max_zoom, min_tms)
+        xmin, ymin, xmax, ymax = self.scheme.range_bounds(
+            TileRange(max_zoom, top, bottom, min_col, max_col)
         )
-        xmin, _, _, ymax = self.scheme.tile_bounds(max_zoom, top, min_col)
-        _, ymin, xmax, _ = self.scheme.tile_bounds(max_zoom, bottom, max_col)
         west, south = mercator_to_lonlat(xmin, ymin)
         east, north = mercator_to_lonlat(xmax, ymax)
         values = {
