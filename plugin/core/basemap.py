@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urljoin, urlsplit
@@ -744,16 +744,7 @@ class BasemapDownloads:
         for level in levels:
             width, height = scheme.matrix_size(level)
             ranges.append(TileRange(level, 0, height - 1, 0, width - 1))
-        kind = "vector" if vector else "raster"
-        layer = BasemapLayer(
-            layer.title,
-            kind,
-            layer.layer_type,
-            layer.service_url,
-            layer.style_url,
-            layer.visible,
-            layer.opacity,
-        )
+        layer = replace(layer, kind="vector" if vector else "raster")
         final = self._final_path(layer.title, ".mbtiles" if vector else ".gpkg")
         if vector:
             store: TileStore = MBTiles.open(final, scheme, title=layer.title)

@@ -2,7 +2,8 @@
 tiles of which levels cover an area, and where a tile lies.
 
 Rows count down from the scheme's origin (top left), as ArcGIS caches, the ``/tile/{z}/{y}/{x}``
-resource and GeoPackage tile matrices do; MBTiles counts them up (see :func:`tms_row`).
+resource and GeoPackage tile matrices do; MBTiles counts them up (see
+:class:`~plugin.core.tile_store.MBTiles`).
 Only Web Mercator schemes are taken offline: it is what basemap services and QGIS's tile
 readers share.
 """
@@ -176,11 +177,6 @@ class TileScheme:
             tile_range.level, tile_range.max_row, tile_range.max_col
         )
         return xmin, ymin, xmax, ymax
-
-
-def tms_row(level: int, row: int) -> int:
-    """MBTiles (TMS) numbers rows from the bottom of the world."""
-    return (1 << level) - 1 - row
 
 
 def _clamp(value: int, size: int) -> int:

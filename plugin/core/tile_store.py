@@ -19,7 +19,7 @@ from typing import Iterable
 
 from .errors import GeodatabaseError
 from .gpkg_files import move_geopackage, remove_geopackage
-from .tile_scheme import TileScheme, mercator_to_lonlat
+from .tile_scheme import TileRange, TileScheme, mercator_to_lonlat
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,11 @@ class TileStore:
     """An open tile set being built; use :meth:`GeoPackageTiles.open` or
     :meth:`MBTiles.open`."""
 
-    def __init__(self, final: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, final: Path, conn: sqlite3.Connection, scheme: TileScheme) -> None:
         self.final = final
         self.partial = partial_tiles_path(final)
         self.conn = conn
+        self.scheme = scheme
 
     # -- what is there -----------------------------------------------------------------------
     def known(self, level: int) -> set[tuple[int, int]]:
@@ -170,18 +171,12 @@ def _open(partial: Path, create_sql: list[str], check_sql: str) -> tuple[sqlite3
                 f"CREATE TABLE {_MISSING} (zoom_level INTEGER NOT NULL, tile_row INTEGER NOT NULL, "
                 "tile_column INTEGER NOT NULL, PRIMARY KEY (zoom_level, tile_row, tile_column))"
             )
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         if conn is not None:
             conn.close()
         remove_geopackage(partial)
-        raise GeodatabaseError(f"The basemap file {partial} cannot be created: {error}.") from None
-    except OSError as error:
-        if conn is not None:
-            conn.close()
-        remove_geopackage(partial)
-        raise GeodatabaseError(
-            f"The basemap file {partial} cannot be created: {error.strerror or error}."
-        ) from None
+        reason = getattr(error, "strerror", None) or error
+        raise GeodatabaseError(f"The basemap file {partial} cannot be created: {reason}.") from None
     return conn, True
 
 
@@ -191,10 +186,6 @@ class GeoPackageTiles(TileStore):
     set is the service's: matrix (0, 0) at the scheme's origin, one tile matrix per level."""
 
     _table = GPKG_TILE_TABLE
-
-    def __init__(self, final: Path, conn: sqlite3.Connection, scheme: TileScheme) -> None:
-        super().__init__(final, conn)
-        self.scheme = scheme
 
     @classmethod
     def open(
@@ -274,9 +265,7 @@ class GeoPackageTiles(TileStore):
         ).fetchone()
         if row is None or row[0] is None:
             return
-        level, min_row, max_row, min_col, max_col = row
-        xmin, _, _, ymax = self.scheme.tile_bounds(level, min_row, min_col)
-        _, ymin, xmax, _ = self.scheme.tile_bounds(level, max_row, max_col)
+        xmin, ymin, xmax, ymax = self.scheme.range_bounds(TileRange(*row))
         self.conn.execute(
             "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ?, "
             "last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE table_name = ?",
@@ -333,8 +322,8 @@ class MBTiles(TileStore):
     bottom as TMS does)."""
 
     def __init__(self, final: Path, conn: sqlite3.Connection, scheme: TileScheme) -> None:
-        super().__init__(final, conn)
-        self.scheme = scheme
+        super().__init__(final, conn, scheme)
+        self._style_layers: list[str] = []
 
     @classmethod
     def open(cls, final: Path, scheme: TileScheme, *, title: str) -> MBTiles:
@@ -373,9 +362,7 @@ class MBTiles(TileStore):
     def _vector_layers(self) -> list[dict]:
         """``vector_layers`` of the ``json`` metadata: layer names and attribute types read
         from a sample of the tiles (GDAL and QGIS list layers and fields from it)."""
-        fields: dict[str, dict[str, str]] = {
-            name: {} for name in getattr(self, "_style_layers", ())
-        }
+        fields: dict[str, dict[str, str]] = {name: {} for name in self._style_layers}
         rows = self.conn.execute(
             "SELECT tile_data FROM tiles ORDER BY zoom_level DESC, random() LIMIT ?",
             (_SAMPLED_TILES,),
@@ -396,12 +383,11 @@ class MBTiles(TileStore):
             (max_zoom,),
         ).fetchone()
         min_tms, max_tms, min_col, max_col = level_row
-        top, bottom = (
-            self._row_from_stored(max_zoom, max_tms),
-            self._row_from_stored(max_zoom, min_tms),
+        top = self._row_from_stored(max_zoom, max_tms)
+        bottom = self._row_from_stored(max_zoom, min_tms)
+        xmin, ymin, xmax, ymax = self.scheme.range_bounds(
+            TileRange(max_zoom, top, bottom, min_col, max_col)
         )
-        xmin, _, _, ymax = self.scheme.tile_bounds(max_zoom, top, min_col)
-        _, ymin, xmax, _ = self.scheme.tile_bounds(max_zoom, bottom, max_col)
         west, south = mercator_to_lonlat(xmin, ymin)
         east, north = mercator_to_lonlat(xmax, ymax)
         values = {
