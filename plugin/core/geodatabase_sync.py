@@ -14,7 +14,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Union
 
 from .enums import (
     AttachmentSyncDirection,
@@ -37,7 +37,9 @@ from .replica_download import ReplicaDownloads, check_writable_folder, unique_re
 from .rest import (
     ArcGISClient,
     BadAnswerError,
+    CancelCallback,
     CredentialProvider,
+    ProgressCallback,
     ReplicaResultFile,
     create_replica_request,
 )
@@ -62,8 +64,6 @@ from .sync_model import (
 
 #: A geodatabase, or the path of one to open (and close again) for the call.
 GeodatabaseOrPath = Union[Geodatabase, str, Path]
-ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 log = logging.getLogger(__name__)
 

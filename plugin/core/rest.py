@@ -40,6 +40,7 @@ from .sites import CredentialScope, Site, same_site
 from .transport import (
     DEFAULT_LIMITS,
     MAX_REDIRECTS,
+    CancelCallback,
     ReadLimits,
     body_chunks,
     read_answer,
@@ -68,7 +69,6 @@ class _RedactTokens(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactTokens())
 
 ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 #: ArcGIS error codes that mean "credentials missing, wrong, expired or not allowed".
 AUTH_CODES = {401, 403, 498, 499}

@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from .commit import parse_gen, parse_layer_gens
 from .enums import SyncDirection, SyncModel
@@ -39,13 +39,11 @@ from .gpkg_connection import transaction
 from .gpkg_files import move_geopackage, remove_geopackage
 from .jobs import sub_progress
 from .offline_map import GeodatabaseEntry, OfflineMap
-from .rest import ArcGISClient, ReplicaResultFile
+from .rest import ArcGISClient, CancelCallback, ProgressCallback, ReplicaResultFile
 from .tracking import has_adds_only_guards, install_adds_only_guards
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 DELTA_NAME = re.compile(r"^d_(\d+)(?:\.json)?$", re.IGNORECASE)
 
