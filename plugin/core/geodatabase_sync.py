@@ -555,7 +555,7 @@ class _GeodatabaseSync:
         """Refuse to sync when the service's layers changed incompatibly since the geodatabase
         was made: uploads would be refused edit by edit and downloads would store values of
         the wrong type. New fields are fine (they are not downloaded)."""
-        current = self.client.all_layer_infos(self.url)
+        current = self.client.all_layer_infos(self.url, self.info)
         changes = []
         for layer in self.gdb.layers:
             for change in schema_changes(layer, current.get(int(layer.id))):
