@@ -177,7 +177,8 @@ class ScheduledUpdateSource:
         self, item_id: str, update: UpdatePackage, *, cancel: CancelCallback | None = None
     ) -> ReplicaResultFile:
         """Download one update package to a temporary file (the caller closes it)."""
-        return self._download(
+        # Packages and update packages are result files (createReplica, synchronizeReplica).
+        return self.client.fetch_result(
             f"{self._item_url(item_id)}/resources/{update.resource}", cancel=cancel
         )
 
@@ -189,17 +190,9 @@ class ScheduledUpdateSource:
         cancel: CancelCallback | None = None,
     ) -> ReplicaResultFile:
         """Download the package data (a createReplica result) to a temporary file."""
-        return self._download(f"{self._item_url(item_id)}/data", progress=progress, cancel=cancel)
-
-    def _download(
-        self,
-        url: str,
-        *,
-        progress: ProgressCallback | None = None,
-        cancel: CancelCallback | None = None,
-    ) -> ReplicaResultFile:
-        # Packages and update packages are result files (createReplica, synchronizeReplica).
-        return self.client.fetch_result(url, progress=progress, cancel=cancel)
+        return self.client.fetch_result(
+            f"{self._item_url(item_id)}/data", progress=progress, cancel=cancel
+        )
 
 
 # -- applying update packages --------------------------------------------------------------------
