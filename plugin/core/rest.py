@@ -35,7 +35,7 @@ from .errors import (
     ServiceError,
     UnusableAnswerError,
 )
-from .service import supports_async
+from .service import supports_async, supports_attachments_sync_direction
 from .sites import CredentialScope, Site, same_site
 from .transport import (
     DEFAULT_LIMITS,
@@ -631,7 +631,7 @@ def create_replica_request(
         "transportType": "esriTransportTypeUrl",
         "dataFormat": "json",
     }
-    if (service_info.get("syncCapabilities") or {}).get("supportsAttachmentsSyncDirection"):
+    if supports_attachments_sync_direction(service_info):
         request["attachmentsSyncDirection"] = attachments_sync_direction
     if sync_data_options is not None:
         request["syncDataOptions"] = int(sync_data_options)
