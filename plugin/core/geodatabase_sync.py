@@ -14,7 +14,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Union
 
 from .enums import (
     AttachmentSyncDirection,
@@ -37,7 +37,9 @@ from .replica_download import ReplicaDownloads, check_writable_folder, unique_re
 from .rest import (
     ArcGISClient,
     BadAnswerError,
+    CancelCallback,
     CredentialProvider,
+    ProgressCallback,
     ReplicaResultFile,
     create_replica_request,
 )
@@ -62,8 +64,6 @@ from .sync_model import (
 
 #: A geodatabase, or the path of one to open (and close again) for the call.
 GeodatabaseOrPath = Union[Geodatabase, str, Path]
-ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +555,7 @@ class _GeodatabaseSync:
         """Refuse to sync when the service's layers changed incompatibly since the geodatabase
         was made: uploads would be refused edit by edit and downloads would store values of
         the wrong type. New fields are fine (they are not downloaded)."""
-        current = self.client.all_layer_infos(self.url)
+        current = self.client.all_layer_infos(self.url, self.info)
         changes = []
         for layer in self.gdb.layers:
             for change in schema_changes(layer, current.get(int(layer.id))):

@@ -17,19 +17,23 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from .enums import SyncModel
 from .errors import CancelledError, GeodatabaseError, ServiceError
 from .geodatabase import Geodatabase
 from .gpkg_files import move_geopackage, remove_geopackage
 from .jobs import sub_progress
-from .rest import JOB_FAILED, ArcGISClient, BadAnswerError, ReplicaResultFile
+from .rest import (
+    JOB_FAILED,
+    ArcGISClient,
+    BadAnswerError,
+    CancelCallback,
+    ProgressCallback,
+    ReplicaResultFile,
+)
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 # Pauses between looks for a replica whose creation outcome is unknown (about 4 s in all).
 _UNDO_WAITS = (0.2, 0.5, 1.0, 2.0)

@@ -35,11 +35,12 @@ from .errors import (
     ServiceError,
     UnusableAnswerError,
 )
-from .service import supports_async
+from .service import supports_async, supports_attachments_sync_direction
 from .sites import CredentialScope, Site, same_site
 from .transport import (
     DEFAULT_LIMITS,
     MAX_REDIRECTS,
+    CancelCallback,
     ReadLimits,
     body_chunks,
     read_answer,
@@ -68,7 +69,6 @@ class _RedactTokens(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactTokens())
 
 ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 #: ArcGIS error codes that mean "credentials missing, wrong, expired or not allowed".
 AUTH_CODES = {401, 403, 498, 499}
@@ -631,7 +631,7 @@ def create_replica_request(
         "transportType": "esriTransportTypeUrl",
         "dataFormat": "json",
     }
-    if (service_info.get("syncCapabilities") or {}).get("supportsAttachmentsSyncDirection"):
+    if supports_attachments_sync_direction(service_info):
         request["attachmentsSyncDirection"] = attachments_sync_direction
     if sync_data_options is not None:
         request["syncDataOptions"] = int(sync_data_options)

@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from .commit import parse_gen, parse_layer_gens
 from .enums import SyncDirection, SyncModel
@@ -39,13 +39,11 @@ from .gpkg_connection import transaction
 from .gpkg_files import move_geopackage, remove_geopackage
 from .jobs import sub_progress
 from .offline_map import GeodatabaseEntry, OfflineMap
-from .rest import ArcGISClient, ReplicaResultFile
+from .rest import ArcGISClient, CancelCallback, ProgressCallback, ReplicaResultFile
 from .tracking import has_adds_only_guards, install_adds_only_guards
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 DELTA_NAME = re.compile(r"^d_(\d+)(?:\.json)?$", re.IGNORECASE)
 
@@ -179,7 +177,8 @@ class ScheduledUpdateSource:
         self, item_id: str, update: UpdatePackage, *, cancel: CancelCallback | None = None
     ) -> ReplicaResultFile:
         """Download one update package to a temporary file (the caller closes it)."""
-        return self._download(
+        # Packages and update packages are result files (createReplica, synchronizeReplica).
+        return self.client.fetch_result(
             f"{self._item_url(item_id)}/resources/{update.resource}", cancel=cancel
         )
 
@@ -191,17 +190,9 @@ class ScheduledUpdateSource:
         cancel: CancelCallback | None = None,
     ) -> ReplicaResultFile:
         """Download the package data (a createReplica result) to a temporary file."""
-        return self._download(f"{self._item_url(item_id)}/data", progress=progress, cancel=cancel)
-
-    def _download(
-        self,
-        url: str,
-        *,
-        progress: ProgressCallback | None = None,
-        cancel: CancelCallback | None = None,
-    ) -> ReplicaResultFile:
-        # Packages and update packages are result files (createReplica, synchronizeReplica).
-        return self.client.fetch_result(url, progress=progress, cancel=cancel)
+        return self.client.fetch_result(
+            f"{self._item_url(item_id)}/data", progress=progress, cancel=cancel
+        )
 
 
 # -- applying update packages --------------------------------------------------------------------

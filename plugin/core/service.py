@@ -65,6 +65,11 @@ def supports_async(info: dict) -> bool:
     )
 
 
+def supports_attachments_sync_direction(info: dict) -> bool:
+    """``syncCapabilities.supportsAttachmentsSyncDirection``."""
+    return bool(_sync_capabilities(info).get("supportsAttachmentsSyncDirection", False))
+
+
 def supports_rollback_on_failure(info: dict) -> bool:
     """``syncCapabilities.supportsRollbackOnFailure`` (assumed unless it is false)."""
     return _sync_capabilities(info).get("supportsRollbackOnFailure", True) is not False
