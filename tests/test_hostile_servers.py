@@ -372,6 +372,22 @@ def test_deeply_nested_json_is_an_unusable_answer_not_a_recursion_error(hostile,
     assert all("not usable" in message and "nested too deeply" in message for _, message in errors)
 
 
+def test_a_small_deeply_nested_download_leaves_no_partial_file(hostile, tmp_path):
+    # Small downloads are checked for an ArcGIS error body; one too deep to read is refused
+    # without leaving the ".part" file behind.
+    hostile.routes["/result.json"] = Response("[" * 8000 + "]" * 8000)
+    outcome = in_capped_child(
+        """
+        def main(values):
+            ArcGISClient(retries=0).download(values["url"], values["dest"])
+        """,
+        url=hostile.url + "/result.json",
+        dest=str(tmp_path / "result.json"),
+    )
+    assert outcome["error"] == "UnusableAnswerError"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_deeply_nested_manifest_is_a_damaged_manifest(tmp_path):
     folder = tmp_path / "map"
     folder.mkdir()

@@ -825,8 +825,7 @@ class _TempPackage:
         return self.path
 
     def __exit__(self, *exc: object) -> None:
-        for path in (self.path, self.path.with_name(self.path.name + ".part")):
-            _unlink(path)
+        _unlink(self.path)
 
 
 def _unlink(path: Path) -> None:

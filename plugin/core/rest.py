@@ -1252,7 +1252,12 @@ class ArcGISClient:
                 raise
             finally:
                 response.close()
-            if _small_error_body(part, url, refreshed):
+            try:
+                retry = _small_error_body(part, url, refreshed)
+            except BaseException:
+                _unlink(part)
+                raise
+            if retry:
                 refreshed = True
                 self.credentials.refresh(url)
                 continue
