@@ -44,7 +44,6 @@ from qgis.PyQt.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QTimer, 
 from qgis.PyQt.QtGui import QDesktopServices, QImageReader, QPixmap
 from qgis.PyQt.QtWidgets import (
     QFileDialog,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QTreeWidgetItem,
@@ -61,7 +60,7 @@ from ..layers import (
     ATTACHMENTS_WIDGET,
 )
 from ..resources import tr, ui_path
-from .formatting import ask, size_text, tooltip
+from .formatting import ask, name_column_stretches, size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("attachments_widget.ui"))
 
@@ -179,11 +178,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
             (self.saveButton, "/mActionFileSaveAs.svg"),
         ):
             button.setIcon(QgsApplication.getThemeIcon(icon))
-        header = self.attachmentsList.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        name_column_stretches(self.attachmentsList.header())
 
         self.editButton.toggled.connect(self._toggle_editing)
         self.addButton.clicked.connect(self.add_file)
