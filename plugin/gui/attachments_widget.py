@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    Qgis,
     QgsApplication,
     QgsFeatureRequest,
     QgsGeometry,
-    QgsVectorDataProvider,
     QgsVectorLayer,
     QgsVectorLayerUtils,
 )
@@ -59,6 +57,7 @@ from ..layers import (
     ATTACHMENT_TYPE_FIELD,
     ATTACHMENTS_WIDGET,
 )
+from ..qgis_compat import ADD_FEATURES, NO_GEOMETRY
 from ..resources import tr, ui_path
 from .formatting import ask, name_column_stretches, size_text, tooltip
 
@@ -72,17 +71,6 @@ MAX_PREVIEW_BYTES = 16 * 1024 * 1024
 MAX_PREVIEW_PIXELS = 50_000_000
 ROLE_ATTACHMENT = Qt.ItemDataRole.UserRole
 
-# QGIS 3.36 / 3.40 moved these enums to Qgis; the class-scoped ones are gone in QGIS 4.
-NO_GEOMETRY = (
-    Qgis.FeatureRequestFlag.NoGeometry
-    if hasattr(Qgis, "FeatureRequestFlag")
-    else QgsFeatureRequest.Flag.NoGeometry
-)
-ADD_FEATURES = (
-    Qgis.VectorProviderCapability.AddFeatures
-    if hasattr(Qgis, "VectorProviderCapability")
-    else QgsVectorDataProvider.Capability.AddFeatures
-)
 _NO_FILE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 
 
