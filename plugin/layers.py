@@ -24,7 +24,6 @@ from qgis.core import (
     QgsAttributeEditorField,
     QgsAttributeEditorRelation,
     QgsCoordinateReferenceSystem,
-    QgsEditFormConfig,
     QgsEditorWidgetSetup,
     QgsExpression,
     QgsGeometry,
@@ -45,6 +44,7 @@ from .basemap_layers import add_basemaps
 from .core import schema
 from .core.errors import OfflineMapSyncError
 from .core.offline_map import GeodatabaseEntry, OfflineMap
+from .qgis_compat import COMPOSITION, DRAG_AND_DROP, WKT1_ESRI
 from .resources import PLUGIN_NAME, tr
 
 PROPERTY_FOLDER = "offline_map_sync/folder"
@@ -54,24 +54,6 @@ PROPERTY_ATTACHMENTS = "offline_map_sync/attachments_of"
 GROUP_PROPERTY = "offline_map_sync/group"
 #: The relation widget type of the attachments editor (``plugin/gui/attachments_widget.py``).
 ATTACHMENTS_WIDGET = "offline_map_sync_attachments"
-
-# QGIS 3.36 / 3.28 moved these enums to Qgis; the class-scoped ones are gone in QGIS 4.
-WKT1_ESRI = (
-    Qgis.CrsWktVariant.Wkt1Esri
-    if hasattr(Qgis, "CrsWktVariant")
-    else QgsCoordinateReferenceSystem.WktVariant.WKT1_ESRI
-)
-COMPOSITION = (
-    Qgis.RelationshipStrength.Composition
-    if hasattr(Qgis, "RelationshipStrength")
-    else QgsRelation.RelationStrength.Composition
-)
-
-DRAG_AND_DROP = (
-    Qgis.AttributeFormLayout.DragAndDrop
-    if hasattr(Qgis, "AttributeFormLayout")
-    else QgsEditFormConfig.EditorLayout.TabLayout
-)
 
 try:  # QGIS >= 3.18 converts ArcGIS REST renderers; feature-detected so older builds still load.
     from qgis.core import QgsArcGisRestUtils

@@ -89,11 +89,8 @@ class TakeOfflineRequest:
         )
 
 
-class TakeOfflineJob(Job):
-    """Reads the web map or services and makes the offline map, all in the job's thread
-    (reading a web map already goes to the network). The result is a
-    ``GenerateOfflineMapResult``, or a ``DownloadPreplannedOfflineMapResult`` for a map area;
-    both have ``offline_map`` and ``skipped_layers``."""
+class _RequestJob(Job):
+    """A job on a take-offline request's web map or services."""
 
     def __init__(
         self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
@@ -102,6 +99,18 @@ class TakeOfflineJob(Job):
         self.request = request
         # Built here (main thread) so that a bad request fails before a task starts.
         self.offline_task = request.offline_task(credentials)
+
+
+class TakeOfflineJob(_RequestJob):
+    """Reads the web map or services and makes the offline map, all in the job's thread
+    (reading a web map already goes to the network). The result is a
+    ``GenerateOfflineMapResult``, or a ``DownloadPreplannedOfflineMapResult`` for a map area;
+    both have ``offline_map`` and ``skipped_layers``."""
+
+    def __init__(
+        self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
+    ) -> None:
+        super().__init__(request, credentials)
         self._inner: Job | None = None
         self._inner_lock = threading.Lock()
 
@@ -153,17 +162,10 @@ class TakeOfflineJob(Job):
         return inner.run()
 
 
-class EstimateBasemapJob(Job):
+class EstimateBasemapJob(_RequestJob):
     """Estimates the tiles and bytes of the request's basemap download (network), for the
     extent the download would use; a cancel stops it at the next request. The result is a
     ``BasemapEstimate`` (empty for services: they have no basemap)."""
-
-    def __init__(
-        self, request: TakeOfflineRequest, credentials: CredentialProvider | None = None
-    ) -> None:
-        super().__init__()
-        self.request = request
-        self.offline_task = request.offline_task(credentials)
 
     def _execute(self) -> BasemapEstimate:
         self._report(0.0, "Estimating the basemap")

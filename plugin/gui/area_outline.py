@@ -11,26 +11,19 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from qgis.core import (
-    Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsCsException,
     QgsGeometry,
     QgsProject,
-    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QEvent, QObject
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QWidget
 
 from ..layers import area_geometry
+from ..qgis_compat import POLYGON_GEOMETRY
 
-# QGIS 3.30 moved the geometry types to Qgis; QgsWkbTypes' are gone in QGIS 4.
-_POLYGON = (
-    Qgis.GeometryType.Polygon
-    if hasattr(Qgis, "GeometryType")
-    else QgsWkbTypes.GeometryType.PolygonGeometry
-)
 #: The area that is (or will be) taken offline.
 CHOSEN = QColor(230, 80, 0)
 #: The other preplanned map areas the user could choose.
@@ -52,7 +45,7 @@ class AreaOutline:
         if self.canvas is None or (self._band is None and not shapes):
             return
         band = self._band or self._make_band()
-        band.reset(_POLYGON)
+        band.reset(POLYGON_GEOMETRY)
         for geometry, crs in shapes:
             band.addGeometry(geometry, crs)
         band.setVisible(bool(shapes))
@@ -80,7 +73,7 @@ class AreaOutline:
     def _make_band(self):
         from qgis.gui import QgsRubberBand
 
-        self._band = QgsRubberBand(self.canvas, _POLYGON)
+        self._band = QgsRubberBand(self.canvas, POLYGON_GEOMETRY)
         self._band.setStrokeColor(self.color)
         fill = QColor(self.color)
         fill.setAlpha(self.fill_alpha)

@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    Qgis,
     QgsApplication,
     QgsFeatureRequest,
     QgsGeometry,
-    QgsVectorDataProvider,
     QgsVectorLayer,
     QgsVectorLayerUtils,
 )
@@ -44,7 +42,6 @@ from qgis.PyQt.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QTimer, 
 from qgis.PyQt.QtGui import QDesktopServices, QImageReader, QPixmap
 from qgis.PyQt.QtWidgets import (
     QFileDialog,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QTreeWidgetItem,
@@ -60,8 +57,9 @@ from ..layers import (
     ATTACHMENT_TYPE_FIELD,
     ATTACHMENTS_WIDGET,
 )
+from ..qgis_compat import ADD_FEATURES, NO_GEOMETRY
 from ..resources import tr, ui_path
-from .formatting import ask, size_text, tooltip
+from .formatting import ask, name_column_stretches, size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("attachments_widget.ui"))
 
@@ -73,17 +71,6 @@ MAX_PREVIEW_BYTES = 16 * 1024 * 1024
 MAX_PREVIEW_PIXELS = 50_000_000
 ROLE_ATTACHMENT = Qt.ItemDataRole.UserRole
 
-# QGIS 3.36 / 3.40 moved these enums to Qgis; the class-scoped ones are gone in QGIS 4.
-NO_GEOMETRY = (
-    Qgis.FeatureRequestFlag.NoGeometry
-    if hasattr(Qgis, "FeatureRequestFlag")
-    else QgsFeatureRequest.Flag.NoGeometry
-)
-ADD_FEATURES = (
-    Qgis.VectorProviderCapability.AddFeatures
-    if hasattr(Qgis, "VectorProviderCapability")
-    else QgsVectorDataProvider.Capability.AddFeatures
-)
 _NO_FILE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 
 
@@ -179,11 +166,7 @@ class AttachmentsWidget(QgsAbstractRelationEditorWidget, FORM_CLASS):
             (self.saveButton, "/mActionFileSaveAs.svg"),
         ):
             button.setIcon(QgsApplication.getThemeIcon(icon))
-        header = self.attachmentsList.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        name_column_stretches(self.attachmentsList.header())
 
         self.editButton.toggled.connect(self._toggle_editing)
         self.addButton.clicked.connect(self.add_file)

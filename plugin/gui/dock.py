@@ -18,7 +18,6 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QDockWidget,
     QFileDialog,
-    QHeaderView,
     QMessageBox,
     QTableWidgetItem,
     QTreeWidgetItem,
@@ -34,7 +33,7 @@ from ..resources import PLUGIN_NAME, tr, ui_path
 from ..task import CallJob, JobTask, start_job_task
 from .area_outline import AreaOutline
 from .credential_consent import credentials_with_consent
-from .formatting import ask, escape, size_text, tooltip
+from .formatting import ask, escape, name_column_stretches, size_text, tooltip
 from .sign_in_bar import SignInBar
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("dock_panel.ui"))
@@ -117,11 +116,7 @@ class OfflineMapSyncDock(QDockWidget, FORM_CLASS):
         self.resultsTable.setColumnCount(4)
         # Names and counts as wide as they need; a layer's details (errors) go on a row of their
         # own under it, across the table, wrapped: all stays readable in a narrow panel.
-        header = self.resultsTable.horizontalHeader()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column in range(1, 4):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        name_column_stretches(self.resultsTable.horizontalHeader())
 
         self.openButton.clicked.connect(self.choose_folder)
         self.recentCombo.activated.connect(self._recent_chosen)

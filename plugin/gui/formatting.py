@@ -1,11 +1,11 @@
-"""Small text helpers shared by the panel and the dialogs."""
+"""Small text and layout helpers shared by the panel and the dialogs."""
 
 from __future__ import annotations
 
 import html
 
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QMessageBox, QWidget
+from qgis.PyQt.QtWidgets import QHeaderView, QMessageBox, QWidget
 
 
 def size_text(size: float) -> str:
@@ -29,6 +29,15 @@ def tooltip(text: str) -> str:
     make ``<a href=…>`` clickable. Escaped inside a rich-text paragraph, it reads as typed.
     """
     return "<p style='white-space:pre-wrap'>" + escape(text) + "</p>"
+
+
+def name_column_stretches(header: QHeaderView) -> None:
+    """The first column (names) takes the width left; the others are as wide as their
+    contents (counts, types, sizes)."""
+    header.setStretchLastSection(False)
+    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    for column in range(1, header.count()):
+        header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
 
 
 def ask(

@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    Qgis,
     QgsCoordinateReferenceSystem,
-    QgsMapLayerProxyModel,
     QgsProject,
     QgsSettings,
 )
@@ -33,6 +31,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.enums import PreplannedUpdateMode, ReturnLayerAttachmentOption
 from ..core.errors import OfflineMapSyncError
 from ..layers import esri_envelope
+from ..qgis_compat import SPATIAL_LAYERS
 from ..resources import tr, ui_path
 from ..take_offline_request import (
     TakeOfflineRequest,
@@ -49,12 +48,6 @@ from .formatting import size_text, tooltip
 
 FORM_CLASS, _ = uic.loadUiType(ui_path("take_offline_dialog.ui"))
 
-# QGIS 3.34 moved the layer filters to Qgis.LayerFilter; older versions only have the proxy's.
-_SPATIAL_LAYERS = (
-    Qgis.LayerFilter.HasGeometry
-    if hasattr(Qgis, "LayerFilter")
-    else QgsMapLayerProxyModel.Filter.HasGeometry
-)
 _ITEM_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 # What the user typed last time (the source only: folders and credentials are chosen anew).
 SETTINGS_SOURCE = "OfflineMapSync/takeOffline/"
@@ -72,7 +65,7 @@ class TakeOfflineDialog(QDialog, FORM_CLASS):
         self._fit_to_screen()
         self.folderWidget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folderWidget.setDialogTitle(tr("Folder for the new offline map"))
-        self.layerCombo.setFilters(_SPATIAL_LAYERS)
+        self.layerCombo.setFilters(SPATIAL_LAYERS)
         self.canvasRadio.setEnabled(iface is not None and iface.mapCanvas() is not None)
         for widget in (
             self.webmapRadio,

@@ -7,7 +7,6 @@ import json
 from typing import Any, Iterable
 
 from qgis.core import (
-    Qgis,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputBoolean,
@@ -21,7 +20,6 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -33,20 +31,9 @@ from ..core.errors import CancelledError, OfflineMapSyncError, SiteNotApprovedEr
 from ..core.jobs import Job
 from ..core.offline_map import OfflineMap
 from ..layers import esri_envelope
+from ..qgis_compat import FOLDER_BEHAVIOR, INTEGER_TYPE  # noqa: F401 (the algorithms import it)
 from ..resources import icon_path, tr
 from .reports import write_report
-
-# QGIS 3.36 moved these enums to Qgis; older versions only have the class-scoped ones.
-FOLDER_BEHAVIOR = (
-    Qgis.ProcessingFileParameterBehavior.Folder
-    if hasattr(Qgis, "ProcessingFileParameterBehavior")
-    else QgsProcessingParameterFile.Behavior.Folder
-)
-INTEGER_TYPE = (
-    Qgis.ProcessingNumberParameterType.Integer
-    if hasattr(Qgis, "ProcessingNumberParameterType")
-    else QgsProcessingParameterNumber.Type.Integer
-)
 
 OFFLINE_MAP = "OFFLINE_MAP"
 GEODATABASE = "GEODATABASE"
