@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .errors import AuthenticationError, CancelledError, NetworkError, ServiceError
 from .jobs import Job
-from .portal import check_portal, portal_rest_url
+from .portal import PortalUser, check_portal, portal_rest_url
 from .rest import (
     ArcGISClient,
     BadAnswerError,
@@ -239,13 +239,13 @@ class AuthorizationCodeFlow:
             },
         )
         signed_in = _sign_in_from(answer, self.portal_url, self.client_id)
-        me = self.client.get_json(
-            f"{self.portal_url}/community/self", {"token": signed_in.access_token}
+        me = PortalUser.from_json(
+            self.client.get_json(
+                f"{self.portal_url}/community/self", {"token": signed_in.access_token}
+            )
         )
         return replace(
-            signed_in,
-            username=str(me.get("username") or signed_in.username),
-            full_name=str(me.get("fullName") or ""),
+            signed_in, username=me.username or signed_in.username, full_name=me.full_name
         )
 
     def close(self) -> None:

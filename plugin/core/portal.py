@@ -97,6 +97,21 @@ class PortalUser:
     org_id: str
     groups: tuple[PortalGroup, ...] = ()
 
+    @classmethod
+    def from_json(cls, body: dict) -> PortalUser:
+        """The user ``community/self`` describes (a malformed group list counts as none)."""
+        groups = body.get("groups")
+        return cls(
+            username=str(body.get("username") or ""),
+            full_name=str(body.get("fullName") or ""),
+            org_id=str(body.get("orgId") or ""),
+            groups=tuple(
+                PortalGroup(str(g.get("id") or ""), str(g.get("title") or ""))
+                for g in (groups if isinstance(groups, list) else ())
+                if isinstance(g, dict) and g.get("id")
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class PortalItem:
@@ -141,17 +156,7 @@ class PortalBrowser:
         self.portal_url = portal_url.rstrip("/")
 
     def me(self) -> PortalUser:
-        body = self.client.get_json(f"{self.portal_url}/community/self")
-        return PortalUser(
-            username=str(body.get("username") or ""),
-            full_name=str(body.get("fullName") or ""),
-            org_id=str(body.get("orgId") or ""),
-            groups=tuple(
-                PortalGroup(str(g.get("id") or ""), str(g.get("title") or ""))
-                for g in body.get("groups") or []
-                if isinstance(g, dict) and g.get("id")
-            ),
-        )
+        return PortalUser.from_json(self.client.get_json(f"{self.portal_url}/community/self"))
 
     def my_items(self, username: str) -> list[PortalItem]:
         return self._listing(f"content/users/{quote(username, safe='')}", {}, "items")
