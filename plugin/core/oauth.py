@@ -37,6 +37,7 @@ from .rest import (
     CredentialProvider,
 )
 from .sites import CredentialScope
+from .transport import host_of
 
 #: How long the listener waits for the browser (the user may have to find a password).
 DEFAULT_WAIT_SECONDS = 300.0
@@ -204,7 +205,7 @@ class AuthorizationCodeFlow:
         info = check_portal(self.client, self.portal_url, plain_http_hosts=self.plain_http_hosts)
         if not info.get("supportsOAuth", True):
             raise AuthenticationError(
-                f"The portal at {urlsplit(self.portal_url).netloc} does not offer OAuth sign-in. "
+                f"The portal at {host_of(self.portal_url)} does not offer OAuth sign-in. "
                 "Use an API key or a built-in account (username and password) instead."
             )
         self._listener = LoopbackRedirect(self._state)
@@ -285,7 +286,7 @@ class SignInJob(Job[SignIn]):
         self._open_browser = open_browser
 
     def _execute(self) -> SignIn:
-        self._report(0.0, f"Checking the portal {urlsplit(self._flow.portal_url).netloc}")
+        self._report(0.0, f"Checking the portal {host_of(self._flow.portal_url)}")
         url = self._flow.start()
         try:
             self._report(0.1, "Waiting for the sign-in in the browser")
@@ -350,7 +351,7 @@ def refresh_access(client: ArcGISClient, signed_in: SignIn) -> SignIn:
         )
     except AuthenticationError as error:
         raise AuthenticationError(
-            f"The sign-in of {signed_in.username} to {urlsplit(signed_in.portal_url).netloc} "
+            f"The sign-in of {signed_in.username} to {host_of(signed_in.portal_url)} "
             "has expired. Sign in again (Sign in… in the Offline Map Sync panel).",
             code=error.code,
             url=error.url,

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from .errors import NetworkError, OfflineMapSyncError, ServiceError
 from .rest import ArcGISClient, BadAnswerError
 from .sites import CredentialScope
+from .transport import host_of
 
 #: The item types a user can take offline.
 BROWSABLE_TYPES = ("Web Map", "Feature Service")
@@ -60,7 +61,7 @@ def check_portal(
     A sign-in will go to the portal: InsecureConnectionError, before anything is sent, when it
     is plain http to a host outside ``plain_http_hosts`` (the hosts the user allowed).
     """
-    host = urlsplit(portal_url).netloc
+    host = host_of(portal_url)
     CredentialScope.of([portal_url], plain_http_hosts=plain_http_hosts).check(
         portal_url, f"sign-in to {host}"
     )
