@@ -245,12 +245,18 @@ def vector_scheme() -> TileScheme:
     )
 
 
-def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
-    tiles = vector_scheme()
+def _streets_mbtiles(tmp_path: Path) -> tuple[MBTiles, Path, dict]:
+    """An unfinished "Streets" vector MBTiles holding the test's vector tiles: the store, its
+    final path and the tiles written ((level, row, column) -> MVT bytes)."""
     mvt = _mvt_tiles(tmp_path)
     final = tmp_path / "basemap" / "Streets.mbtiles"
-    store = MBTiles.open(final, tiles, title="Streets")
+    store = MBTiles.open(final, vector_scheme(), title="Streets")
     store.write([(z, row, col, data) for (z, row, col), data in mvt.items()])
+    return store, final, mvt
+
+
+def test_mbtiles_of_vector_tiles_open_in_gdal(tmp_path):
+    store, final, mvt = _streets_mbtiles(tmp_path)
     store.set_vector_layers(["roads"])
     store.finish()
     conn_rows = _sqlite_rows(
@@ -451,11 +457,7 @@ def _gzip_bomb(unpacked_mib: int) -> bytes:
 def test_a_gzip_bomb_among_vector_tiles_is_not_unpacked_when_finishing(tmp_path):
     import tracemalloc
 
-    tiles = vector_scheme()
-    mvt = _mvt_tiles(tmp_path)
-    final = tmp_path / "basemap" / "Streets.mbtiles"
-    store = MBTiles.open(final, tiles, title="Streets")
-    store.write([(z, row, col, data) for (z, row, col), data in mvt.items()])
+    store, final, mvt = _streets_mbtiles(tmp_path)
     # A hostile package's tile at the most detailed level: sampled first when finishing.
     store.write([(16, 100, 100, _gzip_bomb(256))])
     tracemalloc.start()

@@ -60,14 +60,19 @@ def form_browser(username: str, password: str, *, cancel: bool = False, state: s
     return open_browser
 
 
-def _signed_in(server, user="alice"):
+def _sign_in(server, open_browser, wait_seconds=30):
+    """A sign-in to the reference portal, the browser played by ``open_browser``."""
     return sign_in(
         server.portal_url,
         DEFAULT_CLIENT_ID,
-        form_browser(user, f"{user}-secret"),
-        wait_seconds=30,
+        open_browser,
+        wait_seconds=wait_seconds,
         plain_http_hosts=server.plain_http_hosts,
     )
+
+
+def _signed_in(server, user="alice"):
+    return _sign_in(server, form_browser(user, f"{user}-secret"))
 
 
 def _oauth(server, signed_in):
@@ -144,51 +149,27 @@ def test_an_expired_refresh_token_says_sign_in_again(secured_reference_server):
 def test_cancelling_in_the_browser_is_a_cancellation(secured_reference_server):
     server = secured_reference_server
     with pytest.raises(CancelledError, match="cancelled in the browser"):
-        sign_in(
-            server.portal_url,
-            DEFAULT_CLIENT_ID,
-            form_browser("", "", cancel=True),
-            wait_seconds=30,
-            plain_http_hosts=server.plain_http_hosts,
-        )
+        _sign_in(server, form_browser("", "", cancel=True))
     assert server.oauth.grants["authorization_code"] == 0
 
 
 def test_an_answer_with_a_foreign_state_is_refused(secured_reference_server):
     server = secured_reference_server
     with pytest.raises(AuthenticationError, match="state mismatch"):
-        sign_in(
-            server.portal_url,
-            DEFAULT_CLIENT_ID,
-            form_browser("alice", "alice-secret", state="forged"),
-            wait_seconds=30,
-            plain_http_hosts=server.plain_http_hosts,
-        )
+        _sign_in(server, form_browser("alice", "alice-secret", state="forged"))
     assert server.oauth.grants["authorization_code"] == 0
 
 
 def test_no_answer_from_the_browser_times_out(secured_reference_server):
     with pytest.raises(AuthenticationError, match="No answer from the browser"):
-        sign_in(
-            secured_reference_server.portal_url,
-            DEFAULT_CLIENT_ID,
-            lambda url: None,
-            wait_seconds=0.3,
-            plain_http_hosts=secured_reference_server.plain_http_hosts,
-        )
+        _sign_in(secured_reference_server, lambda url: None, wait_seconds=0.3)
 
 
 def test_a_portal_without_oauth_is_said_so_before_the_browser_opens(secured_reference_server):
     secured_reference_server.oauth.enabled = False
     opened = []
     with pytest.raises(AuthenticationError, match="does not offer OAuth"):
-        sign_in(
-            secured_reference_server.portal_url,
-            DEFAULT_CLIENT_ID,
-            opened.append,
-            wait_seconds=1,
-            plain_http_hosts=secured_reference_server.plain_http_hosts,
-        )
+        _sign_in(secured_reference_server, opened.append, wait_seconds=1)
     assert opened == []
 
 

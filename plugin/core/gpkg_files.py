@@ -12,13 +12,14 @@ from .errors import GeodatabaseError
 
 log = logging.getLogger(__name__)
 
-_SIDECARS = ("-wal", "-shm", "-journal", ".synclock")
+#: The files SQLite and the sync lock keep beside a GeoPackage (the lock file last).
+SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal", ".synclock")
 
 
 def remove_geopackage(path: Path) -> None:
     """Delete a GeoPackage and its sidecar files. Never raises: cleanup must never hide the
     error that caused it (a file that cannot be removed is logged)."""
-    for suffix in ("", *_SIDECARS):
+    for suffix in ("", *SIDECAR_SUFFIXES):
         try:
             os.unlink(f"{path}{suffix}")
         except FileNotFoundError:

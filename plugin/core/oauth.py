@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .errors import AuthenticationError, CancelledError, NetworkError, ServiceError
 from .jobs import Job
-from .portal import check_portal, portal_rest_url
+from .portal import PortalUser, check_portal, portal_rest_url
 from .rest import (
     ArcGISClient,
     BadAnswerError,
@@ -37,6 +37,7 @@ from .rest import (
     CredentialProvider,
 )
 from .sites import CredentialScope
+from .transport import host_of
 
 #: How long the listener waits for the browser (the user may have to find a password).
 DEFAULT_WAIT_SECONDS = 300.0
@@ -204,7 +205,7 @@ class AuthorizationCodeFlow:
         info = check_portal(self.client, self.portal_url, plain_http_hosts=self.plain_http_hosts)
         if not info.get("supportsOAuth", True):
             raise AuthenticationError(
-                f"The portal at {urlsplit(self.portal_url).netloc} does not offer OAuth sign-in. "
+                f"The portal at {host_of(self.portal_url)} does not offer OAuth sign-in. "
                 "Use an API key or a built-in account (username and password) instead."
             )
         self._listener = LoopbackRedirect(self._state)
@@ -239,13 +240,13 @@ class AuthorizationCodeFlow:
             },
         )
         signed_in = _sign_in_from(answer, self.portal_url, self.client_id)
-        me = self.client.get_json(
-            f"{self.portal_url}/community/self", {"token": signed_in.access_token}
+        me = PortalUser.from_json(
+            self.client.get_json(
+                f"{self.portal_url}/community/self", {"token": signed_in.access_token}
+            )
         )
         return replace(
-            signed_in,
-            username=str(me.get("username") or signed_in.username),
-            full_name=str(me.get("fullName") or ""),
+            signed_in, username=me.username or signed_in.username, full_name=me.full_name
         )
 
     def close(self) -> None:
@@ -285,7 +286,7 @@ class SignInJob(Job[SignIn]):
         self._open_browser = open_browser
 
     def _execute(self) -> SignIn:
-        self._report(0.0, f"Checking the portal {urlsplit(self._flow.portal_url).netloc}")
+        self._report(0.0, f"Checking the portal {host_of(self._flow.portal_url)}")
         url = self._flow.start()
         try:
             self._report(0.1, "Waiting for the sign-in in the browser")
@@ -350,7 +351,7 @@ def refresh_access(client: ArcGISClient, signed_in: SignIn) -> SignIn:
         )
     except AuthenticationError as error:
         raise AuthenticationError(
-            f"The sign-in of {signed_in.username} to {urlsplit(signed_in.portal_url).netloc} "
+            f"The sign-in of {signed_in.username} to {host_of(signed_in.portal_url)} "
             "has expired. Sign in again (Sign in… in the Offline Map Sync panel).",
             code=error.code,
             url=error.url,

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from .errors import NetworkError, OfflineMapSyncError, ServiceError
 from .rest import ArcGISClient, BadAnswerError
 from .sites import CredentialScope
+from .transport import host_of
 
 #: The item types a user can take offline.
 BROWSABLE_TYPES = ("Web Map", "Feature Service")
@@ -60,7 +61,7 @@ def check_portal(
     A sign-in will go to the portal: InsecureConnectionError, before anything is sent, when it
     is plain http to a host outside ``plain_http_hosts`` (the hosts the user allowed).
     """
-    host = urlsplit(portal_url).netloc
+    host = host_of(portal_url)
     CredentialScope.of([portal_url], plain_http_hosts=plain_http_hosts).check(
         portal_url, f"sign-in to {host}"
     )
@@ -96,6 +97,21 @@ class PortalUser:
     full_name: str
     org_id: str
     groups: tuple[PortalGroup, ...] = ()
+
+    @classmethod
+    def from_json(cls, body: dict) -> PortalUser:
+        """The user ``community/self`` describes (a malformed group list counts as none)."""
+        groups = body.get("groups")
+        return cls(
+            username=str(body.get("username") or ""),
+            full_name=str(body.get("fullName") or ""),
+            org_id=str(body.get("orgId") or ""),
+            groups=tuple(
+                PortalGroup(str(g.get("id") or ""), str(g.get("title") or ""))
+                for g in (groups if isinstance(groups, list) else ())
+                if isinstance(g, dict) and g.get("id")
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -141,17 +157,7 @@ class PortalBrowser:
         self.portal_url = portal_url.rstrip("/")
 
     def me(self) -> PortalUser:
-        body = self.client.get_json(f"{self.portal_url}/community/self")
-        return PortalUser(
-            username=str(body.get("username") or ""),
-            full_name=str(body.get("fullName") or ""),
-            org_id=str(body.get("orgId") or ""),
-            groups=tuple(
-                PortalGroup(str(g.get("id") or ""), str(g.get("title") or ""))
-                for g in body.get("groups") or []
-                if isinstance(g, dict) and g.get("id")
-            ),
-        )
+        return PortalUser.from_json(self.client.get_json(f"{self.portal_url}/community/self"))
 
     def my_items(self, username: str) -> list[PortalItem]:
         return self._listing(f"content/users/{quote(username, safe='')}", {}, "items")

@@ -44,6 +44,7 @@ from .errors import (
     OfflineMapSyncError,
     ServiceError,
 )
+from .gpkg_files import SIDECAR_SUFFIXES
 from .jobs import Job
 from .offline_map import MANIFEST_NAME, OfflineMap, check_entry_matches, resolves_inside
 from .rest import ArcGISClient, CredentialProvider
@@ -51,9 +52,6 @@ from .rest import ArcGISClient, CredentialProvider
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Optional[float], str], None]
-
-#: SQLite and sync-lock side files of a GeoPackage.
-_SIDE_SUFFIXES = ("-wal", "-shm", "-journal", ".synclock")
 
 
 class PendingEditsError(OfflineMapSyncError):
@@ -474,7 +472,7 @@ class _Removal:
                 self._delete(file, result)
             for path in paths:
                 self._delete(path, result)
-                for suffix in _SIDE_SUFFIXES[:-1]:
+                for suffix in SIDECAR_SUFFIXES[:-1]:
                     self._delete(Path(str(path) + suffix), result, quiet=True)
         # The lock files are released now (Windows cannot delete an open file).
         for path in paths:
@@ -625,7 +623,7 @@ def _our_files_in(folder: Path, geodatabase_files: list[Path]) -> set[Path]:
     ours = {folder / MANIFEST_NAME}
     for path in geodatabase_files:
         ours.add(path)
-        ours.update(Path(str(path) + s) for s in _SIDE_SUFFIXES)
+        ours.update(Path(str(path) + s) for s in SIDECAR_SUFFIXES)
     ours.update(folder.glob(".offline_map.*.tmp"))
     return ours
 
@@ -644,7 +642,9 @@ def _basemap_files(offline_map: OfflineMap) -> list[Path]:
                 continue
             found.append(path)
             if name == entry.path:
-                found += [Path(f"{path}{suffix}") for suffix in (*_SIDE_SUFFIXES[:-1], ".partial")]
+                found += [
+                    Path(f"{path}{suffix}") for suffix in (*SIDECAR_SUFFIXES[:-1], ".partial")
+                ]
                 # GDAL's statistics sidecars, written when QGIS draws the tiles (e.g.
                 # "x.gpkg.aux.xml", "x.gpkg - zoom_level=13.aux.xml").
                 found += sorted(path.parent.glob(f"{glob.escape(path.name)}*.aux.xml"))

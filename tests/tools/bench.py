@@ -305,8 +305,24 @@ def summarize(runs: list[dict]) -> dict:
     return row
 
 
-def child_argv(case: str, **args) -> list[str]:
-    return [PYTHON, str(Path(__file__).resolve()), "--child", case, "--args", json.dumps(args)]
+def child_argv(case: str, *, script: str = __file__, **args) -> list[str]:
+    """The command line running ``case`` of ``script``'s children with ``args`` (JSON): the
+    child side is :func:`answer_child` in ``script``'s ``main``."""
+    return [PYTHON, str(Path(script).resolve()), "--child", case, "--args", json.dumps(args)]
+
+
+def add_child_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`child_argv` passes."""
+    parser.add_argument("--child")
+    parser.add_argument("--args")
+
+
+def answer_child(options: argparse.Namespace, children: dict) -> bool:
+    """In a child (``--child`` given): run the case and print its figures as JSON; True then."""
+    if not options.child:
+        return False
+    print(json.dumps(children[options.child](json.loads(options.args))), flush=True)
+    return True
 
 
 def make_local_edits(folder: Path, count: int, seed: int = 7) -> int:
@@ -602,11 +618,9 @@ def main() -> int:
         "--only-ours", action="store_true", help="this plugin only (no ogr2ogr, no QGIS)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--child")
-    parser.add_argument("--args")
+    add_child_arguments(parser)
     options = parser.parse_args()
-    if options.child:
-        print(json.dumps(CHILDREN[options.child](json.loads(options.args))), flush=True)
+    if answer_child(options, CHILDREN):
         return 0
     sizes = sorted(int(s) for s in options.sizes.split(","))
     options.json.parent.mkdir(parents=True, exist_ok=True)

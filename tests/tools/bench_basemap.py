@@ -30,7 +30,14 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.tools.bench import PYTHON, Server, measure, summarize  # noqa: E402
+from tests.tools.bench import (  # noqa: E402
+    Server,
+    add_child_arguments,
+    answer_child,
+    child_argv,
+    measure,
+    summarize,
+)
 
 NO_EXPORT = "DemoBasemapNoExport"
 EXPORT = "DemoBasemap"
@@ -121,10 +128,6 @@ def _count(path: Path, table: str) -> int:
 CHILDREN = {"ours": _child_ours, "gdal": _child_gdal}
 
 
-def child_argv(case: str, **args) -> list[str]:
-    return [PYTHON, str(Path(__file__).resolve()), "--child", case, "--args", json.dumps(args)]
-
-
 # -- the run --------------------------------------------------------------------------------------
 def demo_extent(server: DemoServer) -> tuple[float, float, float, float]:
     from plugin.core.rest import ArcGISClient
@@ -154,6 +157,7 @@ def run(work: Path, runs: int, levels: tuple[int, int], json_path: Path) -> list
                 figures = measure(
                     child_argv(
                         child,
+                        script=__file__,
                         service=service,
                         folder=str(folder),
                         extent=list(extent),
@@ -189,11 +193,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--levels", default="0-16")
     parser.add_argument("--json", default=".bench/bench-basemap.json", type=Path)
-    parser.add_argument("--child")
-    parser.add_argument("--args")
+    add_child_arguments(parser)
     options = parser.parse_args()
-    if options.child:
-        print(json.dumps(CHILDREN[options.child](json.loads(options.args))), flush=True)
+    if answer_child(options, CHILDREN):
         return 0
     low, _, high = options.levels.partition("-")
     work = Path(tempfile.mkdtemp(prefix="oms-bench-basemap-"))
