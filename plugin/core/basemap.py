@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urljoin, urlsplit
 
 from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceError
-from .gpkg_files import remove_geopackage
+from .gpkg_files import SQLITE_SIDE_SUFFIXES, remove_geopackage
 from .jobs import sub_progress
 from .offline_map import BasemapEntry, unique_file_stem
 from .sites import same_site
@@ -807,7 +807,7 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 #: A partial tile set and the SQLite side files a crash may leave next to it.
-_PARTIAL_NAMES = (".partial", ".partial-wal", ".partial-shm", ".partial-journal")
+_PARTIAL_NAMES = tuple(".partial" + suffix for suffix in ("", *SQLITE_SIDE_SUFFIXES))
 
 
 class _TempPackage:

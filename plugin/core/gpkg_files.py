@@ -13,7 +13,10 @@ from .errors import GeodatabaseError
 log = logging.getLogger(__name__)
 
 #: The files SQLite and the sync lock keep beside a GeoPackage (the lock file last).
-SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal", ".synclock")
+#: SQLite's own side files of a database file.
+SQLITE_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+#: Every side file of one of our GeoPackages: SQLite's, and the sync lock file.
+SIDECAR_SUFFIXES = (*SQLITE_SIDE_SUFFIXES, ".synclock")
 
 
 def remove_geopackage(path: Path) -> None:

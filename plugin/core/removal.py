@@ -44,7 +44,7 @@ from .errors import (
     OfflineMapSyncError,
     ServiceError,
 )
-from .gpkg_files import SIDECAR_SUFFIXES
+from .gpkg_files import SIDECAR_SUFFIXES, SQLITE_SIDE_SUFFIXES
 from .jobs import Job
 from .offline_map import MANIFEST_NAME, OfflineMap, check_entry_matches, resolves_inside
 from .rest import ArcGISClient, CredentialProvider
@@ -472,7 +472,7 @@ class _Removal:
                 self._delete(file, result)
             for path in paths:
                 self._delete(path, result)
-                for suffix in SIDECAR_SUFFIXES[:-1]:
+                for suffix in SQLITE_SIDE_SUFFIXES:
                     self._delete(Path(str(path) + suffix), result, quiet=True)
         # The lock files are released now (Windows cannot delete an open file).
         for path in paths:
@@ -642,9 +642,7 @@ def _basemap_files(offline_map: OfflineMap) -> list[Path]:
                 continue
             found.append(path)
             if name == entry.path:
-                found += [
-                    Path(f"{path}{suffix}") for suffix in (*SIDECAR_SUFFIXES[:-1], ".partial")
-                ]
+                found += [Path(f"{path}{suffix}") for suffix in (*SQLITE_SIDE_SUFFIXES, ".partial")]
                 # GDAL's statistics sidecars, written when QGIS draws the tiles (e.g.
                 # "x.gpkg.aux.xml", "x.gpkg - zoom_level=13.aux.xml").
                 found += sorted(path.parent.glob(f"{glob.escape(path.name)}*.aux.xml"))

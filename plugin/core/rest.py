@@ -43,6 +43,7 @@ from .transport import (
     CancelCallback,
     ReadLimits,
     body_chunks,
+    host_of,
     read_answer,
     redirect_target,
 )
@@ -118,10 +119,6 @@ def _safe_url(url: str) -> str:
     """The URL without its query string, for messages and logs (queries may hold tokens)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +277,7 @@ class TokenCredentials(CredentialProvider):
             _refuse_redirect(response, token_url)
         except requests.RequestException as error:
             raise NetworkError(
-                f"Could not reach the sign-in server at {_host(token_url)}: {type(error).__name__}."
+                f"Could not reach the sign-in server at {host_of(token_url)}: {type(error).__name__}."
             ) from None
         body = _decode_json(response, token_url)
         if "error" in body or not body.get("token"):
@@ -389,7 +386,7 @@ def discover_token_url(
     allowed = scope.allows(named) if scope is not None else same_site(url, named)
     if insecure or not allowed:
         raise AuthenticationError(
-            f"{_host(url)} signs in at {_safe_url(named)}, another site or not over https; "
+            f"{host_of(url)} signs in at {_safe_url(named)}, another site or not over https; "
             "your password is not sent there. Use a token or OAuth2 configuration for this "
             "service instead.",
             url=_safe_url(url),
@@ -502,13 +499,13 @@ def _decode_json(
     stripped = text.lstrip()
     if not stripped:
         raise BadAnswerError(
-            f"The server at {_host(url)} sent an empty answer (HTTP {response.status_code}).",
+            f"The server at {host_of(url)} sent an empty answer (HTTP {response.status_code}).",
             code=response.status_code if response.status_code >= 400 else None,
             url=_safe_url(url),
         )
     if stripped[0] == "<":
         raise BadAnswerError(
-            f"The server at {_host(url)} answered with a web page instead of data "
+            f"The server at {host_of(url)} answered with a web page instead of data "
             f"(HTTP {response.status_code}). It may be down, or a proxy or sign-in page is in "
             "the way.",
             code=response.status_code if response.status_code >= 400 else None,
@@ -518,7 +515,7 @@ def _decode_json(
         return _loads(text, url)
     except ValueError:
         raise BadAnswerError(
-            f"The answer from {_host(url)} was cut off or is not valid JSON "
+            f"The answer from {host_of(url)} was cut off or is not valid JSON "
             f"(HTTP {response.status_code}). Trying again usually helps.",
             code=response.status_code if response.status_code >= 400 else None,
             url=_safe_url(url),
@@ -532,7 +529,7 @@ def _loads(text: str, url: str) -> Any:
         return json.loads(text)
     except RecursionError:
         raise UnusableAnswerError(
-            f"The server's answer from {_host(url)} is not usable: it is nested too deeply to "
+            f"The server's answer from {host_of(url)} is not usable: it is nested too deeply to "
             "be an ArcGIS answer. Check the service address.",
             url=_safe_url(url),
         ) from None
@@ -581,7 +578,7 @@ def _error_from_body(body: Any, url: str, http_status: int | None = None) -> Ser
             f"{hint} The server said: {text}", code=code, details=details, url=_safe_url(url)
         )
     return ServiceError(
-        f"The server at {_host(url)} refused the request: {text}",
+        f"The server at {host_of(url)} refused the request: {text}",
         code=code,
         details=details,
         url=_safe_url(url),
@@ -717,11 +714,11 @@ class ArcGISClient:
             return self._get_following_redirects(url, params)
         except requests.exceptions.SSLError:
             raise NetworkError(
-                f"The secure connection to {_host(url)} failed (certificate problem)."
+                f"The secure connection to {host_of(url)} failed (certificate problem)."
             ) from None
         except requests.RequestException as error:
             raise NetworkError(
-                f"The connection to {_host(url)} failed ({type(error).__name__}). "
+                f"The connection to {host_of(url)} failed ({type(error).__name__}). "
                 "Check the network and try again."
             ) from None
 
@@ -738,7 +735,7 @@ class ArcGISClient:
             log.debug("Redirected from %s to %s", _safe_url(hop_url), _safe_url(target))
             hop_url, hop_params = target, {}
         raise ServiceError(
-            f"The server at {_host(url)} redirected the request more than {MAX_REDIRECTS} "
+            f"The server at {host_of(url)} redirected the request more than {MAX_REDIRECTS} "
             "times; its address may be wrong.",
             url=_safe_url(url),
         )
@@ -782,7 +779,7 @@ class ArcGISClient:
                 body = self._answer_body(response, url, cancel)
             except requests.RequestException as error:
                 raise NetworkError(
-                    f"The answer from {_host(url)} was interrupted ({type(error).__name__})."
+                    f"The answer from {host_of(url)} was interrupted ({type(error).__name__})."
                 ) from None
             finally:
                 response.close()
@@ -818,7 +815,7 @@ class ArcGISClient:
             error = _error_from_body(self._read_json_or_none(response, url, cancel), url)
             # A 5xx is transient whatever its body says; for a write the outcome is unknown.
             raise BadAnswerError(
-                f"The server at {_host(url)} had a problem (HTTP {response.status_code})"
+                f"The server at {host_of(url)} had a problem (HTTP {response.status_code})"
                 + (f": {error}" if error else "."),
                 code=response.status_code,
                 url=_safe_url(url),
@@ -1129,7 +1126,7 @@ class ArcGISClient:
                     response.close()
             except requests.RequestException as error:
                 failure: OfflineMapSyncError = NetworkError(
-                    f"The tile from {_host(url)} was interrupted ({type(error).__name__})."
+                    f"The tile from {host_of(url)} was interrupted ({type(error).__name__})."
                 )
             except (NetworkError, BadAnswerError) as error:
                 failure = error
@@ -1203,14 +1200,14 @@ class ArcGISClient:
                         raise error
                     if response.status_code in RETRY_STATUSES:
                         raise BadAnswerError(
-                            f"The server at {_host(url)} had a problem while sending a file "
+                            f"The server at {host_of(url)} had a problem while sending a file "
                             f"(HTTP {response.status_code}).",
                             code=response.status_code,
                             url=_safe_url(url),
                         )
                     if response.status_code in AUTH_CODES:
                         raise AuthenticationError(
-                            f"The server at {_host(url)} refused the download "
+                            f"The server at {host_of(url)} refused the download "
                             f"(HTTP {response.status_code}); sign in again.",
                             code=response.status_code,
                             url=_safe_url(url),
@@ -1233,18 +1230,18 @@ class ArcGISClient:
                             progress(received / total if total else None, "Downloading")
                 if total and received < total and not response.headers.get("Content-Encoding"):
                     raise NetworkError(
-                        f"The download from {_host(url)} was cut off ({received} of {total} bytes)."
+                        f"The download from {host_of(url)} was cut off ({received} of {total} bytes)."
                     )
             except requests.RequestException as error:
                 _unlink(part)
                 raise NetworkError(
-                    f"The download from {_host(url)} was interrupted ({type(error).__name__})."
+                    f"The download from {host_of(url)} was interrupted ({type(error).__name__})."
                 ) from None
             except OSError as error:
                 # Disk full, folder not writable: not retried, said in words.
                 _unlink(part)
                 raise OfflineMapSyncError(
-                    f"The download from {_host(url)} could not be saved in {dest.parent}: "
+                    f"The download from {host_of(url)} could not be saved in {dest.parent}: "
                     f"{error.strerror or error}. Free some disk space, then try again."
                 ) from None
             except BaseException:
@@ -1300,15 +1297,15 @@ def _check_result_file(path: Path, url: str) -> None:
     with open(path, "rb") as f:
         start = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
     if not start:
-        raise BadAnswerError(f"The result file from {_host(url)} is empty.", url=_safe_url(url))
+        raise BadAnswerError(f"The result file from {host_of(url)} is empty.", url=_safe_url(url))
     if start[:1] == b"<":
         raise BadAnswerError(
-            f"The server at {_host(url)} sent a web page instead of the result file.",
+            f"The server at {host_of(url)} sent a web page instead of the result file.",
             url=_safe_url(url),
         )
     if start[:1] != b"{":
         raise BadAnswerError(
-            f"The result file from {_host(url)} is not JSON (was dataFormat=json requested?).",
+            f"The result file from {host_of(url)} is not JSON (was dataFormat=json requested?).",
             url=_safe_url(url),
         )
 
