@@ -375,7 +375,14 @@ def test_deeply_nested_json_is_an_unusable_answer_not_a_recursion_error(hostile,
 def test_a_small_deeply_nested_download_leaves_no_partial_file(hostile, tmp_path):
     # Small downloads are checked for an ArcGIS error body; one too deep to read is refused
     # without leaving the ".part" file behind.
-    hostile.routes["/result.json"] = Response("[" * 8000 + "]" * 8000)
+    deep = "[" * 8000 + "]" * 8000
+    try:
+        json.loads(deep)
+    except RecursionError:
+        pass
+    else:  # Debian 13's Python 3.13 reads this depth; Debian 12's 3.11 does not.
+        pytest.skip("this Python reads 8,000 levels of JSON without a RecursionError")
+    hostile.routes["/result.json"] = Response(deep)
     outcome = in_capped_child(
         """
         def main(values):
