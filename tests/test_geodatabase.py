@@ -422,36 +422,6 @@ def test_update_rows_keeps_the_spatial_index_and_leaves_unchanged_columns_alone(
     assert sorted(after) == sorted(triggers)
 
 
-def test_in_background_hands_over_items_and_errors_and_stops_when_closed():
-    import threading
-
-    from plugin.core.bulk_insert import in_background
-
-    def failing():
-        yield 1
-        yield 2
-        raise ValueError("broken download")
-
-    items = in_background(failing())
-    assert next(items) == 1 and next(items) == 2
-    with pytest.raises(ValueError, match="broken download"):
-        next(items)
-
-    made = []
-
-    def endless():
-        while True:
-            made.append(threading.current_thread().name)
-            yield len(made)
-
-    items = in_background(endless(), depth=2)
-    assert next(items) == 1
-    items.close()
-    stopped_at = len(made)
-    assert stopped_at <= 5 and list(items) == []  # stopped a few items ahead, not running on
-    assert made[0] != threading.current_thread().name
-
-
 def test_our_connections_can_run_gdal_spatial_index_triggers(loaded):
     from plugin.core.gpkg_connection import connect
 

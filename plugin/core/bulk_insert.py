@@ -11,69 +11,14 @@ the caller's transaction: an error rolls the whole load back, triggers and index
 from __future__ import annotations
 
 import math
-import queue
 import re
 import sqlite3
 import struct
-import threading
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
 
 from .geometry import gpkg_envelope
 from .gpkg_connection import quote, rtree_name
-
-T = TypeVar("T")
-_DONE = object()
-
-
-class in_background(Iterator[T]):  # noqa: N801 - used like a function
-    """Iterate ``items`` in a thread of its own, at most ``depth`` items ahead of the consumer.
-
-    The producer's exception is raised in the consumer; :meth:`close` (also called at the end
-    of the items) stops the producer at its next item and waits for it.
-    """
-
-    def __init__(self, items: Iterable[T], depth: int = 3) -> None:
-        self._items = items
-        self._ahead: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="oms-load-reader", daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._ahead.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put((item, None)):
-                    return
-        except BaseException as error:  # handed to the consumer
-            self._put((_DONE, error))
-            return
-        self._put((_DONE, None))
-
-    def __next__(self) -> T:
-        if self._stop.is_set():
-            raise StopIteration
-        item, error = self._ahead.get()
-        if item is _DONE:
-            self.close()
-            if error is not None:
-                raise error
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def envelope_row(fid, blob) -> tuple | None:

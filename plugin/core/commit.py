@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 
 from . import field_values as fv
-from .bulk_insert import MovedRows, in_background, update_rows
+from .bulk_insert import MovedRows, update_rows
 from .conflicts import now_text, read_local_row, record_conflict, table_spec
 from .enums import SyncDirection
 from .errors import CancelledError
@@ -286,8 +286,8 @@ class _Commit:
 
     def convert_upserts(self, layer_id: int, section: str, items: list) -> list | None:
         """Downloaded adds or updates as ``(GlobalID, columns, values, server ObjectID)``,
-        the last version of a row in the batch winning; None for other batches. Runs in the
-        reading thread: it touches no database."""
+        the last version of a row in the batch winning; None for other batches. It touches no
+        database."""
         layer = self.batch_layer(layer_id, section)
         is_att, kind = _DOWNLOAD_SECTIONS[section]
         if layer is None or kind == "deletes":
@@ -787,9 +787,8 @@ def commit_sync(
         set_tracking(conn, False)
         commit = _Commit(conn, active, snapshot, direction, fetch_attachment)
         applied = 0
-        # Reading and converting the download (Python) run ahead in a thread while batches are
-        # stored (SQLite releases the GIL): on two cores the two overlap.
-        batches = stack.enter_context(closing(in_background(_batches(events, commit))))
+        # Reading, converting and storing take turns in this thread (see Geodatabase._load).
+        batches = stack.enter_context(closing(_batches(events, commit)))
         for layer_id, section, items, upserts in batches:
             if cancel is not None and cancel():
                 raise CancelledError("Synchronization cancelled; nothing was applied.")
