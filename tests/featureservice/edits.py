@@ -11,10 +11,11 @@ import math
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import geom
 from .errors import EditError
+from .jsonwriter import RawJSON
 from .store import Layer, Tx, new_guid, now_ms, quote
 
 GUID_RE = re.compile(
@@ -142,6 +143,28 @@ def row_to_feature(
             geometry = project(geometry)
         feature["geometry"] = geometry
     return feature
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def feature_writer(layer: Layer, project=None) -> Callable[[sqlite3.Row], RawJSON]:
+    """``row -> JSON text`` of the feature :func:`row_to_feature` gives, made faster for result
+    files of many rows: field names looked up once, the stored geometry text copied as it is
+    (not parsed and written again) unless it is projected."""
+    names = layer.field_names()
+    with_geometry = not layer.is_table
+
+    def write(row: sqlite3.Row) -> RawJSON:
+        attributes = _compact({n: row[n] for n in names})
+        if not with_geometry:
+            return RawJSON('{"attributes":' + attributes + "}")
+        geometry = row["_geom"] or "null"
+        if project is not None and row["_geom"]:
+            geometry = _compact(project(json.loads(row["_geom"])))
+        return RawJSON('{"attributes":' + attributes + ',"geometry":' + geometry + "}")
+
+    return write
 
 
 def _editor_values(layer: Layer, ctx: EditContext, adding: bool) -> dict[str, Any]:

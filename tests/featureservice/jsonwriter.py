@@ -27,6 +27,10 @@ class StreamDict(dict):
     """A JSON object written key by key (in insertion order), so values may be streams."""
 
 
+class RawJSON(str):
+    """JSON text made already (a feature of a result file): written as it is."""
+
+
 def write_json(fp: IO[str], value: Any) -> None:
     if isinstance(value, StreamDict):
         fp.write("{")
@@ -44,5 +48,7 @@ def write_json(fp: IO[str], value: Any) -> None:
                 fp.write(",\n")
             write_json(fp, item)
         fp.write("]")
+    elif isinstance(value, RawJSON):
+        fp.write(value)
     else:
         fp.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")))

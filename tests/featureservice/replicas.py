@@ -25,8 +25,8 @@ from .edits import (
     EditContext,
     apply_attachment_edits,
     apply_feature_edits,
+    feature_writer,
     normalize_guid,
-    row_to_feature,
 )
 from .errors import ApiError, EditError, bad_request
 from .jsonwriter import StreamDict, StreamList, write_json
@@ -247,9 +247,10 @@ def _data_entries(
             parents: dict[str, int] = {}
 
             def features(scope=scope, layer=layer, parents=parents):
+                feature = feature_writer(layer, project)
                 for row in scope.rows(tx):
                     parents[row[layer.gid_field]] = row[layer.oid_field]
-                    yield row_to_feature(layer, row, project=project)
+                    yield feature(row)
 
             def attachments(layer=layer, parents=parents):
                 for att in tx.attachments_of(layer):
@@ -261,9 +262,7 @@ def _data_entries(
             entry["features"] = StreamList(features())
             entry["attachments"] = StreamList(attachments())
         else:
-            entry["features"] = StreamList(
-                row_to_feature(layer, row, project=project) for row in scope.rows(tx)
-            )
+            entry["features"] = StreamList(map(feature_writer(layer, project), scope.rows(tx)))
             if with_attachments:
                 entry["attachments"] = []
         yield entry
@@ -569,15 +568,14 @@ def _download(
     for row in scope.rows(tx, changed, changed_args, columns):
         is_add = row["_created_gen"] > since and row["_created_by"] != rid
         (add_oids if is_add else update_oids).append(row[oid])
-    project = replica_projector(replica)
+    feature = feature_writer(layer, replica_projector(replica))
 
     def features_of(oids):
         # In row order (the rows come so from the query): what the client stores fastest.
         for start in range(0, len(oids), 500):
             chunk = list(oids[start : start + 500])
             where = f"{quote(oid)} IN ({', '.join('?' * len(chunk))})"
-            for row in tx.select(layer, where, chunk):
-                yield row_to_feature(layer, row, project=project)
+            yield from map(feature, tx.select(layer, where, chunk))
 
     delete_ids = tx.deleted_since(layer, "f", since, rid)
     features = StreamDict(
