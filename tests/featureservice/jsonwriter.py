@@ -52,3 +52,16 @@ def write_json(fp: IO[str], value: Any) -> None:
         fp.write(value)
     else:
         fp.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def json_text(body: Any) -> str:
+    """``json.dumps(body)``, where ``body["features"]`` may be a list of :class:`RawJSON`."""
+    features = body.get("features") if isinstance(body, dict) else None
+    if not (isinstance(features, list) and features and isinstance(features[0], RawJSON)):
+        return json.dumps(body, ensure_ascii=False)
+    # "features" written last, empty, then filled: the text ends with '"features": []}'.
+    head = json.dumps(
+        {**{k: v for k, v in body.items() if k != "features"}, "features": []},
+        ensure_ascii=False,
+    )
+    return head[:-3] + "[" + ",".join(features) + "]}"
