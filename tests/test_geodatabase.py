@@ -484,25 +484,42 @@ def test_a_curve_from_a_service_without_true_curve_support_is_densified(tmp_path
 
 
 @pytest.mark.parametrize("share", [0.0, 2.0], ids=["index written anew", "entries replaced"])
-def test_moved_rows_bring_the_spatial_index_to_the_rows_final_geometries(loaded, share):
+@pytest.mark.parametrize("known", [False, True], ids=["extents worked out", "extents given"])
+def test_moved_rows_bring_the_spatial_index_to_the_rows_final_geometries(loaded, share, known):
     from plugin.core.bulk_insert import MovedRows, envelope_row, update_rows
+    from plugin.core.geometry import gpkg_envelope
 
     gdb, _points = loaded
     conn = gdb.conn
     triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     blobs = dict(conn.execute("SELECT OBJECTID, geom FROM Points"))
     fids = sorted(blobs)
-    first, second, third = fids[:3]
+    first, second, third, fourth = fids[:4]
     with conn:
         moved = MovedRows(conn, "Points", "OBJECTID", "geom")
         moved.REBUILD_SHARE = share
         # Every row takes the next row's place; one loses its shape.
         rows = [[blobs[fids[(i + 1) % len(fids)]], fid] for i, fid in enumerate(fids)]
         rows[1][0] = None
-        update_rows(conn, "Points", "OBJECTID", ["geom"], rows, geometry_column="geom", moved=moved)
-        # Until finish() the index still has the old places; a moved row is deleted meanwhile.
+        envelopes = [gpkg_envelope(row[0]) for row in rows] if known else None
+        update_rows(
+            conn,
+            "Points",
+            "OBJECTID",
+            ["geom"],
+            rows,
+            geometry_column="geom",
+            moved=moved,
+            envelopes=envelopes,
+        )
+        # Until finish() the index still has the old places; moved rows are deleted meanwhile,
+        # one of them coming back with the same fid and another place (GDAL's triggers index it).
         assert conn.execute("SELECT count(*) FROM rtree_Points_geom").fetchone()[0] == len(fids)
-        conn.execute("DELETE FROM Points WHERE OBJECTID = ?", (third,))
+        conn.execute("DELETE FROM Points WHERE OBJECTID IN (?, ?)", (third, fourth))
+        conn.execute(
+            "INSERT INTO Points (OBJECTID, GlobalID, geom) VALUES (?, '{0}', ?)",
+            (fourth, blobs[first]),
+        )
         moved.finish()
     expected = {
         box[0]: box[1:]
@@ -511,6 +528,7 @@ def test_moved_rows_bring_the_spatial_index_to_the_rows_final_geometries(loaded,
         if box is not None
     }
     assert second not in expected and third not in expected and first in expected
+    assert expected[fourth] == envelope_row(first, blobs[first])[1:]
     index = {r[0]: r[1:] for r in conn.execute("SELECT * FROM rtree_Points_geom")}
     assert index == expected  # whole numbers: exact in the index
     assert conn.execute("SELECT rtreecheck('rtree_Points_geom')").fetchone() == ("ok",)
