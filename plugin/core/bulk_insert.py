@@ -421,6 +421,11 @@ def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
         cursor = conn.execute(f"SELECT * FROM {boxes} ORDER BY minx + maxx")
     finally:
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
+    # Which leaf holds each entry goes to the index's rowid table in id order (appending is
+    # much faster than inserting at random places): kept meanwhile in an array by id when the
+    # ids are dense enough (ObjectIDs usually are), else written slice by slice.
+    low, high = conn.execute(f"SELECT min(id), max(id) FROM {boxes}").fetchone()
+    leaf_of = array("i", bytes(4 * (high - low + 1))) if high - low < 4 * count else None
     level: list[tuple] = []
     for i in range(slices):
         part = _rounded(cursor.fetchmany(size + (1 if i < extra else 0)))
@@ -428,10 +433,21 @@ def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
         rowids = []
         for leaf in _even_chunks(part, -(-len(part) // per_node)):
             level.append(write(leaf, 0, False))
-            rowids.extend((e[0], level[-1][0]) for e in leaf)
+            number = level[-1][0]
+            if leaf_of is None:
+                rowids.extend((e[0], number) for e in leaf)
+            else:
+                for e in leaf:
+                    leaf_of[e[0] - low] = number
         conn.executemany(f"INSERT INTO {rowid_table} VALUES (?, ?)", rowids)
         conn.executemany(f"INSERT INTO {node_table} VALUES (?, ?)", nodes)
         nodes.clear()
+    if leaf_of is not None:
+        conn.executemany(
+            f"INSERT INTO {rowid_table} VALUES (?, ?)",
+            ((low + i, number) for i, number in enumerate(leaf_of) if number),
+        )
+        del leaf_of
     # Inner levels, in memory (one entry per node of the level below).
     depth = 0
     while True:
