@@ -162,12 +162,19 @@ def feature_writer(
     ``project`` that densifies and does nothing else)."""
     names = layer.field_names() if names is None else names
     with_geometry = with_geometry and not layer.is_table
+    # Columns by position (a look-up by name searches the row's names): the rows are all of
+    # one query, so the positions found in the first row hold for the others.
+    shape: list = []
 
     def write(row: sqlite3.Row) -> RawJSON:
-        attributes = _compact({n: row[n] for n in names})
+        if not shape:  # (names match as sqlite3.Row matches them: ignoring case)
+            at = {key.lower(): i for i, key in reversed(list(enumerate(row.keys())))}
+            shape.extend([[at[n.lower()] for n in names], at.get("_geom")])
+        columns, geometry_at = shape
+        attributes = _compact(dict(zip(names, [row[i] for i in columns])))
         if not with_geometry:
             return RawJSON('{"attributes":' + attributes + "}")
-        text = row["_geom"]
+        text = row[geometry_at]
         if not text:
             text = "null"
         elif project is not None and not (only_curves and "curve" not in text):
