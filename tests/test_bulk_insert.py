@@ -10,7 +10,7 @@ import pytest
 from plugin.core.bulk_insert import pack_rtree
 
 
-def _boxes(count: int, seed: int) -> list[tuple]:
+def _boxes(count: int, seed: int, spacing: int = 3) -> list[tuple]:
     """Points and small boxes, with coordinates that 32-bit floats cannot hold exactly."""
     rng = random.Random(seed)
     rows = []
@@ -20,14 +20,15 @@ def _boxes(count: int, seed: int) -> list[tuple]:
         )
         y = rng.uniform(-1e5, 1e5)
         w = rng.choice([0.0, rng.random() * 100])
-        rows.append((i * 3, x, x + w, y, y + w))
+        rows.append((i * spacing, x, x + w, y, y + w))
     return rows
 
 
+@pytest.mark.parametrize("spacing", [3, 1000], ids=["ids close together", "ids far apart"])
 @pytest.mark.parametrize("count", [1, 51, 52, 3000])
-def test_a_packed_spatial_index_holds_what_sqlite_inserts_and_stays_editable(count):
+def test_a_packed_spatial_index_holds_what_sqlite_inserts_and_stays_editable(count, spacing):
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    rows = _boxes(count, seed=count)
+    rows = _boxes(count, seed=count, spacing=spacing)
     conn.execute("CREATE TEMP TABLE boxes (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)")
     conn.executemany("INSERT INTO boxes VALUES (?, ?, ?, ?, ?)", rows)
     conn.execute("CREATE VIRTUAL TABLE inserted USING rtree(id, minx, maxx, miny, maxy)")

@@ -422,36 +422,6 @@ def test_update_rows_keeps_the_spatial_index_and_leaves_unchanged_columns_alone(
     assert sorted(after) == sorted(triggers)
 
 
-def test_in_background_hands_over_items_and_errors_and_stops_when_closed():
-    import threading
-
-    from plugin.core.bulk_insert import in_background
-
-    def failing():
-        yield 1
-        yield 2
-        raise ValueError("broken download")
-
-    items = in_background(failing())
-    assert next(items) == 1 and next(items) == 2
-    with pytest.raises(ValueError, match="broken download"):
-        next(items)
-
-    made = []
-
-    def endless():
-        while True:
-            made.append(threading.current_thread().name)
-            yield len(made)
-
-    items = in_background(endless(), depth=2)
-    assert next(items) == 1
-    items.close()
-    stopped_at = len(made)
-    assert stopped_at <= 5 and list(items) == []  # stopped a few items ahead, not running on
-    assert made[0] != threading.current_thread().name
-
-
 def test_our_connections_can_run_gdal_spatial_index_triggers(loaded):
     from plugin.core.gpkg_connection import connect
 
@@ -514,25 +484,49 @@ def test_a_curve_from_a_service_without_true_curve_support_is_densified(tmp_path
 
 
 @pytest.mark.parametrize("share", [0.0, 2.0], ids=["index written anew", "entries replaced"])
-def test_moved_rows_bring_the_spatial_index_to_the_rows_final_geometries(loaded, share):
+@pytest.mark.parametrize("known", [False, True], ids=["extents worked out", "extents given"])
+@pytest.mark.parametrize("everything", [True, False], ids=["all moved", "some moved"])
+def test_moved_rows_bring_the_spatial_index_to_the_rows_final_geometries(
+    loaded, share, known, everything
+):
     from plugin.core.bulk_insert import MovedRows, envelope_row, update_rows
+    from plugin.core.geometry import gpkg_envelope
 
     gdb, _points = loaded
     conn = gdb.conn
     triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     blobs = dict(conn.execute("SELECT OBJECTID, geom FROM Points"))
     fids = sorted(blobs)
-    first, second, third = fids[:3]
+    first, second, third, fourth = fids[:4]
     with conn:
         moved = MovedRows(conn, "Points", "OBJECTID", "geom")
         moved.REBUILD_SHARE = share
         # Every row takes the next row's place; one loses its shape.
         rows = [[blobs[fids[(i + 1) % len(fids)]], fid] for i, fid in enumerate(fids)]
         rows[1][0] = None
-        update_rows(conn, "Points", "OBJECTID", ["geom"], rows, geometry_column="geom", moved=moved)
-        # Until finish() the index still has the old places; a moved row is deleted meanwhile.
+        if not everything:
+            rows = rows[: len(rows) // 2 + 1]
+        envelopes = [gpkg_envelope(row[0]) for row in rows] if known else None
+        update_rows(
+            conn,
+            "Points",
+            "OBJECTID",
+            ["geom"],
+            rows,
+            geometry_column="geom",
+            moved=moved,
+            envelopes=envelopes,
+        )
+        # Until finish() the index still has the old places; moved rows are deleted meanwhile,
+        # (when only some moved) one of them coming back with the same fid and another place
+        # (GDAL's triggers index it).
         assert conn.execute("SELECT count(*) FROM rtree_Points_geom").fetchone()[0] == len(fids)
-        conn.execute("DELETE FROM Points WHERE OBJECTID = ?", (third,))
+        conn.execute("DELETE FROM Points WHERE OBJECTID IN (?, ?)", (third, fourth))
+        if not everything:
+            conn.execute(
+                "INSERT INTO Points (OBJECTID, GlobalID, geom) VALUES (?, '{0}', ?)",
+                (fourth, blobs[first]),
+            )
         moved.finish()
     expected = {
         box[0]: box[1:]
@@ -541,6 +535,10 @@ def test_moved_rows_bring_the_spatial_index_to_the_rows_final_geometries(loaded,
         if box is not None
     }
     assert second not in expected and third not in expected and first in expected
+    if everything:
+        assert fourth not in expected
+    else:
+        assert expected[fourth] == envelope_row(first, blobs[first])[1:]
     index = {r[0]: r[1:] for r in conn.execute("SELECT * FROM rtree_Points_geom")}
     assert index == expected  # whole numbers: exact in the index
     assert conn.execute("SELECT rtreecheck('rtree_Points_geom')").fetchone() == ("ok",)

@@ -11,69 +11,14 @@ the caller's transaction: an error rolls the whole load back, triggers and index
 from __future__ import annotations
 
 import math
-import queue
 import re
 import sqlite3
 import struct
-import threading
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
 
 from .geometry import gpkg_envelope
 from .gpkg_connection import quote, rtree_name
-
-T = TypeVar("T")
-_DONE = object()
-
-
-class in_background(Iterator[T]):  # noqa: N801 - used like a function
-    """Iterate ``items`` in a thread of its own, at most ``depth`` items ahead of the consumer.
-
-    The producer's exception is raised in the consumer; :meth:`close` (also called at the end
-    of the items) stops the producer at its next item and waits for it.
-    """
-
-    def __init__(self, items: Iterable[T], depth: int = 3) -> None:
-        self._items = items
-        self._ahead: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="oms-load-reader", daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._ahead.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put((item, None)):
-                    return
-        except BaseException as error:  # handed to the consumer
-            self._put((_DONE, error))
-            return
-        self._put((_DONE, None))
-
-    def __next__(self) -> T:
-        if self._stop.is_set():
-            raise StopIteration
-        item, error = self._ahead.get()
-        if item is _DONE:
-            self.close()
-            if error is not None:
-                raise error
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def envelope_row(fid, blob) -> tuple | None:
@@ -173,24 +118,31 @@ def update_rows(
     geometry_column: str | None = None,
     unchanged: Sequence[str] = (),
     moved: MovedRows | None = None,
-) -> None:
-    """``UPDATE`` many rows (``[*values of columns, fid]``) in row-id order.
+    envelopes: list[tuple | None] | None = None,
+    same: Sequence[str] = (),
+) -> int:
+    """``UPDATE`` many rows (``[*values of columns, fid]``) in row-id order; the number of rows
+    written.
 
     Columns in ``unchanged`` (e.g. the GlobalID the rows were matched on) are left out of the
     ``SET``: writing an indexed column rewrites its index entry even if the value is the same.
+    A row whose stored value of a column in ``same`` differs from the given one is not written;
+    if that leaves any row unwritten, the spatial index is not told about the others either:
+    the caller writes them all again another way.
     When the geometry changes, GDAL's spatial-index update triggers (which call back into
     Python several times per row) are suspended; the index entries of the rows are replaced
-    in one step, or later by ``moved`` (:class:`MovedRows`, which notes the rows). Must run
-    inside the caller's transaction.
+    in one step, or later by ``moved`` (:class:`MovedRows`, which notes them). ``envelopes``
+    (``(minx, maxx, miny, maxy)`` or None per row, from :func:`gpkg_envelope`) saves working
+    them out again from the geometries. Must run inside the caller's transaction.
     """
     # Numbered parameters: the values of unchanged columns are bound but not used.
     assignments = [f"{quote(c)} = ?{i}" for i, c in enumerate(columns, 1) if c not in unchanged]
     if not assignments:
-        return
-    rows = sorted(rows, key=lambda row: row[-1])
+        return 0 if same else len(rows)
+    checks = "".join(f" AND {quote(c)} = ?{list(columns).index(c) + 1}" for c in same)
     update = (
         f"UPDATE {quote(table)} SET {', '.join(assignments)}"
-        f" WHERE {quote(fid_column)} = ?{len(columns) + 1}"
+        f" WHERE {quote(fid_column)} = ?{len(columns) + 1}{checks}"
     )
     rtree = rtree_name(table, geometry_column) if geometry_column else None
     triggers = []
@@ -200,22 +152,27 @@ def update_rows(
             " AND substr(name, 1, ?) = ?",
             (table, len(rtree) + 7, f"{rtree}_update"),
         ).fetchall()
+    boxes: list[tuple | None] = []
+    if triggers:
+        if envelopes is None:
+            geom_index = list(columns).index(geometry_column)
+            boxes = [envelope_row(row[-1], row[geom_index]) for row in rows]
+        else:
+            boxes = [None if e is None else (row[-1], *e) for row, e in zip(rows, envelopes)]
     for name, _sql in triggers:
         conn.execute(f"DROP TRIGGER {quote(name)}")
-    conn.executemany(update, rows)
+    written = conn.executemany(update, sorted(rows, key=lambda row: row[-1])).rowcount
     if triggers:
-        if moved is not None:
-            moved.note([row[-1] for row in rows])
+        fids = [row[-1] for row in rows]
+        if written < len(rows):
+            pass  # the caller writes them again
+        elif moved is not None:
+            moved.note(fids, boxes)
         else:
-            geom_index = list(columns).index(geometry_column)
-            _replace_boxes(
-                conn,
-                rtree,
-                [envelope_row(row[-1], row[geom_index]) for row in rows],
-                [row[-1] for row in rows],
-            )
+            _replace_boxes(conn, rtree, boxes, fids)
         for _name, sql in triggers:
             conn.execute(sql)
+    return written
 
 
 def _replace_boxes(conn, rtree: str, boxes: list, fids: list) -> None:
@@ -231,13 +188,15 @@ def _replace_boxes(conn, rtree: str, boxes: list, fids: list) -> None:
 
 
 class MovedRows:
-    """Rows of one table whose geometry :func:`update_rows` changed, their spatial-index
-    entries brought up to date by :meth:`finish`, from the rows' final geometries: when they
-    are a large part of the table the index is written anew, packed (much faster than
-    replacing most of its entries one by one), otherwise their entries are replaced.
+    """Rows of one table whose geometry :func:`update_rows` changed, with their new extents;
+    :meth:`finish` brings their spatial-index entries up to date: when they are a large part of
+    the table the index is written anew, packed (much faster than replacing most of its entries
+    one by one), otherwise their entries are replaced.
 
-    The rows are noted in a temporary table (a million of them take no Python memory). Until
-    :meth:`finish` the index misses their moves; everything runs in the caller's transaction.
+    The extents are noted in a temporary table (a million of them take no Python memory). A
+    noted row deleted later in the same transaction is forgotten (a temporary trigger): GDAL's
+    own triggers keep the index right for the rows written other ways. Until :meth:`finish`
+    the index misses the noted moves; everything runs in the caller's transaction.
     """
 
     #: Written anew when at least this share of the index's entries moved.
@@ -249,67 +208,81 @@ class MovedRows:
         self.conn = conn
         self.table = table
         self.fid_column = fid_column
-        self.geometry_column = geometry_column
         self.rtree = rtree_name(table, geometry_column)
-        self._noted = f"temp.{quote('oms_moved_' + table)}"
+        self._name = "oms_moved_" + table
+        self._noted = f"temp.{quote(self._name)}"
         self._created = False
 
-    def note(self, fids: list[int]) -> None:
+    def note(self, fids: list[int], boxes: list[tuple | None]) -> None:
+        """Rows ``fids`` now have the extents ``boxes`` (:func:`envelope_row`; None: none)."""
+        conn = self.conn
         if not self._created:
-            self.conn.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {quote('oms_moved_' + self.table)}"
-                " (id INTEGER PRIMARY KEY)"
+            conn.execute(
+                f"CREATE TEMP TABLE {quote(self._name)}"
+                " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
+            )
+            conn.execute(
+                f"CREATE TEMP TRIGGER {quote(self._name + '_deleted')}"
+                f" AFTER DELETE ON main.{quote(self.table)}"
+                # (no schema names inside a trigger; a temporary table is found first)
+                f" BEGIN DELETE FROM {quote(self._name)} WHERE id = OLD.{quote(self.fid_column)};"
+                " END"
             )
             self._created = True
-        self.conn.executemany(
-            f"INSERT OR IGNORE INTO {self._noted} VALUES (?)", [(f,) for f in fids]
+        conn.executemany(
+            f"INSERT OR REPLACE INTO {self._noted} VALUES (?, ?, ?, ?, ?)",
+            [
+                (fid, None, None, None, None) if box is None else box
+                for fid, box in zip(fids, boxes)
+            ],
         )
-
-    def _boxes(self) -> Iterator[tuple[list, list]]:
-        """(envelope rows, fids) of the noted rows that still exist, from their geometries."""
-        cursor = self.conn.execute(
-            f"SELECT t.{quote(self.fid_column)}, t.{quote(self.geometry_column)}"
-            f" FROM {self._noted} m JOIN {quote(self.table)} t ON t.{quote(self.fid_column)} = m.id"
-        )
-        while True:
-            chunk = cursor.fetchmany(5000)
-            if not chunk:
-                return
-            yield [envelope_row(fid, blob) for fid, blob in chunk], [fid for fid, _ in chunk]
 
     def finish(self) -> None:
         if not self._created:
             return
         conn = self.conn
-        rtree = self.rtree
+        rtree = quote(self.rtree)
         moved = conn.execute(f"SELECT count(*) FROM {self._noted}").fetchone()[0]
-        total = conn.execute(f"SELECT count(*) FROM {quote(rtree + '_rowid')}").fetchone()[0]
-        node_size = _packable(conn, rtree)
+        total = conn.execute(f"SELECT count(*) FROM {quote(self.rtree + '_rowid')}").fetchone()[0]
+        node_size = _packable(conn, self.rtree)
         if node_size is not None and moved >= self.REBUILD_SHARE * total:
+            kept = conn.execute(
+                f"SELECT count(*) FROM {quote(self.rtree + '_rowid')}"
+                f" WHERE rowid NOT IN (SELECT id FROM {self._noted})"
+            ).fetchone()[0]
             boxes = f"temp.{quote('oms_boxes_' + self.table)}"
-            conn.execute(
-                f"CREATE TEMP TABLE {quote('oms_boxes_' + self.table)}"
-                " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
-            )
-            conn.execute(
-                f"INSERT INTO {boxes} SELECT * FROM {quote(rtree)}"
-                f" WHERE id NOT IN (SELECT id FROM {self._noted})"
-            )
-            for envelopes, _fids in self._boxes():
-                conn.executemany(
-                    f"INSERT INTO {boxes} VALUES (?, ?, ?, ?, ?)",
-                    [box for box in envelopes if box is not None],
+            if kept:  # the entries of the rows that did not move, and the new ones
+                conn.execute(
+                    f"CREATE TEMP TABLE {quote('oms_boxes_' + self.table)}"
+                    " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
+                )
+                conn.execute(
+                    f"INSERT INTO {boxes} SELECT * FROM {rtree}"
+                    f" WHERE id NOT IN (SELECT id FROM {self._noted})"
+                )
+                conn.execute(
+                    f"INSERT INTO {boxes} SELECT * FROM {self._noted} WHERE minx IS NOT NULL"
                 )
             for part in ("node", "rowid", "parent"):
-                conn.execute(f"DELETE FROM {quote(f'{rtree}_{part}')}")
+                conn.execute(f"DELETE FROM {quote(f'{self.rtree}_{part}')}")
             conn.execute(
-                f"INSERT INTO {quote(rtree + '_node')} VALUES (1, zeroblob(?))", (node_size,)
+                f"INSERT INTO {quote(self.rtree + '_node')} VALUES (1, zeroblob(?))", (node_size,)
             )
-            pack_rtree(conn, rtree, boxes)
-            conn.execute(f"DROP TABLE {boxes}")
+            if kept:
+                pack_rtree(conn, self.rtree, boxes)
+                conn.execute(f"DROP TABLE {boxes}")
+            else:  # every entry moved (a bulk change): packed from the noted extents directly
+                pack_rtree(
+                    conn, self.rtree, f"(SELECT * FROM {self._noted} WHERE minx IS NOT NULL)"
+                )
         else:
-            for envelopes, fids in self._boxes():
-                _replace_boxes(conn, rtree, envelopes, fids)
+            conn.execute(
+                f"DELETE FROM {rtree} WHERE id IN (SELECT id FROM {self._noted} WHERE minx IS NULL)"
+            )
+            conn.execute(
+                f"INSERT OR REPLACE INTO {rtree} SELECT * FROM {self._noted} WHERE minx IS NOT NULL"
+            )
+        conn.execute(f"DROP TRIGGER {quote(self._name + '_deleted')}")
         conn.execute(f"DROP TABLE {self._noted}")
         self._created = False
 
@@ -396,8 +369,8 @@ def _packable(conn: sqlite3.Connection, rtree: str) -> int | None:
 
 
 def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
-    """Fill the empty 2-D spatial index ``rtree`` with the rows of the table ``boxes``
-    (``id, minx, maxx, miny, maxy``) as a packed tree. False (nothing written) when ``rtree``
+    """Fill the empty 2-D spatial index ``rtree`` with the rows of ``boxes`` (a table or a
+    parenthesised query: ``id, minx, maxx, miny, maxy``) as a packed tree. False (nothing written) when ``rtree``
     is not an empty 2-D float R*Tree of the usual shape: the caller inserts the rows then."""
     node_size = _packable(conn, rtree)
     node_table, rowid_table, parent_table = (
@@ -460,6 +433,11 @@ def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
         cursor = conn.execute(f"SELECT * FROM {boxes} ORDER BY minx + maxx")
     finally:
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
+    # Which leaf holds each entry goes to the index's rowid table in id order (appending is
+    # much faster than inserting at random places): kept meanwhile in an array by id when the
+    # ids are dense enough (ObjectIDs usually are), else written slice by slice.
+    low, high = conn.execute(f"SELECT min(id), max(id) FROM {boxes}").fetchone()
+    leaf_of = array("i", bytes(4 * (high - low + 1))) if high - low < 4 * count else None
     level: list[tuple] = []
     for i in range(slices):
         part = _rounded(cursor.fetchmany(size + (1 if i < extra else 0)))
@@ -467,10 +445,21 @@ def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
         rowids = []
         for leaf in _even_chunks(part, -(-len(part) // per_node)):
             level.append(write(leaf, 0, False))
-            rowids.extend((e[0], level[-1][0]) for e in leaf)
+            number = level[-1][0]
+            if leaf_of is None:
+                rowids.extend((e[0], number) for e in leaf)
+            else:
+                for e in leaf:
+                    leaf_of[e[0] - low] = number
         conn.executemany(f"INSERT INTO {rowid_table} VALUES (?, ?)", rowids)
         conn.executemany(f"INSERT INTO {node_table} VALUES (?, ?)", nodes)
         nodes.clear()
+    if leaf_of is not None:
+        conn.executemany(
+            f"INSERT INTO {rowid_table} VALUES (?, ?)",
+            ((low + i, number) for i, number in enumerate(leaf_of) if number),
+        )
+        del leaf_of
     # Inner levels, in memory (one entry per node of the level below).
     depth = 0
     while True:

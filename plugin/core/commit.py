@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
 
 from . import field_values as fv
-from .bulk_insert import MovedRows, in_background, update_rows
+from .bulk_insert import MovedRows, update_rows
 from .conflicts import now_text, read_local_row, record_conflict, table_spec
 from .enums import SyncDirection
 from .errors import CancelledError
@@ -45,6 +45,7 @@ from .geodatabase_model import (
     LayerDef,
     UploadSnapshot,
 )
+from .geometry import gpkg_envelope
 from .gpkg_connection import quote, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import refresh_extent
@@ -190,7 +191,7 @@ class _Commit:
 
     def match_rows(self, table: str, gid_col: str, fid_col: str, upserts: list) -> dict:
         """GlobalID -> fid of the local rows of downloaded ``upserts`` (from
-        :meth:`convert_upserts`). Rows keep the server's ObjectID as fid where it was free, so
+        :meth:`upsert_converter`). Rows keep the server's ObjectID as fid where it was free, so
         the rows with those fids are looked at first (row-id look-ups, in order), and kept
         where their GlobalID is the one downloaded; the others are looked up by GlobalID."""
         by_oid = {row[3]: row[0] for row in upserts if row[3] is not None}
@@ -284,44 +285,49 @@ class _Commit:
             return None
         return layer
 
-    def convert_upserts(self, layer_id: int, section: str, items: list) -> list | None:
-        """Downloaded adds or updates as ``(GlobalID, columns, values, server ObjectID)``,
-        the last version of a row in the batch winning; None for other batches. Runs in the
-        reading thread: it touches no database."""
+    def upsert_converter(self, layer_id: int, section: str) -> Callable[[dict], tuple] | None:
+        """A function converting one downloaded add or update to ``(GlobalID, columns, values,
+        server ObjectID, extent of the geometry if it is among the columns)`` (None for an item
+        without a GlobalID); None for the other sections. It touches no database."""
         layer = self.batch_layer(layer_id, section)
         is_att, kind = _DOWNLOAD_SECTIONS[section]
         if layer is None or kind == "deletes":
             return None
         _table, _fid_col, gid_col, all_cols = table_spec(layer, is_att)
         if is_att:
-            codec = self.att_codec(layer)
-            latest: dict[str, dict] = {}
-            for item in items:
-                gid = codec.global_id(item)
-                if gid:
-                    latest.pop(gid, None)
-                    latest[gid] = item
-            return [
-                (gid, tuple(all_cols), codec.row(item, self.fetch_attachment), None)
-                for gid, item in latest.items()
-            ]
+            att_codec = self.att_codec(layer)
+            att_cols = tuple(all_cols)
+
+            def attachment(item: dict) -> tuple | None:
+                gid = att_codec.global_id(item)
+                if not gid:
+                    return None
+                return gid, att_cols, att_codec.row(item, self.fetch_attachment), None, None
+
+            return attachment
         codec = self.codec(layer)
-        rows: dict[str, tuple] = {}
-        for item in items:
+        geom = layer.geometry_column
+        oid_field = layer.object_id_field
+
+        def feature(item: dict) -> tuple | None:
             cols, values = codec.present_row(item)
             if gid_col in cols:
                 gid = fv.normalize_guid(values[cols.index(gid_col)])
             else:
                 gid = codec.global_id(item)
                 cols, values = (*cols, gid_col), [*values, gid]
-            if gid:  # the last version of a row in a batch wins
-                oid = (item.get("attributes") or {}).get(layer.object_id_field)
-                rows.pop(gid, None)
-                rows[gid] = (gid, cols, values, oid if isinstance(oid, int) else None)
-        return list(rows.values())
+            if not gid:
+                return None
+            oid = (item.get("attributes") or {}).get(oid_field)
+            # The new extent for the spatial index (the geometry comes first when present).
+            extent = gpkg_envelope(values[0]) if geom and cols[0] == geom else None
+            return gid, cols, values, oid if isinstance(oid, int) else None, extent
 
-    def apply_batch(self, layer_id: int, section: str, items: list, upserts: list | None) -> None:
-        """Apply one batch of downloaded changes (``upserts``: from :meth:`convert_upserts`)."""
+        return feature
+
+    def apply_batch(self, layer_id: int, section: str, items: list) -> None:
+        """Apply one batch of downloaded changes: deleted GlobalIDs (or ObjectIDs), or adds or
+        updates converted by :meth:`upsert_converter`."""
         layer = self.batch_layer(layer_id, section)
         if layer is None or not items:
             return
@@ -332,18 +338,23 @@ class _Commit:
             self.suspended[table] = suspend_triggers(self.conn, table)
         if kind == "deletes":
             self.apply_deletes(layer, is_att, items)
-        elif upserts:
-            self.apply_upserts(layer, is_att, kind, upserts)
+        else:
+            self.apply_upserts(layer, is_att, kind, items)
 
     def apply_upserts(self, layer: LayerDef, is_att: bool, kind: str, upserts: list) -> None:
+        if kind == "updates" and self.update_in_place(layer, is_att, upserts):
+            self.count(layer.id).downloaded.count(
+                "update", is_attachment=is_att, number=len(upserts)
+            )
+            return
         conn = self.conn
         table, fid_col, gid_col, _all_cols = table_spec(layer, is_att)
         existing = self.match_rows(table, gid_col, fid_col, upserts)
         pend = self.pending(layer, is_att)
-        updates: dict[tuple, list] = {}
+        updates: dict[tuple, tuple[list, list]] = {}  # columns -> (rows, their extents)
         new_rows: list[tuple] = []  # (cols, values, server ObjectID or None)
         n = 0
-        for gid, cols, values, oid in upserts:
+        for gid, cols, values, oid, extent in upserts:
             p = pend.by_gid.get(gid)
             if p is not None:
                 if self.apply_pending_row(layer, is_att, gid, p, cols, values, existing.get(gid)):
@@ -351,7 +362,9 @@ class _Commit:
                 continue
             fid = existing.get(gid)
             if fid is not None:
-                updates.setdefault(cols, []).append([*values, fid])
+                rows, extents = updates.setdefault(cols, ([], []))
+                rows.append([*values, fid])
+                extents.append(extent)
             else:
                 new_rows.append((cols, values, oid))
             n += 1
@@ -365,23 +378,7 @@ class _Commit:
             if oid is not None and oid not in taken:
                 cols, values = (*cols, fid_col), [*values, oid]
             inserts.setdefault(cols, []).append(values)
-        for cols, rows in updates.items():  # matched on the GlobalID: it stays as it is
-            geom = None if is_att else layer.geometry_column
-            moved = None
-            if geom:
-                moved = self.moved.get(layer.id)
-                if moved is None:
-                    moved = self.moved[layer.id] = MovedRows(conn, table, fid_col, geom)
-            update_rows(
-                conn,
-                table,
-                fid_col,
-                cols,
-                rows,
-                geometry_column=geom,
-                unchanged=[gid_col],
-                moved=moved,
-            )
+        self.write_updates(layer, is_att, updates)
         # Rows keeping the server's ObjectID first: an automatic fid taken earlier in the same
         # batch could be one of those ObjectIDs (checked free before any insert ran).
         for cols, rows in sorted(inserts.items(), key=lambda group: fid_col not in group[0]):
@@ -392,6 +389,56 @@ class _Commit:
             )
         operation = "add" if kind == "adds" else "update"
         self.count(layer.id).downloaded.count(operation, is_attachment=is_att, number=n)
+
+    def update_in_place(self, layer: LayerDef, is_att: bool, upserts: list) -> bool:
+        """Write downloaded updates to the rows kept under the server's ObjectIDs, without
+        looking them up first: the usual case. False (the caller goes the general way, writing
+        the rows again) when a row has pending local changes, no ObjectID, or another GlobalID
+        under that ObjectID locally."""
+        pend = self.pending(layer, is_att)
+        if is_att or any(oid is None or gid in pend.by_gid for gid, _c, _v, oid, _e in upserts):
+            return False
+        updates: dict[tuple, tuple[list, list]] = {}
+        for _gid, cols, values, oid, extent in upserts:
+            rows, extents = updates.setdefault(cols, ([], []))
+            rows.append([*values, oid])
+            extents.append(extent)
+        return self.write_updates(layer, is_att, updates, check_global_id=True)
+
+    def write_updates(
+        self,
+        layer: LayerDef,
+        is_att: bool,
+        updates: dict[tuple, tuple[list, list]],
+        *,
+        check_global_id: bool = False,
+    ) -> bool:
+        """Write ``{columns: ([*values, fid] rows, their extents)}`` (the GlobalID, which the
+        rows were matched on, stays as it is). With ``check_global_id``, a row is written only
+        where its fid holds the same GlobalID; False if any row was not."""
+        table, fid_col, gid_col, _all_cols = table_spec(layer, is_att)
+        geom = None if is_att else layer.geometry_column
+        moved = None
+        if geom:
+            moved = self.moved.get(layer.id)
+            if moved is None:
+                moved = self.moved[layer.id] = MovedRows(self.conn, table, fid_col, geom)
+        for cols, (rows, extents) in updates.items():
+            written = update_rows(
+                self.conn,
+                table,
+                fid_col,
+                cols,
+                rows,
+                geometry_column=geom,
+                unchanged=[gid_col],
+                moved=moved,
+                envelopes=None if is_att else extents,
+                same=[gid_col] if check_global_id else (),
+            )
+            if written < len(rows):
+                return False
+        return True
 
     def write_row(self, table, fid_col, fid, cols, values) -> None:
         if fid is None:
@@ -735,13 +782,20 @@ def _edit_error(layer: LayerDef, kind: str, gid: str, result: dict, is_att: bool
 
 def _batches(
     events: Iterable[tuple[int, str, object]], commit: _Commit
-) -> Iterator[tuple[int, str, list, list | None]]:
-    """Group consecutive download events of one layer and section, adds and updates converted
-    (:meth:`_Commit.convert_upserts`); results go to ``commit``. Yields ``(layer id, section,
-    items, converted upserts or None)``."""
+) -> Iterator[tuple[int, str, int, list]]:
+    """Group consecutive download events of one layer and section; results go to ``commit``.
+    Yields ``(layer id, section, number of events, items)``: adds and updates converted
+    (:meth:`_Commit.upsert_converter`) as they are read, the last version of a row in a batch
+    winning; deletes as they came."""
     key = None
+    count = size = 0
+    convert = None
     items: list = []
-    size = 0
+    upserts: dict[str, tuple] = {}
+
+    def batch() -> tuple[int, str, int, list]:
+        return key[0], key[1], count, list(upserts.values()) if convert else items
+
     for layer_id, section, item in events:
         if section in _RESULT_SECTIONS:
             if isinstance(item, dict):
@@ -751,15 +805,24 @@ def _batches(
             continue
         new_key = (int(layer_id), section)
         # Batches are bounded by count and by attachment bytes (photos are large).
-        if new_key != key or len(items) >= BATCH_SIZE or size >= BATCH_BYTES:
-            if items:
-                yield key[0], key[1], items, commit.convert_upserts(key[0], key[1], items)
-            key, items, size = new_key, [], 0
-        items.append(item)
+        if new_key != key or count >= BATCH_SIZE or size >= BATCH_BYTES:
+            if count:
+                yield batch()
+            key, count, size, items, upserts = new_key, 0, 0, [], {}
+            convert = commit.upsert_converter(*new_key)
+        count += 1
         if isinstance(item, dict) and isinstance(item.get("data"), str):
             size += len(item["data"])
-    if items:
-        yield key[0], key[1], items, commit.convert_upserts(key[0], key[1], items)
+        if convert is None:
+            items.append(item)
+            continue
+        # Converted while the item is fresh in memory (faster than a batch at a time).
+        row = convert(item)
+        if row is not None:
+            upserts.pop(row[0], None)
+            upserts[row[0]] = row
+    if count:
+        yield batch()
 
 
 def commit_sync(
@@ -787,14 +850,13 @@ def commit_sync(
         set_tracking(conn, False)
         commit = _Commit(conn, active, snapshot, direction, fetch_attachment)
         applied = 0
-        # Reading and converting the download (Python) run ahead in a thread while batches are
-        # stored (SQLite releases the GIL): on two cores the two overlap.
-        batches = stack.enter_context(closing(in_background(_batches(events, commit))))
-        for layer_id, section, items, upserts in batches:
+        # Reading, converting and storing take turns in this thread (see Geodatabase._load).
+        batches = stack.enter_context(closing(_batches(events, commit)))
+        for layer_id, section, count, items in batches:
             if cancel is not None and cancel():
                 raise CancelledError("Synchronization cancelled; nothing was applied.")
-            commit.apply_batch(layer_id, section, items, upserts)
-            applied += len(items)
+            commit.apply_batch(layer_id, section, items)
+            applied += count
             if progress is not None:
                 progress(None, f"Applied {applied} downloaded changes")
         if snapshot is not None and direction.uploads:

@@ -7,7 +7,6 @@ Everything lives under `/arcgis`: `/rest/services/<name>/FeatureServer/...`, `/t
 from __future__ import annotations
 
 import io
-import json
 import socket
 import sys
 import threading
@@ -36,7 +35,7 @@ from .edits import (
 )
 from .errors import ApiError, EditError, bad_request
 from .faults import Faults
-from .jsonwriter import write_json
+from .jsonwriter import json_text, write_json
 from .params import Params
 from .query import build_filter, parse_json_param, query_related_records, require, run_query
 from .replicas import (
@@ -189,7 +188,7 @@ PUBLIC = {"info", "generate_token", "portal_info", "portal_rest_info", "result"}
 
 
 def json_response(body: Any, status: int = 200, mimetype: str = "application/json") -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=mimetype)
+    return Response(json_text(body), status=status, mimetype=mimetype)
 
 
 def _drop_connection(environ) -> None:

@@ -11,10 +11,11 @@ import math
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import geom
 from .errors import EditError
+from .jsonwriter import RawJSON
 from .store import Layer, Tx, new_guid, now_ms, quote
 
 GUID_RE = re.compile(
@@ -142,6 +143,45 @@ def row_to_feature(
             geometry = project(geometry)
         feature["geometry"] = geometry
     return feature
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def feature_writer(
+    layer: Layer,
+    project: Callable[[dict], dict] | None = None,
+    *,
+    names: list[str] | None = None,
+    with_geometry: bool = True,
+    only_curves: bool = False,
+) -> Callable[[sqlite3.Row], RawJSON]:
+    """``row -> JSON text`` of the feature :func:`row_to_feature` gives, made faster for answers
+    of many rows: field names looked up once, the stored geometry text copied as it is unless
+    ``project`` changes it (with ``only_curves``: only geometries with true curves, for a
+    ``project`` that densifies and does nothing else)."""
+    names = layer.field_names() if names is None else names
+    with_geometry = with_geometry and not layer.is_table
+    # Columns by position (a look-up by name searches the row's names): the rows are all of
+    # one query, so the positions found in the first row hold for the others.
+    shape: list = []
+
+    def write(row: sqlite3.Row) -> RawJSON:
+        if not shape:  # (names match as sqlite3.Row matches them: ignoring case)
+            at = {key.lower(): i for i, key in reversed(list(enumerate(row.keys())))}
+            shape.extend([[at[n.lower()] for n in names], at.get("_geom")])
+        columns, geometry_at = shape
+        attributes = _compact(dict(zip(names, [row[i] for i in columns])))
+        if not with_geometry:
+            return RawJSON('{"attributes":' + attributes + "}")
+        text = row[geometry_at]
+        if not text:
+            text = "null"
+        elif project is not None and not (only_curves and "curve" not in text):
+            text = _compact(project(json.loads(text)))
+        return RawJSON('{"attributes":' + attributes + ',"geometry":' + text + "}")
+
+    return write
 
 
 def _editor_values(layer: Layer, ctx: EditContext, adding: bool) -> dict[str, Any]:

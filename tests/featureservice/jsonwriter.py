@@ -27,6 +27,10 @@ class StreamDict(dict):
     """A JSON object written key by key (in insertion order), so values may be streams."""
 
 
+class RawJSON(str):
+    """JSON text made already (a feature of a result file): written as it is."""
+
+
 def write_json(fp: IO[str], value: Any) -> None:
     if isinstance(value, StreamDict):
         fp.write("{")
@@ -44,5 +48,20 @@ def write_json(fp: IO[str], value: Any) -> None:
                 fp.write(",\n")
             write_json(fp, item)
         fp.write("]")
+    elif isinstance(value, RawJSON):
+        fp.write(value)
     else:
         fp.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def json_text(body: Any) -> str:
+    """``json.dumps(body)``, where ``body["features"]`` may be a list of :class:`RawJSON`."""
+    features = body.get("features") if isinstance(body, dict) else None
+    if not (isinstance(features, list) and features and isinstance(features[0], RawJSON)):
+        return json.dumps(body, ensure_ascii=False)
+    # "features" written last, empty, then filled: the text ends with '"features": []}'.
+    head = json.dumps(
+        {**{k: v for k, v in body.items() if k != "features"}, "features": []},
+        ensure_ascii=False,
+    )
+    return head[:-3] + "[" + ",".join(features) + "]}"

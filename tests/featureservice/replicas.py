@@ -25,8 +25,8 @@ from .edits import (
     EditContext,
     apply_attachment_edits,
     apply_feature_edits,
+    feature_writer,
     normalize_guid,
-    row_to_feature,
 )
 from .errors import ApiError, EditError, bad_request
 from .jsonwriter import StreamDict, StreamList, write_json
@@ -247,9 +247,10 @@ def _data_entries(
             parents: dict[str, int] = {}
 
             def features(scope=scope, layer=layer, parents=parents):
+                feature = feature_writer(layer, project)
                 for row in scope.rows(tx):
                     parents[row[layer.gid_field]] = row[layer.oid_field]
-                    yield row_to_feature(layer, row, project=project)
+                    yield feature(row)
 
             def attachments(layer=layer, parents=parents):
                 for att in tx.attachments_of(layer):
@@ -261,9 +262,7 @@ def _data_entries(
             entry["features"] = StreamList(features())
             entry["attachments"] = StreamList(attachments())
         else:
-            entry["features"] = StreamList(
-                row_to_feature(layer, row, project=project) for row in scope.rows(tx)
-            )
+            entry["features"] = StreamList(map(feature_writer(layer, project), scope.rows(tx)))
             if with_attachments:
                 entry["attachments"] = []
         yield entry
@@ -559,33 +558,57 @@ def _download(
     """Changes of one layer since `since` made by anyone but this replica."""
     layer = scope.layer
     rid = replica["replicaID"]
-    # The rows changed since `since` by anyone but this replica, in one query; which are adds
-    # and which updates is kept by ObjectID, and their JSON is made while the result file is
-    # written (still in this transaction), so a million changes stream.
+    # The rows changed since `since` by anyone but this replica. Their JSON is made while the
+    # result file is written (still in this transaction), so a million changes stream.
     changed, changed_args = tx.changed_since_where(layer, "f", since, rid)
-    add_oids, update_oids = array("q"), array("q")
-    oid = layer.oid_field
-    columns = scope.columns_for("_created_gen", "_created_by")
-    for row in scope.rows(tx, changed, changed_args, columns):
-        is_add = row["_created_gen"] > since and row["_created_by"] != rid
-        (add_oids if is_add else update_oids).append(row[oid])
-    project = replica_projector(replica)
-
-    def features_of(oids):
-        # In row order (the rows come so from the query): what the client stores fastest.
-        for start in range(0, len(oids), 500):
-            chunk = list(oids[start : start + 500])
-            where = f"{quote(oid)} IN ({', '.join('?' * len(chunk))})"
-            for row in tx.select(layer, where, chunk):
-                yield row_to_feature(layer, row, project=project)
-
+    feature = feature_writer(layer, replica_projector(replica))
     delete_ids = tx.deleted_since(layer, "f", since, rid)
-    features = StreamDict(
-        adds=StreamList(features_of(add_oids), len(add_oids)),
-        updates=StreamList(features_of(update_oids), len(update_oids)),
-        deleteIds=delete_ids,
-    )
-    count = len(add_oids) + len(update_oids) + len(delete_ids)
+    if scope.base is not None and scope.base.exact is None and not scope.related:
+        # The usual scope (a query, no related rows): adds and updates counted in SQL, then
+        # each streamed by one query in row order (what the client stores fastest).
+        added = "(_created_gen > ? AND _created_by IS NOT ?)"
+        total, adds = tx.conn.execute(
+            f"SELECT count(*), total({added}) FROM {layer.table}"
+            f" WHERE ({scope.base.sql}) AND ({changed})",
+            [since, rid, *scope.base.params, *changed_args],
+        ).fetchone()
+        adds = int(adds)
+        updates = total - adds
+
+        def kind(condition: str, number: int):
+            where = f"({changed}) AND {condition}"
+            if not number:
+                return StreamList([], 0)
+            return StreamList(
+                map(feature, scope.rows(tx, where, [*changed_args, since, rid])), number
+            )
+
+        features = StreamDict(
+            adds=kind(added, adds), updates=kind(f"NOT {added}", updates), deleteIds=delete_ids
+        )
+    else:
+        # Which are adds and which updates is kept by ObjectID, in one light query.
+        oid = layer.oid_field
+
+        def features_of(oids):
+            for start in range(0, len(oids), 500):
+                chunk = list(oids[start : start + 500])
+                where = f"{quote(oid)} IN ({', '.join('?' * len(chunk))})"
+                yield from map(feature, tx.select(layer, where, chunk))
+
+        add_oids, update_oids = array("q"), array("q")
+        columns = scope.columns_for("_created_gen", "_created_by")
+        for row in scope.rows(tx, changed, changed_args, columns):
+            is_add = row["_created_gen"] > since and row["_created_by"] != rid
+            (add_oids if is_add else update_oids).append(row[oid])
+        adds, updates = len(add_oids), len(update_oids)
+        features = StreamDict(
+            adds=StreamList(features_of(add_oids), adds),
+            updates=StreamList(features_of(update_oids), updates),
+            deleteIds=delete_ids,
+        )
+
+    count = adds + updates + len(delete_ids)
     attachments = None
     if layer.has_attachments and att_direction == "bidirectional":
         att_changed = tx.changed_since(layer, "a", since, rid)
