@@ -545,3 +545,21 @@ def test_moved_rows_bring_the_spatial_index_to_the_rows_final_geometries(
     after = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     assert sorted(after) == sorted(triggers)
     assert not conn.execute("SELECT name FROM sqlite_temp_master").fetchall()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("{8C4B0F6A-3E1D-4B5C-9A7F-0123456789AB}", "{8C4B0F6A-3E1D-4B5C-9A7F-0123456789AB}"),
+        ("{8c4b0f6a-3e1d-4b5c-9a7f-0123456789ab}", "{8C4B0F6A-3E1D-4B5C-9A7F-0123456789AB}"),
+        ("8c4b0f6a-3e1d-4b5c-9a7f-0123456789ab", "{8C4B0F6A-3E1D-4B5C-9A7F-0123456789AB}"),
+        (" {8C4B0F6A-3E1D-4B5C-9A7F-0123456789AB} ", "{8C4B0F6A-3E1D-4B5C-9A7F-0123456789AB}"),
+        ("{12345678-1234-1234-1234-123456789012}", "{12345678-1234-1234-1234-123456789012}"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_global_ids_take_arcgis_form_whatever_form_they_come_in(raw, expected):
+    from plugin.core.field_values import normalize_guid
+
+    assert normalize_guid(raw) == expected

@@ -16,6 +16,7 @@ import sqlite3
 import struct
 from array import array
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 
 from .geometry import gpkg_envelope
 from .gpkg_connection import quote, rtree_name
@@ -161,15 +162,14 @@ def update_rows(
             boxes = [None if e is None else (row[-1], *e) for row, e in zip(rows, envelopes)]
     for name, _sql in triggers:
         conn.execute(f"DROP TRIGGER {quote(name)}")
-    written = conn.executemany(update, sorted(rows, key=lambda row: row[-1])).rowcount
+    written = conn.executemany(update, sorted(rows, key=itemgetter(-1))).rowcount
     if triggers:
-        fids = [row[-1] for row in rows]
         if written < len(rows):
             pass  # the caller writes them again
         elif moved is not None:
-            moved.note(fids, boxes)
+            moved.note(boxes, rows)
         else:
-            _replace_boxes(conn, rtree, boxes, fids)
+            _replace_boxes(conn, rtree, boxes, [row[-1] for row in rows])
         for _name, sql in triggers:
             conn.execute(sql)
     return written
@@ -213,8 +213,9 @@ class MovedRows:
         self._noted = f"temp.{quote(self._name)}"
         self._created = False
 
-    def note(self, fids: list[int], boxes: list[tuple | None]) -> None:
-        """Rows ``fids`` now have the extents ``boxes`` (:func:`envelope_row`; None: none)."""
+    def note(self, boxes: list[tuple | None], rows: list[list]) -> None:
+        """``rows`` (``[..., fid]``) now have the extents ``boxes`` (:func:`envelope_row`;
+        None: no extent)."""
         conn = self.conn
         if not self._created:
             conn.execute(
@@ -232,8 +233,8 @@ class MovedRows:
         conn.executemany(
             f"INSERT OR REPLACE INTO {self._noted} VALUES (?, ?, ?, ?, ?)",
             [
-                (fid, None, None, None, None) if box is None else box
-                for fid, box in zip(fids, boxes)
+                box if box is not None else (row[-1], None, None, None, None)
+                for box, row in zip(boxes, rows)
             ],
         )
 

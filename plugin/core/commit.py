@@ -311,9 +311,9 @@ class _Commit:
 
         def feature(item: dict) -> tuple | None:
             cols, values = codec.present_row(item)
-            if gid_col in cols:
+            try:
                 gid = fv.normalize_guid(values[cols.index(gid_col)])
-            else:
+            except ValueError:  # not among the columns
                 gid = codec.global_id(item)
                 cols, values = (*cols, gid_col), [*values, gid]
             if not gid:
@@ -395,11 +395,13 @@ class _Commit:
         looking them up first: the usual case. False (the caller goes the general way, writing
         the rows again) when a row has pending local changes, no ObjectID, or another GlobalID
         under that ObjectID locally."""
-        pend = self.pending(layer, is_att)
-        if is_att or any(oid is None or gid in pend.by_gid for gid, _c, _v, oid, _e in upserts):
+        pending = self.pending(layer, is_att).by_gid
+        if is_att:
             return False
         updates: dict[tuple, tuple[list, list]] = {}
-        for _gid, cols, values, oid, extent in upserts:
+        for gid, cols, values, oid, extent in upserts:
+            if oid is None or (pending and gid in pending):
+                return False
             rows, extents = updates.setdefault(cols, ([], []))
             rows.append([*values, oid])
             extents.append(extent)

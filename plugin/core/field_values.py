@@ -92,6 +92,8 @@ def normalize_guid(value: Any) -> str | None:
     """A GUID as the braced, upper-case form ArcGIS uses (``{8C4B...}``)."""
     if value is None:
         return None
+    if type(value) is str and value[:1] == "{" and value[-1:] == "}" and value.isupper():
+        return value  # already so (the usual case: one per downloaded row)
     text = str(value).strip()
     if not text:
         return None
