@@ -3,7 +3,8 @@
 Every measured step runs in a child process of its own, so its wall time, CPU time and peak
 memory (``ru_maxrss`` from ``os.wait4``) are its alone; the reference service runs in another
 process whose CPU time and peak memory (``VmHWM``, reset before each run) are read from /proc,
-and it counts the requests it answers. Every case runs ``--runs`` times (3 by default); a row
+and it counts the requests it answers. Every case runs ``--runs`` times (3 by default), in
+rounds of one run of every tool, so that all meet the machine's slow and fast moments alike; a row
 keeps ``wall_s`` (the fastest run), ``wall_s_median``, ``peak_mb`` (the client's, largest run),
 ``server_peak_mb``, ``client_s`` and ``server_s`` (median CPU seconds of each side: the two
 overlap in wall time, CPU time separates them) and, for our jobs, ``poll_lag_s`` (average time
@@ -506,37 +507,30 @@ def run(
         try:
             info = layer_json(server)
             folder = work / f"map-{size}"
-            results = []
+            # Round by round, every tool once per round: each tool meets the machine's slow and
+            # fast moments alike (on a shared machine they come and go within minutes).
+            offline, ogr, qgis, ours_down, upserts = [], [], [], [], []
             for _ in range(runs):
                 shutil.rmtree(folder, ignore_errors=True)
                 argv = child_argv(
                     "plugin-offline", service_url=server.service_url, folder=str(folder)
                 )
-                results.append(measure(argv, server))
-            record("take offline", ours, size, "typed, indexed, tracked, a replica", results)
-            if ogr2ogr:
-                results = []
-                for _ in range(runs):
+                offline.append(measure(argv, server))
+                if ogr2ogr:
                     out = work / f"ogr2ogr-{size}.gpkg"
                     _remove_gpkg(out)
                     typed_table(out, info)
                     argv = ogr2ogr_argv(ogr2ogr, "-append", out, server, info)
                     figures = measure(argv, server)
                     figures["rows"] = _count_rows(out, "LargePoints")
-                    results.append(figures)
-                record("take offline", "ogr2ogr (query)", size, "typed, indexed", results)
-            if not skip_qgis and not only_ours:
-                results = []
-                for _ in range(runs):
+                    ogr.append(figures)
+                if not skip_qgis and not only_ours:
                     argv = child_argv(
                         "qgis-package",
                         layer_url=f"{server.service_url}/0",
                         output=str(work / f"qgis-{size}.gpkg"),
                     )
-                    results.append(measure(argv, server))
-                record("take offline", "QGIS Package layers", size, "typed, indexed", results)
-            ours_down, upserts = [], []
-            for _ in range(runs):
+                    qgis.append(measure(argv, server))
                 server_changes(server, size)
                 if ogr2ogr:
                     target = work / f"upsert-{size}.gpkg"
@@ -547,6 +541,11 @@ def run(
                     _remove_gpkg(target)
                 argv = child_argv("sync", folder=str(folder), direction="DOWNLOAD")
                 ours_down.append(measure(argv, server))
+            record("take offline", ours, size, "typed, indexed, tracked, a replica", offline)
+            if ogr:
+                record("take offline", "ogr2ogr (query)", size, "typed, indexed", ogr)
+            if qgis:
+                record("take offline", "QGIS Package layers", size, "typed, indexed", qgis)
             record(
                 "download and apply", ours, size, "typed, indexed, tracked, a replica", ours_down
             )
