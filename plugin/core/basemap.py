@@ -24,13 +24,14 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Sequence
 from urllib.parse import urljoin, urlsplit
 
 from .errors import CancelledError, NetworkError, OfflineMapSyncError, ServiceError
 from .gpkg_files import SQLITE_SIDE_SUFFIXES, remove_geopackage
 from .jobs import sub_progress
 from .offline_map import BasemapEntry, unique_file_stem
+from .rest import CancelCallback, ProgressCallback
 from .sites import same_site
 from .tile_package import TilePackage, TilePackageError
 from .tile_scheme import TileRange, TileScheme, mercator_extent
@@ -38,8 +39,6 @@ from .tile_store import GeoPackageTiles, MBTiles, TileStore, partial_tiles_path
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[Optional[float], str], None]
-CancelCallback = Callable[[], bool]
 
 MODES = ("download", "online", "local", "none")
 #: The folder of downloaded basemaps inside an offline map folder.

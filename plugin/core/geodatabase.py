@@ -22,7 +22,6 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 from . import conflicts as _conflicts
 from . import field_values as fv
@@ -46,6 +45,7 @@ from .geodatabase_model import (
     UploadSnapshot,
 )
 from .gpkg_connection import BUSY_TIMEOUT_MS, connect, private_loading, quote, transaction
+from .rest import CancelCallback, ProgressCallback
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import (
     ATTACHMENT_COLUMNS,
@@ -74,9 +74,6 @@ __all__ = [
 _GPKG_APPLICATION_IDS = {0x47504B47, 0x47503130, 0x47503131}  # "GPKG", "GP10", "GP11"
 LOAD_BATCH_SIZE = 5000
 LOAD_BATCH_BYTES = 32 * 1024 * 1024
-
-ProgressFn = Callable[[Optional[float], str], None]
-CancelFn = Callable[[], bool]
 
 
 class Geodatabase:
@@ -334,8 +331,8 @@ class Geodatabase:
         events: Iterable[tuple[int, str, object]],
         *,
         fetch_attachment: Callable[[str], bytes] | None = None,
-        progress: ProgressFn | None = None,
-        cancel: CancelFn | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
     ) -> dict[int, int]:
         """Fill the empty tables from a createReplica result, untracked.
 
@@ -501,8 +498,8 @@ class Geodatabase:
         direction: SyncDirection,
         layer_ids: Iterable[int] | None = None,
         fetch_attachment: Callable[[str], bytes] | None = None,
-        progress: ProgressFn | None = None,
-        cancel: CancelFn | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
         kind: str = "sync",
         started_at: str | None = None,
     ) -> CommitReport:

@@ -12,7 +12,6 @@ from .errors import GeodatabaseError
 
 log = logging.getLogger(__name__)
 
-#: The files SQLite and the sync lock keep beside a GeoPackage (the lock file last).
 #: SQLite's own side files of a database file.
 SQLITE_SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 #: Every side file of one of our GeoPackages: SQLite's, and the sync lock file.

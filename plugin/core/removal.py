@@ -34,7 +34,7 @@ import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Union
 
 from .basemap import BASEMAP_FOLDER
 from .errors import (
@@ -47,11 +47,9 @@ from .errors import (
 from .gpkg_files import SIDECAR_SUFFIXES, SQLITE_SIDE_SUFFIXES
 from .jobs import Job
 from .offline_map import MANIFEST_NAME, OfflineMap, check_entry_matches, resolves_inside
-from .rest import ArcGISClient, CredentialProvider
+from .rest import ArcGISClient, CredentialProvider, ProgressCallback
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[Optional[float], str], None]
 
 
 class PendingEditsError(OfflineMapSyncError):
