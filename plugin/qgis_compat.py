@@ -6,6 +6,8 @@ ones, so each is feature-detected: the new name where it exists, else the old on
 
 from __future__ import annotations
 
+from typing import Any
+
 from qgis.core import (
     Qgis,
     QgsCoordinateReferenceSystem,
@@ -19,48 +21,33 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-WKT1_ESRI = (
-    Qgis.CrsWktVariant.Wkt1Esri
-    if hasattr(Qgis, "CrsWktVariant")
-    else QgsCoordinateReferenceSystem.WktVariant.WKT1_ESRI
+
+def _moved(new: str, old_class: Any, old: str) -> Any:
+    """``Qgis.<new>`` (``"Enum.Member"``) where this QGIS has it, else ``<old_class>.<old>``
+    (looked up only then: QGIS 4 has no old name)."""
+    enum, member = new.split(".")
+    if hasattr(Qgis, enum):
+        return getattr(getattr(Qgis, enum), member)
+    enum, member = old.split(".")
+    return getattr(getattr(old_class, enum), member)
+
+
+WKT1_ESRI = _moved("CrsWktVariant.Wkt1Esri", QgsCoordinateReferenceSystem, "WktVariant.WKT1_ESRI")
+COMPOSITION = _moved(
+    "RelationshipStrength.Composition", QgsRelation, "RelationStrength.Composition"
 )
-COMPOSITION = (
-    Qgis.RelationshipStrength.Composition
-    if hasattr(Qgis, "RelationshipStrength")
-    else QgsRelation.RelationStrength.Composition
+DRAG_AND_DROP = _moved(
+    "AttributeFormLayout.DragAndDrop", QgsEditFormConfig, "EditorLayout.TabLayout"
 )
-DRAG_AND_DROP = (
-    Qgis.AttributeFormLayout.DragAndDrop
-    if hasattr(Qgis, "AttributeFormLayout")
-    else QgsEditFormConfig.EditorLayout.TabLayout
+POLYGON_GEOMETRY = _moved("GeometryType.Polygon", QgsWkbTypes, "GeometryType.PolygonGeometry")
+SPATIAL_LAYERS = _moved("LayerFilter.HasGeometry", QgsMapLayerProxyModel, "Filter.HasGeometry")
+NO_GEOMETRY = _moved("FeatureRequestFlag.NoGeometry", QgsFeatureRequest, "Flag.NoGeometry")
+ADD_FEATURES = _moved(
+    "VectorProviderCapability.AddFeatures", QgsVectorDataProvider, "Capability.AddFeatures"
 )
-POLYGON_GEOMETRY = (
-    Qgis.GeometryType.Polygon
-    if hasattr(Qgis, "GeometryType")
-    else QgsWkbTypes.GeometryType.PolygonGeometry
+FOLDER_BEHAVIOR = _moved(
+    "ProcessingFileParameterBehavior.Folder", QgsProcessingParameterFile, "Behavior.Folder"
 )
-SPATIAL_LAYERS = (
-    Qgis.LayerFilter.HasGeometry
-    if hasattr(Qgis, "LayerFilter")
-    else QgsMapLayerProxyModel.Filter.HasGeometry
-)
-NO_GEOMETRY = (
-    Qgis.FeatureRequestFlag.NoGeometry
-    if hasattr(Qgis, "FeatureRequestFlag")
-    else QgsFeatureRequest.Flag.NoGeometry
-)
-ADD_FEATURES = (
-    Qgis.VectorProviderCapability.AddFeatures
-    if hasattr(Qgis, "VectorProviderCapability")
-    else QgsVectorDataProvider.Capability.AddFeatures
-)
-FOLDER_BEHAVIOR = (
-    Qgis.ProcessingFileParameterBehavior.Folder
-    if hasattr(Qgis, "ProcessingFileParameterBehavior")
-    else QgsProcessingParameterFile.Behavior.Folder
-)
-INTEGER_TYPE = (
-    Qgis.ProcessingNumberParameterType.Integer
-    if hasattr(Qgis, "ProcessingNumberParameterType")
-    else QgsProcessingParameterNumber.Type.Integer
+INTEGER_TYPE = _moved(
+    "ProcessingNumberParameterType.Integer", QgsProcessingParameterNumber, "Type.Integer"
 )

@@ -31,7 +31,7 @@ from ..core.errors import CancelledError, OfflineMapSyncError, SiteNotApprovedEr
 from ..core.jobs import Job
 from ..core.offline_map import OfflineMap
 from ..layers import esri_envelope
-from ..qgis_compat import FOLDER_BEHAVIOR, INTEGER_TYPE  # noqa: F401 (the algorithms import it)
+from ..qgis_compat import FOLDER_BEHAVIOR
 from ..resources import icon_path, tr
 from .reports import write_report
 

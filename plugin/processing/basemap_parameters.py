@@ -11,9 +11,9 @@ from qgis.core import (
 )
 
 from ..core.basemap import ARCGIS_EXPORT_LIMIT, BasemapOptions
+from ..qgis_compat import INTEGER_TYPE
 from ..resources import tr
 from ..take_offline_request import basemap_mode_labels
-from .base import INTEGER_TYPE
 
 
 def add_basemap_parameters(algorithm) -> None:

@@ -13,8 +13,9 @@ from qgis.core import (
 )
 
 from ..core.errors import OfflineMapSyncError
+from ..qgis_compat import INTEGER_TYPE
 from ..resources import tr
-from .base import INTEGER_TYPE, OfflineMapAlgorithm
+from .base import OfflineMapAlgorithm
 
 
 def conflict_dicts(offline_map) -> list[dict]:
