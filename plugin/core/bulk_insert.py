@@ -247,35 +247,18 @@ class MovedRows:
         total = conn.execute(f"SELECT count(*) FROM {quote(self.rtree + '_rowid')}").fetchone()[0]
         node_size = _packable(conn, self.rtree)
         if node_size is not None and moved >= self.REBUILD_SHARE * total:
-            kept = conn.execute(
-                f"SELECT count(*) FROM {quote(self.rtree + '_rowid')}"
-                f" WHERE rowid NOT IN (SELECT id FROM {self._noted})"
-            ).fetchone()[0]
-            boxes = f"temp.{quote('oms_boxes_' + self.table)}"
-            if kept:  # the entries of the rows that did not move, and the new ones
-                conn.execute(
-                    f"CREATE TEMP TABLE {quote('oms_boxes_' + self.table)}"
-                    " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
-                )
-                conn.execute(
-                    f"INSERT INTO {boxes} SELECT * FROM {rtree}"
-                    f" WHERE id NOT IN (SELECT id FROM {self._noted})"
-                )
-                conn.execute(
-                    f"INSERT INTO {boxes} SELECT * FROM {self._noted} WHERE minx IS NOT NULL"
-                )
+            # The entries of the rows that did not move join the noted ones, and the index is
+            # written anew from all of them.
+            conn.execute(
+                f"INSERT INTO {self._noted} SELECT * FROM {rtree}"
+                f" WHERE id NOT IN (SELECT id FROM {self._noted})"
+            )
             for part in ("node", "rowid", "parent"):
                 conn.execute(f"DELETE FROM {quote(f'{self.rtree}_{part}')}")
             conn.execute(
                 f"INSERT INTO {quote(self.rtree + '_node')} VALUES (1, zeroblob(?))", (node_size,)
             )
-            if kept:
-                pack_rtree(conn, self.rtree, boxes)
-                conn.execute(f"DROP TABLE {boxes}")
-            else:  # every entry moved (a bulk change): packed from the noted extents directly
-                pack_rtree(
-                    conn, self.rtree, f"(SELECT * FROM {self._noted} WHERE minx IS NOT NULL)"
-                )
+            pack_rtree(conn, self.rtree, f"(SELECT * FROM {self._noted} WHERE minx IS NOT NULL)")
         else:
             conn.execute(
                 f"DELETE FROM {rtree} WHERE id IN (SELECT id FROM {self._noted} WHERE minx IS NULL)"
@@ -371,8 +354,9 @@ def _packable(conn: sqlite3.Connection, rtree: str) -> int | None:
 
 def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
     """Fill the empty 2-D spatial index ``rtree`` with the rows of ``boxes`` (a table or a
-    parenthesised query: ``id, minx, maxx, miny, maxy``) as a packed tree. False (nothing written) when ``rtree``
-    is not an empty 2-D float R*Tree of the usual shape: the caller inserts the rows then."""
+    parenthesised query: ``id, minx, maxx, miny, maxy``) as a packed tree. False (nothing
+    written) when ``rtree`` is not an empty 2-D float R*Tree of the usual shape: the caller
+    inserts the rows then."""
     node_size = _packable(conn, rtree)
     node_table, rowid_table, parent_table = (
         quote(f"{rtree}_{s}") for s in ("node", "rowid", "parent")
