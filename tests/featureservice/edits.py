@@ -154,12 +154,11 @@ def feature_writer(
     *,
     names: list[str] | None = None,
     with_geometry: bool = True,
-    only_curves: bool = False,
+    densify: bool = False,
 ) -> Callable[[sqlite3.Row], RawJSON]:
     """``row -> JSON text`` of the feature :func:`row_to_feature` gives, made faster for answers
     of many rows: field names looked up once, the stored geometry text copied as it is unless
-    ``project`` changes it (with ``only_curves``: only geometries with true curves, for a
-    ``project`` that densifies and does nothing else)."""
+    it changes: projected by ``project``, or (``densify``) its true curves made chords."""
     names = layer.field_names() if names is None else names
     with_geometry = with_geometry and not layer.is_table
     # Columns by position (a look-up by name searches the row's names): the rows are all of
@@ -177,8 +176,11 @@ def feature_writer(
         text = row[geometry_at]
         if not text:
             text = "null"
-        elif project is not None and not (only_curves and "curve" not in text):
-            text = _compact(project(json.loads(text)))
+        elif project is not None or (densify and "curve" in text):
+            geometry = json.loads(text)
+            if densify:
+                geometry = geom.densified(geometry)
+            text = _compact(project(geometry) if project is not None else geometry)
         return RawJSON('{"attributes":' + attributes + ',"geometry":' + text + "}")
 
     return write

@@ -274,10 +274,10 @@ def run_query(tx: Tx, service: dict, layer: Layer, params: Params) -> tuple[dict
     # densified): answers of many rows come fast, as ArcGIS's do.
     feature = feature_writer(
         layer,
-        project,
+        (lambda g: geom.project(g, service_wkid, out_wkid)) if projector else None,
         names=out_fields,
         with_geometry=return_geometry,
-        only_curves=projector is None,
+        densify=not true_curves,
     )
     body["features"] = [feature(r) for r in rows]
     if exceeded:
