@@ -39,6 +39,7 @@ from .gpkg_connection import transaction
 from .gpkg_files import move_geopackage, remove_geopackage
 from .jobs import sub_progress
 from .offline_map import GeodatabaseEntry, OfflineMap
+from .replica_download import geodatabase_from_replica
 from .rest import ArcGISClient, CancelCallback, ProgressCallback, ReplicaResultFile
 from .tracking import has_adds_only_guards, install_adds_only_guards
 
@@ -295,21 +296,18 @@ def geodatabase_from_package(
             package.item_id, progress=sub_progress(progress, 0.0, 0.4), cancel=cancel
         ) as data:
             header, events = data.read()  # closed with the data file
-            sync_model = SyncModel(header.get("syncModel") or package.sync_model.value)
-            gdb = Geodatabase.create(
+            geodatabase_from_replica(
                 path,
+                header,
+                events,
                 service_url=package.service_url,
                 service_info=service_info,
                 layer_infos=layer_infos,
                 replica_name=str(header.get("replicaName") or package.title),
-                sync_model=sync_model,
+                sync_model=SyncModel(header.get("syncModel") or package.sync_model.value),
+                progress=sub_progress(progress, 0.4, 1.0),
+                cancel=cancel,
             )
-            try:
-                gdb.load_replica(
-                    header, events, progress=sub_progress(progress, 0.4, 1.0), cancel=cancel
-                )
-            finally:
-                gdb.close()
     except BaseException:
         remove_geopackage(path)
         raise
