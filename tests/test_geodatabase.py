@@ -233,9 +233,11 @@ def test_create_refuses_an_existing_file_and_cleans_up_after_a_failure(tmp_path)
     bad = lj.layer_infos()
     bad[1]["globalIdField"] = None
     bad[1]["fields"] = [f for f in bad[1]["fields"] if f["type"] != "esriFieldTypeGlobalID"]
+    # A sync lock file left behind by an earlier geodatabase of that name goes too.
+    (tmp_path / "bad.gpkg.synclock").write_bytes(b"")
     with pytest.raises(GeodatabaseError, match="no GlobalID"):
         make_gdb(tmp_path / "bad.gpkg", layer_infos=bad)
-    assert not (tmp_path / "bad.gpkg").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.gpkg"]
 
 
 def test_unknown_spatial_reference_is_refused(tmp_path):
