@@ -183,6 +183,19 @@ def test_dates_written_by_other_tools_are_read():
     assert fv.datetime_text_to_ms("not a date") is None
 
 
+def test_guids_match_however_written_and_a_malformed_id_never_matches_a_guid():
+    guid = "{12345678-9ABC-4DEF-8123-456789ABCDEF}"
+    for written in (guid, guid.lower(), guid.strip("{}"), f"  {guid}\n", f" {guid.lower()} "):
+        assert fv.same_guid(written, guid) and fv.same_guid(guid, written)
+    digits = "{12345678-1234-4123-8123-123456789012}"  # no letters: lower() cannot tell
+    for malformed in (guid + "}", "{" + guid, f"{{ {digits} }}", guid[:-2] + "}", "{}"):
+        assert not fv.same_guid(malformed, guid) and not fv.same_guid(malformed, digits)
+    # Nothing to compare is no match; odd values are compared, never a crash.
+    assert not fv.same_guid(None, None) and not fv.same_guid("", "  ")
+    assert fv.same_guid(" {Not A Guid} ", "not a guid")
+    assert not fv.same_guid(12345, guid) and fv.same_guid(12345, "12345")
+
+
 def test_reopening_gives_the_same_layers_and_replica(loaded):
     gdb, _points = loaded
     with Geodatabase.open(gdb.path) as again:

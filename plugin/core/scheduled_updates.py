@@ -33,6 +33,7 @@ from typing import Callable
 from .commit import parse_gen, parse_layer_gens
 from .enums import SyncDirection, SyncModel
 from .errors import CancelledError, GeodatabaseError, OfflineMapSyncError, ServiceError
+from .field_values import same_guid
 from .geodatabase import Geodatabase
 from .geodatabase_model import CommitReport
 from .gpkg_connection import transaction
@@ -134,10 +135,6 @@ class PackageUpdates:
         return self.reopen_required or bool(self.updates)
 
 
-def _same_guid(a: str | None, b: str | None) -> bool:
-    return (a or "").strip("{}").lower() == (b or "").strip("{}").lower()
-
-
 class ScheduledUpdateSource:
     """Reads package items and their update packages from a portal."""
 
@@ -167,7 +164,7 @@ class ScheduledUpdateSource:
     def check(self, item_id: str, generation: int, replica_id: str | None = None) -> PackageUpdates:
         """What a copy at ``generation`` (of replica ``replica_id``) needs from the package."""
         package = self.package(item_id)
-        if replica_id and package.replica_id and not _same_guid(replica_id, package.replica_id):
+        if replica_id and package.replica_id and not same_guid(replica_id, package.replica_id):
             return PackageUpdates(package, generation, (), True, "rebuilt")
         if package.last_purged_gen is not None and generation <= package.last_purged_gen:
             return PackageUpdates(package, generation, (), True, "purged")
