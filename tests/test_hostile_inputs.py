@@ -94,6 +94,22 @@ def with_pending_edits(server, folder: Path) -> tuple[OfflineMap, Local, str]:
     return offline_map, local, added
 
 
+def add_large_attachment(local: Local) -> str:
+    """A new 2 MB attachment 'flight.mp4' on the first point; its GlobalID."""
+    table = local.layers[POINTS].attachment_table
+    big = new_guid()
+    con = local._connect()
+    try:
+        con.execute(
+            f'INSERT INTO "{table}" (GLOBALID, REL_GLOBALID, CONTENT_TYPE, ATT_NAME, DATA_SIZE,'
+            " DATA) VALUES (?, ?, 'video/mp4', 'flight.mp4', ?, zeroblob(?))",
+            [big, point_gid(0), 2 * 1024**2, 2 * 1024**2],
+        )
+    finally:
+        con.close()
+    return big
+
+
 # -- damaged geodatabases ------------------------------------------------------------------
 
 
@@ -394,17 +410,7 @@ def test_an_attachment_above_the_upload_limit_stays_pending_and_costs_the_other_
     reference_server, tmp_path
 ):
     offline_map, local, added = with_pending_edits(reference_server, tmp_path / "map")
-    table = local.layers[POINTS].attachment_table
-    big = new_guid()
-    con = local._connect()
-    try:
-        con.execute(
-            f'INSERT INTO "{table}" (GLOBALID, REL_GLOBALID, CONTENT_TYPE, ATT_NAME, DATA_SIZE,'
-            " DATA) VALUES (?, ?, 'video/mp4', 'flight.mp4', ?, zeroblob(?))",
-            [big, point_gid(0), 2 * 1024**2, 2 * 1024**2],
-        )
-    finally:
-        con.close()
+    big = add_large_attachment(local)
     # The server changed another field of the row edited offline, and another row.
     reference_server.apply_edits(
         DEMO,
@@ -449,16 +455,11 @@ def test_an_upload_of_new_features_only_reports_just_the_large_attachments_it_le
     offline_map = take_offline(reference_server, tmp_path / "map")
     local = Local(offline_map)
     added = local.add(POINTS, "POINT (950000 6003000)", name="Added offline")
+    big = add_large_attachment(local)
     table = local.layers[POINTS].attachment_table
     replaced = reference_server.attachments(DEMO, POINTS)[0]["globalId"].upper()
-    big = new_guid()
     con = local._connect()
     try:
-        con.execute(
-            f'INSERT INTO "{table}" (GLOBALID, REL_GLOBALID, CONTENT_TYPE, ATT_NAME, DATA_SIZE,'
-            " DATA) VALUES (?, ?, 'video/mp4', 'flight.mp4', ?, zeroblob(?))",
-            [big, point_gid(0), 2 * 1024**2, 2 * 1024**2],
-        )
         con.execute(
             f"UPDATE \"{table}\" SET ATT_NAME = 'survey.mp4', DATA = zeroblob(?), DATA_SIZE = ?"
             " WHERE upper(GLOBALID) = ?",
