@@ -198,16 +198,9 @@ def list_source(
     request: TakeOfflineRequest, credentials: CredentialProvider | None = None
 ) -> tuple[list[SourceLayer], OfflineSettings]:
     """:func:`list_source_layers`, and the web map's offline settings (the defaults of the
-    request's choices), from one reading of the web map."""
-    webmap = bool(request.portal_url and request.webmap_item_id)
-    if not webmap and not request.service_urls:
-        return [], OfflineSettings()
-    task = OfflineMapTask(
-        portal_url=request.portal_url if webmap else None,
-        webmap_item_id=request.webmap_item_id if webmap else None,
-        service_urls=None if webmap else request.service_urls,
-        client=ArcGISClient(credentials),
-    )
+    request's choices), from one reading of the web map. A request the job would refuse (no
+    source, or both a web map and services) is refused alike, with ValueError."""
+    task = request.offline_task(credentials)
     layers = [
         SourceLayer(layer.title, plan.service_url, layer.id, layer.is_table)
         for plan, layer in task.source_layers()
@@ -224,12 +217,7 @@ def list_map_areas(
     """
     if not (request.portal_url and request.webmap_item_id):
         raise ValueError("Preplanned map areas belong to a web map: give a portal and an item ID.")
-    task = OfflineMapTask(
-        portal_url=request.portal_url,
-        webmap_item_id=request.webmap_item_id,
-        client=ArcGISClient(credentials),
-    )
-    return task.preplanned_map_areas()
+    return request.offline_task(credentials).preplanned_map_areas()
 
 
 def find_map_area(areas: list[PreplannedMapArea], name: str) -> PreplannedMapArea:

@@ -183,6 +183,19 @@ def test_dates_written_by_other_tools_are_read():
     assert fv.datetime_text_to_ms("not a date") is None
 
 
+def test_guids_match_however_written_and_a_malformed_id_never_matches_a_guid():
+    guid = "{12345678-9ABC-4DEF-8123-456789ABCDEF}"
+    for written in (guid, guid.lower(), guid.strip("{}"), f"  {guid}\n", f" {guid.lower()} "):
+        assert fv.same_guid(written, guid) and fv.same_guid(guid, written)
+    digits = "{12345678-1234-4123-8123-123456789012}"  # no letters: lower() cannot tell
+    for malformed in (guid + "}", "{" + guid, f"{{ {digits} }}", guid[:-2] + "}", "{}"):
+        assert not fv.same_guid(malformed, guid) and not fv.same_guid(malformed, digits)
+    # Nothing to compare is no match; odd values are compared, never a crash.
+    assert not fv.same_guid(None, None) and not fv.same_guid("", "  ")
+    assert fv.same_guid(" {Not A Guid} ", "not a guid")
+    assert not fv.same_guid(12345, guid) and fv.same_guid(12345, "12345")
+
+
 def test_reopening_gives_the_same_layers_and_replica(loaded):
     gdb, _points = loaded
     with Geodatabase.open(gdb.path) as again:
@@ -233,9 +246,11 @@ def test_create_refuses_an_existing_file_and_cleans_up_after_a_failure(tmp_path)
     bad = lj.layer_infos()
     bad[1]["globalIdField"] = None
     bad[1]["fields"] = [f for f in bad[1]["fields"] if f["type"] != "esriFieldTypeGlobalID"]
+    # A sync lock file left behind by an earlier geodatabase of that name goes too.
+    (tmp_path / "bad.gpkg.synclock").write_bytes(b"")
     with pytest.raises(GeodatabaseError, match="no GlobalID"):
         make_gdb(tmp_path / "bad.gpkg", layer_infos=bad)
-    assert not (tmp_path / "bad.gpkg").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.gpkg"]
 
 
 def test_unknown_spatial_reference_is_refused(tmp_path):

@@ -94,6 +94,22 @@ def with_pending_edits(server, folder: Path) -> tuple[OfflineMap, Local, str]:
     return offline_map, local, added
 
 
+def add_large_attachment(local: Local) -> str:
+    """A new 2 MB attachment 'flight.mp4' on the first point; its GlobalID."""
+    table = local.layers[POINTS].attachment_table
+    big = new_guid()
+    con = local._connect()
+    try:
+        con.execute(
+            f'INSERT INTO "{table}" (GLOBALID, REL_GLOBALID, CONTENT_TYPE, ATT_NAME, DATA_SIZE,'
+            " DATA) VALUES (?, ?, 'video/mp4', 'flight.mp4', ?, zeroblob(?))",
+            [big, point_gid(0), 2 * 1024**2, 2 * 1024**2],
+        )
+    finally:
+        con.close()
+    return big
+
+
 # -- damaged geodatabases ------------------------------------------------------------------
 
 
@@ -394,17 +410,7 @@ def test_an_attachment_above_the_upload_limit_stays_pending_and_costs_the_other_
     reference_server, tmp_path
 ):
     offline_map, local, added = with_pending_edits(reference_server, tmp_path / "map")
-    table = local.layers[POINTS].attachment_table
-    big = new_guid()
-    con = local._connect()
-    try:
-        con.execute(
-            f'INSERT INTO "{table}" (GLOBALID, REL_GLOBALID, CONTENT_TYPE, ATT_NAME, DATA_SIZE,'
-            " DATA) VALUES (?, ?, 'video/mp4', 'flight.mp4', ?, zeroblob(?))",
-            [big, point_gid(0), 2 * 1024**2, 2 * 1024**2],
-        )
-    finally:
-        con.close()
+    big = add_large_attachment(local)
     # The server changed another field of the row edited offline, and another row.
     reference_server.apply_edits(
         DEMO,
@@ -441,6 +447,44 @@ def test_an_attachment_above_the_upload_limit_stays_pending_and_costs_the_other_
     assert not sync_map(offline_map).has_errors  # the default limit lets 2 MB through
     assert big in {a["globalId"].upper() for a in reference_server.attachments(DEMO, POINTS)}
     assert not local.has_pending()
+
+
+def test_an_upload_of_new_features_only_reports_just_the_large_attachments_it_left_out(
+    reference_server, tmp_path
+):
+    offline_map = take_offline(reference_server, tmp_path / "map")
+    local = Local(offline_map)
+    added = local.add(POINTS, "POINT (950000 6003000)", name="Added offline")
+    big = add_large_attachment(local)
+    table = local.layers[POINTS].attachment_table
+    replaced = reference_server.attachments(DEMO, POINTS)[0]["globalId"].upper()
+    con = local._connect()
+    try:
+        con.execute(
+            f"UPDATE \"{table}\" SET ATT_NAME = 'survey.mp4', DATA = zeroblob(?), DATA_SIZE = ?"
+            " WHERE upper(GLOBALID) = ?",
+            [2 * 1024**2, 2 * 1024**2, replaced],
+        )
+    finally:
+        con.close()
+
+    task = GeodatabaseSyncTask(reference_server.service_url(DEMO), client=fast_client())
+    params = task.create_default_sync_geodatabase_parameters(local.path)
+    params.upload_only_new_features = True
+    params.max_attachment_upload_bytes = 1024**2
+    results = {r.layer_id: r for r in task.sync_geodatabase(params, local.path).run()}
+
+    # The replaced attachment was never going up in an upload of new features only: only the
+    # new one is reported as too large.
+    (message,) = [e.message for e in results[POINTS].edit_errors]
+    assert "'flight.mp4' (2.0 MB)" in message
+    assert results[POINTS].uploaded.adds == 1
+    assert added in server_rows(reference_server, POINTS)
+    on_server = {a["globalId"].upper(): a for a in reference_server.attachments(DEMO, POINTS)}
+    assert big not in on_server and on_server[replaced]["name"] != "survey.mp4"
+    pending = local_state(local.path)[0][POINTS]
+    assert pending["attachment_adds"] == 1 and pending["attachment_updates"] == 1
+    assert sum(pending.values()) == 2
 
 
 # -- folders that cannot be written ----------------------------------------------------------

@@ -5,6 +5,7 @@ service leaves everything in place unless the caller chooses to remove the local
 from __future__ import annotations
 
 import shutil
+import sqlite3
 
 import pytest
 
@@ -301,6 +302,37 @@ def test_a_copy_among_the_known_maps_is_found_by_its_replica_id(reference_server
     )
     assert [r.replica_id for r in result.unregistered] == [replica_id]
     assert not (tmp_path / "map").exists()
+
+
+@pytest.mark.parametrize(
+    ("written", "is_copy"),
+    [
+        (lambda rid: f" {rid.lower()} ", True),  # stray whitespace and case: the same replica
+        (lambda rid: rid.strip("{}"), True),
+        (lambda rid: rid + "}", False),  # malformed: not the replica of any map
+        (lambda rid: " ", False),
+    ],
+    ids=["whitespace-and-case", "no-braces", "extra-brace", "blank"],
+)
+def test_a_known_map_shares_the_replica_only_when_its_id_is_the_same_guid(
+    reference_server, tmp_path, written, is_copy
+):
+    original = take_offline(reference_server, tmp_path / "map")
+    shutil.copytree(tmp_path / "map", tmp_path / "backup")
+    replica_id = replica_id_of(original.geodatabases[0].path)
+    backup_gdb = tmp_path / "backup" / original.geodatabases[0].path.name
+    con = sqlite3.connect(backup_gdb)
+    try:
+        with con:
+            con.execute(
+                "UPDATE oms_meta SET value = ? WHERE key = 'replica_id'", [written(replica_id)]
+            )
+    finally:
+        con.close()
+
+    copies = plan_offline_map_removal(original.folder, [tmp_path / "backup"]).copies
+
+    assert [str(tmp_path / "backup") in line for line in copies] == ([True] if is_copy else [])
 
 
 def test_a_moved_map_is_reported_as_possibly_copied(reference_server, tmp_path):

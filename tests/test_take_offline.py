@@ -30,7 +30,12 @@ from plugin.core.take_offline import (
     layer_url,
     parse_area_of_interest,
 )
-from plugin.take_offline_request import TakeOfflineRequest, list_source_layers
+from plugin.take_offline_request import (
+    TakeOfflineJob,
+    TakeOfflineRequest,
+    list_map_areas,
+    list_source_layers,
+)
 from tests.featureservice import seed
 
 DEMO = seed.DEMO_SERVICE
@@ -757,6 +762,29 @@ def test_listed_source_layers_are_what_goes_offline(reference_server, tmp_path):
         offline_map = run(task, tmp_path / f"map{number}").offline_map
         taken = {(e.service_url, layer.id) for e in offline_map.geodatabases for layer in e.layers}
         assert listed == taken and listed
+
+
+def test_a_request_naming_a_web_map_and_services_is_refused_by_the_listing_and_the_job_alike(
+    reference_server, tmp_path
+):
+    # The dialog's layer list once read the web map of such a request while the job refused
+    # it: the user would pick layers from a list that could never go offline.
+    server = reference_server
+    save_item(server, FIELD_MAP_ID, {"title": "Field map", "type": "Web Map"}, field_map_data())
+    both = TakeOfflineRequest(
+        tmp_path / "both",
+        portal_url=server.portal_url,
+        webmap_item_id=FIELD_MAP_ID,
+        service_urls=[server.service_url(DEMO)],
+    )
+    with pytest.raises(ValueError, match="Give either") as listing:
+        list_source_layers(both)
+    with pytest.raises(ValueError, match="Give either") as areas:
+        list_map_areas(both)
+    with pytest.raises(ValueError, match="Give either") as job:
+        TakeOfflineJob(both).run()
+    assert str(listing.value) == str(areas.value) == str(job.value)
+    assert not (tmp_path / "both").exists() and replicas_on(server) == []
 
 
 def test_basemap_layers_left_online_are_not_errors(reference_server, tmp_path):

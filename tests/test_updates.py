@@ -59,6 +59,37 @@ def _three_refreshes(server) -> list[int]:
     return gens
 
 
+# -- the package's replica ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("written", "rebuilt"),
+    [
+        (lambda rid: f"  {rid.lower()} ", False),  # stray whitespace and case: the same GUID
+        (lambda rid: rid.strip("{}"), False),  # without braces: the same GUID
+        (lambda rid: rid + "}", True),  # malformed: never the replica of the copy
+        (lambda rid: "not a replica", True),
+        (lambda rid: 12345, True),
+    ],
+    ids=["whitespace-and-case", "no-braces", "extra-brace", "not-a-guid", "a-number"],
+)
+def test_the_package_replica_is_recognised_however_the_portal_writes_its_id(
+    reference_server, tmp_path, written, rebuilt
+):
+    server = reference_server
+    offline_map = take_area_offline(server, tmp_path / "map", SCHEDULED)
+    (package_id,) = {e.package_item_id for e in offline_map.geodatabases}
+    with server.app.store.write() as tx:
+        item, data = tx.item(package_id)
+        item["properties"]["replicaID"] = written(item["properties"]["replicaID"])
+        tx.save_item(package_id, item, data)
+
+    info = _check(offline_map)
+
+    # The same replica has nothing new; another one means downloading the package again.
+    assert info.is_mobile_map_package_reopen_required is rebuilt
+    expected = OfflineUpdateAvailability.AVAILABLE if rebuilt else OfflineUpdateAvailability.NONE
+    assert info.download_availability == expected
+
+
 # -- purged packages ---------------------------------------------------------------------------------
 def test_purged_packages_replace_the_geodatabase_after_uploading_new_features(
     reference_server, tmp_path

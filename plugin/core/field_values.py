@@ -102,6 +102,30 @@ def normalize_guid(value: Any) -> str | None:
     return text.upper()
 
 
+_GUID_RE = re.compile(r"\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}")
+_GUID_EDGES_RE = re.compile(r"^[{}\s]+|[{}\s]+$")
+
+
+def guid_key(value: Any) -> str | None:
+    """What a GUID (a GlobalID, a replica ID) is compared by: :func:`normalize_guid`'s form
+    for a well-formed one, so braces, case and surrounding whitespace do not matter.
+
+    An id that is not a GUID (from a damaged file or an odd server) is compared as text,
+    ignoring the same things; its key can never equal a well-formed GUID's. None for no id.
+    """
+    text = normalize_guid(value)
+    if text is None or _GUID_RE.fullmatch(text):
+        return text
+    bare = _GUID_EDGES_RE.sub("", text).lower()
+    return "?" + bare if bare else None  # "?": apart from every well-formed key
+
+
+def same_guid(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` name the same GUID (see :func:`guid_key`); never for no id."""
+    key = guid_key(a)
+    return key is not None and key == guid_key(b)
+
+
 def _to_gpkg_date(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
@@ -174,6 +198,8 @@ __all__ = [
     "ms_to_datetime_text",
     "datetime_text_to_ms",
     "normalize_guid",
+    "guid_key",
+    "same_guid",
     "to_gpkg_converter",
     "to_esri_converter",
     "json_safe",

@@ -45,6 +45,7 @@ from .geodatabase_model import (
     UploadSnapshot,
 )
 from .gpkg_connection import BUSY_TIMEOUT_MS, connect, private_loading, quote, transaction
+from .gpkg_files import remove_geopackage
 from .rest import CancelCallback, ProgressCallback
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import (
@@ -117,7 +118,7 @@ class Geodatabase:
             )
             conn = connect(path)
         except GeodatabaseError:
-            _remove_files(path)
+            remove_geopackage(Path(path))
             raise
         try:
             with transaction(conn):
@@ -145,7 +146,7 @@ class Geodatabase:
                     _install_layer(conn, lyr)
         except BaseException:
             conn.close()
-            _remove_files(path)
+            remove_geopackage(Path(path))
             raise
         return cls(path, conn)
 
@@ -762,14 +763,6 @@ def _ensure_tracking(conn: sqlite3.Connection, layers: list[LayerDef]) -> None:
             )
     finally:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-
-
-def _remove_files(path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.remove(path + suffix)
-        except OSError:
-            pass
 
 
 def _refuse_links(path: str) -> None:

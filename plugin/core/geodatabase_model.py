@@ -110,6 +110,20 @@ class ReplicaInfo:
 
 
 @dataclass(frozen=True)
+class SkippedAttachment:
+    """A pending attachment an upload left out because it is larger than the upload limit;
+    it stays pending."""
+
+    layer_id: int
+    global_id: str
+    name: str
+    parent_global_id: str
+    size: int
+    #: The pending change: ``"add"`` or ``"update"``.
+    op: str
+
+
+@dataclass(frozen=True)
 class UploadSnapshot:
     """Local changes frozen for one upload.
 
@@ -124,6 +138,8 @@ class UploadSnapshot:
     only_adds: bool = False
     #: The layers whose edits were taken (None = all): a per-layer sync's uploading layers.
     layer_ids: tuple[int, ...] | None = None
+    #: Attachments of the taken layers that would have gone up but are too large to upload.
+    skipped_attachments: tuple[SkippedAttachment, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -136,6 +152,7 @@ class UploadSnapshot:
             "counts": {str(k): v for k, v in self.counts.items()},
             "only_adds": self.only_adds,
             "layer_ids": None if self.layer_ids is None else list(self.layer_ids),
+            "skipped_attachments": [asdict(a) for a in self.skipped_attachments],
         }
 
     @classmethod
@@ -146,6 +163,9 @@ class UploadSnapshot:
             counts={int(k): dict(v) for k, v in (data.get("counts") or {}).items()},
             only_adds=bool(data.get("only_adds", False)),
             layer_ids=None if data.get("layer_ids") is None else tuple(data["layer_ids"]),
+            skipped_attachments=tuple(
+                SkippedAttachment(**a) for a in data.get("skipped_attachments") or []
+            ),
         )
 
 

@@ -31,7 +31,6 @@ from .errors import (
 )
 from .geodatabase import Geodatabase
 from .geodatabase_model import CommitReport, JournalEntry, UploadSnapshot
-from .gpkg_connection import quote
 from .jobs import Job, sub_progress
 from .replica_download import ReplicaDownloads, check_writable_folder, unique_replica_name
 from .rest import (
@@ -43,7 +42,6 @@ from .rest import (
     ReplicaResultFile,
     create_replica_request,
 )
-from .schema import ATTACHMENT_FID
 from .service import (
     accepts_edits,
     check_sync_allowed,
@@ -387,14 +385,14 @@ class _GeodatabaseSync:
                     "are not uploaded.",
                 )
             else:
-                # Attachments too large to upload stay pending and are reported; the limit
-                # costs the other edits nothing.
-                self._report_oversized_attachments(upload_ids)
                 candidate = gdb.snapshot_upload(
                     layer_ids=upload_ids if per_layer else None,
                     only_adds=self.params.upload_only_new_features,
                     max_attachment_bytes=int(self.params.max_attachment_upload_bytes),
                 )
+                # Attachments too large to upload stay pending and are reported; the limit
+                # costs the other edits nothing.
+                self._report_skipped_attachments(candidate)
                 if not candidate.is_empty:
                     snapshot = candidate
         uploads = snapshot is not None
@@ -569,34 +567,23 @@ class _GeodatabaseSync:
                 changes,
             )
 
-    def _report_oversized_attachments(self, layer_ids: list[int]) -> None:
-        """Report, on their layers, the pending attachments too large to upload."""
+    def _report_skipped_attachments(self, snapshot: UploadSnapshot) -> None:
+        """Report, on their layers, the attachments the snapshot left out as too large."""
         limit = int(self.params.max_attachment_upload_bytes)
-        for layer in self.gdb.layers:
-            if layer.id not in layer_ids or not layer.attachment_table:
-                continue
-            table = layer.attachment_table
-            rows = self.gdb.conn.execute(
-                f'SELECT a."GLOBALID", a."ATT_NAME", a."REL_GLOBALID", length(a."DATA"), c.op '
-                f"FROM {quote(table)} a JOIN oms_changes c ON c.table_name = ? AND "
-                f"c.fid = a.{quote(ATTACHMENT_FID)} AND c.op <> 'delete' "
-                'WHERE length(a."DATA") > ?',
-                (table, limit),
-            ).fetchall()
-            for gid, name, parent, size, op in rows:
-                self.results[layer.id].edit_errors.append(
-                    RejectedEdit(
-                        layer.id,
-                        gid,
-                        op,
-                        None,
-                        f"The attachment '{name}' ({_megabytes(size)}) of feature {parent} was "
-                        f"not uploaded: it is larger than the {_megabytes(limit)} a sync can "
-                        "upload. It stays pending; remove it or replace it with a smaller file. "
-                        "The other edits were synchronized.",
-                        True,
-                    )
+        for item in snapshot.skipped_attachments:
+            self.results[item.layer_id].edit_errors.append(
+                RejectedEdit(
+                    item.layer_id,
+                    item.global_id,
+                    item.op,
+                    None,
+                    f"The attachment '{item.name}' ({_megabytes(item.size)}) of feature "
+                    f"{item.parent_global_id} was not uploaded: it is larger than the "
+                    f"{_megabytes(limit)} a sync can upload. It stays pending; remove it or "
+                    "replace it with a smaller file. The other edits were synchronized.",
+                    True,
                 )
+            )
 
     # -- helpers -----------------------------------------------------------------------------
     def _phase(self, start: float, end: float) -> ProgressCallback:

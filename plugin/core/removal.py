@@ -44,6 +44,7 @@ from .errors import (
     OfflineMapSyncError,
     ServiceError,
 )
+from .field_values import guid_key, same_guid
 from .gpkg_files import SIDECAR_SUFFIXES, SQLITE_SIDE_SUFFIXES
 from .jobs import Job
 from .offline_map import MANIFEST_NAME, OfflineMap, check_entry_matches, resolves_inside
@@ -259,8 +260,9 @@ def _inspect(
     return info
 
 
-def _replica_key(replica_id: str) -> str:
-    return str(replica_id or "").strip().strip("{}").lower()
+def _keys(replica_ids: Iterable[Any]) -> set[str]:
+    """The replica IDs as compared (:func:`~.field_values.guid_key`), missing ones left out."""
+    return {key for key in map(guid_key, replica_ids) if key is not None}
 
 
 def _replica_ids(path: Path) -> set[str]:
@@ -277,7 +279,7 @@ def _replica_ids(path: Path) -> set[str]:
         rows = []
     finally:
         conn.close()
-    return {_replica_key(value) for (value,) in rows if value}
+    return _keys(value for (value,) in rows)
 
 
 def _replicas_elsewhere(folders: Iterable[Path | str], own: Path) -> dict[str, list[Path]]:
@@ -296,9 +298,7 @@ def _replicas_elsewhere(folders: Iterable[Path | str], own: Path) -> dict[str, l
         for entry in other.geodatabases:
             if entry.path is None or not entry.path.is_file():
                 continue
-            ids = _replica_ids(entry.path)
-            if entry.upload_replica_id:
-                ids.add(_replica_key(entry.upload_replica_id))
+            ids = _replica_ids(entry.path) | _keys([entry.upload_replica_id])
             for replica_id in ids:
                 found.setdefault(replica_id, []).append(entry.path)
     return found
@@ -314,7 +314,7 @@ def _copies(
     if not replicas:
         return []
     lines = []
-    ids = {_replica_key(r.replica_id) for r in replicas}
+    ids = _keys(r.replica_id for r in replicas)
     others = sorted({p for i in ids for p in elsewhere.get(i, [])})
     for other in others:
         lines.append(
@@ -575,8 +575,7 @@ class _Removal:
             listed = self.client.replicas(replica.service_url)
         except (NetworkError, ServiceError):
             return _reason(failure)
-        ids = {str(r.get("replicaID") or "").strip("{}").lower() for r in listed}
-        if replica.replica_id.strip("{}").lower() not in ids:
+        if not any(same_guid(replica.replica_id, r.get("replicaID")) for r in listed):
             return None
         return _reason(failure)
 

@@ -15,8 +15,10 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .enums import SyncModel
 from .errors import CancelledError, GeodatabaseError, ServiceError
@@ -61,6 +63,43 @@ def find_replica_id(client: ArcGISClient, service_url: str, replica_name: str) -
 def partial_path(final: Path) -> Path:
     """Where the geodatabase meant for ``final`` is built (hidden, next to it)."""
     return final.with_name(f".{final.stem}.partial.gpkg")
+
+
+def geodatabase_from_replica(
+    path: Path,
+    header: dict,
+    events: Iterable[tuple[int, str, object]],
+    *,
+    service_url: str,
+    service_info: dict,
+    layer_infos: dict[int, dict],
+    replica_name: str,
+    sync_model: SyncModel,
+    fetch_attachment: Callable[[str], bytes] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+) -> str | None:
+    """Store a replica's data (``header`` and ``events`` of an open result file or package) as
+    a NEW geodatabase at ``path``; returns the replica ID it holds.
+
+    ``service_info`` / ``layer_infos`` give the schema (the replica data holds only rows). The
+    caller removes ``path`` on failure.
+    """
+    geodatabase = Geodatabase.create(
+        path,
+        service_url=service_url,
+        service_info=service_info,
+        layer_infos=layer_infos,
+        replica_name=replica_name,
+        sync_model=sync_model,
+    )
+    try:
+        geodatabase.load_replica(
+            header, events, fetch_attachment=fetch_attachment, progress=progress, cancel=cancel
+        )
+        return geodatabase.replica.replica_id
+    finally:
+        geodatabase.close()
 
 
 @dataclass
@@ -159,25 +198,20 @@ class ReplicaDownloads:
             replica.id = header.get("replicaID")
             self._check_cancelled()
             progress(0.4, f"Storing the data of {title}")
-            geodatabase = Geodatabase.create(
+            stored_id = geodatabase_from_replica(
                 partial,
+                header,
+                events,
                 service_url=service_url,
                 service_info=service_info,
                 layer_infos=layer_infos,
                 replica_name=replica.name,
                 sync_model=SyncModel(request["syncModel"]),
+                fetch_attachment=self._fetch_attachment,
+                progress=sub_progress(progress, 0.4, 1.0),
+                cancel=self.cancel,
             )
-            try:
-                geodatabase.load_replica(
-                    header,
-                    events,
-                    fetch_attachment=self._fetch_attachment,
-                    progress=sub_progress(progress, 0.4, 1.0),
-                    cancel=self.cancel,
-                )
-                replica.id = geodatabase.replica.replica_id or header.get("replicaID") or replica.id
-            finally:
-                geodatabase.close()
+            replica.id = stored_id or header.get("replicaID") or replica.id
         self._check_cancelled()
         move_geopackage(partial, final)
         return replica.id

@@ -33,12 +33,14 @@ from typing import Callable
 from .commit import parse_gen, parse_layer_gens
 from .enums import SyncDirection, SyncModel
 from .errors import CancelledError, GeodatabaseError, OfflineMapSyncError, ServiceError
+from .field_values import same_guid
 from .geodatabase import Geodatabase
 from .geodatabase_model import CommitReport
 from .gpkg_connection import transaction
 from .gpkg_files import move_geopackage, remove_geopackage
 from .jobs import sub_progress
 from .offline_map import GeodatabaseEntry, OfflineMap
+from .replica_download import geodatabase_from_replica
 from .rest import ArcGISClient, CancelCallback, ProgressCallback, ReplicaResultFile
 from .tracking import has_adds_only_guards, install_adds_only_guards
 
@@ -133,10 +135,6 @@ class PackageUpdates:
         return self.reopen_required or bool(self.updates)
 
 
-def _same_guid(a: str | None, b: str | None) -> bool:
-    return (a or "").strip("{}").lower() == (b or "").strip("{}").lower()
-
-
 class ScheduledUpdateSource:
     """Reads package items and their update packages from a portal."""
 
@@ -166,7 +164,7 @@ class ScheduledUpdateSource:
     def check(self, item_id: str, generation: int, replica_id: str | None = None) -> PackageUpdates:
         """What a copy at ``generation`` (of replica ``replica_id``) needs from the package."""
         package = self.package(item_id)
-        if replica_id and package.replica_id and not _same_guid(replica_id, package.replica_id):
+        if replica_id and package.replica_id and not same_guid(replica_id, package.replica_id):
             return PackageUpdates(package, generation, (), True, "rebuilt")
         if package.last_purged_gen is not None and generation <= package.last_purged_gen:
             return PackageUpdates(package, generation, (), True, "purged")
@@ -295,21 +293,18 @@ def geodatabase_from_package(
             package.item_id, progress=sub_progress(progress, 0.0, 0.4), cancel=cancel
         ) as data:
             header, events = data.read()  # closed with the data file
-            sync_model = SyncModel(header.get("syncModel") or package.sync_model.value)
-            gdb = Geodatabase.create(
+            geodatabase_from_replica(
                 path,
+                header,
+                events,
                 service_url=package.service_url,
                 service_info=service_info,
                 layer_infos=layer_infos,
                 replica_name=str(header.get("replicaName") or package.title),
-                sync_model=sync_model,
+                sync_model=SyncModel(header.get("syncModel") or package.sync_model.value),
+                progress=sub_progress(progress, 0.4, 1.0),
+                cancel=cancel,
             )
-            try:
-                gdb.load_replica(
-                    header, events, progress=sub_progress(progress, 0.4, 1.0), cancel=cancel
-                )
-            finally:
-                gdb.close()
     except BaseException:
         remove_geopackage(path)
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from .geodatabase_model import LayerDef, UploadSnapshot, empty_counts
+from .geodatabase_model import LayerDef, SkippedAttachment, UploadSnapshot, empty_counts
 from .gpkg_connection import quote, select_in
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID
@@ -120,17 +120,29 @@ def _feature_edits(conn, layer: LayerDef, seq: int, only_adds: bool, counts: dic
 
 
 def _attachment_edits(
-    conn, layer: LayerDef, seq: int, only_adds: bool, counts: dict, max_bytes: int | None
+    conn,
+    layer: LayerDef,
+    seq: int,
+    only_adds: bool,
+    counts: dict,
+    max_bytes: int | None,
+    skipped: list[SkippedAttachment],
 ) -> dict:
     table = layer.attachment_table
     adds_fids, update_fids, delete_ids = _pending(conn, table, seq, only_adds)
     if max_bytes is not None:
-        # Too large to upload: they stay pending (reported by the sync), the rest goes.
+        # Too large to upload: they stay pending (listed in ``skipped``), the rest goes.
         sql = (
-            f"SELECT {quote(ATTACHMENT_FID)} FROM {quote(table)}"
+            f'SELECT {quote(ATTACHMENT_FID)}, "GLOBALID", "ATT_NAME", "REL_GLOBALID",'
+            f' length("DATA") FROM {quote(table)}'
             f' WHERE length("DATA") > {int(max_bytes)} AND {quote(ATTACHMENT_FID)} IN'
         )
-        too_large = {fid for (fid,) in select_in(conn, sql, adds_fids + update_fids)}
+        too_large = {row[0]: row[1:] for row in select_in(conn, sql, adds_fids + update_fids)}
+        for op, fids in (("add", adds_fids), ("update", update_fids)):
+            for fid in fids:
+                if fid in too_large:
+                    gid, name, parent, size = too_large[fid]
+                    skipped.append(SkippedAttachment(layer.id, gid, name, parent, size, op))
         adds_fids = [f for f in adds_fids if f not in too_large]
         update_fids = [f for f in update_fids if f not in too_large]
     edits: dict = {}
@@ -162,7 +174,8 @@ def build_snapshot(
     max_attachment_bytes: int | None = None,
 ) -> UploadSnapshot:
     """Freeze the pending changes (all of them, up to the current sequence number); attachments
-    larger than ``max_attachment_bytes`` are left out and stay pending."""
+    larger than ``max_attachment_bytes`` are left out, stay pending and are listed in the
+    snapshot's ``skipped_attachments``."""
     wanted = None if layer_ids is None else {int(i) for i in layer_ids}
     selected = [lyr for lyr in layers if wanted is None or lyr.id in wanted]
     conn.execute("BEGIN")  # one read snapshot for the sequence number and the rows
@@ -170,6 +183,7 @@ def build_snapshot(
         seq = current_seq(conn)
         edits: list[dict] = []
         counts: dict[int, dict[str, int]] = {}
+        skipped: list[SkippedAttachment] = []
         for layer in layer_order(selected):
             layer_counts = empty_counts()
             entry: dict = {"id": layer.id}
@@ -178,7 +192,7 @@ def build_snapshot(
                 entry["features"] = features
             if layer.attachment_table:
                 attachments = _attachment_edits(
-                    conn, layer, seq, only_adds, layer_counts, max_attachment_bytes
+                    conn, layer, seq, only_adds, layer_counts, max_attachment_bytes, skipped
                 )
                 if attachments:
                     entry["attachments"] = attachments
@@ -193,6 +207,7 @@ def build_snapshot(
         counts=counts,
         only_adds=only_adds,
         layer_ids=None if wanted is None else tuple(sorted(wanted)),
+        skipped_attachments=tuple(skipped),
     )
 
 
