@@ -310,6 +310,26 @@ def test_tile_package_reader_reads_back_what_was_packed(tmp_path):
         assert list(package.tiles()) == [(1, 0, 1, b"x")]
 
 
+def test_reading_a_package_opens_its_file_once_however_many_bundles_it_has(tmp_path, monkeypatch):
+    from plugin.core import tile_package
+
+    # Six bundles of 128 x 128 tiles at level 9.
+    packed = {(9, r, c): png(9, r, c) for r in (0, 130, 260) for c in (0, 130)}
+    path = write_tile_package(tmp_path / "topo.tpkx", {"tileInfo": TILE_INFO}, packed)
+    opened = []
+
+    def watched_open(file, *args, **kwargs):
+        opened.append(Path(file))
+        return open(file, *args, **kwargs)
+
+    with TilePackage.open(path) as package:
+        monkeypatch.setattr(tile_package, "open", watched_open, raising=False)
+        got = {(z, r, c): data for z, r, c, data in package.tiles()}
+
+    assert got == packed
+    assert opened == [path]
+
+
 def test_damaged_tile_packages_are_refused_with_a_message(tmp_path):
     not_zip = tmp_path / "x.tpkx"
     not_zip.write_bytes(b"hello")
