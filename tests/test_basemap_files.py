@@ -296,7 +296,7 @@ def test_tile_package_reader_reads_back_what_was_packed(tmp_path):
         assert package.levels() == [0, 3, 9]
         got = {(z, r, c): data for z, r, c, data in package.tiles()}
         assert got == wanted
-        assert {(z, r, c) for z, r, c, _ in package.tiles(levels=(3, 3))} == {(3, 2, 4)}
+        assert {(z, r, c) for z, r, c, _ in package.tiles(levels={3})} == {(3, 2, 4)}
     style = {"version": 8, "sources": {"esri": {"type": "vector", "url": "../../"}}, "layers": []}
     vector = write_tile_package(
         tmp_path / "streets.vtpk",

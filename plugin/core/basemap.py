@@ -681,8 +681,10 @@ class BasemapDownloads:
         with TilePackage.open(path) as package:
             batch = []
             count = 0
-            for level, row, col, data in package.tiles(cancel=self.cancel):
-                if level not in wanted or not wanted[level].contains(row, col):
+            # The bundles of other levels are skipped unread: a package from elsewhere may
+            # hold far more levels than the map keeps.
+            for level, row, col, data in package.tiles(levels=wanted.keys(), cancel=self.cancel):
+                if not wanted[level].contains(row, col):
                     continue
                 batch.append((level, row, col, data))
                 count += 1

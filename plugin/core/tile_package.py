@@ -21,7 +21,7 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Collection, Iterator
 
 from .errors import CancelledError, OfflineMapSyncError
 
@@ -128,15 +128,15 @@ class TilePackage:
         return sorted({bundle.level for bundle in self._bundles})
 
     def tiles(
-        self, levels: tuple[int, int] | None = None, cancel: Callable[[], bool] | None = None
+        self, levels: Collection[int] | None = None, cancel: Callable[[], bool] | None = None
     ) -> Iterator[Tile]:
-        """Every tile ``(level, row, col, bytes)``, bundle by bundle; ``levels`` = (min, max)
-        keeps only those levels."""
+        """Every tile ``(level, row, col, bytes)``, bundle by bundle; ``levels`` keeps only
+        those levels (the bundles of the others are not read)."""
         # One handle on the package for all its stored bundles, not one per bundle.
         with open(self.path, "rb") as package_file:
             package_size = package_file.seek(0, 2)
             for bundle in sorted(self._bundles, key=lambda b: (b.level, b.row, b.col)):
-                if levels is not None and not levels[0] <= bundle.level <= levels[1]:
+                if levels is not None and bundle.level not in levels:
                     continue
                 if cancel is not None and cancel():
                     raise CancelledError("The operation was cancelled.")
