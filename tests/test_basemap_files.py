@@ -156,12 +156,13 @@ def test_geopackage_tiles_open_in_gdal_with_the_area_and_levels(tmp_path):
     ranges = tiles.tile_ranges(mercator_extent(AREA), 0, 12)
     final = tmp_path / "basemap" / "Topo.gpkg"
     store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
+    assert not store.has_tiles()
     written = [(lvl, row, col, png(lvl, row, col)) for r in ranges for (lvl, row, col) in r.tiles()]
     store.write(written[:5])
     store.close()
     # Resumed: the partial file keeps what was written; known tiles are not asked again.
     store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
-    assert store.tile_count() == 5
+    assert store.has_tiles() and store.tile_count() == 5
     assert store.known(0) == {(0, 0)}
     store.write(written[5:], missing=[(12, 0, 0)])
     assert (0, 0) in store.known(12)

@@ -69,6 +69,10 @@ class TileStore:
     def tile_count(self) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {self._table}").fetchone()[0])
 
+    def has_tiles(self) -> bool:
+        """Whether the set holds a tile at all (stops at the first, unlike counting them)."""
+        return bool(self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM {self._table})").fetchone()[0])
+
     def levels(self) -> list[int]:
         return [
             int(row[0])
