@@ -163,6 +163,9 @@ def test_geopackage_tiles_open_in_gdal_with_the_area_and_levels(tmp_path):
     # Resumed: the partial file keeps what was written; known tiles are not asked again.
     store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
     assert store.has_tiles() and store.tile_count() == 5
+    # Built in WAL mode, each batch synced at checkpoints only (what GeoPackages of maps use).
+    assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert store.conn.execute("PRAGMA synchronous").fetchone() == (1,)
     assert store.known(0) == {(0, 0)}
     store.write(written[5:], missing=[(12, 0, 0)])
     assert (0, 0) in store.known(12)
