@@ -5,11 +5,13 @@ itself uses for ArcGIS tokens, present since before 3.22), bound to the portal a
 URI), with the refresh token and the app's client ID in the same encrypted map; a built-in
 account as a "Basic" configuration. The settings hold only the configuration's ID (no secret),
 so the panel knows who is signed in. Everything here runs on the main thread: the auth manager
-may ask for the master password.
+may ask for the master password. Only asking the portal to revoke a forgotten sign-in runs in a
+background task, so that a slow portal cannot freeze QGIS while signing out.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import urlsplit
@@ -28,6 +30,7 @@ from .core.rest import (
 )
 from .core.sites import CredentialScope
 from .resources import tr
+from .task import CallJob, JobTask, start_job_task
 
 SETTINGS_SIGNED_IN = "offline_map_sync/sign_in/authcfg"
 SETTINGS_CLIENT_ID = "offline_map_sync/sign_in/client_id"
@@ -39,6 +42,8 @@ SETTINGS_SIGNED_IN_AS = "offline_map_sync/sign_in/signed_in_as"
 _KIND_KEY = "offline_map_sync"
 KIND_OAUTH, KIND_API_KEY, KIND_ACCOUNT = "oauth", "apikey", "account"
 _TOKEN_METHOD = "EsriToken"
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -293,9 +298,9 @@ def _account_of(authcfg: str, config: QgsAuthMethodConfig) -> Account:
 
 
 def sign_out() -> bool:
-    """Forget the current sign-in: the portal is asked to revoke the refresh token (best
-    effort), the configuration leaves the auth database and the settings. False when nobody
-    was signed in."""
+    """Forget the current sign-in at once: the configuration leaves the auth database and the
+    settings; the portal is asked to revoke the refresh token in the background (best effort,
+    see :func:`_revoke_in_background`). False when nobody was signed in."""
     authcfg = QgsSettings().value(SETTINGS_SIGNED_IN, "") or ""
     QgsSettings().remove(SETTINGS_SIGNED_IN)
     QgsSettings().remove(SETTINGS_SIGNED_IN_AS)
@@ -309,6 +314,28 @@ def _forget(authcfg: str) -> bool:
     if config is None:
         return False
     signed_in = sign_in_of(config)
+    removed = bool(_manager().removeAuthenticationConfig(authcfg))
     if signed_in is not None:
-        revoke(ArcGISClient(timeout=10, retries=0), signed_in)
-    return bool(_manager().removeAuthenticationConfig(authcfg))
+        _revoke_in_background(signed_in)
+    return removed
+
+
+def _revoke_in_background(signed_in: SignIn) -> JobTask:
+    """Ask the portal to revoke ``signed_in``'s refresh token in a task: the portal may take
+    seconds to answer, and signing out must not wait for it. A refusal or no answer is only
+    logged (without any token): the sign-in is forgotten in QGIS all the same."""
+    host = urlsplit(signed_in.portal_url).netloc
+
+    def logged(task: JobTask) -> None:
+        if task.result is not True:
+            _log.warning(
+                "The portal %s did not confirm that it revoked the sign-in of %s; it is "
+                "forgotten in QGIS all the same.",
+                host,
+                signed_in.username,
+            )
+
+    job = CallJob(lambda: revoke(ArcGISClient(timeout=10, retries=0), signed_in))
+    return start_job_task(
+        tr("Signing out of {0}").format(host), job, on_done=logged, can_cancel=False
+    )

@@ -94,6 +94,27 @@ def test_a_local_tile_package_without_usable_tiles_is_refused(reference_server, 
     assert package.is_file()
 
 
+def test_levels_of_a_local_tile_package_the_map_cannot_use_are_not_read(reference_server, tmp_path):
+    import struct
+    import zipfile
+
+    tiles = {(z, 0, 0): png(z, 0, 0) for z in range(3)}
+    package = write_tile_package(tmp_path / "mine.tpkx", {"tileInfo": TILE_INFO}, tiles)
+    # A level beyond the package's own tiling scheme, whose bundle is damaged: read, it would
+    # refuse the whole package.
+    with zipfile.ZipFile(package, "a") as archive:
+        index = bytearray(128 * 128 * 8)
+        struct.pack_into("<Q", index, 0, (64 + len(index) + 10) | (5000 << 40))
+        archive.writestr("tile/L25/R0000C0000.bundle", bytes(64) + bytes(index) + b"0123456789")
+    options = BasemapOptions(mode="local", local_path=str(package))
+
+    offline_map = run(service_task(reference_server), tmp_path / "map", basemap=options).offline_map
+
+    (entry,) = offline_map.basemaps
+    info = gdalinfo(offline_map.basemap_path(entry))
+    assert info["geoTransform"][1] == pytest.approx(TILE_INFO["lods"][2]["resolution"])
+
+
 def test_a_local_geopackage_is_referred_to_and_never_deleted(reference_server, tmp_path):
     mine = tmp_path / "own basemap.gpkg"
     gdal.GetDriverByName("GPKG").Create(str(mine), 256, 256, 3).FlushCache()

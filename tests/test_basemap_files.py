@@ -156,12 +156,16 @@ def test_geopackage_tiles_open_in_gdal_with_the_area_and_levels(tmp_path):
     ranges = tiles.tile_ranges(mercator_extent(AREA), 0, 12)
     final = tmp_path / "basemap" / "Topo.gpkg"
     store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
+    assert not store.has_tiles()
     written = [(lvl, row, col, png(lvl, row, col)) for r in ranges for (lvl, row, col) in r.tiles()]
     store.write(written[:5])
     store.close()
     # Resumed: the partial file keeps what was written; known tiles are not asked again.
     store = GeoPackageTiles.open(final, tiles, [r.level for r in ranges], title="Topo")
-    assert store.tile_count() == 5
+    assert store.has_tiles() and store.tile_count() == 5
+    # Built in WAL mode, each batch synced at checkpoints only (what GeoPackages of maps use).
+    assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert store.conn.execute("PRAGMA synchronous").fetchone() == (1,)
     assert store.known(0) == {(0, 0)}
     store.write(written[5:], missing=[(12, 0, 0)])
     assert (0, 0) in store.known(12)
@@ -296,7 +300,7 @@ def test_tile_package_reader_reads_back_what_was_packed(tmp_path):
         assert package.levels() == [0, 3, 9]
         got = {(z, r, c): data for z, r, c, data in package.tiles()}
         assert got == wanted
-        assert {(z, r, c) for z, r, c, _ in package.tiles(levels=(3, 3))} == {(3, 2, 4)}
+        assert {(z, r, c) for z, r, c, _ in package.tiles(levels={3})} == {(3, 2, 4)}
     style = {"version": 8, "sources": {"esri": {"type": "vector", "url": "../../"}}, "layers": []}
     vector = write_tile_package(
         tmp_path / "streets.vtpk",
@@ -308,6 +312,26 @@ def test_tile_package_reader_reads_back_what_was_packed(tmp_path):
     with TilePackage.open(vector) as package:
         assert package.is_vector and package.style() == style
         assert list(package.tiles()) == [(1, 0, 1, b"x")]
+
+
+def test_reading_a_package_opens_its_file_once_however_many_bundles_it_has(tmp_path, monkeypatch):
+    from plugin.core import tile_package
+
+    # Six bundles of 128 x 128 tiles at level 9.
+    packed = {(9, r, c): png(9, r, c) for r in (0, 130, 260) for c in (0, 130)}
+    path = write_tile_package(tmp_path / "topo.tpkx", {"tileInfo": TILE_INFO}, packed)
+    opened = []
+
+    def watched_open(file, *args, **kwargs):
+        opened.append(Path(file))
+        return open(file, *args, **kwargs)
+
+    with TilePackage.open(path) as package:
+        monkeypatch.setattr(tile_package, "open", watched_open, raising=False)
+        got = {(z, r, c): data for z, r, c, data in package.tiles()}
+
+    assert got == packed
+    assert opened == [path]
 
 
 def test_damaged_tile_packages_are_refused_with_a_message(tmp_path):

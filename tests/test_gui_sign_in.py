@@ -3,6 +3,8 @@ a real browser (headless chromium) on the portal's sign-in page."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import Qt, QTimer
@@ -10,13 +12,14 @@ from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox
 
 from plugin.gui.dock import OfflineMapSyncDock
-from plugin.sign_in import current_account, sign_out
+from plugin.sign_in import current_account, sign_out, store_sign_in
 from plugin.task import wait_for_task
 from tests.chromium import BrowserUser
 from tests.featureservice.oauth import DEFAULT_CLIENT_ID
 from tests.featureservice.seed import DEMO_WEBMAP_ID
 from tests.test_gui_auth import MASTER_PASSWORD
 from tests.test_gui_auth import plain_http_on_loopback as _plain_http_fixture
+from tests.test_sign_in_browser import _signed_in_with_the_form, revoked_on_the_portal
 
 # The reference portal speaks plain http on 127.0.0.1: allowed for that host, as a user would.
 plain_http_on_loopback = _plain_http_fixture
@@ -194,3 +197,84 @@ def test_a_wrong_portal_address_is_explained_in_the_dialog_and_nothing_is_stored
     assert "is not a portal address" in seen[0]
     assert bar.accountLabel.text() == "Not signed in to a portal."
     assert current_account() is None
+
+
+@pytest.fixture
+def signed_in_panel(qgis_iface, qgis_new_project, secured_reference_server):
+    """The panel as QGIS opens it while alice is signed in (through the portal's form)."""
+    manager = QgsApplication.authManager()
+    assert manager.setMasterPassword(MASTER_PASSWORD, True)
+    sign_out()
+    authcfg = store_sign_in(_signed_in_with_the_form(secured_reference_server))
+    panel = OfflineMapSyncDock(qgis_iface)
+    panel.show()
+    yield panel, authcfg
+    sign_out()
+    panel.deleteLater()
+
+
+def test_signing_out_forgets_the_sign_in_at_once_while_a_slow_portal_revokes_it(
+    signed_in_panel, secured_reference_server, plain_http_on_loopback
+):
+    dock, authcfg = signed_in_panel
+    server = secured_reference_server
+    bar = dock.signInBar
+    assert bar.accountLabel.text().startswith("Signed in: Alice Tester (alice)")
+    assert server.oauth.refresh_token_count() == 1
+    # The portal holds the revoke request until the test lets it answer (at most 5 s, less
+    # than the client waits, so a sign-out that waited for it would see it answered).
+    release = threading.Event()
+    server.inject_fault("oauth_revoke", "hold", release=release, seconds=5)
+
+    try:
+        click(bar.signOutButton)
+        signed_out = bar.accountLabel.text()
+        button_shown = bar.signOutButton.isVisible()
+        forgotten = current_account() is None and (
+            authcfg not in QgsApplication.authManager().configIds()
+        )
+        unanswered = server.oauth.refresh_token_count() == 1
+    finally:
+        release.set()
+
+    assert signed_out == "Not signed in to a portal."
+    assert not button_shown
+    assert forgotten
+    assert unanswered  # signed out before the portal answered the revoke
+    assert revoked_on_the_portal(server)
+
+
+def test_a_portal_that_cannot_revoke_is_logged_without_secrets_and_signing_out_still_works(
+    signed_in_panel, secured_reference_server, plain_http_on_loopback
+):
+    from plugin import message_log
+    from tests.test_gui_logging import LogPanel
+
+    dock, authcfg = signed_in_panel
+    server = secured_reference_server
+    refresh_token = sign_in_of_stored(authcfg).refresh_token
+    log = LogPanel()
+    message_log.install_message_log_handler()
+    try:
+        server.inject_fault("oauth_revoke", "http503")
+        click(dock.signInBar.signOutButton)
+        assert dock.signInBar.accountLabel.text() == "Not signed in to a portal."
+        logged = log.wait_for("did not confirm that it revoked", timeout=30)
+    finally:
+        message_log.remove_message_log_handler()
+        log.close()
+
+    assert current_account() is None
+    assert len(logged) == 1 and "alice" in logged[0]
+    assert not any(refresh_token in text for text, _ in log.messages)
+    assert server.oauth.refresh_token_count() == 1  # the portal never got to revoke it
+
+
+def sign_in_of_stored(authcfg: str):
+    from qgis.core import QgsAuthMethodConfig
+
+    from plugin.sign_in import sign_in_of
+
+    config = QgsAuthMethodConfig()
+    assert QgsApplication.authManager().loadAuthenticationConfig(authcfg, config, True)
+    return sign_in_of(config)

@@ -452,6 +452,34 @@ def test_the_on_demand_area_is_outlined_as_the_user_chooses_it(qgis_iface, tmp_p
         QgsProject.instance().removeMapLayer(layer.id())
 
 
+def test_outlining_another_area_repaints_the_outline_not_the_map(qgis_iface):
+    from tests.gui_user import process_events
+
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(950000, 6000000, 952000, 6001000))
+    layer = _points_layer("survey area", "EPSG:3857", ((951000, 6000200), (951500, 6000800)))
+    dialog = TakeOfflineDialog(qgis_iface)
+    dialog.show()
+    renders = []
+    canvas.renderStarting.connect(lambda: renders.append(True))
+    try:
+        click(dialog.canvasRadio)
+        process_events(0.2)
+        renders.clear()
+
+        click(dialog.layerRadio)
+        choose(dialog.layerCombo, "survey area")
+        process_events(0.2)
+
+        band = dialog.area_preview.chosen.band()
+        assert band is not None and _same_box(band.asGeometry().boundingBox(), layer.extent())
+        assert renders == []  # the map's layers were not drawn again for a new outline
+    finally:
+        dialog.deleteLater()
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
 def test_without_a_canvas_nothing_is_outlined(reference_server, tmp_path):
     dialog = TakeOfflineDialog(None)
     dialog.show()

@@ -169,7 +169,20 @@ def test_missing_geodatabase_file_is_named_in_the_error(tmp_path):
         OfflineMap.open(tmp_path)
 
 
-@pytest.mark.parametrize("file", ["../outside.gpkg", "sub/Demo.gpkg", "/etc/passwd", ""])
+@pytest.mark.parametrize(
+    "file",
+    [
+        "../outside.gpkg",
+        "sub/Demo.gpkg",
+        "/etc/passwd",
+        "",
+        # Written on Windows, or meant for it: refused on every platform, as basemap files are.
+        "..\\outside.gpkg",
+        "sub\\Demo.gpkg",
+        "C:Demo.gpkg",
+        "\\\\server\\share\\Demo.gpkg",
+    ],
+)
 def test_geodatabase_outside_the_folder_is_refused(tmp_path, file):
     write_map(tmp_path)
     edit_manifest_json(tmp_path, lambda data: data["geodatabases"][0].update(file=file))

@@ -509,13 +509,13 @@ class BasemapDownloads:
             final, service.scheme, service.ranges, layer.title, service.is_vector
         )
         try:
-            resuming = store.tile_count() > 0
+            resuming = store.has_tiles()
             exported, style = False, None
             if service.export_allowed and not resuming and service.tiles:
                 exported, style = self._from_export(service, extent, store, progress)
             if not exported:
                 self._fetch_tiles(service, store, sub_progress(progress, 0.0, 0.95))
-            if not store.tile_count():
+            if not store.has_tiles():
                 # GDAL and QGIS cannot open a tile set without tiles: no file, the layer stays
                 # online.
                 store.discard()
@@ -548,7 +548,7 @@ class BasemapDownloads:
     def _close(store: TileStore) -> bool:
         """Close an unfinished tile set; it is kept to be continued when it holds tiles
         (True), else deleted."""
-        if store.tile_count():
+        if store.has_tiles():
             store.close()
             return True
         store.discard()
@@ -681,8 +681,10 @@ class BasemapDownloads:
         with TilePackage.open(path) as package:
             batch = []
             count = 0
-            for level, row, col, data in package.tiles(cancel=self.cancel):
-                if level not in wanted or not wanted[level].contains(row, col):
+            # The bundles of other levels are skipped unread: a package from elsewhere may
+            # hold far more levels than the map keeps.
+            for level, row, col, data in package.tiles(levels=wanted.keys(), cancel=self.cancel):
+                if not wanted[level].contains(row, col):
                     continue
                 batch.append((level, row, col, data))
                 count += 1
@@ -752,7 +754,7 @@ class BasemapDownloads:
             store = GeoPackageTiles.open(final, scheme, levels, title=layer.title)
         try:
             package_style = self._convert(path, store, ranges, progress)
-            if not store.tile_count():
+            if not store.has_tiles():
                 # GDAL and QGIS cannot open a tile set without tiles.
                 raise TilePackageError(
                     f"The tile package of the basemap {layer.title} holds no tiles of its own "

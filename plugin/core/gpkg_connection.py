@@ -94,7 +94,7 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if read_only:
             return conn
-        _shared_writing(conn)
+        shared_writing(conn)
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     except Exception:
         conn.close()
@@ -102,7 +102,10 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _shared_writing(conn: sqlite3.Connection) -> None:
+def shared_writing(conn: sqlite3.Connection) -> None:
+    """WAL journal (with a warning when the file system refuses it) and a sync per
+    checkpoint, not per commit: readers go on while ``conn`` writes, and a commit lost to a
+    power cut leaves the file consistent, only older."""
     # At every open: QGIS puts a GeoPackage back into the rollback journal when it closes
     # it, and a sync relies on WAL for QGIS to go on reading while it writes.
     mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -136,7 +139,7 @@ def private_loading(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     finally:
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         if not conn.in_transaction:
-            _shared_writing(conn)
+            shared_writing(conn)
 
 
 @contextmanager

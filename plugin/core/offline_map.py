@@ -667,10 +667,19 @@ def _service_key(url: str) -> tuple[str, str, int, str]:
     return (site.scheme, site.host, site.port, parts.path.rstrip("/").lower())
 
 
+def _names_a_file_inside(name: str, *, directly: bool = False) -> bool:
+    """Whether ``name``, a file name a manifest gives, names a file inside the map folder
+    (``directly`` in it, not in a subfolder): relative, on no drive, never going up with
+    ``..``. Both separators count, whatever the platform: a manifest is data from elsewhere,
+    and could otherwise make QGIS open, or removal delete, any file."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or not parts[0] or PureWindowsPath(name).drive or ".." in parts:
+        return False
+    return len(parts) == 1 or not directly
+
+
 def _check_relative(file: str, manifest_path: Path) -> None:
-    # A manifest is data from elsewhere: a geodatabase outside the folder is refused, not opened.
-    path = Path(file)
-    if not file or path.is_absolute() or path.drive or ".." in path.parts or len(path.parts) != 1:
+    if not _names_a_file_inside(file, directly=True):
         raise ManifestError(
             f"The offline map manifest {manifest_path} is damaged: the geodatabase name {file!r} "
             "is not a file name inside the map folder."
@@ -678,8 +687,7 @@ def _check_relative(file: str, manifest_path: Path) -> None:
 
 
 def check_basemap_paths(entry: BasemapEntry, manifest_path: Path) -> None:
-    """Raise ManifestError when a downloaded basemap's files are not inside the map folder (a
-    copied manifest could otherwise make removal delete, or QGIS open, any file)."""
+    """Raise ManifestError when a downloaded basemap's files are not inside the map folder."""
     if not entry.downloaded:
         return
     if not entry.path:
@@ -688,8 +696,7 @@ def check_basemap_paths(entry: BasemapEntry, manifest_path: Path) -> None:
             f"'{entry.title}' has no file."
         )
     for name in entry.files():
-        parts = name.replace("\\", "/").split("/")
-        if Path(name).is_absolute() or PureWindowsPath(name).drive or not parts[0] or ".." in parts:
+        if not _names_a_file_inside(name):
             raise ManifestError(
                 f"The offline map manifest {manifest_path} is damaged: the basemap file "
                 f"{name!r} is not inside the map folder."

@@ -21,7 +21,7 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Collection, Iterator
 
 from .errors import CancelledError, OfflineMapSyncError
 
@@ -128,20 +128,26 @@ class TilePackage:
         return sorted({bundle.level for bundle in self._bundles})
 
     def tiles(
-        self, levels: tuple[int, int] | None = None, cancel: Callable[[], bool] | None = None
+        self, levels: Collection[int] | None = None, cancel: Callable[[], bool] | None = None
     ) -> Iterator[Tile]:
-        """Every tile ``(level, row, col, bytes)``, bundle by bundle; ``levels`` = (min, max)
-        keeps only those levels."""
-        for bundle in sorted(self._bundles, key=lambda b: (b.level, b.row, b.col)):
-            if levels is not None and not levels[0] <= bundle.level <= levels[1]:
-                continue
-            if cancel is not None and cancel():
-                raise CancelledError("The operation was cancelled.")
-            yield from self._bundle_tiles(bundle)
+        """Every tile ``(level, row, col, bytes)``, bundle by bundle; ``levels`` keeps only
+        those levels (the bundles of the others are not read)."""
+        # One handle on the package for all its stored bundles, not one per bundle.
+        with open(self.path, "rb") as package_file:
+            package_size = package_file.seek(0, 2)
+            for bundle in sorted(self._bundles, key=lambda b: (b.level, b.row, b.col)):
+                if levels is not None and bundle.level not in levels:
+                    continue
+                if cancel is not None and cancel():
+                    raise CancelledError("The operation was cancelled.")
+                yield from self._bundle_tiles(bundle, package_file, package_size)
 
-    def _bundle_tiles(self, bundle: _Bundle) -> Iterator[Tile]:
+    def _bundle_tiles(
+        self, bundle: _Bundle, package_file: IO[bytes], package_size: int
+    ) -> Iterator[Tile]:
         info = self._zip.getinfo(bundle.name)
-        with _entry_file(self._zip, info, self.path) as (stream, start, size):
+        entry = _entry_file(self._zip, info, self.path, package_file, package_size)
+        with entry as (stream, start, size):
             if size < _HEADER + _INDEX_BYTES:
                 raise TilePackageError(f"{self.path.name}: the bundle {bundle.name} is damaged.")
             stream.seek(start + _HEADER)
@@ -221,21 +227,25 @@ def _read_json(archive: zipfile.ZipFile, name: str, path: Path) -> object:
 
 @contextmanager
 def _entry_file(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    path: Path,
+    package_file: IO[bytes],
+    package_size: int,
 ) -> Iterator[tuple[IO[bytes], int, int]]:
-    """``(stream, start, size)`` of a zip entry's bytes: the package file itself for stored
-    entries (how packages are written), a temporary copy for compressed ones."""
+    """``(stream, start, size)`` of a zip entry's bytes: ``package_file`` (the package, opened
+    by the caller) for stored entries (how packages are written), a temporary copy for
+    compressed ones."""
     if info.compress_type == zipfile.ZIP_STORED:
-        with open(path, "rb") as stream:
-            stream.seek(info.header_offset)
-            header = stream.read(30)
-            if len(header) != 30 or header[:4] != b"PK\x03\x04":
-                raise TilePackageError(f"{path.name}: the entry {info.filename} is damaged.")
-            name_length, extra_length = struct.unpack("<HH", header[26:30])
-            start = info.header_offset + 30 + name_length + extra_length
-            if start + info.file_size > path.stat().st_size:
-                raise TilePackageError(f"{path.name}: the entry {info.filename} is cut off.")
-            yield stream, start, info.file_size
+        package_file.seek(info.header_offset)
+        header = package_file.read(30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise TilePackageError(f"{path.name}: the entry {info.filename} is damaged.")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        start = info.header_offset + 30 + name_length + extra_length
+        if start + info.file_size > package_size:
+            raise TilePackageError(f"{path.name}: the entry {info.filename} is cut off.")
+        yield package_file, start, info.file_size
         return
     limit = min(info.file_size, MAX_BUNDLE_BYTES)
     with tempfile.TemporaryFile(prefix="oms-bundle-") as temp:

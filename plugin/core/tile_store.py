@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import GeodatabaseError
+from .gpkg_connection import shared_writing
 from .gpkg_files import move_geopackage, remove_geopackage
 from .tile_scheme import TileRange, TileScheme, mercator_to_lonlat
 
@@ -68,6 +69,10 @@ class TileStore:
 
     def tile_count(self) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {self._table}").fetchone()[0])
+
+    def has_tiles(self) -> bool:
+        """Whether the set holds a tile at all (stops at the first, unlike counting them)."""
+        return bool(self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM {self._table})").fetchone()[0])
 
     def levels(self) -> list[int]:
         return [
@@ -134,11 +139,16 @@ class TileStore:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path)
+    # Not gpkg_connection.connect: its connections are autocommit with explicit transactions,
+    # while a tile set's batches are committed by ``with conn`` (Python's transaction mode).
     # Each batch commits atomically; without a sync per commit (WAL), a lost batch after a
     # power cut is only fetched again.
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn = sqlite3.connect(path)
+    try:
+        shared_writing(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

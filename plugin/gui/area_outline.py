@@ -48,8 +48,9 @@ class AreaOutline:
         band.reset(POLYGON_GEOMETRY)
         for geometry, crs in shapes:
             band.addGeometry(geometry, crs)
+        # The rubber band repaints itself; refreshing the canvas would draw every layer again
+        # (on each pan, while the outline follows the canvas).
         band.setVisible(bool(shapes))
-        self.canvas.refresh()
 
     def show_area(self, area: dict[str, Any] | None) -> None:
         """Outline an Esri JSON envelope or polygon (nothing for ``None`` or an unreadable one)."""
@@ -62,7 +63,6 @@ class AreaOutline:
         """Take the outline off the canvas for good (a later ``show`` draws a new one)."""
         if self._band is not None and self.canvas is not None:
             self.canvas.scene().removeItem(self._band)
-            self.canvas.refresh()
         self._band = None
 
     def band(self):

@@ -287,6 +287,7 @@ class ReferenceApp:
         if fault is not None:
             if fault.kind not in (
                 "delay",
+                "hold",
                 "drop_after_commit",
                 "truncated_json",
                 "results_by_object_id",
@@ -360,6 +361,8 @@ class ReferenceApp:
             _drop_connection(environ)
         if kind == "delay":
             time.sleep(float(fault.opts.get("seconds", 1.0)))
+        if kind == "hold":
+            fault.opts["release"].wait(float(fault.opts.get("seconds", 60.0)))
         if kind == "expire_tokens":
             self.auth.expire_all()
         return None

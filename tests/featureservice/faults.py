@@ -11,6 +11,8 @@ services (tiles.py), and `*` for any request. Kinds:
 - drop_before_commit: close the connection without answering, do nothing;
 - drop_after_commit: do the work (and commit it), then close the connection without answering;
 - delay: wait `seconds` (default 1) before doing the work;
+- hold: wait until the test sets the `threading.Event` given as `release` (at most `seconds`,
+  default 60) before doing the work, so a test can see what happens while the server is slow;
 - http403: answer HTTP 403 with a JSON error that has a message but no code, do nothing;
 - html_error: answer HTTP 200 with an HTML error page instead of JSON, do nothing;
 - truncated_json: do the work, answer only the first half of the JSON body;
@@ -38,6 +40,7 @@ KINDS = (
     "drop_before_commit",
     "drop_after_commit",
     "delay",
+    "hold",
     "html_error",
     "truncated_json",
     "json_error",
