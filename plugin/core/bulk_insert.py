@@ -21,7 +21,7 @@ from itertools import chain, compress, repeat
 from operator import add, itemgetter, mul, sub
 
 from .geometry import gpkg_envelope
-from .gpkg_connection import quote, rtree_name
+from .gpkg_connection import drop_schema_objects, quote, recreate_schema_objects, rtree_name
 
 
 def envelope_row(fid, blob) -> tuple | None:
@@ -63,13 +63,7 @@ class BulkLoad:
                 f"CREATE TEMP TABLE {quote('oms_load_' + table)}"
                 " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
             )
-        self._suspended = conn.execute(
-            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
-            " AND type IN ('trigger', 'index')",
-            (table,),
-        ).fetchall()
-        for kind, name, _sql in self._suspended:
-            conn.execute(f"DROP {kind.upper()} {quote(name)}")
+        self._suspended = drop_schema_objects(conn, table, kinds=("trigger", "index"))
 
     def _exists(self, kind: str, name: str) -> bool:
         return (
@@ -107,8 +101,7 @@ class BulkLoad:
             if not pack_rtree(conn, self._rtree, self._boxes):
                 conn.execute(f"INSERT INTO {quote(self._rtree)} SELECT * FROM {self._boxes}")
             conn.execute(f"DROP TABLE {self._boxes}")
-        for _kind, _name, sql in self._suspended:
-            conn.execute(sql)
+        recreate_schema_objects(conn, self._suspended)
 
 
 def update_rows(
@@ -150,11 +143,7 @@ def update_rows(
     rtree = rtree_name(table, geometry_column) if geometry_column else None
     triggers = []
     if rtree and geometry_column in columns:
-        triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
-            " AND substr(name, 1, ?) = ?",
-            (table, len(rtree) + 7, f"{rtree}_update"),
-        ).fetchall()
+        triggers = drop_schema_objects(conn, table, prefix=f"{rtree}_update")
     boxes: list[tuple | None] = []
     if triggers:
         if envelopes is None:
@@ -162,8 +151,6 @@ def update_rows(
             boxes = [envelope_row(row[-1], row[geom_index]) for row in rows]
         else:
             boxes = [None if e is None else (row[-1], *e) for row, e in zip(rows, envelopes)]
-    for name, _sql in triggers:
-        conn.execute(f"DROP TRIGGER {quote(name)}")
     written = conn.executemany(update, sorted(rows, key=itemgetter(-1))).rowcount
     if triggers:
         if written < len(rows):
@@ -172,8 +159,7 @@ def update_rows(
             moved.note(boxes, rows)
         else:
             _replace_boxes(conn, rtree, boxes, [row[-1] for row in rows])
-        for _name, sql in triggers:
-            conn.execute(sql)
+        recreate_schema_objects(conn, triggers)
     return written
 
 
