@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plugin.core import jsonstream
-from plugin.core.errors import ServiceError
+from plugin.core.errors import ServiceError, UnusableAnswerError
 from plugin.core.jsonstream import read_result
 
 
@@ -291,3 +291,12 @@ def test_text_that_defeats_decoding_together_is_still_read_one_element_at_a_time
     features = [{"attributes": {"s": "},{" * 200, "i": i}} for i in range(300)]
     header, events = read_result(_write(tmp_path, {"layers": [{"id": 0, "features": features}]}))
     assert [item for _lid, _section, item in events] == features
+
+
+def test_a_deeply_nested_element_among_others_is_an_unusable_answer(tmp_path):
+    deep = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    path = tmp_path / "deep.json"
+    path.write_text('{"layers": [{"id": 0, "features": [{"b": 1}, ' + deep + ', {"c": 2}]}]}')
+    _header, events = read_result(path)
+    with pytest.raises(UnusableAnswerError, match="nested too deeply"):
+        list(events)
