@@ -240,6 +240,8 @@ def _encode_point(geom: dict, srs_id: int, has_z: bool, has_m: bool, dim: int) -
         return _POINT_STRUCTS[dim].pack(
             b"GP", 0, _FLAG_LE | _FLAG_EMPTY, srs_id, 1, wkb_type, *([_NAN] * dim)
         )
+    if dim == 2:  # the usual case, without building a list
+        return _POINT_STRUCTS[2].pack(b"GP", 0, _FLAG_LE, srs_id, 1, wkb_type, float(x), float(y))
     coords = [float(x), float(y)]
     if has_z:
         coords.append(_number(geom.get("z"), 0.0))

@@ -196,6 +196,8 @@ class _Reader:
         call, much faster than one by one (the decoder makes each key once per call)."""
         if self.peek() == "{" and self.batch_misses < _BATCH_MISSES:
             end = self._last_element_end()
+            if end is None and self.fill():  # the buffer ends inside its first element
+                end = self._last_element_end()
             if end is not None:
                 text = "[" + self.buf[self.pos : end] + "]"
                 try:
