@@ -10,7 +10,7 @@ import pytest
 from osgeo import gdal, ogr
 
 from plugin.core import field_values as fv
-from plugin.core.enums import SyncModel
+from plugin.core.enums import SyncDirection, SyncModel
 from plugin.core.errors import CancelledError, GeodatabaseError, UnsupportedGeometryError
 from plugin.core.geodatabase import Geodatabase
 from plugin.core.geometry import gpkg_to_esri
@@ -578,3 +578,26 @@ def test_global_ids_take_arcgis_form_whatever_form_they_come_in(raw, expected):
     from plugin.core.field_values import normalize_guid
 
     assert normalize_guid(raw) == expected
+
+
+def test_the_layer_extent_qgis_reads_covers_the_rows_after_loading_and_after_a_download(loaded):
+    """gpkg_contents' extent (which GDAL and QGIS read instead of scanning) is the bounds of
+    the points after taking offline, and grows with a downloaded point moved far out."""
+    gdb, points = loaded
+
+    def extent():
+        return gdb.conn.execute(
+            "SELECT min_x, max_x, min_y, max_y FROM gpkg_contents WHERE table_name = 'Points'"
+        ).fetchone()
+
+    xs = [p["geometry"]["x"] for p in points]
+    ys = [p["geometry"]["y"] for p in points]
+    assert extent() == (min(xs), max(xs), min(ys), max(ys))  # whole numbers: exact
+    moved = dict(points[2], geometry={"x": -5000.0, "y": 9000.0})
+    gdb.commit_sync(
+        None,
+        lj.sync_header(43),
+        iter([(0, "features.updates", moved)]),
+        direction=SyncDirection.DOWNLOAD,
+    )
+    assert extent() == (-5000.0, max(xs), min(ys), 9000.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plugin.core import jsonstream
-from plugin.core.errors import ServiceError
+from plugin.core.errors import ServiceError, UnusableAnswerError
 from plugin.core.jsonstream import read_result
 
 
@@ -217,3 +217,86 @@ def test_a_hundred_thousand_features_stream_in_order(tmp_path):
         assert item["attributes"]["OBJECTID"] == expected
         expected += 1
     assert expected == 100_000
+
+
+def _events_of_whole(result: dict) -> list:
+    """The events a result should give, from the whole document (no streaming)."""
+    events = []
+    for array in jsonstream.LAYER_ARRAYS:
+        for entry in result.get(array, []):
+            for key, value in entry.items():
+                if key == "id":
+                    continue
+                groups = value.items() if isinstance(value, dict) else [(None, value)]
+                for sub, items in groups:
+                    section = key if sub is None else f"{key}.{sub}"
+                    events.extend((entry["id"], section, item) for item in items)
+    return events
+
+
+_MISLEADING = ["},{", "}, {", '}]},{"id": 9, "features": [{', '"},{"', '\\"},{\\"', "{", "}", ","]
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000, 1 << 16])
+def test_elements_decoded_together_match_the_whole_file_whatever_the_text(
+    tmp_path, monkeypatch, chunk
+):
+    """Elements wholly in the buffer are decoded in one call: text inside strings and nested
+    objects built to look like element boundaries, curve segments (objects in arrays),
+    several layers and every chunk size give exactly the whole file's values, in order."""
+    import random
+
+    monkeypatch.setattr(jsonstream, "_CHUNK", chunk)
+    rng = random.Random(chunk)
+
+    def feature(i: int) -> dict:
+        text = "".join(rng.choice(_MISLEADING + ["a", " ", "é"]) for _ in range(rng.randrange(12)))
+        geometry = (
+            {"curvePaths": [[[0, 0], {"c": [[3, 3], [1, 4]]}, {"a": [[5, 5], [4, 4], 0, 1]}]]}
+            if i % 3 == 0
+            else {"x": i + 0.5, "y": -i}
+        )
+        return {
+            "attributes": {"OBJECTID": i, "note": text, "n": [i, {"k": "},{"}]},
+            "geometry": geometry,
+        }
+
+    result = {
+        "replicaServerGen": 5,
+        "edits": [
+            {
+                "id": layer,
+                "features": {
+                    "adds": [feature(i) for i in range(rng.randrange(1, 60))],
+                    "updates": [feature(i) for i in range(rng.randrange(60))],
+                    "deleteIds": [f"{{{i:08X}}}" for i in range(rng.randrange(5))],
+                },
+                "attachments": {"adds": [{"globalId": "},{", "data": "x" * rng.randrange(200)}]},
+            }
+            for layer in range(4)
+        ],
+        "tail": "},{",
+    }
+    header, events = read_result(_write(tmp_path, result))
+    assert list(events) == _events_of_whole(result)
+    assert header["tail"] == "},{"
+
+
+def test_text_that_defeats_decoding_together_is_still_read_one_element_at_a_time(
+    tmp_path, monkeypatch
+):
+    """Strings that end every chunk inside a look-alike boundary make each attempt to decode
+    several elements fail: the reader stops trying and reads on element by element."""
+    monkeypatch.setattr(jsonstream, "_CHUNK", 256)
+    features = [{"attributes": {"s": "},{" * 200, "i": i}} for i in range(300)]
+    header, events = read_result(_write(tmp_path, {"layers": [{"id": 0, "features": features}]}))
+    assert [item for _lid, _section, item in events] == features
+
+
+def test_a_deeply_nested_element_among_others_is_an_unusable_answer(tmp_path):
+    deep = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    path = tmp_path / "deep.json"
+    path.write_text('{"layers": [{"id": 0, "features": [{"b": 1}, ' + deep + ', {"c": 2}]}]}')
+    _header, events = read_result(path)
+    with pytest.raises(UnusableAnswerError, match="nested too deeply"):
+        list(events)

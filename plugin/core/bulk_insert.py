@@ -16,10 +16,12 @@ import sqlite3
 import struct
 from array import array
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
+from functools import cache
+from itertools import chain, compress, repeat
+from operator import add, itemgetter, mul, sub
 
 from .geometry import gpkg_envelope
-from .gpkg_connection import quote, rtree_name
+from .gpkg_connection import drop_schema_objects, quote, recreate_schema_objects, rtree_name
 
 
 def envelope_row(fid, blob) -> tuple | None:
@@ -61,13 +63,7 @@ class BulkLoad:
                 f"CREATE TEMP TABLE {quote('oms_load_' + table)}"
                 " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
             )
-        self._suspended = conn.execute(
-            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
-            " AND type IN ('trigger', 'index')",
-            (table,),
-        ).fetchall()
-        for kind, name, _sql in self._suspended:
-            conn.execute(f"DROP {kind.upper()} {quote(name)}")
+        self._suspended = drop_schema_objects(conn, table, kinds=("trigger", "index"))
 
     def _exists(self, kind: str, name: str) -> bool:
         return (
@@ -105,8 +101,7 @@ class BulkLoad:
             if not pack_rtree(conn, self._rtree, self._boxes):
                 conn.execute(f"INSERT INTO {quote(self._rtree)} SELECT * FROM {self._boxes}")
             conn.execute(f"DROP TABLE {self._boxes}")
-        for _kind, _name, sql in self._suspended:
-            conn.execute(sql)
+        recreate_schema_objects(conn, self._suspended)
 
 
 def update_rows(
@@ -148,11 +143,7 @@ def update_rows(
     rtree = rtree_name(table, geometry_column) if geometry_column else None
     triggers = []
     if rtree and geometry_column in columns:
-        triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
-            " AND substr(name, 1, ?) = ?",
-            (table, len(rtree) + 7, f"{rtree}_update"),
-        ).fetchall()
+        triggers = drop_schema_objects(conn, table, prefix=f"{rtree}_update")
     boxes: list[tuple | None] = []
     if triggers:
         if envelopes is None:
@@ -160,8 +151,6 @@ def update_rows(
             boxes = [envelope_row(row[-1], row[geom_index]) for row in rows]
         else:
             boxes = [None if e is None else (row[-1], *e) for row, e in zip(rows, envelopes)]
-    for name, _sql in triggers:
-        conn.execute(f"DROP TRIGGER {quote(name)}")
     written = conn.executemany(update, sorted(rows, key=itemgetter(-1))).rowcount
     if triggers:
         if written < len(rows):
@@ -170,8 +159,7 @@ def update_rows(
             moved.note(boxes, rows)
         else:
             _replace_boxes(conn, rtree, boxes, [row[-1] for row in rows])
-        for _name, sql in triggers:
-            conn.execute(sql)
+        recreate_schema_objects(conn, triggers)
     return written
 
 
@@ -282,8 +270,7 @@ _SORT_CACHE_KIB = 8192
 _F32 = struct.Struct("f")
 _CELL = struct.Struct(">q4f")  # a 2-D cell: id (or child node), minx, maxx, miny, maxy
 _HEADER = struct.Struct(">HH")  # depth of the tree (root node only), number of cells
-_RND_TOWARDS = 1.0 - 1.0 / 8388608.0  # SQLite's RNDTOWARDS / RNDAWAY (rtree.c)
-_RND_AWAY = 1.0 + 1.0 / 8388608.0
+_RND_STEP = 1.0 / 8388608.0  # SQLite's RNDTOWARDS / RNDAWAY are 1 -/+ this (rtree.c)
 _PLAIN_RTREE = re.compile(
     r"^CREATE VIRTUAL TABLE \S+ USING rtree\(\s*\w+\s*,\s*\w+\s*,\s*\w+\s*,\s*\w+\s*,"
     r"\s*\w+\s*\)$",
@@ -305,16 +292,24 @@ def _as_f32(values: list[float]) -> array:
         return array("f", [_f32(v) for v in values])
 
 
-def _f32_down(values: list[float]) -> list[float]:
-    """Each value as the largest 32-bit float not above it (SQLite's rtreeValueDown)."""
-    lower = _as_f32([d * (_RND_AWAY if d < 0 else _RND_TOWARDS) for d in values])
+def _f32_down(values: Sequence[float]) -> list[float]:
+    """Each value as the largest 32-bit float not above it (SQLite's rtreeValueDown: the
+    nearest, else the nearest to ``d * (d < 0 ? RNDAWAY : RNDTOWARDS)``, which is
+    ``d - |d| * 2**-23`` with the same single rounding)."""
+    lower = _as_f32(list(map(sub, values, map(mul, map(abs, values), repeat(_RND_STEP)))))
     return [f if f <= d else g for f, g, d in zip(_as_f32(values), lower, values)]
 
 
-def _f32_up(values: list[float]) -> list[float]:
+def _f32_up(values: Sequence[float]) -> list[float]:
     """Each value as the smallest 32-bit float not below it (SQLite's rtreeValueUp)."""
-    higher = _as_f32([d * (_RND_TOWARDS if d < 0 else _RND_AWAY) for d in values])
+    higher = _as_f32(list(map(add, values, map(mul, map(abs, values), repeat(_RND_STEP)))))
     return [f if f >= d else g for f, g, d in zip(_as_f32(values), higher, values)]
+
+
+@cache
+def _node_struct(cells: int) -> struct.Struct:
+    """A node's header and ``cells`` cells (the rest of the node is zeros)."""
+    return struct.Struct(">HH" + "q4f" * cells)
 
 
 def _even_chunks(items: list, count: int) -> Iterator[list]:
@@ -384,20 +379,13 @@ def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
         number = 1 if is_root else next_node
         if not is_root:
             next_node += 1
-        blob = bytearray(node_size)
-        _HEADER.pack_into(blob, 0, depth if is_root else 0, len(level_entries))
-        offset = _HEADER.size
-        for entry in level_entries:
-            _CELL.pack_into(blob, offset, *entry)
-            offset += _CELL.size
-        nodes.append((number, bytes(blob)))
-        return (
-            number,
-            min(e[1] for e in level_entries),
-            max(e[2] for e in level_entries),
-            min(e[3] for e in level_entries),
-            max(e[4] for e in level_entries),
+        cells = _node_struct(len(level_entries))
+        blob = cells.pack(
+            depth if is_root else 0, len(level_entries), *chain.from_iterable(level_entries)
         )
+        nodes.append((number, blob + bytes(node_size - cells.size)))
+        _ids, minx, maxx, miny, maxy = zip(*level_entries)
+        return number, min(minx), max(maxx), min(miny), max(maxy)
 
     # Leaves, streamed from the rows sorted by x (one vertical slice in memory at a time).
     leaf_nodes = -(-count // per_node)
@@ -440,9 +428,10 @@ def pack_rtree(conn: sqlite3.Connection, rtree: str, boxes: str) -> bool:
         conn.executemany(f"INSERT INTO {node_table} VALUES (?, ?)", nodes)
         nodes.clear()
     if leaf_of is not None:
+        # (pairs made and filtered in C: a million rows of Python would be slower)
         conn.executemany(
             f"INSERT INTO {rowid_table} VALUES (?, ?)",
-            ((low + i, number) for i, number in enumerate(leaf_of) if number),
+            compress(zip(range(low, high + 1), leaf_of), leaf_of),
         )
         del leaf_of
     # Inner levels, in memory (one entry per node of the level below).

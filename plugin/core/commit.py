@@ -46,7 +46,7 @@ from .geodatabase_model import (
     UploadSnapshot,
 )
 from .geometry import gpkg_envelope
-from .gpkg_connection import quote, select_in, transaction
+from .gpkg_connection import quote, recreate_schema_objects, select_in, transaction
 from .row_codec import AttachmentCodec, FeatureCodec
 from .schema import refresh_extent
 from .sync_model import RejectedEdit
@@ -737,8 +737,7 @@ class _Commit:
 
     def restore_triggers(self) -> None:
         for triggers in self.suspended.values():
-            for _name, sql in triggers:
-                self.conn.execute(sql)
+            recreate_schema_objects(self.conn, triggers)
         self.suspended.clear()
 
     def update_extents(self) -> None:

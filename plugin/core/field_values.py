@@ -53,14 +53,18 @@ def _day_text(days: int) -> str:
     return text
 
 
+# The parts of a time of day as text, made once (a download formats a date per row).
+_MINUTE_TEXTS = tuple(f"T{m // 60:02d}:{m % 60:02d}" for m in range(1440))
+_SECOND_TEXTS = tuple(f":{s:02d}" for s in range(60))
+_MILLI_TEXTS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def ms_to_datetime_text(ms: int | float) -> str:
     """Esri epoch milliseconds (UTC) -> ``YYYY-MM-DDTHH:MM:SS.sssZ`` (exact, integer math)."""
-    ms = int(round(ms))
-    days, rest = divmod(ms, _DAY_MS)
-    hours, rest = divmod(rest, 3_600_000)
+    days, rest = divmod(int(round(ms)), _DAY_MS)
     minutes, rest = divmod(rest, 60_000)
     seconds, millis = divmod(rest, 1000)
-    return f"{_day_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    return _day_text(days) + _MINUTE_TEXTS[minutes] + _SECOND_TEXTS[seconds] + _MILLI_TEXTS[millis]
 
 
 def datetime_text_to_ms(text: str) -> int | None:

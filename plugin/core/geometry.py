@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 import struct
 from itertools import chain
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UnsupportedGeometryError
 
 __all__ = [
     "esri_to_gpkg",
+    "geometry_encoder",
     "gpkg_to_esri",
     "gpkg_envelope",
     "gpkg_is_empty",
@@ -195,31 +196,58 @@ def esri_to_gpkg(
     """
     if geom is None:
         return None
-    if not isinstance(geom, dict):
-        raise UnsupportedGeometryError(f"Not an Esri JSON geometry: {geom!r:.80}")
+    _check_esri_geometry(geom)
+    return geometry_encoder(geometry_type, srs_id, has_z, has_m, true_curves)(geom)
+
+
+def geometry_encoder(
+    geometry_type: str,
+    srs_id: int,
+    has_z: bool = False,
+    has_m: bool = False,
+    true_curves: bool = False,
+) -> Callable[[dict | None], bytes | None]:
+    """:func:`esri_to_gpkg` for the geometries of one layer: what depends only on the layer
+    is worked out once (a download encodes a geometry per row)."""
     kind = normalize_geometry_type(geometry_type)
     dim = 2 + (1 if has_z else 0) + (1 if has_m else 0)
-    if kind == POINT:
-        return _encode_point(geom, srs_id, has_z, has_m, dim)
-    src = _source_dims(geom, has_z, has_m)
-    if kind in _CURVE_KEYS and _CURVE_KEYS[kind] in geom:
-        parts = geom[_CURVE_KEYS[kind]]
-        if not isinstance(parts, (list, tuple)):
-            raise UnsupportedGeometryError(f"Invalid '{_CURVE_KEYS[kind]}' in Esri JSON.")
-        curves = [
-            _curve_part(part, dim, has_z, has_m, src, true_curves, closed=kind == POLYGON)
-            for part in parts
-        ]
-        if kind == POLYLINE:
-            return _encode_curved_lines(curves, srs_id, has_z, has_m, dim)
-        return _encode_multipolygon(curves, srs_id, has_z, has_m, dim, src, curved=True)
-    key, label, encode = _PART_ENCODERS.get(kind, _PART_ENCODERS[POLYGON])
-    parts = geom.get(key)
-    if parts is None:
-        if not geom:
+
+    def encode_point(geom: dict | None) -> bytes | None:
+        if geom is None:
             return None
-        raise UnsupportedGeometryError(f"A {label} geometry needs '{key}'.")
-    return encode(parts, srs_id, has_z, has_m, dim, src)
+        _check_esri_geometry(geom)
+        return _encode_point(geom, srs_id, has_z, has_m, dim)
+
+    def encode(geom: dict | None) -> bytes | None:
+        if geom is None:
+            return None
+        _check_esri_geometry(geom)
+        src = _source_dims(geom, has_z, has_m)
+        if kind in _CURVE_KEYS and _CURVE_KEYS[kind] in geom:
+            parts = geom[_CURVE_KEYS[kind]]
+            if not isinstance(parts, (list, tuple)):
+                raise UnsupportedGeometryError(f"Invalid '{_CURVE_KEYS[kind]}' in Esri JSON.")
+            curves = [
+                _curve_part(part, dim, has_z, has_m, src, true_curves, closed=kind == POLYGON)
+                for part in parts
+            ]
+            if kind == POLYLINE:
+                return _encode_curved_lines(curves, srs_id, has_z, has_m, dim)
+            return _encode_multipolygon(curves, srs_id, has_z, has_m, dim, src, curved=True)
+        key, label, encode_parts = _PART_ENCODERS.get(kind, _PART_ENCODERS[POLYGON])
+        parts = geom.get(key)
+        if parts is None:
+            if not geom:
+                return None
+            raise UnsupportedGeometryError(f"A {label} geometry needs '{key}'.")
+        return encode_parts(parts, srs_id, has_z, has_m, dim, src)
+
+    return encode_point if kind == POINT else encode
+
+
+def _check_esri_geometry(geom: object) -> None:
+    if not isinstance(geom, dict):
+        raise UnsupportedGeometryError(f"Not an Esri JSON geometry: {geom!r:.80}")
 
 
 def _source_dims(geom: dict, has_z: bool, has_m: bool) -> tuple[bool, bool]:
@@ -240,6 +268,8 @@ def _encode_point(geom: dict, srs_id: int, has_z: bool, has_m: bool, dim: int) -
         return _POINT_STRUCTS[dim].pack(
             b"GP", 0, _FLAG_LE | _FLAG_EMPTY, srs_id, 1, wkb_type, *([_NAN] * dim)
         )
+    if dim == 2:  # the usual case, without building a list
+        return _POINT_STRUCTS[2].pack(b"GP", 0, _FLAG_LE, srs_id, 1, wkb_type, float(x), float(y))
     coords = [float(x), float(y)]
     if has_z:
         coords.append(_number(geom.get("z"), 0.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -170,6 +170,42 @@ def rtree_name(table: str, geometry_column: str) -> str:
 def literal(text: str) -> str:
     """An SQL string literal in single quotes."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def drop_schema_objects(
+    conn: sqlite3.Connection,
+    table: str,
+    *,
+    kinds: tuple[str, ...] = ("trigger",),
+    names: Sequence[str] | None = None,
+    prefix: str | None = None,
+) -> list[tuple[str, str]]:
+    """Drop ``table``'s triggers (or other ``kinds``: ``index``) - all of them, those in
+    ``names``, or those whose name starts with ``prefix`` - and return their ``(name, sql)``
+    for :func:`recreate_schema_objects`. For bulk writes inside one transaction (a rollback
+    brings them back too): a trigger runs for every row written, an index is cheaper to build
+    once at the end than to keep up row by row."""
+    sql = (
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+        f" AND type IN ({', '.join('?' for _ in kinds)})"
+    )
+    args: list = [table, *kinds]
+    if names is not None:
+        sql += f" AND name IN ({', '.join('?' for _ in names)})"
+        args += names
+    if prefix is not None:
+        sql += " AND substr(name, 1, ?) = ?"
+        args += [len(prefix), prefix]
+    found = conn.execute(sql, args).fetchall()
+    for kind, name, _sql in found:
+        conn.execute(f"DROP {kind.upper()} {quote(name)}")
+    return [(name, sql) for _kind, name, sql in found]
+
+
+def recreate_schema_objects(conn: sqlite3.Connection, dropped: list[tuple[str, str]]) -> None:
+    """Create again what :func:`drop_schema_objects` dropped."""
+    for _name, sql in dropped:
+        conn.execute(sql)
 
 
 # Stay far below SQLite's host-parameter limit of old versions (999).

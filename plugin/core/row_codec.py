@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Callable
 
 from . import field_values as fv
 from .errors import UnsupportedGeometryError
 from .geodatabase_model import LayerDef
-from .geometry import esri_to_gpkg, gpkg_to_esri
+from .geometry import geometry_encoder, gpkg_to_esri
 from .gpkg_connection import quote
 from .schema import ATTACHMENT_COLUMNS, ATTACHMENT_FID
 
@@ -43,6 +43,7 @@ class FeatureCodec:
         self._all_fields = frozenset(self.field_names)
         self._present_all = tuple(self.field_names)
         self._present_all_geom = tuple(self.columns)
+        self._encode_geometry: Callable[[dict | None], bytes | None] | None = None
 
     # -- from the service -------------------------------------------------------------------
 
@@ -58,16 +59,19 @@ class FeatureCodec:
         return fv.normalize_guid(attrs.get(self.gid))
 
     def geometry_blob(self, geometry: dict | None) -> bytes | None:
+        if geometry is None:
+            return None
         layer = self.layer
         try:
-            return esri_to_gpkg(
-                geometry,
-                layer.geometry_type,
-                layer.srs_id,
-                layer.has_z,
-                layer.has_m,
-                true_curves=layer.true_curves,
-            )
+            if self._encode_geometry is None:
+                self._encode_geometry = geometry_encoder(
+                    layer.geometry_type,
+                    layer.srs_id,
+                    layer.has_z,
+                    layer.has_m,
+                    true_curves=layer.true_curves,
+                )
+            return self._encode_geometry(geometry)
         except UnsupportedGeometryError as exc:
             raise UnsupportedGeometryError(f"{layer.name}: {exc}") from None
 

@@ -398,9 +398,10 @@ def refresh_extent(conn: sqlite3.Connection, layer: LayerDef, *, mark_changed: b
     stamp = ", last_change = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')" if mark_changed else ""
     try:
         conn.execute(
-            f"UPDATE gpkg_contents SET min_x = (SELECT min(minx) FROM {rtree}),"
-            f" max_x = (SELECT max(maxx) FROM {rtree}), min_y = (SELECT min(miny) FROM {rtree}),"
-            f" max_y = (SELECT max(maxy) FROM {rtree}){stamp} WHERE table_name = ?",
+            # (one pass over the index for the four bounds)
+            f"UPDATE gpkg_contents SET (min_x, max_x, min_y, max_y) ="
+            f" (SELECT min(minx), max(maxx), min(miny), max(maxy) FROM {rtree}){stamp}"
+            " WHERE table_name = ?",
             (layer.table_name,),
         )
     except sqlite3.OperationalError:

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from .geodatabase_model import LayerDef
-from .gpkg_connection import literal, quote, transaction
+from .gpkg_connection import drop_schema_objects, literal, quote, transaction
 from .schema import ATTACHMENT_FID
 
 #: Version of the bookkeeping schema written by this code (``oms_meta.format_version``).
@@ -161,15 +161,7 @@ def suspend_triggers(conn: sqlite3.Connection, table: str) -> list[tuple[str, st
     runs for every row written: a bulk write that runs untracked (a sync's download) is faster
     without them. Call inside the untracked write transaction and re-create them before it
     ends (a rollback re-creates them too)."""
-    names = [*trigger_names(table), *_guard_names(table)]
-    found = conn.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
-        f" AND name IN ({', '.join('?' for _ in names)})",
-        (table, *names),
-    ).fetchall()
-    for name, _sql in found:
-        conn.execute(f"DROP TRIGGER {quote(name)}")
-    return found
+    return drop_schema_objects(conn, table, names=[*trigger_names(table), *_guard_names(table)])
 
 
 def create_triggers(
