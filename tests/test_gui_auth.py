@@ -7,7 +7,6 @@ import pytest
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
 
 from plugin.auth import (
-    APPROVED_SITES_KEY,
     PLAIN_HTTP_HOSTS_KEY,
     credentials_from_auth_config,
     token_url_for,
@@ -22,7 +21,8 @@ MASTER_PASSWORD = "offline-map-sync-tests"
 @pytest.fixture
 def auth_manager(qgis_app):
     """``store(method, uri="", **values)`` makes a QGIS auth configuration (``uri``: the site
-    it is made for) and returns its id; configurations and their approvals go afterwards."""
+    it is made for) and returns its id; the configurations go afterwards (their approvals go
+    with the settings before the next test)."""
     manager = QgsApplication.authManager()
     # The test profile's auth database gets this master password on first use.
     assert manager.setMasterPassword(MASTER_PASSWORD, True)
@@ -42,7 +42,6 @@ def auth_manager(qgis_app):
     yield store
     for config_id in made:
         manager.removeAuthenticationConfig(config_id)
-        QgsSettings().remove(APPROVED_SITES_KEY.format(config_id))
 
 
 @pytest.fixture
@@ -50,8 +49,6 @@ def plain_http_on_loopback(qgis_app):
     """The reference service speaks plain http on 127.0.0.1: allow credentials over plain http
     to that host, as a user would in the setting, for this test only."""
     QgsSettings().setValue(PLAIN_HTTP_HOSTS_KEY, ["127.0.0.1"])
-    yield
-    QgsSettings().remove(PLAIN_HTTP_HOSTS_KEY)
 
 
 def test_token_url_is_derived_from_a_service_or_portal_url():

@@ -16,7 +16,6 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
     QgsRectangle,
-    QgsSettings,
     QgsVectorTileLayer,
 )
 from qgis.PyQt.QtCore import QSize, Qt
@@ -25,7 +24,6 @@ from qgis.PyQt.QtTest import QTest
 from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QFileDialog
 
 from plugin.core.basemap import BasemapOptions
-from plugin.gui.basemap_options import SETTINGS_BASEMAP
 from plugin.gui.dock import OfflineMapSyncDock
 from plugin.gui.remove_dialog import RemoveDialog
 from plugin.gui.take_offline_dialog import TakeOfflineDialog
@@ -53,14 +51,7 @@ plugin = _plugin_fixture  # the plugin loaded into QGIS's window, shared
 
 
 @pytest.fixture
-def forget_choices():
-    QgsSettings().remove(SETTINGS_BASEMAP.rstrip("/"))
-    yield
-    QgsSettings().remove(SETTINGS_BASEMAP.rstrip("/"))
-
-
-@pytest.fixture
-def dialog(qgis_iface, forget_choices):
+def dialog(qgis_iface):
     shown = TakeOfflineDialog(qgis_iface)
     shown.show()
     yield shown
@@ -113,9 +104,7 @@ def test_the_lowest_level_never_passes_the_highest(dialog):
     assert (low.value(), high.value()) == (3, 14)
 
 
-def test_keep_online_and_none_hide_the_levels_and_go_into_the_request(
-    qgis_iface, tmp_path, forget_choices
-):
+def test_keep_online_and_none_hide_the_levels_and_go_into_the_request(qgis_iface, tmp_path):
     for label, mode in (("Keep online", "online"), ("None", "none")):
         dialog = TakeOfflineDialog(qgis_iface)
         dialog.show()
@@ -156,7 +145,7 @@ def test_a_local_file_must_be_chosen_and_exist(dialog, tmp_path):
     assert (basemap.mode, basemap.local_path) == ("local", str(mine))
 
 
-def test_the_choices_are_remembered_for_the_next_time(qgis_iface, tmp_path, forget_choices):
+def test_the_choices_are_remembered_for_the_next_time(qgis_iface, tmp_path):
     first = TakeOfflineDialog(qgis_iface)
     first.show()
     fill_web_map(first, "https://h/portal/sharing/rest", ITEM, tmp_path / "first")
@@ -177,7 +166,7 @@ def test_the_choices_are_remembered_for_the_next_time(qgis_iface, tmp_path, forg
         again.deleteLater()
 
 
-def test_cancel_remembers_nothing(qgis_iface, tmp_path, forget_choices):
+def test_cancel_remembers_nothing(qgis_iface, tmp_path):
     first = TakeOfflineDialog(qgis_iface)
     first.show()
     choose(section(first).modeCombo, "None")
@@ -266,7 +255,7 @@ def test_an_estimate_can_be_stopped(dialog, qgis_iface, reference_server, tmp_pa
 
 
 def test_the_demo_web_map_comes_with_its_basemap_under_its_layers_by_clicks(
-    plugin, qgis_iface, reference_server, tmp_path, forget_choices
+    plugin, qgis_iface, reference_server, tmp_path
 ):
     folder = tmp_path / "Field map"
     click(plugin.toolbar.widgetForAction(plugin.action))

@@ -36,6 +36,8 @@ def test_screenshots_of_the_job_done_by_clicks_in_qgis(tmp_path):
         "3_sync_conflict",
         "4_conflict_log",
         "5_sync_failed",
+        "6_signed_in",
+        "7_signed_out",
     ):
         side = QImage(str(png.with_name(f"{png.stem}_{step}.png")))
         assert not side.isNull() and side.width() > 300, step

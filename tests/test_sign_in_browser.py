@@ -166,7 +166,7 @@ def revoked_on_the_portal(server, timeout: float = 30.0) -> bool:
 
 def _signed_in_with_the_form(server):
     """Alice signed in through the portal's form (a plain HTTP client, no chromium needed)."""
-    from tests.test_sign_in_core import form_browser
+    from tests.form_browser import form_browser
 
     return sign_in(
         server.portal_url,

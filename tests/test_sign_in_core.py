@@ -4,13 +4,9 @@ that reads the sign-in form and submits it; test_sign_in_browser.py does it with
 
 from __future__ import annotations
 
-import re
-import threading
 import time
-from html.parser import HTMLParser
 
 import pytest
-import requests
 
 from plugin.core.errors import AuthenticationError, CancelledError, InsecureConnectionError
 from plugin.core.oauth import AuthorizationCodeFlow, OAuthCredentials, sign_in
@@ -26,38 +22,7 @@ from tests.featureservice.community import (
 )
 from tests.featureservice.oauth import DEFAULT_CLIENT_ID
 from tests.featureservice.seed import DEMO_WEBMAP_ID
-
-
-class _Form(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "input" and attrs.get("name"):
-            self.fields[attrs["name"]] = attrs.get("value") or ""
-
-
-def form_browser(username: str, password: str, *, cancel: bool = False, state: str | None = None):
-    """An `open_browser` that fills the portal's sign-in form and follows the redirect."""
-
-    def open_browser(url: str) -> None:
-        page = requests.get(url, timeout=10)
-        form = _Form()
-        form.feed(page.text)
-        fields = dict(form.fields, username=username, password=password)
-        if cancel:
-            fields["cancel"] = "1"
-        answer = requests.post(url.split("?")[0], data=fields, allow_redirects=False, timeout=10)
-        location = answer.headers["Location"]
-        if state is not None:
-            location = re.sub(r"state=[^&]+", f"state={state}", location)
-        # The browser follows the redirect to the plugin's listener (in the background, as a
-        # browser would while the plugin waits).
-        threading.Thread(target=requests.get, args=(location,), daemon=True).start()
-
-    return open_browser
+from tests.form_browser import form_browser
 
 
 def _sign_in(server, open_browser, wait_seconds=30):

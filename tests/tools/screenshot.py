@@ -5,12 +5,17 @@ then starts the real QGIS desktop under ``xvfb-run`` in a throw-away profile wit
 copy as an enabled plugin, and runs this same file inside it (``qgis --code``). Inside QGIS the
 whole job is done the way a user does it, with clicks (``tests/gui_user.py``): the toolbar
 button opens the panel, Take offline… is filled in and answered, Add to map, a feature form with
-its related rows and attachments (a site photo added with the attachments editor), an edit in an edit session, Sync (answering the save
-question) against a server that deleted the edited feature, the conflict log, and a sync that
-fails. It saves ``<name>_1_take_offline.png``, ``_1b_basemap.png`` (the basemap's estimate),
-``_2_feature_form.png``, ``_3_sync_conflict.png``,
-``_4_conflict_log.png``, ``_5_sync_failed.png`` next to ``--out``, and last ``--out`` itself:
-the main window with the panel and the map's layers.
+its related rows and attachments (a site photo added with the attachments editor), an edit in an
+edit session, Sync (answering the save question) against a server that deleted the edited
+feature, the conflict log, a sync that fails, and last Sign in… with a portal's built-in
+account (the browser played by a plain HTTP client filling the portal's sign-in form, the auth
+database's master password set in the throw-away profile) and Sign out while that portal holds
+the revoke request (the 'hold' fault, released once the signed-out screenshot exists). It saves
+``<name>_1_take_offline.png``, ``_1b_basemap.png`` (the basemap's estimate),
+``_2_feature_form.png``, ``_3_sync_conflict.png``, ``_4_conflict_log.png``,
+``_5_sync_failed.png``, ``_6_signed_in.png``, ``_7_signed_out.png`` (the panel signed out, the
+revoke still running in QGIS's task bar) next to ``--out``, and last ``--out`` itself: the main
+window with the panel and the map's layers. What went wrong is written to ``<name>.log``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,11 +50,21 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink(missing_ok=True)
 
     from tests.featureservice import seed
+    from tests.featureservice.oauth import DEFAULT_CLIENT_ID
     from tests.featureservice.server import ReferenceServer
 
+    user, password = "alice", "alice-secret"
+    signed_out_png = png.with_name(f"{png.stem}_7_signed_out.png")
     with tempfile.TemporaryDirectory(prefix="oms-screenshot-") as tmp:
         work = Path(tmp)
-        with ReferenceServer(work / "server", seed="demo") as server:
+        with (
+            ReferenceServer(work / "server", seed="demo") as server,
+            ReferenceServer(work / "portal", seed="demo", users={user: password}) as portal,
+        ):
+            # Signing out asks this portal to revoke the sign-in: it holds that request until
+            # the signed-out screenshot exists, so the screenshot shows whether QGIS waited.
+            release = threading.Event()
+            portal.inject_fault("oauth_revoke", "hold", release=release, seconds=60)
             folder = work / "Offline maps" / "Demo offline map"
             folder.parent.mkdir()
 
@@ -61,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             ini.write_text(
                 "[PythonPlugins]\n"
                 f"{PLUGIN_FOLDER_NAME}=true\n"
+                "[offline_map_sync]\n"
+                "plain_http_hosts=127.0.0.1\n"
+                "[auth]\n"
+                "password_helper_enabled=false\n"
                 "[qgis]\n"
                 "checkVersion=false\n"
                 "showTips=false\n"
@@ -80,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                     "OMS_SCREENSHOT_ADMIN": server.root_url + "/admin",
                     "OMS_SCREENSHOT_FORM": seed.POINT_NAMES[0],
                     "OMS_SCREENSHOT_CONFLICT": seed.POINT_NAMES[3],
+                    "OMS_SCREENSHOT_SIGN_IN_PORTAL": portal.portal_url,
+                    "OMS_SCREENSHOT_CLIENT_ID": DEFAULT_CLIENT_ID,
+                    "OMS_SCREENSHOT_USER": user,
+                    "OMS_SCREENSHOT_PASSWORD": password,
                     "PYTHONPATH": os.pathsep.join(
                         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
                     ),
@@ -118,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                     if png.exists() and png.stat().st_size > 0:
                         time.sleep(1)
                         break
+                    if signed_out_png.exists() and not release.is_set():
+                        release.set()
                     time.sleep(0.5)
                     exited = process.poll()
             finally:
@@ -128,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                     except subprocess.TimeoutExpired:
                         os.killpg(process.pid, signal.SIGKILL)
                         process.wait(20)
+                release.set()
+            if png.exists() and portal.oauth.refresh_token_count():
+                _note(png, "Signing out did not revoke the sign-in at the portal.")
             if not png.exists():
                 if exited is None:
                     print(f"No screenshot within {args.timeout:.0f} s.", file=sys.stderr)
@@ -141,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(png)
     return 0
+
+
+def _note(png: Path, text: str) -> None:
+    """Note what went wrong in ``<name>.log`` (its existence fails the screenshot test)."""
+    with open(png.with_suffix(".log"), "a", encoding="utf-8") as log:
+        log.write(text.rstrip("\n") + "\n")
 
 
 def _print_tail(title: str, path: Path, lines: int = 40) -> None:
@@ -173,8 +208,7 @@ def inside_qgis() -> None:
         except Exception:  # noqa: BLE001 (an error inside QGIS would vanish: note it)
             import traceback
 
-            with open(png.with_suffix(".log"), "a", encoding="utf-8") as log:
-                log.write(traceback.format_exc())
+            _note(png, traceback.format_exc())
         finish()
 
     window = iface.mainWindow()
@@ -352,7 +386,65 @@ def _walk(plugin, iface, png: Path) -> None:
     idle(dock)
     shot(window, "5_sync_failed")
 
+    _sign_in_and_out(dock, window, shot, png)
     panel_image.save(str(png), "PNG")
+
+
+def _sign_in_and_out(dock, window, shot, png: Path) -> None:
+    """Sign in… with the portal's built-in account, then Sign out while the portal holds the
+    revoke request: the panel must show "signed out" while the revoke still runs."""
+    from qgis.core import QgsApplication
+
+    from tests.form_browser import form_browser
+    from tests.gui_user import answering, click, process_events, type_into
+
+    env = os.environ
+    # The throw-away profile's auth database gets its master password here, so that QGIS
+    # never asks for one (a new profile has none yet).
+    if not QgsApplication.authManager().setMasterPassword("screenshot-master-password", True):
+        raise RuntimeError("The throw-away profile's auth database refused a master password.")
+    bar = dock.signInBar
+    bar.open_browser = form_browser(env["OMS_SCREENSHOT_USER"], env["OMS_SCREENSHOT_PASSWORD"])
+
+    def sign_in(dialog) -> None:
+        type_into(dialog.portalEdit, env["OMS_SCREENSHOT_SIGN_IN_PORTAL"])
+        type_into(dialog.clientIdEdit, env["OMS_SCREENSHOT_CLIENT_ID"])
+        click(dialog.signInButton)
+        deadline = time.monotonic() + 60
+        while dialog.isVisible() and time.monotonic() < deadline:
+            process_events(0.1)
+        if dialog.isVisible():  # the sign-in failed: say why, and close the dialog as a user
+            said = dialog.messageLabel.text()
+            click(dialog.cancelButton)  # stops waiting for the browser
+            process_events(1)
+            if dialog.isVisible():
+                click(dialog.cancelButton)
+            raise AssertionError(f"Signing in did not finish: {said}")
+
+    with answering(sign_in):
+        click(bar.signInButton)
+    if not bar.signOutButton.isVisible():
+        raise AssertionError(f"Not signed in after Sign in…: {bar.accountLabel.text()}")
+    shot(window, "6_signed_in")
+
+    def revoking() -> list:
+        return [
+            task
+            for task in QgsApplication.taskManager().activeTasks()
+            if task.description().startswith("Signing out")
+        ]
+
+    click(bar.signOutButton)
+    shot(window, "7_signed_out")  # the caller releases the portal's revoke once this exists
+    if bar.signOutButton.isVisible() or not revoking():
+        _note(
+            png,
+            "Signing out waited for the portal: when the panel showed "
+            f"{bar.accountLabel.text()!r}, the revoke was no longer running.",
+        )
+    deadline = time.monotonic() + 90
+    while revoking() and time.monotonic() < deadline:
+        process_events(0.1)
 
 
 def _site_photo(path: Path) -> None:
