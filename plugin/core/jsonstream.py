@@ -36,6 +36,9 @@ _DECODER = json.JSONDecoder()
 #: Attempts to decode several array elements at once that may fail before the reader stops
 #: trying (each failure costs a decode of up to a chunk: text built to mislead stays cheap).
 _BATCH_MISSES = 16
+#: Elements decoded together span about this many characters (a few dozen features): they are
+#: converted while they are still in the processor's cache.
+_BATCH_CHARS = 1 << 14
 
 
 def read_result(path: Union[str, Path]) -> tuple[dict, Iterator[Event]]:
@@ -215,7 +218,7 @@ class _Reader:
     def _last_element_end(self) -> int | None:
         """Just after the last ``}`` of the buffer that ``,`` and ``{`` follow (the end of an
         element of an array of objects, most likely), if one is found quickly."""
-        buf, cut = self.buf, len(self.buf)
+        buf, cut = self.buf, min(len(self.buf), self.pos + _BATCH_CHARS)
         for _ in range(8):
             cut = buf.rfind("}", self.pos, cut)
             if cut < 0:
