@@ -378,6 +378,25 @@ def test_cancel_between_polls_raises_cancelled(scripted):
     assert len(polls) == 3
 
 
+def test_a_job_is_looked_at_briskly_at_first_and_ever_less_often_as_it_runs():
+    """The pauses between looks at a job: the client's interval for the first two seconds
+    (a short job's end is noticed at once), then growing to 0.25 s, and past 10 s to a
+    fortieth of the job's age, at most 5 s (a long job costs the server few requests)."""
+    from plugin.core.rest import _next_pause
+
+    pauses, elapsed, pause = [], 0.0, 0.1
+    while elapsed < 600:
+        elapsed += pause
+        pauses.append((elapsed, pause))
+        pause = _next_pause(pause, elapsed, 0.25)
+    assert {p for t, p in pauses if t < 2.0} == {0.1}
+    assert 19 <= sum(1 for t, _p in pauses if t < 2.0) <= 20  # (sums of tenths round)
+    assert max(p for t, p in pauses if t < 10) == 0.25
+    assert all(later >= earlier for (_t, earlier), (_u, later) in zip(pauses, pauses[1:]))
+    assert pauses[-1][1] == 5.0
+    assert sum(1 for t, _p in pauses if t > 60) < 250  # ten minutes of job, few requests
+
+
 def test_expired_result_file_raises_service_error_with_404(scripted):
     with pytest.raises(ServiceError) as caught:
         fast_client().fetch_result(scripted.url + "/output/gone.json")
