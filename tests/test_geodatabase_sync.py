@@ -278,6 +278,31 @@ def test_download_only_sync_keeps_pending_fields_and_writes_the_others(gdb):
     assert report.layers[0].conflicts == 0
 
 
+def test_an_update_deleted_on_both_sides_is_no_conflict_and_restores_nothing_empty(gdb):
+    """The user edits a feature, the upload is prepared (or interrupted and replayed later),
+    then the user deletes the feature. Meanwhile another user deleted it on the server, which
+    rejects the update as not found. Both sides deleted it: nothing is lost, no conflict is
+    logged (restoring one would re-create an empty feature with no geometry), and the local
+    delete goes up at the next sync."""
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'edited offline' WHERE OBJECTID = 1")
+    snapshot = gdb.snapshot_upload()
+    conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
+    conn.close()
+    not_found = {"code": 1019, "description": "Feature not found."}
+    reply = [
+        {
+            "id": 0,
+            "updateResults": [{"globalId": gdb.gids[0], "success": False, "error": not_found}],
+        }
+    ]
+    report = commit(gdb, snapshot, reply)
+    assert gdb.conflicts() == [] and report.conflicts == 0
+    assert point(gdb, gdb.gids[0]) is None
+    assert pending(gdb) == [("Points", "delete", gdb.gids[0], [])]
+    assert [e.code for e in report.edit_errors] == [1019]  # still reported
+
+
 def test_download_only_sync_keeps_pending_deletes_adds_and_attachments(gdb):
     conn = writer(gdb)
     conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
