@@ -436,6 +436,31 @@ def test_restoring_a_server_deleted_row_re_inserts_it_as_an_add(gdb):
     assert pending(gdb)[0][:3] == ("Points", "add", gdb.gids[2])
 
 
+def test_a_conflict_logged_without_a_local_version_is_not_restored_as_an_empty_feature(gdb):
+    """Earlier versions logged an update that the server rejected as not found, of a feature
+    the user had deleted too, with no local version. Restoring it refuses with a message
+    (it would make an empty feature without geometry) and changes nothing; dismissing works."""
+    from plugin.core.conflicts import record_conflict
+
+    with gdb.conn:
+        record_conflict(
+            gdb.conn,
+            gdb.layer(0),
+            global_id=gdb.gids[0],
+            is_attachment=False,
+            local_op="update",
+            reason=ConflictReason.DELETED_ON_SERVER,
+            local_row=None,
+        )
+    (conflict,) = gdb.conflicts()
+    before = pending(gdb)
+    with pytest.raises(GeodatabaseError, match="no local version"):
+        gdb.restore_conflict(conflict.id)
+    assert gdb.conflicts() == [conflict] and pending(gdb) == before
+    gdb.dismiss_conflict(conflict.id)
+    assert gdb.conflicts() == []
+
+
 def test_failure_in_the_middle_of_applying_leaves_the_old_state(gdb):
     conn = writer(gdb)
     conn.execute("UPDATE Points SET name = 'pending' WHERE OBJECTID = 1")
