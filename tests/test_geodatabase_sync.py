@@ -278,6 +278,31 @@ def test_download_only_sync_keeps_pending_fields_and_writes_the_others(gdb):
     assert report.layers[0].conflicts == 0
 
 
+def test_an_update_deleted_on_both_sides_is_no_conflict_and_restores_nothing_empty(gdb):
+    """The user edits a feature, the upload is prepared (or interrupted and replayed later),
+    then the user deletes the feature. Meanwhile another user deleted it on the server, which
+    rejects the update as not found. Both sides deleted it: nothing is lost, no conflict is
+    logged (restoring one would re-create an empty feature with no geometry), and the local
+    delete goes up at the next sync."""
+    conn = writer(gdb)
+    conn.execute("UPDATE Points SET name = 'edited offline' WHERE OBJECTID = 1")
+    snapshot = gdb.snapshot_upload()
+    conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
+    conn.close()
+    not_found = {"code": 1019, "description": "Feature not found."}
+    reply = [
+        {
+            "id": 0,
+            "updateResults": [{"globalId": gdb.gids[0], "success": False, "error": not_found}],
+        }
+    ]
+    report = commit(gdb, snapshot, reply)
+    assert gdb.conflicts() == [] and report.conflicts == 0
+    assert point(gdb, gdb.gids[0]) is None
+    assert pending(gdb) == [("Points", "delete", gdb.gids[0], [])]
+    assert [e.code for e in report.edit_errors] == [1019]  # still reported
+
+
 def test_download_only_sync_keeps_pending_deletes_adds_and_attachments(gdb):
     conn = writer(gdb)
     conn.execute("DELETE FROM Points WHERE OBJECTID = 1")
@@ -409,6 +434,31 @@ def test_restoring_a_server_deleted_row_re_inserts_it_as_an_add(gdb):
     gdb.restore_conflict(conflict.id)
     assert point(gdb, gdb.gids[2], "name") == ("keep me",)
     assert pending(gdb)[0][:3] == ("Points", "add", gdb.gids[2])
+
+
+def test_a_conflict_logged_without_a_local_version_is_not_restored_as_an_empty_feature(gdb):
+    """Earlier versions logged an update that the server rejected as not found, of a feature
+    the user had deleted too, with no local version. Restoring it refuses with a message
+    (it would make an empty feature without geometry) and changes nothing; dismissing works."""
+    from plugin.core.conflicts import record_conflict
+
+    with gdb.conn:
+        record_conflict(
+            gdb.conn,
+            gdb.layer(0),
+            global_id=gdb.gids[0],
+            is_attachment=False,
+            local_op="update",
+            reason=ConflictReason.DELETED_ON_SERVER,
+            local_row=None,
+        )
+    (conflict,) = gdb.conflicts()
+    before = pending(gdb)
+    with pytest.raises(GeodatabaseError, match="no local version"):
+        gdb.restore_conflict(conflict.id)
+    assert gdb.conflicts() == [conflict] and pending(gdb) == before
+    gdb.dismiss_conflict(conflict.id)
+    assert gdb.conflicts() == []
 
 
 def test_failure_in_the_middle_of_applying_leaves_the_old_state(gdb):

@@ -621,6 +621,11 @@ class _Commit:
         local = self.preimages.get(key)
         if local is None and fid is not None:
             local = read_local_row(self.conn, layer, is_att, gid)
+        if local is None and code == NOT_FOUND_CODE:
+            # Deleted on the server, and here too since the upload was prepared: the local
+            # delete stands (it goes up next), nothing is lost and there is no version to keep.
+            self.clear_pending(table, None, gid, upto=upto)
+            return
         reason = (
             ConflictReason.DELETED_ON_SERVER
             if code == NOT_FOUND_CODE

@@ -138,6 +138,13 @@ def restore_conflict(
     """
     with transaction(conn):
         layer_id, gid, is_att, local_op, attributes, geometry = _load(conn, conflict_id)
+        if local_op != "delete" and attributes is None and geometry is None:
+            # Logged by an earlier version for a row already gone here: restoring would make
+            # an empty feature without geometry.
+            raise GeodatabaseError(
+                "This conflict holds no local version to restore (the feature had been deleted "
+                "here too). Dismiss it."
+            )
         layer = layers.get(layer_id)
         if layer is None:
             raise GeodatabaseError(f"The conflict refers to an unknown layer ({layer_id}).")
