@@ -10,6 +10,13 @@ import pytest
 from plugin.core.bulk_insert import pack_rtree
 
 
+@pytest.fixture
+def conn():
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    yield connection
+    connection.close()
+
+
 def _boxes(count: int, seed: int, spacing: int = 3) -> list[tuple]:
     """Points and small boxes, with coordinates that 32-bit floats cannot hold exactly."""
     rng = random.Random(seed)
@@ -26,8 +33,7 @@ def _boxes(count: int, seed: int, spacing: int = 3) -> list[tuple]:
 
 @pytest.mark.parametrize("spacing", [3, 1000], ids=["ids close together", "ids far apart"])
 @pytest.mark.parametrize("count", [1, 51, 52, 3000])
-def test_a_packed_spatial_index_holds_what_sqlite_inserts_and_stays_editable(count, spacing):
-    conn = sqlite3.connect(":memory:", isolation_level=None)
+def test_a_packed_spatial_index_holds_what_sqlite_inserts_and_stays_editable(conn, count, spacing):
     rows = _boxes(count, seed=count, spacing=spacing)
     conn.execute("CREATE TEMP TABLE boxes (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)")
     conn.executemany("INSERT INTO boxes VALUES (?, ?, ?, ?, ?)", rows)
@@ -64,8 +70,7 @@ def test_a_packed_spatial_index_holds_what_sqlite_inserts_and_stays_editable(cou
     )
 
 
-def test_only_an_empty_two_dimensional_float_index_is_packed():
-    conn = sqlite3.connect(":memory:", isolation_level=None)
+def test_only_an_empty_two_dimensional_float_index_is_packed(conn):
     conn.execute("CREATE TEMP TABLE boxes (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)")
     conn.execute("INSERT INTO boxes VALUES (1, 0, 1, 0, 1)")
     conn.execute("CREATE VIRTUAL TABLE cube USING rtree(id, x0, x1, y0, y1, z0, z1)")
