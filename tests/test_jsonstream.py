@@ -208,6 +208,37 @@ def test_memory_stays_flat_while_streaming_many_features(tmp_path):
     assert peak < size / 4, (peak, size)
 
 
+def test_memory_stays_flat_while_streaming_elements_larger_than_a_batch(tmp_path):
+    """Elements too large to be decoded together (big polygons, photos) are read one at a
+    time without the buffer growing with the file."""
+    path = tmp_path / "big_elements.json"
+    n, vertices = 500, 1500  # about 40 KB of text per feature, 13 MB in all
+    ring = [[round(i * 1.5, 3), round(i * 2.25, 3)] for i in range(vertices)]
+    with open(path, "w", encoding="utf-8") as out:
+        out.write('{"layers": [{"id": 0, "features": [')
+        for i in range(n):
+            out.write(
+                ("," if i else "")
+                + json.dumps({"attributes": {"i": i}, "geometry": {"rings": [ring]}})
+            )
+        out.write("]}]}")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        _header, events = read_result(path)
+        count = 0
+        for _layer_id, _section, item in events:
+            assert item["attributes"]["i"] == count
+            count += 1
+            del item
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == n
+    # the read buffer and an element or two, whatever the size of the file (13 MB here)
+    assert size > 10_000_000 and peak < 3_000_000, (peak, size)
+
+
 def test_a_hundred_thousand_features_stream_in_order(tmp_path):
     path = tmp_path / "huge.json"
     _write_large(path, 100_000)

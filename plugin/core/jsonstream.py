@@ -199,8 +199,8 @@ class _Reader:
         call, much faster than one by one (the decoder makes each key once per call)."""
         if self.peek() == "{" and self.batch_misses < _BATCH_MISSES:
             end = self._last_element_end()
-            if end is None and self.fill():  # the buffer ends inside its first element
-                end = self._last_element_end()
+            if end is None and len(self.buf) - self.pos < _BATCH_CHARS and self.fill():
+                end = self._last_element_end()  # the buffer ended inside its first element
             if end is not None:
                 text = "[" + self.buf[self.pos : end] + "]"
                 try:
@@ -216,8 +216,9 @@ class _Reader:
         return [self.value()]
 
     def _last_element_end(self) -> int | None:
-        """Just after the last ``}`` of the buffer that ``,`` and ``{`` follow (the end of an
-        element of an array of objects, most likely), if one is found quickly."""
+        """Just after the last ``}`` within :data:`_BATCH_CHARS` of the buffer that ``,`` and
+        ``{`` follow (the end of an element of an array of objects, most likely), if one is
+        found quickly."""
         buf, cut = self.buf, min(len(self.buf), self.pos + _BATCH_CHARS)
         for _ in range(8):
             cut = buf.rfind("}", self.pos, cut)
