@@ -185,22 +185,33 @@ def test_a_file_that_is_not_a_result_is_refused_immediately(tmp_path, content, m
         read_result(path)
 
 
+def _streamed_with_peak(path: Path, check) -> tuple[dict, int, int]:
+    """Read ``path`` to the end keeping no event (each goes to ``check(index, event)``):
+    ``(header, number of events, peak traced memory)``."""
+    tracemalloc.start()
+    try:
+        header, events = read_result(path)
+        count = 0
+        for event in events:
+            check(count, event)
+            count += 1
+            del event
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return header, count, peak
+
+
 def test_memory_stays_flat_while_streaming_many_features(tmp_path):
     path = tmp_path / "big.json"
     n = 20_000
     _write_large(path, n)
     size = path.stat().st_size
-    tracemalloc.start()
-    try:
-        header, events = read_result(path)
-        count = 0
-        for layer_id, section, item in events:
-            assert layer_id == 0 and section == "features"
-            count += 1
-            del item
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+
+    def check(_index, event):
+        assert event[:2] == (0, "features")
+
+    header, count, peak = _streamed_with_peak(path, check)
     assert count == n
     assert header["syncModel"] == "perReplica"
     assert header["replicaServerGen"] == 77
@@ -223,17 +234,11 @@ def test_memory_stays_flat_while_streaming_elements_larger_than_a_batch(tmp_path
             )
         out.write("]}]}")
     size = path.stat().st_size
-    tracemalloc.start()
-    try:
-        _header, events = read_result(path)
-        count = 0
-        for _layer_id, _section, item in events:
-            assert item["attributes"]["i"] == count
-            count += 1
-            del item
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+
+    def check(index, event):
+        assert event[2]["attributes"]["i"] == index
+
+    _header, count, peak = _streamed_with_peak(path, check)
     assert count == n
     # the read buffer and an element or two, whatever the size of the file (13 MB here)
     assert size > 10_000_000 and peak < 3_000_000, (peak, size)
