@@ -613,19 +613,18 @@ class _Commit:
         edit_error = _edit_error(layer, kind, gid, result, is_att)
         code, message = edit_error.code, edit_error.message
         c.edit_errors.append(edit_error)
-        if kind == "delete" and code == NOT_FOUND_CODE:
-            self.clear_pending(table, None, gid, upto=upto)  # gone on both sides: nothing lost
-            if not is_att and fid is None:
+        gone_here = kind == "delete" or (fid is None and self.preimages.get(key) is None)
+        if code == NOT_FOUND_CODE and gone_here:
+            # Gone on both sides (a delete, or an edit of a row deleted here too since the
+            # upload was prepared): nothing is lost, and a local delete still pending goes up
+            # next.
+            self.clear_pending(table, None, gid, upto=upto)
+            if kind == "delete" and not is_att and fid is None:
                 self.delete_attachments_of(layer, [gid])
             return
         local = self.preimages.get(key)
         if local is None and fid is not None:
             local = read_local_row(self.conn, layer, is_att, gid)
-        if local is None and code == NOT_FOUND_CODE:
-            # Deleted on the server, and here too since the upload was prepared: the local
-            # delete stands (it goes up next), nothing is lost and there is no version to keep.
-            self.clear_pending(table, None, gid, upto=upto)
-            return
         reason = (
             ConflictReason.DELETED_ON_SERVER
             if code == NOT_FOUND_CODE
