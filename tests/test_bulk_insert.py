@@ -189,3 +189,48 @@ def test_moved_rows_leave_the_spatial_index_right_and_tight(conn, how, spacing):
         after = dict(conn.execute("SELECT * FROM rtree_t_geom_rowid").fetchall())
         kept = sum(1 for fid, node in placed if after.get(fid) == node)
         assert kept >= len(placed) - 3 and len(after) == len(placed) - 1
+
+
+@pytest.mark.parametrize("damage", ["a node twice", "a missing node", "a cut node", "too deep"])
+def test_moved_rows_refit_nothing_from_an_index_that_is_not_a_tree(conn, damage):
+    """A damaged or hostile spatial index (an offline map may come from anyone) is not refitted:
+    no endless walk, no Python error; the index is written anew or SQLite reports it."""
+    rows = _boxes(3000, seed=3)
+    conn.execute("CREATE TABLE t (fid INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO t VALUES (?)", [r[:1] for r in rows])
+    conn.execute("CREATE VIRTUAL TABLE rtree_t_geom USING rtree(id, minx, maxx, miny, maxy)")
+    conn.execute("CREATE TEMP TABLE boxes (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)")
+    conn.executemany("INSERT INTO boxes VALUES (?, ?, ?, ?, ?)", rows)
+    assert pack_rtree(conn, "rtree_t_geom", "temp.boxes")
+    root = conn.execute("SELECT data FROM rtree_t_geom_node WHERE nodeno = 1").fetchone()[0]
+    first_child = struct.unpack_from(">q", root, 4)[0]
+    if damage == "a node twice":  # every cell of the root names its first child
+        count = struct.unpack_from(">H", root, 2)[0]
+        damaged = bytearray(root)
+        for i in range(count):
+            struct.pack_into(">q", damaged, 4 + 24 * i, first_child)
+        conn.execute("UPDATE rtree_t_geom_node SET data = ? WHERE nodeno = 1", (bytes(damaged),))
+    elif damage == "a missing node":
+        conn.execute("DELETE FROM rtree_t_geom_node WHERE nodeno = ?", (first_child,))
+    elif damage == "a cut node":
+        conn.execute(
+            "UPDATE rtree_t_geom_node SET data = substr(data, 1, 30) WHERE nodeno = ?",
+            (first_child,),
+        )
+    else:
+        conn.execute(
+            "UPDATE rtree_t_geom_node SET data = x'ffff' || substr(data, 3) WHERE nodeno = 1"
+        )
+    conn.execute("BEGIN")
+    moved = MovedRows(conn, "t", "fid", "geom")
+    shifted = [(r[0], r[1] + 1, r[2] + 1, r[3], r[4]) for r in rows]
+    for start in range(0, len(shifted), 1000):
+        batch = shifted[start : start + 1000]
+        moved.note(batch, [[r[0]] for r in batch])
+    try:
+        moved.finish()
+    except sqlite3.DatabaseError:
+        conn.execute("ROLLBACK")
+        return
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT rtreecheck('rtree_t_geom')").fetchone() == ("ok",)

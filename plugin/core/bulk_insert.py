@@ -342,10 +342,11 @@ class MovedRows:
         stretch the leaves (see ``REFIT_GROWTH``)."""
         conn = self.conn
         node_table = quote(self.rtree + "_node")
-        read = f"SELECT data FROM {node_table} WHERE nodeno = ?"
-        root = conn.execute(read, (1,)).fetchone()[0]
+        root = conn.execute(f"SELECT data FROM {node_table} WHERE nodeno = 1").fetchone()[0]
+        if not isinstance(root, bytes):
+            return False
         depth, count = _HEADER.unpack_from(root)
-        if count == 0:
+        if not 0 < count <= (len(root) - 4) // _CELL.size or depth > _MAX_DEPTH:
             return False
         # The extents in the index's byte order, 16 bytes a noted row.
         stored = array("f", bytes(16 * len(self._ids)))
@@ -382,6 +383,20 @@ class MovedRows:
         node_table = quote(self.rtree + "_node")
         read = f"SELECT data FROM {node_table} WHERE nodeno = ?"
         write = f"UPDATE {node_table} SET data = ? WHERE nodeno = ?"
+        visited = {1}
+
+        def child_node(nodeno: int) -> bytes:
+            """A node below another: its blob, if it is one (a damaged or hostile file may
+            name a missing node, or one twice, or a node too short for its cells)."""
+            found = None if nodeno in visited else conn.execute(read, (nodeno,)).fetchone()
+            visited.add(nodeno)
+            blob = found[0] if found else None
+            if not isinstance(blob, bytes) or len(blob) < _HEADER.size + _CELL.size:
+                raise _Unusable
+            if not 0 < _HEADER.unpack_from(blob)[1] <= (len(blob) - 4) // _CELL.size:
+                raise _Unusable
+            return blob
+
         high = low + len(at) - 1
         seen = bytearray(len(self._ids))
         changed: list[tuple[bytes, int]] = []
@@ -413,9 +428,7 @@ class MovedRows:
                 moved = False
                 for j in range(count):
                     child = _CELL_ID.unpack_from(cells, 24 * j)[0]
-                    child_bounds = visit(
-                        child, conn.execute(read, (child,)).fetchone()[0], level - 1
-                    )
+                    child_bounds = visit(child, child_node(child), level - 1)
                     if child_bounds is not None:
                         _BOUNDS.pack_into(cells, 24 * j + 8, *child_bounds)
                         moved = True
@@ -441,7 +454,10 @@ class MovedRows:
         conn.execute("SAVEPOINT oms_refit")
         kept = False
         try:
-            visit(1, root, depth)
+            try:
+                visit(1, root, depth)
+            except _Unusable:
+                return None  # rolled back below; the index is written anew then
             conn.executemany(write, changed)
             count, before, after, stretched = leaves
             kept = (
@@ -509,6 +525,13 @@ def _node_struct(cells: int) -> struct.Struct:
 
 
 _CELL_ID = struct.Struct(">q")
+_MAX_DEPTH = 40  # as SQLite's module allows (RTREE_MAX_DEPTH)
+
+
+class _Unusable(Exception):
+    """A spatial index's nodes are not a tree (a damaged or hostile file)."""
+
+
 _BOUNDS = struct.Struct(">4f")
 
 
