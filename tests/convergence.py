@@ -348,6 +348,7 @@ class LayerInfo:
     gid_field: str
     attachment_table: str | None
     fields: dict[str, FieldInfo]  # lower-case name -> editable field
+    fid_field: str = "OBJECTID"
 
     def field(self, name: str) -> FieldInfo | None:
         return self.fields.get(name.lower())
@@ -371,6 +372,7 @@ def layer_infos(layer_defs) -> dict[int, LayerInfo]:
             gid_field=layer.global_id_field,
             attachment_table=layer.attachment_table,
             fields=fields,
+            fid_field=layer.object_id_field,
         )
     return out
 
@@ -718,6 +720,47 @@ class Replica:
         finally:
             con.close()
         return state
+
+    def index_problems(self) -> list[str]:
+        """How each layer's spatial index differs from its rows' extents (GDAL's module
+        check, and every entry against the extent of its row's geometry)."""
+        from plugin.core.bulk_insert import envelope_row
+
+        problems = []
+        con = self.connect()
+        try:
+            for lid, info in self.infos.items():
+                if not info.geometry_column:
+                    continue
+                rtree = f"rtree_{info.table}_{info.geometry_column}"
+                check = con.execute(f'SELECT rtreecheck("{rtree}")').fetchone()[0]
+                if check != "ok":
+                    problems.append(f"replica {self.index} layer {lid}: index: {check[:200]}")
+                # What SQLite's module holds for the rows' extents (rounded as it rounds).
+                con.execute("CREATE VIRTUAL TABLE temp.expected USING rtree(id, a, b, c, d)")
+                boxes = (
+                    envelope_row(fid, blob)
+                    for fid, blob in con.execute(
+                        f'SELECT "{info.fid_field}", "{info.geometry_column}" FROM "{info.table}"'
+                    )
+                )
+                con.executemany(
+                    "INSERT INTO temp.expected VALUES (?, ?, ?, ?, ?)",
+                    [box for box in boxes if box is not None],
+                )
+                wrong = con.execute(
+                    f'SELECT count(*) FROM (SELECT * FROM "{rtree}" EXCEPT SELECT * FROM'
+                    f" temp.expected UNION ALL SELECT * FROM temp.expected EXCEPT"
+                    f' SELECT * FROM "{rtree}")'
+                ).fetchone()[0]
+                con.execute("DROP TABLE temp.expected")
+                if wrong:
+                    problems.append(
+                        f"replica {self.index} layer {lid}: {wrong} index entries wrong"
+                    )
+        finally:
+            con.close()
+        return problems
 
     def bookkeeping(self) -> tuple[bool, bool, list]:
         """(has pending edits, has an unfinished upload, conflicts)."""
@@ -1693,6 +1736,7 @@ class Stress:
             state = replica.state()
             dups += state.duplicates
             divergences += self._compare("service", service, f"replica {replica.index}", state)
+            divergences += replica.index_problems()
             pending, unfinished, replica_conflicts = replica.bookkeeping()
             if pending:
                 divergences.append(f"replica {replica.index} still has pending edits")

@@ -14,6 +14,7 @@ import math
 import re
 import sqlite3
 import struct
+import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from functools import cache
@@ -177,18 +178,29 @@ def _replace_boxes(conn, rtree: str, boxes: list, fids: list) -> None:
 
 class MovedRows:
     """Rows of one table whose geometry :func:`update_rows` changed, with their new extents;
-    :meth:`finish` brings their spatial-index entries up to date: when they are a large part of
-    the table the index is written anew, packed (much faster than replacing most of its entries
-    one by one), otherwise their entries are replaced.
+    :meth:`finish` brings their spatial-index entries up to date, one of three ways:
 
-    The extents are noted in a temporary table (a million of them take no Python memory). A
-    noted row deleted later in the same transaction is forgotten (a temporary trigger): GDAL's
-    own triggers keep the index right for the rows written other ways. Until :meth:`finish`
-    the index misses the noted moves; everything runs in the caller's transaction.
+    - a few rows moved (under ``REBUILD_SHARE`` of the index's entries): their entries are
+      replaced through SQLite's R*Tree module, which finds each a place;
+    - many moved, and the tree's shape still suits them (features moved a little, or a whole
+      area shifted): their entries are changed where they are and the bounds above them
+      worked out again (a refit). Nothing is sorted, and which node holds which row stays;
+    - many moved, far enough to stretch the tree's leaves: the index is written anew, packed.
+
+    The extents are kept as the index stores them (32-bit floats rounded outwards): 24 bytes a
+    row. A noted row deleted later in the same transaction is forgotten (a temporary trigger
+    lists the deleted rows): GDAL's own triggers keep the index right for the rows written
+    other ways. Until :meth:`finish` the index misses the noted moves; everything runs in the
+    caller's transaction.
     """
 
-    #: Written anew when at least this share of the index's entries moved.
+    #: Refitted or written anew when at least this share of the index's entries moved.
     REBUILD_SHARE = 0.25
+    #: A refit is given up (the index is written anew) if it makes the leaves' bounds, summed
+    #: as half-perimeters, grow by more than this share, or ...
+    REFIT_GROWTH = 0.1
+    #: ... if it stretches more than this share of the leaves to over twice their size.
+    STRETCHED_LEAVES = 0.01
 
     def __init__(
         self, conn: sqlite3.Connection, table: str, fid_column: str, geometry_column: str
@@ -197,44 +209,108 @@ class MovedRows:
         self.table = table
         self.fid_column = fid_column
         self.rtree = rtree_name(table, geometry_column)
-        self._name = "oms_moved_" + table
-        self._noted = f"temp.{quote(self._name)}"
+        self._gone = "oms_gone_" + table  # rows deleted since they were noted
+        self._noted = f"temp.{quote('oms_moved_' + table)}"
+        self._ids = array("q")
+        # minx, maxx, miny, maxy of each noted row (NaN: no extent), as the index stores them
+        self._coords = tuple(array("f") for _ in range(4))
+        self._shapeless = bytearray()  # 1 for each noted row without an extent
         self._created = False
 
     def note(self, boxes: list[tuple | None], rows: list[list]) -> None:
         """``rows`` (``[..., fid]``) now have the extents ``boxes`` (:func:`envelope_row`;
         None: no extent)."""
+        if not rows:
+            return
         conn = self.conn
+        gone = quote(self._gone)
         if not self._created:
+            conn.execute(f"CREATE TEMP TABLE {gone} (id INTEGER PRIMARY KEY)")
             conn.execute(
-                f"CREATE TEMP TABLE {quote(self._name)}"
-                " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
-            )
-            conn.execute(
-                f"CREATE TEMP TRIGGER {quote(self._name + '_deleted')}"
+                f"CREATE TEMP TRIGGER {quote(self._gone + '_deleted')}"
                 f" AFTER DELETE ON main.{quote(self.table)}"
                 # (no schema names inside a trigger; a temporary table is found first)
-                f" BEGIN DELETE FROM {quote(self._name)} WHERE id = OLD.{quote(self.fid_column)};"
-                " END"
+                f" BEGIN INSERT OR IGNORE INTO {gone} VALUES (OLD.{quote(self.fid_column)}); END"
             )
             self._created = True
-        conn.executemany(
-            f"INSERT OR REPLACE INTO {self._noted} VALUES (?, ?, ?, ?, ?)",
-            [
-                box if box is not None else (row[-1], None, None, None, None)
-                for box, row in zip(boxes, rows)
-            ],
-        )
+        fids = [row[-1] for row in rows]
+        if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {gone})").fetchone()[0]:
+            # A row deleted and added again under its fid counts from its latest note.
+            conn.executemany(f"DELETE FROM {gone} WHERE id = ?", [(fid,) for fid in fids])
+        if None in boxes:
+            nan = (None, math.nan, math.nan, math.nan, math.nan)
+            boxes = [nan if box is None else box for box in boxes]
+            self._shapeless.extend(box is nan for box in boxes)
+        else:
+            self._shapeless.extend(bytes(len(boxes)))
+        _ids, minx, maxx, miny, maxy = zip(*boxes)
+        self._ids.extend(fids)
+        for coords, rounded in zip(
+            self._coords, (_f32_down(minx), _f32_up(maxx), _f32_down(miny), _f32_up(maxy))
+        ):
+            coords.extend(rounded)
 
     def finish(self) -> None:
         if not self._created:
             return
+        try:
+            self._update_index()
+        finally:
+            self.conn.execute(f"DROP TRIGGER {quote(self._gone + '_deleted')}")
+            self.conn.execute(f"DROP TABLE temp.{quote(self._gone)}")
+            self.conn.execute(f"DROP TABLE IF EXISTS {self._noted}")
+            self._ids, self._shapeless = array("q"), bytearray()
+            self._coords = tuple(array("f") for _ in range(4))
+            self._created = False
+
+    def _latest(self) -> tuple[int, array] | None:
+        """``(low, at)``: ``at[fid - low]`` is where the extent of row ``fid`` that counts is
+        in the noted arrays (its latest note), -1 where none counts (never noted, or deleted
+        since). None when the fids are too far apart for an array."""
+        ids = self._ids
+        low, high = min(ids), max(ids)
+        if high - low >= 4 * len(ids):
+            return None
+        at = array("i", [-1]) * (high - low + 1)
+        for position, fid in enumerate(ids):
+            at[fid - low] = position
+        for (fid,) in self.conn.execute(f"SELECT id FROM temp.{quote(self._gone)}"):
+            if low <= fid <= high:
+                at[fid - low] = -1
+        return low, at
+
+    def _fill_noted(self, entries) -> None:
+        """The extents that count, in a temporary table (NaN is stored as NULL: no extent)."""
+        self.conn.execute(
+            f"CREATE TEMP TABLE {quote('oms_moved_' + self.table)}"
+            " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
+        )
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO {self._noted} VALUES (?, ?, ?, ?, ?)", entries
+        )
+
+    def _update_index(self) -> None:
         conn = self.conn
+        box = self._box
         rtree = quote(self.rtree)
-        moved = conn.execute(f"SELECT count(*) FROM {self._noted}").fetchone()[0]
         total = conn.execute(f"SELECT count(*) FROM {quote(self.rtree + '_rowid')}").fetchone()[0]
         node_size = _packable(conn, self.rtree)
-        if node_size is not None and moved >= self.REBUILD_SHARE * total:
+        latest = self._latest()
+        if latest is None:  # every note, in order (the latest stays), less the deleted rows
+            self._fill_noted((fid, *box(i)) for i, fid in enumerate(self._ids))
+            conn.execute(
+                f"DELETE FROM {self._noted} WHERE id IN (SELECT id FROM temp.{quote(self._gone)})"
+            )
+            moved = conn.execute(f"SELECT count(*) FROM {self._noted}").fetchone()[0]
+            many = node_size is not None and moved >= self.REBUILD_SHARE * total
+        else:
+            low, at = latest
+            moved = len(at) - at.count(-1)
+            many = node_size is not None and moved >= self.REBUILD_SHARE * total
+            if many and self._refit(low, at, moved):
+                return
+            self._fill_noted((low + k, *box(i)) for k, i in enumerate(at) if i >= 0)
+        if many:
             # The entries of the rows that did not move join the noted ones, and the index is
             # written anew from all of them.
             conn.execute(
@@ -254,9 +330,145 @@ class MovedRows:
             conn.execute(
                 f"INSERT OR REPLACE INTO {rtree} SELECT * FROM {self._noted} WHERE minx IS NOT NULL"
             )
-        conn.execute(f"DROP TRIGGER {quote(self._name + '_deleted')}")
-        conn.execute(f"DROP TABLE {self._noted}")
-        self._created = False
+
+    def _box(self, i: int) -> tuple[float, float, float, float]:
+        """The extent noted ``i``-th (NaNs: none)."""
+        minx, maxx, miny, maxy = self._coords
+        return minx[i], maxx[i], miny[i], maxy[i]
+
+    def _refit(self, low: int, at: array, moved: int) -> bool:
+        """Change the moved rows' entries where they are in the index and work out the bounds
+        above them again, in one pass down the tree; False (nothing changed) if that would
+        stretch the leaves (see ``REFIT_GROWTH``)."""
+        conn = self.conn
+        node_table = quote(self.rtree + "_node")
+        root = conn.execute(f"SELECT data FROM {node_table} WHERE nodeno = 1").fetchone()[0]
+        if not isinstance(root, bytes):
+            return False
+        depth, count = _HEADER.unpack_from(root)
+        if not 0 < count <= (len(root) - 4) // _CELL.size or depth > _MAX_DEPTH:
+            return False
+        # The extents in the index's byte order, 16 bytes a noted row.
+        stored = array("f", bytes(16 * len(self._ids)))
+        for k, coords in enumerate(self._coords):
+            stored[k::4] = coords
+        if sys.byteorder == "little":
+            stored.byteswap()
+        seen = self._refit_nodes(low, at, root, depth, memoryview(stored).cast("B"))
+        del stored
+        if seen is None:
+            return False
+        # Rows left without a shape leave the index; rows that had no entry join it.
+        lost, new = [], []
+        if seen.count(1) < moved or any(self._shapeless):
+            for k, i in enumerate(at):
+                if i < 0:
+                    continue
+                if self._shapeless[i]:
+                    lost.append((low + k,))
+                elif not seen[i]:
+                    new.append((low + k, *self._box(i)))
+        rtree = quote(self.rtree)
+        conn.executemany(f"DELETE FROM {rtree} WHERE id = ?", lost)
+        conn.executemany(f"INSERT INTO {rtree} VALUES (?, ?, ?, ?, ?)", new)
+        return True
+
+    def _refit_nodes(
+        self, low: int, at: array, root: bytes, depth: int, stored
+    ) -> bytearray | None:
+        """:meth:`_refit` with the noted extents as the index stores them (``stored``: 16
+        bytes a noted row): which noted rows the index had entries for (1 each), or None when
+        the refit was given up."""
+        conn = self.conn
+        node_table = quote(self.rtree + "_node")
+        read = f"SELECT data FROM {node_table} WHERE nodeno = ?"
+        write = f"UPDATE {node_table} SET data = ? WHERE nodeno = ?"
+        visited = {1}
+
+        def child_node(nodeno: int) -> bytes:
+            """A node below another: its blob, if it is one (a damaged or hostile file may
+            name a missing node, or one twice, or a node too short for its cells)."""
+            found = None if nodeno in visited else conn.execute(read, (nodeno,)).fetchone()
+            visited.add(nodeno)
+            blob = found[0] if found else None
+            if not isinstance(blob, bytes) or len(blob) < _HEADER.size + _CELL.size:
+                raise _Unusable
+            if not 0 < _HEADER.unpack_from(blob)[1] <= (len(blob) - 4) // _CELL.size:
+                raise _Unusable
+            return blob
+
+        high = low + len(at) - 1
+        seen = bytearray(len(self._ids))
+        changed: list[tuple[bytes, int]] = []
+        leaves = [0, 0.0, 0.0, 0]  # leaves, their half-perimeters before and after, stretched
+        bounds = _node_bounds(root)
+        slack = (bounds[1] - bounds[0] + bounds[3] - bounds[2]) * 1e-6
+
+        def visit(nodeno: int, blob: bytes, level: int) -> tuple | None:
+            """The node's new bounds (None: unchanged); the node is written again if changed."""
+            count = _HEADER.unpack_from(blob)[1]
+            end = 4 + count * _CELL.size
+            if level == 0:
+                ids = _cell_ids(count).unpack_from(blob, 4)
+                where = [at[fid - low] if low <= fid <= high else -1 for fid in ids]
+                if max(where) < 0:
+                    return None
+                parts = []
+                start = 4
+                for i in where:
+                    if i >= 0:
+                        seen[i] = 1
+                        parts += (blob[start : start + 8], stored[16 * i : 16 * i + 16])
+                    else:
+                        parts.append(blob[start : start + 24])
+                    start += 24
+                cells = b"".join(parts)
+            else:
+                cells = bytearray(blob[4:end])
+                moved = False
+                for j in range(count):
+                    child = _CELL_ID.unpack_from(cells, 24 * j)[0]
+                    child_bounds = visit(child, child_node(child), level - 1)
+                    if child_bounds is not None:
+                        _BOUNDS.pack_into(cells, 24 * j + 8, *child_bounds)
+                        moved = True
+                if not moved:
+                    return None
+            new = blob[:4] + cells + blob[end:]
+            new_bounds = _node_bounds(new)
+            if level == 0:
+                old_bounds = _node_bounds(blob)
+                before = old_bounds[1] - old_bounds[0] + old_bounds[3] - old_bounds[2]
+                after = new_bounds[1] - new_bounds[0] + new_bounds[3] - new_bounds[2]
+                leaves[0] += 1
+                leaves[1] += before
+                leaves[2] += after
+                if after > 2 * before + slack:
+                    leaves[3] += 1
+            changed.append((new, nodeno))
+            if len(changed) >= 256:
+                conn.executemany(write, changed)
+                changed.clear()
+            return new_bounds
+
+        conn.execute("SAVEPOINT oms_refit")
+        kept = False
+        try:
+            try:
+                visit(1, root, depth)
+            except _Unusable:
+                return None  # rolled back below; the index is written anew then
+            conn.executemany(write, changed)
+            count, before, after, stretched = leaves
+            kept = (
+                after <= before * (1 + self.REFIT_GROWTH) + slack
+                and stretched <= self.STRETCHED_LEAVES * count
+            )
+        finally:
+            if not kept:
+                conn.execute("ROLLBACK TO oms_refit")
+            conn.execute("RELEASE oms_refit")
+        return seen if kept else None
 
 
 # -- a packed spatial index ----------------------------------------------------------------------
@@ -310,6 +522,35 @@ def _f32_up(values: Sequence[float]) -> list[float]:
 def _node_struct(cells: int) -> struct.Struct:
     """A node's header and ``cells`` cells (the rest of the node is zeros)."""
     return struct.Struct(">HH" + "q4f" * cells)
+
+
+_CELL_ID = struct.Struct(">q")
+_MAX_DEPTH = 40  # as SQLite's module allows (RTREE_MAX_DEPTH)
+
+
+class _Unusable(Exception):
+    """A spatial index's nodes are not a tree (a damaged or hostile file)."""
+
+
+_BOUNDS = struct.Struct(">4f")
+
+
+@cache
+def _cell_ids(cells: int) -> struct.Struct:
+    """The ids of a node's ``cells`` cells (after its header)."""
+    return struct.Struct(">" + "q16x" * cells)
+
+
+@cache
+def _cell_boxes(cells: int) -> struct.Struct:
+    """The coordinates of a node's ``cells`` cells (after its header)."""
+    return struct.Struct(">" + "8x4f" * cells)
+
+
+def _node_bounds(blob: bytes) -> tuple[float, float, float, float]:
+    """``(minx, maxx, miny, maxy)`` of a node's cells (a node has one at least)."""
+    coords = _cell_boxes(_HEADER.unpack_from(blob)[1]).unpack_from(blob, _HEADER.size)
+    return min(coords[0::4]), max(coords[1::4]), min(coords[2::4]), max(coords[3::4])
 
 
 def _even_chunks(items: list, count: int) -> Iterator[list]:
