@@ -196,10 +196,13 @@ class MovedRows:
 
     #: Refitted or written anew when at least this share of the index's entries moved.
     REBUILD_SHARE = 0.25
-    #: A refit is given up (the index is written anew) if it makes the leaves' bounds, summed
-    #: as half-perimeters, grow by more than this share, or ...
-    REFIT_GROWTH = 0.1
-    #: ... if it stretches more than this share of the leaves to over twice their size.
+    #: A refit is given up (the index is written anew) if the leaves then overlap: their areas,
+    #: summed, above this share of the areas of the nodes right above them (a packed index:
+    #: about 0.75; one built by SQLite's inserts: about 0.8). It does not depend on earlier
+    #: refits: features moving a little at every sync do not wear the index down. Or ...
+    REFIT_OVERLAP = 1.0
+    #: ... if it stretches more than this share of the changed leaves to over twice their size
+    #: (half-perimeter): a few features moved far.
     STRETCHED_LEAVES = 0.01
 
     def __init__(
@@ -339,7 +342,7 @@ class MovedRows:
     def _refit(self, low: int, at: array, moved: int) -> bool:
         """Change the moved rows' entries where they are in the index and work out the bounds
         above them again, in one pass down the tree; False (nothing changed) if that would
-        stretch the leaves (see ``REFIT_GROWTH``)."""
+        stretch the leaves (see ``REFIT_OVERLAP``)."""
         conn = self.conn
         node_table = quote(self.rtree + "_node")
         root = conn.execute(f"SELECT data FROM {node_table} WHERE nodeno = 1").fetchone()[0]
@@ -400,19 +403,24 @@ class MovedRows:
         high = low + len(at) - 1
         seen = bytearray(len(self._ids))
         changed: list[tuple[bytes, int]] = []
-        leaves = [0, 0.0, 0.0, 0]  # leaves, their half-perimeters before and after, stretched
-        bounds = _node_bounds(root)
-        slack = (bounds[1] - bounds[0] + bounds[3] - bounds[2]) * 1e-6
+        # changed leaves; areas of all leaves and of the nodes right above them; stretched leaves
+        sums = [0, 0.0, 0.0, 0]
+        slack = half_perimeter(_node_bounds(root)) * 1e-6  # (points and lines have no area)
 
-        def visit(nodeno: int, blob: bytes, level: int) -> tuple | None:
-            """The node's new bounds (None: unchanged); the node is written again if changed."""
+        def area(bounds: tuple) -> float:
+            return (bounds[1] - bounds[0] + slack) * (bounds[3] - bounds[2] + slack)
+
+        def visit(nodeno: int, blob: bytes, level: int) -> tuple[tuple, bool]:
+            """The node's bounds, and whether they changed (the node is written again then)."""
             count = _HEADER.unpack_from(blob)[1]
             end = 4 + count * _CELL.size
             if level == 0:
                 ids = _cell_ids(count).unpack_from(blob, 4)
                 where = [at[fid - low] if low <= fid <= high else -1 for fid in ids]
                 if max(where) < 0:
-                    return None
+                    bounds = _node_bounds(blob)
+                    sums[1] += area(bounds)
+                    return bounds, False
                 parts = []
                 start = 4
                 for i in where:
@@ -422,34 +430,32 @@ class MovedRows:
                     else:
                         parts.append(blob[start : start + 24])
                     start += 24
-                cells = b"".join(parts)
+                new = blob[:4] + b"".join(parts) + blob[end:]
+                bounds, old = _node_bounds(new), _node_bounds(blob)
+                sums[0] += 1
+                sums[1] += area(bounds)
+                if half_perimeter(bounds) > 2 * half_perimeter(old) + slack:
+                    sums[3] += 1
             else:
                 cells = bytearray(blob[4:end])
                 moved = False
                 for j in range(count):
                     child = _CELL_ID.unpack_from(cells, 24 * j)[0]
-                    child_bounds = visit(child, child_node(child), level - 1)
-                    if child_bounds is not None:
+                    child_bounds, child_moved = visit(child, child_node(child), level - 1)
+                    if child_moved:
                         _BOUNDS.pack_into(cells, 24 * j + 8, *child_bounds)
                         moved = True
+                new = blob[:4] + cells + blob[end:] if moved else blob
+                bounds = _node_bounds(new)
+                if level == 1:
+                    sums[2] += area(bounds)
                 if not moved:
-                    return None
-            new = blob[:4] + cells + blob[end:]
-            new_bounds = _node_bounds(new)
-            if level == 0:
-                old_bounds = _node_bounds(blob)
-                before = old_bounds[1] - old_bounds[0] + old_bounds[3] - old_bounds[2]
-                after = new_bounds[1] - new_bounds[0] + new_bounds[3] - new_bounds[2]
-                leaves[0] += 1
-                leaves[1] += before
-                leaves[2] += after
-                if after > 2 * before + slack:
-                    leaves[3] += 1
+                    return bounds, False
             changed.append((new, nodeno))
             if len(changed) >= 256:
                 conn.executemany(write, changed)
                 changed.clear()
-            return new_bounds
+            return bounds, True
 
         conn.execute("SAVEPOINT oms_refit")
         kept = False
@@ -459,10 +465,9 @@ class MovedRows:
             except _Unusable:
                 return None  # rolled back below; the index is written anew then
             conn.executemany(write, changed)
-            count, before, after, stretched = leaves
-            kept = (
-                after <= before * (1 + self.REFIT_GROWTH) + slack
-                and stretched <= self.STRETCHED_LEAVES * count
+            moved_leaves, leaf_area, parent_area, stretched = sums
+            kept = stretched <= self.STRETCHED_LEAVES * moved_leaves and (
+                depth == 0 or leaf_area <= self.REFIT_OVERLAP * parent_area
             )
         finally:
             if not kept:
@@ -545,6 +550,11 @@ def _cell_ids(cells: int) -> struct.Struct:
 def _cell_boxes(cells: int) -> struct.Struct:
     """The coordinates of a node's ``cells`` cells (after its header)."""
     return struct.Struct(">" + "8x4f" * cells)
+
+
+def half_perimeter(bounds: tuple[float, float, float, float]) -> float:
+    """Width plus height of ``(minx, maxx, miny, maxy)``."""
+    return bounds[1] - bounds[0] + bounds[3] - bounds[2]
 
 
 def _node_bounds(blob: bytes) -> tuple[float, float, float, float]:

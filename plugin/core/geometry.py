@@ -194,9 +194,6 @@ def esri_to_gpkg(
     with ``curvePaths``/``curveRings`` is read from those, not from any densified
     ``paths``/``rings`` that come with it.
     """
-    if geom is None:
-        return None
-    _check_esri_geometry(geom)
     return geometry_encoder(geometry_type, srs_id, has_z, has_m, true_curves)(geom)
 
 

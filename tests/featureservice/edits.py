@@ -134,15 +134,10 @@ def row_to_feature(
     with_geometry: bool = True,
     project=None,
 ) -> dict:
-    """A stored row as an Esri JSON feature; `project` maps the geometry to the output reference."""
-    names = out_fields if out_fields is not None else layer.field_names()
-    feature: dict[str, Any] = {"attributes": {n: row[n] for n in names}}
-    if with_geometry and not layer.is_table:
-        geometry = json.loads(row["_geom"]) if row["_geom"] else None
-        if geometry is not None and project is not None:
-            geometry = project(geometry)
-        feature["geometry"] = geometry
-    return feature
+    """A stored row as an Esri JSON feature; `project` maps the geometry to the output reference.
+    (:func:`feature_writer`'s text, read back: one rendering of a row.)"""
+    write = feature_writer(layer, project, names=out_fields, with_geometry=with_geometry)
+    return json.loads(write(row))
 
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -156,9 +151,9 @@ def feature_writer(
     with_geometry: bool = True,
     densify: bool = False,
 ) -> Callable[[sqlite3.Row], RawJSON]:
-    """``row -> JSON text`` of the feature :func:`row_to_feature` gives, made faster for answers
-    of many rows: field names looked up once, the stored geometry text copied as it is unless
-    it changes: projected by ``project``, or (``densify``) its true curves made chords."""
+    """``row -> JSON text`` of a stored row as an Esri JSON feature, fast for answers of many
+    rows: field names looked up once, the stored geometry text copied as it is unless it
+    changes: projected by ``project``, or (``densify``) its true curves made chords."""
     names = layer.field_names() if names is None else names
     with_geometry = with_geometry and not layer.is_table
     # Columns by position (a look-up by name searches the row's names): the rows are all of
