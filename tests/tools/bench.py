@@ -18,7 +18,11 @@ from the server job's end to the client noticing it). Cases:
 - download and apply N server changes: this plugin, and ``ogr2ogr -upsert`` of the same changed
   rows (typed the same way) into a copy of our GeoPackage (tracking triggers dropped, GlobalID
   made unique so the upsert finds the rows);
-- upload 10,000 mixed local edits (attribute and geometry updates, adds, deletes).
+- upload 10,000 mixed local edits (attribute and geometry updates, adds, deletes);
+- read in QGIS (largest size, beside ``ogr2ogr``'s GeoPackage): our geodatabase after the last
+  download, opened, drawn whole, drawn in 40 small windows, 1,000 attribute edits and 1,000
+  moves saved (``open_s``, ``draw_s``, ``draw_windows_s``, ``edit_s``; ``wall_s`` is their sum,
+  QGIS's start-up apart): the geodatabase must stay what QGIS reads fastest.
 
 ``ogr2ogr``'s warnings are kept (``warnings``: their count; ``warning_lines``: the first few).
 
@@ -146,10 +150,80 @@ def _child_qgis_package(args: dict) -> dict:
     }
 
 
+def _child_qgis_read(args: dict) -> dict:
+    """What a QGIS user does with a GeoPackage layer: open it, draw it whole, draw 40 small
+    windows (the spatial index at work), edit 1,000 features' attributes and move 1,000 others
+    and save. Seconds of each step, QGIS's start-up apart."""
+    started = time.perf_counter()
+    from qgis.core import (
+        QgsApplication,
+        QgsGeometry,
+        QgsMapRendererSequentialJob,
+        QgsMapSettings,
+        QgsPointXY,
+        QgsRectangle,
+        QgsVectorLayer,
+    )
+    from qgis.PyQt.QtCore import QSize
+
+    QgsApplication.setPrefixPath("/usr", True)
+    app = QgsApplication([], False)
+    app.initQgis()
+    ready = time.perf_counter()
+    layer = QgsVectorLayer(f"{args['path']}|layername={args['layer']}", "read", "ogr")
+    if not layer.isValid():
+        raise SystemExit(f"QGIS could not open {args['path']}")
+    count, extent = layer.featureCount(), layer.extent()
+    opened = time.perf_counter()
+
+    def draw(rect: QgsRectangle, pixels: int) -> None:
+        settings = QgsMapSettings()
+        settings.setLayers([layer])
+        settings.setDestinationCrs(layer.crs())
+        settings.setExtent(rect)
+        settings.setOutputSize(QSize(pixels, pixels))
+        job = QgsMapRendererSequentialJob(settings)
+        job.start()
+        job.waitForFinished()
+
+    draw(extent, 1000)
+    drawn = time.perf_counter()
+    rng = random.Random(3)
+    width, height = extent.width() / 50, extent.height() / 50
+    for _ in range(40):
+        x = extent.xMinimum() + rng.random() * (extent.width() - width)
+        y = extent.yMinimum() + rng.random() * (extent.height() - height)
+        draw(QgsRectangle(x, y, x + width, y + height), 256)
+    zoomed = time.perf_counter()
+    fids = sorted(f.id() for f in layer.getFeatures())[: 2 * args["edits"]]
+    note = layer.fields().indexOf("note")
+    layer.startEditing()
+    for fid in fids[: args["edits"]]:
+        layer.changeAttributeValue(fid, note, f"edited in QGIS {fid}")
+    for feature in layer.getFeatures(fids[args["edits"] :]):
+        point = feature.geometry().asPoint()
+        layer.changeGeometry(
+            feature.id(), QgsGeometry.fromPointXY(QgsPointXY(point.x() + 5, point.y() + 5))
+        )
+    if not layer.commitChanges():
+        raise SystemExit(f"QGIS could not save the edits: {layer.commitErrors()}")
+    edited = time.perf_counter()
+    return {
+        "rows": count,
+        "qgis_startup_s": round(ready - started, 2),
+        "open_s": round(opened - ready, 3),
+        "draw_s": round(drawn - opened, 3),
+        "draw_windows_s": round(zoomed - drawn, 3),
+        "edit_s": round(edited - zoomed, 3),
+        "export_s": round(edited - ready, 2),
+    }
+
+
 CHILDREN = {
     "plugin-offline": _child_plugin_offline,
     "sync": _child_sync,
     "qgis-package": _child_qgis_package,
+    "qgis-read": _child_qgis_read,
 }
 
 
@@ -286,10 +360,22 @@ def summarize(runs: list[dict]) -> dict:
     for key in ("peak_mb", "server_peak_mb"):
         values = [r[key] for r in runs if r.get(key) is not None]
         row[key] = max(values) if values else None
-    for key in ("client_s", "server_s", "export_s", "qgis_startup_s"):
+    for key in (
+        "client_s",
+        "server_s",
+        "export_s",
+        "qgis_startup_s",
+        "open_s",
+        "draw_s",
+        "draw_windows_s",
+        "edit_s",
+    ):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
-            row[key] = round(statistics.median(values), 2)
+            row[key] = round(
+                statistics.median(values),
+                3 if key.endswith(("open_s", "draw_s", "windows_s", "edit_s")) else 2,
+            )
     if "export_s" in row:  # QGIS: the export alone; start-up is reported apart
         walls = [r["export_s"] for r in runs]
         row["process_wall_s"] = row["wall_s"]
@@ -554,6 +640,23 @@ def run(
                 record(
                     "download and apply", "ogr2ogr -upsert (query)", size, "typed, indexed", upserts
                 )
+            if ogr and size == max(sizes) and not skip_qgis:
+                # The GeoPackages as a QGIS user then reads and edits them: ours after the last
+                # download (its spatial index refitted), and GDAL's own, side by side.
+                reads: dict[str, list] = {ours: [], "ogr2ogr (query)": []}
+                for _ in range(runs):
+                    for tool, path in (
+                        (ours, next(folder.glob("*.gpkg"))),
+                        ("ogr2ogr (query)", work / f"ogr2ogr-{size}.gpkg"),
+                    ):
+                        argv = child_argv(
+                            "qgis-read", path=str(path), layer="LargePoints", edits=1000
+                        )
+                        reads[tool].append(measure(argv, None))
+                for tool, results in reads.items():
+                    record(
+                        "read in QGIS", tool, size, "open, draw, 40 windows, 2,000 edits", results
+                    )
             if size == min(sizes):
                 results = []
                 for attempt in range(runs):
@@ -583,6 +686,7 @@ def run(
         (("take offline", ours), ("take offline", "ogr2ogr (query)")),
         (("download and apply", ours), ("download and apply", "ogr2ogr -upsert (query)")),
         (("download and apply", ours), ("take offline", ours)),
+        (("read in QGIS", ours), ("read in QGIS", "ogr2ogr (query)")),
     )
     for size in sizes:
         for (case, tool), (other_case, other_tool) in pairs:
