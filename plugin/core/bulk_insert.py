@@ -401,6 +401,7 @@ class MovedRows:
             return blob
 
         high = low + len(at) - 1
+        shapeless = self._shapeless
         seen = bytearray(len(self._ids))
         changed: list[tuple[bytes, int]] = []
         # changed leaves; areas of all leaves and of the nodes right above them; stretched leaves
@@ -426,9 +427,11 @@ class MovedRows:
                 for i in where:
                     if i >= 0:
                         seen[i] = 1
-                        parts += (blob[start : start + 8], stored[16 * i : 16 * i + 16])
-                    else:
-                        parts.append(blob[start : start + 24])
+                        if not shapeless[i]:  # (one without keeps its cell: deleted below)
+                            parts += (blob[start : start + 8], stored[16 * i : 16 * i + 16])
+                            start += 24
+                            continue
+                    parts.append(blob[start : start + 24])
                     start += 24
                 new = blob[:4] + b"".join(parts) + blob[end:]
                 bounds, old = _node_bounds(new), _node_bounds(blob)
