@@ -722,8 +722,8 @@ class Replica:
         return state
 
     def index_problems(self) -> list[str]:
-        """How each layer's spatial index differs from its rows' extents (GDAL's module
-        check, and every entry against the extent of its row's geometry)."""
+        """How each layer's spatial index differs from its rows' extents (SQLite's
+        ``rtreecheck``, and every entry against the extent of its row's geometry)."""
         from plugin.core.bulk_insert import envelope_row
 
         problems = []
