@@ -237,17 +237,20 @@ def test_a_geodatabase_missing_a_bookkeeping_table_is_refused_and_its_data_kept(
     )
 
 
+@pytest.mark.parametrize(
+    "damage",
+    ["x'0000ffff' || substr(data, 5)", "substr(data, 1, 30)"],
+    ids=["more cells than room", "cut short"],
+)
 def test_a_damaged_spatial_index_is_rebuilt_and_the_next_sync_goes_through(
-    reference_server, tmp_path
+    reference_server, tmp_path, damage
 ):
-    """A spatial index damaged outside the plugin (its root node says it holds more cells than
-    it has room for) fails the sync that moves the points, with nothing changed; the index is
-    rebuilt from the features and the next sync goes through."""
+    """A spatial index damaged outside the plugin (its root node claims more cells than it has
+    room for, or is cut short) fails the sync that moves the points, with nothing changed; the
+    index is rebuilt from the features and the next sync goes through."""
     offline_map, local, _ = with_pending_edits(reference_server, tmp_path / "map")
     con = sqlite3.connect(local.path)
-    con.execute(
-        "UPDATE rtree_Points_geom_node SET data = x'0000ffff' || substr(data, 5) WHERE nodeno = 1"
-    )
+    con.execute(f"UPDATE rtree_Points_geom_node SET data = {damage} WHERE nodeno = 1")
     con.commit()
     con.close()
     before = local_state(local.path)

@@ -484,8 +484,10 @@ def spatial_index_damage(conn: sqlite3.Connection, rtree: str) -> str | None:
     nothing is."""
     try:
         found = conn.execute("SELECT rtreecheck(?)", (rtree,)).fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
+    except sqlite3.OperationalError:
+        return None  # (busy, or no such index: nothing to tell)
+    except (sqlite3.DatabaseError, MemoryError) as exc:  # (SQLite's check gives up on some)
+        return str(exc) or "its nodes cannot be read"
     return None if found == "ok" else str(found)
 
 

@@ -537,7 +537,7 @@ class Geodatabase:
                     started_at=started_at,
                 )
         except GeodatabaseError as exc:
-            if not isinstance(exc.__cause__, sqlite3.DatabaseError):
+            if type(exc.__cause__) is not sqlite3.DatabaseError:  # (damage, not busy or full)
                 raise
             rebuilt = self._rebuild_damaged_spatial_indexes()
             if not rebuilt:
