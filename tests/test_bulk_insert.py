@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from plugin.core import bulk_insert
-from plugin.core.bulk_insert import MovedRows, pack_rtree
+from plugin.core.bulk_insert import MovedRows, envelope_row, pack_rtree
 
 
 @pytest.fixture
@@ -306,3 +306,54 @@ def test_features_moving_a_little_at_every_sync_do_not_wear_the_spatial_index_do
         refitted, repacked = refitted + same, repacked + (not same)
         assert _leaf_half_perimeters(conn, "rtree_t_geom") <= 1.3 * _packed_half_perimeters(conn)
     assert refitted and repacked
+
+
+@pytest.mark.parametrize("damage", ["a missing node", "a cut root", "lost row mappings"])
+def test_a_damaged_spatial_index_is_found_and_rebuilt_from_the_geometries(conn, damage):
+    from plugin.core.geometry import geometry_encoder
+
+    encode = geometry_encoder("esriGeometryPoint", 3857)
+    rng = random.Random(4)
+    conn.execute("CREATE TABLE g (fid INTEGER PRIMARY KEY, geom BLOB)")
+    conn.executemany(
+        "INSERT INTO g VALUES (?, ?)",
+        [
+            (fid, encode({"x": rng.uniform(-2e7, 2e7), "y": rng.uniform(-1e5, 1e5)}))
+            for fid in range(1, 3001)
+        ]
+        + [(3001, None), (3002, "not a geometry"), (3003, b"GP\x00")],
+    )
+    conn.execute("CREATE VIRTUAL TABLE rtree_g_geom USING rtree(id, minx, maxx, miny, maxy)")
+    conn.execute("BEGIN")
+    bulk_insert.rebuild_spatial_index(conn, "g", "fid", "geom")  # (an empty one: filled)
+    conn.execute("COMMIT")
+    assert bulk_insert.spatial_index_damage(conn, "rtree_g_geom") is None
+    if damage == "a missing node":
+        conn.execute(
+            "DELETE FROM rtree_g_geom_node WHERE nodeno = (SELECT max(nodeno) FROM rtree_g_geom_node)"
+        )
+    elif damage == "a cut root":
+        conn.execute("UPDATE rtree_g_geom_node SET data = substr(data, 1, 30) WHERE nodeno = 1")
+    else:
+        conn.execute("DELETE FROM rtree_g_geom_rowid WHERE rowid % 7 = 0")
+    assert bulk_insert.spatial_index_damage(conn, "rtree_g_geom")
+
+    conn.execute("BEGIN")
+    bulk_insert.rebuild_spatial_index(conn, "g", "fid", "geom")
+    conn.execute("COMMIT")
+
+    assert bulk_insert.spatial_index_damage(conn, "rtree_g_geom") is None
+    # What SQLite's own module holds for the points (the unreadable values have no entry).
+    conn.execute("CREATE VIRTUAL TABLE temp.expected USING rtree(id, minx, maxx, miny, maxy)")
+    boxes = [
+        envelope_row(fid, blob) for fid, blob in conn.execute("SELECT * FROM g WHERE fid <= 3000")
+    ]
+    conn.executemany("INSERT INTO temp.expected VALUES (?, ?, ?, ?, ?)", boxes)
+    everything = "SELECT * FROM {} ORDER BY id"
+    assert (
+        conn.execute(everything.format("rtree_g_geom")).fetchall()
+        == conn.execute(everything.format("temp.expected")).fetchall()
+    )
+    assert not conn.execute(
+        "SELECT name FROM sqlite_temp_master WHERE name LIKE 'oms%'"
+    ).fetchall()

@@ -237,6 +237,50 @@ def test_a_geodatabase_missing_a_bookkeeping_table_is_refused_and_its_data_kept(
     )
 
 
+@pytest.mark.parametrize(
+    "damage",
+    ["x'0000ffff' || substr(data, 5)", "substr(data, 1, 30)"],
+    ids=["more cells than room", "cut short"],
+)
+def test_a_damaged_spatial_index_is_rebuilt_and_the_next_sync_goes_through(
+    reference_server, tmp_path, damage
+):
+    """A spatial index damaged outside the plugin (its root node claims more cells than it has
+    room for, or is cut short) fails the sync that moves the points, with nothing changed; the
+    index is rebuilt from the features and the next sync goes through."""
+    offline_map, local, _ = with_pending_edits(reference_server, tmp_path / "map")
+    con = sqlite3.connect(local.path)
+    con.execute(f"UPDATE rtree_Points_geom_node SET data = {damage} WHERE nodeno = 1")
+    con.commit()
+    con.close()
+    before = local_state(local.path)
+    reference_server.bulk_update(DEMO, POINTS, 1000)  # every point moved on the service
+
+    result = sync_map(OfflineMap.open(offline_map.folder))
+
+    message = result.geodatabase_errors["Demo.gpkg"]
+    assert "spatial index of Points was damaged" in message
+    assert "rebuilt" in message and "Synchronize again" in message
+    assert local_state(local.path) == before
+    result = sync_map(OfflineMap.open(offline_map.folder))
+    assert not result.has_errors
+    assert server_rows(reference_server, POINTS)[point_gid(0)]["attributes"]["name"] == (
+        "Edited offline"
+    )
+    con = sqlite3.connect(local.path)
+    register_functions(con)
+    assert con.execute("SELECT rtreecheck('rtree_Points_geom')").fetchone() == ("ok",)
+    # Every point is found where it now is (the index holds each row's extent).
+    rows = con.execute("SELECT count(*) FROM Points WHERE geom IS NOT NULL").fetchone()[0]
+    found = con.execute(
+        "SELECT count(*) FROM Points p JOIN rtree_Points_geom r ON r.id = p.OBJECTID"
+        " WHERE r.minx <= ST_MinX(p.geom) AND r.maxx >= ST_MaxX(p.geom)"
+        " AND r.miny <= ST_MinY(p.geom) AND r.maxy >= ST_MaxY(p.geom)"
+    ).fetchone()[0]
+    con.close()
+    assert found == rows == len(server_rows(reference_server, POINTS))
+
+
 def test_a_geopackage_without_any_sync_information_is_not_taken_for_a_geodatabase(
     reference_server, tmp_path
 ):

@@ -479,6 +479,55 @@ class MovedRows:
         return seen if kept else None
 
 
+def spatial_index_damage(conn: sqlite3.Connection, rtree: str) -> str | None:
+    """What is wrong with the spatial index ``rtree`` (SQLite's ``rtreecheck``), None if
+    nothing is."""
+    try:
+        found = conn.execute("SELECT rtreecheck(?)", (rtree,)).fetchone()[0]
+    except sqlite3.OperationalError:
+        return None  # (busy, or no such index: nothing to tell)
+    except (sqlite3.DatabaseError, MemoryError) as exc:  # (SQLite's check gives up on some)
+        return str(exc) or "its nodes cannot be read"
+    return None if found == "ok" else str(found)
+
+
+def rebuild_spatial_index(
+    conn: sqlite3.Connection, table: str, fid_column: str, geometry_column: str
+) -> None:
+    """Write the spatial index of ``table`` anew from its geometries (one that was damaged),
+    packed; in the caller's transaction. The index's own nodes are not read."""
+    rtree = rtree_name(table, geometry_column)
+    shadow = {part: quote(f"{rtree}_{part}") for part in ("node", "rowid", "parent")}
+    try:  # the node size SQLite reads back from the root, if that is sane
+        root = conn.execute(
+            f"SELECT length(data) FROM {shadow['node']} WHERE nodeno = 1"
+        ).fetchone()
+    except sqlite3.DatabaseError:
+        root = None
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    node_size = root[0] if root and isinstance(root[0], int) else None
+    if node_size is None or not _HEADER.size + 2 * _CELL.size <= node_size <= page:
+        # As SQLite sizes a new index's nodes: a page less 64 bytes, at most 51 cells.
+        node_size = min(page - 64, _HEADER.size + 51 * _CELL.size)
+    boxes = quote("oms_rebuild_" + table)
+    conn.execute(f"CREATE TEMP TABLE {boxes} (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)")
+    rows = conn.execute(f"SELECT {quote(fid_column)}, {quote(geometry_column)} FROM {quote(table)}")
+    while True:
+        chunk = rows.fetchmany(10_000)
+        if not chunk:
+            break
+        found = (envelope_row(fid, blob) for fid, blob in chunk)
+        conn.executemany(
+            f"INSERT INTO temp.{boxes} VALUES (?, ?, ?, ?, ?)", [b for b in found if b is not None]
+        )
+    for part in shadow.values():
+        conn.execute(f"DELETE FROM {part}")
+    conn.execute(f"INSERT INTO {shadow['node']} VALUES (1, zeroblob(?))", (node_size,))
+    if not pack_rtree(conn, rtree, f"temp.{boxes}"):
+        conn.execute(f"INSERT INTO {quote(rtree)} SELECT * FROM temp.{boxes}")
+    conn.execute(f"DROP TABLE temp.{boxes}")
+
+
 # -- a packed spatial index ----------------------------------------------------------------------
 # SQLite's R*Tree module inserts one entry at a time (choosing a leaf, splitting, re-inserting):
 # about 10-25 µs per row. An empty index can instead be written whole, like GDAL's own bulk

@@ -26,7 +26,7 @@ from pathlib import Path
 from . import conflicts as _conflicts
 from . import field_values as fv
 from . import tracking
-from .bulk_insert import BulkLoad, envelope_row
+from .bulk_insert import BulkLoad, envelope_row, rebuild_spatial_index, spatial_index_damage
 from .commit import commit_sync as _commit_sync
 from .commit import parse_gen, parse_layer_gens
 from .conflicts import now_text
@@ -44,7 +44,14 @@ from .geodatabase_model import (
     ReplicaInfo,
     UploadSnapshot,
 )
-from .gpkg_connection import BUSY_TIMEOUT_MS, connect, private_loading, quote, transaction
+from .gpkg_connection import (
+    BUSY_TIMEOUT_MS,
+    connect,
+    private_loading,
+    quote,
+    rtree_name,
+    transaction,
+)
 from .gpkg_files import remove_geopackage
 from .rest import CancelCallback, ProgressCallback
 from .row_codec import AttachmentCodec, FeatureCodec
@@ -513,21 +520,53 @@ class Geodatabase:
         exception (including :class:`CancelledError`) nothing is changed. ``kind`` and
         ``started_at`` (ISO 8601 UTC text; default: now) go into the history row.
         """
-        with _sqlite_errors(self.path, "the synchronization"):
-            return _commit_sync(
-                self.conn,
-                self._layers_by_id,
-                snapshot,
-                header,
-                events,
-                direction=SyncDirection(direction),
-                layer_ids=layer_ids,
-                fetch_attachment=fetch_attachment,
-                progress=progress,
-                cancel=cancel,
-                kind=kind,
-                started_at=started_at,
-            )
+        try:
+            with _sqlite_errors(self.path, "the synchronization"):
+                return _commit_sync(
+                    self.conn,
+                    self._layers_by_id,
+                    snapshot,
+                    header,
+                    events,
+                    direction=SyncDirection(direction),
+                    layer_ids=layer_ids,
+                    fetch_attachment=fetch_attachment,
+                    progress=progress,
+                    cancel=cancel,
+                    kind=kind,
+                    started_at=started_at,
+                )
+        except GeodatabaseError as exc:
+            if type(exc.__cause__) is not sqlite3.DatabaseError:  # (damage, not busy or full)
+                raise
+            rebuilt = self._rebuild_damaged_spatial_indexes()
+            if not rebuilt:
+                raise
+            raise GeodatabaseError(
+                f"{os.path.basename(self.path)}: the spatial index of {', '.join(rebuilt)} was "
+                f"damaged ({exc.__cause__}). It has been rebuilt from the features; nothing "
+                "else was changed and no edit was lost. Synchronize again."
+            ) from exc
+
+    def _rebuild_damaged_spatial_indexes(self) -> list[str]:
+        """Rebuild every layer's spatial index that SQLite finds damaged; their layers' names."""
+        rebuilt = []
+        for layer in self.layers:
+            geom = layer.geometry_column
+            if not geom:
+                continue
+            rtree = rtree_name(layer.table_name, geom)
+            if not self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (rtree,)
+            ).fetchone():
+                continue
+            if spatial_index_damage(self.conn, rtree) is None:
+                continue
+            action = "rebuilding a damaged spatial index"
+            with _sqlite_errors(self.path, action), transaction(self.conn):
+                rebuild_spatial_index(self.conn, layer.table_name, layer.object_id_field, geom)
+            rebuilt.append(layer.name)
+        return rebuilt
 
     # -- upload journal ---------------------------------------------------------------------
 

@@ -1117,8 +1117,9 @@ def gpkg_is_empty(blob: bytes | None) -> bool | None:
 
 
 def gpkg_envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
-    """(minx, maxx, miny, maxy) from the header envelope, or computed from the WKB."""
-    if blob is None:
+    """(minx, maxx, miny, maxy) from the header envelope, or computed from the WKB; None for
+    no geometry, an empty one, or one that cannot be read (text, a cut or garbled blob)."""
+    if blob is None or isinstance(blob, str):
         return None
     blob = bytes(blob)
     # Fast path for the common little-endian 2D point without header envelope (rtree triggers
@@ -1130,7 +1131,7 @@ def gpkg_envelope(blob: bytes | None) -> tuple[float, float, float, float] | Non
             return (x, x, y, y) if x == x else None
     try:
         pos, empty, _srs, env = _parse_header(blob)
-    except (UnsupportedGeometryError, struct.error):
+    except (UnsupportedGeometryError, struct.error, IndexError):
         return None
     if empty:
         return None
@@ -1138,7 +1139,7 @@ def gpkg_envelope(blob: bytes | None) -> tuple[float, float, float, float] | Non
         return env
     try:
         base, dim, payload = _WkbReader(blob, pos).geometry()
-    except (UnsupportedGeometryError, struct.error):
+    except (UnsupportedGeometryError, struct.error, IndexError):
         return None
     xs: list[float] = []
     ys: list[float] = []
