@@ -152,17 +152,23 @@ def _download_moves(conn, new: list, then=None) -> None:
     conn.execute("COMMIT")
 
 
-def _index_is_the_rows(conn) -> None:
-    """``rtree_t_geom`` holds exactly what SQLite's module would for ``t``'s rows."""
+def _index_holds(conn, rtree: str, boxes) -> None:
+    """``rtree`` holds exactly what SQLite's module would for ``boxes`` (``(id, minx, maxx,
+    miny, maxy)`` rows; it rounds them outwards to 32-bit floats), and passes its check."""
     conn.execute("CREATE VIRTUAL TABLE temp.expected USING rtree(id, minx, maxx, miny, maxy)")
-    conn.execute("INSERT INTO temp.expected SELECT * FROM t WHERE minx IS NOT NULL")
+    conn.executemany("INSERT INTO temp.expected VALUES (?, ?, ?, ?, ?)", boxes)
     everything = "SELECT * FROM {} ORDER BY id"
     assert (
-        conn.execute(everything.format("rtree_t_geom")).fetchall()
+        conn.execute(everything.format(rtree)).fetchall()
         == conn.execute(everything.format("temp.expected")).fetchall()
     )
     conn.execute("DROP TABLE temp.expected")
-    assert conn.execute("SELECT rtreecheck('rtree_t_geom')").fetchone() == ("ok",)
+    assert conn.execute("SELECT rtreecheck(?)", (rtree,)).fetchone() == ("ok",)
+
+
+def _index_is_the_rows(conn) -> None:
+    """``rtree_t_geom`` holds exactly what SQLite's module would for ``t``'s rows."""
+    _index_holds(conn, "rtree_t_geom", conn.execute("SELECT * FROM t WHERE minx IS NOT NULL"))
 
 
 def _packed_half_perimeters(conn) -> float:
@@ -343,17 +349,7 @@ def test_a_damaged_spatial_index_is_found_and_rebuilt_from_the_geometries(conn, 
     conn.execute("COMMIT")
 
     assert bulk_insert.spatial_index_damage(conn, "rtree_g_geom") is None
-    # What SQLite's own module holds for the points (the unreadable values have no entry).
-    conn.execute("CREATE VIRTUAL TABLE temp.expected USING rtree(id, minx, maxx, miny, maxy)")
-    boxes = [
-        envelope_row(fid, blob) for fid, blob in conn.execute("SELECT * FROM g WHERE fid <= 3000")
-    ]
-    conn.executemany("INSERT INTO temp.expected VALUES (?, ?, ?, ?, ?)", boxes)
-    everything = "SELECT * FROM {} ORDER BY id"
-    assert (
-        conn.execute(everything.format("rtree_g_geom")).fetchall()
-        == conn.execute(everything.format("temp.expected")).fetchall()
-    )
-    assert not conn.execute(
-        "SELECT name FROM sqlite_temp_master WHERE name LIKE 'oms%'"
-    ).fetchall()
+    # The points' extents (the unreadable values have no entry).
+    rows = conn.execute("SELECT * FROM g WHERE fid <= 3000").fetchall()
+    _index_holds(conn, "rtree_g_geom", [envelope_row(fid, blob) for fid, blob in rows])
+    assert not conn.execute("SELECT name FROM sqlite_temp_master WHERE name LIKE 'oms%'").fetchall()

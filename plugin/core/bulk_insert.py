@@ -213,7 +213,8 @@ class MovedRows:
         self.fid_column = fid_column
         self.rtree = rtree_name(table, geometry_column)
         self._gone = "oms_gone_" + table  # rows deleted since they were noted
-        self._noted = f"temp.{quote('oms_moved_' + table)}"
+        self._noted_name = "oms_moved_" + table  # the extents that count, when a table is needed
+        self._noted = f"temp.{quote(self._noted_name)}"
         self._ids = array("q")
         # minx, maxx, miny, maxy of each noted row (NaN: no extent), as the index stores them
         self._coords = tuple(array("f") for _ in range(4))
@@ -285,7 +286,7 @@ class MovedRows:
     def _fill_noted(self, entries) -> None:
         """The extents that count, in a temporary table (NaN is stored as NULL: no extent)."""
         self.conn.execute(
-            f"CREATE TEMP TABLE {quote('oms_moved_' + self.table)}"
+            f"CREATE TEMP TABLE {quote(self._noted_name)}"
             " (id INTEGER PRIMARY KEY, minx, maxx, miny, maxy)"
         )
         self.conn.executemany(
@@ -320,12 +321,8 @@ class MovedRows:
                 f"INSERT INTO {self._noted} SELECT * FROM {rtree}"
                 f" WHERE id NOT IN (SELECT id FROM {self._noted})"
             )
-            for part in ("node", "rowid", "parent"):
-                conn.execute(f"DELETE FROM {quote(f'{self.rtree}_{part}')}")
-            conn.execute(
-                f"INSERT INTO {quote(self.rtree + '_node')} VALUES (1, zeroblob(?))", (node_size,)
-            )
-            pack_rtree(conn, self.rtree, f"(SELECT * FROM {self._noted} WHERE minx IS NOT NULL)")
+            boxes = f"(SELECT * FROM {self._noted} WHERE minx IS NOT NULL)"
+            _write_anew(conn, self.rtree, boxes, node_size)
         else:
             conn.execute(
                 f"DELETE FROM {rtree} WHERE id IN (SELECT id FROM {self._noted} WHERE minx IS NULL)"
@@ -346,10 +343,10 @@ class MovedRows:
         conn = self.conn
         node_table = quote(self.rtree + "_node")
         root = conn.execute(f"SELECT data FROM {node_table} WHERE nodeno = 1").fetchone()[0]
-        if not isinstance(root, bytes):
+        if _cell_count(root) is None:
             return False
-        depth, count = _HEADER.unpack_from(root)
-        if not 0 < count <= (len(root) - 4) // _CELL.size or depth > _MAX_DEPTH:
+        depth = _HEADER.unpack_from(root)[0]
+        if depth > _MAX_DEPTH:
             return False
         # The extents in the index's byte order, 16 bytes a noted row.
         stored = array("f", bytes(16 * len(self._ids)))
@@ -394,9 +391,7 @@ class MovedRows:
             found = None if nodeno in visited else conn.execute(read, (nodeno,)).fetchone()
             visited.add(nodeno)
             blob = found[0] if found else None
-            if not isinstance(blob, bytes) or len(blob) < _HEADER.size + _CELL.size:
-                raise _Unusable
-            if not 0 < _HEADER.unpack_from(blob)[1] <= (len(blob) - 4) // _CELL.size:
+            if _cell_count(blob) is None:
                 raise _Unusable
             return blob
 
@@ -406,7 +401,7 @@ class MovedRows:
         changed: list[tuple[bytes, int]] = []
         # changed leaves; areas of all leaves and of the nodes right above them; stretched leaves
         sums = [0, 0.0, 0.0, 0]
-        slack = half_perimeter(_node_bounds(root)) * 1e-6  # (points and lines have no area)
+        slack = _half_perimeter(_node_bounds(root)) * 1e-6  # (points and lines have no area)
 
         def area(bounds: tuple) -> float:
             return (bounds[1] - bounds[0] + slack) * (bounds[3] - bounds[2] + slack)
@@ -437,7 +432,7 @@ class MovedRows:
                 bounds, old = _node_bounds(new), _node_bounds(blob)
                 sums[0] += 1
                 sums[1] += area(bounds)
-                if half_perimeter(bounds) > 2 * half_perimeter(old) + slack:
+                if _half_perimeter(bounds) > 2 * _half_perimeter(old) + slack:
                     sums[3] += 1
             else:
                 cells = bytearray(blob[4:end])
@@ -497,10 +492,9 @@ def rebuild_spatial_index(
     """Write the spatial index of ``table`` anew from its geometries (one that was damaged),
     packed; in the caller's transaction. The index's own nodes are not read."""
     rtree = rtree_name(table, geometry_column)
-    shadow = {part: quote(f"{rtree}_{part}") for part in ("node", "rowid", "parent")}
     try:  # the node size SQLite reads back from the root, if that is sane
         root = conn.execute(
-            f"SELECT length(data) FROM {shadow['node']} WHERE nodeno = 1"
+            f"SELECT length(data) FROM {quote(rtree + '_node')} WHERE nodeno = 1"
         ).fetchone()
     except sqlite3.DatabaseError:
         root = None
@@ -520,12 +514,19 @@ def rebuild_spatial_index(
         conn.executemany(
             f"INSERT INTO temp.{boxes} VALUES (?, ?, ?, ?, ?)", [b for b in found if b is not None]
         )
-    for part in shadow.values():
-        conn.execute(f"DELETE FROM {part}")
-    conn.execute(f"INSERT INTO {shadow['node']} VALUES (1, zeroblob(?))", (node_size,))
-    if not pack_rtree(conn, rtree, f"temp.{boxes}"):
-        conn.execute(f"INSERT INTO {quote(rtree)} SELECT * FROM temp.{boxes}")
+    _write_anew(conn, rtree, f"temp.{boxes}", node_size)
     conn.execute(f"DROP TABLE temp.{boxes}")
+
+
+def _write_anew(conn: sqlite3.Connection, rtree: str, boxes: str, node_size: int) -> None:
+    """Empty the spatial index ``rtree`` (nodes of ``node_size`` bytes) and fill it with the
+    rows of ``boxes`` (as :func:`pack_rtree` takes them), packed; by SQLite's inserts if it
+    cannot be packed."""
+    for part in ("node", "rowid", "parent"):
+        conn.execute(f"DELETE FROM {quote(f'{rtree}_{part}')}")
+    conn.execute(f"INSERT INTO {quote(rtree + '_node')} VALUES (1, zeroblob(?))", (node_size,))
+    if not pack_rtree(conn, rtree, boxes):
+        conn.execute(f"INSERT INTO {quote(rtree)} SELECT * FROM {boxes}")
 
 
 # -- a packed spatial index ----------------------------------------------------------------------
@@ -582,14 +583,12 @@ def _node_struct(cells: int) -> struct.Struct:
 
 
 _CELL_ID = struct.Struct(">q")
+_BOUNDS = struct.Struct(">4f")
 _MAX_DEPTH = 40  # as SQLite's module allows (RTREE_MAX_DEPTH)
 
 
 class _Unusable(Exception):
     """A spatial index's nodes are not a tree (a damaged or hostile file)."""
-
-
-_BOUNDS = struct.Struct(">4f")
 
 
 @cache
@@ -604,9 +603,18 @@ def _cell_boxes(cells: int) -> struct.Struct:
     return struct.Struct(">" + "8x4f" * cells)
 
 
-def half_perimeter(bounds: tuple[float, float, float, float]) -> float:
+def _half_perimeter(bounds: tuple[float, float, float, float]) -> float:
     """Width plus height of ``(minx, maxx, miny, maxy)``."""
     return bounds[1] - bounds[0] + bounds[3] - bounds[2]
+
+
+def _cell_count(blob: object) -> int | None:
+    """The number of cells of a node's blob, None unless it is a node holding one at least
+    (a damaged or hostile file may hold anything there)."""
+    if not isinstance(blob, bytes) or len(blob) < _HEADER.size + _CELL.size:
+        return None
+    count = _HEADER.unpack_from(blob)[1]
+    return count if 0 < count <= (len(blob) - _HEADER.size) // _CELL.size else None
 
 
 def _node_bounds(blob: bytes) -> tuple[float, float, float, float]:

@@ -555,12 +555,8 @@ class Geodatabase:
             geom = layer.geometry_column
             if not geom:
                 continue
-            rtree = rtree_name(layer.table_name, geom)
-            if not self.conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (rtree,)
-            ).fetchone():
-                continue
-            if spatial_index_damage(self.conn, rtree) is None:
+            # (None for a layer without an index too)
+            if spatial_index_damage(self.conn, rtree_name(layer.table_name, geom)) is None:
                 continue
             action = "rebuilding a damaged spatial index"
             with _sqlite_errors(self.path, action), transaction(self.conn):

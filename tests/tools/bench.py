@@ -150,6 +150,10 @@ def _child_qgis_package(args: dict) -> dict:
     }
 
 
+#: The steps of "read in QGIS" (seconds each, kept to the millisecond: some take a few).
+_READ_STEPS = ("open_s", "draw_s", "draw_windows_s", "edit_s")
+
+
 def _child_qgis_read(args: dict) -> dict:
     """What a QGIS user does with a GeoPackage layer: open it, draw it whole, draw 40 small
     windows (the spatial index at work), edit 1,000 features' attributes and move 1,000 others
@@ -360,22 +364,10 @@ def summarize(runs: list[dict]) -> dict:
     for key in ("peak_mb", "server_peak_mb"):
         values = [r[key] for r in runs if r.get(key) is not None]
         row[key] = max(values) if values else None
-    for key in (
-        "client_s",
-        "server_s",
-        "export_s",
-        "qgis_startup_s",
-        "open_s",
-        "draw_s",
-        "draw_windows_s",
-        "edit_s",
-    ):
+    for key in ("client_s", "server_s", "export_s", "qgis_startup_s", *_READ_STEPS):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
-            row[key] = round(
-                statistics.median(values),
-                3 if key.endswith(("open_s", "draw_s", "windows_s", "edit_s")) else 2,
-            )
+            row[key] = round(statistics.median(values), 3 if key in _READ_STEPS else 2)
     if "export_s" in row:  # QGIS: the export alone; start-up is reported apart
         walls = [r["export_s"] for r in runs]
         row["process_wall_s"] = row["wall_s"]
